@@ -1,0 +1,292 @@
+//! A complete MCP server behind `mcp-oauth`: three small tools served by `rmcp` over Streamable
+//! HTTP at `/mcp`, with every client approved by the owner's passkey.
+//!
+//! ```text
+//! cargo run --example demo
+//! ```
+//!
+//! On start it prints the MCP URL, the passkey setup URL (while no passkey is registered) and the
+//! pre-registered client's credentials. Environment variables:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `PORT` | `8080` | port to listen on (on 127.0.0.1) |
+//! | `SERVER_URL` | `http://localhost:{PORT}` | public URL: the issuer and the passkey origin |
+//! | `PASSKEY_STORE_PATH` | `./data/passkeys.json` | the owner's passkeys |
+//! | `OAUTH_CLIENT_ID` | `demo-client` | the pre-registered confidential client |
+//! | `OAUTH_CLIENT_SECRET` | random, printed at start | its secret (at least 16 characters) |
+//! | `RATE_LIMITS` | `on` | `off` switches every rate limit off (for load tests) |
+//! | `RATE_LIMIT_AUTH`, `RATE_LIMIT_REGISTRATION`, `RATE_LIMIT_GENERAL` | library defaults | one tier as `PER_MINUTE/BURST`, e.g. `120/60` |
+//! | `RUST_LOG` | `info` | log filter |
+
+use std::error::Error;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::http::request::Parts;
+use mcp_oauth::{McpOAuth, OAuthConfig, RateLimit, TokenInfo};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, Json, ServerHandler, schemars, tool, tool_handler, tool_router};
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::EnvFilter;
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+const APP_NAME: &str = "mcp-oauth demo";
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|e| format!("PORT={port:?} is not a port number: {e}"))?,
+        Err(_) => 8080,
+    };
+    let server_url = env_or("SERVER_URL", format!("http://localhost:{port}"));
+    let client_id = env_or("OAUTH_CLIENT_ID", "demo-client".to_owned());
+    let (client_secret, secret_generated) = match std::env::var("OAUTH_CLIENT_SECRET") {
+        Ok(secret) => (secret, false),
+        Err(_) => (random_secret(), true),
+    };
+    let passkey_store_path = PathBuf::from(env_or("PASSKEY_STORE_PATH", "./data/passkeys.json".to_owned()));
+    if let Some(dir) = passkey_store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+
+    let mut config = OAuthConfig::with_defaults(
+        server_url.clone(),
+        client_id.clone(),
+        client_secret.clone(),
+        APP_NAME,
+        passkey_store_path.clone(),
+    );
+    apply_rate_limit_env(&mut config)?;
+    let oauth = McpOAuth::builder(config).build()?;
+
+    // rmcp refuses requests whose Host header it does not know (DNS-rebinding protection). Allow the
+    // loopback names for local use and the public host of SERVER_URL for use behind a proxy.
+    let mut allowed_hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if let Some(host) = url::Url::parse(&server_url)?.host_str() {
+        allowed_hosts.push(host.to_owned());
+    }
+    let mcp_config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts);
+    let shutdown_sessions = mcp_config.cancellation_token.clone();
+    let mcp_service = StreamableHttpService::new(
+        || Ok(Demo::new()),
+        Arc::new(LocalSessionManager::default()),
+        mcp_config,
+    );
+    let app: Router = oauth.router(Router::new().nest_service("/mcp", mcp_service));
+
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+
+    println!();
+    println!("  {APP_NAME} is listening on http://{address}");
+    println!();
+    println!("  MCP URL (add it to your MCP client):");
+    println!("      {}", oauth.resource());
+    println!();
+    match oauth.setup_url().await? {
+        Some(url) => {
+            println!("  No passkey is registered yet. Open this URL in a browser and register one:");
+            println!("      {url}");
+        }
+        None => println!(
+            "  A passkey is already registered (in {}); clients are approved with it.",
+            passkey_store_path.display()
+        ),
+    }
+    println!();
+    println!("  Pre-registered confidential client (for clients with \"advanced settings\"):");
+    println!("      client id:     {client_id}");
+    if secret_generated {
+        println!("      client secret: {client_secret}");
+        println!("      (generated for this run; set OAUTH_CLIENT_SECRET to keep one)");
+    } else {
+        println!("      client secret: the value of OAUTH_CLIENT_SECRET");
+    }
+    println!("  Clients with dynamic registration (Claude Code, MCP Inspector, ...) need only the MCP URL.");
+    println!();
+
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::error!(%error, "cannot listen for Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+            tracing::info!("shutting down");
+            // Ends the open MCP streams, which would otherwise keep the server waiting.
+            shutdown_sessions.cancel();
+        })
+        .await?;
+    Ok(())
+}
+
+/// The demo MCP server.
+#[derive(Clone)]
+struct Demo {
+    tool_router: ToolRouter<Self>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct AddRequest {
+    /// The first number.
+    a: f64,
+    /// The second number.
+    b: f64,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct Sum {
+    /// a + b
+    sum: f64,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct Caller {
+    /// The OAuth client the access token was issued to.
+    client_id: String,
+    /// The scopes the token carries.
+    scopes: Vec<String>,
+    /// When the access token expires, in seconds since the Unix epoch.
+    expires_at: u64,
+    /// Seconds until the access token expires.
+    expires_in_secs: u64,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct Time {
+    /// The current time in UTC, RFC 3339.
+    utc: String,
+    /// Seconds since the Unix epoch.
+    unix: u64,
+}
+
+#[tool_router]
+impl Demo {
+    fn new() -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(
+        description = "Who is calling: the OAuth client id, the granted scopes and when the access token expires."
+    )]
+    async fn whoami(&self, Extension(parts): Extension<Parts>) -> Result<Json<Caller>, ErrorData> {
+        // The bearer guard put the token's details into the HTTP request; rmcp hands tools the
+        // request's parts.
+        let info = parts.extensions.get::<TokenInfo>().ok_or_else(|| {
+            ErrorData::internal_error("no token information: is /mcp behind the OAuth guard?", None)
+        })?;
+        let expires_at = info.expires_at.0;
+        Ok(Json(Caller {
+            client_id: info.client_id.clone(),
+            scopes: info.scopes.clone(),
+            expires_at,
+            expires_in_secs: expires_at.saturating_sub(unix_now()),
+        }))
+    }
+
+    #[tool(description = "Add two numbers.")]
+    async fn add(&self, Parameters(AddRequest { a, b }): Parameters<AddRequest>) -> Json<Sum> {
+        Json(Sum { sum: a + b })
+    }
+
+    #[tool(description = "The server's current time, in UTC.")]
+    async fn server_time(&self) -> Json<Time> {
+        let unix = unix_now();
+        Json(Time {
+            utc: rfc3339(unix),
+            unix,
+        })
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Demo {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("mcp-oauth-demo", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "A demo server protected by mcp-oauth. Tools: whoami (your OAuth client and token), \
+                 add (two numbers), server_time (UTC).",
+            )
+    }
+}
+
+fn env_or(name: &str, default: String) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or(default)
+}
+
+/// `RATE_LIMITS=off`, and `RATE_LIMIT_<TIER>=PER_MINUTE/BURST` for each tier.
+fn apply_rate_limit_env(config: &mut OAuthConfig) -> Result<(), BoxError> {
+    match std::env::var("RATE_LIMITS").as_deref() {
+        Ok("off" | "false" | "0") => config.rate_limits.enabled = false,
+        Ok("on" | "true" | "1" | "") | Err(_) => {}
+        Ok(other) => return Err(format!("RATE_LIMITS={other:?}: expected on or off").into()),
+    }
+    for (name, tier) in [
+        ("RATE_LIMIT_AUTH", &mut config.rate_limits.auth),
+        ("RATE_LIMIT_REGISTRATION", &mut config.rate_limits.registration),
+        ("RATE_LIMIT_GENERAL", &mut config.rate_limits.general),
+    ] {
+        if let Ok(value) = std::env::var(name) {
+            *tier = parse_tier(&value).ok_or_else(|| format!("{name}={value:?}: expected PER_MINUTE/BURST, e.g. 120/60"))?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_tier(value: &str) -> Option<RateLimit> {
+    let (per_minute, burst) = value.split_once('/')?;
+    Some(RateLimit::new(per_minute.trim().parse().ok()?, burst.trim().parse().ok()?))
+}
+
+/// 192 random bits, hex: a client secret for this run.
+fn random_secret() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ` (the days-to-civil algorithm of Howard Hinnant).
+fn rfc3339(unix: u64) -> String {
+    let days = i64::try_from(unix / 86_400).unwrap_or(0);
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}

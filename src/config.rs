@@ -1,0 +1,416 @@
+//! [`OAuthConfig`]: everything the layer needs to know, with validation that names the bad field.
+
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use url::Url;
+
+use crate::Error;
+
+/// The default refresh-token lifetime: 30 days of inactivity.
+pub const DEFAULT_REFRESH_TOKEN_LIFETIME_SECS: u64 = 30 * 24 * 3600;
+
+/// Redirect URIs of Claude.ai's hosted connector (and Claude Code's loopback callbacks), accepted for
+/// the pre-registered client by default.
+pub const DEFAULT_CLIENT_REDIRECT_URIS: [&str; 4] = [
+    "https://claude.ai/api/mcp/auth_callback",
+    "https://claude.com/api/mcp/auth_callback",
+    "http://localhost/callback",
+    "http://127.0.0.1/callback",
+];
+
+/// Redirect URIs with a private-use scheme that real MCP clients use, accepted by exact match only.
+pub const DEFAULT_NATIVE_REDIRECT_URIS: [&str; 1] = ["cursor://anysphere.cursor-mcp/oauth/callback"];
+
+/// Configuration of the OAuth layer.
+///
+/// The first fields are required; [`OAuthConfig::with_defaults`] fills in the rest. Every field is
+/// checked by [`OAuthConfig::validate`] when the layer is built, and a bad value is an
+/// [`Error::InvalidConfig`] naming the field.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct OAuthConfig {
+    /// Public URL of the server, e.g. `https://mcp.example.com`: the OAuth issuer and the WebAuthn
+    /// origin. No trailing slash, no path. `http` is accepted only for loopback hosts.
+    pub server_url: String,
+    /// The pre-registered confidential client's id (what Claude.ai's "advanced settings" send).
+    pub client_id: String,
+    /// The pre-registered client's secret. At least 16 characters.
+    pub client_secret: String,
+    /// Redirect URIs the pre-registered client may use (loopback ones on any port).
+    pub client_redirect_uris: Vec<String>,
+    /// The name shown on the pages.
+    pub app_name: String,
+    /// The JSON file holding the owner's passkeys.
+    pub passkey_store_path: PathBuf,
+    /// One-time token for registering a passkey. `None`: one is generated at start while no passkey
+    /// exists. A configured token can be used once, ever.
+    pub setup_token: Option<String>,
+    /// Access token lifetime.
+    pub token_lifetime_secs: u64,
+    /// Authorization code lifetime.
+    pub code_lifetime_secs: u64,
+    /// Refresh token lifetime; each rotation starts it again.
+    pub refresh_token_lifetime_secs: u64,
+    /// How long a just-rotated refresh token may be presented again without revoking the grant, for
+    /// clients that refresh from several nodes at once or retry a lost response. Each such retry gets
+    /// a fresh working pair. `0`: strict, any reuse revokes the grant.
+    pub refresh_grace_secs: u64,
+    /// How long the consent page stays valid.
+    pub consent_lifetime_secs: u64,
+    /// Path of the protected MCP endpoint, e.g. `/mcp`. The OAuth resource is
+    /// `{server_url}{resource_path}`.
+    pub resource_path: String,
+    /// Scopes the server grants. Requests for other scopes are ignored, not refused.
+    pub scopes: Vec<String>,
+    /// Scopes granted when a request names none of [`scopes`](OAuthConfig::scopes). Must be a subset.
+    pub default_scopes: Vec<String>,
+    /// Whether `POST /register` (RFC 7591 dynamic client registration) is offered.
+    pub dynamic_registration: bool,
+    /// How long a dynamically registered client lives. `None`: forever.
+    pub registered_client_lifetime_secs: Option<u64>,
+    /// Non-`https`, non-loopback redirect URIs that clients may register, matched exactly (for example
+    /// Cursor's private-use scheme).
+    pub native_redirect_uris: Vec<String>,
+    /// Per-IP rate limits.
+    pub rate_limits: RateLimits,
+    /// Reverse proxies whose `X-Forwarded-For` is believed. Empty: the peer address is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest accepted request body on the OAuth endpoints, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The three rate-limit tiers of DESIGN §7.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimits {
+    /// Off switch, for load tests. Defaults to on.
+    pub enabled: bool,
+    /// `/authorize*`, `/token`, `/revoke`.
+    pub auth: RateLimit,
+    /// `/register`, `/passkey/register*`.
+    pub registration: RateLimit,
+    /// Everything else, the MCP routes included.
+    pub general: RateLimit,
+}
+
+/// One tier: a token bucket per client IP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per minute.
+    pub per_minute: u32,
+    /// Requests allowed at once before the sustained rate applies.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// A tier allowing `per_minute` sustained with bursts of `burst`.
+    pub const fn new(per_minute: u32, burst: u32) -> Self {
+        Self { per_minute, burst }
+    }
+}
+
+impl Default for RateLimits {
+    /// Generous enough for a person connecting several clients in a minute, or an automated run of
+    /// whole flows; tight enough that guessing a secret is hopeless.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            auth: RateLimit::new(120, 60),
+            registration: RateLimit::new(20, 20),
+            general: RateLimit::new(1200, 300),
+        }
+    }
+}
+
+impl OAuthConfig {
+    /// A configuration with every optional field at its default.
+    pub fn with_defaults(
+        server_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        app_name: impl Into<String>,
+        passkey_store_path: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            server_url: server_url.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            client_redirect_uris: DEFAULT_CLIENT_REDIRECT_URIS.map(String::from).to_vec(),
+            app_name: app_name.into(),
+            passkey_store_path: passkey_store_path.into(),
+            setup_token: None,
+            token_lifetime_secs: 86_400,
+            code_lifetime_secs: 300,
+            refresh_token_lifetime_secs: DEFAULT_REFRESH_TOKEN_LIFETIME_SECS,
+            refresh_grace_secs: 60,
+            consent_lifetime_secs: 600,
+            resource_path: "/mcp".to_owned(),
+            scopes: vec!["mcp".to_owned()],
+            default_scopes: vec!["mcp".to_owned()],
+            dynamic_registration: true,
+            registered_client_lifetime_secs: Some(90 * 24 * 3600),
+            native_redirect_uris: DEFAULT_NATIVE_REDIRECT_URIS.map(String::from).to_vec(),
+            rate_limits: RateLimits::default(),
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+
+    /// Check every field. Called by the builder; public so applications can check early.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first bad field and why.
+    pub fn validate(&self) -> Result<(), Error> {
+        parse_server_url(&self.server_url)?;
+        let bad = |field: &'static str, reason: &str| Err(Error::invalid(field, reason));
+        if self.client_id.trim().is_empty() {
+            return bad("client_id", "must not be empty");
+        }
+        if self.client_id.chars().any(|c| c.is_control() || c == ' ') {
+            return bad("client_id", "must not contain spaces or control characters");
+        }
+        if self.client_secret.chars().count() < 16 {
+            return bad("client_secret", "must be at least 16 characters");
+        }
+        for uri in &self.client_redirect_uris {
+            crate::oauth::redirect::validate_registrable(uri, &self.native_redirect_uris)
+                .map_err(|reason| Error::invalid("client_redirect_uris", &reason))?;
+        }
+        if self.app_name.trim().is_empty() {
+            return bad("app_name", "must not be empty");
+        }
+        if self.passkey_store_path.as_os_str().is_empty() {
+            return bad("passkey_store_path", "must not be empty");
+        }
+        if let Some(token) = &self.setup_token
+            && token.chars().count() < 16
+        {
+            return bad("setup_token", "must be at least 16 characters");
+        }
+        for (field, value) in [
+            ("token_lifetime_secs", self.token_lifetime_secs),
+            ("code_lifetime_secs", self.code_lifetime_secs),
+            ("refresh_token_lifetime_secs", self.refresh_token_lifetime_secs),
+            ("consent_lifetime_secs", self.consent_lifetime_secs),
+        ] {
+            if value == 0 {
+                return bad(field, "must be greater than zero");
+            }
+        }
+        if self.code_lifetime_secs > 600 {
+            return bad("code_lifetime_secs", "must be at most 600 (OAuth 2.1 §4.1.2)");
+        }
+        if self.refresh_grace_secs >= self.refresh_token_lifetime_secs {
+            return bad(
+                "refresh_grace_secs",
+                "must be shorter than refresh_token_lifetime_secs",
+            );
+        }
+        if !self.resource_path.starts_with('/')
+            || self.resource_path.len() < 2
+            || self.resource_path.ends_with('/')
+            || self.resource_path.contains(['?', '#', ' '])
+        {
+            return bad(
+                "resource_path",
+                "must be a path like \"/mcp\": leading slash, no trailing slash, no query",
+            );
+        }
+        if self.scopes.is_empty() {
+            return bad("scopes", "must name at least one scope");
+        }
+        if let Some(scope) = self.scopes.iter().find(|s| !is_scope_token(s)) {
+            return bad(
+                "scopes",
+                &format!("{scope:?} is not a valid scope (printable ASCII, no spaces, quotes or backslashes)"),
+            );
+        }
+        if self.default_scopes.is_empty() {
+            return bad("default_scopes", "must name at least one scope");
+        }
+        if let Some(scope) = self.default_scopes.iter().find(|s| !self.scopes.contains(s)) {
+            return bad("default_scopes", &format!("{scope:?} is not in scopes"));
+        }
+        if self.registered_client_lifetime_secs == Some(0) {
+            return bad("registered_client_lifetime_secs", "must be greater than zero, or None");
+        }
+        for uri in &self.native_redirect_uris {
+            let parsed = Url::parse(uri).map_err(|e| {
+                Error::invalid("native_redirect_uris", &format!("{uri:?} is not a URL: {e}"))
+            })?;
+            if matches!(parsed.scheme(), "http" | "https" | "javascript" | "data" | "file" | "blob") {
+                return bad(
+                    "native_redirect_uris",
+                    &format!("{uri:?}: only private-use schemes belong here"),
+                );
+            }
+        }
+        for (field, tier) in [
+            ("rate_limits.auth", self.rate_limits.auth),
+            ("rate_limits.registration", self.rate_limits.registration),
+            ("rate_limits.general", self.rate_limits.general),
+        ] {
+            if tier.per_minute == 0 || tier.burst == 0 {
+                return bad(field, "per_minute and burst must be greater than zero");
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return bad("max_body_bytes", "must be at least 1024");
+        }
+        Ok(())
+    }
+}
+
+/// Parse and check `server_url`: absolute http(s), no path, query, fragment or credentials, http only
+/// on loopback, and a host name (WebAuthn cannot use an IP address as relying party).
+pub(crate) fn parse_server_url(server_url: &str) -> Result<Url, Error> {
+    let field = "server_url";
+    let url = Url::parse(server_url)
+        .map_err(|e| Error::invalid(field, &format!("not an absolute URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if crate::oauth::redirect::is_loopback_host(&url) => {}
+        "http" => {
+            return Err(Error::invalid(
+                field,
+                "http is allowed only for localhost; use https",
+            ));
+        }
+        _ => return Err(Error::invalid(field, "must be an http(s) URL")),
+    }
+    if server_url.ends_with('/') {
+        return Err(Error::invalid(field, "must not end with a slash"));
+    }
+    if url.path() != "/" {
+        return Err(Error::invalid(
+            field,
+            "must have no path: the OAuth endpoints live at the origin root",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::invalid(field, "must have no query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::invalid(field, "must not contain credentials"));
+    }
+    if url.domain().is_none() {
+        return Err(Error::invalid(
+            field,
+            "must use a host name, not an IP address (a passkey relying party cannot be an IP); \
+             for local use try http://localhost:PORT",
+        ));
+    }
+    if url.as_str().trim_end_matches('/') != server_url {
+        return Err(Error::invalid(
+            field,
+            &format!(
+                "must be written in canonical form: {:?}",
+                url.as_str().trim_end_matches('/')
+            ),
+        ));
+    }
+    Ok(url)
+}
+
+/// RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E.
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> OAuthConfig {
+        OAuthConfig::with_defaults(
+            "https://mcp.example.com",
+            "claude",
+            "a-long-enough-secret",
+            "Example",
+            "/tmp/passkeys.json",
+        )
+    }
+
+    fn field_of(config: &OAuthConfig) -> &'static str {
+        match config.validate() {
+            Err(Error::InvalidConfig { field, .. }) => field,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        config().validate().unwrap();
+        let mut local = config();
+        local.server_url = "http://localhost:8080".into();
+        local.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_server_urls_name_the_field() {
+        for url in [
+            "mcp.example.com",
+            "ftp://mcp.example.com",
+            "http://mcp.example.com",
+            "https://mcp.example.com/",
+            "https://mcp.example.com/base",
+            "https://mcp.example.com?x=1",
+            "https://user:pw@mcp.example.com",
+            "http://127.0.0.1:8080",
+            "https://MCP.example.com",
+        ] {
+            let mut c = config();
+            c.server_url = url.into();
+            assert_eq!(field_of(&c), "server_url", "{url}");
+        }
+    }
+
+    #[test]
+    fn other_bad_fields_are_named() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut OAuthConfig)>)> = vec![
+            ("client_secret", Box::new(|c| c.client_secret = String::new())),
+            ("client_secret", Box::new(|c| c.client_secret = "short".into())),
+            ("client_id", Box::new(|c| c.client_id = " ".into())),
+            ("app_name", Box::new(|c| c.app_name = String::new())),
+            ("setup_token", Box::new(|c| c.setup_token = Some("weak".into()))),
+            ("resource_path", Box::new(|c| c.resource_path = "mcp".into())),
+            ("resource_path", Box::new(|c| c.resource_path = "/mcp/".into())),
+            ("scopes", Box::new(|c| c.scopes = vec!["a b".into()])),
+            ("default_scopes", Box::new(|c| c.default_scopes = vec!["admin".into()])),
+            ("code_lifetime_secs", Box::new(|c| c.code_lifetime_secs = 0)),
+            ("code_lifetime_secs", Box::new(|c| c.code_lifetime_secs = 3600)),
+            ("refresh_grace_secs", Box::new(|c| c.refresh_grace_secs = u64::MAX)),
+            (
+                "client_redirect_uris",
+                Box::new(|c| c.client_redirect_uris = vec!["http://evil.example/cb".into()]),
+            ),
+            (
+                "native_redirect_uris",
+                Box::new(|c| c.native_redirect_uris = vec!["https://x.example/cb".into()]),
+            ),
+            (
+                "rate_limits.auth",
+                Box::new(|c| c.rate_limits.auth = RateLimit::new(0, 1)),
+            ),
+        ];
+        for (field, mutate) in cases {
+            let mut c = config();
+            mutate(&mut c);
+            assert_eq!(field_of(&c), field);
+        }
+    }
+
+    #[test]
+    fn error_message_names_field_and_reason() {
+        let mut c = config();
+        c.server_url = "http://mcp.example.com".into();
+        let message = c.validate().unwrap_err().to_string();
+        assert!(message.contains("server_url"), "{message}");
+        assert!(message.contains("https"), "{message}");
+    }
+}

@@ -1,0 +1,108 @@
+//! `GET /authorize` (the consent page) and the JSON endpoints its script calls.
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use webauthn_rs::prelude::PublicKeyCredential;
+
+use super::body::JsonBody;
+use super::response::json_no_store;
+use super::AppState;
+use crate::oauth::{ErrorCode, OAuthError, Rejection, redirect};
+use crate::pages;
+use crate::passkey::Purpose;
+use crate::store::TokenHash;
+
+pub(crate) async fn page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let consent = match state.server.begin_authorization(query.as_bytes()).await {
+        Ok(consent) => consent,
+        Err(Rejection::Page(error)) => return error_page(&state, &error, None),
+        Err(Rejection::Link { error, redirect_to }) => {
+            let origin = redirect::origin_of(&redirect_to);
+            let link = pages::ReturnLink { href: &redirect_to, origin: &origin };
+            return error_page(&state, &error, Some(link));
+        }
+    };
+    let has_passkeys = match state.passkeys.any_registered().await {
+        Ok(any) => any,
+        Err(error) => return error_page(&state, &error.into(), None),
+    };
+    let redirect_origin = redirect::origin_of(&consent.redirect_uri);
+    pages::consent(&pages::ConsentPage {
+        app_name: &state.app_name,
+        client_name: consent.client.name.as_deref(),
+        client_id: &consent.client.client_id,
+        pre_registered: consent.client.pre_registered,
+        redirect_origin: &redirect_origin,
+        redirect_is_loopback: url::Url::parse(&consent.redirect_uri)
+            .is_ok_and(|u| redirect::is_loopback_host(&u)),
+        scopes: &consent.scopes,
+        resource: state.server.settings.resource.as_str(),
+        request_id: &consent.request_id,
+        has_passkeys,
+        register_path: "/passkey/register",
+    })
+}
+
+fn error_page(state: &AppState, error: &OAuthError, return_to: Option<pages::ReturnLink<'_>>) -> Response {
+    let (status, title) = match error.code {
+        ErrorCode::TemporarilyUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable"),
+        _ if return_to.is_some() => (StatusCode::BAD_REQUEST, "The application sent an invalid request"),
+        _ => (StatusCode::BAD_REQUEST, "This connection request can't be used"),
+    };
+    pages::error(&pages::ErrorPage {
+        app_name: &state.app_name,
+        status,
+        title,
+        message: &error.description,
+        return_to,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RequestRef {
+    request_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Approval {
+    request_id: String,
+    ceremony_id: String,
+    credential: Box<PublicKeyCredential>,
+}
+
+pub(crate) async fn challenge(State(state): State<AppState>, JsonBody(body): JsonBody<RequestRef>) -> Response {
+    let result = async {
+        state.server.pending_request(&body.request_id).await?;
+        let purpose = Purpose::Approve { request: TokenHash::of(&body.request_id) };
+        state.passkeys.start_authentication(purpose).await
+    };
+    match result.await {
+        Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
+        Err(error) => error.into_response(),
+    }
+}
+
+pub(crate) async fn approve(State(state): State<AppState>, JsonBody(body): JsonBody<Approval>) -> Response {
+    let result = async {
+        let purpose = Purpose::Approve { request: TokenHash::of(&body.request_id) };
+        state
+            .passkeys
+            .finish_authentication(&body.ceremony_id, &body.credential, &purpose)
+            .await?;
+        state.server.approve(&body.request_id).await
+    };
+    match result.await {
+        Ok(decision) => json_no_store(StatusCode::OK, &serde_json::json!({ "redirect_to": decision.redirect_to })),
+        Err(error) => error.into_response(),
+    }
+}
+
+pub(crate) async fn deny(State(state): State<AppState>, JsonBody(body): JsonBody<RequestRef>) -> Response {
+    match state.server.deny(&body.request_id).await {
+        Ok(decision) => json_no_store(StatusCode::OK, &serde_json::json!({ "redirect_to": decision.redirect_to })),
+        Err(error) => error.into_response(),
+    }
+}

@@ -1,0 +1,60 @@
+//! The axum adapter: thin handlers (extract, one core call, respond), the router, the bearer guard,
+//! and the rate limits.
+
+mod authorize;
+mod bearer;
+mod body;
+mod client_ip;
+mod extract;
+mod metadata;
+mod passkey;
+mod rate_limit;
+mod register;
+mod response;
+mod same_origin;
+mod state;
+mod token;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use bearer::{Bearer, BearerLayer};
+pub(crate) use rate_limit::Limits;
+pub(crate) use state::AppState;
+
+use crate::pages;
+
+/// The OAuth endpoints and pages, the MCP routes behind the guard, and the rate limits over all.
+pub(crate) fn router(state: AppState, limits: Option<Arc<Limits>>, guard: BearerLayer, mcp_routes: Router, resource_path: &str) -> Router {
+    let page_api = Router::new()
+        .route("/authorize/challenge", post(authorize::challenge))
+        .route("/authorize/approve", post(authorize::approve))
+        .route("/authorize/deny", post(authorize::deny))
+        .route("/passkey/register/approval", post(passkey::approval))
+        .route("/passkey/register/start", post(passkey::start))
+        .route("/passkey/register/finish", post(passkey::finish))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), same_origin::require));
+
+    let prm_suffixed = format!("/.well-known/oauth-protected-resource{resource_path}");
+    let oauth = Router::new()
+        .route("/.well-known/oauth-authorization-server", get(metadata::authorization_server))
+        .route("/.well-known/oauth-protected-resource", get(metadata::protected_resource))
+        .route(&prm_suffixed, get(metadata::protected_resource))
+        .route("/authorize", get(authorize::page))
+        .route("/token", post(token::token))
+        .route("/revoke", post(token::revoke))
+        .route("/register", post(register::register))
+        .route("/passkey/register", get(passkey::page))
+        .route(pages::SCRIPT_PATH, get(pages::script))
+        .route(pages::STYLE_PATH, get(pages::style))
+        .merge(page_api)
+        .with_state(state);
+
+    let app = oauth.merge(mcp_routes.route_layer(guard));
+    match limits {
+        Some(limits) => app.layer(axum::middleware::from_fn_with_state(limits, rate_limit::enforce)),
+        None => app,
+    }
+}

@@ -1,0 +1,93 @@
+//! `GET /passkey/register` and the JSON endpoints its script calls.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
+
+use super::body::JsonBody;
+use super::response::json_no_store;
+use super::AppState;
+use crate::oauth::OAuthError;
+use crate::pages;
+use crate::passkey::{Enrolment, Purpose};
+
+pub(crate) async fn page(State(state): State<AppState>) -> Response {
+    match state.passkeys.any_registered().await {
+        Ok(has_passkeys) => pages::register(&pages::RegisterPage {
+            app_name: &state.app_name,
+            has_passkeys,
+        }),
+        Err(error) => {
+            let error = OAuthError::from(error);
+            pages::error(&pages::ErrorPage {
+                app_name: &state.app_name,
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                title: "Temporarily unavailable",
+                message: &error.description,
+                return_to: None,
+            })
+        }
+    }
+}
+
+/// Start an assertion by an existing passkey, to authorise registering another.
+pub(crate) async fn approval(State(state): State<AppState>) -> Response {
+    match state.passkeys.start_authentication(Purpose::Enrol).await {
+        Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Start {
+    setup_token: Option<String>,
+    approval: Option<ApprovalAssertion>,
+    label: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ApprovalAssertion {
+    ceremony_id: String,
+    credential: Box<PublicKeyCredential>,
+}
+
+pub(crate) async fn start(State(state): State<AppState>, JsonBody(body): JsonBody<Start>) -> Response {
+    let enrolment = match (body.setup_token.filter(|t| !t.trim().is_empty()), body.approval) {
+        (Some(token), None) => Enrolment::SetupToken(token.trim().to_owned()),
+        (None, Some(approval)) => Enrolment::Approval {
+            ceremony_id: approval.ceremony_id,
+            credential: approval.credential,
+        },
+        (Some(_), Some(_)) => {
+            return OAuthError::invalid_request("send a setup token or an approval, not both").into_response();
+        }
+        (None, None) => {
+            return OAuthError::invalid_request(
+                "a setup token, or approval by an existing passkey, is required",
+            )
+            .into_response();
+        }
+    };
+    match state.passkeys.start_registration(enrolment, body.label.as_deref()).await {
+        Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Finish {
+    ceremony_id: String,
+    credential: Box<RegisterPublicKeyCredential>,
+}
+
+pub(crate) async fn finish(State(state): State<AppState>, JsonBody(body): JsonBody<Finish>) -> Response {
+    match state.passkeys.finish_registration(&body.ceremony_id, &body.credential).await {
+        Ok(label) => json_no_store(
+            StatusCode::OK,
+            &serde_json::json!({ "status": "registered", "label": label }),
+        ),
+        Err(error) => error.into_response(),
+    }
+}

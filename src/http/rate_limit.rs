@@ -1,0 +1,168 @@
+//! Per-IP rate limits in three tiers (DESIGN §7), with bounded state.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
+
+use super::client_ip::{client_ip, rate_limit_key};
+use crate::config::{RateLimit, RateLimits};
+use crate::oauth::{ErrorCode, OAuthError};
+
+/// Past this many tracked addresses, idle ones are dropped at once.
+const MAX_TRACKED: usize = 50_000;
+/// Idle addresses are dropped every this many requests.
+const SWEEP_EVERY: u64 = 4096;
+/// While the table is full of active addresses, every request shares this key: degraded, but bounded.
+const OVERFLOW_KEY: IpAddr = IpAddr::V4(Ipv4Addr::BROADCAST);
+/// Without connect info there is no peer address; all such requests share this key.
+const UNKNOWN_KEY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+/// The three tiers and how to find the client.
+pub(crate) struct Limits {
+    auth: DefaultKeyedRateLimiter<IpAddr>,
+    registration: DefaultKeyedRateLimiter<IpAddr>,
+    general: DefaultKeyedRateLimiter<IpAddr>,
+    trusted_proxies: Vec<IpNet>,
+    requests: AtomicU64,
+    warned_no_peer: AtomicBool,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits").finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Tier {
+    Auth,
+    Registration,
+    General,
+}
+
+fn tier_of(path: &str) -> Tier {
+    if path == "/token" || path == "/revoke" || path == "/authorize" || path.starts_with("/authorize/") {
+        Tier::Auth
+    } else if path == "/register" || path == "/passkey/register" || path.starts_with("/passkey/register/") {
+        Tier::Registration
+    } else {
+        Tier::General
+    }
+}
+
+fn limiter(limit: RateLimit) -> DefaultKeyedRateLimiter<IpAddr> {
+    let per_minute = NonZeroU32::new(limit.per_minute).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst))
+}
+
+impl Limits {
+    /// `None` when rate limiting is switched off.
+    pub(crate) fn new(config: &RateLimits, trusted_proxies: &[IpNet]) -> Option<Arc<Self>> {
+        config.enabled.then(|| {
+            Arc::new(Self {
+                auth: limiter(config.auth),
+                registration: limiter(config.registration),
+                general: limiter(config.general),
+                trusted_proxies: trusted_proxies.to_vec(),
+                requests: AtomicU64::new(0),
+                warned_no_peer: AtomicBool::new(false),
+            })
+        })
+    }
+
+    fn limiter(&self, tier: Tier) -> &DefaultKeyedRateLimiter<IpAddr> {
+        match tier {
+            Tier::Auth => &self.auth,
+            Tier::Registration => &self.registration,
+            Tier::General => &self.general,
+        }
+    }
+
+    fn key(&self, request: &Request) -> IpAddr {
+        match client_ip(request, &self.trusted_proxies) {
+            Some(ip) => rate_limit_key(ip),
+            None => {
+                if !self.warned_no_peer.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "mcp_oauth",
+                        "no peer address on requests: serve with `into_make_service_with_connect_info::<SocketAddr>()` \
+                         so rate limits apply per client; until then all clients share one limit"
+                    );
+                }
+                UNKNOWN_KEY
+            }
+        }
+    }
+
+    /// Keep the keyed state bounded: drop addresses whose buckets are full again.
+    fn sweep(&self, limiter: &DefaultKeyedRateLimiter<IpAddr>) {
+        let count = self.requests.fetch_add(1, Ordering::Relaxed);
+        if count % SWEEP_EVERY == 0 || limiter.len() > MAX_TRACKED {
+            for tier in [&self.auth, &self.registration, &self.general] {
+                tier.retain_recent();
+                tier.shrink_to_fit();
+            }
+        }
+    }
+
+    /// `Err(wait_secs)` when `request` is over its tier's limit.
+    fn check(&self, request: &Request) -> Result<(), u64> {
+        let limiter = self.limiter(tier_of(request.uri().path()));
+        self.sweep(limiter);
+        let mut key = self.key(request);
+        if limiter.len() >= MAX_TRACKED {
+            key = OVERFLOW_KEY;
+        }
+        limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+}
+
+/// The middleware: 429 with `Retry-After` over the limit, never 401.
+pub(crate) async fn enforce(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
+    match limits.check(&request) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let mut response = OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                format!("too many requests; retry in {wait} seconds"),
+            )
+            .into_response();
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            if let Ok(value) = HeaderValue::from_str(&wait.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_tiers() {
+        assert!(matches!(tier_of("/token"), Tier::Auth));
+        assert!(matches!(tier_of("/authorize"), Tier::Auth));
+        assert!(matches!(tier_of("/authorize/approve"), Tier::Auth));
+        assert!(matches!(tier_of("/revoke"), Tier::Auth));
+        assert!(matches!(tier_of("/register"), Tier::Registration));
+        assert!(matches!(tier_of("/passkey/register/start"), Tier::Registration));
+        assert!(matches!(tier_of("/mcp"), Tier::General));
+        assert!(matches!(tier_of("/tokens"), Tier::General));
+        assert!(matches!(tier_of("/authorized"), Tier::General));
+    }
+}

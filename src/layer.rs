@@ -1,0 +1,257 @@
+//! [`McpOAuth`]: the assembled layer, and its builder.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+
+use crate::config::{OAuthConfig, parse_server_url};
+use crate::http::{AppState, BearerLayer, Limits};
+use crate::oauth::clients::PreRegistered;
+use crate::oauth::{AuthServer, Resource, Settings, metadata};
+use crate::passkey::{Passkeys, SetupToken};
+use crate::store::{ClientStore, PasskeyStore, StoreError, TokenHash, TokenStore};
+use crate::Error;
+
+/// The OAuth layer, ready to wrap MCP routes.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use mcp_oauth::{McpOAuth, OAuthConfig};
+///
+/// let config = OAuthConfig::with_defaults(
+///     "https://mcp.example.com", "claude", "a-long-random-secret", "Example", "data/passkeys.json",
+/// );
+/// let oauth = McpOAuth::builder(config).build()?;
+/// if let Some(url) = oauth.setup_url().await? {
+///     println!("register your passkey: {url}");
+/// }
+/// let mcp_routes = axum::Router::new(); // your MCP server, e.g. rmcp's StreamableHttpService at /mcp
+/// let app = oauth.router(mcp_routes);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct McpOAuth {
+    state: AppState,
+    limits: Option<Arc<Limits>>,
+    resource_path: String,
+}
+
+/// Chooses the stores, then builds an [`McpOAuth`]. Without a choice, tokens and clients live in a
+/// [`MemoryStore`](crate::backends::MemoryStore) and passkeys in a
+/// [`PasskeyFileStore`](crate::backends::PasskeyFileStore) at `passkey_store_path`.
+#[must_use]
+pub struct McpOAuthBuilder {
+    config: OAuthConfig,
+    tokens: Option<Arc<dyn TokenStore>>,
+    clients: Option<Arc<dyn ClientStore>>,
+    passkeys: Option<Arc<dyn PasskeyStore>>,
+}
+
+impl std::fmt::Debug for McpOAuthBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpOAuthBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl McpOAuth {
+    /// Start building from a configuration.
+    pub fn builder(config: OAuthConfig) -> McpOAuthBuilder {
+        McpOAuthBuilder {
+            config,
+            tokens: None,
+            clients: None,
+            passkeys: None,
+        }
+    }
+
+    /// The OAuth endpoints and pages, with `mcp_routes` behind the bearer guard and every route
+    /// behind the rate limits. Serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so limits apply per client address.
+    pub fn router(&self, mcp_routes: Router) -> Router {
+        crate::http::router(
+            self.state.clone(),
+            self.limits.clone(),
+            self.bearer_layer(),
+            mcp_routes,
+            &self.resource_path,
+        )
+    }
+
+    /// The bearer guard alone, to protect further routes (optionally with
+    /// [`BearerLayer::require_scopes`]).
+    pub fn bearer_layer(&self) -> BearerLayer {
+        BearerLayer::new(Arc::clone(&self.state.server))
+    }
+
+    /// The issuer: the configured server URL.
+    pub fn issuer(&self) -> &str {
+        &self.state.server.settings.issuer
+    }
+
+    /// The protected resource: the server URL and the MCP path.
+    pub fn resource(&self) -> &str {
+        self.state.server.settings.resource.as_str()
+    }
+
+    /// The page for registering a passkey, with the setup token in its fragment (which browsers do
+    /// not send to the server), while a setup token is usable. `None` once it has been used.
+    ///
+    /// # Errors
+    ///
+    /// The passkey or token store failed.
+    pub async fn setup_url(&self) -> Result<Option<String>, StoreError> {
+        let token = self.state.passkeys.usable_setup_token().await?;
+        Ok(token.map(|token| format!("{}/passkey/register#setup_token={token}", self.issuer())))
+    }
+}
+
+impl McpOAuthBuilder {
+    /// Use one backend for all three stores (for example a `SqliteStore`).
+    pub fn stores<S>(self, store: S) -> Self
+    where
+        S: TokenStore + ClientStore + PasskeyStore + Clone,
+    {
+        self.token_store(Arc::new(store.clone()))
+            .client_store(Arc::new(store.clone()))
+            .passkey_store(Arc::new(store))
+    }
+
+    /// Use this token store.
+    pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.tokens = Some(store);
+        self
+    }
+
+    /// Use this client store.
+    pub fn client_store(mut self, store: Arc<dyn ClientStore>) -> Self {
+        self.clients = Some(store);
+        self
+    }
+
+    /// Use this passkey store instead of the JSON file.
+    pub fn passkey_store(mut self, store: Arc<dyn PasskeyStore>) -> Self {
+        self.passkeys = Some(store);
+        self
+    }
+
+    /// Validate the configuration, open the default stores, and assemble the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming a bad field, or [`Error::Store`] if the passkey file cannot be
+    /// read (a corrupt file is reported, never overwritten).
+    pub fn build(self) -> Result<McpOAuth, Error> {
+        let config = self.config;
+        config.validate()?;
+        let server_url = parse_server_url(&config.server_url)?;
+        let (tokens, clients) = default_stores(self.tokens, self.clients)?;
+        let passkey_store = match self.passkeys {
+            Some(store) => store,
+            None => Arc::new(crate::backends::PasskeyFileStore::open(&config.passkey_store_path)?),
+        };
+
+        let issuer = config.server_url.clone();
+        let resource = Resource::new(&issuer, &config.resource_path)
+            .map_err(|e| Error::invalid("resource_path", &e.to_string()))?;
+        let settings = Settings {
+            resource_metadata_url: format!("{issuer}/.well-known/oauth-protected-resource{}", config.resource_path),
+            issuer: issuer.clone(),
+            app_name: config.app_name.clone(),
+            resource,
+            scopes: config.scopes.clone(),
+            default_scopes: config.default_scopes.clone(),
+            token_lifetime_secs: config.token_lifetime_secs,
+            code_lifetime_secs: config.code_lifetime_secs,
+            refresh_token_lifetime_secs: config.refresh_token_lifetime_secs,
+            refresh_grace_secs: config.refresh_grace_secs,
+            consent_lifetime_secs: config.consent_lifetime_secs,
+            dynamic_registration: config.dynamic_registration,
+            client_lifetime_secs: config.registered_client_lifetime_secs,
+            native_redirect_uris: config.native_redirect_uris.clone(),
+            pre_registered: PreRegistered {
+                client_id: config.client_id.clone(),
+                secret_hash: TokenHash::of(&config.client_secret),
+                redirect_uris: config.client_redirect_uris.clone(),
+            },
+        };
+        let authorization_server_metadata = Bytes::from(metadata::authorization_server(&settings).to_string());
+        let protected_resource_metadata = Bytes::from(metadata::protected_resource(&settings).to_string());
+        let setup = SetupToken::new(config.setup_token.as_deref());
+        let passkeys = Passkeys::new(&server_url, &config.app_name, passkey_store, Arc::clone(&tokens), setup)?;
+        let server = AuthServer {
+            settings,
+            tokens,
+            clients,
+        };
+        let state = AppState {
+            server: Arc::new(server),
+            passkeys: Arc::new(passkeys),
+            app_name: Arc::from(config.app_name.as_str()),
+            origin: Arc::from(server_url.origin().ascii_serialization().as_str()),
+            max_body_bytes: config.max_body_bytes,
+            authorization_server_metadata,
+            protected_resource_metadata,
+        };
+        let oauth = McpOAuth {
+            limits: Limits::new(&config.rate_limits, &config.trusted_proxies),
+            resource_path: config.resource_path,
+            state,
+        };
+        announce_setup_url(&oauth);
+        Ok(oauth)
+    }
+}
+
+#[cfg(feature = "memory")]
+fn default_stores(
+    tokens: Option<Arc<dyn TokenStore>>,
+    clients: Option<Arc<dyn ClientStore>>,
+) -> Result<(Arc<dyn TokenStore>, Arc<dyn ClientStore>), Error> {
+    let memory = crate::backends::MemoryStore::new();
+    Ok((
+        tokens.unwrap_or_else(|| Arc::new(memory.clone())),
+        clients.unwrap_or_else(|| Arc::new(memory)),
+    ))
+}
+
+#[cfg(not(feature = "memory"))]
+fn default_stores(
+    tokens: Option<Arc<dyn TokenStore>>,
+    clients: Option<Arc<dyn ClientStore>>,
+) -> Result<(Arc<dyn TokenStore>, Arc<dyn ClientStore>), Error> {
+    match (tokens, clients) {
+        (Some(tokens), Some(clients)) => Ok((tokens, clients)),
+        (None, _) => Err(Error::invalid("token_store", "is required when the `memory` feature is off")),
+        (_, None) => Err(Error::invalid("client_store", "is required when the `memory` feature is off")),
+    }
+}
+
+/// Say once, at start, how to register the first passkey. A generated setup token is logged (it
+/// exists nowhere else, and the owner needs it); a configured one is not repeated.
+fn announce_setup_url(oauth: &McpOAuth) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let oauth = oauth.clone();
+    runtime.spawn(async move {
+        match oauth.state.passkeys.any_registered().await {
+            Ok(false) if oauth.state.passkeys.setup_token_is_generated() => {
+                if let Ok(Some(url)) = oauth.setup_url().await {
+                    tracing::warn!(target: "mcp_oauth", "no passkey is registered yet; register one at {url}");
+                }
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    target: "mcp_oauth",
+                    "no passkey is registered yet; register one at {}/passkey/register with the configured setup token",
+                    oauth.issuer()
+                );
+            }
+            Ok(true) => {}
+            Err(error) => crate::oauth::log_store_error(&error),
+        }
+    });
+}

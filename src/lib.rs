@@ -1,0 +1,40 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod config;
+mod error;
+mod http;
+mod layer;
+mod oauth;
+mod pages;
+mod passkey;
+pub mod store;
+
+// Backends live outside `src/` (DESIGN §2) but compile into this one crate, so sqlx's migrations and
+// the traits never drift apart. This is the only `#[path]` in the crate.
+#[path = "../storage-backends/mod.rs"]
+pub mod backends;
+
+use axum::Router;
+
+pub use config::{OAuthConfig, RateLimit, RateLimits};
+pub use error::Error;
+pub use http::{Bearer, BearerLayer};
+pub use layer::{McpOAuth, McpOAuthBuilder};
+pub use oauth::{ErrorCode, OAuthError, TokenInfo};
+pub use store::{ClientStore, PasskeyStore, TokenStore};
+pub use webauthn_rs;
+
+#[cfg(feature = "memory")]
+pub use backends::MemoryStore;
+pub use backends::PasskeyFileStore;
+
+/// Put `mcp_routes` behind a complete OAuth 2.1 layer with the default stores: tokens and clients in
+/// memory, passkeys in the JSON file at `config.passkey_store_path`.
+///
+/// # Errors
+///
+/// [`Error::InvalidConfig`] naming a bad field, or [`Error::Store`] if the passkey file is corrupt.
+pub fn build_oauth_router(config: OAuthConfig, mcp_routes: Router) -> Result<Router, Error> {
+    Ok(McpOAuth::builder(config).build()?.router(mcp_routes))
+}

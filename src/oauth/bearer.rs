@@ -1,0 +1,108 @@
+//! Access-token validation for the resource server: the work the bearer guard does per request.
+
+use super::records::{self, TokenGrant};
+use super::{AuthServer, log_store_error};
+use crate::store::{GrantId, TokenHash, TokenKind, UnixTime};
+
+/// Who is calling: set by the bearer guard on every request it lets through, and read by MCP
+/// handlers with the [`TokenInfo`] extractor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenInfo {
+    /// The OAuth client the token was issued to.
+    pub client_id: String,
+    /// The scopes the token carries.
+    pub scopes: Vec<String>,
+    /// The grant (one approval by the owner) the token belongs to.
+    pub grant_id: GrantId,
+    /// When the token expires.
+    pub expires_at: UnixTime,
+}
+
+impl TokenInfo {
+    /// Whether the token carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// Why a request was not let through.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BearerError {
+    /// No credentials at all: a plain challenge.
+    Missing,
+    /// Credentials in a form this server does not take (query string, other scheme, two headers).
+    Malformed(&'static str),
+    /// A token that is unknown, expired, revoked or for another resource.
+    Invalid,
+    /// The store is down: not the token's fault.
+    Unavailable,
+}
+
+impl AuthServer {
+    /// Validate an `Authorization` header value.
+    pub(crate) async fn check_bearer(&self, authorization: &[u8]) -> Result<TokenInfo, BearerError> {
+        let token = parse_bearer(authorization)?;
+        let record = self
+            .tokens
+            .get(TokenKind::AccessToken, &TokenHash::of(token))
+            .await
+            .map_err(|e| {
+                log_store_error(&e);
+                BearerError::Unavailable
+            })?
+            .ok_or(BearerError::Invalid)?;
+        // Stores filter expired records; checking again costs nothing and survives a lax backend.
+        if !record.expires_at.is_after(UnixTime::now()) {
+            return Err(BearerError::Invalid);
+        }
+        let grant: TokenGrant = records::decode(&record).map_err(|e| {
+            log_store_error(&e);
+            BearerError::Unavailable
+        })?;
+        if grant.resource != self.settings.resource.as_str() {
+            return Err(BearerError::Invalid);
+        }
+        Ok(TokenInfo {
+            client_id: grant.client_id,
+            scopes: grant.scopes,
+            grant_id: record.grant_id,
+            expires_at: record.expires_at,
+        })
+    }
+}
+
+/// `Bearer <token>` (RFC 6750 §2.1): the scheme is case-insensitive; the token is b64token.
+fn parse_bearer(value: &[u8]) -> Result<&str, BearerError> {
+    let value = std::str::from_utf8(value).map_err(|_| BearerError::Invalid)?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(BearerError::Malformed("the Authorization header must use the Bearer scheme"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::Malformed("the Authorization header must use the Bearer scheme"));
+    }
+    let token = token.trim_start_matches(' ');
+    let b64token = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+    if token.is_empty() || token.len() > 512 || !token.bytes().all(b64token) {
+        return Err(BearerError::Invalid);
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_forms() {
+        assert_eq!(parse_bearer(b"Bearer abc"), Ok("abc"));
+        assert_eq!(parse_bearer(b"bearer abc"), Ok("abc"));
+        assert_eq!(parse_bearer(b"BEARER  abc"), Ok("abc"));
+        assert!(matches!(parse_bearer(b"Basic abc"), Err(BearerError::Malformed(_))));
+        assert!(matches!(parse_bearer(b"Bearer"), Err(BearerError::Malformed(_))));
+        assert_eq!(parse_bearer(b"Bearer "), Err(BearerError::Invalid));
+        assert_eq!(parse_bearer(b"Bearer a b"), Err(BearerError::Invalid));
+        assert_eq!(parse_bearer(b"Bearer a\"b"), Err(BearerError::Invalid));
+        assert_eq!(parse_bearer(&[b'B', 0xff]), Err(BearerError::Invalid));
+    }
+}

@@ -1,0 +1,128 @@
+//! Client authentication at the token and revocation endpoints: `client_secret_basic`,
+//! `client_secret_post`, or `none` (public clients, PKCE only).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::clients::{self, Client};
+use super::params::Params;
+use super::{AuthServer, OAuthError};
+use crate::oauth::secret;
+
+/// Credentials as presented.
+#[derive(Debug)]
+struct Presented {
+    client_id: String,
+    secret: Option<String>,
+}
+
+impl AuthServer {
+    /// Authenticate the calling client. `authorization` is the raw `Authorization` header, if any.
+    ///
+    /// # Errors
+    ///
+    /// `invalid_client` for an unknown client or wrong secret (the HTTP layer answers 401, so that
+    /// clients register again); `invalid_request` for contradictory credentials.
+    pub(crate) async fn authenticate_client(
+        &self,
+        authorization: Option<&str>,
+        params: &Params,
+    ) -> Result<Client, OAuthError> {
+        let presented = presented(authorization, params)?;
+        let client = clients::find(&self.settings.pre_registered, &*self.clients, &presented.client_id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_client("unknown client; register again"))?;
+        match (&client.secret_hash, &presented.secret) {
+            (Some(expected), Some(secret)) if secret::hash_matches(secret, expected) => Ok(client),
+            (Some(_), Some(_)) => Err(OAuthError::invalid_client("client authentication failed")),
+            (Some(_), None) => Err(OAuthError::invalid_client(
+                "this client must authenticate with its client secret",
+            )),
+            (None, Some(_)) => Err(OAuthError::invalid_client(
+                "this client is public and has no secret",
+            )),
+            (None, None) => Ok(client),
+        }
+    }
+}
+
+fn presented(authorization: Option<&str>, params: &Params) -> Result<Presented, OAuthError> {
+    let basic = authorization.and_then(|value| {
+        let (scheme, rest) = value.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("basic").then(|| rest.trim())
+    });
+    if let Some(encoded) = basic {
+        if params.get("client_secret").is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            ));
+        }
+        let (id, secret) = decode_basic(encoded)
+            .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+        if params.get("client_id").is_some_and(|body_id| body_id != id) {
+            return Err(OAuthError::invalid_request(
+                "client_id in the body differs from the Authorization header",
+            ));
+        }
+        return Ok(Presented {
+            client_id: id,
+            secret: Some(secret),
+        });
+    }
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
+    Ok(Presented {
+        client_id: client_id.to_owned(),
+        secret: params.get("client_secret").map(str::to_owned),
+    })
+}
+
+/// RFC 6749 §2.3.1: base64 of `urlencode(id) ":" urlencode(secret)`.
+fn decode_basic(encoded: &str) -> Option<(String, String)> {
+    let decoded = STANDARD.decode(encoded).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| -> Option<String> {
+        let pairs = form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned());
+        pairs
+    };
+    let id = unescape(id)?;
+    if id.is_empty() {
+        return None;
+    }
+    Some((id, unescape(secret).unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_is_form_decoded() {
+        let header = STANDARD.encode("my%20client:p%40ss+word");
+        assert_eq!(
+            decode_basic(&header),
+            Some(("my client".to_owned(), "p@ss word".to_owned()))
+        );
+        assert_eq!(decode_basic("!!!"), None);
+        assert_eq!(decode_basic(&STANDARD.encode("nocolon")), None);
+        assert_eq!(decode_basic(&STANDARD.encode(":secret")), None);
+    }
+
+    #[test]
+    fn two_methods_are_refused() {
+        let params = Params::parse(b"client_secret=x").unwrap();
+        let header = format!("Basic {}", STANDARD.encode("a:b"));
+        assert!(presented(Some(&header), &params).is_err());
+    }
+
+    #[test]
+    fn mismatched_ids_are_refused() {
+        let params = Params::parse(b"client_id=other").unwrap();
+        let header = format!("Basic {}", STANDARD.encode("a:b"));
+        assert!(presented(Some(&header), &params).is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! Discovery documents: RFC 8414 authorization server metadata and RFC 9728 protected resource
+//! metadata. Built once at start; the issuer string is the same byte for byte everywhere.
+
+use serde_json::{Value, json};
+
+use super::Settings;
+
+/// `/.well-known/oauth-authorization-server`.
+pub(crate) fn authorization_server(s: &Settings) -> Value {
+    let issuer = &s.issuer;
+    let mut doc = json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+        "scopes_supported": s.scopes,
+        "authorization_response_iss_parameter_supported": true,
+        "protected_resources": [s.resource.as_str()],
+    });
+    if s.dynamic_registration
+        && let Some(map) = doc.as_object_mut()
+    {
+        map.insert("registration_endpoint".into(), json!(format!("{issuer}/register")));
+    }
+    doc
+}
+
+/// `/.well-known/oauth-protected-resource[/<mcp path>]`.
+pub(crate) fn protected_resource(s: &Settings) -> Value {
+    json!({
+        "resource": s.resource.as_str(),
+        "authorization_servers": [s.issuer],
+        "scopes_supported": s.default_scopes,
+        "bearer_methods_supported": ["header"],
+        "resource_name": s.app_name,
+    })
+}

@@ -1,0 +1,67 @@
+//! The protocol rules, free of any HTTP framework: every function takes plain values (query bytes,
+//! form bytes, header strings) and returns plain results, so each rule is testable on its own.
+
+mod authorize;
+mod bearer;
+mod client_auth;
+pub(crate) mod clients;
+mod error;
+pub(crate) mod metadata;
+pub(crate) mod params;
+pub(crate) mod pkce;
+mod records;
+pub(crate) mod redirect;
+mod register;
+mod resource;
+mod revoke;
+pub(crate) mod scope;
+pub(crate) mod secret;
+mod token;
+
+use std::sync::Arc;
+
+pub(crate) use authorize::Rejection;
+pub(crate) use bearer::BearerError;
+pub use bearer::TokenInfo;
+pub use error::{ErrorCode, OAuthError};
+pub(crate) use error::log_store_error;
+pub(crate) use resource::Resource;
+
+use crate::store::{ClientStore, TokenStore};
+use clients::PreRegistered;
+
+/// Settings the protocol rules need, derived once from [`OAuthConfig`](crate::OAuthConfig).
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) issuer: String,
+    pub(crate) app_name: String,
+    pub(crate) resource: Resource,
+    /// The path-suffixed protected resource metadata URL, named in every challenge.
+    pub(crate) resource_metadata_url: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) default_scopes: Vec<String>,
+    pub(crate) token_lifetime_secs: u64,
+    pub(crate) code_lifetime_secs: u64,
+    pub(crate) refresh_token_lifetime_secs: u64,
+    pub(crate) refresh_grace_secs: u64,
+    pub(crate) consent_lifetime_secs: u64,
+    pub(crate) dynamic_registration: bool,
+    pub(crate) client_lifetime_secs: Option<u64>,
+    pub(crate) native_redirect_uris: Vec<String>,
+    pub(crate) pre_registered: PreRegistered,
+}
+
+/// The authorization server and resource-server checks over the chosen stores.
+pub(crate) struct AuthServer {
+    pub(crate) settings: Settings,
+    pub(crate) tokens: Arc<dyn TokenStore>,
+    pub(crate) clients: Arc<dyn ClientStore>,
+}
+
+impl std::fmt::Debug for AuthServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthServer")
+            .field("issuer", &self.settings.issuer)
+            .finish_non_exhaustive()
+    }
+}

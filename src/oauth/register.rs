@@ -1,0 +1,201 @@
+//! RFC 7591 dynamic client registration.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{AuthServer, ErrorCode, OAuthError, redirect, secret};
+use crate::store::{ClientRecord, TokenEndpointAuthMethod, TokenHash, UnixTime};
+
+const MAX_REDIRECT_URIS: usize = 10;
+const MAX_TEXT: usize = 200;
+const GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
+
+/// The registration response (RFC 7591 §3.2.1): the client's id, its secret when it has one, and
+/// everything registered.
+#[derive(Debug, Serialize)]
+pub(crate) struct Registration {
+    client_id: String,
+    client_id_issued_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret_expires_at: Option<u64>,
+    redirect_uris: Vec<String>,
+    token_endpoint_auth_method: &'static str,
+    grant_types: Vec<String>,
+    response_types: [&'static str; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application_type: Option<String>,
+}
+
+impl AuthServer {
+    /// Register a client from its JSON metadata.
+    ///
+    /// # Errors
+    ///
+    /// `invalid_redirect_uri` or `invalid_client_metadata` naming the problem; `invalid_request`
+    /// when registration is switched off.
+    pub(crate) async fn register(&self, body: &[u8]) -> Result<Registration, OAuthError> {
+        if !self.settings.dynamic_registration {
+            return Err(OAuthError::invalid_request("dynamic client registration is disabled"));
+        }
+        let metadata: Map<String, Value> = match serde_json::from_slice(body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(metadata_error("the body must be a JSON object")),
+            Err(e) => {
+                return Err(metadata_error(format!(
+                    "the body is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )));
+            }
+        };
+        let redirect_uris = self.redirect_uris(&metadata)?;
+        let auth_method = match optional_str(&metadata, "token_endpoint_auth_method")? {
+            // RFC 7591 §2: the default is client_secret_basic.
+            None => TokenEndpointAuthMethod::ClientSecretBasic,
+            Some(name) => TokenEndpointAuthMethod::parse(name).ok_or_else(|| {
+                metadata_error("token_endpoint_auth_method must be none, client_secret_post or client_secret_basic")
+            })?,
+        };
+        let grant_types = grant_types(&metadata)?;
+        response_types(&metadata)?;
+        let application_type = match optional_str(&metadata, "application_type")? {
+            None => None,
+            Some(t @ ("native" | "web")) => Some(t.to_owned()),
+            Some(_) => return Err(metadata_error("application_type must be native or web")),
+        };
+        let client_name = optional_text(&metadata, "client_name")?;
+        let client_uri = optional_str(&metadata, "client_uri")?
+            .filter(|uri| uri.len() <= 2000 && (uri.starts_with("https://") || uri.starts_with("http://")))
+            .map(str::to_owned);
+        let scope = optional_str(&metadata, "scope")?
+            .filter(|s| s.len() <= 1000)
+            .map(str::to_owned);
+
+        let now = UnixTime::now();
+        let expires_at = self.settings.client_lifetime_secs.map(|secs| now.plus(secs));
+        let client_secret = auth_method
+            .is_confidential()
+            .then(|| secret::generate(secret::prefix::CLIENT_SECRET));
+        let record = ClientRecord {
+            client_id: secret::identifier(secret::prefix::CLIENT_ID),
+            secret_hash: client_secret.as_deref().map(TokenHash::of),
+            auth_method,
+            redirect_uris,
+            grant_types,
+            client_name,
+            client_uri,
+            scope,
+            application_type,
+            issued_at: now,
+            expires_at,
+        };
+        self.clients.insert(record.clone()).await?;
+        tracing::info!(target: "mcp_oauth::audit", client_id = %record.client_id, method = auth_method.as_str(), "client registered");
+        Ok(Registration {
+            client_id: record.client_id,
+            client_id_issued_at: now.0,
+            client_secret_expires_at: client_secret
+                .as_ref()
+                .map(|_| expires_at.map_or(0, |t| t.0)),
+            client_secret,
+            redirect_uris: record.redirect_uris,
+            token_endpoint_auth_method: auth_method.as_str(),
+            grant_types: record.grant_types,
+            response_types: ["code"],
+            client_name: record.client_name,
+            client_uri: record.client_uri,
+            scope: record.scope,
+            application_type: record.application_type,
+        })
+    }
+
+    fn redirect_uris(&self, metadata: &Map<String, Value>) -> Result<Vec<String>, OAuthError> {
+        let invalid = |d: String| OAuthError::new(ErrorCode::InvalidRedirectUri, d);
+        let Some(Value::Array(values)) = metadata.get("redirect_uris") else {
+            return Err(invalid("redirect_uris must be a non-empty array of URIs".into()));
+        };
+        if values.is_empty() || values.len() > MAX_REDIRECT_URIS {
+            return Err(invalid(format!(
+                "redirect_uris must list between 1 and {MAX_REDIRECT_URIS} URIs"
+            )));
+        }
+        let mut uris = Vec::with_capacity(values.len());
+        for value in values {
+            let Value::String(uri) = value else {
+                return Err(invalid("redirect_uris must contain strings".into()));
+            };
+            redirect::validate_registrable(uri, &self.settings.native_redirect_uris)
+                .map_err(|reason| invalid(format!("{reason}: {}", super::params::printable(uri))))?;
+            if !uris.contains(uri) {
+                uris.push(uri.clone());
+            }
+        }
+        Ok(uris)
+    }
+}
+
+fn metadata_error(description: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClientMetadata, description)
+}
+
+fn optional_str<'a>(metadata: &'a Map<String, Value>, field: &'static str) -> Result<Option<&'a str>, OAuthError> {
+    match metadata.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(metadata_error(format!("{field} must be a string"))),
+    }
+}
+
+/// A display string: control characters dropped, length capped.
+fn optional_text(metadata: &Map<String, Value>, field: &'static str) -> Result<Option<String>, OAuthError> {
+    Ok(optional_str(metadata, field)?
+        .map(|s| s.chars().filter(|c| !c.is_control()).take(MAX_TEXT).collect::<String>())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty()))
+}
+
+fn string_list<'a>(metadata: &'a Map<String, Value>, field: &'static str) -> Result<Option<Vec<&'a str>>, OAuthError> {
+    match metadata.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(values)) => values
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| metadata_error(format!("{field} must contain strings"))))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(metadata_error(format!("{field} must be an array of strings"))),
+    }
+}
+
+/// Supported grant types among those asked for; others (say `client_credentials`) are dropped and
+/// the response shows what was registered, as RFC 7591 §2 allows.
+fn grant_types(metadata: &Map<String, Value>) -> Result<Vec<String>, OAuthError> {
+    let Some(requested) = string_list(metadata, "grant_types")? else {
+        return Ok(vec!["authorization_code".to_owned()]);
+    };
+    let granted: Vec<String> = GRANT_TYPES
+        .iter()
+        .filter(|g| requested.contains(g))
+        .map(|g| (*g).to_owned())
+        .collect();
+    if !granted.iter().any(|g| g == "authorization_code") {
+        return Err(metadata_error("grant_types must include authorization_code"));
+    }
+    Ok(granted)
+}
+
+fn response_types(metadata: &Map<String, Value>) -> Result<(), OAuthError> {
+    match string_list(metadata, "response_types")? {
+        None => Ok(()),
+        Some(types) if types.iter().all(|t| *t == "code") && !types.is_empty() => Ok(()),
+        Some(_) => Err(metadata_error("response_types must be [\"code\"]")),
+    }
+}

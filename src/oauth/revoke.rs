@@ -1,0 +1,40 @@
+//! RFC 7009 token revocation.
+
+use super::params::Params;
+use super::records::{self, TokenGrant};
+use super::{AuthServer, OAuthError};
+use crate::store::{TokenHash, TokenKind};
+
+impl AuthServer {
+    /// Revoke a token held by the authenticated client. Unknown tokens, and tokens of other clients,
+    /// are answered the same way as success (RFC 7009 §2.2), so a client learns nothing about tokens
+    /// it does not hold.
+    pub(crate) async fn revoke(&self, body: &[u8], authorization: Option<&str>) -> Result<(), OAuthError> {
+        let params = Params::parse(body)?;
+        let client = self.authenticate_client(authorization, &params).await?;
+        let token = params.require("token")?;
+        let hash = TokenHash::of(token);
+        let order = match params.get("token_type_hint") {
+            Some("refresh_token") => [TokenKind::RefreshToken, TokenKind::AccessToken],
+            _ => [TokenKind::AccessToken, TokenKind::RefreshToken],
+        };
+        for kind in order {
+            let Some(record) = self.tokens.get(kind, &hash).await? else {
+                continue;
+            };
+            let grant: TokenGrant = records::decode(&record)?;
+            if grant.client_id != client.client_id {
+                return Ok(());
+            }
+            if kind == TokenKind::RefreshToken {
+                // Revoking a refresh token ends the grant, its access tokens included (RFC 7009 §2.1).
+                self.tokens.revoke_grant(&record.grant_id).await?;
+            } else {
+                self.tokens.delete(kind, &hash).await?;
+            }
+            tracing::info!(target: "mcp_oauth::audit", client_id = %client.client_id, grant_id = %record.grant_id, kind = kind.as_str(), "token revoked");
+            return Ok(());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! The token endpoint: the `authorization_code` and `refresh_token` grants.
+
+use serde::Serialize;
+
+use super::clients::Client;
+use super::params::Params;
+use super::records::{self, CodeGrant, TokenGrant};
+use super::{AuthServer, ErrorCode, OAuthError, pkce, scope, secret};
+use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, UnixTime};
+
+/// A successful token response (OAuth 2.1 §3.2.3).
+#[derive(Debug, Serialize)]
+pub(crate) struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    scope: String,
+}
+
+impl AuthServer {
+    /// Handle a token request. `authorization` is the raw `Authorization` header.
+    pub(crate) async fn token(&self, body: &[u8], authorization: Option<&str>) -> Result<TokenResponse, OAuthError> {
+        let params = Params::parse(body)?;
+        let grant_type = params.require("grant_type")?;
+        if !matches!(grant_type, "authorization_code" | "refresh_token") {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "grant_type must be authorization_code or refresh_token",
+            ));
+        }
+        let client = self.authenticate_client(authorization, &params).await?;
+        if grant_type == "authorization_code" {
+            self.exchange_code(&client, &params).await
+        } else {
+            self.refresh(&client, &params).await
+        }
+    }
+
+    async fn exchange_code(&self, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
+        let code = params.require("code")?;
+        let verifier = params.require("code_verifier")?;
+        if !pkce::is_valid_verifier(verifier) {
+            return Err(OAuthError::invalid_request(
+                "code_verifier must be 43-128 unreserved characters",
+            ));
+        }
+        self.settings.resource.check(params.get("resource"))?;
+        let hash = TokenHash::of(code);
+        let check = |grant: &CodeGrant| -> Result<(), OAuthError> {
+            if grant.client_id != client.client_id {
+                return Err(OAuthError::invalid_grant("the code was issued to another client"));
+            }
+            if grant.resource != self.settings.resource.as_str() {
+                return Err(OAuthError::invalid_grant("the code was issued for another resource"));
+            }
+            if params
+                .get("redirect_uri")
+                .is_some_and(|uri| uri != grant.redirect_uri)
+            {
+                return Err(OAuthError::invalid_grant(
+                    "redirect_uri differs from the authorization request",
+                ));
+            }
+            if !pkce::verify(verifier, &grant.code_challenge) {
+                return Err(OAuthError::invalid_grant("code_verifier does not match the challenge"));
+            }
+            Ok(())
+        };
+
+        // Check before using the code up, so a stolen code without its verifier cannot burn it.
+        if let Some(record) = self.tokens.get(TokenKind::AuthorizationCode, &hash).await? {
+            check(&records::decode(&record)?)?;
+        }
+        match self.tokens.consume(TokenKind::AuthorizationCode, &hash).await? {
+            Some(Consumed::First(record)) => {
+                let grant: CodeGrant = records::decode(&record)?;
+                check(&grant)?;
+                let token_grant = TokenGrant {
+                    client_id: grant.client_id,
+                    scopes: grant.scopes,
+                    resource: grant.resource,
+                };
+                self.issue(&record.grant_id, &token_grant, &token_grant.scopes, client.may_refresh)
+                    .await
+            }
+            Some(Consumed::Replayed { record, .. }) => {
+                // RFC 6749 §4.1.2 / OAuth 2.1 §4.1.3: a replayed code revokes what it produced, but
+                // only when the replay is otherwise valid, or anyone could revoke anyone's grant.
+                if check(&records::decode(&record)?).is_ok() {
+                    let revoked = self.tokens.revoke_grant(&record.grant_id).await?;
+                    tracing::warn!(target: "mcp_oauth::audit", client_id = %client.client_id, grant_id = %record.grant_id, revoked, "authorization code replayed; grant revoked");
+                }
+                Err(OAuthError::invalid_grant(
+                    "the authorization code was already used; tokens issued from it are revoked",
+                ))
+            }
+            None => Err(OAuthError::invalid_grant("the authorization code is invalid or expired")),
+        }
+    }
+
+    async fn refresh(&self, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
+        let presented = params.require("refresh_token")?;
+        self.settings.resource.check(params.get("resource"))?;
+        let hash = TokenHash::of(presented);
+        let check = |grant: &TokenGrant| -> Result<Vec<String>, OAuthError> {
+            if grant.client_id != client.client_id {
+                return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+            }
+            if grant.resource != self.settings.resource.as_str() {
+                return Err(OAuthError::invalid_grant("the refresh token was issued for another resource"));
+            }
+            scope::narrow(params.get("scope"), &grant.scopes, &self.settings.scopes).map_err(|s| {
+                OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    format!("scope {} was not granted", super::params::printable(&s)),
+                )
+            })
+        };
+
+        if let Some(record) = self.tokens.get(TokenKind::RefreshToken, &hash).await? {
+            check(&records::decode(&record)?)?;
+        }
+        match self.tokens.consume(TokenKind::RefreshToken, &hash).await? {
+            Some(Consumed::First(record)) => {
+                let grant: TokenGrant = records::decode(&record)?;
+                let scopes = check(&grant)?;
+                self.issue(&record.grant_id, &grant, &scopes, true).await
+            }
+            Some(Consumed::Replayed { record, consumed_at }) => {
+                let grant: TokenGrant = records::decode(&record)?;
+                let scopes = check(&grant)?;
+                let within_grace = UnixTime::now().0 < consumed_at.0.saturating_add(self.settings.refresh_grace_secs);
+                if within_grace {
+                    // A client refreshing from several nodes at once, or retrying a lost response:
+                    // give it a working pair of its own rather than log the user out.
+                    tracing::info!(target: "mcp_oauth::audit", client_id = %client.client_id, grant_id = %record.grant_id, "refresh token reused within the grace window");
+                    return self.issue(&record.grant_id, &grant, &scopes, true).await;
+                }
+                let revoked = self.tokens.revoke_grant(&record.grant_id).await?;
+                tracing::warn!(target: "mcp_oauth::audit", client_id = %client.client_id, grant_id = %record.grant_id, revoked, "rotated refresh token reused; grant revoked");
+                Err(OAuthError::invalid_grant(
+                    "the refresh token was already used; the grant is revoked, authorize again",
+                ))
+            }
+            None => Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")),
+        }
+    }
+
+    /// Mint an access token (and a refresh token, when the client may refresh) within a grant.
+    async fn issue(
+        &self,
+        grant_id: &GrantId,
+        grant: &TokenGrant,
+        access_scopes: &[String],
+        with_refresh: bool,
+    ) -> Result<TokenResponse, OAuthError> {
+        let now = UnixTime::now();
+        let access_token = secret::generate(secret::prefix::ACCESS_TOKEN);
+        let access = TokenGrant {
+            client_id: grant.client_id.clone(),
+            scopes: access_scopes.to_vec(),
+            resource: grant.resource.clone(),
+        };
+        self.tokens
+            .insert(TokenRecord {
+                kind: TokenKind::AccessToken,
+                hash: TokenHash::of(&access_token),
+                grant_id: grant_id.clone(),
+                expires_at: now.plus(self.settings.token_lifetime_secs),
+                payload: records::encode(&access),
+            })
+            .await?;
+        let refresh_token = if with_refresh {
+            let token = secret::generate(secret::prefix::REFRESH_TOKEN);
+            self.tokens
+                .insert(TokenRecord {
+                    kind: TokenKind::RefreshToken,
+                    hash: TokenHash::of(&token),
+                    grant_id: grant_id.clone(),
+                    expires_at: now.plus(self.settings.refresh_token_lifetime_secs),
+                    // The refresh token keeps the grant's full scope even when this access token
+                    // was narrowed (OAuth 2.1 §4.3.3).
+                    payload: records::encode(grant),
+                })
+                .await?;
+            Some(token)
+        } else {
+            None
+        };
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.settings.token_lifetime_secs,
+            refresh_token,
+            scope: scope::join(access_scopes),
+        })
+    }
+}

@@ -1,0 +1,287 @@
+//! Passkeys: the WebAuthn ceremonies (webauthn-rs) and the enrolment policy.
+//!
+//! The owner approves every client with a passkey. The first passkey is registered with the setup
+//! token; later ones need an existing passkey's approval or a fresh configured setup token. Ceremony
+//! state lives server-side in the [`TokenStore`], single use and short-lived, so a ceremony started
+//! on one instance can finish on another that shares the store.
+
+mod ceremony;
+mod setup;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use url::Url;
+use webauthn_rs::prelude::{
+    CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse, Uuid, Webauthn, WebauthnBuilder,
+};
+
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime};
+pub(crate) use ceremony::Purpose;
+use ceremony::Ceremony;
+pub(crate) use setup::SetupToken;
+
+/// How long a ceremony may take: webauthn-rs's default authenticator timeout.
+const CEREMONY_LIFETIME_SECS: u64 = 300;
+
+/// A started ceremony: the id to finish it with, and the options for `navigator.credentials`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Challenge<T> {
+    pub(crate) ceremony_id: String,
+    pub(crate) options: T,
+}
+
+/// How a new passkey's registration is authorised.
+#[derive(Debug)]
+pub(crate) enum Enrolment {
+    /// With the setup token.
+    SetupToken(String),
+    /// With an assertion by an existing passkey.
+    Approval {
+        ceremony_id: String,
+        credential: Box<PublicKeyCredential>,
+    },
+}
+
+/// The WebAuthn relying party and the owner's credentials.
+pub(crate) struct Passkeys {
+    webauthn: Webauthn,
+    store: Arc<dyn PasskeyStore>,
+    tokens: Arc<dyn TokenStore>,
+    setup: SetupToken,
+    app_name: String,
+}
+
+impl std::fmt::Debug for Passkeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passkeys").finish_non_exhaustive()
+    }
+}
+
+impl Passkeys {
+    /// The relying party for `server_url` (id = its host, origin = the URL).
+    pub(crate) fn new(
+        server_url: &Url,
+        app_name: &str,
+        store: Arc<dyn PasskeyStore>,
+        tokens: Arc<dyn TokenStore>,
+        setup: SetupToken,
+    ) -> Result<Self, crate::Error> {
+        let rp_id = server_url.host_str().unwrap_or_default();
+        let webauthn = WebauthnBuilder::new(rp_id, server_url)
+            .and_then(|builder| builder.rp_name(app_name).build())
+            .map_err(|e| crate::Error::invalid("server_url", &format!("not usable as a passkey relying party: {e}")))?;
+        Ok(Self {
+            webauthn,
+            store,
+            tokens,
+            setup,
+            app_name: app_name.to_owned(),
+        })
+    }
+
+    /// Whether any passkey is registered.
+    pub(crate) async fn any_registered(&self) -> Result<bool, StoreError> {
+        Ok(!self.store.list().await?.is_empty())
+    }
+
+    /// Whether the setup token was generated at start (rather than configured).
+    pub(crate) fn setup_token_is_generated(&self) -> bool {
+        self.setup.is_generated()
+    }
+
+    /// The setup token, when one is usable now and known to this process.
+    pub(crate) async fn usable_setup_token(&self) -> Result<Option<String>, StoreError> {
+        let token = self.setup.token();
+        Ok(self.setup_token_usable(&TokenHash::of(token)).await?.then(|| token.to_owned()))
+    }
+
+    /// Start an assertion with the registered passkeys, for `purpose`.
+    pub(crate) async fn start_authentication(
+        &self,
+        purpose: Purpose,
+    ) -> Result<Challenge<RequestChallengeResponse>, OAuthError> {
+        let passkeys: Vec<_> = self.store.list().await?.into_iter().map(|r| r.passkey).collect();
+        if passkeys.is_empty() {
+            return Err(OAuthError::new(
+                ErrorCode::AccessDenied,
+                "no passkey is registered yet; register one first",
+            ));
+        }
+        let (options, state) = self
+            .webauthn
+            .start_passkey_authentication(&passkeys)
+            .map_err(|e| server_error("start authentication", &e))?;
+        let ceremony_id = ceremony::save(&*self.tokens, &Ceremony::Authentication { state, purpose }).await?;
+        Ok(Challenge { ceremony_id, options })
+    }
+
+    /// Verify an assertion for a ceremony started for `purpose`, and record the use.
+    pub(crate) async fn finish_authentication(
+        &self,
+        ceremony_id: &str,
+        credential: &PublicKeyCredential,
+        purpose: &Purpose,
+    ) -> Result<(), OAuthError> {
+        let Ceremony::Authentication { state, purpose: started_for } = ceremony::take(&*self.tokens, ceremony_id).await?
+        else {
+            return Err(ceremony::mismatch());
+        };
+        if &started_for != purpose {
+            return Err(ceremony::mismatch());
+        }
+        let result = self
+            .webauthn
+            .finish_passkey_authentication(credential, &state)
+            .map_err(|e| denied("passkey verification failed", &e))?;
+        let credential_id = URL_SAFE_NO_PAD.encode(result.cred_id());
+        let mut record = self
+            .store
+            .get(&credential_id)
+            .await?
+            .ok_or_else(|| OAuthError::new(ErrorCode::AccessDenied, "this passkey is no longer registered"))?;
+        record.passkey.update_credential(&result);
+        record.last_used_at = Some(UnixTime::now());
+        self.store.update(record).await?;
+        Ok(())
+    }
+
+    /// Start registering a passkey, authorised by `enrolment`.
+    pub(crate) async fn start_registration(
+        &self,
+        enrolment: Enrolment,
+        label: Option<&str>,
+    ) -> Result<Challenge<CreationChallengeResponse>, OAuthError> {
+        let setup_token_hash = match enrolment {
+            Enrolment::SetupToken(token) => {
+                let hash = TokenHash::of(&token);
+                if !self.setup.matches(&token) || !self.setup_token_usable(&hash).await? {
+                    tracing::warn!(target: "mcp_oauth::audit", "setup token refused");
+                    return Err(OAuthError::new(
+                        ErrorCode::AccessDenied,
+                        "the setup token is wrong or was already used",
+                    ));
+                }
+                Some(hash)
+            }
+            Enrolment::Approval { ceremony_id, credential } => {
+                self.finish_authentication(&ceremony_id, &credential, &Purpose::Enrol).await?;
+                None
+            }
+        };
+        let existing = self.store.list().await?;
+        let user_id = existing.first().map_or_else(Uuid::new_v4, |r| r.user_id);
+        let exclude = existing.iter().map(|r| r.passkey.cred_id().clone()).collect();
+        let (options, state) = self
+            .webauthn
+            .start_passkey_registration(user_id, "owner", &format!("{} owner", self.app_name), Some(exclude))
+            .map_err(|e| server_error("start registration", &e))?;
+        let label = clean_label(label, existing.len());
+        let ceremony = Ceremony::Registration {
+            state,
+            user_id,
+            label,
+            setup_token_hash,
+        };
+        let ceremony_id = ceremony::save(&*self.tokens, &ceremony).await?;
+        Ok(Challenge { ceremony_id, options })
+    }
+
+    /// Finish a registration: verify the attestation, use up the setup token, store the passkey.
+    /// Returns the passkey's label.
+    pub(crate) async fn finish_registration(
+        &self,
+        ceremony_id: &str,
+        credential: &RegisterPublicKeyCredential,
+    ) -> Result<String, OAuthError> {
+        let Ceremony::Registration { state, user_id, label, setup_token_hash } =
+            ceremony::take(&*self.tokens, ceremony_id).await?
+        else {
+            return Err(ceremony::mismatch());
+        };
+        let passkey = self
+            .webauthn
+            .finish_passkey_registration(credential, &state)
+            .map_err(|e| denied("passkey registration failed", &e))?;
+        if let Some(hash) = &setup_token_hash {
+            // Single use, atomically: of two registrations racing on one token, one wins.
+            if !self.setup_token_usable(hash).await? || !self.setup.mark_used(&*self.tokens, hash).await? {
+                return Err(OAuthError::new(ErrorCode::AccessDenied, "the setup token was already used"));
+            }
+        }
+        let credential_id = URL_SAFE_NO_PAD.encode(passkey.cred_id());
+        let record = PasskeyRecord {
+            credential_id,
+            user_id,
+            passkey,
+            label: label.clone(),
+            created_at: UnixTime::now(),
+            last_used_at: None,
+            setup_token_hash,
+        };
+        match self.store.insert(record).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Err(OAuthError::invalid_request("this passkey is already registered"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(target: "mcp_oauth::audit", label = %label, "passkey registered");
+        Ok(label)
+    }
+
+    /// A setup token can be used if nothing has used it, and a generated one only while no passkey
+    /// exists (it exists to register the first).
+    async fn setup_token_usable(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        let passkeys = self.store.list().await?;
+        if self.setup.is_generated() && !passkeys.is_empty() {
+            return Ok(false);
+        }
+        if passkeys.iter().any(|p| p.setup_token_hash.as_ref() == Some(hash)) {
+            return Ok(false);
+        }
+        self.setup.is_unused(&*self.tokens, hash).await
+    }
+}
+
+/// A readable label: control characters dropped, at most 64 characters, a default when empty.
+fn clean_label(label: Option<&str>, existing: usize) -> String {
+    let cleaned: String = label
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() {
+        format!("Passkey {}", existing + 1)
+    } else {
+        cleaned.to_owned()
+    }
+}
+
+fn denied(what: &'static str, error: &dyn std::fmt::Display) -> OAuthError {
+    tracing::info!(target: "mcp_oauth::audit", error = %error, "{what}");
+    OAuthError::new(ErrorCode::AccessDenied, what)
+}
+
+fn server_error(what: &'static str, error: &dyn std::fmt::Display) -> OAuthError {
+    tracing::error!(target: "mcp_oauth::passkey", error = %error, "could not {what}");
+    OAuthError::new(ErrorCode::ServerError, "the passkey ceremony could not be started")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_cleaned() {
+        assert_eq!(clean_label(None, 0), "Passkey 1");
+        assert_eq!(clean_label(Some("  \u{7}Laptop\n "), 2), "Laptop");
+        assert_eq!(clean_label(Some(&"x".repeat(100)), 0).len(), 64);
+    }
+}

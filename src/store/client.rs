@@ -1,0 +1,103 @@
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{StoreError, TokenHash, UnixTime};
+
+/// How a client authenticates at the token endpoint (RFC 7591 §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuthMethod {
+    /// A public client: PKCE only, no secret.
+    None,
+    /// The secret in the form body.
+    ClientSecretPost,
+    /// The secret in an HTTP Basic `Authorization` header.
+    ClientSecretBasic,
+}
+
+impl TokenEndpointAuthMethod {
+    /// The RFC 7591 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::ClientSecretBasic => "client_secret_basic",
+        }
+    }
+
+    /// Parse an RFC 7591 name; `None` for methods this crate does not support.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(Self::None),
+            "client_secret_post" => Some(Self::ClientSecretPost),
+            "client_secret_basic" => Some(Self::ClientSecretBasic),
+            _ => None,
+        }
+    }
+
+    /// Whether clients using this method hold a secret.
+    pub fn is_confidential(self) -> bool {
+        self != Self::None
+    }
+}
+
+/// A registered OAuth client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    /// The client identifier, chosen by the server.
+    pub client_id: String,
+    /// SHA-256 of the client secret; `None` for public clients.
+    pub secret_hash: Option<TokenHash>,
+    /// How the client authenticates at the token endpoint.
+    pub auth_method: TokenEndpointAuthMethod,
+    /// Registered redirect URIs, exactly as registered.
+    pub redirect_uris: Vec<String>,
+    /// Registered grant types (`authorization_code`, `refresh_token`).
+    pub grant_types: Vec<String>,
+    /// Self-asserted display name, shown as such on the consent page.
+    pub client_name: Option<String>,
+    /// Self-asserted home page.
+    pub client_uri: Option<String>,
+    /// Registered scope string, if the client sent one (informational; not a limit).
+    pub scope: Option<String>,
+    /// `native` or `web`, if the client sent it.
+    pub application_type: Option<String>,
+    /// When the registration happened.
+    pub issued_at: UnixTime,
+    /// When the registration lapses; `None` for never.
+    pub expires_at: Option<UnixTime>,
+}
+
+impl ClientRecord {
+    /// Whether the record is live at `now`.
+    pub fn is_live(&self, now: UnixTime) -> bool {
+        self.expires_at.is_none_or(|at| at.is_after(now))
+    }
+}
+
+/// Storage for dynamically registered clients.
+///
+/// # Contract
+///
+/// Implementations MUST:
+///
+/// - make [`insert`](ClientStore::insert) insert-if-absent: under concurrent inserts of one
+///   `client_id`, exactly one succeeds and the others get [`StoreError::AlreadyExists`];
+/// - treat a record whose `expires_at` is not after the current time as absent in `get`;
+/// - never store a raw client secret (records carry only its hash).
+#[async_trait]
+pub trait ClientStore: Send + Sync + 'static {
+    /// Insert if absent.
+    async fn insert(&self, client: ClientRecord) -> Result<(), StoreError>;
+
+    /// The live record, or `None`.
+    async fn get(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
+
+    /// Remove a client. Idempotent; returns whether something was removed.
+    async fn delete(&self, client_id: &str) -> Result<bool, StoreError>;
+
+    /// Physically remove expired records. Backends with native expiry may keep this default.
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}

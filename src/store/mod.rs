@@ -1,0 +1,39 @@
+//! The three storage traits, their records, and the one error type.
+//!
+//! The core holds `Arc<dyn TokenStore>`, `Arc<dyn ClientStore>` and `Arc<dyn PasskeyStore>`, so an
+//! application chooses its backend at run time. Every backend obeys the same rules, which the
+//! conformance suite (feature `test-suite`) checks:
+//!
+//! - absence is `Ok(None)`; an `Err` means the backend failed;
+//! - reads filter expired records themselves and never rely on eviction timing;
+//! - an insert never overwrites;
+//! - consume is atomic: exactly one caller wins;
+//! - raw secrets never reach a store: tokens, codes and client secrets arrive as [`TokenHash`]es.
+//!
+//! # Writing your own backend
+//!
+//! Implement the traits with `#[async_trait]`, then run the suite from your tests:
+//!
+//! ```ignore
+//! mcp_oauth::token_store_conformance!(|| async { MyStore::connect().await });
+//! mcp_oauth::client_store_conformance!(|| async { MyStore::connect().await });
+//! mcp_oauth::passkey_store_conformance!(|| async { MyStore::connect().await });
+//! ```
+//!
+//! `examples/custom_store.rs` shows a complete backend.
+
+mod client;
+mod error;
+mod passkey;
+mod token;
+mod types;
+
+#[cfg(any(test, feature = "test-suite"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-suite")))]
+pub mod conformance;
+
+pub use client::{ClientRecord, ClientStore, TokenEndpointAuthMethod};
+pub use error::{BoxError, StoreError};
+pub use passkey::{PasskeyRecord, PasskeyStore};
+pub use token::{Consumed, TokenKind, TokenRecord, TokenStore};
+pub use types::{GrantId, TokenHash, UnixTime};

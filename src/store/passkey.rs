@@ -1,0 +1,55 @@
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use webauthn_rs::prelude::{Passkey, Uuid};
+
+use super::{StoreError, TokenHash, UnixTime};
+
+/// One of the owner's registered passkeys.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PasskeyRecord {
+    /// The credential id, base64url without padding. The key.
+    pub credential_id: String,
+    /// The WebAuthn user handle of the owner.
+    pub user_id: Uuid,
+    /// The credential itself: public key, sign counter, backup state.
+    pub passkey: Passkey,
+    /// A name the owner gave it.
+    pub label: String,
+    /// When it was registered.
+    pub created_at: UnixTime,
+    /// When it last approved something.
+    pub last_used_at: Option<UnixTime>,
+    /// The hash of the setup token it was registered with, if any, so a used setup token stays used
+    /// across restarts.
+    pub setup_token_hash: Option<TokenHash>,
+}
+
+/// Storage for the owner's passkeys.
+///
+/// # Contract
+///
+/// Implementations MUST:
+///
+/// - make [`insert`](PasskeyStore::insert) reject a credential id that is already registered with
+///   [`StoreError::AlreadyExists`] (WebAuthn requires that a credential is never registered twice),
+///   atomically under concurrency;
+/// - make [`update`](PasskeyStore::update) replace only an existing record and return `false` for an
+///   unknown one;
+/// - persist every change before returning `Ok` if the backend is durable.
+#[async_trait]
+pub trait PasskeyStore: Send + Sync + 'static {
+    /// All registered passkeys (an owner has few).
+    async fn list(&self) -> Result<Vec<PasskeyRecord>, StoreError>;
+
+    /// One passkey by credential id.
+    async fn get(&self, credential_id: &str) -> Result<Option<PasskeyRecord>, StoreError>;
+
+    /// Register a new passkey.
+    async fn insert(&self, record: PasskeyRecord) -> Result<(), StoreError>;
+
+    /// Replace a passkey's record (after use: counter, backup state, last used).
+    async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError>;
+
+    /// Remove a passkey. Idempotent; returns whether something was removed.
+    async fn delete(&self, credential_id: &str) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,129 @@
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{GrantId, StoreError, TokenHash, UnixTime};
+
+/// What a [`TokenRecord`] is. Kinds are separate key spaces: the same hash under two kinds is two records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TokenKind {
+    /// A validated authorization request waiting for the owner's decision on the consent page.
+    AuthorizationRequest,
+    /// An authorization code.
+    AuthorizationCode,
+    /// An access token.
+    AccessToken,
+    /// A refresh token.
+    RefreshToken,
+    /// WebAuthn ceremony state (registration or authentication), single use.
+    PasskeyCeremony,
+    /// A marker that a setup token has been used.
+    SetupTokenUse,
+}
+
+impl TokenKind {
+    /// Every kind, for backends that iterate key spaces.
+    pub const ALL: [TokenKind; 6] = [
+        TokenKind::AuthorizationRequest,
+        TokenKind::AuthorizationCode,
+        TokenKind::AccessToken,
+        TokenKind::RefreshToken,
+        TokenKind::PasskeyCeremony,
+        TokenKind::SetupTokenUse,
+    ];
+
+    /// A short stable name, used in keys and table rows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::AuthorizationRequest => "authz_request",
+            TokenKind::AuthorizationCode => "code",
+            TokenKind::AccessToken => "access",
+            TokenKind::RefreshToken => "refresh",
+            TokenKind::PasskeyCeremony => "ceremony",
+            TokenKind::SetupTokenUse => "setup_use",
+        }
+    }
+
+    /// The inverse of [`TokenKind::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// One short-lived secret, keyed by `(kind, hash)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The key space.
+    pub kind: TokenKind,
+    /// SHA-256 of the secret; the key within the kind.
+    pub hash: TokenHash,
+    /// The grant this record belongs to; [`TokenStore::revoke_grant`] removes by it.
+    pub grant_id: GrantId,
+    /// When the record stops existing, absolute.
+    pub expires_at: UnixTime,
+    /// Opaque bytes written by the protocol core. Backends store and return them verbatim.
+    pub payload: Vec<u8>,
+}
+
+/// What [`TokenStore::consume`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Consumed {
+    /// This call consumed the record; the caller owns it.
+    First(TokenRecord),
+    /// The record had been consumed before: a replay. The record is returned so the caller can check
+    /// who is replaying before acting (for example revoking the grant).
+    Replayed {
+        /// The record as it was inserted.
+        record: TokenRecord,
+        /// When the first, winning consume happened.
+        consumed_at: UnixTime,
+    },
+}
+
+/// Storage for every short-lived secret: pending authorization requests, authorization codes, access
+/// and refresh tokens, WebAuthn ceremony state.
+///
+/// # Contract
+///
+/// Implementations MUST:
+///
+/// - treat a record whose `expires_at` is not after the current time as absent in every read
+///   (`get`, `consume`), whether or not it has been physically removed yet;
+/// - make [`insert`](TokenStore::insert) insert-if-absent: it MUST NOT overwrite an existing live
+///   record, and MUST return [`StoreError::AlreadyExists`] instead. Under concurrent inserts of one
+///   key, exactly one succeeds. Inserting an already expired record succeeds and is never visible;
+/// - make [`consume`](TokenStore::consume) atomic: among any number of concurrent callers, across
+///   processes where the backend is shared, exactly one receives [`Consumed::First`]; every later
+///   caller receives [`Consumed::Replayed`] until the record expires. A consumed record MUST NOT be
+///   returned by [`get`](TokenStore::get);
+/// - make [`revoke_grant`](TokenStore::revoke_grant) remove every record of the grant, of every
+///   kind, consumed or not, that existed when the call started;
+/// - store [`TokenRecord::payload`] byte for byte.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// Insert if absent; [`StoreError::AlreadyExists`] if a live record has the same `(kind, hash)`.
+    async fn insert(&self, record: TokenRecord) -> Result<(), StoreError>;
+
+    /// The live, unconsumed record, or `None`. Has no side effect: this is the bearer hot path.
+    async fn get(&self, kind: TokenKind, hash: &TokenHash)
+    -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Atomically mark the record consumed. `None` if absent or expired.
+    async fn consume(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+    ) -> Result<Option<Consumed>, StoreError>;
+
+    /// Remove one record, consumed or not. Idempotent; returns whether something was removed.
+    async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError>;
+
+    /// Remove every record of the grant, of every kind. Returns how many were removed.
+    async fn revoke_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError>;
+
+    /// Physically remove expired records. Backends with native expiry may keep this default.
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}

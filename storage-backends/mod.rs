@@ -1,0 +1,15 @@
+//! The storage backends: each maps the contracts of [`crate::store`] onto one technology.
+//!
+//! | backend | traits | persists | shared across instances |
+//! |---|---|---|---|
+//! | [`MemoryStore`] (feature `memory`, default) | token, client, passkey | no | no |
+//! | [`PasskeyFileStore`] (always) | passkey | yes (JSON file) | no |
+
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+pub mod memory;
+pub mod passkey_file;
+
+#[cfg(feature = "memory")]
+pub use memory::MemoryStore;
+pub use passkey_file::PasskeyFileStore;

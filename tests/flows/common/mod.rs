@@ -1,0 +1,338 @@
+//! Shared test harness: an in-process server, a software passkey, and the steps of the OAuth flow.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::routing::any;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http_body_util::BodyExt;
+use mcp_oauth::webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+use mcp_oauth::{McpOAuth, MemoryStore, OAuthConfig, TokenInfo};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+use tower::ServiceExt;
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+
+pub(crate) const SERVER_URL: &str = "http://localhost:8080";
+pub(crate) const RESOURCE: &str = "http://localhost:8080/mcp";
+pub(crate) const CLIENT_ID: &str = "claude-static";
+pub(crate) const CLIENT_SECRET: &str = "static-client-secret-0123456789";
+pub(crate) const SETUP_TOKEN: &str = "setup-token-for-tests-0123456789";
+pub(crate) const LOOPBACK_REDIRECT: &str = "http://127.0.0.1:9999/callback";
+pub(crate) const CLAUDE_REDIRECT: &str = "https://claude.ai/api/mcp/auth_callback";
+
+/// A response, read whole.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Reply {
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}), status {}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The OAuth error code of a JSON error response.
+    pub(crate) fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+
+    #[track_caller]
+    pub(crate) fn assert_oauth_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        assert_eq!(self.error(), code, "body: {}", self.text());
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+        assert!(self.json()["error_description"].is_string());
+    }
+}
+
+/// PKCE verifier and S256 challenge.
+pub(crate) fn pkce() -> (String, String) {
+    let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+pub(crate) fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+/// Percent-encode a query or form value.
+pub(crate) fn enc(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
+    let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        serializer.append_pair(k, v);
+    }
+    serializer.finish()
+}
+
+/// The MCP stand-in behind the guard: echoes who called.
+fn mcp_routes() -> Router {
+    Router::new().route(
+        "/mcp",
+        any(|caller: TokenInfo| async move {
+            axum::Json(json!({
+                "client_id": caller.client_id,
+                "scopes": caller.scopes,
+                "grant_id": caller.grant_id.0,
+            }))
+        }),
+    )
+}
+
+pub(crate) fn config() -> OAuthConfig {
+    let mut config = OAuthConfig::with_defaults(
+        SERVER_URL,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        "Test Server",
+        "unused-in-memory.json",
+    );
+    config.setup_token = Some(SETUP_TOKEN.to_owned());
+    config
+}
+
+/// An in-process server with in-memory stores and the owner's software passkey.
+pub(crate) struct TestServer {
+    pub(crate) app: Router,
+    pub(crate) oauth: McpOAuth,
+    pub(crate) store: MemoryStore,
+    pub(crate) key: Arc<Mutex<SoftPasskey>>,
+    pub(crate) peer: SocketAddr,
+}
+
+impl TestServer {
+    /// A server with no passkey yet.
+    pub(crate) async fn new() -> Self {
+        Self::with_config(config()).await
+    }
+
+    pub(crate) async fn with_config(config: OAuthConfig) -> Self {
+        Self::with_routes(config, mcp_routes()).await
+    }
+
+    pub(crate) async fn with_routes(config: OAuthConfig, routes: Router) -> Self {
+        let store = MemoryStore::new();
+        let oauth = McpOAuth::builder(config).stores(store.clone()).build().expect("build");
+        let app = oauth.router(routes);
+        Self {
+            app,
+            oauth,
+            store,
+            key: Arc::new(Mutex::new(SoftPasskey::new(true))),
+            peer: "127.0.0.1:40000".parse().unwrap(),
+        }
+    }
+
+    /// A server whose owner has registered a passkey.
+    pub(crate) async fn ready() -> Self {
+        let server = Self::new().await;
+        server.register_passkey(SETUP_TOKEN).await;
+        server
+    }
+
+    pub(crate) async fn send(&self, mut request: Request<Body>) -> Reply {
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Reply { status, headers, body }
+    }
+
+    pub(crate) async fn get(&self, uri: &str) -> Reply {
+        self.send(Request::get(uri).body(Body::empty()).unwrap()).await
+    }
+
+    pub(crate) async fn post_form(&self, uri: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        self.send(request.body(Body::from(body.to_owned())).unwrap()).await
+    }
+
+    pub(crate) async fn post_json(&self, uri: &str, body: &Value) -> Reply {
+        let request = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ORIGIN, SERVER_URL)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.send(request).await
+    }
+
+    pub(crate) async fn mcp(&self, token: Option<&str>) -> Reply {
+        let mut request = Request::builder().method(Method::POST).uri("/mcp");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        self.send(request.body(Body::from("{}")).unwrap()).await
+    }
+
+    /// Register a passkey with the setup token, through the page's JSON endpoints.
+    pub(crate) async fn register_passkey(&self, setup_token: &str) -> Reply {
+        let start = self
+            .post_json("/passkey/register/start", &json!({ "setup_token": setup_token, "label": "soft key" }))
+            .await;
+        if start.status != StatusCode::OK {
+            return start;
+        }
+        self.finish_registration(start.json()).await
+    }
+
+    pub(crate) async fn finish_registration(&self, start: Value) -> Reply {
+        let options: CreationChallengeResponse = serde_json::from_value(start["options"].clone()).unwrap();
+        let credential = self
+            .key
+            .lock()
+            .await
+            .do_registration(Url::parse(SERVER_URL).unwrap(), options)
+            .expect("soft passkey registration");
+        self.post_json(
+            "/passkey/register/finish",
+            &json!({ "ceremony_id": start["ceremony_id"], "credential": credential }),
+        )
+        .await
+    }
+
+    /// Sign a challenge with the owner's passkey.
+    pub(crate) async fn assert_with(&self, key: &Mutex<SoftPasskey>, challenge: &Value) -> Value {
+        let options: RequestChallengeResponse = serde_json::from_value(challenge["options"].clone()).unwrap();
+        let credential = key
+            .lock()
+            .await
+            .do_authentication(Url::parse(SERVER_URL).unwrap(), options)
+            .expect("soft passkey assertion");
+        serde_json::to_value(credential).unwrap()
+    }
+
+    /// Register a client dynamically; returns the registration response.
+    pub(crate) async fn register_client(&self, metadata: Value) -> Value {
+        let reply = self.post_json("/register", &metadata).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+        reply.json()
+    }
+
+    pub(crate) async fn register_public_client(&self) -> String {
+        self.register_client(json!({
+            "redirect_uris": [LOOPBACK_REDIRECT],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "client_name": "Test Client",
+        }))
+        .await["client_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// `GET /authorize`; on success returns the pending request id from the consent page.
+    pub(crate) async fn authorize(&self, query: &str) -> Result<String, Reply> {
+        let reply = self.get(&format!("/authorize?{query}")).await;
+        if reply.status != StatusCode::OK {
+            return Err(reply);
+        }
+        let page = reply.text();
+        let marker = "data-request-id=\"";
+        let start = page.find(marker).expect("consent page has data-request-id") + marker.len();
+        let end = page[start..].find('"').unwrap() + start;
+        Ok(page[start..end].to_owned())
+    }
+
+    /// Approve a pending request with the owner's passkey; returns the redirect URL.
+    pub(crate) async fn approve(&self, request_id: &str) -> Url {
+        let challenge = self.post_json("/authorize/challenge", &json!({ "request_id": request_id })).await;
+        assert_eq!(challenge.status, StatusCode::OK, "{}", challenge.text());
+        let challenge = challenge.json();
+        let credential = self.assert_with(&self.key, &challenge).await;
+        let reply = self
+            .post_json(
+                "/authorize/approve",
+                &json!({ "request_id": request_id, "ceremony_id": challenge["ceremony_id"], "credential": credential }),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        Url::parse(reply.json()["redirect_to"].as_str().unwrap()).unwrap()
+    }
+
+    /// Authorize and approve a public client; returns (code, verifier).
+    pub(crate) async fn code_for(&self, client_id: &str, redirect_uri: &str) -> (String, String) {
+        let (verifier, challenge) = pkce();
+        let query = format!(
+            "response_type=code&client_id={}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&state=st&scope=mcp&resource={}",
+            enc(client_id),
+            enc(redirect_uri),
+            enc(RESOURCE)
+        );
+        let request_id = self.authorize(&query).await.unwrap_or_else(|r| panic!("authorize: {}", r.text()));
+        let redirect = self.approve(&request_id).await;
+        (query_param(&redirect, "code").expect("code"), verifier)
+    }
+
+    /// Exchange a public client's code.
+    pub(crate) async fn exchange(&self, client_id: &str, code: &str, verifier: &str, redirect_uri: &str) -> Reply {
+        self.post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", verifier),
+                ("client_id", client_id),
+                ("redirect_uri", redirect_uri),
+                ("resource", RESOURCE),
+            ]),
+            &[],
+        )
+        .await
+    }
+
+    /// A public client with tokens: (client_id, token response).
+    pub(crate) async fn connected_client(&self) -> (String, Value) {
+        let client_id = self.register_public_client().await;
+        let (code, verifier) = self.code_for(&client_id, LOOPBACK_REDIRECT).await;
+        let reply = self.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        (client_id, reply.json())
+    }
+
+    pub(crate) async fn refresh(&self, client_id: &str, refresh_token: &str) -> Reply {
+        self.post_form(
+            "/token",
+            &form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", client_id)]),
+            &[],
+        )
+        .await
+    }
+}
+
+pub(crate) fn query_param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}

@@ -1,0 +1,15 @@
+//! HTTP flow tests: the whole journey in process, and one test attacking each protocol rule.
+
+mod common;
+
+mod authorize;
+mod bearer;
+mod discovery;
+mod journey;
+mod malformed;
+mod passkeys;
+mod rate_limits;
+mod register;
+mod revoke;
+mod secrets;
+mod token;

@@ -1,0 +1,202 @@
+//! Passkey enrolment and approval.
+
+use axum::http::StatusCode;
+use mcp_oauth::PasskeyStore;
+use serde_json::json;
+use tokio::sync::Mutex;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn the_setup_token_registers_one_passkey_once() {
+    let server = TestServer::new().await;
+    assert!(server.oauth.setup_url().await.unwrap().unwrap().ends_with(&format!("#setup_token={SETUP_TOKEN}")));
+    let first = server.register_passkey(SETUP_TOKEN).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(first.json()["label"], "soft key");
+    let again = server.register_passkey(SETUP_TOKEN).await;
+    again.assert_oauth_error(403, "access_denied");
+    assert_eq!(server.oauth.setup_url().await.unwrap(), None);
+    assert_eq!(PasskeyStore::list(&server.store).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_setup_token_is_refused() {
+    let server = TestServer::new().await;
+    for wrong in ["nope", "setup-token-for-tests-012345678", "setup-token-for-tests-01234567890", ""] {
+        let reply = server.post_json("/passkey/register/start", &json!({ "setup_token": wrong })).await;
+        assert!(reply.status.is_client_error(), "{wrong}: {}", reply.status);
+    }
+    assert!(PasskeyStore::list(&server.store).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn two_registrations_racing_on_one_setup_token_yield_one_passkey() {
+    let server = TestServer::new().await;
+    let a = server.post_json("/passkey/register/start", &json!({ "setup_token": SETUP_TOKEN })).await.json();
+    let b = server.post_json("/passkey/register/start", &json!({ "setup_token": SETUP_TOKEN })).await.json();
+    let other_key = Mutex::new(SoftPasskey::new(true));
+    let first = server.finish_registration(a).await;
+    // Finish the second with another authenticator, through the same server.
+    let options = serde_json::from_value(b["options"].clone()).unwrap();
+    let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
+        &mut *other_key.lock().await,
+        url::Url::parse(SERVER_URL).unwrap(),
+        options,
+    )
+    .unwrap();
+    let second = server
+        .post_json("/passkey/register/finish", &json!({ "ceremony_id": b["ceremony_id"], "credential": credential }))
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    second.assert_oauth_error(403, "access_denied");
+    assert_eq!(PasskeyStore::list(&server.store).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_further_passkey_needs_an_existing_passkeys_approval() {
+    let server = TestServer::ready().await;
+    // No token, no approval.
+    let reply = server.post_json("/passkey/register/start", &json!({})).await;
+    reply.assert_oauth_error(400, "invalid_request");
+    // Approval by the existing passkey.
+    let challenge = server.post_json("/passkey/register/approval", &json!({})).await;
+    assert_eq!(challenge.status, StatusCode::OK);
+    let challenge = challenge.json();
+    let assertion = server.assert_with(&server.key, &challenge).await;
+    let start = server
+        .post_json(
+            "/passkey/register/start",
+            &json!({ "approval": { "ceremony_id": challenge["ceremony_id"], "credential": assertion }, "label": "phone" }),
+        )
+        .await;
+    assert_eq!(start.status, StatusCode::OK, "{}", start.text());
+    let second_key = Mutex::new(SoftPasskey::new(true));
+    let options = serde_json::from_value(start.json()["options"].clone()).unwrap();
+    let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
+        &mut *second_key.lock().await,
+        url::Url::parse(SERVER_URL).unwrap(),
+        options,
+    )
+    .unwrap();
+    let done = server
+        .post_json("/passkey/register/finish", &json!({ "ceremony_id": start.json()["ceremony_id"], "credential": credential }))
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+    assert_eq!(PasskeyStore::list(&server.store).await.unwrap().len(), 2);
+    // The new passkey approves clients too.
+    let client_id = server.register_public_client().await;
+    let (_, pkce_challenge) = pkce();
+    let request_id = server
+        .authorize(&format!(
+            "response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={pkce_challenge}&code_challenge_method=S256",
+            enc(LOOPBACK_REDIRECT)
+        ))
+        .await
+        .unwrap();
+    let challenge = server.post_json("/authorize/challenge", &json!({ "request_id": request_id })).await.json();
+    let assertion = server.assert_with(&second_key, &challenge).await;
+    let approved = server
+        .post_json(
+            "/authorize/approve",
+            &json!({ "request_id": request_id, "ceremony_id": challenge["ceremony_id"], "credential": assertion }),
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text());
+}
+
+#[tokio::test]
+async fn an_assertion_approves_only_the_request_it_was_made_for_and_only_once() {
+    let server = TestServer::ready().await;
+    let client_id = server.register_public_client().await;
+    let mut request_ids = Vec::new();
+    for _ in 0..2 {
+        let (_, challenge) = pkce();
+        request_ids.push(
+            server
+                .authorize(&format!(
+                    "response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
+                    enc(LOOPBACK_REDIRECT)
+                ))
+                .await
+                .unwrap(),
+        );
+    }
+    let challenge = server.post_json("/authorize/challenge", &json!({ "request_id": request_ids[0] })).await.json();
+    let assertion = server.assert_with(&server.key, &challenge).await;
+    // Spent on the other request: refused, and the ceremony is used up.
+    let wrong = server
+        .post_json(
+            "/authorize/approve",
+            &json!({ "request_id": request_ids[1], "ceremony_id": challenge["ceremony_id"], "credential": assertion }),
+        )
+        .await;
+    wrong.assert_oauth_error(400, "invalid_request");
+    let replay = server
+        .post_json(
+            "/authorize/approve",
+            &json!({ "request_id": request_ids[0], "ceremony_id": challenge["ceremony_id"], "credential": assertion }),
+        )
+        .await;
+    replay.assert_oauth_error(400, "invalid_request");
+    // An enrolment assertion cannot approve a client either.
+    let enrol = server.post_json("/passkey/register/approval", &json!({})).await.json();
+    let assertion = server.assert_with(&server.key, &enrol).await;
+    let misuse = server
+        .post_json(
+            "/authorize/approve",
+            &json!({ "request_id": request_ids[1], "ceremony_id": enrol["ceremony_id"], "credential": assertion }),
+        )
+        .await;
+    misuse.assert_oauth_error(400, "invalid_request");
+}
+
+#[tokio::test]
+async fn a_stranger_passkey_cannot_approve() {
+    let server = TestServer::ready().await;
+    let client_id = server.register_public_client().await;
+    let (_, pkce_challenge) = pkce();
+    let request_id = server
+        .authorize(&format!(
+            "response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={pkce_challenge}&code_challenge_method=S256",
+            enc(LOOPBACK_REDIRECT)
+        ))
+        .await
+        .unwrap();
+    let challenge = server.post_json("/authorize/challenge", &json!({ "request_id": request_id })).await.json();
+    // A different authenticator: it holds no credential the server allows, so it cannot even sign;
+    // a forged assertion reusing the owner's credential id with a wrong signature is refused.
+    let owner_assertion = server.assert_with(&server.key, &challenge).await;
+    let mut forged = owner_assertion.clone();
+    forged["response"]["signature"] = json!("AAAA");
+    let reply = server
+        .post_json(
+            "/authorize/approve",
+            &json!({ "request_id": request_id, "ceremony_id": challenge["ceremony_id"], "credential": forged }),
+        )
+        .await;
+    reply.assert_oauth_error(403, "access_denied");
+}
+
+#[tokio::test]
+async fn use_updates_the_stored_credential() {
+    let server = TestServer::ready().await;
+    let before = PasskeyStore::list(&server.store).await.unwrap()[0].clone();
+    assert!(before.last_used_at.is_none());
+    server.connected_client().await;
+    let after = PasskeyStore::list(&server.store).await.unwrap()[0].clone();
+    assert!(after.last_used_at.is_some());
+}
+
+#[tokio::test]
+async fn registration_page_has_the_contract_ids() {
+    let server = TestServer::new().await;
+    let reply = server.get("/passkey/register").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let page = reply.text();
+    for id in ["id=\"setup_token\"", "id=\"register\"", "id=\"status\""] {
+        assert!(page.contains(id), "{id}");
+    }
+    assert_eq!(reply.header("x-frame-options"), Some("DENY"));
+}

@@ -1,0 +1,111 @@
+//! Secrets at rest and in logs: only SHA-256 hashes are stored, nothing secret is logged.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use mcp_oauth::store::{ClientStore, TokenHash, TokenKind, TokenStore};
+use serde_json::json;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::common::*;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn stores_hold_hashes_and_logs_hold_no_secret() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = TestServer::ready().await;
+    let client = server
+        .register_client(json!({
+            "redirect_uris": [LOOPBACK_REDIRECT],
+            "token_endpoint_auth_method": "client_secret_post",
+            "grant_types": ["authorization_code", "refresh_token"]
+        }))
+        .await;
+    let client_id = client["client_id"].as_str().unwrap();
+    let secret = client["client_secret"].as_str().unwrap();
+    let (code, verifier) = server.code_for(client_id, LOOPBACK_REDIRECT).await;
+    let tokens = server
+        .post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", client_id),
+                ("client_secret", secret),
+            ]),
+            &[],
+        )
+        .await
+        .json();
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    // Provoke the warning paths too: code replay and refresh reuse.
+    server
+        .post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", client_id),
+                ("client_secret", secret),
+            ]),
+            &[],
+        )
+        .await;
+    server.register_passkey("wrong-setup-token-0123456789").await;
+
+    // At rest: records are found by hash, and carry no raw secret.
+    let stored_client = ClientStore::get(&server.store, client_id).await.unwrap().unwrap();
+    assert_eq!(stored_client.secret_hash, Some(TokenHash::of(secret)));
+    assert!(!serde_json::to_string(&stored_client).unwrap().contains(secret));
+    assert!(
+        TokenStore::get(&server.store, TokenKind::AccessToken, &TokenHash::of(access)).await.unwrap().is_none(),
+        "revoked by the replay"
+    );
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("grant revoked"), "the replay was logged: {logs}");
+    for secret in [secret, &code, &verifier, access, refresh, SETUP_TOKEN, CLIENT_SECRET] {
+        assert!(!logs.contains(secret), "a secret reached the log");
+    }
+}
+
+#[tokio::test]
+async fn live_tokens_are_stored_under_their_hash_only() {
+    let server = TestServer::ready().await;
+    let (_, tokens) = server.connected_client().await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let record = TokenStore::get(&server.store, TokenKind::AccessToken, &TokenHash::of(access))
+        .await
+        .unwrap()
+        .expect("stored under its SHA-256");
+    assert!(!String::from_utf8_lossy(&record.payload).contains(access));
+    assert!(access.starts_with("mcp_at_"));
+}
