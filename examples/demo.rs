@@ -45,7 +45,9 @@ const APP_NAME: &str = "mcp-oauth demo";
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
 
     let port: u16 = match std::env::var("PORT") {
@@ -60,9 +62,16 @@ async fn main() -> Result<(), BoxError> {
         Ok(secret) => (secret, false),
         Err(_) => (random_secret(), true),
     };
-    let passkey_store_path = PathBuf::from(env_or("PASSKEY_STORE_PATH", "./data/passkeys.json".to_owned()));
-    if let Some(dir) = passkey_store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let passkey_store_path = PathBuf::from(env_or(
+        "PASSKEY_STORE_PATH",
+        "./data/passkeys.json".to_owned(),
+    ));
+    if let Some(dir) = passkey_store_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
 
     let mut config = OAuthConfig::with_defaults(
@@ -77,7 +86,11 @@ async fn main() -> Result<(), BoxError> {
 
     // rmcp refuses requests whose Host header it does not know (DNS-rebinding protection). Allow the
     // loopback names for local use and the public host of SERVER_URL for use behind a proxy.
-    let mut allowed_hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut allowed_hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     if let Some(host) = url::Url::parse(&server_url)?.host_str() {
         allowed_hosts.push(host.to_owned());
     }
@@ -103,7 +116,9 @@ async fn main() -> Result<(), BoxError> {
     println!();
     match oauth.setup_url().await? {
         Some(url) => {
-            println!("  No passkey is registered yet. Open this URL in a browser and register one:");
+            println!(
+                "  No passkey is registered yet. Open this URL in a browser and register one:"
+            );
             println!("      {url}");
         }
         None => println!(
@@ -120,20 +135,25 @@ async fn main() -> Result<(), BoxError> {
     } else {
         println!("      client secret: the value of OAUTH_CLIENT_SECRET");
     }
-    println!("  Clients with dynamic registration (Claude Code, MCP Inspector, ...) need only the MCP URL.");
+    println!(
+        "  Clients with dynamic registration (Claude Code, MCP Inspector, ...) need only the MCP URL."
+    );
     println!();
 
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            if let Err(error) = tokio::signal::ctrl_c().await {
-                tracing::error!(%error, "cannot listen for Ctrl-C");
-                std::future::pending::<()>().await;
-            }
-            tracing::info!("shutting down");
-            // Ends the open MCP streams, which would otherwise keep the server waiting.
-            shutdown_sessions.cancel();
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+        tracing::info!("shutting down");
+        // Ends the open MCP streams, which would otherwise keep the server waiting.
+        shutdown_sessions.cancel();
+    })
+    .await?;
     Ok(())
 }
 
@@ -192,7 +212,10 @@ impl Demo {
         // The bearer guard put the token's details into the HTTP request; rmcp hands tools the
         // request's parts.
         let info = parts.extensions.get::<TokenInfo>().ok_or_else(|| {
-            ErrorData::internal_error("no token information: is /mcp behind the OAuth guard?", None)
+            ErrorData::internal_error(
+                "no token information: is /mcp behind the OAuth guard?",
+                None,
+            )
         })?;
         let expires_at = info.expires_at.0;
         Ok(Json(Caller {
@@ -231,7 +254,10 @@ impl ServerHandler for Demo {
 }
 
 fn env_or(name: &str, default: String) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or(default)
 }
 
 /// `RATE_LIMITS=off`, and `RATE_LIMIT_<TIER>=PER_MINUTE/BURST` for each tier.
@@ -243,11 +269,16 @@ fn apply_rate_limit_env(config: &mut OAuthConfig) -> Result<(), BoxError> {
     }
     for (name, tier) in [
         ("RATE_LIMIT_AUTH", &mut config.rate_limits.auth),
-        ("RATE_LIMIT_REGISTRATION", &mut config.rate_limits.registration),
+        (
+            "RATE_LIMIT_REGISTRATION",
+            &mut config.rate_limits.registration,
+        ),
         ("RATE_LIMIT_GENERAL", &mut config.rate_limits.general),
     ] {
         if let Ok(value) = std::env::var(name) {
-            *tier = parse_tier(&value).ok_or_else(|| format!("{name}={value:?}: expected PER_MINUTE/BURST, e.g. 120/60"))?;
+            *tier = parse_tier(&value).ok_or_else(|| {
+                format!("{name}={value:?}: expected PER_MINUTE/BURST, e.g. 120/60")
+            })?;
         }
     }
     Ok(())
@@ -255,7 +286,10 @@ fn apply_rate_limit_env(config: &mut OAuthConfig) -> Result<(), BoxError> {
 
 fn parse_tier(value: &str) -> Option<RateLimit> {
     let (per_minute, burst) = value.split_once('/')?;
-    Some(RateLimit::new(per_minute.trim().parse().ok()?, burst.trim().parse().ok()?))
+    Some(RateLimit::new(
+        per_minute.trim().parse().ok()?,
+        burst.trim().parse().ok()?,
+    ))
 }
 
 /// 192 random bits, hex: a client secret for this run.

@@ -20,7 +20,8 @@ pub const DEFAULT_CLIENT_REDIRECT_URIS: [&str; 4] = [
 ];
 
 /// Redirect URIs with a private-use scheme that real MCP clients use, accepted by exact match only.
-pub const DEFAULT_NATIVE_REDIRECT_URIS: [&str; 1] = ["cursor://anysphere.cursor-mcp/oauth/callback"];
+pub const DEFAULT_NATIVE_REDIRECT_URIS: [&str; 1] =
+    ["cursor://anysphere.cursor-mcp/oauth/callback"];
 
 /// Configuration of the OAuth layer.
 ///
@@ -192,7 +193,10 @@ impl OAuthConfig {
         for (field, value) in [
             ("token_lifetime_secs", self.token_lifetime_secs),
             ("code_lifetime_secs", self.code_lifetime_secs),
-            ("refresh_token_lifetime_secs", self.refresh_token_lifetime_secs),
+            (
+                "refresh_token_lifetime_secs",
+                self.refresh_token_lifetime_secs,
+            ),
             ("consent_lifetime_secs", self.consent_lifetime_secs),
         ] {
             if value == 0 {
@@ -200,7 +204,10 @@ impl OAuthConfig {
             }
         }
         if self.code_lifetime_secs > 600 {
-            return bad("code_lifetime_secs", "must be at most 600 (OAuth 2.1 §4.1.2)");
+            return bad(
+                "code_lifetime_secs",
+                "must be at most 600 (OAuth 2.1 §4.1.2)",
+            );
         }
         if self.refresh_grace_secs >= self.refresh_token_lifetime_secs {
             return bad(
@@ -224,23 +231,38 @@ impl OAuthConfig {
         if let Some(scope) = self.scopes.iter().find(|s| !is_scope_token(s)) {
             return bad(
                 "scopes",
-                &format!("{scope:?} is not a valid scope (printable ASCII, no spaces, quotes or backslashes)"),
+                &format!(
+                    "{scope:?} is not a valid scope (printable ASCII, no spaces, quotes or backslashes)"
+                ),
             );
         }
         if self.default_scopes.is_empty() {
             return bad("default_scopes", "must name at least one scope");
         }
-        if let Some(scope) = self.default_scopes.iter().find(|s| !self.scopes.contains(s)) {
+        if let Some(scope) = self
+            .default_scopes
+            .iter()
+            .find(|s| !self.scopes.contains(s))
+        {
             return bad("default_scopes", &format!("{scope:?} is not in scopes"));
         }
         if self.registered_client_lifetime_secs == Some(0) {
-            return bad("registered_client_lifetime_secs", "must be greater than zero, or None");
+            return bad(
+                "registered_client_lifetime_secs",
+                "must be greater than zero, or None",
+            );
         }
         for uri in &self.native_redirect_uris {
             let parsed = Url::parse(uri).map_err(|e| {
-                Error::invalid("native_redirect_uris", &format!("{uri:?} is not a URL: {e}"))
+                Error::invalid(
+                    "native_redirect_uris",
+                    &format!("{uri:?} is not a URL: {e}"),
+                )
             })?;
-            if matches!(parsed.scheme(), "http" | "https" | "javascript" | "data" | "file" | "blob") {
+            if matches!(
+                parsed.scheme(),
+                "http" | "https" | "javascript" | "data" | "file" | "blob"
+            ) {
                 return bad(
                     "native_redirect_uris",
                     &format!("{uri:?}: only private-use schemes belong here"),
@@ -372,19 +394,44 @@ mod tests {
 
     #[test]
     fn other_bad_fields_are_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut OAuthConfig)>)> = vec![
-            ("client_secret", Box::new(|c| c.client_secret = String::new())),
-            ("client_secret", Box::new(|c| c.client_secret = "short".into())),
+        type Mutation = Box<dyn Fn(&mut OAuthConfig)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "client_secret",
+                Box::new(|c| c.client_secret = String::new()),
+            ),
+            (
+                "client_secret",
+                Box::new(|c| c.client_secret = "short".into()),
+            ),
             ("client_id", Box::new(|c| c.client_id = " ".into())),
             ("app_name", Box::new(|c| c.app_name = String::new())),
-            ("setup_token", Box::new(|c| c.setup_token = Some("weak".into()))),
-            ("resource_path", Box::new(|c| c.resource_path = "mcp".into())),
-            ("resource_path", Box::new(|c| c.resource_path = "/mcp/".into())),
+            (
+                "setup_token",
+                Box::new(|c| c.setup_token = Some("weak".into())),
+            ),
+            (
+                "resource_path",
+                Box::new(|c| c.resource_path = "mcp".into()),
+            ),
+            (
+                "resource_path",
+                Box::new(|c| c.resource_path = "/mcp/".into()),
+            ),
             ("scopes", Box::new(|c| c.scopes = vec!["a b".into()])),
-            ("default_scopes", Box::new(|c| c.default_scopes = vec!["admin".into()])),
+            (
+                "default_scopes",
+                Box::new(|c| c.default_scopes = vec!["admin".into()]),
+            ),
             ("code_lifetime_secs", Box::new(|c| c.code_lifetime_secs = 0)),
-            ("code_lifetime_secs", Box::new(|c| c.code_lifetime_secs = 3600)),
-            ("refresh_grace_secs", Box::new(|c| c.refresh_grace_secs = u64::MAX)),
+            (
+                "code_lifetime_secs",
+                Box::new(|c| c.code_lifetime_secs = 3600),
+            ),
+            (
+                "refresh_grace_secs",
+                Box::new(|c| c.refresh_grace_secs = u64::MAX),
+            ),
             (
                 "client_redirect_uris",
                 Box::new(|c| c.client_redirect_uris = vec!["http://evil.example/cb".into()]),

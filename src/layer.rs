@@ -5,13 +5,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 
+use crate::Error;
 use crate::config::{OAuthConfig, parse_server_url};
 use crate::http::{AppState, BearerLayer, Limits};
 use crate::oauth::clients::PreRegistered;
 use crate::oauth::{AuthServer, Resource, Settings, metadata};
 use crate::passkey::{Passkeys, SetupToken};
 use crate::store::{ClientStore, PasskeyStore, StoreError, TokenHash, TokenStore};
-use crate::Error;
 
 /// The OAuth layer, ready to wrap MCP routes.
 ///
@@ -150,14 +150,19 @@ impl McpOAuthBuilder {
         let (tokens, clients) = default_stores(self.tokens, self.clients)?;
         let passkey_store = match self.passkeys {
             Some(store) => store,
-            None => Arc::new(crate::backends::PasskeyFileStore::open(&config.passkey_store_path)?),
+            None => Arc::new(crate::backends::PasskeyFileStore::open(
+                &config.passkey_store_path,
+            )?),
         };
 
         let issuer = config.server_url.clone();
         let resource = Resource::new(&issuer, &config.resource_path)
             .map_err(|e| Error::invalid("resource_path", &e.to_string()))?;
         let settings = Settings {
-            resource_metadata_url: format!("{issuer}/.well-known/oauth-protected-resource{}", config.resource_path),
+            resource_metadata_url: format!(
+                "{issuer}/.well-known/oauth-protected-resource{}",
+                config.resource_path
+            ),
             issuer: issuer.clone(),
             app_name: config.app_name.clone(),
             resource,
@@ -177,10 +182,18 @@ impl McpOAuthBuilder {
                 redirect_uris: config.client_redirect_uris.clone(),
             },
         };
-        let authorization_server_metadata = Bytes::from(metadata::authorization_server(&settings).to_string());
-        let protected_resource_metadata = Bytes::from(metadata::protected_resource(&settings).to_string());
+        let authorization_server_metadata =
+            Bytes::from(metadata::authorization_server(&settings).to_string());
+        let protected_resource_metadata =
+            Bytes::from(metadata::protected_resource(&settings).to_string());
         let setup = SetupToken::new(config.setup_token.as_deref());
-        let passkeys = Passkeys::new(&server_url, &config.app_name, passkey_store, Arc::clone(&tokens), setup)?;
+        let passkeys = Passkeys::new(
+            &server_url,
+            &config.app_name,
+            passkey_store,
+            Arc::clone(&tokens),
+            setup,
+        )?;
         let server = AuthServer {
             settings,
             tokens,
@@ -205,11 +218,13 @@ impl McpOAuthBuilder {
     }
 }
 
+type TokenAndClientStores = (Arc<dyn TokenStore>, Arc<dyn ClientStore>);
+
 #[cfg(feature = "memory")]
 fn default_stores(
     tokens: Option<Arc<dyn TokenStore>>,
     clients: Option<Arc<dyn ClientStore>>,
-) -> Result<(Arc<dyn TokenStore>, Arc<dyn ClientStore>), Error> {
+) -> Result<TokenAndClientStores, Error> {
     let memory = crate::backends::MemoryStore::new();
     Ok((
         tokens.unwrap_or_else(|| Arc::new(memory.clone())),
@@ -221,11 +236,17 @@ fn default_stores(
 fn default_stores(
     tokens: Option<Arc<dyn TokenStore>>,
     clients: Option<Arc<dyn ClientStore>>,
-) -> Result<(Arc<dyn TokenStore>, Arc<dyn ClientStore>), Error> {
+) -> Result<TokenAndClientStores, Error> {
     match (tokens, clients) {
         (Some(tokens), Some(clients)) => Ok((tokens, clients)),
-        (None, _) => Err(Error::invalid("token_store", "is required when the `memory` feature is off")),
-        (_, None) => Err(Error::invalid("client_store", "is required when the `memory` feature is off")),
+        (None, _) => Err(Error::invalid(
+            "token_store",
+            "is required when the `memory` feature is off",
+        )),
+        (_, None) => Err(Error::invalid(
+            "client_store",
+            "is required when the `memory` feature is off",
+        )),
     }
 }
 

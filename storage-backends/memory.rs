@@ -32,7 +32,11 @@ struct GrantMembers {
 
 impl GrantMembers {
     fn expires_at(&self) -> UnixTime {
-        self.members.iter().map(|(_, at)| *at).max().unwrap_or(UnixTime(0))
+        self.members
+            .iter()
+            .map(|(_, at)| *at)
+            .max()
+            .unwrap_or(UnixTime(0))
     }
 }
 
@@ -44,7 +48,12 @@ fn until(at: UnixTime) -> Duration {
 struct ByRecord;
 
 impl Expiry<TokenKey, Arc<StoredToken>> for ByRecord {
-    fn expire_after_create(&self, _: &TokenKey, value: &Arc<StoredToken>, _: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &TokenKey,
+        value: &Arc<StoredToken>,
+        _: Instant,
+    ) -> Option<Duration> {
         Some(until(value.record.expires_at))
     }
     fn expire_after_update(
@@ -59,7 +68,12 @@ impl Expiry<TokenKey, Arc<StoredToken>> for ByRecord {
 }
 
 impl Expiry<GrantId, Arc<GrantMembers>> for ByRecord {
-    fn expire_after_create(&self, _: &GrantId, value: &Arc<GrantMembers>, _: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &GrantId,
+        value: &Arc<GrantMembers>,
+        _: Instant,
+    ) -> Option<Duration> {
         Some(until(value.expires_at()))
     }
     fn expire_after_update(
@@ -74,7 +88,12 @@ impl Expiry<GrantId, Arc<GrantMembers>> for ByRecord {
 }
 
 impl Expiry<String, Arc<ClientRecord>> for ByRecord {
-    fn expire_after_create(&self, _: &String, value: &Arc<ClientRecord>, _: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        value: &Arc<ClientRecord>,
+        _: Instant,
+    ) -> Option<Duration> {
         value.expires_at.map(until)
     }
     fn expire_after_update(
@@ -125,9 +144,18 @@ impl MemoryStore {
     /// Room for `tokens` token records and `clients` registered clients.
     pub fn with_capacity(tokens: u64, clients: u64) -> Self {
         Self {
-            tokens: Cache::builder().max_capacity(tokens).expire_after(ByRecord).build(),
-            grants: Cache::builder().max_capacity(tokens).expire_after(ByRecord).build(),
-            clients: Cache::builder().max_capacity(clients).expire_after(ByRecord).build(),
+            tokens: Cache::builder()
+                .max_capacity(tokens)
+                .expire_after(ByRecord)
+                .build(),
+            grants: Cache::builder()
+                .max_capacity(tokens)
+                .expire_after(ByRecord)
+                .build(),
+            clients: Cache::builder()
+                .max_capacity(clients)
+                .expire_after(ByRecord)
+                .build(),
             passkeys: Arc::default(),
         }
     }
@@ -183,7 +211,11 @@ impl TokenStore for MemoryStore {
         }
     }
 
-    async fn get(&self, kind: TokenKind, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+    async fn get(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenRecord>, StoreError> {
         let now = UnixTime::now();
         Ok(self
             .tokens
@@ -193,7 +225,11 @@ impl TokenStore for MemoryStore {
             .map(|stored| stored.record.clone()))
     }
 
-    async fn consume(&self, kind: TokenKind, hash: &TokenHash) -> Result<Option<Consumed>, StoreError> {
+    async fn consume(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+    ) -> Result<Option<Consumed>, StoreError> {
         // `and_compute_with` runs one computation per key at a time: the one that sees the record
         // unconsumed and marks it is the only winner.
         let result = self
@@ -320,7 +356,10 @@ impl PasskeyStore for MemoryStore {
 
     async fn insert(&self, record: PasskeyRecord) -> Result<(), StoreError> {
         let mut passkeys = self.passkeys.write().await;
-        if passkeys.iter().any(|p| p.credential_id == record.credential_id) {
+        if passkeys
+            .iter()
+            .any(|p| p.credential_id == record.credential_id)
+        {
             return Err(StoreError::AlreadyExists { what: "passkey" });
         }
         passkeys.push(record);
@@ -329,7 +368,10 @@ impl PasskeyStore for MemoryStore {
 
     async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {
         let mut passkeys = self.passkeys.write().await;
-        match passkeys.iter_mut().find(|p| p.credential_id == record.credential_id) {
+        match passkeys
+            .iter_mut()
+            .find(|p| p.credential_id == record.credential_id)
+        {
             Some(slot) => {
                 *slot = record;
                 Ok(true)

@@ -35,7 +35,9 @@ pub struct PasskeyFileStore {
 
 impl std::fmt::Debug for PasskeyFileStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasskeyFileStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("PasskeyFileStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -65,7 +67,11 @@ impl PasskeyFileStore {
                 if contents.version != VERSION {
                     return Err(StoreError::codec(
                         BACKEND,
-                        format!("{} has unsupported version {}", path.display(), contents.version),
+                        format!(
+                            "{} has unsupported version {}",
+                            path.display(),
+                            contents.version
+                        ),
                     ));
                 }
                 contents.passkeys
@@ -86,9 +92,17 @@ impl PasskeyFileStore {
 
     /// Write `passkeys` to the file, then make them the store's contents. On failure nothing
     /// changes, in memory or on disk.
-    async fn commit(&self, current: &mut Vec<PasskeyRecord>, passkeys: Vec<PasskeyRecord>) -> Result<(), StoreError> {
-        let contents = FileContents { version: VERSION, passkeys };
-        let bytes = serde_json::to_vec_pretty(&contents).map_err(|e| StoreError::codec(BACKEND, e))?;
+    async fn commit(
+        &self,
+        current: &mut Vec<PasskeyRecord>,
+        passkeys: Vec<PasskeyRecord>,
+    ) -> Result<(), StoreError> {
+        let contents = FileContents {
+            version: VERSION,
+            passkeys,
+        };
+        let bytes =
+            serde_json::to_vec_pretty(&contents).map_err(|e| StoreError::codec(BACKEND, e))?;
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
             .await
@@ -99,8 +113,14 @@ impl PasskeyFileStore {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let suffix: u64 = rand::random();
     let temp = dir.join(format!(".{name}.{suffix:016x}.tmp"));
     let result = (|| {
@@ -120,7 +140,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 #[cfg(unix)]
 fn create_private(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(not(unix))]
@@ -129,7 +153,10 @@ fn create_private(path: &Path) -> std::io::Result<File> {
 }
 
 fn io_error(path: &Path, action: &str, error: std::io::Error) -> StoreError {
-    StoreError::backend(BACKEND, format!("cannot {action} {}: {error}", path.display()))
+    StoreError::backend(
+        BACKEND,
+        format!("cannot {action} {}: {error}", path.display()),
+    )
 }
 
 #[async_trait]
@@ -150,7 +177,10 @@ impl PasskeyStore for PasskeyFileStore {
 
     async fn insert(&self, record: PasskeyRecord) -> Result<(), StoreError> {
         let mut current = self.passkeys.lock().await;
-        if current.iter().any(|p| p.credential_id == record.credential_id) {
+        if current
+            .iter()
+            .any(|p| p.credential_id == record.credential_id)
+        {
             return Err(StoreError::AlreadyExists { what: "passkey" });
         }
         let mut next = current.clone();
@@ -160,7 +190,10 @@ impl PasskeyStore for PasskeyFileStore {
 
     async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {
         let mut current = self.passkeys.lock().await;
-        let Some(index) = current.iter().position(|p| p.credential_id == record.credential_id) else {
+        let Some(index) = current
+            .iter()
+            .position(|p| p.credential_id == record.credential_id)
+        else {
             return Ok(false);
         };
         let mut next = current.clone();
@@ -174,7 +207,11 @@ impl PasskeyStore for PasskeyFileStore {
         if !current.iter().any(|p| p.credential_id == credential_id) {
             return Ok(false);
         }
-        let next = current.iter().filter(|p| p.credential_id != credential_id).cloned().collect();
+        let next = current
+            .iter()
+            .filter(|p| p.credential_id != credential_id)
+            .cloned()
+            .collect();
         self.commit(&mut current, next).await?;
         Ok(true)
     }

@@ -6,9 +6,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use webauthn_rs::prelude::PublicKeyCredential;
 
+use super::AppState;
 use super::body::JsonBody;
 use super::response::json_no_store;
-use super::AppState;
 use crate::oauth::{ErrorCode, OAuthError, Rejection, redirect};
 use crate::pages;
 use crate::passkey::Purpose;
@@ -21,7 +21,10 @@ pub(crate) async fn page(State(state): State<AppState>, RawQuery(query): RawQuer
         Err(Rejection::Page(error)) => return error_page(&state, &error, None),
         Err(Rejection::Link { error, redirect_to }) => {
             let origin = redirect::origin_of(&redirect_to);
-            let link = pages::ReturnLink { href: &redirect_to, origin: &origin };
+            let link = pages::ReturnLink {
+                href: &redirect_to,
+                origin: &origin,
+            };
             return error_page(&state, &error, Some(link));
         }
     };
@@ -46,11 +49,23 @@ pub(crate) async fn page(State(state): State<AppState>, RawQuery(query): RawQuer
     })
 }
 
-fn error_page(state: &AppState, error: &OAuthError, return_to: Option<pages::ReturnLink<'_>>) -> Response {
+fn error_page(
+    state: &AppState,
+    error: &OAuthError,
+    return_to: Option<pages::ReturnLink<'_>>,
+) -> Response {
     let (status, title) = match error.code {
-        ErrorCode::TemporarilyUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable"),
-        _ if return_to.is_some() => (StatusCode::BAD_REQUEST, "The application sent an invalid request"),
-        _ => (StatusCode::BAD_REQUEST, "This connection request can't be used"),
+        ErrorCode::TemporarilyUnavailable => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable")
+        }
+        _ if return_to.is_some() => (
+            StatusCode::BAD_REQUEST,
+            "The application sent an invalid request",
+        ),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "This connection request can't be used",
+        ),
     };
     pages::error(&pages::ErrorPage {
         app_name: &state.app_name,
@@ -73,10 +88,15 @@ pub(crate) struct Approval {
     credential: Box<PublicKeyCredential>,
 }
 
-pub(crate) async fn challenge(State(state): State<AppState>, JsonBody(body): JsonBody<RequestRef>) -> Response {
+pub(crate) async fn challenge(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RequestRef>,
+) -> Response {
     let result = async {
         state.server.pending_request(&body.request_id).await?;
-        let purpose = Purpose::Approve { request: TokenHash::of(&body.request_id) };
+        let purpose = Purpose::Approve {
+            request: TokenHash::of(&body.request_id),
+        };
         state.passkeys.start_authentication(purpose).await
     };
     match result.await {
@@ -85,9 +105,14 @@ pub(crate) async fn challenge(State(state): State<AppState>, JsonBody(body): Jso
     }
 }
 
-pub(crate) async fn approve(State(state): State<AppState>, JsonBody(body): JsonBody<Approval>) -> Response {
+pub(crate) async fn approve(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Approval>,
+) -> Response {
     let result = async {
-        let purpose = Purpose::Approve { request: TokenHash::of(&body.request_id) };
+        let purpose = Purpose::Approve {
+            request: TokenHash::of(&body.request_id),
+        };
         state
             .passkeys
             .finish_authentication(&body.ceremony_id, &body.credential, &purpose)
@@ -95,14 +120,23 @@ pub(crate) async fn approve(State(state): State<AppState>, JsonBody(body): JsonB
         state.server.approve(&body.request_id).await
     };
     match result.await {
-        Ok(decision) => json_no_store(StatusCode::OK, &serde_json::json!({ "redirect_to": decision.redirect_to })),
+        Ok(decision) => json_no_store(
+            StatusCode::OK,
+            &serde_json::json!({ "redirect_to": decision.redirect_to }),
+        ),
         Err(error) => error.into_response(),
     }
 }
 
-pub(crate) async fn deny(State(state): State<AppState>, JsonBody(body): JsonBody<RequestRef>) -> Response {
+pub(crate) async fn deny(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RequestRef>,
+) -> Response {
     match state.server.deny(&body.request_id).await {
-        Ok(decision) => json_no_store(StatusCode::OK, &serde_json::json!({ "redirect_to": decision.redirect_to })),
+        Ok(decision) => json_no_store(
+            StatusCode::OK,
+            &serde_json::json!({ "redirect_to": decision.redirect_to }),
+        ),
         Err(error) => error.into_response(),
     }
 }

@@ -35,7 +35,10 @@ impl std::fmt::Debug for BearerLayer {
 
 impl BearerLayer {
     pub(crate) fn new(server: Arc<AuthServer>) -> Self {
-        let challenge = challenge_value(&server, &[("scope", server.settings.default_scopes.join(" "))]);
+        let challenge = challenge_value(
+            &server,
+            &[("scope", server.settings.default_scopes.join(" "))],
+        );
         Self {
             server,
             required_scopes: Arc::from(Vec::new()),
@@ -63,15 +66,27 @@ impl BearerLayer {
             }
             BearerError::Malformed(description) => {
                 let value = challenge_value(&self.server, &[("error", "invalid_request".into())]);
-                with_challenge(OAuthError::invalid_request(description), StatusCode::BAD_REQUEST, value)
+                with_challenge(
+                    OAuthError::invalid_request(description),
+                    StatusCode::BAD_REQUEST,
+                    value,
+                )
             }
             BearerError::Invalid => {
-                let description = "the access token is invalid, expired, revoked or for another resource";
+                let description =
+                    "the access token is invalid, expired, revoked or for another resource";
                 let value = challenge_value(
                     &self.server,
-                    &[("error", "invalid_token".into()), ("error_description", description.into())],
+                    &[
+                        ("error", "invalid_token".into()),
+                        ("error_description", description.into()),
+                    ],
                 );
-                with_challenge(OAuthError::new(ErrorCode::InvalidToken, description), StatusCode::UNAUTHORIZED, value)
+                with_challenge(
+                    OAuthError::new(ErrorCode::InvalidToken, description),
+                    StatusCode::UNAUTHORIZED,
+                    value,
+                )
             }
             BearerError::Unavailable => OAuthError::new(
                 ErrorCode::TemporarilyUnavailable,
@@ -85,25 +100,31 @@ impl BearerLayer {
         let scope = self.required_scopes.join(" ");
         let value = challenge_value(
             &self.server,
-            &[("error", "insufficient_scope".into()), ("scope", scope.clone())],
+            &[
+                ("error", "insufficient_scope".into()),
+                ("scope", scope.clone()),
+            ],
         );
-        let body = OAuthError::new(ErrorCode::InsufficientScope, format!("this request needs scope: {scope}"));
+        let body = OAuthError::new(
+            ErrorCode::InsufficientScope,
+            format!("this request needs scope: {scope}"),
+        );
         with_challenge(body, StatusCode::FORBIDDEN, value)
     }
 
-    /// The one `Authorization` header value, or the rejection for its absence or misuse.
-    fn credentials(&self, request: &Request<Body>) -> Result<HeaderValue, Response> {
+    /// The one `Authorization` header value, or why there is none to check.
+    fn credentials(request: &Request<Body>) -> Result<HeaderValue, BearerError> {
         let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
         let first = values.next();
         if values.next().is_some() {
-            return Err(self.reject(BearerError::Malformed("send one Authorization header")));
+            return Err(BearerError::Malformed("send one Authorization header"));
         }
         if request.uri().query().is_some_and(has_access_token_param) {
-            return Err(self.reject(BearerError::Malformed(
+            return Err(BearerError::Malformed(
                 "access tokens are accepted only in the Authorization header",
-            )));
+            ));
         }
-        first.cloned().ok_or_else(|| self.reject(BearerError::Missing))
+        first.cloned().ok_or(BearerError::Missing)
     }
 
     async fn check(&self, credentials: HeaderValue) -> Result<TokenInfo, Response> {
@@ -159,9 +180,9 @@ where
             if request.method() == Method::OPTIONS {
                 return inner.call(request).await;
             }
-            let credentials = match layer.credentials(&request) {
+            let credentials = match BearerLayer::credentials(&request) {
                 Ok(credentials) => credentials,
-                Err(response) => return Ok(response),
+                Err(error) => return Ok(layer.reject(error)),
             };
             match layer.check(credentials).await {
                 Ok(info) => {
@@ -176,9 +197,15 @@ where
 
 /// `Bearer resource_metadata="…", k="v", …` with values quoted (RFC 6750 §3, RFC 9728 §5.1).
 fn challenge_value(server: &AuthServer, params: &[(&str, String)]) -> HeaderValue {
-    let mut value = format!("Bearer resource_metadata=\"{}\"", server.settings.resource_metadata_url);
+    let mut value = format!(
+        "Bearer resource_metadata=\"{}\"",
+        server.settings.resource_metadata_url
+    );
     for (key, param) in params {
-        let param: String = param.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
+        let param: String = param
+            .chars()
+            .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+            .collect();
         value.push_str(&format!(", {key}=\"{param}\""));
     }
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
@@ -187,7 +214,9 @@ fn challenge_value(server: &AuthServer, params: &[(&str, String)]) -> HeaderValu
 fn with_challenge(error: OAuthError, status: StatusCode, challenge: HeaderValue) -> Response {
     let mut response = error.into_response();
     *response.status_mut() = status;
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, challenge);
     response
 }
 

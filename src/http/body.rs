@@ -37,7 +37,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         if !has_content_type(req.headers(), "application/json") {
-            return Err(OAuthError::invalid_request("the body must be application/json").into_response());
+            return Err(
+                OAuthError::invalid_request("the body must be application/json").into_response(),
+            );
         }
         let bytes = read(req, state).await?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
@@ -72,12 +74,15 @@ impl FromRequest<AppState> for RawJson {
 
 async fn read(req: Request, state: &AppState) -> Result<Bytes, Response> {
     let limit = state.max_body_bytes;
-    axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-        let mut response =
-            OAuthError::invalid_request(format!("the body is larger than {limit} bytes")).into_response();
-        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-        response
-    })
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| {
+            let mut response =
+                OAuthError::invalid_request(format!("the body is larger than {limit} bytes"))
+                    .into_response();
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            response
+        })
 }
 
 /// Whether the Content-Type's media type is `expected` (parameters such as charset allowed).

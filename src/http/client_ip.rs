@@ -9,7 +9,11 @@ use ipnet::IpNet;
 
 /// The client address of a request; `None` when the server was started without connect info.
 pub(crate) fn client_ip<B>(request: &Request<B>, trusted_proxies: &[IpNet]) -> Option<IpAddr> {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()?
+        .0
+        .ip();
     Some(resolve(peer, request.headers(), trusted_proxies))
 }
 
@@ -48,7 +52,16 @@ pub(crate) fn rate_limit_key(ip: IpAddr) -> IpAddr {
             Some(v4) => IpAddr::V4(v4),
             None => {
                 let segments = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(segments[0], segments[1], segments[2], segments[3], 0, 0, 0, 0))
+                IpAddr::V6(Ipv6Addr::new(
+                    segments[0],
+                    segments[1],
+                    segments[2],
+                    segments[3],
+                    0,
+                    0,
+                    0,
+                    0,
+                ))
             }
         },
     }
@@ -73,8 +86,14 @@ mod tests {
     #[test]
     fn untrusted_peer_is_the_client_whatever_it_claims() {
         let trusted = vec!["10.0.0.0/8".parse().unwrap()];
-        assert_eq!(resolve(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &trusted), ip("203.0.113.9"));
-        assert_eq!(resolve(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &[]), ip("203.0.113.9"));
+        assert_eq!(
+            resolve(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            resolve(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &[]),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
@@ -85,7 +104,10 @@ mod tests {
         assert_eq!(resolve(ip("10.0.0.1"), &h, &trusted), ip("198.51.100.7"));
         let h = headers(&["6.6.6.6", "198.51.100.7"]);
         assert_eq!(resolve(ip("10.0.0.1"), &h, &trusted), ip("198.51.100.7"));
-        assert_eq!(resolve(ip("10.0.0.1"), &headers(&[]), &trusted), ip("10.0.0.1"));
+        assert_eq!(
+            resolve(ip("10.0.0.1"), &headers(&[]), &trusted),
+            ip("10.0.0.1")
+        );
         let h = headers(&["garbage, 198.51.100.7"]);
         assert_eq!(resolve(ip("10.0.0.1"), &h, &trusted), ip("198.51.100.7"));
         let h = headers(&["198.51.100.7, garbage"]);
@@ -94,7 +116,10 @@ mod tests {
 
     #[test]
     fn ipv6_keyed_by_prefix() {
-        assert_eq!(rate_limit_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            rate_limit_key(ip("2001:db8:1:2:3:4:5:6")),
+            ip("2001:db8:1:2::")
+        );
         assert_eq!(rate_limit_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
         assert_eq!(rate_limit_key(ip("192.0.2.1")), ip("192.0.2.1"));
     }

@@ -1,8 +1,8 @@
 //! The [`TokenInfo`] extractor.
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use crate::oauth::TokenInfo;
@@ -34,7 +34,10 @@ impl<S: Send + Sync> FromRequestParts<S> for TokenInfo {
 impl<S: Send + Sync> OptionalFromRequestParts<S> for TokenInfo {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<TokenInfo>().cloned())
     }
 }

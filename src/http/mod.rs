@@ -27,7 +27,13 @@ pub(crate) use state::AppState;
 use crate::pages;
 
 /// The OAuth endpoints and pages, the MCP routes behind the guard, and the rate limits over all.
-pub(crate) fn router(state: AppState, limits: Option<Arc<Limits>>, guard: BearerLayer, mcp_routes: Router, resource_path: &str) -> Router {
+pub(crate) fn router(
+    state: AppState,
+    limits: Option<Arc<Limits>>,
+    guard: BearerLayer,
+    mcp_routes: Router,
+    resource_path: &str,
+) -> Router {
     let page_api = Router::new()
         .route("/authorize/challenge", post(authorize::challenge))
         .route("/authorize/approve", post(authorize::approve))
@@ -35,12 +41,21 @@ pub(crate) fn router(state: AppState, limits: Option<Arc<Limits>>, guard: Bearer
         .route("/passkey/register/approval", post(passkey::approval))
         .route("/passkey/register/start", post(passkey::start))
         .route("/passkey/register/finish", post(passkey::finish))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), same_origin::require));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            same_origin::require,
+        ));
 
     let prm_suffixed = format!("/.well-known/oauth-protected-resource{resource_path}");
     let oauth = Router::new()
-        .route("/.well-known/oauth-authorization-server", get(metadata::authorization_server))
-        .route("/.well-known/oauth-protected-resource", get(metadata::protected_resource))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::authorization_server),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(metadata::protected_resource),
+        )
         .route(&prm_suffixed, get(metadata::protected_resource))
         .route("/authorize", get(authorize::page))
         .route("/token", post(token::token))
@@ -54,7 +69,10 @@ pub(crate) fn router(state: AppState, limits: Option<Arc<Limits>>, guard: Bearer
 
     let app = oauth.merge(mcp_routes.route_layer(guard));
     match limits {
-        Some(limits) => app.layer(axum::middleware::from_fn_with_state(limits, rate_limit::enforce)),
+        Some(limits) => app.layer(axum::middleware::from_fn_with_state(
+            limits,
+            rate_limit::enforce,
+        )),
         None => app,
     }
 }

@@ -6,9 +6,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
+use super::AppState;
 use super::body::JsonBody;
 use super::response::json_no_store;
-use super::AppState;
 use crate::oauth::OAuthError;
 use crate::pages;
 use crate::passkey::{Enrolment, Purpose};
@@ -33,7 +33,10 @@ pub(crate) async fn page(State(state): State<AppState>) -> Response {
 }
 
 /// Start an assertion by an existing passkey, to authorise registering another.
-pub(crate) async fn approval(State(state): State<AppState>) -> Response {
+pub(crate) async fn approval(
+    State(state): State<AppState>,
+    JsonBody(_): JsonBody<serde_json::Map<String, serde_json::Value>>,
+) -> Response {
     match state.passkeys.start_authentication(Purpose::Enrol).await {
         Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
         Err(error) => error.into_response(),
@@ -53,15 +56,22 @@ pub(crate) struct ApprovalAssertion {
     credential: Box<PublicKeyCredential>,
 }
 
-pub(crate) async fn start(State(state): State<AppState>, JsonBody(body): JsonBody<Start>) -> Response {
-    let enrolment = match (body.setup_token.filter(|t| !t.trim().is_empty()), body.approval) {
+pub(crate) async fn start(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Start>,
+) -> Response {
+    let enrolment = match (
+        body.setup_token.filter(|t| !t.trim().is_empty()),
+        body.approval,
+    ) {
         (Some(token), None) => Enrolment::SetupToken(token.trim().to_owned()),
         (None, Some(approval)) => Enrolment::Approval {
             ceremony_id: approval.ceremony_id,
             credential: approval.credential,
         },
         (Some(_), Some(_)) => {
-            return OAuthError::invalid_request("send a setup token or an approval, not both").into_response();
+            return OAuthError::invalid_request("send a setup token or an approval, not both")
+                .into_response();
         }
         (None, None) => {
             return OAuthError::invalid_request(
@@ -70,7 +80,11 @@ pub(crate) async fn start(State(state): State<AppState>, JsonBody(body): JsonBod
             .into_response();
         }
     };
-    match state.passkeys.start_registration(enrolment, body.label.as_deref()).await {
+    match state
+        .passkeys
+        .start_registration(enrolment, body.label.as_deref())
+        .await
+    {
         Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
         Err(error) => error.into_response(),
     }
@@ -82,8 +96,15 @@ pub(crate) struct Finish {
     credential: Box<RegisterPublicKeyCredential>,
 }
 
-pub(crate) async fn finish(State(state): State<AppState>, JsonBody(body): JsonBody<Finish>) -> Response {
-    match state.passkeys.finish_registration(&body.ceremony_id, &body.credential).await {
+pub(crate) async fn finish(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Finish>,
+) -> Response {
+    match state
+        .passkeys
+        .finish_registration(&body.ceremony_id, &body.credential)
+        .await
+    {
         Ok(label) => json_no_store(
             StatusCode::OK,
             &serde_json::json!({ "status": "registered", "label": label }),

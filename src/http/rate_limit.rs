@@ -50,9 +50,16 @@ enum Tier {
 }
 
 fn tier_of(path: &str) -> Tier {
-    if path == "/token" || path == "/revoke" || path == "/authorize" || path.starts_with("/authorize/") {
+    if path == "/token"
+        || path == "/revoke"
+        || path == "/authorize"
+        || path.starts_with("/authorize/")
+    {
         Tier::Auth
-    } else if path == "/register" || path == "/passkey/register" || path.starts_with("/passkey/register/") {
+    } else if path == "/register"
+        || path == "/passkey/register"
+        || path.starts_with("/passkey/register/")
+    {
         Tier::Registration
     } else {
         Tier::General
@@ -107,7 +114,7 @@ impl Limits {
     /// Keep the keyed state bounded: drop addresses whose buckets are full again.
     fn sweep(&self, limiter: &DefaultKeyedRateLimiter<IpAddr>) {
         let count = self.requests.fetch_add(1, Ordering::Relaxed);
-        if count % SWEEP_EVERY == 0 || limiter.len() > MAX_TRACKED {
+        if count.is_multiple_of(SWEEP_EVERY) || limiter.len() > MAX_TRACKED {
             for tier in [&self.auth, &self.registration, &self.general] {
                 tier.retain_recent();
                 tier.shrink_to_fit();
@@ -131,7 +138,11 @@ impl Limits {
 }
 
 /// The middleware: 429 with `Retry-After` over the limit, never 401.
-pub(crate) async fn enforce(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
+pub(crate) async fn enforce(
+    State(limits): State<Arc<Limits>>,
+    request: Request,
+    next: Next,
+) -> Response {
     match limits.check(&request) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
@@ -160,7 +171,10 @@ mod tests {
         assert!(matches!(tier_of("/authorize/approve"), Tier::Auth));
         assert!(matches!(tier_of("/revoke"), Tier::Auth));
         assert!(matches!(tier_of("/register"), Tier::Registration));
-        assert!(matches!(tier_of("/passkey/register/start"), Tier::Registration));
+        assert!(matches!(
+            tier_of("/passkey/register/start"),
+            Tier::Registration
+        ));
         assert!(matches!(tier_of("/mcp"), Tier::General));
         assert!(matches!(tier_of("/tokens"), Tier::General));
         assert!(matches!(tier_of("/authorized"), Tier::General));

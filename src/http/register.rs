@@ -4,9 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::AppState;
 use super::body::RawJson;
 use super::response::json_no_store;
-use super::AppState;
 
 pub(crate) async fn register(State(state): State<AppState>, RawJson(body): RawJson) -> Response {
     match state.server.register(&body).await {

@@ -9,7 +9,11 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use crate::oauth::{ErrorCode, OAuthError};
 
-pub(crate) async fn require(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn require(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let headers = request.headers();
     let origin_ok = headers
         .get(header::ORIGIN)
@@ -20,6 +24,10 @@ pub(crate) async fn require(State(state): State<AppState>, request: Request, nex
     if origin_ok && fetch_site_ok {
         next.run(request).await
     } else {
-        OAuthError::new(ErrorCode::AccessDenied, "cross-site requests are not accepted here").into_response()
+        OAuthError::new(
+            ErrorCode::AccessDenied,
+            "cross-site requests are not accepted here",
+        )
+        .into_response()
     }
 }

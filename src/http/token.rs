@@ -4,12 +4,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::AppState;
 use super::body::FormBody;
 use super::response::json_no_store;
-use super::AppState;
 use crate::oauth::{ErrorCode, OAuthError};
 
-pub(crate) async fn token(State(state): State<AppState>, headers: HeaderMap, FormBody(body): FormBody) -> Response {
+pub(crate) async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    FormBody(body): FormBody,
+) -> Response {
     let authorization = authorization(&headers);
     match state.server.token(&body, authorization).await {
         Ok(tokens) => json_no_store(StatusCode::OK, &tokens),
@@ -17,7 +21,11 @@ pub(crate) async fn token(State(state): State<AppState>, headers: HeaderMap, For
     }
 }
 
-pub(crate) async fn revoke(State(state): State<AppState>, headers: HeaderMap, FormBody(body): FormBody) -> Response {
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    FormBody(body): FormBody,
+) -> Response {
     let authorization = authorization(&headers);
     match state.server.revoke(&body, authorization).await {
         Ok(()) => super::response::no_store(StatusCode::OK.into_response()),
@@ -26,19 +34,26 @@ pub(crate) async fn revoke(State(state): State<AppState>, headers: HeaderMap, Fo
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// RFC 6749 §5.2: a client that authenticated with the `Authorization` header gets a 401 with a
 /// matching `WWW-Authenticate` challenge.
 fn client_error(error: OAuthError, authorization: Option<&str>) -> Response {
-    let used_basic = authorization.is_some_and(|a| a.trim_start().get(..6).is_some_and(|s| s.eq_ignore_ascii_case("basic ")));
+    let used_basic = authorization.is_some_and(|a| {
+        a.trim_start()
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("basic "))
+    });
     let is_client_error = error.code == ErrorCode::InvalidClient;
     let mut response = error.into_response();
     if is_client_error && used_basic {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"token\""));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"token\""),
+        );
     }
     response
 }

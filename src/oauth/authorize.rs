@@ -67,7 +67,11 @@ impl AuthServer {
             })?;
         let redirect_uri = match params.get("redirect_uri") {
             Some(uri) => {
-                if !client.redirect_uris.iter().any(|r| redirect::matches(r, uri)) {
+                if !client
+                    .redirect_uris
+                    .iter()
+                    .any(|r| redirect::matches(r, uri))
+                {
                     return Err(OAuthError::invalid_request(
                         "the redirect_uri is not registered for this application",
                     )
@@ -93,7 +97,11 @@ impl AuthServer {
 
         match params.get("response_type") {
             Some("code") => {}
-            None => return Err(link(OAuthError::invalid_request("response_type is required"))),
+            None => {
+                return Err(link(OAuthError::invalid_request(
+                    "response_type is required",
+                )));
+            }
             Some(_) => {
                 return Err(link(OAuthError::new(
                     ErrorCode::UnsupportedResponseType,
@@ -107,10 +115,15 @@ impl AuthServer {
                 "this client is not registered for the authorization_code grant",
             )));
         }
-        let code_challenge =
-            pkce::check_challenge(params.get("code_challenge"), params.get("code_challenge_method"))
-                .map_err(link)?;
-        self.settings.resource.check(params.get("resource")).map_err(link)?;
+        let code_challenge = pkce::check_challenge(
+            params.get("code_challenge"),
+            params.get("code_challenge_method"),
+        )
+        .map_err(link)?;
+        self.settings
+            .resource
+            .check(params.get("resource"))
+            .map_err(link)?;
         let scopes = scope::grant(
             params.get("scope"),
             &self.settings.scopes,
@@ -193,11 +206,18 @@ impl AuthServer {
         tracing::info!(target: "mcp_oauth::audit", client_id = %pending.client_id, "authorization denied");
         let error = OAuthError::new(ErrorCode::AccessDenied, "the owner denied the request");
         Ok(Decision {
-            redirect_to: self.error_redirect(&pending.redirect_uri, &error, pending.state.as_deref()),
+            redirect_to: self.error_redirect(
+                &pending.redirect_uri,
+                &error,
+                pending.state.as_deref(),
+            ),
         })
     }
 
-    async fn take_pending(&self, request_id: &str) -> Result<(TokenRecord, PendingRequest), OAuthError> {
+    async fn take_pending(
+        &self,
+        request_id: &str,
+    ) -> Result<(TokenRecord, PendingRequest), OAuthError> {
         match self
             .tokens
             .consume(TokenKind::AuthorizationRequest, &TokenHash::of(request_id))
@@ -215,7 +235,12 @@ impl AuthServer {
     }
 
     /// The redirect URI with an error response appended (RFC 6749 §4.1.2.1, RFC 9207 `iss`).
-    pub(crate) fn error_redirect(&self, redirect_uri: &str, error: &OAuthError, state: Option<&str>) -> String {
+    pub(crate) fn error_redirect(
+        &self,
+        redirect_uri: &str,
+        error: &OAuthError,
+        state: Option<&str>,
+    ) -> String {
         let Ok(mut url) = Url::parse(redirect_uri) else {
             return redirect_uri.to_owned();
         };

@@ -41,7 +41,10 @@ pub(crate) enum BearerError {
 
 impl AuthServer {
     /// Validate an `Authorization` header value.
-    pub(crate) async fn check_bearer(&self, authorization: &[u8]) -> Result<TokenInfo, BearerError> {
+    pub(crate) async fn check_bearer(
+        &self,
+        authorization: &[u8],
+    ) -> Result<TokenInfo, BearerError> {
         let token = parse_bearer(authorization)?;
         let record = self
             .tokens
@@ -75,14 +78,18 @@ impl AuthServer {
 /// `Bearer <token>` (RFC 6750 §2.1): the scheme is case-insensitive; the token is b64token.
 fn parse_bearer(value: &[u8]) -> Result<&str, BearerError> {
     let value = std::str::from_utf8(value).map_err(|_| BearerError::Invalid)?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(BearerError::Malformed("the Authorization header must use the Bearer scheme"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(BearerError::Malformed(
+        "the Authorization header must use the Bearer scheme",
+    ))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(BearerError::Malformed("the Authorization header must use the Bearer scheme"));
+        return Err(BearerError::Malformed(
+            "the Authorization header must use the Bearer scheme",
+        ));
     }
     let token = token.trim_start_matches(' ');
-    let b64token = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+    let b64token = |b: u8| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+    };
     if token.is_empty() || token.len() > 512 || !token.bytes().all(b64token) {
         return Err(BearerError::Invalid);
     }
@@ -98,8 +105,14 @@ mod tests {
         assert_eq!(parse_bearer(b"Bearer abc"), Ok("abc"));
         assert_eq!(parse_bearer(b"bearer abc"), Ok("abc"));
         assert_eq!(parse_bearer(b"BEARER  abc"), Ok("abc"));
-        assert!(matches!(parse_bearer(b"Basic abc"), Err(BearerError::Malformed(_))));
-        assert!(matches!(parse_bearer(b"Bearer"), Err(BearerError::Malformed(_))));
+        assert!(matches!(
+            parse_bearer(b"Basic abc"),
+            Err(BearerError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_bearer(b"Bearer"),
+            Err(BearerError::Malformed(_))
+        ));
         assert_eq!(parse_bearer(b"Bearer "), Err(BearerError::Invalid));
         assert_eq!(parse_bearer(b"Bearer a b"), Err(BearerError::Invalid));
         assert_eq!(parse_bearer(b"Bearer a\"b"), Err(BearerError::Invalid));

@@ -29,9 +29,13 @@ impl AuthServer {
         params: &Params,
     ) -> Result<Client, OAuthError> {
         let presented = presented(authorization, params)?;
-        let client = clients::find(&self.settings.pre_registered, &*self.clients, &presented.client_id)
-            .await?
-            .ok_or_else(|| OAuthError::invalid_client("unknown client; register again"))?;
+        let client = clients::find(
+            &self.settings.pre_registered,
+            &*self.clients,
+            &presented.client_id,
+        )
+        .await?
+        .ok_or_else(|| OAuthError::invalid_client("unknown client; register again"))?;
         match (&client.secret_hash, &presented.secret) {
             (Some(expected), Some(secret)) if secret::hash_matches(secret, expected) => Ok(client),
             (Some(_), Some(_)) => Err(OAuthError::invalid_client("client authentication failed")),
@@ -84,10 +88,11 @@ fn decode_basic(encoded: &str) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     let unescape = |s: &str| -> Option<String> {
-        let pairs = form_urlencoded::parse(format!("v={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned());
-        pairs
+        let spaced = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .ok()
+            .map(|v| v.into_owned())
     };
     let id = unescape(id)?;
     if id.is_empty() {

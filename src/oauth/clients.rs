@@ -1,6 +1,8 @@
 //! Finding a client, whether pre-registered in the configuration or registered dynamically.
 
-use crate::store::{ClientRecord, ClientStore, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime};
+use crate::store::{
+    ClientRecord, ClientStore, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime,
+};
 
 /// The pre-registered confidential client from the configuration.
 #[derive(Clone, Debug)]

@@ -26,7 +26,10 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
     if s.dynamic_registration
         && let Some(map) = doc.as_object_mut()
     {
-        map.insert("registration_endpoint".into(), json!(format!("{issuer}/register")));
+        map.insert(
+            "registration_endpoint".into(),
+            json!(format!("{issuer}/register")),
+        );
     }
     doc
 }

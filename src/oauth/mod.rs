@@ -23,8 +23,8 @@ use std::sync::Arc;
 pub(crate) use authorize::Rejection;
 pub(crate) use bearer::BearerError;
 pub use bearer::TokenInfo;
-pub use error::{ErrorCode, OAuthError};
 pub(crate) use error::log_store_error;
+pub use error::{ErrorCode, OAuthError};
 pub(crate) use resource::Resource;
 
 use crate::store::{ClientStore, TokenStore};

@@ -17,7 +17,9 @@ impl Params {
     /// `invalid_request` if a parameter appears more than once, or the input is not valid UTF-8.
     pub(crate) fn parse(input: &[u8]) -> Result<Self, OAuthError> {
         if std::str::from_utf8(input).is_err() {
-            return Err(OAuthError::invalid_request("parameters are not valid UTF-8"));
+            return Err(OAuthError::invalid_request(
+                "parameters are not valid UTF-8",
+            ));
         }
         let mut map = HashMap::new();
         for (key, value) in form_urlencoded::parse(input) {

@@ -13,9 +13,12 @@ pub(crate) fn is_valid_verifier(verifier: &str) -> bool {
 }
 
 /// Check the authorization request's PKCE parameters: a challenge is required, and only `S256`.
-pub(crate) fn check_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<String, OAuthError> {
-    let challenge =
-        challenge.ok_or_else(|| OAuthError::invalid_request("code_challenge is required (PKCE)"))?;
+pub(crate) fn check_challenge(
+    challenge: Option<&str>,
+    method: Option<&str>,
+) -> Result<String, OAuthError> {
+    let challenge = challenge
+        .ok_or_else(|| OAuthError::invalid_request("code_challenge is required (PKCE)"))?;
     match method {
         Some("S256") => {}
         Some("plain") | None => {
@@ -30,7 +33,11 @@ pub(crate) fn check_challenge(challenge: Option<&str>, method: Option<&str>) -> 
         }
     }
     // An S256 challenge is the unpadded base64url encoding of 32 bytes: exactly 43 characters.
-    if challenge.len() != 43 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if challenge.len() != 43
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(OAuthError::invalid_request(
             "code_challenge is not a base64url SHA-256 digest",
         ));

@@ -45,7 +45,9 @@ pub(crate) fn validate_registrable(uri: &str, native_allowlist: &[String]) -> Re
     match url.scheme() {
         "https" if url.host().is_some() => Ok(()),
         "http" if is_loopback_host(&url) => Ok(()),
-        "http" => Err("http redirect URIs are allowed only on loopback (127.0.0.1, [::1], localhost)".into()),
+        "http" => Err(
+            "http redirect URIs are allowed only on loopback (127.0.0.1, [::1], localhost)".into(),
+        ),
         _ => Err("redirect URI must use https, or http on a loopback host".into()),
     }
 }
@@ -143,28 +145,67 @@ mod tests {
 
     #[test]
     fn loopback_any_port() {
-        assert!(matches("http://127.0.0.1/callback", "http://127.0.0.1:51234/callback"));
-        assert!(matches("http://localhost/callback", "http://localhost:3000/callback"));
+        assert!(matches(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:51234/callback"
+        ));
+        assert!(matches(
+            "http://localhost/callback",
+            "http://localhost:3000/callback"
+        ));
         assert!(matches("http://[::1]:80/cb", "http://[::1]:8080/cb"));
-        assert!(matches("http://localhost:1000/cb?a=1", "http://localhost:2000/cb?a=1"));
+        assert!(matches(
+            "http://localhost:1000/cb?a=1",
+            "http://localhost:2000/cb?a=1"
+        ));
     }
 
     #[test]
     fn loopback_hosts_do_not_stand_in_for_each_other() {
-        assert!(!matches("http://localhost/callback", "http://127.0.0.1:3000/callback"));
-        assert!(!matches("http://127.0.0.1/callback", "http://[::1]:3000/callback"));
-        assert!(!matches("http://127.0.0.1/callback", "http://127.0.0.1:3000/other"));
-        assert!(!matches("http://127.0.0.1/callback", "https://127.0.0.1:3000/callback"));
-        assert!(!matches("http://127.0.0.1/cb", "http://127.0.0.1:3000/cb?x=1"));
-        assert!(!matches("http://127.0.0.1/cb", "http://127.0.0.1:3000/cb#f"));
-        assert!(!matches("http://127.0.0.1/cb", "http://127.0.0.1:3000/a/../cb"));
-        assert!(!matches("http://127.0.0.1/cb", "http://user@127.0.0.1:3000/cb"));
+        assert!(!matches(
+            "http://localhost/callback",
+            "http://127.0.0.1:3000/callback"
+        ));
+        assert!(!matches(
+            "http://127.0.0.1/callback",
+            "http://[::1]:3000/callback"
+        ));
+        assert!(!matches(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:3000/other"
+        ));
+        assert!(!matches(
+            "http://127.0.0.1/callback",
+            "https://127.0.0.1:3000/callback"
+        ));
+        assert!(!matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:3000/cb?x=1"
+        ));
+        assert!(!matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:3000/cb#f"
+        ));
+        assert!(!matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:3000/a/../cb"
+        ));
+        assert!(!matches(
+            "http://127.0.0.1/cb",
+            "http://user@127.0.0.1:3000/cb"
+        ));
     }
 
     #[test]
     fn origins() {
         assert_eq!(origin_of("https://claude.ai/api/x?y"), "https://claude.ai");
-        assert_eq!(origin_of("http://localhost:33418/"), "http://localhost:33418");
-        assert_eq!(origin_of("cursor://anysphere.cursor-mcp/oauth/callback"), "cursor://anysphere.cursor-mcp");
+        assert_eq!(
+            origin_of("http://localhost:33418/"),
+            "http://localhost:33418"
+        );
+        assert_eq!(
+            origin_of("cursor://anysphere.cursor-mcp/oauth/callback"),
+            "cursor://anysphere.cursor-mcp"
+        );
     }
 }

@@ -43,7 +43,9 @@ impl AuthServer {
     /// when registration is switched off.
     pub(crate) async fn register(&self, body: &[u8]) -> Result<Registration, OAuthError> {
         if !self.settings.dynamic_registration {
-            return Err(OAuthError::invalid_request("dynamic client registration is disabled"));
+            return Err(OAuthError::invalid_request(
+                "dynamic client registration is disabled",
+            ));
         }
         let metadata: Map<String, Value> = match serde_json::from_slice(body) {
             Ok(Value::Object(map)) => map,
@@ -73,14 +75,19 @@ impl AuthServer {
         };
         let client_name = optional_text(&metadata, "client_name")?;
         let client_uri = optional_str(&metadata, "client_uri")?
-            .filter(|uri| uri.len() <= 2000 && (uri.starts_with("https://") || uri.starts_with("http://")))
+            .filter(|uri| {
+                uri.len() <= 2000 && (uri.starts_with("https://") || uri.starts_with("http://"))
+            })
             .map(str::to_owned);
         let scope = optional_str(&metadata, "scope")?
             .filter(|s| s.len() <= 1000)
             .map(str::to_owned);
 
         let now = UnixTime::now();
-        let expires_at = self.settings.client_lifetime_secs.map(|secs| now.plus(secs));
+        let expires_at = self
+            .settings
+            .client_lifetime_secs
+            .map(|secs| now.plus(secs));
         let client_secret = auth_method
             .is_confidential()
             .then(|| secret::generate(secret::prefix::CLIENT_SECRET));
@@ -120,7 +127,9 @@ impl AuthServer {
     fn redirect_uris(&self, metadata: &Map<String, Value>) -> Result<Vec<String>, OAuthError> {
         let invalid = |d: String| OAuthError::new(ErrorCode::InvalidRedirectUri, d);
         let Some(Value::Array(values)) = metadata.get("redirect_uris") else {
-            return Err(invalid("redirect_uris must be a non-empty array of URIs".into()));
+            return Err(invalid(
+                "redirect_uris must be a non-empty array of URIs".into(),
+            ));
         };
         if values.is_empty() || values.len() > MAX_REDIRECT_URIS {
             return Err(invalid(format!(
@@ -132,8 +141,9 @@ impl AuthServer {
             let Value::String(uri) = value else {
                 return Err(invalid("redirect_uris must contain strings".into()));
             };
-            redirect::validate_registrable(uri, &self.settings.native_redirect_uris)
-                .map_err(|reason| invalid(format!("{reason}: {}", super::params::printable(uri))))?;
+            redirect::validate_registrable(uri, &self.settings.native_redirect_uris).map_err(
+                |reason| invalid(format!("{reason}: {}", super::params::printable(uri))),
+            )?;
             if !uris.contains(uri) {
                 uris.push(uri.clone());
             }
@@ -146,7 +156,10 @@ fn metadata_error(description: impl Into<std::borrow::Cow<'static, str>>) -> OAu
     OAuthError::new(ErrorCode::InvalidClientMetadata, description)
 }
 
-fn optional_str<'a>(metadata: &'a Map<String, Value>, field: &'static str) -> Result<Option<&'a str>, OAuthError> {
+fn optional_str<'a>(
+    metadata: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, OAuthError> {
     match metadata.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -156,22 +169,38 @@ fn optional_str<'a>(metadata: &'a Map<String, Value>, field: &'static str) -> Re
 }
 
 /// A display string: control characters dropped, length capped.
-fn optional_text(metadata: &Map<String, Value>, field: &'static str) -> Result<Option<String>, OAuthError> {
+fn optional_text(
+    metadata: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, OAuthError> {
     Ok(optional_str(metadata, field)?
-        .map(|s| s.chars().filter(|c| !c.is_control()).take(MAX_TEXT).collect::<String>())
+        .map(|s| {
+            s.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_TEXT)
+                .collect::<String>()
+        })
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty()))
 }
 
-fn string_list<'a>(metadata: &'a Map<String, Value>, field: &'static str) -> Result<Option<Vec<&'a str>>, OAuthError> {
+fn string_list<'a>(
+    metadata: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<Vec<&'a str>>, OAuthError> {
     match metadata.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(values)) => values
             .iter()
-            .map(|v| v.as_str().ok_or_else(|| metadata_error(format!("{field} must contain strings"))))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| metadata_error(format!("{field} must contain strings")))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
-        Some(_) => Err(metadata_error(format!("{field} must be an array of strings"))),
+        Some(_) => Err(metadata_error(format!(
+            "{field} must be an array of strings"
+        ))),
     }
 }
 
@@ -187,7 +216,9 @@ fn grant_types(metadata: &Map<String, Value>) -> Result<Vec<String>, OAuthError>
         .map(|g| (*g).to_owned())
         .collect();
     if !granted.iter().any(|g| g == "authorization_code") {
-        return Err(metadata_error("grant_types must include authorization_code"));
+        return Err(metadata_error(
+            "grant_types must include authorization_code",
+        ));
     }
     Ok(granted)
 }

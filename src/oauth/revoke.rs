@@ -9,7 +9,11 @@ impl AuthServer {
     /// Revoke a token held by the authenticated client. Unknown tokens, and tokens of other clients,
     /// are answered the same way as success (RFC 7009 §2.2), so a client learns nothing about tokens
     /// it does not hold.
-    pub(crate) async fn revoke(&self, body: &[u8], authorization: Option<&str>) -> Result<(), OAuthError> {
+    pub(crate) async fn revoke(
+        &self,
+        body: &[u8],
+        authorization: Option<&str>,
+    ) -> Result<(), OAuthError> {
         let params = Params::parse(body)?;
         let client = self.authenticate_client(authorization, &params).await?;
         let token = params.require("token")?;

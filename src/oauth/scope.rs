@@ -6,8 +6,14 @@
 /// configured scopes that were asked for, and ignores the rest (`claudeai`, `offline_access`: OAuth
 /// 2.1 lets the server ignore scopes). If nothing known remains, grants `defaults`. The result keeps
 /// the configured order and has no duplicates.
-pub(crate) fn grant(requested: Option<&str>, configured: &[String], defaults: &[String]) -> Vec<String> {
-    let requested: Vec<&str> = requested.map(|s| s.split_whitespace().collect()).unwrap_or_default();
+pub(crate) fn grant(
+    requested: Option<&str>,
+    configured: &[String],
+    defaults: &[String],
+) -> Vec<String> {
+    let requested: Vec<&str> = requested
+        .map(|s| s.split_whitespace().collect())
+        .unwrap_or_default();
     let granted: Vec<String> = configured
         .iter()
         .filter(|scope| requested.contains(&scope.as_str()))
@@ -21,7 +27,11 @@ pub(crate) fn grant(requested: Option<&str>, configured: &[String], defaults: &[
 }
 
 /// Narrow `held` to a requested subset on refresh. `Err` names a scope that was not held.
-pub(crate) fn narrow(requested: Option<&str>, held: &[String], configured: &[String]) -> Result<Vec<String>, String> {
+pub(crate) fn narrow(
+    requested: Option<&str>,
+    held: &[String],
+    configured: &[String],
+) -> Result<Vec<String>, String> {
     let Some(requested) = requested else {
         return Ok(held.to_vec());
     };
@@ -60,11 +70,20 @@ mod tests {
     fn odd_client_strings_are_tolerated() {
         let configured = s(&["mcp", "admin"]);
         let defaults = s(&["mcp"]);
-        assert_eq!(grant(Some(" offline_access"), &configured, &defaults), s(&["mcp"]));
+        assert_eq!(
+            grant(Some(" offline_access"), &configured, &defaults),
+            s(&["mcp"])
+        );
         assert_eq!(grant(Some("claudeai"), &configured, &defaults), s(&["mcp"]));
         assert_eq!(grant(None, &configured, &defaults), s(&["mcp"]));
-        assert_eq!(grant(Some("  admin\tmcp  admin "), &configured, &defaults), s(&["mcp", "admin"]));
-        assert_eq!(grant(Some("admin unknown"), &configured, &defaults), s(&["admin"]));
+        assert_eq!(
+            grant(Some("  admin\tmcp  admin "), &configured, &defaults),
+            s(&["mcp", "admin"])
+        );
+        assert_eq!(
+            grant(Some("admin unknown"), &configured, &defaults),
+            s(&["admin"])
+        );
     }
 
     #[test]
@@ -73,7 +92,13 @@ mod tests {
         let held = s(&["mcp", "admin"]);
         assert_eq!(narrow(None, &held, &configured), Ok(held.clone()));
         assert_eq!(narrow(Some("mcp"), &held, &configured), Ok(s(&["mcp"])));
-        assert_eq!(narrow(Some("admin"), &s(&["mcp"]), &configured), Err("admin".into()));
-        assert_eq!(narrow(Some("offline_access"), &held, &configured), Ok(held.clone()));
+        assert_eq!(
+            narrow(Some("admin"), &s(&["mcp"]), &configured),
+            Err("admin".into())
+        );
+        assert_eq!(
+            narrow(Some("offline_access"), &held, &configured),
+            Ok(held.clone())
+        );
     }
 }

@@ -21,7 +21,11 @@ pub(crate) struct TokenResponse {
 
 impl AuthServer {
     /// Handle a token request. `authorization` is the raw `Authorization` header.
-    pub(crate) async fn token(&self, body: &[u8], authorization: Option<&str>) -> Result<TokenResponse, OAuthError> {
+    pub(crate) async fn token(
+        &self,
+        body: &[u8],
+        authorization: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
         let params = Params::parse(body)?;
         let grant_type = params.require("grant_type")?;
         if !matches!(grant_type, "authorization_code" | "refresh_token") {
@@ -38,7 +42,11 @@ impl AuthServer {
         }
     }
 
-    async fn exchange_code(&self, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
+    async fn exchange_code(
+        &self,
+        client: &Client,
+        params: &Params,
+    ) -> Result<TokenResponse, OAuthError> {
         let code = params.require("code")?;
         let verifier = params.require("code_verifier")?;
         if !pkce::is_valid_verifier(verifier) {
@@ -50,10 +58,14 @@ impl AuthServer {
         let hash = TokenHash::of(code);
         let check = |grant: &CodeGrant| -> Result<(), OAuthError> {
             if grant.client_id != client.client_id {
-                return Err(OAuthError::invalid_grant("the code was issued to another client"));
+                return Err(OAuthError::invalid_grant(
+                    "the code was issued to another client",
+                ));
             }
             if grant.resource != self.settings.resource.as_str() {
-                return Err(OAuthError::invalid_grant("the code was issued for another resource"));
+                return Err(OAuthError::invalid_grant(
+                    "the code was issued for another resource",
+                ));
             }
             if params
                 .get("redirect_uri")
@@ -64,7 +76,9 @@ impl AuthServer {
                 ));
             }
             if !pkce::verify(verifier, &grant.code_challenge) {
-                return Err(OAuthError::invalid_grant("code_verifier does not match the challenge"));
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the challenge",
+                ));
             }
             Ok(())
         };
@@ -73,7 +87,11 @@ impl AuthServer {
         if let Some(record) = self.tokens.get(TokenKind::AuthorizationCode, &hash).await? {
             check(&records::decode(&record)?)?;
         }
-        match self.tokens.consume(TokenKind::AuthorizationCode, &hash).await? {
+        match self
+            .tokens
+            .consume(TokenKind::AuthorizationCode, &hash)
+            .await?
+        {
             Some(Consumed::First(record)) => {
                 let grant: CodeGrant = records::decode(&record)?;
                 check(&grant)?;
@@ -82,8 +100,13 @@ impl AuthServer {
                     scopes: grant.scopes,
                     resource: grant.resource,
                 };
-                self.issue(&record.grant_id, &token_grant, &token_grant.scopes, client.may_refresh)
-                    .await
+                self.issue(
+                    &record.grant_id,
+                    &token_grant,
+                    &token_grant.scopes,
+                    client.may_refresh,
+                )
+                .await
             }
             Some(Consumed::Replayed { record, .. }) => {
                 // RFC 6749 §4.1.2 / OAuth 2.1 §4.1.3: a replayed code revokes what it produced, but
@@ -96,7 +119,9 @@ impl AuthServer {
                     "the authorization code was already used; tokens issued from it are revoked",
                 ))
             }
-            None => Err(OAuthError::invalid_grant("the authorization code is invalid or expired")),
+            None => Err(OAuthError::invalid_grant(
+                "the authorization code is invalid or expired",
+            )),
         }
     }
 
@@ -106,10 +131,14 @@ impl AuthServer {
         let hash = TokenHash::of(presented);
         let check = |grant: &TokenGrant| -> Result<Vec<String>, OAuthError> {
             if grant.client_id != client.client_id {
-                return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token was issued to another client",
+                ));
             }
             if grant.resource != self.settings.resource.as_str() {
-                return Err(OAuthError::invalid_grant("the refresh token was issued for another resource"));
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token was issued for another resource",
+                ));
             }
             scope::narrow(params.get("scope"), &grant.scopes, &self.settings.scopes).map_err(|s| {
                 OAuthError::new(
@@ -128,10 +157,16 @@ impl AuthServer {
                 let scopes = check(&grant)?;
                 self.issue(&record.grant_id, &grant, &scopes, true).await
             }
-            Some(Consumed::Replayed { record, consumed_at }) => {
+            Some(Consumed::Replayed {
+                record,
+                consumed_at,
+            }) => {
                 let grant: TokenGrant = records::decode(&record)?;
                 let scopes = check(&grant)?;
-                let within_grace = UnixTime::now().0 < consumed_at.0.saturating_add(self.settings.refresh_grace_secs);
+                let within_grace = UnixTime::now().0
+                    < consumed_at
+                        .0
+                        .saturating_add(self.settings.refresh_grace_secs);
                 if within_grace {
                     // A client refreshing from several nodes at once, or retrying a lost response:
                     // give it a working pair of its own rather than log the user out.
@@ -144,7 +179,9 @@ impl AuthServer {
                     "the refresh token was already used; the grant is revoked, authorize again",
                 ))
             }
-            None => Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")),
+            None => Err(OAuthError::invalid_grant(
+                "the refresh token is invalid, expired or revoked",
+            )),
         }
     }
 

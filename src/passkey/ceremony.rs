@@ -30,10 +30,17 @@ pub(super) enum Ceremony {
     },
 }
 
-pub(super) async fn save(tokens: &dyn TokenStore, ceremony: &Ceremony) -> Result<String, OAuthError> {
+pub(super) async fn save(
+    tokens: &dyn TokenStore,
+    ceremony: &Ceremony,
+) -> Result<String, OAuthError> {
     let id = secret::generate(secret::prefix::CEREMONY);
-    let payload = serde_json::to_vec(ceremony)
-        .map_err(|_| OAuthError::new(crate::oauth::ErrorCode::ServerError, "could not save the ceremony"))?;
+    let payload = serde_json::to_vec(ceremony).map_err(|_| {
+        OAuthError::new(
+            crate::oauth::ErrorCode::ServerError,
+            "could not save the ceremony",
+        )
+    })?;
     tokens
         .insert(TokenRecord {
             kind: TokenKind::PasskeyCeremony,
@@ -47,7 +54,10 @@ pub(super) async fn save(tokens: &dyn TokenStore, ceremony: &Ceremony) -> Result
 }
 
 pub(super) async fn take(tokens: &dyn TokenStore, id: &str) -> Result<Ceremony, OAuthError> {
-    match tokens.consume(TokenKind::PasskeyCeremony, &TokenHash::of(id)).await? {
+    match tokens
+        .consume(TokenKind::PasskeyCeremony, &TokenHash::of(id))
+        .await?
+    {
         Some(Consumed::First(record)) => serde_json::from_slice(&record.payload)
             .map_err(|e| crate::store::StoreError::codec("ceremony", e).into()),
         Some(Consumed::Replayed { .. }) => Err(OAuthError::invalid_request(

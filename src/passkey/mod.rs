@@ -21,8 +21,8 @@ use webauthn_rs::prelude::{
 
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime};
-pub(crate) use ceremony::Purpose;
 use ceremony::Ceremony;
+pub(crate) use ceremony::Purpose;
 pub(crate) use setup::SetupToken;
 
 /// How long a ceremony may take: webauthn-rs's default authenticator timeout.
@@ -74,7 +74,12 @@ impl Passkeys {
         let rp_id = server_url.host_str().unwrap_or_default();
         let webauthn = WebauthnBuilder::new(rp_id, server_url)
             .and_then(|builder| builder.rp_name(app_name).build())
-            .map_err(|e| crate::Error::invalid("server_url", &format!("not usable as a passkey relying party: {e}")))?;
+            .map_err(|e| {
+                crate::Error::invalid(
+                    "server_url",
+                    &format!("not usable as a passkey relying party: {e}"),
+                )
+            })?;
         Ok(Self {
             webauthn,
             store,
@@ -97,7 +102,10 @@ impl Passkeys {
     /// The setup token, when one is usable now and known to this process.
     pub(crate) async fn usable_setup_token(&self) -> Result<Option<String>, StoreError> {
         let token = self.setup.token();
-        Ok(self.setup_token_usable(&TokenHash::of(token)).await?.then(|| token.to_owned()))
+        Ok(self
+            .setup_token_usable(&TokenHash::of(token))
+            .await?
+            .then(|| token.to_owned()))
     }
 
     /// Start an assertion with the registered passkeys, for `purpose`.
@@ -105,7 +113,13 @@ impl Passkeys {
         &self,
         purpose: Purpose,
     ) -> Result<Challenge<RequestChallengeResponse>, OAuthError> {
-        let passkeys: Vec<_> = self.store.list().await?.into_iter().map(|r| r.passkey).collect();
+        let passkeys: Vec<_> = self
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .map(|r| r.passkey)
+            .collect();
         if passkeys.is_empty() {
             return Err(OAuthError::new(
                 ErrorCode::AccessDenied,
@@ -116,8 +130,12 @@ impl Passkeys {
             .webauthn
             .start_passkey_authentication(&passkeys)
             .map_err(|e| server_error("start authentication", &e))?;
-        let ceremony_id = ceremony::save(&*self.tokens, &Ceremony::Authentication { state, purpose }).await?;
-        Ok(Challenge { ceremony_id, options })
+        let ceremony_id =
+            ceremony::save(&*self.tokens, &Ceremony::Authentication { state, purpose }).await?;
+        Ok(Challenge {
+            ceremony_id,
+            options,
+        })
     }
 
     /// Verify an assertion for a ceremony started for `purpose`, and record the use.
@@ -127,7 +145,10 @@ impl Passkeys {
         credential: &PublicKeyCredential,
         purpose: &Purpose,
     ) -> Result<(), OAuthError> {
-        let Ceremony::Authentication { state, purpose: started_for } = ceremony::take(&*self.tokens, ceremony_id).await?
+        let Ceremony::Authentication {
+            state,
+            purpose: started_for,
+        } = ceremony::take(&*self.tokens, ceremony_id).await?
         else {
             return Err(ceremony::mismatch());
         };
@@ -139,11 +160,12 @@ impl Passkeys {
             .finish_passkey_authentication(credential, &state)
             .map_err(|e| denied("passkey verification failed", &e))?;
         let credential_id = URL_SAFE_NO_PAD.encode(result.cred_id());
-        let mut record = self
-            .store
-            .get(&credential_id)
-            .await?
-            .ok_or_else(|| OAuthError::new(ErrorCode::AccessDenied, "this passkey is no longer registered"))?;
+        let mut record = self.store.get(&credential_id).await?.ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::AccessDenied,
+                "this passkey is no longer registered",
+            )
+        })?;
         record.passkey.update_credential(&result);
         record.last_used_at = Some(UnixTime::now());
         self.store.update(record).await?;
@@ -168,17 +190,29 @@ impl Passkeys {
                 }
                 Some(hash)
             }
-            Enrolment::Approval { ceremony_id, credential } => {
-                self.finish_authentication(&ceremony_id, &credential, &Purpose::Enrol).await?;
+            Enrolment::Approval {
+                ceremony_id,
+                credential,
+            } => {
+                self.finish_authentication(&ceremony_id, &credential, &Purpose::Enrol)
+                    .await?;
                 None
             }
         };
         let existing = self.store.list().await?;
         let user_id = existing.first().map_or_else(Uuid::new_v4, |r| r.user_id);
-        let exclude = existing.iter().map(|r| r.passkey.cred_id().clone()).collect();
+        let exclude = existing
+            .iter()
+            .map(|r| r.passkey.cred_id().clone())
+            .collect();
         let (options, state) = self
             .webauthn
-            .start_passkey_registration(user_id, "owner", &format!("{} owner", self.app_name), Some(exclude))
+            .start_passkey_registration(
+                user_id,
+                "owner",
+                &format!("{} owner", self.app_name),
+                Some(exclude),
+            )
             .map_err(|e| server_error("start registration", &e))?;
         let label = clean_label(label, existing.len());
         let ceremony = Ceremony::Registration {
@@ -188,7 +222,10 @@ impl Passkeys {
             setup_token_hash,
         };
         let ceremony_id = ceremony::save(&*self.tokens, &ceremony).await?;
-        Ok(Challenge { ceremony_id, options })
+        Ok(Challenge {
+            ceremony_id,
+            options,
+        })
     }
 
     /// Finish a registration: verify the attestation, use up the setup token, store the passkey.
@@ -198,8 +235,12 @@ impl Passkeys {
         ceremony_id: &str,
         credential: &RegisterPublicKeyCredential,
     ) -> Result<String, OAuthError> {
-        let Ceremony::Registration { state, user_id, label, setup_token_hash } =
-            ceremony::take(&*self.tokens, ceremony_id).await?
+        let Ceremony::Registration {
+            state,
+            user_id,
+            label,
+            setup_token_hash,
+        } = ceremony::take(&*self.tokens, ceremony_id).await?
         else {
             return Err(ceremony::mismatch());
         };
@@ -209,8 +250,13 @@ impl Passkeys {
             .map_err(|e| denied("passkey registration failed", &e))?;
         if let Some(hash) = &setup_token_hash {
             // Single use, atomically: of two registrations racing on one token, one wins.
-            if !self.setup_token_usable(hash).await? || !self.setup.mark_used(&*self.tokens, hash).await? {
-                return Err(OAuthError::new(ErrorCode::AccessDenied, "the setup token was already used"));
+            if !self.setup_token_usable(hash).await?
+                || !self.setup.mark_used(&*self.tokens, hash).await?
+            {
+                return Err(OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    "the setup token was already used",
+                ));
             }
         }
         let credential_id = URL_SAFE_NO_PAD.encode(passkey.cred_id());
@@ -226,7 +272,9 @@ impl Passkeys {
         match self.store.insert(record).await {
             Ok(()) => {}
             Err(StoreError::AlreadyExists { .. }) => {
-                return Err(OAuthError::invalid_request("this passkey is already registered"));
+                return Err(OAuthError::invalid_request(
+                    "this passkey is already registered",
+                ));
             }
             Err(e) => return Err(e.into()),
         }
@@ -241,7 +289,10 @@ impl Passkeys {
         if self.setup.is_generated() && !passkeys.is_empty() {
             return Ok(false);
         }
-        if passkeys.iter().any(|p| p.setup_token_hash.as_ref() == Some(hash)) {
+        if passkeys
+            .iter()
+            .any(|p| p.setup_token_hash.as_ref() == Some(hash))
+        {
             return Ok(false);
         }
         self.setup.is_unused(&*self.tokens, hash).await
@@ -271,7 +322,10 @@ fn denied(what: &'static str, error: &dyn std::fmt::Display) -> OAuthError {
 
 fn server_error(what: &'static str, error: &dyn std::fmt::Display) -> OAuthError {
     tracing::error!(target: "mcp_oauth::passkey", error = %error, "could not {what}");
-    OAuthError::new(ErrorCode::ServerError, "the passkey ceremony could not be started")
+    OAuthError::new(
+        ErrorCode::ServerError,
+        "the passkey ceremony could not be started",
+    )
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ pub(crate) struct SetupToken {
 
 impl std::fmt::Debug for SetupToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SetupToken").field("generated", &self.generated).finish_non_exhaustive()
+        f.debug_struct("SetupToken")
+            .field("generated", &self.generated)
+            .finish_non_exhaustive()
     }
 }
 
@@ -48,12 +50,20 @@ impl SetupToken {
         secret::hash_matches(presented, &self.hash)
     }
 
-    pub(crate) async fn is_unused(&self, tokens: &dyn TokenStore, hash: &TokenHash) -> Result<bool, StoreError> {
+    pub(crate) async fn is_unused(
+        &self,
+        tokens: &dyn TokenStore,
+        hash: &TokenHash,
+    ) -> Result<bool, StoreError> {
         Ok(tokens.get(TokenKind::SetupTokenUse, hash).await?.is_none())
     }
 
     /// Record the use; `false` if another registration got there first.
-    pub(crate) async fn mark_used(&self, tokens: &dyn TokenStore, hash: &TokenHash) -> Result<bool, StoreError> {
+    pub(crate) async fn mark_used(
+        &self,
+        tokens: &dyn TokenStore,
+        hash: &TokenHash,
+    ) -> Result<bool, StoreError> {
         let marker = TokenRecord {
             kind: TokenKind::SetupTokenUse,
             hash: *hash,

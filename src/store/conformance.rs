@@ -1,1 +1,1 @@
-
+//! Reusable checks for custom store implementations (being written).

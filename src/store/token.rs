@@ -106,8 +106,11 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError>;
 
     /// The live, unconsumed record, or `None`. Has no side effect: this is the bearer hot path.
-    async fn get(&self, kind: TokenKind, hash: &TokenHash)
-    -> Result<Option<TokenRecord>, StoreError>;
+    async fn get(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenRecord>, StoreError>;
 
     /// Atomically mark the record consumed. `None` if absent or expired.
     async fn consume(

@@ -18,7 +18,12 @@ fn query(client_id: &str, redirect_uri: &str, challenge: &str) -> String {
 fn assert_error_page(reply: &Reply) {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
     assert!(reply.header("location").is_none());
-    assert!(reply.header("content-type").unwrap().starts_with("text/html"));
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert!(!reply.text().contains("data-request-id"));
 }
 
@@ -27,7 +32,10 @@ fn assert_error_page(reply: &Reply) {
 fn assert_error_link(reply: &Reply, error: &str) {
     assert_error_page(reply);
     let page = reply.text();
-    assert!(page.contains(&format!("error={error}")), "no error={error} link in: {page}");
+    assert!(
+        page.contains(&format!("error={error}")),
+        "no error={error} link in: {page}"
+    );
     assert!(page.contains("iss=http%3A%2F%2Flocalhost%3A8080"), "{page}");
 }
 
@@ -53,17 +61,36 @@ async fn pkce_plain_and_missing_method_are_refused() {
         "/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={challenge}",
         enc(LOOPBACK_REDIRECT)
     );
-    assert_error_link(&server.get(&format!("{base}&code_challenge_method=plain")).await, "invalid_request");
+    assert_error_link(
+        &server
+            .get(&format!("{base}&code_challenge_method=plain"))
+            .await,
+        "invalid_request",
+    );
     assert_error_link(&server.get(&base).await, "invalid_request");
-    assert_error_link(&server.get(&format!("{base}&code_challenge_method=S512")).await, "invalid_request");
+    assert_error_link(
+        &server
+            .get(&format!("{base}&code_challenge_method=S512"))
+            .await,
+        "invalid_request",
+    );
 }
 
 #[tokio::test]
 async fn malformed_challenge_is_refused() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
-    for challenge in ["short", &"a".repeat(44), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM"] {
-        let reply = server.get(&format!("/authorize?{}", query(&client_id, LOOPBACK_REDIRECT, &enc(challenge)))).await;
+    for challenge in [
+        "short",
+        &"a".repeat(44),
+        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM",
+    ] {
+        let reply = server
+            .get(&format!(
+                "/authorize?{}",
+                query(&client_id, LOOPBACK_REDIRECT, &enc(challenge))
+            ))
+            .await;
         assert_error_link(&reply, "invalid_request");
     }
 }
@@ -72,9 +99,17 @@ async fn malformed_challenge_is_refused() {
 async fn unknown_client_gets_an_error_page_never_a_redirect() {
     let server = TestServer::ready().await;
     let (_, challenge) = pkce();
-    let reply = server.get(&format!("/authorize?{}", query("nobody", LOOPBACK_REDIRECT, &challenge))).await;
+    let reply = server
+        .get(&format!(
+            "/authorize?{}",
+            query("nobody", LOOPBACK_REDIRECT, &challenge)
+        ))
+        .await;
     assert_error_page(&reply);
-    assert!(!reply.text().contains("127.0.0.1:9999"), "must not offer a link to an unvalidated URI");
+    assert!(
+        !reply.text().contains("127.0.0.1:9999"),
+        "must not offer a link to an unvalidated URI"
+    );
     let reply = server.get("/authorize?response_type=code").await;
     assert_error_page(&reply);
 }
@@ -83,7 +118,9 @@ async fn unknown_client_gets_an_error_page_never_a_redirect() {
 async fn unregistered_and_look_alike_redirect_uris_are_refused_without_redirect() {
     let server = TestServer::ready().await;
     let client_id = server
-        .register_client(json!({ "redirect_uris": [CLAUDE_REDIRECT], "token_endpoint_auth_method": "none" }))
+        .register_client(
+            json!({ "redirect_uris": [CLAUDE_REDIRECT], "token_endpoint_auth_method": "none" }),
+        )
         .await["client_id"]
         .as_str()
         .unwrap()
@@ -102,7 +139,12 @@ async fn unregistered_and_look_alike_redirect_uris_are_refused_without_redirect(
         " https://claude.ai/api/mcp/auth_callback",
         "javascript:alert(1)",
     ] {
-        let reply = server.get(&format!("/authorize?{}", query(&client_id, evil, &challenge))).await;
+        let reply = server
+            .get(&format!(
+                "/authorize?{}",
+                query(&client_id, evil, &challenge)
+            ))
+            .await;
         assert_error_page(&reply);
         assert!(!reply.text().contains("evil.example"), "{evil}");
     }
@@ -121,11 +163,30 @@ async fn loopback_redirects_accept_any_port_but_not_another_host() {
         .unwrap()
         .to_owned();
     let (_, challenge) = pkce();
-    for ok in ["http://localhost:33418/callback", "http://127.0.0.1:6274/callback", "http://127.0.0.1/callback"] {
-        assert!(server.authorize(&query(&client_id, ok, &challenge)).await.is_ok(), "{ok}");
+    for ok in [
+        "http://localhost:33418/callback",
+        "http://127.0.0.1:6274/callback",
+        "http://127.0.0.1/callback",
+    ] {
+        assert!(
+            server
+                .authorize(&query(&client_id, ok, &challenge))
+                .await
+                .is_ok(),
+            "{ok}"
+        );
     }
-    for bad in ["http://[::1]:3000/callback", "http://127.0.0.1:3000/other", "https://localhost:3000/callback"] {
-        let reply = server.get(&format!("/authorize?{}", query(&client_id, bad, &challenge))).await;
+    for bad in [
+        "http://[::1]:3000/callback",
+        "http://127.0.0.1:3000/other",
+        "https://localhost:3000/callback",
+    ] {
+        let reply = server
+            .get(&format!(
+                "/authorize?{}",
+                query(&client_id, bad, &challenge)
+            ))
+            .await;
         assert_error_page(&reply);
     }
 }
@@ -134,14 +195,18 @@ async fn loopback_redirects_accept_any_port_but_not_another_host() {
 async fn redirect_uri_may_be_omitted_only_with_one_registered() {
     let server = TestServer::ready().await;
     let one = server
-        .register_client(json!({ "redirect_uris": [CLAUDE_REDIRECT], "token_endpoint_auth_method": "none" }))
+        .register_client(
+            json!({ "redirect_uris": [CLAUDE_REDIRECT], "token_endpoint_auth_method": "none" }),
+        )
         .await["client_id"]
         .as_str()
         .unwrap()
         .to_owned();
     let (_, challenge) = pkce();
     let omit = |id: &str| {
-        format!("response_type=code&client_id={id}&code_challenge={challenge}&code_challenge_method=S256")
+        format!(
+            "response_type=code&client_id={id}&code_challenge={challenge}&code_challenge_method=S256"
+        )
     };
     assert!(server.authorize(&omit(&one)).await.is_ok());
     // The pre-registered client has several.
@@ -153,10 +218,17 @@ async fn response_type_must_be_code() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
     let (_, challenge) = pkce();
-    let q = query(&client_id, LOOPBACK_REDIRECT, &challenge).replace("response_type=code", "response_type=token");
-    assert_error_link(&server.get(&format!("/authorize?{q}")).await, "unsupported_response_type");
+    let q = query(&client_id, LOOPBACK_REDIRECT, &challenge)
+        .replace("response_type=code", "response_type=token");
+    assert_error_link(
+        &server.get(&format!("/authorize?{q}")).await,
+        "unsupported_response_type",
+    );
     let q = query(&client_id, LOOPBACK_REDIRECT, &challenge).replace("response_type=code&", "");
-    assert_error_link(&server.get(&format!("/authorize?{q}")).await, "invalid_request");
+    assert_error_link(
+        &server.get(&format!("/authorize?{q}")).await,
+        "invalid_request",
+    );
 }
 
 #[tokio::test]
@@ -164,7 +236,10 @@ async fn repeated_parameters_are_refused() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
     let (_, challenge) = pkce();
-    let q = format!("{}&state=again", query(&client_id, LOOPBACK_REDIRECT, &challenge));
+    let q = format!(
+        "{}&state=again",
+        query(&client_id, LOOPBACK_REDIRECT, &challenge)
+    );
     assert_error_page(&server.get(&format!("/authorize?{q}")).await);
 }
 
@@ -174,11 +249,24 @@ async fn resource_is_tolerant_of_slash_and_absence_but_refuses_a_foreign_one() {
     let client_id = server.register_public_client().await;
     let (_, challenge) = pkce();
     let base = query(&client_id, LOOPBACK_REDIRECT, &challenge);
-    for ok in ["", "&resource=http%3A%2F%2Flocalhost%3A8080%2Fmcp", "&resource=http%3A%2F%2Flocalhost%3A8080%2Fmcp%2F"] {
-        assert!(server.authorize(&format!("{base}{ok}")).await.is_ok(), "{ok}");
+    for ok in [
+        "",
+        "&resource=http%3A%2F%2Flocalhost%3A8080%2Fmcp",
+        "&resource=http%3A%2F%2Flocalhost%3A8080%2Fmcp%2F",
+    ] {
+        assert!(
+            server.authorize(&format!("{base}{ok}")).await.is_ok(),
+            "{ok}"
+        );
     }
-    for foreign in ["https://evil.example/mcp", "http://localhost:8080/other", "http://localhost:8080/mcp#x"] {
-        let reply = server.get(&format!("/authorize?{base}&resource={}", enc(foreign))).await;
+    for foreign in [
+        "https://evil.example/mcp",
+        "http://localhost:8080/other",
+        "http://localhost:8080/mcp#x",
+    ] {
+        let reply = server
+            .get(&format!("/authorize?{base}&resource={}", enc(foreign)))
+            .await;
         assert_error_link(&reply, "invalid_target");
     }
 }
@@ -199,12 +287,18 @@ async fn odd_scope_strings_are_tolerated_and_only_configured_scopes_granted() {
     ] {
         let (verifier, challenge) = pkce();
         let request_id = server
-            .authorize(&format!("{}&scope={requested}", query(&client_id, LOOPBACK_REDIRECT, &challenge)))
+            .authorize(&format!(
+                "{}&scope={requested}",
+                query(&client_id, LOOPBACK_REDIRECT, &challenge)
+            ))
             .await
             .unwrap_or_else(|r| panic!("{requested}: {}", r.text()));
         let redirect = server.approve(&request_id).await;
         let code = query_param(&redirect, "code").unwrap();
-        let tokens = server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT).await.json();
+        let tokens = server
+            .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+            .await
+            .json();
         assert_eq!(tokens["scope"], granted, "{requested}");
     }
 }
@@ -223,17 +317,37 @@ async fn consent_page_shows_the_client_and_escapes_what_it_says() {
         .unwrap()
         .to_owned();
     let (_, challenge) = pkce();
-    let reply = server.get(&format!("/authorize?{}&scope=mcp", query(&client_id, "https://app.example.com/cb", &challenge))).await;
+    let reply = server
+        .get(&format!(
+            "/authorize?{}&scope=mcp",
+            query(&client_id, "https://app.example.com/cb", &challenge)
+        ))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     let page = reply.text();
-    assert!(!page.contains("<script>alert"), "client name must be escaped");
-    assert!(page.contains("&lt;script&gt;"));
-    assert!(page.contains("https://app.example.com"), "redirect origin shown");
+    assert!(
+        !page.contains("<script>alert"),
+        "client name must be escaped"
+    );
+    assert!(
+        page.contains("&lt;script&gt;") || page.contains("&#60;script&#62;"),
+        "{page}"
+    );
+    assert!(
+        page.contains("https://app.example.com"),
+        "redirect origin shown"
+    );
     assert!(page.contains("Test Server"), "app name shown");
     assert!(page.contains("id=\"approve\"") && page.contains("id=\"deny\""));
-    assert!(page.contains(">mcp<") || page.contains("mcp"), "scopes shown");
+    assert!(
+        page.contains(">mcp<") || page.contains("mcp"),
+        "scopes shown"
+    );
     let csp = reply.header("content-security-policy").unwrap();
-    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     assert_eq!(reply.header("x-frame-options"), Some("DENY"));
     assert_eq!(reply.header("referrer-policy"), Some("no-referrer"));
     assert_eq!(reply.header("cache-control"), Some("no-store"));
@@ -244,8 +358,13 @@ async fn deny_returns_access_denied_with_state_and_iss() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
     let (_, challenge) = pkce();
-    let request_id = server.authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge)).await.unwrap();
-    let reply = server.post_json("/authorize/deny", &json!({ "request_id": request_id })).await;
+    let request_id = server
+        .authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge))
+        .await
+        .unwrap();
+    let reply = server
+        .post_json("/authorize/deny", &json!({ "request_id": request_id }))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     let url = url::Url::parse(reply.json()["redirect_to"].as_str().unwrap()).unwrap();
     assert!(url.as_str().starts_with(LOOPBACK_REDIRECT));
@@ -253,7 +372,9 @@ async fn deny_returns_access_denied_with_state_and_iss() {
     assert_eq!(query_param(&url, "state").as_deref(), Some("st"));
     assert_eq!(query_param(&url, "iss").as_deref(), Some(SERVER_URL));
     // A decided request cannot be approved afterwards.
-    let again = server.post_json("/authorize/challenge", &json!({ "request_id": request_id })).await;
+    let again = server
+        .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
+        .await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
 }
 
@@ -262,9 +383,14 @@ async fn a_pending_request_is_approved_once() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
     let (_, challenge) = pkce();
-    let request_id = server.authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge)).await.unwrap();
+    let request_id = server
+        .authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge))
+        .await
+        .unwrap();
     server.approve(&request_id).await;
-    let again = server.post_json("/authorize/challenge", &json!({ "request_id": request_id })).await;
+    let again = server
+        .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
+        .await;
     again.assert_oauth_error(400, "invalid_request");
 }
 
@@ -273,13 +399,18 @@ async fn existing_query_on_the_redirect_uri_is_kept() {
     let server = TestServer::ready().await;
     let redirect = "https://app.example.com/cb?tenant=7";
     let client_id = server
-        .register_client(json!({ "redirect_uris": [redirect], "token_endpoint_auth_method": "none" }))
+        .register_client(
+            json!({ "redirect_uris": [redirect], "token_endpoint_auth_method": "none" }),
+        )
         .await["client_id"]
         .as_str()
         .unwrap()
         .to_owned();
     let (_, challenge) = pkce();
-    let request_id = server.authorize(&query(&client_id, redirect, &challenge)).await.unwrap();
+    let request_id = server
+        .authorize(&query(&client_id, redirect, &challenge))
+        .await
+        .unwrap();
     let url = server.approve(&request_id).await;
     assert_eq!(query_param(&url, "tenant").as_deref(), Some("7"));
     assert!(query_param(&url, "code").is_some());
@@ -290,18 +421,28 @@ async fn approval_endpoints_refuse_cross_site_requests() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
     let (_, challenge) = pkce();
-    let request_id = server.authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge)).await.unwrap();
-    for (name, value) in [("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")] {
+    let request_id = server
+        .authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge))
+        .await
+        .unwrap();
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
         let request = axum::http::Request::post("/authorize/deny")
             .header("content-type", "application/json")
             .header(name, value)
-            .body(axum::body::Body::from(json!({ "request_id": request_id }).to_string()))
+            .body(axum::body::Body::from(
+                json!({ "request_id": request_id }).to_string(),
+            ))
             .unwrap();
         let reply = server.send(request).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{name}");
     }
     // Still pending: the cross-site attempts changed nothing.
-    let reply = server.post_json("/authorize/deny", &json!({ "request_id": request_id })).await;
+    let reply = server
+        .post_json("/authorize/deny", &json!({ "request_id": request_id }))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
 }
 
@@ -310,7 +451,12 @@ async fn consent_without_any_passkey_cannot_be_approved() {
     let server = TestServer::new().await;
     let client_id = server.register_public_client().await;
     let (_, challenge) = pkce();
-    let request_id = server.authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge)).await.unwrap();
-    let reply = server.post_json("/authorize/challenge", &json!({ "request_id": request_id })).await;
+    let request_id = server
+        .authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge))
+        .await
+        .unwrap();
+    let reply = server
+        .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
+        .await;
     reply.assert_oauth_error(403, "access_denied");
 }

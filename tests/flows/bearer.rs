@@ -7,9 +7,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::routing::any;
-use mcp_oauth::store::{Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore};
+use mcp_oauth::store::{
+    Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore,
+};
 use mcp_oauth::{McpOAuth, MemoryStore, TokenInfo};
-
 
 use crate::common::*;
 
@@ -23,7 +24,10 @@ async fn missing_token_is_a_plain_401_challenge() {
         challenge,
         "Bearer resource_metadata=\"http://localhost:8080/.well-known/oauth-protected-resource/mcp\", scope=\"mcp\""
     );
-    assert!(!challenge.contains("error="), "no error code without credentials (RFC 6750 §3.1)");
+    assert!(
+        !challenge.contains("error="),
+        "no error code without credentials (RFC 6750 §3.1)"
+    );
 }
 
 #[tokio::test]
@@ -34,7 +38,9 @@ async fn bad_tokens_are_401_invalid_token_with_the_metadata_url() {
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         let challenge = reply.header("www-authenticate").unwrap();
         assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
-        assert!(challenge.contains("resource_metadata=\"http://localhost:8080/.well-known/oauth-protected-resource/mcp\""));
+        assert!(challenge.contains(
+            "resource_metadata=\"http://localhost:8080/.well-known/oauth-protected-resource/mcp\""
+        ));
     }
 }
 
@@ -44,7 +50,11 @@ async fn tokens_only_in_the_header_and_only_one_header() {
     let (_, tokens) = server.connected_client().await;
     let access = tokens["access_token"].as_str().unwrap();
     let in_query = server
-        .send(Request::post(format!("/mcp?access_token={access}")).body(Body::empty()).unwrap())
+        .send(
+            Request::post(format!("/mcp?access_token={access}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(in_query.status, StatusCode::BAD_REQUEST);
     let two = server
@@ -58,19 +68,41 @@ async fn tokens_only_in_the_header_and_only_one_header() {
         .await;
     assert_eq!(two.status, StatusCode::BAD_REQUEST);
     let basic = server
-        .send(Request::post("/mcp").header("authorization", basic(CLIENT_ID, CLIENT_SECRET)).body(Body::empty()).unwrap())
+        .send(
+            Request::post("/mcp")
+                .header("authorization", basic(CLIENT_ID, CLIENT_SECRET))
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(basic.status, StatusCode::BAD_REQUEST);
     let lower = server
-        .send(Request::post("/mcp").header("authorization", format!("bearer {access}")).body(Body::empty()).unwrap())
+        .send(
+            Request::post("/mcp")
+                .header("authorization", format!("bearer {access}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
-    assert_eq!(lower.status, StatusCode::OK, "the scheme is case-insensitive");
+    assert_eq!(
+        lower.status,
+        StatusCode::OK,
+        "the scheme is case-insensitive"
+    );
 }
 
 #[tokio::test]
 async fn options_is_never_gated() {
     let server = TestServer::ready().await;
-    let reply = server.send(Request::builder().method(Method::OPTIONS).uri("/mcp").body(Body::empty()).unwrap()).await;
+    let reply = server
+        .send(
+            Request::builder()
+                .method(Method::OPTIONS)
+                .uri("/mcp")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_ne!(reply.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -84,7 +116,10 @@ async fn expired_tokens_are_refused() {
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(server.mcp(Some(access)).await.status, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(server.mcp(Some(access)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.mcp(Some(access)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -95,12 +130,18 @@ async fn a_token_for_another_resource_is_refused() {
     let access = tokens["access_token"].as_str().unwrap();
     let mut other_config = config();
     other_config.resource_path = "/other-mcp".into();
-    let other = McpOAuth::builder(other_config).stores(server.store.clone()).build().unwrap();
+    let other = McpOAuth::builder(other_config)
+        .stores(server.store.clone())
+        .build()
+        .unwrap();
     let routes = Router::new().route("/other-mcp", any(|_: TokenInfo| async { "ok" }));
     let app = other.router(routes);
     let reply = tower::ServiceExt::oneshot(
         app,
-        Request::post("/other-mcp").header("authorization", format!("Bearer {access}")).body(Body::empty()).unwrap(),
+        Request::post("/other-mcp")
+            .header("authorization", format!("Bearer {access}"))
+            .body(Body::empty())
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -121,13 +162,22 @@ async fn insufficient_scope_is_403_naming_every_needed_scope() {
         .route_layer(oauth.bearer_layer().require_scopes(["admin", "billing"]));
     let reply = tower::ServiceExt::oneshot(
         oauth.router(routes),
-        Request::post("/mcp/admin").header("authorization", format!("Bearer {access}")).body(Body::empty()).unwrap(),
+        Request::post("/mcp/admin")
+            .header("authorization", format!("Bearer {access}"))
+            .body(Body::empty())
+            .unwrap(),
     )
     .await
     .unwrap();
     assert_eq!(reply.status(), StatusCode::FORBIDDEN);
-    let challenge = reply.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
+    let challenge = reply.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
     assert!(challenge.contains("scope=\"admin billing\""), "{challenge}");
     assert!(challenge.contains("resource_metadata="), "{challenge}");
 }
@@ -168,9 +218,14 @@ async fn a_store_outage_is_503_never_401() {
         .unwrap();
     let app = oauth.router(Router::new().route("/mcp", any(|| async { "ok" })));
     let send = |request: Request<Body>| tower::ServiceExt::oneshot(app.clone(), request);
-    let reply = send(Request::post("/mcp").header("authorization", "Bearer mcp_at_something").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let reply = send(
+        Request::post("/mcp")
+            .header("authorization", "Bearer mcp_at_something")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(reply.headers().contains_key("retry-after"));
     let reply = send(

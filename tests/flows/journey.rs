@@ -14,13 +14,22 @@ async fn discovery_registration_approval_tokens_mcp_refresh() {
     assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
     let challenge = unauthorized.header("www-authenticate").unwrap().to_owned();
     let prm_url = "http://localhost:8080/.well-known/oauth-protected-resource/mcp";
-    assert!(challenge.contains(&format!("resource_metadata=\"{prm_url}\"")), "{challenge}");
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{prm_url}\"")),
+        "{challenge}"
+    );
 
     // 2. Discovery.
-    let prm = server.get("/.well-known/oauth-protected-resource/mcp").await.json();
+    let prm = server
+        .get("/.well-known/oauth-protected-resource/mcp")
+        .await
+        .json();
     assert_eq!(prm["resource"], RESOURCE);
     let issuer = prm["authorization_servers"][0].as_str().unwrap().to_owned();
-    let metadata = server.get("/.well-known/oauth-authorization-server").await.json();
+    let metadata = server
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json();
     assert_eq!(metadata["issuer"], issuer);
 
     // 3. The owner registers a passkey with the setup token.
@@ -52,12 +61,20 @@ async fn discovery_registration_approval_tokens_mcp_refresh() {
         .unwrap();
     let redirect = server.approve(&request_id).await;
     assert!(redirect.as_str().starts_with(redirect_uri));
-    assert_eq!(query_param(&redirect, "state").as_deref(), Some("opaque-state"));
-    assert_eq!(query_param(&redirect, "iss").as_deref(), Some(issuer.as_str()));
+    assert_eq!(
+        query_param(&redirect, "state").as_deref(),
+        Some("opaque-state")
+    );
+    assert_eq!(
+        query_param(&redirect, "iss").as_deref(),
+        Some(issuer.as_str())
+    );
     let code = query_param(&redirect, "code").unwrap();
 
     // 5. Code for tokens.
-    let tokens = server.exchange(client_id, &code, &verifier, redirect_uri).await;
+    let tokens = server
+        .exchange(client_id, &code, &verifier, redirect_uri)
+        .await;
     assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
     assert_eq!(tokens.header("cache-control"), Some("no-store"));
     let tokens = tokens.json();
@@ -78,7 +95,9 @@ async fn discovery_registration_approval_tokens_mcp_refresh() {
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
     let refreshed = refreshed.json();
     assert_ne!(refreshed["refresh_token"], tokens["refresh_token"]);
-    let call = server.mcp(Some(refreshed["access_token"].as_str().unwrap())).await;
+    let call = server
+        .mcp(Some(refreshed["access_token"].as_str().unwrap()))
+        .await;
     assert_eq!(call.status, StatusCode::OK);
 }
 
@@ -134,12 +153,18 @@ async fn dynamic_confidential_client_with_client_secret_basic() {
     let reply = server
         .post_form(
             "/token",
-            &form(&[("grant_type", "authorization_code"), ("code", &code), ("code_verifier", &verifier)]),
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+            ]),
             &[("authorization", &basic(client_id, secret))],
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    let call = server.mcp(Some(reply.json()["access_token"].as_str().unwrap())).await;
+    let call = server
+        .mcp(Some(reply.json()["access_token"].as_str().unwrap()))
+        .await;
     assert_eq!(call.status, StatusCode::OK);
 }
 

@@ -1,5 +1,8 @@
 //! HTTP flow tests: the whole journey in process, and one test attacking each protocol rule.
 
+// The harness's helpers are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 mod authorize;

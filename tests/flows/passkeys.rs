@@ -11,7 +11,15 @@ use crate::common::*;
 #[tokio::test]
 async fn the_setup_token_registers_one_passkey_once() {
     let server = TestServer::new().await;
-    assert!(server.oauth.setup_url().await.unwrap().unwrap().ends_with(&format!("#setup_token={SETUP_TOKEN}")));
+    assert!(
+        server
+            .oauth
+            .setup_url()
+            .await
+            .unwrap()
+            .unwrap()
+            .ends_with(&format!("#setup_token={SETUP_TOKEN}"))
+    );
     let first = server.register_passkey(SETUP_TOKEN).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
     assert_eq!(first.json()["label"], "soft key");
@@ -24,8 +32,15 @@ async fn the_setup_token_registers_one_passkey_once() {
 #[tokio::test]
 async fn a_wrong_setup_token_is_refused() {
     let server = TestServer::new().await;
-    for wrong in ["nope", "setup-token-for-tests-012345678", "setup-token-for-tests-01234567890", ""] {
-        let reply = server.post_json("/passkey/register/start", &json!({ "setup_token": wrong })).await;
+    for wrong in [
+        "nope",
+        "setup-token-for-tests-012345678",
+        "setup-token-for-tests-01234567890",
+        "",
+    ] {
+        let reply = server
+            .post_json("/passkey/register/start", &json!({ "setup_token": wrong }))
+            .await;
         assert!(reply.status.is_client_error(), "{wrong}: {}", reply.status);
     }
     assert!(PasskeyStore::list(&server.store).await.unwrap().is_empty());
@@ -34,8 +49,20 @@ async fn a_wrong_setup_token_is_refused() {
 #[tokio::test]
 async fn two_registrations_racing_on_one_setup_token_yield_one_passkey() {
     let server = TestServer::new().await;
-    let a = server.post_json("/passkey/register/start", &json!({ "setup_token": SETUP_TOKEN })).await.json();
-    let b = server.post_json("/passkey/register/start", &json!({ "setup_token": SETUP_TOKEN })).await.json();
+    let a = server
+        .post_json(
+            "/passkey/register/start",
+            &json!({ "setup_token": SETUP_TOKEN }),
+        )
+        .await
+        .json();
+    let b = server
+        .post_json(
+            "/passkey/register/start",
+            &json!({ "setup_token": SETUP_TOKEN }),
+        )
+        .await
+        .json();
     let other_key = Mutex::new(SoftPasskey::new(true));
     let first = server.finish_registration(a).await;
     // Finish the second with another authenticator, through the same server.
@@ -47,7 +74,10 @@ async fn two_registrations_racing_on_one_setup_token_yield_one_passkey() {
     )
     .unwrap();
     let second = server
-        .post_json("/passkey/register/finish", &json!({ "ceremony_id": b["ceremony_id"], "credential": credential }))
+        .post_json(
+            "/passkey/register/finish",
+            &json!({ "ceremony_id": b["ceremony_id"], "credential": credential }),
+        )
         .await;
     assert_eq!(first.status, StatusCode::OK);
     second.assert_oauth_error(403, "access_denied");
@@ -58,10 +88,14 @@ async fn two_registrations_racing_on_one_setup_token_yield_one_passkey() {
 async fn a_further_passkey_needs_an_existing_passkeys_approval() {
     let server = TestServer::ready().await;
     // No token, no approval.
-    let reply = server.post_json("/passkey/register/start", &json!({})).await;
+    let reply = server
+        .post_json("/passkey/register/start", &json!({}))
+        .await;
     reply.assert_oauth_error(400, "invalid_request");
     // Approval by the existing passkey.
-    let challenge = server.post_json("/passkey/register/approval", &json!({})).await;
+    let challenge = server
+        .post_json("/passkey/register/approval", &json!({}))
+        .await;
     assert_eq!(challenge.status, StatusCode::OK);
     let challenge = challenge.json();
     let assertion = server.assert_with(&server.key, &challenge).await;
@@ -81,7 +115,10 @@ async fn a_further_passkey_needs_an_existing_passkeys_approval() {
     )
     .unwrap();
     let done = server
-        .post_json("/passkey/register/finish", &json!({ "ceremony_id": start.json()["ceremony_id"], "credential": credential }))
+        .post_json(
+            "/passkey/register/finish",
+            &json!({ "ceremony_id": start.json()["ceremony_id"], "credential": credential }),
+        )
         .await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.text());
     assert_eq!(PasskeyStore::list(&server.store).await.unwrap().len(), 2);
@@ -95,7 +132,10 @@ async fn a_further_passkey_needs_an_existing_passkeys_approval() {
         ))
         .await
         .unwrap();
-    let challenge = server.post_json("/authorize/challenge", &json!({ "request_id": request_id })).await.json();
+    let challenge = server
+        .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
+        .await
+        .json();
     let assertion = server.assert_with(&second_key, &challenge).await;
     let approved = server
         .post_json(
@@ -123,7 +163,13 @@ async fn an_assertion_approves_only_the_request_it_was_made_for_and_only_once() 
                 .unwrap(),
         );
     }
-    let challenge = server.post_json("/authorize/challenge", &json!({ "request_id": request_ids[0] })).await.json();
+    let challenge = server
+        .post_json(
+            "/authorize/challenge",
+            &json!({ "request_id": request_ids[0] }),
+        )
+        .await
+        .json();
     let assertion = server.assert_with(&server.key, &challenge).await;
     // Spent on the other request: refused, and the ceremony is used up.
     let wrong = server
@@ -141,7 +187,10 @@ async fn an_assertion_approves_only_the_request_it_was_made_for_and_only_once() 
         .await;
     replay.assert_oauth_error(400, "invalid_request");
     // An enrolment assertion cannot approve a client either.
-    let enrol = server.post_json("/passkey/register/approval", &json!({})).await.json();
+    let enrol = server
+        .post_json("/passkey/register/approval", &json!({}))
+        .await
+        .json();
     let assertion = server.assert_with(&server.key, &enrol).await;
     let misuse = server
         .post_json(
@@ -164,7 +213,10 @@ async fn a_stranger_passkey_cannot_approve() {
         ))
         .await
         .unwrap();
-    let challenge = server.post_json("/authorize/challenge", &json!({ "request_id": request_id })).await.json();
+    let challenge = server
+        .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
+        .await
+        .json();
     // A different authenticator: it holds no credential the server allows, so it cannot even sign;
     // a forged assertion reusing the owner's credential id with a wrong signature is refused.
     let owner_assertion = server.assert_with(&server.key, &challenge).await;

@@ -12,9 +12,21 @@ async fn connecting_several_clients_in_a_minute_is_never_limited() {
     for _ in 0..8 {
         let (client_id, tokens) = server.connected_client().await;
         for _ in 0..3 {
-            assert_eq!(server.mcp(Some(tokens["access_token"].as_str().unwrap())).await.status, StatusCode::OK);
+            assert_eq!(
+                server
+                    .mcp(Some(tokens["access_token"].as_str().unwrap()))
+                    .await
+                    .status,
+                StatusCode::OK
+            );
         }
-        assert_eq!(server.refresh(&client_id, tokens["refresh_token"].as_str().unwrap()).await.status, StatusCode::OK);
+        assert_eq!(
+            server
+                .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
+                .await
+                .status,
+            StatusCode::OK
+        );
     }
 }
 
@@ -23,7 +35,8 @@ async fn a_flood_gets_429_with_retry_after_then_other_addresses_still_pass() {
     let mut config = config();
     config.rate_limits.registration = RateLimit::new(2, 3);
     let mut server = TestServer::with_config(config).await;
-    let body = json!({ "redirect_uris": [LOOPBACK_REDIRECT], "token_endpoint_auth_method": "none" });
+    let body =
+        json!({ "redirect_uris": [LOOPBACK_REDIRECT], "token_endpoint_auth_method": "none" });
     let mut statuses = Vec::new();
     for _ in 0..5 {
         statuses.push(server.post_json("/register", &body).await);
@@ -35,10 +48,19 @@ async fn a_flood_gets_429_with_retry_after_then_other_addresses_still_pass() {
     assert!((1..=60).contains(&retry_after));
     assert_eq!(limited.error(), "temporarily_unavailable");
     // Other tiers are separate buckets.
-    assert_eq!(server.get("/.well-known/oauth-authorization-server").await.status, StatusCode::OK);
+    assert_eq!(
+        server
+            .get("/.well-known/oauth-authorization-server")
+            .await
+            .status,
+        StatusCode::OK
+    );
     // Another address has its own bucket.
     server.peer = "127.0.0.2:40000".parse().unwrap();
-    assert_eq!(server.post_json("/register", &body).await.status, StatusCode::CREATED);
+    assert_eq!(
+        server.post_json("/register", &body).await.status,
+        StatusCode::CREATED
+    );
 }
 
 #[tokio::test]
@@ -57,15 +79,30 @@ async fn forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
         server.send(request).await
     }
     // Untrusted peer: spoofing X-Forwarded-For buys nothing.
-    assert_eq!(register(&server, "1.1.1.1").await.status, StatusCode::CREATED);
-    assert_eq!(register(&server, "2.2.2.2").await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        register(&server, "1.1.1.1").await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        register(&server, "2.2.2.2").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 
     // Behind a trusted proxy, each forwarded client has its own bucket.
     config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     let server = TestServer::with_config(config).await;
-    assert_eq!(register(&server, "1.1.1.1").await.status, StatusCode::CREATED);
-    assert_eq!(register(&server, "2.2.2.2").await.status, StatusCode::CREATED);
-    assert_eq!(register(&server, "1.1.1.1").await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        register(&server, "1.1.1.1").await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        register(&server, "2.2.2.2").await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        register(&server, "1.1.1.1").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[tokio::test]

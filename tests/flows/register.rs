@@ -9,7 +9,10 @@ use crate::common::*;
 async fn public_client_gets_no_secret() {
     let server = TestServer::new().await;
     let reply = server
-        .post_json("/register", &json!({ "redirect_uris": [LOOPBACK_REDIRECT], "token_endpoint_auth_method": "none" }))
+        .post_json(
+            "/register",
+            &json!({ "redirect_uris": [LOOPBACK_REDIRECT], "token_endpoint_auth_method": "none" }),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     assert_eq!(reply.header("cache-control"), Some("no-store"));
@@ -27,14 +30,18 @@ async fn confidential_clients_get_a_secret_and_the_method_they_asked_for() {
     let server = TestServer::new().await;
     for method in ["client_secret_post", "client_secret_basic"] {
         let body = server
-            .register_client(json!({ "redirect_uris": [CLAUDE_REDIRECT], "token_endpoint_auth_method": method }))
+            .register_client(
+                json!({ "redirect_uris": [CLAUDE_REDIRECT], "token_endpoint_auth_method": method }),
+            )
             .await;
         assert_eq!(body["token_endpoint_auth_method"], method);
         assert!(body["client_secret"].as_str().unwrap().len() >= 32);
         assert!(body["client_secret_expires_at"].is_u64());
     }
     // RFC 7591 §2: an omitted method means client_secret_basic.
-    let body = server.register_client(json!({ "redirect_uris": [CLAUDE_REDIRECT] })).await;
+    let body = server
+        .register_client(json!({ "redirect_uris": [CLAUDE_REDIRECT] }))
+        .await;
     assert_eq!(body["token_endpoint_auth_method"], "client_secret_basic");
     assert!(body["client_secret"].is_string());
 }
@@ -51,7 +58,10 @@ async fn unknown_metadata_is_ignored_and_unsupported_grants_dropped() {
             "contacts": ["a@example.com"]
         }))
         .await;
-    assert_eq!(body["grant_types"], json!(["authorization_code", "refresh_token"]));
+    assert_eq!(
+        body["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
     assert_eq!(body["application_type"], "native");
 }
 
@@ -72,10 +82,20 @@ async fn redirect_uris_must_be_https_or_loopback_without_fragment() {
         json!([42]),
         json!(["https://ok.example.com/cb", "http://evil.example.com/cb"]),
     ] {
-        let reply = server.post_json("/register", &json!({ "redirect_uris": bad, "token_endpoint_auth_method": "none" })).await;
+        let reply = server
+            .post_json(
+                "/register",
+                &json!({ "redirect_uris": bad, "token_endpoint_auth_method": "none" }),
+            )
+            .await;
         reply.assert_oauth_error(400, "invalid_redirect_uri");
     }
-    let reply = server.post_json("/register", &json!({ "token_endpoint_auth_method": "none" })).await;
+    let reply = server
+        .post_json(
+            "/register",
+            &json!({ "token_endpoint_auth_method": "none" }),
+        )
+        .await;
     reply.assert_oauth_error(400, "invalid_redirect_uri");
     // Cursor's private-use URI is allowed by exact match.
     let body = server

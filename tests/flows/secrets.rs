@@ -79,20 +79,47 @@ async fn stores_hold_hashes_and_logs_hold_no_secret() {
             &[],
         )
         .await;
-    server.register_passkey("wrong-setup-token-0123456789").await;
+    server
+        .register_passkey("wrong-setup-token-0123456789")
+        .await;
 
     // At rest: records are found by hash, and carry no raw secret.
-    let stored_client = ClientStore::get(&server.store, client_id).await.unwrap().unwrap();
+    let stored_client = ClientStore::get(&server.store, client_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored_client.secret_hash, Some(TokenHash::of(secret)));
-    assert!(!serde_json::to_string(&stored_client).unwrap().contains(secret));
     assert!(
-        TokenStore::get(&server.store, TokenKind::AccessToken, &TokenHash::of(access)).await.unwrap().is_none(),
+        !serde_json::to_string(&stored_client)
+            .unwrap()
+            .contains(secret)
+    );
+    assert!(
+        TokenStore::get(
+            &server.store,
+            TokenKind::AccessToken,
+            &TokenHash::of(access)
+        )
+        .await
+        .unwrap()
+        .is_none(),
         "revoked by the replay"
     );
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("grant revoked"), "the replay was logged: {logs}");
-    for secret in [secret, &code, &verifier, access, refresh, SETUP_TOKEN, CLIENT_SECRET] {
+    assert!(
+        logs.contains("grant revoked"),
+        "the replay was logged: {logs}"
+    );
+    for secret in [
+        secret,
+        &code,
+        &verifier,
+        access,
+        refresh,
+        SETUP_TOKEN,
+        CLIENT_SECRET,
+    ] {
         assert!(!logs.contains(secret), "a secret reached the log");
     }
 }
@@ -102,10 +129,14 @@ async fn live_tokens_are_stored_under_their_hash_only() {
     let server = TestServer::ready().await;
     let (_, tokens) = server.connected_client().await;
     let access = tokens["access_token"].as_str().unwrap();
-    let record = TokenStore::get(&server.store, TokenKind::AccessToken, &TokenHash::of(access))
-        .await
-        .unwrap()
-        .expect("stored under its SHA-256");
+    let record = TokenStore::get(
+        &server.store,
+        TokenKind::AccessToken,
+        &TokenHash::of(access),
+    )
+    .await
+    .unwrap()
+    .expect("stored under its SHA-256");
     assert!(!String::from_utf8_lossy(&record.payload).contains(access));
     assert!(access.starts_with("mcp_at_"));
 }

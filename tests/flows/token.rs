@@ -12,16 +12,26 @@ async fn code_is_single_use_and_replay_revokes_what_it_issued() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
-    let first = server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT).await;
+    let first = server
+        .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+        .await;
     assert_eq!(first.status, StatusCode::OK);
     let tokens = first.json();
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(server.mcp(Some(access)).await.status, StatusCode::OK);
 
-    let replay = server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT).await;
+    let replay = server
+        .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+        .await;
     replay.assert_oauth_error(400, "invalid_grant");
-    assert_eq!(server.mcp(Some(access)).await.status, StatusCode::UNAUTHORIZED, "access token revoked");
-    let refresh = server.refresh(&client_id, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        server.mcp(Some(access)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "access token revoked"
+    );
+    let refresh = server
+        .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
+        .await;
     refresh.assert_oauth_error(400, "invalid_grant");
 }
 
@@ -30,9 +40,13 @@ async fn concurrent_redemptions_of_one_code_yield_one_token() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
-    let attempts = (0..16).map(|_| server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT));
+    let attempts =
+        (0..16).map(|_| server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT));
     let replies = futures::future::join_all(attempts).await;
-    let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
     assert_eq!(ok, 1, "exactly one redemption wins");
 }
 
@@ -43,10 +57,19 @@ async fn a_replay_by_someone_else_revokes_nothing() {
     let client_id = server.register_public_client().await;
     let other = server.register_public_client().await;
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
-    let tokens = server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT).await.json();
+    let tokens = server
+        .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+        .await
+        .json();
     let (_, wrong_verifier) = pkce();
-    server.exchange(&client_id, &code, &wrong_verifier, LOOPBACK_REDIRECT).await.assert_oauth_error(400, "invalid_grant");
-    server.exchange(&other, &code, &verifier, LOOPBACK_REDIRECT).await.assert_oauth_error(400, "invalid_grant");
+    server
+        .exchange(&client_id, &code, &wrong_verifier, LOOPBACK_REDIRECT)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    server
+        .exchange(&other, &code, &verifier, LOOPBACK_REDIRECT)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(server.mcp(Some(access)).await.status, StatusCode::OK);
 }
@@ -58,14 +81,27 @@ async fn code_is_bound_to_its_client_verifier_and_redirect_uri() {
     let other = server.register_public_client().await;
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
     let (_, wrong_verifier) = pkce();
-    server.exchange(&other, &code, &verifier, LOOPBACK_REDIRECT).await.assert_oauth_error(400, "invalid_grant");
-    server.exchange(&client_id, &code, &wrong_verifier, LOOPBACK_REDIRECT).await.assert_oauth_error(400, "invalid_grant");
     server
-        .exchange(&client_id, &code, &verifier, "http://127.0.0.1:9998/callback")
+        .exchange(&other, &code, &verifier, LOOPBACK_REDIRECT)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    server
+        .exchange(&client_id, &code, &wrong_verifier, LOOPBACK_REDIRECT)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    server
+        .exchange(
+            &client_id,
+            &code,
+            &verifier,
+            "http://127.0.0.1:9998/callback",
+        )
         .await
         .assert_oauth_error(400, "invalid_grant");
     // Failed attempts did not burn the code: the rightful client still redeems it.
-    let ok = server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT).await;
+    let ok = server
+        .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+        .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
 }
 
@@ -74,11 +110,26 @@ async fn verifier_syntax_is_checked() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
     let (code, _) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
-    for verifier in ["a".repeat(42), "a".repeat(129), format!("{}!", "a".repeat(43))] {
-        server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT).await.assert_oauth_error(400, "invalid_request");
+    for verifier in [
+        "a".repeat(42),
+        "a".repeat(129),
+        format!("{}!", "a".repeat(43)),
+    ] {
+        server
+            .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+            .await
+            .assert_oauth_error(400, "invalid_request");
     }
     let missing = server
-        .post_form("/token", &form(&[("grant_type", "authorization_code"), ("code", &code), ("client_id", &client_id)]), &[])
+        .post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("client_id", &client_id),
+            ]),
+            &[],
+        )
         .await;
     missing.assert_oauth_error(400, "invalid_request");
 }
@@ -92,7 +143,10 @@ async fn code_expires() {
     let client_id = server.register_public_client().await;
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT).await.assert_oauth_error(400, "invalid_grant");
+    server
+        .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
 }
 
 #[tokio::test]
@@ -118,7 +172,12 @@ async fn foreign_resource_at_the_token_endpoint_is_invalid_target() {
     let reply = server
         .post_form(
             "/token",
-            &form(&[("grant_type", "authorization_code"), ("code", &code), ("code_verifier", &verifier), ("client_id", &client_id)]),
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", &client_id),
+            ]),
             &[],
         )
         .await;
@@ -129,14 +188,31 @@ async fn foreign_resource_at_the_token_endpoint_is_invalid_target() {
 async fn unknown_client_is_401_invalid_client_and_is_not_created() {
     let server = TestServer::ready().await;
     let reply = server
-        .post_form("/token", &form(&[("grant_type", "refresh_token"), ("refresh_token", "x"), ("client_id", "ghost")]), &[])
+        .post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "x"),
+                ("client_id", "ghost"),
+            ]),
+            &[],
+        )
         .await;
     reply.assert_oauth_error(401, "invalid_client");
     let basic_reply = server
-        .post_form("/token", &form(&[("grant_type", "refresh_token"), ("refresh_token", "x")]), &[("authorization", &basic("ghost", "pw"))])
+        .post_form(
+            "/token",
+            &form(&[("grant_type", "refresh_token"), ("refresh_token", "x")]),
+            &[("authorization", &basic("ghost", "pw"))],
+        )
         .await;
     basic_reply.assert_oauth_error(401, "invalid_client");
-    assert!(basic_reply.header("www-authenticate").unwrap().starts_with("Basic"));
+    assert!(
+        basic_reply
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Basic")
+    );
     // Never auto-created: the authorization endpoint does not know it either.
     let (_, challenge) = pkce();
     let page = server
@@ -158,26 +234,52 @@ async fn client_authentication_is_enforced() {
     };
     // Wrong secret, no secret, secret for a public client, two methods at once.
     server
-        .post_form("/token", &form_for(&[("client_id", CLIENT_ID), ("client_secret", "wrong-secret-wrong-secret")]), &[])
+        .post_form(
+            "/token",
+            &form_for(&[
+                ("client_id", CLIENT_ID),
+                ("client_secret", "wrong-secret-wrong-secret"),
+            ]),
+            &[],
+        )
         .await
         .assert_oauth_error(401, "invalid_client");
-    server.post_form("/token", &form_for(&[("client_id", CLIENT_ID)]), &[]).await.assert_oauth_error(401, "invalid_client");
+    server
+        .post_form("/token", &form_for(&[("client_id", CLIENT_ID)]), &[])
+        .await
+        .assert_oauth_error(401, "invalid_client");
     let public = server.register_public_client().await;
     server
-        .post_form("/token", &form_for(&[("client_id", &public), ("client_secret", "made-up")]), &[])
+        .post_form(
+            "/token",
+            &form_for(&[("client_id", &public), ("client_secret", "made-up")]),
+            &[],
+        )
         .await
         .assert_oauth_error(401, "invalid_client");
     server
-        .post_form("/token", &form_for(&[("client_secret", CLIENT_SECRET)]), &[("authorization", &basic(CLIENT_ID, CLIENT_SECRET))])
+        .post_form(
+            "/token",
+            &form_for(&[("client_secret", CLIENT_SECRET)]),
+            &[("authorization", &basic(CLIENT_ID, CLIENT_SECRET))],
+        )
         .await
         .assert_oauth_error(400, "invalid_request");
     // The right secret either way gets past authentication (to the bad refresh token).
     server
-        .post_form("/token", &form_for(&[("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)]), &[])
+        .post_form(
+            "/token",
+            &form_for(&[("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)]),
+            &[],
+        )
         .await
         .assert_oauth_error(400, "invalid_grant");
     server
-        .post_form("/token", &form_for(&[]), &[("authorization", &basic(CLIENT_ID, CLIENT_SECRET))])
+        .post_form(
+            "/token",
+            &form_for(&[]),
+            &[("authorization", &basic(CLIENT_ID, CLIENT_SECRET))],
+        )
         .await
         .assert_oauth_error(400, "invalid_grant");
 }
@@ -187,7 +289,15 @@ async fn unsupported_grant_types_are_refused() {
     let server = TestServer::ready().await;
     for grant in ["password", "client_credentials", "implicit"] {
         server
-            .post_form("/token", &form(&[("grant_type", grant), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)]), &[])
+            .post_form(
+                "/token",
+                &form(&[
+                    ("grant_type", grant),
+                    ("client_id", CLIENT_ID),
+                    ("client_secret", CLIENT_SECRET),
+                ]),
+                &[],
+            )
             .await
             .assert_oauth_error(400, "unsupported_grant_type");
     }
@@ -211,8 +321,20 @@ async fn refresh_rotates_and_a_retry_within_the_grace_window_still_works() {
     assert_eq!(retry.status, StatusCode::OK, "{}", retry.text());
     let retry = retry.json();
     for pair in [&first, &retry] {
-        assert_eq!(server.mcp(Some(pair["access_token"].as_str().unwrap())).await.status, StatusCode::OK);
-        assert_eq!(server.refresh(&client_id, &refresh_token(pair)).await.status, StatusCode::OK);
+        assert_eq!(
+            server
+                .mcp(Some(pair["access_token"].as_str().unwrap()))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            server
+                .refresh(&client_id, &refresh_token(pair))
+                .await
+                .status,
+            StatusCode::OK
+        );
     }
 }
 
@@ -224,7 +346,13 @@ async fn concurrent_refreshes_within_grace_all_succeed() {
     let replies = futures::future::join_all((0..8).map(|_| server.refresh(&client_id, &old))).await;
     for reply in &replies {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-        assert_eq!(server.mcp(Some(reply.json()["access_token"].as_str().unwrap())).await.status, StatusCode::OK);
+        assert_eq!(
+            server
+                .mcp(Some(reply.json()["access_token"].as_str().unwrap()))
+                .await
+                .status,
+            StatusCode::OK
+        );
     }
 }
 
@@ -240,9 +368,19 @@ async fn reuse_after_the_grace_window_revokes_the_grant() {
     let new_access = rotated["access_token"].as_str().unwrap();
     assert_eq!(server.mcp(Some(new_access)).await.status, StatusCode::OK);
 
-    server.refresh(&client_id, &old).await.assert_oauth_error(400, "invalid_grant");
-    assert_eq!(server.mcp(Some(new_access)).await.status, StatusCode::UNAUTHORIZED, "grant revoked");
-    server.refresh(&client_id, &refresh_token(&rotated)).await.assert_oauth_error(400, "invalid_grant");
+    server
+        .refresh(&client_id, &old)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    assert_eq!(
+        server.mcp(Some(new_access)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "grant revoked"
+    );
+    server
+        .refresh(&client_id, &refresh_token(&rotated))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
 }
 
 #[tokio::test]
@@ -255,9 +393,15 @@ async fn reuse_with_a_longer_grace_expires_too() {
     let old = refresh_token(&tokens);
     let rotated = server.refresh(&client_id, &old).await.json();
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    server.refresh(&client_id, &old).await.assert_oauth_error(400, "invalid_grant");
+    server
+        .refresh(&client_id, &old)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
     let access = rotated["access_token"].as_str().unwrap();
-    assert_eq!(server.mcp(Some(access)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.mcp(Some(access)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -269,7 +413,13 @@ async fn strict_concurrent_refresh_has_one_winner_and_then_revokes() {
     let (client_id, tokens) = server.connected_client().await;
     let old = refresh_token(&tokens);
     let replies = futures::future::join_all((0..8).map(|_| server.refresh(&client_id, &old))).await;
-    assert_eq!(replies.iter().filter(|r| r.status == StatusCode::OK).count(), 1);
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -281,11 +431,19 @@ async fn refresh_token_is_bound_to_its_client_and_can_only_narrow_scope() {
     let (client_id, tokens) = server.connected_client().await;
     let other = server.register_public_client().await;
     let rt = refresh_token(&tokens);
-    server.refresh(&other, &rt).await.assert_oauth_error(400, "invalid_grant");
+    server
+        .refresh(&other, &rt)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
     let widen = server
         .post_form(
             "/token",
-            &form(&[("grant_type", "refresh_token"), ("refresh_token", &rt), ("client_id", &client_id), ("scope", "mcp admin")]),
+            &form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &rt),
+                ("client_id", &client_id),
+                ("scope", "mcp admin"),
+            ]),
             &[],
         )
         .await;
@@ -300,13 +458,18 @@ async fn refresh_token_is_bound_to_its_client_and_can_only_narrow_scope() {
 async fn clients_registered_without_refresh_get_no_refresh_token() {
     let server = TestServer::ready().await;
     let client_id = server
-        .register_client(json!({ "redirect_uris": [LOOPBACK_REDIRECT], "token_endpoint_auth_method": "none" }))
+        .register_client(
+            json!({ "redirect_uris": [LOOPBACK_REDIRECT], "token_endpoint_auth_method": "none" }),
+        )
         .await["client_id"]
         .as_str()
         .unwrap()
         .to_owned();
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
-    let tokens = server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT).await.json();
+    let tokens = server
+        .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+        .await
+        .json();
     assert!(tokens.get("refresh_token").is_none());
     assert!(tokens["access_token"].is_string());
 }

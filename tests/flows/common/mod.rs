@@ -141,7 +141,10 @@ impl TestServer {
 
     pub(crate) async fn with_routes(config: OAuthConfig, routes: Router) -> Self {
         let store = MemoryStore::new();
-        let oauth = McpOAuth::builder(config).stores(store.clone()).build().expect("build");
+        let oauth = McpOAuth::builder(config)
+            .stores(store.clone())
+            .build()
+            .expect("build");
         let app = oauth.router(routes);
         Self {
             app,
@@ -164,20 +167,33 @@ impl TestServer {
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Reply { status, headers, body }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub(crate) async fn get(&self, uri: &str) -> Reply {
-        self.send(Request::get(uri).body(Body::empty()).unwrap()).await
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
     }
 
     pub(crate) async fn post_form(&self, uri: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let mut request =
+            Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        self.send(request.body(Body::from(body.to_owned())).unwrap()).await
+        self.send(request.body(Body::from(body.to_owned())).unwrap())
+            .await
     }
 
     pub(crate) async fn post_json(&self, uri: &str, body: &Value) -> Reply {
@@ -200,7 +216,10 @@ impl TestServer {
     /// Register a passkey with the setup token, through the page's JSON endpoints.
     pub(crate) async fn register_passkey(&self, setup_token: &str) -> Reply {
         let start = self
-            .post_json("/passkey/register/start", &json!({ "setup_token": setup_token, "label": "soft key" }))
+            .post_json(
+                "/passkey/register/start",
+                &json!({ "setup_token": setup_token, "label": "soft key" }),
+            )
             .await;
         if start.status != StatusCode::OK {
             return start;
@@ -209,7 +228,8 @@ impl TestServer {
     }
 
     pub(crate) async fn finish_registration(&self, start: Value) -> Reply {
-        let options: CreationChallengeResponse = serde_json::from_value(start["options"].clone()).unwrap();
+        let options: CreationChallengeResponse =
+            serde_json::from_value(start["options"].clone()).unwrap();
         let credential = self
             .key
             .lock()
@@ -225,7 +245,8 @@ impl TestServer {
 
     /// Sign a challenge with the owner's passkey.
     pub(crate) async fn assert_with(&self, key: &Mutex<SoftPasskey>, challenge: &Value) -> Value {
-        let options: RequestChallengeResponse = serde_json::from_value(challenge["options"].clone()).unwrap();
+        let options: RequestChallengeResponse =
+            serde_json::from_value(challenge["options"].clone()).unwrap();
         let credential = key
             .lock()
             .await
@@ -269,7 +290,9 @@ impl TestServer {
 
     /// Approve a pending request with the owner's passkey; returns the redirect URL.
     pub(crate) async fn approve(&self, request_id: &str) -> Url {
-        let challenge = self.post_json("/authorize/challenge", &json!({ "request_id": request_id })).await;
+        let challenge = self
+            .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
+            .await;
         assert_eq!(challenge.status, StatusCode::OK, "{}", challenge.text());
         let challenge = challenge.json();
         let credential = self.assert_with(&self.key, &challenge).await;
@@ -292,13 +315,22 @@ impl TestServer {
             enc(redirect_uri),
             enc(RESOURCE)
         );
-        let request_id = self.authorize(&query).await.unwrap_or_else(|r| panic!("authorize: {}", r.text()));
+        let request_id = self
+            .authorize(&query)
+            .await
+            .unwrap_or_else(|r| panic!("authorize: {}", r.text()));
         let redirect = self.approve(&request_id).await;
         (query_param(&redirect, "code").expect("code"), verifier)
     }
 
     /// Exchange a public client's code.
-    pub(crate) async fn exchange(&self, client_id: &str, code: &str, verifier: &str, redirect_uri: &str) -> Reply {
+    pub(crate) async fn exchange(
+        &self,
+        client_id: &str,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Reply {
         self.post_form(
             "/token",
             &form(&[
@@ -318,7 +350,9 @@ impl TestServer {
     pub(crate) async fn connected_client(&self) -> (String, Value) {
         let client_id = self.register_public_client().await;
         let (code, verifier) = self.code_for(&client_id, LOOPBACK_REDIRECT).await;
-        let reply = self.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT).await;
+        let reply = self
+            .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         (client_id, reply.json())
     }
@@ -326,7 +360,11 @@ impl TestServer {
     pub(crate) async fn refresh(&self, client_id: &str, refresh_token: &str) -> Reply {
         self.post_form(
             "/token",
-            &form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", client_id)]),
+            &form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", client_id),
+            ]),
             &[],
         )
         .await
@@ -334,5 +372,7 @@ impl TestServer {
 }
 
 pub(crate) fn query_param(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
