@@ -109,12 +109,18 @@ impl Expiry<String, Arc<ClientRecord>> for ByRecord {
 
 /// In-memory storage for all three traits.
 ///
-/// Bounded: past its capacity the least used entries are evicted (a full token cache can therefore
-/// drop live tokens; size it for your traffic). Single process: run one instance, or use a shared
-/// backend. Cloning is cheap and shares the data.
+/// Bounded: past its capacity the least used entries are evicted. Access and refresh tokens have a
+/// cache of their own, apart from the pending requests, codes and passkey ceremonies that anonymous
+/// visitors can create, so a flood of those cannot push out live tokens.
+///
+/// Single process: run one instance, or use a shared backend. Cloning is cheap and shares the data.
 #[derive(Clone)]
 pub struct MemoryStore {
+    /// Access and refresh tokens, and other long-lived markers.
     tokens: Cache<TokenKey, Arc<StoredToken>>,
+    /// Pending requests, codes and ceremonies: minutes-long, and what an anonymous visitor can
+    /// create. Kept apart so that a flood of them can never evict a live access token.
+    transient: Cache<TokenKey, Arc<StoredToken>>,
     grants: Cache<GrantId, Arc<GrantMembers>>,
     clients: Cache<String, Arc<ClientRecord>>,
     passkeys: Arc<RwLock<Vec<PasskeyRecord>>>,
@@ -141,10 +147,15 @@ impl MemoryStore {
         Self::with_capacity(1_000_000, 100_000)
     }
 
-    /// Room for `tokens` token records and `clients` registered clients.
+    /// Room for `tokens` access and refresh tokens, as many pending requests, codes and ceremonies,
+    /// and `clients` registered clients.
     pub fn with_capacity(tokens: u64, clients: u64) -> Self {
         Self {
             tokens: Cache::builder()
+                .max_capacity(tokens)
+                .expire_after(ByRecord)
+                .build(),
+            transient: Cache::builder()
                 .max_capacity(tokens)
                 .expire_after(ByRecord)
                 .build(),
@@ -157,6 +168,15 @@ impl MemoryStore {
                 .expire_after(ByRecord)
                 .build(),
             passkeys: Arc::default(),
+        }
+    }
+
+    fn cache(&self, kind: TokenKind) -> &Cache<TokenKey, Arc<StoredToken>> {
+        match kind {
+            TokenKind::AuthorizationRequest
+            | TokenKind::AuthorizationCode
+            | TokenKind::PasskeyCeremony => &self.transient,
+            _ => &self.tokens,
         }
     }
 
@@ -193,7 +213,7 @@ impl TokenStore for MemoryStore {
             consumed_at: None,
         });
         let result = self
-            .tokens
+            .cache(record.kind)
             .entry(key)
             .and_compute_with(|existing| async move {
                 match existing {
@@ -218,7 +238,7 @@ impl TokenStore for MemoryStore {
     ) -> Result<Option<TokenRecord>, StoreError> {
         let now = UnixTime::now();
         Ok(self
-            .tokens
+            .cache(kind)
             .get(&(kind, *hash))
             .await
             .filter(|stored| live(stored, now) && stored.consumed_at.is_none())
@@ -233,7 +253,7 @@ impl TokenStore for MemoryStore {
         // `and_compute_with` runs one computation per key at a time: the one that sees the record
         // unconsumed and marks it is the only winner.
         let result = self
-            .tokens
+            .cache(kind)
             .entry((kind, *hash))
             .and_compute_with(|existing| async move {
                 let now = UnixTime::now();
@@ -262,7 +282,7 @@ impl TokenStore for MemoryStore {
     }
 
     async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError> {
-        Ok(self.tokens.remove(&(kind, *hash)).await.is_some())
+        Ok(self.cache(kind).remove(&(kind, *hash)).await.is_some())
     }
 
     async fn revoke_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError> {
@@ -274,7 +294,7 @@ impl TokenStore for MemoryStore {
             // Only remove the record if it still belongs to this grant.
             let grant = grant_id.clone();
             let result = self
-                .tokens
+                .cache(key.0)
                 .entry(*key)
                 .and_compute_with(|existing| async move {
                     match existing {
@@ -293,6 +313,7 @@ impl TokenStore for MemoryStore {
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         // moka drops expired entries itself; this only hurries it along.
         self.tokens.run_pending_tasks().await;
+        self.transient.run_pending_tasks().await;
         self.grants.run_pending_tasks().await;
         Ok(0)
     }
