@@ -408,3 +408,33 @@ impl PasskeyStore for MemoryStore {
         Ok(passkeys.len() < before)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: TokenKind, secret: &str) -> TokenRecord {
+        TokenRecord {
+            kind,
+            hash: TokenHash::of(secret),
+            grant_id: GrantId(secret.to_owned()),
+            expires_at: UnixTime::now().plus(3600),
+            payload: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_pending_requests_cannot_evict_live_tokens() {
+        let store = MemoryStore::with_capacity(50, 10);
+        TokenStore::insert(&store, record(TokenKind::AccessToken, "live")).await.unwrap();
+        for i in 0..1000 {
+            let flood = record(TokenKind::AuthorizationRequest, &format!("flood-{i}"));
+            TokenStore::insert(&store, flood).await.unwrap();
+        }
+        store.transient.run_pending_tasks().await;
+        store.tokens.run_pending_tasks().await;
+        assert!(store.transient.entry_count() <= 50, "transient records are bounded");
+        let live = TokenStore::get(&store, TokenKind::AccessToken, &TokenHash::of("live")).await;
+        assert!(live.unwrap().is_some(), "the access token survived the flood");
+    }
+}
