@@ -426,15 +426,23 @@ mod tests {
     #[tokio::test]
     async fn a_flood_of_pending_requests_cannot_evict_live_tokens() {
         let store = MemoryStore::with_capacity(50, 10);
-        TokenStore::insert(&store, record(TokenKind::AccessToken, "live")).await.unwrap();
+        TokenStore::insert(&store, record(TokenKind::AccessToken, "live"))
+            .await
+            .unwrap();
         for i in 0..1000 {
             let flood = record(TokenKind::AuthorizationRequest, &format!("flood-{i}"));
             TokenStore::insert(&store, flood).await.unwrap();
         }
         store.transient.run_pending_tasks().await;
         store.tokens.run_pending_tasks().await;
-        assert!(store.transient.entry_count() <= 50, "transient records are bounded");
+        assert!(
+            store.transient.entry_count() <= 50,
+            "transient records are bounded"
+        );
         let live = TokenStore::get(&store, TokenKind::AccessToken, &TokenHash::of("live")).await;
-        assert!(live.unwrap().is_some(), "the access token survived the flood");
+        assert!(
+            live.unwrap().is_some(),
+            "the access token survived the flood"
+        );
     }
 }

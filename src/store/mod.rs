@@ -12,15 +12,14 @@
 //!
 //! # Writing your own backend
 //!
-//! Implement the traits with `#[async_trait]`, then run the suite from your tests:
+//! Implement the traits with `#[async_trait]`, then, with the `test-suite` feature, run the
+//! [`conformance`] suite from your tests; it checks every MUST above with one test per rule:
 //!
-//! ```ignore
+//! ```text
 //! mcp_oauth::token_store_conformance!(|| async { MyStore::connect().await });
 //! mcp_oauth::client_store_conformance!(|| async { MyStore::connect().await });
 //! mcp_oauth::passkey_store_conformance!(|| async { MyStore::connect().await });
 //! ```
-//!
-//! `examples/custom_store.rs` shows a complete backend.
 
 mod client;
 mod error;
