@@ -14,5 +14,6 @@ mod passkeys;
 mod rate_limits;
 mod register;
 mod revoke;
+mod rmcp_server;
 mod secrets;
 mod token;
