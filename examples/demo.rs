@@ -22,6 +22,7 @@
 use std::error::Error;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -43,13 +44,29 @@ type BoxError = Box<dyn Error + Send + Sync>;
 const APP_NAME: &str = "mcp-oauth demo";
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
 
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // Display, with the causes, reads better than the Debug form `main` would print.
+            eprintln!("error: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port
             .parse()
@@ -66,13 +83,6 @@ async fn main() -> Result<(), BoxError> {
         "PASSKEY_STORE_PATH",
         "./data/passkeys.json".to_owned(),
     ));
-    if let Some(dir) = passkey_store_path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
 
     let mut config = OAuthConfig::with_defaults(
         server_url.clone(),
@@ -136,7 +146,7 @@ async fn main() -> Result<(), BoxError> {
         println!("      client secret: the value of OAUTH_CLIENT_SECRET");
     }
     println!(
-        "  Clients with dynamic registration (Claude Code, MCP Inspector, ...) need only the MCP URL."
+        "  Clients with dynamic registration (Claude Code, Cursor, VS Code, ...) need only the MCP URL."
     );
     println!();
 

@@ -3,6 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -13,22 +14,35 @@ use crate::store::{PasskeyRecord, PasskeyStore, StoreError};
 const BACKEND: &str = "passkey file";
 const VERSION: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct FileContents {
     version: u32,
     passkeys: Vec<PasskeyRecord>,
 }
 
-/// Passkeys in a JSON file (`{"version":1,"passkeys":[…]}`).
+#[derive(Serialize)]
+struct FileContentsRef<'a> {
+    version: u32,
+    passkeys: &'a [PasskeyRecord],
+}
+
+/// Passkeys in a JSON file: `{"version": 1, "passkeys": […]}`, pretty-printed.
 ///
-/// Every change rewrites the whole file atomically: a temporary file in the same directory, created
-/// with mode 0600, written and fsynced, then renamed over the old one, and the directory fsynced. A
-/// crash leaves the old file or the new one, never a torn one. A file that cannot be read as
-/// passkeys is an error at [`open`](PasskeyFileStore::open) and is never overwritten.
-///
-/// For one process: two processes writing the same file would lose each other's changes. Use a
-/// shared backend for several instances.
+/// - **Atomic writes.** Every change rewrites the whole file: a temporary file in the same
+///   directory, created with mode 0600, written and fsynced, renamed over the old file, then the
+///   directory fsynced. A crash leaves the old file or the new one, never a torn one.
+/// - **Never loses the file.** A file that cannot be read as passkeys is an error at
+///   [`open`](PasskeyFileStore::open) and is never overwritten.
+/// - **Memory follows the file.** A change is applied in memory only once its file is in place, so
+///   a failed write leaves both as they were. A change whose caller stops waiting (a dropped
+///   future) still completes, so the two never drift apart.
+/// - **One process.** The file is read once, at `open`; two processes (or two stores) on the same
+///   file would overwrite each other's changes. Use a shared backend for several instances.
 pub struct PasskeyFileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     path: PathBuf,
     passkeys: Mutex<Vec<PasskeyRecord>>,
 }
@@ -36,105 +50,154 @@ pub struct PasskeyFileStore {
 impl std::fmt::Debug for PasskeyFileStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasskeyFileStore")
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
 }
 
+/// What a mutation decided, given the current list.
+enum Change<T> {
+    /// Nothing to write; answer `T`.
+    None(T),
+    /// Write this list, then answer `T`.
+    Write(Vec<PasskeyRecord>, T),
+}
+
 impl PasskeyFileStore {
-    /// Open the file at `path`, creating its directory if needed. A missing file is an empty store.
+    /// Open the file at `path`, creating its directory if needed. A missing file is an empty store;
+    /// nothing is written until the first change.
+    ///
+    /// Synchronous: it reads one small file, and is meant for start-up.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Codec`] if the file is not a passkey file (it is left untouched), or
-    /// [`StoreError::Backend`] if it cannot be read.
+    /// [`StoreError::Codec`] if the file is not a passkey file (the message names the file, which
+    /// is left untouched), or [`StoreError::Backend`] if the directory cannot be created or the
+    /// file cannot be read.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = parent(&path) {
             fs::create_dir_all(dir).map_err(|e| io_error(&path, "create the directory of", e))?;
         }
         let passkeys = match fs::read(&path) {
-            Ok(bytes) => {
-                let contents: FileContents = serde_json::from_slice(&bytes).map_err(|e| {
-                    StoreError::codec(
-                        BACKEND,
-                        format!(
-                            "{} is not a valid passkey file ({e}); it was left untouched: fix or move it",
-                            path.display()
-                        ),
-                    )
-                })?;
-                if contents.version != VERSION {
-                    return Err(StoreError::codec(
-                        BACKEND,
-                        format!(
-                            "{} has unsupported version {}",
-                            path.display(),
-                            contents.version
-                        ),
-                    ));
-                }
-                contents.passkeys
-            }
+            Ok(bytes) => parse(&path, &bytes)?,
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_error(&path, "read", e)),
         };
         Ok(Self {
-            path,
-            passkeys: Mutex::new(passkeys),
+            inner: Arc::new(Inner {
+                path,
+                passkeys: Mutex::new(passkeys),
+            }),
         })
     }
 
     /// The file's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
-    /// Write `passkeys` to the file, then make them the store's contents. On failure nothing
-    /// changes, in memory or on disk.
-    async fn commit(
-        &self,
-        current: &mut Vec<PasskeyRecord>,
-        passkeys: Vec<PasskeyRecord>,
-    ) -> Result<(), StoreError> {
-        let contents = FileContents {
-            version: VERSION,
-            passkeys,
-        };
-        let bytes =
-            serde_json::to_vec_pretty(&contents).map_err(|e| StoreError::codec(BACKEND, e))?;
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-            .await
-            .map_err(|e| StoreError::backend(BACKEND, e))??;
-        *current = contents.passkeys;
-        Ok(())
+    /// How many passkeys are registered, without waiting: `None` while a change is being written.
+    /// For synchronous start-up code (say, deciding whether to print a setup token).
+    pub fn try_len(&self) -> Option<usize> {
+        self.inner.passkeys.try_lock().ok().map(|list| list.len())
+    }
+
+    /// Apply `change` to the list under the lock, writing the file when it asks to.
+    ///
+    /// The whole step runs on a blocking task that the caller only waits for, so dropping the
+    /// caller's future cannot stop it between writing the file and updating the list.
+    async fn mutate<T, F>(&self, change: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&[PasskeyRecord]) -> Result<Change<T>, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // A blocking task is not an async context, so waiting for the lock here is allowed.
+            let mut current = inner.passkeys.blocking_lock();
+            match change(&current)? {
+                Change::None(answer) => Ok(answer),
+                Change::Write(next, answer) => {
+                    let mut bytes = serde_json::to_vec_pretty(&FileContentsRef {
+                        version: VERSION,
+                        passkeys: &next,
+                    })
+                    .map_err(|e| StoreError::codec(BACKEND, e))?;
+                    bytes.push(b'\n');
+                    let outcome = write_atomically(&inner.path, &bytes);
+                    if outcome.renamed {
+                        // The file now holds the new list, whatever happened after: follow it.
+                        *current = next;
+                    }
+                    outcome.result.map(|()| answer)
+                }
+            }
+        })
+        .await
+        .map_err(|e| StoreError::backend(BACKEND, e))?
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+fn parent(path: &Path) -> Option<&Path> {
+    path.parent().filter(|dir| !dir.as_os_str().is_empty())
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<PasskeyRecord>, StoreError> {
+    let contents: FileContents = serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::codec(
+            BACKEND,
+            format!(
+                "{} is not a valid passkey file ({e}); it was left untouched: fix or move it",
+                path.display()
+            ),
+        )
+    })?;
+    if contents.version != VERSION {
+        return Err(StoreError::codec(
+            BACKEND,
+            format!(
+                "{} has version {}, this build reads version {VERSION}; it was left untouched",
+                path.display(),
+                contents.version
+            ),
+        ));
+    }
+    Ok(contents.passkeys)
+}
+
+struct WriteOutcome {
+    /// Whether the new file replaced the old one (the commit point).
+    renamed: bool,
+    result: Result<(), StoreError>,
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> WriteOutcome {
+    let dir = parent(path).unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let suffix: u64 = rand::random();
     let temp = dir.join(format!(".{name}.{suffix:016x}.tmp"));
-    let result = (|| {
+    let written = (|| {
         let mut file = create_private(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        fs::rename(&temp, path)?;
-        // Make the rename itself durable.
-        File::open(dir)?.sync_all()
+        fs::rename(&temp, path)
     })();
-    if result.is_err() {
+    if let Err(e) = written {
+        // Best effort: the temporary file may not even exist.
         let _ = fs::remove_file(&temp);
+        return WriteOutcome {
+            renamed: false,
+            result: Err(io_error(path, "write", e)),
+        };
     }
-    result.map_err(|e| io_error(path, "write", e))
+    WriteOutcome {
+        renamed: true,
+        result: sync_dir(dir).map_err(|e| io_error(path, "make durable the rename of", e)),
+    }
 }
 
 #[cfg(unix)]
@@ -152,6 +215,18 @@ fn create_private(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().write(true).create_new(true).open(path)
 }
 
+/// Make a rename in `dir` durable.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Directories cannot be opened as files here; the rename is as durable as the platform makes it.
+#[cfg(not(unix))]
+fn sync_dir(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 fn io_error(path: &Path, action: &str, error: std::io::Error) -> StoreError {
     StoreError::backend(
         BACKEND,
@@ -162,11 +237,12 @@ fn io_error(path: &Path, action: &str, error: std::io::Error) -> StoreError {
 #[async_trait]
 impl PasskeyStore for PasskeyFileStore {
     async fn list(&self) -> Result<Vec<PasskeyRecord>, StoreError> {
-        Ok(self.passkeys.lock().await.clone())
+        Ok(self.inner.passkeys.lock().await.clone())
     }
 
     async fn get(&self, credential_id: &str) -> Result<Option<PasskeyRecord>, StoreError> {
         Ok(self
+            .inner
             .passkeys
             .lock()
             .await
@@ -176,43 +252,75 @@ impl PasskeyStore for PasskeyFileStore {
     }
 
     async fn insert(&self, record: PasskeyRecord) -> Result<(), StoreError> {
-        let mut current = self.passkeys.lock().await;
-        if current
-            .iter()
-            .any(|p| p.credential_id == record.credential_id)
-        {
-            return Err(StoreError::AlreadyExists { what: "passkey" });
-        }
-        let mut next = current.clone();
-        next.push(record);
-        self.commit(&mut current, next).await
+        self.mutate(move |current| {
+            if current
+                .iter()
+                .any(|p| p.credential_id == record.credential_id)
+            {
+                return Err(StoreError::AlreadyExists { what: "passkey" });
+            }
+            let mut next = current.to_vec();
+            next.push(record);
+            Ok(Change::Write(next, ()))
+        })
+        .await
     }
 
     async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {
-        let mut current = self.passkeys.lock().await;
-        let Some(index) = current
-            .iter()
-            .position(|p| p.credential_id == record.credential_id)
-        else {
-            return Ok(false);
-        };
-        let mut next = current.clone();
-        next[index] = record;
-        self.commit(&mut current, next).await?;
-        Ok(true)
+        self.mutate(move |current| {
+            let Some(index) = current
+                .iter()
+                .position(|p| p.credential_id == record.credential_id)
+            else {
+                return Ok(Change::None(false));
+            };
+            let mut next = current.to_vec();
+            next[index] = record;
+            Ok(Change::Write(next, true))
+        })
+        .await
     }
 
     async fn delete(&self, credential_id: &str) -> Result<bool, StoreError> {
-        let mut current = self.passkeys.lock().await;
-        if !current.iter().any(|p| p.credential_id == credential_id) {
-            return Ok(false);
-        }
-        let next = current
-            .iter()
-            .filter(|p| p.credential_id != credential_id)
-            .cloned()
-            .collect();
-        self.commit(&mut current, next).await?;
-        Ok(true)
+        let credential_id = credential_id.to_owned();
+        self.mutate(move |current| {
+            if !current.iter().any(|p| p.credential_id == credential_id) {
+                return Ok(Change::None(false));
+            }
+            let next = current
+                .iter()
+                .filter(|p| p.credential_id != credential_id)
+                .cloned()
+                .collect();
+            Ok(Change::Write(next, true))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_names_the_file_and_the_problem() {
+        let path = Path::new("/somewhere/passkeys.json");
+        let error = parse(path, b"{\"version\":2,\"passkeys\":[]}").unwrap_err();
+        let source = std::error::Error::source(&error).unwrap().to_string();
+        assert!(source.contains("/somewhere/passkeys.json"), "{source}");
+        assert!(source.contains("version 2"), "{source}");
+        assert!(
+            parse(path, b"{\"version\":1,\"passkeys\":[]}")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_write_into_a_missing_directory_fails_before_the_commit_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let outcome = write_atomically(&dir.path().join("missing").join("p.json"), b"{}");
+        assert!(!outcome.renamed);
+        assert!(outcome.result.is_err());
     }
 }

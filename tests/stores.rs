@@ -12,6 +12,7 @@ mod memory {
 
 mod passkey_file {
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     use mcp_oauth::PasskeyFileStore;
     use mcp_oauth::store::conformance::passkey_record;
@@ -115,6 +116,92 @@ mod passkey_file {
         );
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "the temporary file was cleaned up");
+    }
+
+    #[tokio::test]
+    async fn a_write_into_a_vanished_directory_changes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state");
+        let path = dir.join("passkeys.json");
+        let store = PasskeyFileStore::open(&path).unwrap();
+        let first = passkey_record();
+        store.insert(first.clone()).await.unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // The directory is replaced by a plain file: the temporary file cannot even be created.
+        let aside = root.path().join("aside");
+        std::fs::rename(&dir, &aside).unwrap();
+        std::fs::write(&dir, b"not a directory").unwrap();
+
+        assert!(store.insert(passkey_record()).await.is_err());
+        let mut used = first.clone();
+        used.label = "Used".into();
+        assert!(store.update(used).await.is_err());
+        assert!(store.delete(&first.credential_id).await.is_err());
+        let listed = store.list().await.unwrap();
+        assert_eq!(listed.len(), 1, "the in-memory list did not change");
+        assert_eq!(listed[0].label, first.label, "nor did the record in it");
+        assert_eq!(std::fs::read(aside.join("passkeys.json")).unwrap(), before);
+
+        // Once the directory is back, writes work again and carry the unchanged list.
+        std::fs::remove_file(&dir).unwrap();
+        std::fs::rename(&aside, &dir).unwrap();
+        let second = passkey_record();
+        store.insert(second.clone()).await.unwrap();
+        let reopened = PasskeyFileStore::open(&path).unwrap();
+        let ids: Vec<_> = reopened
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.credential_id)
+            .collect();
+        assert_eq!(ids, [first.credential_id, second.credential_id]);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_write_still_completes_consistently() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passkeys.json");
+        let store = PasskeyFileStore::open(&path).unwrap();
+        let record = passkey_record();
+        // Polled once, then dropped: the write has started and must not be torn in two.
+        let _ = tokio::time::timeout(Duration::ZERO, store.insert(record.clone())).await;
+        let mut listed = Vec::new();
+        for _ in 0..500 {
+            listed = store.list().await.unwrap();
+            if !listed.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(listed.len(), 1, "the dropped insert completed in memory");
+        let reopened = PasskeyFileStore::open(&path).unwrap();
+        let on_disk = reopened.list().await.unwrap();
+        assert_eq!(on_disk.len(), 1, "and on disk");
+        assert_eq!(on_disk[0].credential_id, record.credential_id);
+    }
+
+    #[tokio::test]
+    async fn the_file_is_versioned_pretty_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passkeys.json");
+        let store = PasskeyFileStore::open(&path).unwrap();
+        assert_eq!(store.path(), path);
+        assert_eq!(store.try_len(), Some(0));
+        let record = passkey_record();
+        store.insert(record.clone()).await.unwrap();
+        assert_eq!(store.try_len(), Some(1));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("{\n  \"version\": 1,"), "{text}");
+        let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            raw["passkeys"][0]["credential_id"],
+            record.credential_id.as_str()
+        );
+        // Deleting the last passkey leaves an empty, still valid file.
+        assert!(store.delete(&record.credential_id).await.unwrap());
+        let reopened = PasskeyFileStore::open(&path).unwrap();
+        assert!(reopened.list().await.unwrap().is_empty());
     }
 
     #[tokio::test]

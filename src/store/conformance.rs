@@ -1,29 +1,47 @@
-//! Reusable checks for store implementations: every rule of the three trait contracts, as plain
-//! async functions, and macros that turn them into one `#[tokio::test]` each.
+//! Reusable checks for custom store implementations: every rule of the three trait contracts, as
+//! plain async functions, and macros that turn them into one `#[tokio::test]` each.
 //!
-//! Not a stable part of the public API: checks are added as contracts are sharpened, in any release.
+//! **Not a stable part of the public API**: checks are added and sharpened as the contracts are,
+//! and that may happen in any release, patch releases included.
 //!
-//! In your backend's tests (dev-dependencies: mcp-oauth with feature `test-suite`, and tokio with
-//! `macros` and `rt-multi-thread`), one line per trait; here run against the built-in
+//! # Running the suite against your backend
+//!
+//! Add to your `[dev-dependencies]` `mcp-oauth` with the feature `test-suite`, and `tokio` with the
+//! features `macros` and `rt-multi-thread` (the macros expand to `#[tokio::test]` functions that
+//! name the `tokio` crate). Then, in a test file, one line per trait, each in its own module or
+//! together (test names are prefixed by trait). Here they run against the built-in
 //! [`MemoryStore`](crate::MemoryStore):
 //!
 //! ```
+//! # #[cfg(feature = "memory")]
+//! # mod memory {
 //! use mcp_oauth::MemoryStore;
 //!
 //! mcp_oauth::token_store_conformance!(|| async { MemoryStore::new() });
 //! mcp_oauth::client_store_conformance!(|| async { MemoryStore::new() });
 //! mcp_oauth::passkey_store_conformance!(|| async { MemoryStore::new() });
+//! # }
 //! # fn main() {}
 //! ```
 //!
-//! Each check builds a fresh store from the factory. Timestamps are far from now (an hour ahead, a
-//! minute behind), so nothing sleeps.
+//! The argument is a closure returning a future of the store; it is called once per test, so each
+//! check gets a fresh store. A store that shares state between calls (one database) also works:
+//! every check uses fresh random keys and looks only at its own records. A failure reads as
+//! `token_concurrent_consume_has_one_winner` with a message saying which rule broke.
+//!
+//! Timestamps are far from now (an hour ahead for live records, a minute behind for expired ones),
+//! so nothing sleeps. The concurrency checks run 32 tasks released together on a 4-thread runtime.
+//!
+//! The checks can also be called directly, for a runner other than tokio's test macro: each takes
+//! `&dyn Trait`, or `Arc<dyn Trait>` when it spawns tasks (and then needs a tokio runtime).
 
 // A test suite: failing loudly, with a message, is its job.
 #![allow(clippy::expect_used, clippy::panic)]
 
+use std::future::Future;
 use std::sync::Arc;
 
+use tokio::sync::Barrier;
 use webauthn_rs::prelude::{Passkey, Uuid};
 
 use super::{
@@ -31,216 +49,312 @@ use super::{
     TokenEndpointAuthMethod, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
 };
 
-/// A real passkey (a P-256 credential from a software authenticator), so checks need no browser.
+/// A real passkey (a P-256 credential made by webauthn-authenticator-rs' software authenticator
+/// and registered through webauthn-rs 0.6.2), so checks need no browser. Records built from it
+/// differ by `credential_id`, which is what stores key on.
 const PASSKEY_JSON: &str = include_str!("conformance_passkey.json");
+
+/// How many tasks the concurrency checks race.
+const RACERS: usize = 32;
 
 fn unique(label: &str) -> String {
     let n: u64 = rand::random();
     format!("{label}-{n:016x}")
 }
 
-/// A live token record with a fresh key and grant.
+fn an_hour_from_now() -> UnixTime {
+    UnixTime::now().plus(3600)
+}
+
+fn a_minute_ago() -> UnixTime {
+    UnixTime(UnixTime::now().0.saturating_sub(60))
+}
+
+/// A live token record (an hour to go) with a fresh random key and grant.
 pub fn live_token(kind: TokenKind) -> TokenRecord {
     TokenRecord {
         kind,
         hash: TokenHash::of(&unique("secret")),
         grant_id: GrantId(unique("grant")),
-        expires_at: UnixTime::now().plus(3600),
+        expires_at: an_hour_from_now(),
         payload: b"{\"payload\":true}".to_vec(),
     }
 }
 
-fn expired_token(kind: TokenKind) -> TokenRecord {
+/// A token record that expired a minute ago, with a fresh random key and grant.
+pub fn expired_token(kind: TokenKind) -> TokenRecord {
     TokenRecord {
-        expires_at: UnixTime(UnixTime::now().0 - 60),
+        expires_at: a_minute_ago(),
         ..live_token(kind)
     }
 }
 
-/// A live client record with a fresh id.
+/// A live client record (an hour to go) with a fresh random id and every field set.
 pub fn live_client() -> ClientRecord {
     ClientRecord {
         client_id: unique("client"),
-        secret_hash: Some(TokenHash::of("secret")),
+        secret_hash: Some(TokenHash::of(&unique("client-secret"))),
         auth_method: TokenEndpointAuthMethod::ClientSecretPost,
         redirect_uris: vec![
             "https://app.example.com/cb".into(),
             "http://127.0.0.1/cb".into(),
         ],
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-        client_name: Some("Conformance \u{1F512} client".into()),
+        client_name: Some("Conformance \u{1F512} client \"<quoted>\"".into()),
         client_uri: Some("https://app.example.com".into()),
-        scope: Some("mcp".into()),
+        scope: Some("mcp offline_access".into()),
         application_type: Some("native".into()),
         issued_at: UnixTime::now(),
-        expires_at: Some(UnixTime::now().plus(3600)),
+        expires_at: Some(an_hour_from_now()),
     }
 }
 
-/// A passkey record with a fresh credential id.
+/// A passkey record with a fresh random credential id and user handle.
 ///
 /// # Panics
 ///
 /// If the embedded passkey fixture no longer parses (a webauthn-rs format change).
 pub fn passkey_record() -> PasskeyRecord {
-    let passkey: Passkey = serde_json::from_str(PASSKEY_JSON).expect("the passkey fixture parses");
+    let passkey: Passkey = serde_json::from_str(PASSKEY_JSON)
+        .expect("the embedded passkey fixture parses as a webauthn-rs Passkey");
     PasskeyRecord {
         credential_id: unique("credential"),
         user_id: Uuid::from_u128(rand::random()),
         passkey,
-        label: "Conformance key".into(),
+        label: "Conformance key \u{1F511}".into(),
         created_at: UnixTime::now(),
         last_used_at: None,
-        setup_token_hash: Some(TokenHash::of("setup")),
+        setup_token_hash: Some(TokenHash::of(&unique("setup"))),
     }
 }
 
-fn already_exists<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+fn is_already_exists<T>(result: &Result<T, StoreError>) -> bool {
     matches!(result, Err(StoreError::AlreadyExists { .. }))
+}
+
+/// Run `RACERS` copies of `op` released at once; their results in spawn order.
+async fn race<S, T, F, Fut>(store: Arc<S>, op: F) -> Vec<T>
+where
+    S: ?Sized + Send + Sync + 'static,
+    T: Send + 'static,
+    F: Fn(Arc<S>, usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let barrier = Arc::clone(&barrier);
+            let task = op(Arc::clone(&store), i);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                task.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(RACERS);
+    for task in tasks {
+        results.push(task.await.expect("a racing task panicked"));
+    }
+    results
 }
 
 // ---------------------------------------------------------------------------------------------
 // TokenStore
 
-/// Insert, then read back byte for byte, for every kind and a 16 KiB payload.
+/// Insert, then read back byte for byte: every kind, a 16 KiB binary payload and an empty one.
+/// `get` has no side effect: a record read twice can still be consumed.
 pub async fn token_round_trip(store: &dyn TokenStore) {
     for kind in TokenKind::ALL {
         let mut record = live_token(kind);
         record.payload = (0..16 * 1024).map(|i| (i % 251) as u8).collect();
         store.insert(record.clone()).await.expect("insert");
-        let read = store.get(kind, &record.hash).await.expect("get");
+        for _ in 0..2 {
+            let read = store.get(kind, &record.hash).await.expect("get");
+            assert_eq!(
+                read.as_ref(),
+                Some(&record),
+                "a {kind:?} record reads back exactly as inserted (16 KiB payload)"
+            );
+        }
         assert_eq!(
-            read.as_ref(),
-            Some(&record),
-            "{kind:?} reads back exactly as inserted"
+            store.consume(kind, &record.hash).await.expect("consume"),
+            Some(Consumed::First(record)),
+            "`get` has no side effect: the record is still unconsumed"
         );
     }
+    let empty = TokenRecord {
+        payload: Vec::new(),
+        ..live_token(TokenKind::AccessToken)
+    };
+    store.insert(empty.clone()).await.expect("insert");
+    assert_eq!(
+        store.get(empty.kind, &empty.hash).await.expect("get"),
+        Some(empty),
+        "an empty payload reads back empty"
+    );
 }
 
-/// Unknown keys are `Ok(None)` everywhere.
+/// Unknown keys are `Ok(None)` (or `false`, or 0) everywhere, never an error.
 pub async fn token_unknown_is_none(store: &dyn TokenStore) {
     let record = live_token(TokenKind::AccessToken);
     assert_eq!(
         store.get(record.kind, &record.hash).await.expect("get"),
-        None
+        None,
+        "get of an unknown key is None"
     );
     assert_eq!(
         store
             .consume(record.kind, &record.hash)
             .await
             .expect("consume"),
-        None
+        None,
+        "consume of an unknown key is None"
     );
     assert!(
         !store
             .delete(record.kind, &record.hash)
             .await
-            .expect("delete")
+            .expect("delete"),
+        "delete of an unknown key removes nothing"
     );
     assert_eq!(
         store.revoke_grant(&record.grant_id).await.expect("revoke"),
-        0
+        0,
+        "revoking an unknown grant removes nothing"
     );
 }
 
-/// A second insert of a live key fails and does not overwrite.
+/// A second insert of a live key is `AlreadyExists` and does not overwrite.
 pub async fn token_insert_never_overwrites(store: &dyn TokenStore) {
     let record = live_token(TokenKind::RefreshToken);
     store.insert(record.clone()).await.expect("insert");
-    let mut other = record.clone();
-    other.payload = b"other".to_vec();
-    other.grant_id = GrantId(unique("grant"));
+    let other = TokenRecord {
+        payload: b"other".to_vec(),
+        grant_id: GrantId(unique("grant")),
+        expires_at: an_hour_from_now().plus(60),
+        ..record.clone()
+    };
     assert!(
-        already_exists(store.insert(other).await),
-        "duplicate insert is AlreadyExists"
+        is_already_exists(&store.insert(other).await),
+        "a duplicate insert is StoreError::AlreadyExists"
     );
-    let read = store.get(record.kind, &record.hash).await.expect("get");
-    assert_eq!(read, Some(record), "the first record is intact");
+    assert_eq!(
+        store.get(record.kind, &record.hash).await.expect("get"),
+        Some(record),
+        "the first record is intact after a duplicate insert"
+    );
 }
 
-/// Of 32 concurrent inserts of one key, exactly one succeeds.
+/// Of 32 concurrent inserts of one key, exactly one succeeds; the others are `AlreadyExists`.
 pub async fn token_concurrent_insert_has_one_winner(store: Arc<dyn TokenStore>) {
     let record = live_token(TokenKind::AuthorizationCode);
-    let tasks: Vec<_> = (0..32)
-        .map(|i| {
-            let store = Arc::clone(&store);
-            let mut record = record.clone();
-            record.payload = vec![i];
-            tokio::spawn(async move { store.insert(record).await })
-        })
-        .collect();
-    let mut won = 0;
-    for task in tasks {
-        match task.await.expect("task") {
-            Ok(()) => won += 1,
+    let results = race(Arc::clone(&store), |store, i| {
+        let record = TokenRecord {
+            payload: vec![i as u8],
+            ..record.clone()
+        };
+        async move { store.insert(record).await }
+    })
+    .await;
+    let mut winners = Vec::new();
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(()) => winners.push(i as u8),
             Err(StoreError::AlreadyExists { .. }) => {}
-            Err(e) => panic!("insert failed: {e}"),
+            Err(e) => panic!("a concurrent insert failed with a backend error: {e:?}"),
         }
     }
-    assert_eq!(won, 1, "exactly one concurrent insert wins");
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one of {RACERS} concurrent inserts of one key succeeds"
+    );
+    let stored = store.get(record.kind, &record.hash).await.expect("get");
+    assert_eq!(
+        stored.map(|r| r.payload),
+        Some(winners),
+        "the stored record is the winner's"
+    );
 }
 
-/// The same hash under two kinds is two records.
+/// The same hash under two kinds is two records: insert, consume and delete one, the other stays.
 pub async fn token_kinds_are_separate(store: &dyn TokenStore) {
     let access = live_token(TokenKind::AccessToken);
-    let mut refresh = access.clone();
-    refresh.kind = TokenKind::RefreshToken;
-    refresh.payload = b"refresh".to_vec();
+    let refresh = TokenRecord {
+        kind: TokenKind::RefreshToken,
+        payload: b"refresh".to_vec(),
+        ..access.clone()
+    };
     store.insert(access.clone()).await.expect("insert access");
     store
         .insert(refresh.clone())
         .await
-        .expect("same hash, other kind");
+        .expect("the same hash under another kind is not a duplicate");
+    assert_eq!(
+        store.get(refresh.kind, &refresh.hash).await.expect("get"),
+        Some(refresh.clone()),
+        "each kind reads back its own record"
+    );
+    store
+        .consume(refresh.kind, &refresh.hash)
+        .await
+        .expect("consume");
     assert_eq!(
         store.get(access.kind, &access.hash).await.expect("get"),
-        Some(access.clone())
+        Some(access.clone()),
+        "consuming one kind leaves the other kind's record unconsumed"
     );
     assert!(
         store
-            .delete(TokenKind::RefreshToken, &refresh.hash)
+            .delete(refresh.kind, &refresh.hash)
             .await
-            .expect("delete")
+            .expect("delete"),
+        "delete removes the refresh record"
     );
     assert_eq!(
         store.get(access.kind, &access.hash).await.expect("get"),
-        Some(access)
+        Some(access),
+        "deleting one kind leaves the other kind's record"
     );
 }
 
-/// An expired record is accepted and never visible, to `get` or `consume`.
+/// An expired record is accepted, never visible to `get` or `consume`, and does not block a new
+/// record with its key.
 pub async fn token_expired_is_invisible(store: &dyn TokenStore) {
-    let record = expired_token(TokenKind::AccessToken);
-    store
-        .insert(record.clone())
-        .await
-        .expect("inserting an expired record succeeds");
-    assert_eq!(
-        store.get(record.kind, &record.hash).await.expect("get"),
-        None
-    );
-    assert_eq!(
+    for kind in TokenKind::ALL {
+        let record = expired_token(kind);
         store
-            .consume(record.kind, &record.hash)
+            .insert(record.clone())
             .await
-            .expect("consume"),
-        None
-    );
-    // And an expired record does not block a new one with its key.
-    let fresh = TokenRecord {
-        expires_at: UnixTime::now().plus(3600),
-        ..record
-    };
-    store
-        .insert(fresh.clone())
-        .await
-        .expect("insert over an expired record");
-    assert_eq!(
-        store.get(fresh.kind, &fresh.hash).await.expect("get"),
-        Some(fresh)
-    );
+            .expect("inserting an already expired record succeeds");
+        assert_eq!(
+            store.get(kind, &record.hash).await.expect("get"),
+            None,
+            "an expired {kind:?} record is invisible to get"
+        );
+        assert_eq!(
+            store.consume(kind, &record.hash).await.expect("consume"),
+            None,
+            "an expired {kind:?} record is invisible to consume"
+        );
+        let fresh = TokenRecord {
+            expires_at: an_hour_from_now(),
+            ..record
+        };
+        store
+            .insert(fresh.clone())
+            .await
+            .expect("an expired record does not block an insert of its key");
+        assert_eq!(
+            store.get(kind, &fresh.hash).await.expect("get"),
+            Some(fresh),
+            "the new record replaced the expired one"
+        );
+    }
 }
 
-/// Consume: `First` with the record, then `Replayed` with the record and when; `get` is `None`.
+/// Consume gives `First` with the record, then `Replayed` with the record and when, until expiry;
+/// a consumed record is invisible to `get` and still blocks an insert of its key.
 pub async fn token_consume_then_replayed(store: &dyn TokenStore) {
     let record = live_token(TokenKind::AuthorizationCode);
     store.insert(record.clone()).await.expect("insert");
@@ -249,13 +363,18 @@ pub async fn token_consume_then_replayed(store: &dyn TokenStore) {
         .consume(record.kind, &record.hash)
         .await
         .expect("consume");
-    assert_eq!(first, Some(Consumed::First(record.clone())));
+    let after = UnixTime::now();
+    assert_eq!(
+        first,
+        Some(Consumed::First(record.clone())),
+        "the first consume wins and returns the record"
+    );
     assert_eq!(
         store.get(record.kind, &record.hash).await.expect("get"),
         None,
-        "consumed records are not readable"
+        "a consumed record is invisible to get"
     );
-    for _ in 0..2 {
+    for attempt in 0..2 {
         match store
             .consume(record.kind, &record.hash)
             .await
@@ -265,45 +384,66 @@ pub async fn token_consume_then_replayed(store: &dyn TokenStore) {
                 record: replayed,
                 consumed_at,
             }) => {
-                assert_eq!(replayed, record, "the replay carries the original record");
-                assert!(consumed_at >= before && consumed_at <= UnixTime::now().plus(1));
+                assert_eq!(
+                    replayed, record,
+                    "a replay (attempt {attempt}) carries the original record"
+                );
+                assert!(
+                    consumed_at >= before && consumed_at <= after,
+                    "consumed_at ({consumed_at:?}) is when the first consume ran \
+                     (between {before:?} and {after:?}), not the replay"
+                );
             }
-            other => panic!("expected Replayed, got {other:?}"),
+            other => panic!("a second consume must be Replayed, got {other:?}"),
         }
     }
+    let again = TokenRecord {
+        payload: b"again".to_vec(),
+        ..record.clone()
+    };
+    assert!(
+        is_already_exists(&store.insert(again).await),
+        "a consumed record is still live: an insert of its key is AlreadyExists"
+    );
 }
 
-/// Of 32 concurrent consumers, exactly one gets `First` and the rest `Replayed`.
+/// Of 32 concurrent consumers of one record, exactly one gets `First` and 31 get `Replayed`.
 pub async fn token_concurrent_consume_has_one_winner(store: Arc<dyn TokenStore>) {
-    let record = live_token(TokenKind::AuthorizationCode);
+    let record = live_token(TokenKind::RefreshToken);
     store.insert(record.clone()).await.expect("insert");
-    let tasks: Vec<_> = (0..32)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            let (kind, hash) = (record.kind, record.hash);
-            tokio::spawn(async move { store.consume(kind, &hash).await })
-        })
-        .collect();
+    let (kind, hash) = (record.kind, record.hash);
+    let results = race(
+        store,
+        |store, _| async move { store.consume(kind, &hash).await },
+    )
+    .await;
     let (mut first, mut replayed) = (0, 0);
-    for task in tasks {
-        match task.await.expect("task").expect("consume") {
-            Some(Consumed::First(_)) => first += 1,
-            Some(Consumed::Replayed { .. }) => replayed += 1,
-            None => panic!("a live record vanished during consume"),
+    for result in results {
+        match result.expect("consume") {
+            Some(Consumed::First(got)) => {
+                assert_eq!(got, record, "the winner gets the record");
+                first += 1;
+            }
+            Some(Consumed::Replayed { record: got, .. }) => {
+                assert_eq!(got, record, "a loser learns which record it replayed");
+                replayed += 1;
+            }
+            None => panic!("a live record vanished during concurrent consumes"),
         }
     }
-    assert_eq!((first, replayed), (1, 31), "exactly one consumer wins");
+    assert_eq!(
+        (first, replayed),
+        (1, RACERS - 1),
+        "exactly one of {RACERS} concurrent consumers gets First, the rest Replayed"
+    );
 }
 
-/// `revoke_grant` removes every kind of the grant, consumed ones too, and nothing else.
+/// `revoke_grant` removes every kind of the grant, consumed records too, counts them, and leaves
+/// other grants alone.
 pub async fn token_revoke_grant(store: &dyn TokenStore) {
     let grant = GrantId(unique("grant"));
     let mut records = Vec::new();
-    for kind in [
-        TokenKind::AuthorizationCode,
-        TokenKind::AccessToken,
-        TokenKind::RefreshToken,
-    ] {
+    for kind in TokenKind::ALL {
         let record = TokenRecord {
             grant_id: grant.clone(),
             ..live_token(kind)
@@ -315,21 +455,25 @@ pub async fn token_revoke_grant(store: &dyn TokenStore) {
         .consume(records[0].kind, &records[0].hash)
         .await
         .expect("consume");
-    let bystander = live_token(TokenKind::AccessToken);
-    store
-        .insert(bystander.clone())
-        .await
-        .expect("insert bystander");
+    let bystanders: Vec<_> = TokenKind::ALL.into_iter().map(live_token).collect();
+    for bystander in &bystanders {
+        store
+            .insert(bystander.clone())
+            .await
+            .expect("insert bystander");
+    }
 
     assert_eq!(
         store.revoke_grant(&grant).await.expect("revoke"),
-        3,
-        "all three records counted"
+        records.len() as u64,
+        "revoke_grant counts every record of the grant, the consumed one included"
     );
     for record in &records {
         assert_eq!(
             store.get(record.kind, &record.hash).await.expect("get"),
-            None
+            None,
+            "a revoked {:?} record is gone",
+            record.kind
         );
         assert_eq!(
             store
@@ -337,20 +481,28 @@ pub async fn token_revoke_grant(store: &dyn TokenStore) {
                 .await
                 .expect("consume"),
             None,
-            "revoked records leave no replay marker"
+            "a revoked {:?} record leaves no replay marker",
+            record.kind
+        );
+    }
+    for bystander in bystanders {
+        assert_eq!(
+            store
+                .get(bystander.kind, &bystander.hash)
+                .await
+                .expect("get"),
+            Some(bystander),
+            "records of other grants are untouched"
         );
     }
     assert_eq!(
-        store
-            .get(bystander.kind, &bystander.hash)
-            .await
-            .expect("get"),
-        Some(bystander)
+        store.revoke_grant(&grant).await.expect("revoke again"),
+        0,
+        "revoking a revoked grant removes nothing"
     );
-    assert_eq!(store.revoke_grant(&grant).await.expect("revoke again"), 0);
 }
 
-/// `delete` removes one record and is idempotent.
+/// `delete` removes one record, consumed or not, and is idempotent.
 pub async fn token_delete_is_idempotent(store: &dyn TokenStore) {
     let record = live_token(TokenKind::AccessToken);
     store.insert(record.clone()).await.expect("insert");
@@ -358,62 +510,118 @@ pub async fn token_delete_is_idempotent(store: &dyn TokenStore) {
         store
             .delete(record.kind, &record.hash)
             .await
-            .expect("delete")
+            .expect("delete"),
+        "delete of a live record reports a removal"
     );
     assert!(
         !store
             .delete(record.kind, &record.hash)
             .await
-            .expect("delete again")
+            .expect("delete again"),
+        "a second delete removes nothing"
     );
     assert_eq!(
         store.get(record.kind, &record.hash).await.expect("get"),
-        None
+        None,
+        "a deleted record is gone"
+    );
+
+    let consumed = live_token(TokenKind::AuthorizationCode);
+    store.insert(consumed.clone()).await.expect("insert");
+    store
+        .consume(consumed.kind, &consumed.hash)
+        .await
+        .expect("consume");
+    assert!(
+        store
+            .delete(consumed.kind, &consumed.hash)
+            .await
+            .expect("delete consumed"),
+        "delete removes a consumed record"
+    );
+    assert_eq!(
+        store
+            .consume(consumed.kind, &consumed.hash)
+            .await
+            .expect("consume"),
+        None,
+        "a deleted consumed record leaves no replay marker"
     );
 }
 
-/// `delete_expired` keeps live records.
+/// `delete_expired` keeps live records, consumed or not.
 pub async fn token_delete_expired_keeps_live(store: &dyn TokenStore) {
     let live = live_token(TokenKind::RefreshToken);
+    let consumed = live_token(TokenKind::AuthorizationCode);
     store.insert(live.clone()).await.expect("insert");
+    store.insert(consumed.clone()).await.expect("insert");
     store
-        .insert(expired_token(TokenKind::RefreshToken))
+        .consume(consumed.kind, &consumed.hash)
         .await
-        .expect("insert expired");
+        .expect("consume");
+    for kind in TokenKind::ALL {
+        store
+            .insert(expired_token(kind))
+            .await
+            .expect("insert expired");
+    }
     store.delete_expired().await.expect("delete_expired");
     assert_eq!(
         store.get(live.kind, &live.hash).await.expect("get"),
-        Some(live)
+        Some(live),
+        "delete_expired keeps a live record"
+    );
+    assert!(
+        matches!(
+            store
+                .consume(consumed.kind, &consumed.hash)
+                .await
+                .expect("consume"),
+            Some(Consumed::Replayed { .. })
+        ),
+        "delete_expired keeps a live consumed record's replay marker"
     );
 }
 
 // ---------------------------------------------------------------------------------------------
 // ClientStore
 
-/// Insert, then read back equal.
+/// Insert, then read back equal: a confidential client with every field, and a public one with
+/// none of the optional fields and no expiry.
 pub async fn client_round_trip(store: &dyn ClientStore) {
     let client = live_client();
     store.insert(client.clone()).await.expect("insert");
     assert_eq!(
         store.get(&client.client_id).await.expect("get"),
-        Some(client)
+        Some(client),
+        "a client reads back exactly as inserted"
     );
-    let never_expires = ClientRecord {
-        expires_at: None,
+    let public = ClientRecord {
         secret_hash: None,
         auth_method: TokenEndpointAuthMethod::None,
+        redirect_uris: vec!["http://localhost/callback".into()],
+        grant_types: vec!["authorization_code".into()],
         client_name: None,
+        client_uri: None,
+        scope: None,
+        application_type: None,
+        expires_at: None,
         ..live_client()
     };
-    store.insert(never_expires.clone()).await.expect("insert");
+    store.insert(public.clone()).await.expect("insert");
     assert_eq!(
-        store.get(&never_expires.client_id).await.expect("get"),
-        Some(never_expires)
+        store.get(&public.client_id).await.expect("get"),
+        Some(public),
+        "a public client without optional fields or expiry reads back exactly"
     );
-    assert_eq!(store.get("no-such-client").await.expect("get"), None);
+    assert_eq!(
+        store.get("no-such-client").await.expect("get"),
+        None,
+        "an unknown client is None"
+    );
 }
 
-/// A second insert of a live id fails and does not overwrite.
+/// A second insert of a live id is `AlreadyExists` and does not overwrite.
 pub async fn client_insert_never_overwrites(store: &dyn ClientStore) {
     let client = live_client();
     store.insert(client.clone()).await.expect("insert");
@@ -421,145 +629,326 @@ pub async fn client_insert_never_overwrites(store: &dyn ClientStore) {
         client_id: client.client_id.clone(),
         ..live_client()
     };
-    assert!(already_exists(store.insert(other).await));
+    assert!(
+        is_already_exists(&store.insert(other).await),
+        "a duplicate client id is StoreError::AlreadyExists"
+    );
     assert_eq!(
         store.get(&client.client_id).await.expect("get"),
-        Some(client)
+        Some(client),
+        "the first client is intact after a duplicate insert"
     );
 }
 
-/// Of 32 concurrent registrations of one id, exactly one succeeds.
+/// Of 32 concurrent registrations of one id, exactly one succeeds; the others are `AlreadyExists`.
 pub async fn client_concurrent_insert_has_one_winner(store: Arc<dyn ClientStore>) {
     let client = live_client();
-    let tasks: Vec<_> = (0..32)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            let client = client.clone();
-            tokio::spawn(async move { store.insert(client).await })
-        })
-        .collect();
+    let results = race(store, |store, i| {
+        let client = ClientRecord {
+            client_name: Some(format!("racer {i}")),
+            ..client.clone()
+        };
+        async move { store.insert(client).await }
+    })
+    .await;
     let mut won = 0;
-    for task in tasks {
-        if task.await.expect("task").is_ok() {
-            won += 1;
+    for result in results {
+        match result {
+            Ok(()) => won += 1,
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => panic!("a concurrent client insert failed with a backend error: {e:?}"),
         }
     }
-    assert_eq!(won, 1);
+    assert_eq!(
+        won, 1,
+        "exactly one of {RACERS} concurrent registrations of one client id succeeds"
+    );
 }
 
-/// An expired registration is invisible.
+/// An expired registration is accepted, invisible, and does not block a new one with its id.
 pub async fn client_expired_is_invisible(store: &dyn ClientStore) {
     let client = ClientRecord {
-        expires_at: Some(UnixTime(UnixTime::now().0 - 60)),
+        expires_at: Some(a_minute_ago()),
         ..live_client()
     };
-    store.insert(client.clone()).await.expect("insert");
-    assert_eq!(store.get(&client.client_id).await.expect("get"), None);
+    store
+        .insert(client.clone())
+        .await
+        .expect("inserting an expired client succeeds");
+    assert_eq!(
+        store.get(&client.client_id).await.expect("get"),
+        None,
+        "an expired client is invisible"
+    );
+    let renewed = ClientRecord {
+        expires_at: Some(an_hour_from_now()),
+        ..client
+    };
+    store
+        .insert(renewed.clone())
+        .await
+        .expect("an expired client does not block an insert of its id");
+    assert_eq!(
+        store.get(&renewed.client_id).await.expect("get"),
+        Some(renewed),
+        "the new registration replaced the expired one"
+    );
 }
 
-/// `delete` is idempotent.
+/// `delete` removes a client and is idempotent.
 pub async fn client_delete_is_idempotent(store: &dyn ClientStore) {
     let client = live_client();
     store.insert(client.clone()).await.expect("insert");
-    assert!(store.delete(&client.client_id).await.expect("delete"));
-    assert!(!store.delete(&client.client_id).await.expect("delete again"));
-    assert_eq!(store.get(&client.client_id).await.expect("get"), None);
+    assert!(
+        store.delete(&client.client_id).await.expect("delete"),
+        "delete of a live client reports a removal"
+    );
+    assert!(
+        !store.delete(&client.client_id).await.expect("delete again"),
+        "a second delete removes nothing"
+    );
+    assert_eq!(
+        store.get(&client.client_id).await.expect("get"),
+        None,
+        "a deleted client is gone"
+    );
+}
+
+/// `delete_expired` keeps live clients, including those that never expire.
+pub async fn client_delete_expired_keeps_live(store: &dyn ClientStore) {
+    let live = live_client();
+    let forever = ClientRecord {
+        expires_at: None,
+        ..live_client()
+    };
+    let expired = ClientRecord {
+        expires_at: Some(a_minute_ago()),
+        ..live_client()
+    };
+    for client in [&live, &forever, &expired] {
+        store.insert(client.clone()).await.expect("insert");
+    }
+    store.delete_expired().await.expect("delete_expired");
+    assert_eq!(
+        store.get(&live.client_id).await.expect("get"),
+        Some(live),
+        "delete_expired keeps a live client"
+    );
+    assert_eq!(
+        store.get(&forever.client_id).await.expect("get"),
+        Some(forever),
+        "delete_expired keeps a client without expiry"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // PasskeyStore
 
+/// `Passkey` has no `PartialEq`; compare records through their serialised form.
 fn same_passkey(a: &PasskeyRecord, b: &PasskeyRecord) -> bool {
     serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
 }
 
-/// Insert, then read back through `get` and `list`.
+/// Insert, then read back equal through `get` and `list`.
 pub async fn passkey_round_trip(store: &dyn PasskeyStore) {
     let record = passkey_record();
-    store.insert(record.clone()).await.expect("insert");
-    let read = store
-        .get(&record.credential_id)
-        .await
-        .expect("get")
-        .expect("present");
-    assert!(same_passkey(&read, &record));
+    let bare = PasskeyRecord {
+        last_used_at: None,
+        setup_token_hash: None,
+        label: String::new(),
+        ..passkey_record()
+    };
+    let used = PasskeyRecord {
+        last_used_at: Some(UnixTime::now()),
+        ..passkey_record()
+    };
+    for r in [&record, &bare, &used] {
+        store.insert(r.clone()).await.expect("insert");
+    }
+    for r in [&record, &bare, &used] {
+        let read = store
+            .get(&r.credential_id)
+            .await
+            .expect("get")
+            .expect("an inserted passkey is found by its credential id");
+        assert!(
+            same_passkey(&read, r),
+            "a passkey reads back exactly as inserted through get: {read:?} != {r:?}"
+        );
+    }
     let listed = store.list().await.expect("list");
-    assert!(listed.iter().any(|p| same_passkey(p, &record)));
+    for r in [&record, &bare, &used] {
+        assert!(
+            listed.iter().any(|p| same_passkey(p, r)),
+            "list contains every inserted passkey exactly as inserted"
+        );
+    }
     assert!(
         store
             .get("no-such-credential")
             .await
             .expect("get")
-            .is_none()
+            .is_none(),
+        "an unknown credential id is None"
     );
 }
 
-/// A credential id is never registered twice.
+/// A credential id is never registered twice, and the first registration is kept.
 pub async fn passkey_duplicate_is_refused(store: &dyn PasskeyStore) {
     let record = passkey_record();
     store.insert(record.clone()).await.expect("insert");
-    let mut again = record.clone();
-    again.label = "Impostor".into();
-    assert!(already_exists(store.insert(again).await));
+    let again = PasskeyRecord {
+        label: "Impostor".into(),
+        ..record.clone()
+    };
+    assert!(
+        is_already_exists(&store.insert(again).await),
+        "a duplicate credential id is StoreError::AlreadyExists"
+    );
     let read = store
         .get(&record.credential_id)
         .await
         .expect("get")
         .expect("present");
-    assert_eq!(read.label, record.label);
+    assert!(
+        same_passkey(&read, &record),
+        "the first registration is intact after a duplicate insert"
+    );
+    let copies = store
+        .list()
+        .await
+        .expect("list")
+        .iter()
+        .filter(|p| p.credential_id == record.credential_id)
+        .count();
+    assert_eq!(copies, 1, "list shows a credential id once");
 }
 
-/// `update` replaces an existing record and refuses an unknown one.
+/// Of 32 concurrent registrations of one credential id, exactly one succeeds.
+pub async fn passkey_concurrent_insert_has_one_winner(store: Arc<dyn PasskeyStore>) {
+    let record = passkey_record();
+    let results = race(Arc::clone(&store), |store, i| {
+        let record = PasskeyRecord {
+            label: format!("racer {i}"),
+            ..record.clone()
+        };
+        async move { store.insert(record).await }
+    })
+    .await;
+    let mut won = 0;
+    for result in results {
+        match result {
+            Ok(()) => won += 1,
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => panic!("a concurrent passkey insert failed with a backend error: {e:?}"),
+        }
+    }
+    assert_eq!(
+        won, 1,
+        "exactly one of {RACERS} concurrent registrations of one credential id succeeds"
+    );
+    let copies = store
+        .list()
+        .await
+        .expect("list")
+        .iter()
+        .filter(|p| p.credential_id == record.credential_id)
+        .count();
+    assert_eq!(copies, 1, "list shows the credential id once");
+}
+
+/// `update` replaces an existing record, and returns `false` for an unknown one without adding it.
 pub async fn passkey_update(store: &dyn PasskeyStore) {
-    let mut record = passkey_record();
+    let record = passkey_record();
+    let other = passkey_record();
     store.insert(record.clone()).await.expect("insert");
-    record.last_used_at = Some(UnixTime::now());
-    record.label = "Renamed".into();
-    assert!(store.update(record.clone()).await.expect("update"));
+    store.insert(other.clone()).await.expect("insert");
+    let updated = PasskeyRecord {
+        last_used_at: Some(UnixTime::now()),
+        label: "Renamed".into(),
+        ..record.clone()
+    };
+    assert!(
+        store.update(updated.clone()).await.expect("update"),
+        "update of a registered passkey reports success"
+    );
     let read = store
         .get(&record.credential_id)
         .await
         .expect("get")
         .expect("present");
-    assert!(same_passkey(&read, &record));
     assert!(
-        !store
-            .update(passkey_record())
-            .await
-            .expect("update unknown")
+        same_passkey(&read, &updated),
+        "get returns the updated record"
+    );
+    let listed = store.list().await.expect("list");
+    assert!(
+        listed.iter().any(|p| same_passkey(p, &updated)),
+        "list returns the updated record"
+    );
+    assert!(
+        listed.iter().any(|p| same_passkey(p, &other)),
+        "update leaves other passkeys alone"
+    );
+
+    let unknown = passkey_record();
+    assert!(
+        !store.update(unknown.clone()).await.expect("update unknown"),
+        "update of an unknown credential id returns false"
     );
     assert!(
         store
-            .get(&passkey_record().credential_id)
+            .get(&unknown.credential_id)
             .await
             .expect("get")
-            .is_none()
+            .is_none(),
+        "update never inserts"
     );
 }
 
-/// `delete` is idempotent and leaves the others.
+/// `delete` removes one passkey, leaves the others, and is idempotent.
 pub async fn passkey_delete_is_idempotent(store: &dyn PasskeyStore) {
     let keep = passkey_record();
     let gone = passkey_record();
     store.insert(keep.clone()).await.expect("insert");
     store.insert(gone.clone()).await.expect("insert");
-    assert!(store.delete(&gone.credential_id).await.expect("delete"));
+    assert!(
+        store.delete(&gone.credential_id).await.expect("delete"),
+        "delete of a registered passkey reports a removal"
+    );
     assert!(
         !store
             .delete(&gone.credential_id)
             .await
-            .expect("delete again")
+            .expect("delete again"),
+        "a second delete removes nothing"
+    );
+    assert!(
+        store.get(&gone.credential_id).await.expect("get").is_none(),
+        "a deleted passkey is gone from get"
     );
     let listed = store.list().await.expect("list");
-    assert!(listed.iter().any(|p| p.credential_id == keep.credential_id));
-    assert!(!listed.iter().any(|p| p.credential_id == gone.credential_id));
+    assert!(
+        listed.iter().any(|p| p.credential_id == keep.credential_id),
+        "delete leaves other passkeys"
+    );
+    assert!(
+        !listed.iter().any(|p| p.credential_id == gone.credential_id),
+        "a deleted passkey is gone from list"
+    );
 }
 
-/// Runs every [`TokenStore`] check as its own test. `$make` is a closure returning a future of
-/// the store: `token_store_conformance!(|| async { MyStore::new() });`
+// ---------------------------------------------------------------------------------------------
+// Macros
+
+/// Expands to one `#[tokio::test]` per [`TokenStore`] check, each named after the check.
+///
+/// `$make` is a closure returning a future of the store, called once per test:
+/// `mcp_oauth::token_store_conformance!(|| async { MyStore::connect().await });`. Needs `tokio`
+/// (features `macros`, `rt-multi-thread`) among the caller's dev-dependencies.
 #[macro_export]
 macro_rules! token_store_conformance {
-    ($make:expr) => {
+    ($make:expr $(,)?) => {
         $crate::__conformance_tests!($make, TokenStore:
             token_round_trip, token_unknown_is_none, token_insert_never_overwrites,
             token_kinds_are_separate, token_expired_is_invisible, token_consume_then_replayed,
@@ -568,25 +957,27 @@ macro_rules! token_store_conformance {
     };
 }
 
-/// Runs every [`ClientStore`] check as its own test.
+/// Expands to one `#[tokio::test]` per [`ClientStore`] check; used like
+/// [`token_store_conformance!`](crate::token_store_conformance).
 #[macro_export]
 macro_rules! client_store_conformance {
-    ($make:expr) => {
+    ($make:expr $(,)?) => {
         $crate::__conformance_tests!($make, ClientStore:
             client_round_trip, client_insert_never_overwrites, client_expired_is_invisible,
-            client_delete_is_idempotent;
+            client_delete_is_idempotent, client_delete_expired_keeps_live;
             concurrent: client_concurrent_insert_has_one_winner);
     };
 }
 
-/// Runs every [`PasskeyStore`] check as its own test.
+/// Expands to one `#[tokio::test]` per [`PasskeyStore`] check; used like
+/// [`token_store_conformance!`](crate::token_store_conformance).
 #[macro_export]
 macro_rules! passkey_store_conformance {
-    ($make:expr) => {
+    ($make:expr $(,)?) => {
         $crate::__conformance_tests!($make, PasskeyStore:
             passkey_round_trip, passkey_duplicate_is_refused, passkey_update,
             passkey_delete_is_idempotent;
-            concurrent:);
+            concurrent: passkey_concurrent_insert_has_one_winner);
     };
 }
 
@@ -604,9 +995,35 @@ macro_rules! __conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $concurrent() {
-                let store: ::std::sync::Arc<dyn $crate::store::$trait> = ::std::sync::Arc::new(($make)().await);
+                let store: ::std::sync::Arc<dyn $crate::store::$trait> =
+                    ::std::sync::Arc::new(($make)().await);
                 $crate::store::conformance::$concurrent(store).await;
             }
         )*
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_passkey_fixture_parses_and_records_are_distinct() {
+        let (a, b) = (passkey_record(), passkey_record());
+        assert_ne!(a.credential_id, b.credential_id);
+        assert!(same_passkey(&a, &a.clone()));
+        assert!(!same_passkey(&a, &b));
+    }
+
+    #[test]
+    fn fixtures_are_live_or_expired_as_named() {
+        let now = UnixTime::now();
+        assert!(live_token(TokenKind::AccessToken).expires_at.is_after(now));
+        assert!(
+            !expired_token(TokenKind::AccessToken)
+                .expires_at
+                .is_after(now)
+        );
+        assert!(live_client().is_live(now));
+    }
 }
