@@ -102,7 +102,8 @@ pub enum Consumed {
 /// - store [`TokenRecord::payload`] byte for byte.
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
-    /// Insert if absent; [`StoreError::AlreadyExists`] if a live record has the same `(kind, hash)`.
+    /// Insert if absent; [`StoreError::AlreadyExists`] if a live record has the same `(kind, hash)`,
+    /// consumed or not (a consumed record keeps its key until it expires, so a replay is detected).
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError>;
 
     /// The live, unconsumed record, or `None`. Has no side effect: this is the bearer hot path.
@@ -119,7 +120,8 @@ pub trait TokenStore: Send + Sync + 'static {
         hash: &TokenHash,
     ) -> Result<Option<Consumed>, StoreError>;
 
-    /// Remove one record, consumed or not. Idempotent; returns whether something was removed.
+    /// Remove one record, consumed or not. Idempotent; returns whether a live record was removed
+    /// (an expired one counts as absent).
     async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError>;
 
     /// Remove every record of the grant, of every kind. Returns how many were removed.
