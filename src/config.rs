@@ -40,6 +40,8 @@ pub struct OAuthConfig {
     pub client_secret: String,
     /// Redirect URIs the pre-registered client may use (loopback ones on any port).
     pub client_redirect_uris: Vec<String>,
+    /// How the consent page names the pre-registered client.
+    pub client_name: String,
     /// The name shown on the pages.
     pub app_name: String,
     /// The JSON file holding the owner's passkeys.
@@ -138,6 +140,7 @@ impl OAuthConfig {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             client_redirect_uris: DEFAULT_CLIENT_REDIRECT_URIS.map(String::from).to_vec(),
+            client_name: "Pre-registered client".to_owned(),
             app_name: app_name.into(),
             passkey_store_path: passkey_store_path.into(),
             setup_token: None,
@@ -178,6 +181,9 @@ impl OAuthConfig {
         for uri in &self.client_redirect_uris {
             crate::oauth::redirect::validate_registrable(uri, &self.native_redirect_uris)
                 .map_err(|reason| Error::invalid("client_redirect_uris", &reason))?;
+        }
+        if self.client_name.trim().is_empty() {
+            return bad("client_name", "must not be empty");
         }
         if self.app_name.trim().is_empty() {
             return bad("app_name", "must not be empty");

@@ -15,7 +15,7 @@ pub enum Error {
         reason: String,
     },
     /// A store could not be opened (for example a corrupt passkey file).
-    #[error("could not open the store")]
+    #[error("could not open the store: {0}")]
     Store(#[from] StoreError),
 }
 

@@ -180,6 +180,7 @@ impl McpOAuthBuilder {
                 client_id: config.client_id.clone(),
                 secret_hash: TokenHash::of(&config.client_secret),
                 redirect_uris: config.client_redirect_uris.clone(),
+                name: config.client_name.clone(),
             },
         };
         let authorization_server_metadata =

@@ -64,14 +64,14 @@ fn error_page(
         ),
         _ => (
             StatusCode::BAD_REQUEST,
-            "This connection request can't be used",
+            "This connection request can’t be used",
         ),
     };
     pages::error(&pages::ErrorPage {
         app_name: &state.app_name,
         status,
         title,
-        message: &error.description,
+        message: &as_sentence(&error.description),
         return_to,
     })
 }
@@ -139,4 +139,17 @@ pub(crate) async fn deny(
         ),
         Err(error) => error.into_response(),
     }
+}
+
+/// Protocol descriptions are lower-case fragments (RFC 6749 style); a page shows a sentence.
+fn as_sentence(description: &str) -> String {
+    let mut chars = description.chars();
+    let mut sentence: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => return String::new(),
+    };
+    if !sentence.ends_with(['.', '!', '?']) {
+        sentence.push('.');
+    }
+    sentence
 }

@@ -73,7 +73,8 @@ impl AuthServer {
                     .any(|r| redirect::matches(r, uri))
                 {
                     return Err(OAuthError::invalid_request(
-                        "the redirect_uri is not registered for this application",
+                        "the return address (redirect_uri) is not one this application registered; \
+                         for your safety you are not sent there",
                     )
                     .into());
                 }

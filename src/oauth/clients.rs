@@ -10,6 +10,7 @@ pub(crate) struct PreRegistered {
     pub(crate) client_id: String,
     pub(crate) secret_hash: TokenHash,
     pub(crate) redirect_uris: Vec<String>,
+    pub(crate) name: String,
 }
 
 /// A client as the protocol rules see it.
@@ -54,7 +55,7 @@ pub(crate) async fn find(
             client_id: pre.client_id.clone(),
             secret_hash: Some(pre.secret_hash),
             redirect_uris: pre.redirect_uris.clone(),
-            name: None,
+            name: Some(pre.name.clone()),
             pre_registered: true,
             may_refresh: true,
             may_use_code: true,

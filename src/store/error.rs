@@ -14,7 +14,7 @@ pub enum StoreError {
         what: &'static str,
     },
     /// A stored value could not be encoded or decoded.
-    #[error("{backend}: malformed stored record")]
+    #[error("{backend}: malformed stored record: {source}")]
     Codec {
         /// The backend's name, e.g. `"sqlite"`.
         backend: &'static str,
@@ -23,7 +23,7 @@ pub enum StoreError {
         source: BoxError,
     },
     /// The backend itself failed: I/O, connection, SQL, Redis, file system.
-    #[error("{backend} backend error")]
+    #[error("{backend} backend error: {source}")]
     Backend {
         /// The backend's name, e.g. `"redis"`.
         backend: &'static str,

@@ -142,9 +142,15 @@
 
   // ---- the server's JSON endpoints ----
 
+  // Server descriptions are lower-case protocol fragments; the page shows sentences.
+  function asSentence(text) {
+    const sentence = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?]$/.test(sentence) ? sentence : sentence + ".";
+  }
+
   function httpFailure(status, body, retryAfter) {
     if (body && typeof body.error_description === "string" && body.error_description) {
-      return body.error_description;
+      return asSentence(body.error_description);
     }
     if (status === 429) {
       const seconds = Number.parseInt(retryAfter || "", 10);
