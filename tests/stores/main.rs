@@ -1,0 +1,10 @@
+//! The storage conformance suite against every backend, and what is particular to each.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod memory;
+mod passkey_file;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "sqlite")]
+mod sqlite;
