@@ -96,6 +96,37 @@ impl McpOAuth {
         self.state.server.settings.resource.as_str()
     }
 
+    /// Purge expired records from the token and client stores every `period`, for backends without
+    /// native expiry (SQLite). Reads never depend on it: expired records are invisible either way;
+    /// this only reclaims space. Abort the returned task on shutdown.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, or with a zero `period`.
+    pub fn spawn_expiry_sweeper(&self, period: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let server = Arc::clone(&self.state.server);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                for result in [
+                    server.tokens.delete_expired().await,
+                    server.clients.delete_expired().await,
+                ] {
+                    match result {
+                        Ok(0) => {}
+                        Ok(purged) => {
+                            tracing::debug!(target: "mcp_oauth::store", purged, "expired records purged")
+                        }
+                        Err(error) => crate::oauth::log_store_error(&error),
+                    }
+                }
+            }
+        })
+    }
+
     /// The page for registering a passkey, with the setup token in its fragment (which browsers do
     /// not send to the server), while a setup token is usable. `None` once it has been used.
     ///

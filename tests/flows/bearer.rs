@@ -130,8 +130,9 @@ async fn a_token_for_another_resource_is_refused() {
     let access = tokens["access_token"].as_str().unwrap();
     let mut other_config = config();
     other_config.resource_path = "/other-mcp".into();
-    let other = McpOAuth::builder(other_config)
-        .stores(server.store.clone())
+    let other = server
+        .stores
+        .apply(McpOAuth::builder(other_config))
         .build()
         .unwrap();
     let routes = Router::new().route("/other-mcp", any(|_: TokenInfo| async { "ok" }));

@@ -1,7 +1,6 @@
 //! Passkey enrolment and approval.
 
 use axum::http::StatusCode;
-use mcp_oauth::PasskeyStore;
 use serde_json::json;
 use tokio::sync::Mutex;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
@@ -26,7 +25,7 @@ async fn the_setup_token_registers_one_passkey_once() {
     let again = server.register_passkey(SETUP_TOKEN).await;
     again.assert_oauth_error(403, "access_denied");
     assert_eq!(server.oauth.setup_url().await.unwrap(), None);
-    assert_eq!(PasskeyStore::list(&server.store).await.unwrap().len(), 1);
+    assert_eq!(server.stores.passkeys.list().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -43,7 +42,7 @@ async fn a_wrong_setup_token_is_refused() {
             .await;
         assert!(reply.status.is_client_error(), "{wrong}: {}", reply.status);
     }
-    assert!(PasskeyStore::list(&server.store).await.unwrap().is_empty());
+    assert!(server.stores.passkeys.list().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -81,7 +80,7 @@ async fn two_registrations_racing_on_one_setup_token_yield_one_passkey() {
         .await;
     assert_eq!(first.status, StatusCode::OK);
     second.assert_oauth_error(403, "access_denied");
-    assert_eq!(PasskeyStore::list(&server.store).await.unwrap().len(), 1);
+    assert_eq!(server.stores.passkeys.list().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -121,7 +120,7 @@ async fn a_further_passkey_needs_an_existing_passkeys_approval() {
         )
         .await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.text());
-    assert_eq!(PasskeyStore::list(&server.store).await.unwrap().len(), 2);
+    assert_eq!(server.stores.passkeys.list().await.unwrap().len(), 2);
     // The new passkey approves clients too.
     let client_id = server.register_public_client().await;
     let (_, pkce_challenge) = pkce();
@@ -234,10 +233,10 @@ async fn a_stranger_passkey_cannot_approve() {
 #[tokio::test]
 async fn use_updates_the_stored_credential() {
     let server = TestServer::ready().await;
-    let before = PasskeyStore::list(&server.store).await.unwrap()[0].clone();
+    let before = server.stores.passkeys.list().await.unwrap()[0].clone();
     assert!(before.last_used_at.is_none());
     server.connected_client().await;
-    let after = PasskeyStore::list(&server.store).await.unwrap()[0].clone();
+    let after = server.stores.passkeys.list().await.unwrap()[0].clone();
     assert!(after.last_used_at.is_some());
 }
 

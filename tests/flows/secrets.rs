@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use mcp_oauth::store::{ClientStore, TokenHash, TokenKind, TokenStore};
+use mcp_oauth::store::{TokenHash, TokenKind};
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -84,10 +84,7 @@ async fn stores_hold_hashes_and_logs_hold_no_secret() {
         .await;
 
     // At rest: records are found by hash, and carry no raw secret.
-    let stored_client = ClientStore::get(&server.store, client_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored_client = server.stores.clients.get(client_id).await.unwrap().unwrap();
     assert_eq!(stored_client.secret_hash, Some(TokenHash::of(secret)));
     assert!(
         !serde_json::to_string(&stored_client)
@@ -95,14 +92,13 @@ async fn stores_hold_hashes_and_logs_hold_no_secret() {
             .contains(secret)
     );
     assert!(
-        TokenStore::get(
-            &server.store,
-            TokenKind::AccessToken,
-            &TokenHash::of(access)
-        )
-        .await
-        .unwrap()
-        .is_none(),
+        server
+            .stores
+            .tokens
+            .get(TokenKind::AccessToken, &TokenHash::of(access))
+            .await
+            .unwrap()
+            .is_none(),
         "revoked by the replay"
     );
 
@@ -129,14 +125,13 @@ async fn live_tokens_are_stored_under_their_hash_only() {
     let server = TestServer::ready().await;
     let (_, tokens) = server.connected_client().await;
     let access = tokens["access_token"].as_str().unwrap();
-    let record = TokenStore::get(
-        &server.store,
-        TokenKind::AccessToken,
-        &TokenHash::of(access),
-    )
-    .await
-    .unwrap()
-    .expect("stored under its SHA-256");
+    let record = server
+        .stores
+        .tokens
+        .get(TokenKind::AccessToken, &TokenHash::of(access))
+        .await
+        .unwrap()
+        .expect("stored under its SHA-256");
     assert!(!String::from_utf8_lossy(&record.payload).contains(access));
     assert!(access.starts_with("mcp_at_"));
 }

@@ -12,8 +12,9 @@ use axum::routing::any;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http_body_util::BodyExt;
+use mcp_oauth::store::{ClientStore, PasskeyStore, TokenStore};
 use mcp_oauth::webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
-use mcp_oauth::{McpOAuth, MemoryStore, OAuthConfig, TokenInfo};
+use mcp_oauth::{McpOAuth, McpOAuthBuilder, MemoryStore, OAuthConfig, TokenInfo};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -120,17 +121,47 @@ pub(crate) fn config() -> OAuthConfig {
     config
 }
 
-/// An in-process server with in-memory stores and the owner's software passkey.
+/// The three stores a server runs on.
+#[derive(Clone)]
+pub(crate) struct Stores {
+    pub(crate) tokens: Arc<dyn TokenStore>,
+    pub(crate) clients: Arc<dyn ClientStore>,
+    pub(crate) passkeys: Arc<dyn PasskeyStore>,
+}
+
+impl Stores {
+    /// One backend for all three.
+    pub(crate) fn of<S: TokenStore + ClientStore + PasskeyStore + Clone>(store: S) -> Self {
+        Self {
+            tokens: Arc::new(store.clone()),
+            clients: Arc::new(store.clone()),
+            passkeys: Arc::new(store),
+        }
+    }
+
+    pub(crate) fn memory() -> Self {
+        Self::of(MemoryStore::new())
+    }
+
+    pub(crate) fn apply(&self, builder: McpOAuthBuilder) -> McpOAuthBuilder {
+        builder
+            .token_store(Arc::clone(&self.tokens))
+            .client_store(Arc::clone(&self.clients))
+            .passkey_store(Arc::clone(&self.passkeys))
+    }
+}
+
+/// An in-process server with the owner's software passkey.
 pub(crate) struct TestServer {
     pub(crate) app: Router,
     pub(crate) oauth: McpOAuth,
-    pub(crate) store: MemoryStore,
+    pub(crate) stores: Stores,
     pub(crate) key: Arc<Mutex<SoftPasskey>>,
     pub(crate) peer: SocketAddr,
 }
 
 impl TestServer {
-    /// A server with no passkey yet.
+    /// A server with no passkey yet, on in-memory stores.
     pub(crate) async fn new() -> Self {
         Self::with_config(config()).await
     }
@@ -140,18 +171,30 @@ impl TestServer {
     }
 
     pub(crate) async fn with_routes(config: OAuthConfig, routes: Router) -> Self {
-        let store = MemoryStore::new();
-        let oauth = McpOAuth::builder(config)
-            .stores(store.clone())
+        Self::on(Stores::memory(), config, routes)
+    }
+
+    /// A server on the given stores: several built on the same stores act as one service.
+    pub(crate) fn on(stores: Stores, config: OAuthConfig, routes: Router) -> Self {
+        let oauth = stores
+            .apply(McpOAuth::builder(config))
             .build()
             .expect("build");
         let app = oauth.router(routes);
         Self {
             app,
             oauth,
-            store,
+            stores,
             key: Arc::new(Mutex::new(SoftPasskey::new(true))),
             peer: "127.0.0.1:40000".parse().unwrap(),
+        }
+    }
+
+    /// Another instance of the same service: same stores and configuration, the same owner's key.
+    pub(crate) fn instance(stores: Stores, key: Arc<Mutex<SoftPasskey>>) -> Self {
+        Self {
+            key,
+            ..Self::on(stores, config(), mcp_routes())
         }
     }
 
@@ -375,4 +418,21 @@ pub(crate) fn query_param(url: &Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// The test Redis, from `MCP_OAUTH_TEST_REDIS_URL`. Without it the caller skips, with one line on
+/// stderr, unless `MCP_OAUTH_REQUIRE_REDIS=1` (CI), where a missing server is a failure.
+pub(crate) fn redis_url() -> Option<String> {
+    match std::env::var("MCP_OAUTH_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("MCP_OAUTH_REQUIRE_REDIS").as_deref() == Ok("1") => {
+            panic!("MCP_OAUTH_REQUIRE_REDIS=1 but MCP_OAUTH_TEST_REDIS_URL is not set")
+        }
+        _ => {
+            eprintln!(
+                "skipping a Redis test: set MCP_OAUTH_TEST_REDIS_URL=redis://127.0.0.1:6379/ to run it"
+            );
+            None
+        }
+    }
 }

@@ -1,0 +1,200 @@
+//! One service on several instances sharing a store, and one instance restarted on a persistent
+//! store: every step of a flow may land on any instance.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::json;
+use tokio::sync::Mutex;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+
+use crate::common::*;
+
+/// Register at A, consent page at B, passkey challenge at A and assertion at B, redeem at A,
+/// refresh at B, both guards accept, revocation at B is seen by A at once.
+async fn one_service_across_two_instances(stores_a: Stores, stores_b: Stores) {
+    let key = Arc::new(Mutex::new(SoftPasskey::new(true)));
+    let a = TestServer::instance(stores_a, Arc::clone(&key));
+    let b = TestServer::instance(stores_b, key);
+
+    let registered = a.register_passkey(SETUP_TOKEN).await;
+    assert_eq!(registered.status, StatusCode::OK, "{}", registered.text());
+    let client_id = a.register_public_client().await;
+
+    let (verifier, challenge) = pkce();
+    let request_id = b
+        .authorize(&format!(
+            "response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={challenge}\
+             &code_challenge_method=S256&state=s",
+            enc(LOOPBACK_REDIRECT)
+        ))
+        .await
+        .unwrap_or_else(|r| panic!("B knows the client registered at A: {}", r.text()));
+    let ceremony = a
+        .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
+        .await;
+    assert_eq!(
+        ceremony.status,
+        StatusCode::OK,
+        "A sees the request pending at B"
+    );
+    let ceremony = ceremony.json();
+    let assertion = b.assert_with(&b.key, &ceremony).await;
+    let approved = b
+        .post_json(
+            "/authorize/approve",
+            &json!({ "request_id": request_id, "ceremony_id": ceremony["ceremony_id"], "credential": assertion }),
+        )
+        .await;
+    assert_eq!(
+        approved.status,
+        StatusCode::OK,
+        "B finishes A's ceremony: {}",
+        approved.text()
+    );
+    let redirect = url::Url::parse(approved.json()["redirect_to"].as_str().unwrap()).unwrap();
+    let code = query_param(&redirect, "code").unwrap();
+
+    let tokens = a
+        .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+        .await;
+    assert_eq!(
+        tokens.status,
+        StatusCode::OK,
+        "A redeems B's code: {}",
+        tokens.text()
+    );
+    let replay = b
+        .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+        .await;
+    replay.assert_oauth_error(400, "invalid_grant");
+    // The replay at B revoked what A issued.
+    let revoked_access = tokens.json()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        a.mcp(Some(&revoked_access)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (client_id, tokens) = a.connected_client().await;
+    let refreshed = b
+        .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        refreshed.status,
+        StatusCode::OK,
+        "B refreshes A's token: {}",
+        refreshed.text()
+    );
+    let access = refreshed.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(a.mcp(Some(&access)).await.status, StatusCode::OK);
+    assert_eq!(b.mcp(Some(&access)).await.status, StatusCode::OK);
+
+    let revoke = b
+        .post_form(
+            "/revoke",
+            &form(&[
+                ("token", refreshed.json()["refresh_token"].as_str().unwrap()),
+                ("client_id", &client_id),
+            ]),
+            &[],
+        )
+        .await;
+    assert_eq!(revoke.status, StatusCode::OK);
+    assert_eq!(
+        a.mcp(Some(&access)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "A sees B's revocation at once"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_on_one_memory_store() {
+    let stores = Stores::memory();
+    one_service_across_two_instances(stores.clone(), stores).await;
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use std::sync::Arc;
+
+    use axum::http::StatusCode;
+    use mcp_oauth::backends::sqlite::SqliteStore;
+    use tokio::sync::Mutex;
+    use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+
+    use crate::common::*;
+
+    async fn open(path: &std::path::Path) -> Stores {
+        Stores::of(
+            SqliteStore::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn two_instances_on_one_sqlite_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oauth.db");
+        super::one_service_across_two_instances(open(&path).await, open(&path).await).await;
+    }
+
+    #[tokio::test]
+    async fn tokens_clients_and_passkeys_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oauth.db");
+        let key = Arc::new(Mutex::new(SoftPasskey::new(true)));
+
+        let before = TestServer::instance(open(&path).await, Arc::clone(&key));
+        before.register_passkey(SETUP_TOKEN).await;
+        let (client_id, tokens) = before.connected_client().await;
+        drop(before);
+
+        let after = TestServer::instance(open(&path).await, key);
+        let access = tokens["access_token"].as_str().unwrap();
+        assert_eq!(
+            after.mcp(Some(access)).await.status,
+            StatusCode::OK,
+            "the access token survived"
+        );
+        let refreshed = after
+            .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
+            .await;
+        assert_eq!(
+            refreshed.status,
+            StatusCode::OK,
+            "the refresh token and the client survived"
+        );
+        // The passkey survived: it approves a new client, and the setup token stays used.
+        after.connected_client().await;
+        after
+            .register_passkey(SETUP_TOKEN)
+            .await
+            .assert_oauth_error(403, "access_denied");
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use mcp_oauth::backends::redis::RedisStore;
+
+    use crate::common::*;
+
+    async fn open(url: &str, prefix: &str) -> Stores {
+        Stores::of(RedisStore::connect(url).await.unwrap().with_prefix(prefix))
+    }
+
+    #[tokio::test]
+    async fn two_instances_on_one_redis() {
+        let Some(url) = redis_url() else { return };
+        let prefix = format!("mcp_oauth_flows_{:016x}:", rand::random::<u64>());
+        super::one_service_across_two_instances(
+            open(&url, &prefix).await,
+            open(&url, &prefix).await,
+        )
+        .await;
+    }
+}
