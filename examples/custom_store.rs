@@ -1,0 +1,235 @@
+//! Your own storage backend: implement the three traits, check it with the conformance suite, and
+//! hand it to the builder.
+//!
+//! This one keeps everything in `HashMap`s behind one mutex, which makes every operation trivially
+//! atomic; a database backend gets the same guarantees from transactions or single statements.
+//!
+//! ```text
+//! cargo run --example custom_store --features test-suite     # serve the layer on it
+//! cargo test --example custom_store --features test-suite    # run the conformance suite on it
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::routing::post;
+use mcp_oauth::store::{
+    ClientRecord, ClientStore, Consumed, GrantId, PasskeyRecord, PasskeyStore, StoreError,
+    TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
+};
+use mcp_oauth::{McpOAuth, OAuthConfig, TokenInfo};
+
+/// A token and, once consumed, when.
+struct Token {
+    record: TokenRecord,
+    consumed_at: Option<UnixTime>,
+}
+
+#[derive(Default)]
+struct Tables {
+    tokens: HashMap<(TokenKind, TokenHash), Token>,
+    clients: HashMap<String, ClientRecord>,
+    passkeys: HashMap<String, PasskeyRecord>,
+}
+
+/// The whole backend. Cloning shares the tables.
+#[derive(Clone, Default)]
+struct HashMapStore(Arc<Mutex<Tables>>);
+
+impl HashMapStore {
+    /// The lock is never held across an `.await`: every method does its work and lets go.
+    fn tables(&self) -> Result<MutexGuard<'_, Tables>, StoreError> {
+        self.0
+            .lock()
+            .map_err(|_| StoreError::backend("hashmap", "a thread panicked while holding the lock"))
+    }
+}
+
+#[async_trait]
+impl TokenStore for HashMapStore {
+    async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        let key = (record.kind, record.hash);
+        // Insert-if-absent; an expired record no longer counts as present.
+        if let Some(existing) = tables.tokens.get(&key)
+            && existing.record.expires_at.is_after(UnixTime::now())
+        {
+            return Err(StoreError::AlreadyExists { what: "token" });
+        }
+        tables.tokens.insert(
+            key,
+            Token {
+                record,
+                consumed_at: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let tables = self.tables()?;
+        Ok(tables
+            .tokens
+            .get(&(kind, *hash))
+            .filter(|t| t.consumed_at.is_none() && t.record.expires_at.is_after(UnixTime::now()))
+            .map(|t| t.record.clone()))
+    }
+
+    async fn consume(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+    ) -> Result<Option<Consumed>, StoreError> {
+        let mut tables = self.tables()?;
+        let now = UnixTime::now();
+        let Some(token) = tables.tokens.get_mut(&(kind, *hash)) else {
+            return Ok(None);
+        };
+        if !token.record.expires_at.is_after(now) {
+            return Ok(None);
+        }
+        Ok(Some(match token.consumed_at {
+            None => {
+                token.consumed_at = Some(now);
+                Consumed::First(token.record.clone())
+            }
+            Some(consumed_at) => Consumed::Replayed {
+                record: token.record.clone(),
+                consumed_at,
+            },
+        }))
+    }
+
+    async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError> {
+        let removed = self.tables()?.tokens.remove(&(kind, *hash));
+        Ok(removed.is_some_and(|t| t.record.expires_at.is_after(UnixTime::now())))
+    }
+
+    async fn revoke_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError> {
+        let mut tables = self.tables()?;
+        let before = tables.tokens.len();
+        tables.tokens.retain(|_, t| &t.record.grant_id != grant_id);
+        Ok((before - tables.tokens.len()) as u64)
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let mut tables = self.tables()?;
+        let now = UnixTime::now();
+        let before = tables.tokens.len();
+        tables
+            .tokens
+            .retain(|_, t| t.record.expires_at.is_after(now));
+        Ok((before - tables.tokens.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl ClientStore for HashMapStore {
+    async fn insert(&self, client: ClientRecord) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        if let Some(existing) = tables.clients.get(&client.client_id)
+            && existing.is_live(UnixTime::now())
+        {
+            return Err(StoreError::AlreadyExists { what: "client" });
+        }
+        tables.clients.insert(client.client_id.clone(), client);
+        Ok(())
+    }
+
+    async fn get(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let tables = self.tables()?;
+        Ok(tables
+            .clients
+            .get(client_id)
+            .filter(|c| c.is_live(UnixTime::now()))
+            .cloned())
+    }
+
+    async fn delete(&self, client_id: &str) -> Result<bool, StoreError> {
+        Ok(self.tables()?.clients.remove(client_id).is_some())
+    }
+}
+
+#[async_trait]
+impl PasskeyStore for HashMapStore {
+    async fn list(&self) -> Result<Vec<PasskeyRecord>, StoreError> {
+        Ok(self.tables()?.passkeys.values().cloned().collect())
+    }
+
+    async fn get(&self, credential_id: &str) -> Result<Option<PasskeyRecord>, StoreError> {
+        Ok(self.tables()?.passkeys.get(credential_id).cloned())
+    }
+
+    async fn insert(&self, record: PasskeyRecord) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        if tables.passkeys.contains_key(&record.credential_id) {
+            return Err(StoreError::AlreadyExists { what: "passkey" });
+        }
+        tables.passkeys.insert(record.credential_id.clone(), record);
+        Ok(())
+    }
+
+    async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {
+        let mut tables = self.tables()?;
+        match tables.passkeys.get_mut(&record.credential_id) {
+            Some(slot) => {
+                *slot = record;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn delete(&self, credential_id: &str) -> Result<bool, StoreError> {
+        Ok(self.tables()?.passkeys.remove(credential_id).is_some())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt::init();
+    let config = OAuthConfig::with_defaults(
+        "http://localhost:8080",
+        "custom-store-client",
+        "a-secret-of-at-least-16-chars",
+        "Custom store example",
+        "unused.json",
+    );
+    let oauth = McpOAuth::builder(config)
+        .stores(HashMapStore::default())
+        .build()?;
+    if let Some(url) = oauth.setup_url().await? {
+        println!("register a passkey: {url}");
+    }
+    let mcp = Router::new().route(
+        "/mcp",
+        post(|caller: TokenInfo| async move { format!("hello, {}", caller.client_id) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    println!("listening on http://localhost:8080 (MCP at /mcp)");
+    axum::serve(
+        listener,
+        oauth
+            .router(mcp)
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
+    Ok(())
+}
+
+// The whole conformance suite, one test per rule: three lines.
+#[cfg(test)]
+mod conformance {
+    use super::HashMapStore;
+
+    mcp_oauth::token_store_conformance!(|| async { HashMapStore::default() });
+    mcp_oauth::client_store_conformance!(|| async { HashMapStore::default() });
+    mcp_oauth::passkey_store_conformance!(|| async { HashMapStore::default() });
+}
