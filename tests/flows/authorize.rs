@@ -5,14 +5,6 @@ use serde_json::json;
 
 use crate::common::*;
 
-fn query(client_id: &str, redirect_uri: &str, challenge: &str) -> String {
-    format!(
-        "response_type=code&client_id={}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&state=st",
-        enc(client_id),
-        enc(redirect_uri)
-    )
-}
-
 /// An error page: 4xx, HTML, no redirect of any kind.
 #[track_caller]
 fn assert_error_page(reply: &Reply) {
@@ -88,7 +80,7 @@ async fn malformed_challenge_is_refused() {
         let reply = server
             .get(&format!(
                 "/authorize?{}",
-                query(&client_id, LOOPBACK_REDIRECT, &enc(challenge))
+                authorization_query(&client_id, LOOPBACK_REDIRECT, &enc(challenge))
             ))
             .await;
         assert_error_link(&reply, "invalid_request");
@@ -102,7 +94,7 @@ async fn unknown_client_gets_an_error_page_never_a_redirect() {
     let reply = server
         .get(&format!(
             "/authorize?{}",
-            query("nobody", LOOPBACK_REDIRECT, &challenge)
+            authorization_query("nobody", LOOPBACK_REDIRECT, &challenge)
         ))
         .await;
     assert_error_page(&reply);
@@ -118,13 +110,10 @@ async fn unknown_client_gets_an_error_page_never_a_redirect() {
 async fn unregistered_and_look_alike_redirect_uris_are_refused_without_redirect() {
     let server = TestServer::ready().await;
     let client_id = server
-        .register_client(
+        .client_id_for(
             json!({ "redirect_uris": [CLAUDE_REDIRECT], "token_endpoint_auth_method": "none" }),
         )
-        .await["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
     let (_, challenge) = pkce();
     for evil in [
         "https://evil.example/api/mcp/auth_callback",
@@ -142,7 +131,7 @@ async fn unregistered_and_look_alike_redirect_uris_are_refused_without_redirect(
         let reply = server
             .get(&format!(
                 "/authorize?{}",
-                query(&client_id, evil, &challenge)
+                authorization_query(&client_id, evil, &challenge)
             ))
             .await;
         assert_error_page(&reply);
@@ -154,14 +143,11 @@ async fn unregistered_and_look_alike_redirect_uris_are_refused_without_redirect(
 async fn loopback_redirects_accept_any_port_but_not_another_host() {
     let server = TestServer::ready().await;
     let client_id = server
-        .register_client(json!({
+        .client_id_for(json!({
             "redirect_uris": ["http://localhost/callback", "http://127.0.0.1/callback"],
             "token_endpoint_auth_method": "none"
         }))
-        .await["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
     let (_, challenge) = pkce();
     for ok in [
         "http://localhost:33418/callback",
@@ -170,7 +156,7 @@ async fn loopback_redirects_accept_any_port_but_not_another_host() {
     ] {
         assert!(
             server
-                .authorize(&query(&client_id, ok, &challenge))
+                .authorize(&authorization_query(&client_id, ok, &challenge))
                 .await
                 .is_ok(),
             "{ok}"
@@ -184,7 +170,7 @@ async fn loopback_redirects_accept_any_port_but_not_another_host() {
         let reply = server
             .get(&format!(
                 "/authorize?{}",
-                query(&client_id, bad, &challenge)
+                authorization_query(&client_id, bad, &challenge)
             ))
             .await;
         assert_error_page(&reply);
@@ -195,13 +181,10 @@ async fn loopback_redirects_accept_any_port_but_not_another_host() {
 async fn redirect_uri_may_be_omitted_only_with_one_registered() {
     let server = TestServer::ready().await;
     let one = server
-        .register_client(
+        .client_id_for(
             json!({ "redirect_uris": [CLAUDE_REDIRECT], "token_endpoint_auth_method": "none" }),
         )
-        .await["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
     let (_, challenge) = pkce();
     let omit = |id: &str| {
         format!(
@@ -218,13 +201,14 @@ async fn response_type_must_be_code() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
     let (_, challenge) = pkce();
-    let q = query(&client_id, LOOPBACK_REDIRECT, &challenge)
+    let q = authorization_query(&client_id, LOOPBACK_REDIRECT, &challenge)
         .replace("response_type=code", "response_type=token");
     assert_error_link(
         &server.get(&format!("/authorize?{q}")).await,
         "unsupported_response_type",
     );
-    let q = query(&client_id, LOOPBACK_REDIRECT, &challenge).replace("response_type=code&", "");
+    let q = authorization_query(&client_id, LOOPBACK_REDIRECT, &challenge)
+        .replace("response_type=code&", "");
     assert_error_link(
         &server.get(&format!("/authorize?{q}")).await,
         "invalid_request",
@@ -238,7 +222,7 @@ async fn repeated_parameters_are_refused() {
     let (_, challenge) = pkce();
     let q = format!(
         "{}&state=again",
-        query(&client_id, LOOPBACK_REDIRECT, &challenge)
+        authorization_query(&client_id, LOOPBACK_REDIRECT, &challenge)
     );
     assert_error_page(&server.get(&format!("/authorize?{q}")).await);
 }
@@ -248,7 +232,7 @@ async fn resource_is_tolerant_of_slash_and_absence_but_refuses_a_foreign_one() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
     let (_, challenge) = pkce();
-    let base = query(&client_id, LOOPBACK_REDIRECT, &challenge);
+    let base = authorization_query(&client_id, LOOPBACK_REDIRECT, &challenge);
     for ok in [
         "",
         "&resource=http%3A%2F%2Flocalhost%3A8080%2Fmcp",
@@ -289,7 +273,7 @@ async fn odd_scope_strings_are_tolerated_and_only_configured_scopes_granted() {
         let request_id = server
             .authorize(&format!(
                 "{}&scope={requested}",
-                query(&client_id, LOOPBACK_REDIRECT, &challenge)
+                authorization_query(&client_id, LOOPBACK_REDIRECT, &challenge)
             ))
             .await
             .unwrap_or_else(|r| panic!("{requested}: {}", r.text()));
@@ -307,20 +291,17 @@ async fn odd_scope_strings_are_tolerated_and_only_configured_scopes_granted() {
 async fn consent_page_shows_the_client_and_escapes_what_it_says() {
     let server = TestServer::ready().await;
     let client_id = server
-        .register_client(json!({
+        .client_id_for(json!({
             "redirect_uris": ["https://app.example.com/cb"],
             "token_endpoint_auth_method": "none",
             "client_name": "<script>alert('x')</script> & \"friends\""
         }))
-        .await["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
     let (_, challenge) = pkce();
     let reply = server
         .get(&format!(
             "/authorize?{}&scope=mcp",
-            query(&client_id, "https://app.example.com/cb", &challenge)
+            authorization_query(&client_id, "https://app.example.com/cb", &challenge)
         ))
         .await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -357,11 +338,7 @@ async fn consent_page_shows_the_client_and_escapes_what_it_says() {
 async fn deny_returns_access_denied_with_state_and_iss() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
-    let (_, challenge) = pkce();
-    let request_id = server
-        .authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge))
-        .await
-        .unwrap();
+    let request_id = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
     let reply = server
         .post_json("/authorize/deny", &json!({ "request_id": request_id }))
         .await;
@@ -382,11 +359,7 @@ async fn deny_returns_access_denied_with_state_and_iss() {
 async fn a_pending_request_is_approved_once() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
-    let (_, challenge) = pkce();
-    let request_id = server
-        .authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge))
-        .await
-        .unwrap();
+    let request_id = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
     server.approve(&request_id).await;
     let again = server
         .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
@@ -399,18 +372,9 @@ async fn existing_query_on_the_redirect_uri_is_kept() {
     let server = TestServer::ready().await;
     let redirect = "https://app.example.com/cb?tenant=7";
     let client_id = server
-        .register_client(
-            json!({ "redirect_uris": [redirect], "token_endpoint_auth_method": "none" }),
-        )
-        .await["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, challenge) = pkce();
-    let request_id = server
-        .authorize(&query(&client_id, redirect, &challenge))
-        .await
-        .unwrap();
+        .client_id_for(json!({ "redirect_uris": [redirect], "token_endpoint_auth_method": "none" }))
+        .await;
+    let request_id = server.pending_request(&client_id, redirect).await;
     let url = server.approve(&request_id).await;
     assert_eq!(query_param(&url, "tenant").as_deref(), Some("7"));
     assert!(query_param(&url, "code").is_some());
@@ -420,11 +384,7 @@ async fn existing_query_on_the_redirect_uri_is_kept() {
 async fn approval_endpoints_refuse_cross_site_requests() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
-    let (_, challenge) = pkce();
-    let request_id = server
-        .authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge))
-        .await
-        .unwrap();
+    let request_id = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
     for (name, value) in [
         ("origin", "https://evil.example"),
         ("sec-fetch-site", "cross-site"),
@@ -450,11 +410,7 @@ async fn approval_endpoints_refuse_cross_site_requests() {
 async fn consent_without_any_passkey_cannot_be_approved() {
     let server = TestServer::new().await;
     let client_id = server.register_public_client().await;
-    let (_, challenge) = pkce();
-    let request_id = server
-        .authorize(&query(&client_id, LOOPBACK_REDIRECT, &challenge))
-        .await
-        .unwrap();
+    let request_id = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
     let reply = server
         .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
         .await;

@@ -123,14 +123,7 @@ async fn a_further_passkey_needs_an_existing_passkeys_approval() {
     assert_eq!(server.stores.passkeys.list().await.unwrap().len(), 2);
     // The new passkey approves clients too.
     let client_id = server.register_public_client().await;
-    let (_, pkce_challenge) = pkce();
-    let request_id = server
-        .authorize(&format!(
-            "response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={pkce_challenge}&code_challenge_method=S256",
-            enc(LOOPBACK_REDIRECT)
-        ))
-        .await
-        .unwrap();
+    let request_id = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
     let challenge = server
         .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
         .await
@@ -151,16 +144,7 @@ async fn an_assertion_approves_only_the_request_it_was_made_for_and_only_once() 
     let client_id = server.register_public_client().await;
     let mut request_ids = Vec::new();
     for _ in 0..2 {
-        let (_, challenge) = pkce();
-        request_ids.push(
-            server
-                .authorize(&format!(
-                    "response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
-                    enc(LOOPBACK_REDIRECT)
-                ))
-                .await
-                .unwrap(),
-        );
+        request_ids.push(server.pending_request(&client_id, LOOPBACK_REDIRECT).await);
     }
     let challenge = server
         .post_json(
@@ -204,14 +188,7 @@ async fn an_assertion_approves_only_the_request_it_was_made_for_and_only_once() 
 async fn a_stranger_passkey_cannot_approve() {
     let server = TestServer::ready().await;
     let client_id = server.register_public_client().await;
-    let (_, pkce_challenge) = pkce();
-    let request_id = server
-        .authorize(&format!(
-            "response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={pkce_challenge}&code_challenge_method=S256",
-            enc(LOOPBACK_REDIRECT)
-        ))
-        .await
-        .unwrap();
+    let request_id = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
     let challenge = server
         .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
         .await

@@ -458,13 +458,10 @@ async fn refresh_token_is_bound_to_its_client_and_can_only_narrow_scope() {
 async fn clients_registered_without_refresh_get_no_refresh_token() {
     let server = TestServer::ready().await;
     let client_id = server
-        .register_client(
+        .client_id_for(
             json!({ "redirect_uris": [LOOPBACK_REDIRECT], "token_endpoint_auth_method": "none" }),
         )
-        .await["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
     let tokens = server
         .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)

@@ -305,6 +305,23 @@ impl TestServer {
         reply.json()
     }
 
+    /// Register a client dynamically; returns its id.
+    pub(crate) async fn client_id_for(&self, metadata: Value) -> String {
+        self.register_client(metadata).await["client_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A request awaiting the owner's decision, for a client and redirect URI, with a fresh PKCE
+    /// challenge; returns the request id.
+    pub(crate) async fn pending_request(&self, client_id: &str, redirect_uri: &str) -> String {
+        let (_, challenge) = pkce();
+        self.authorize(&authorization_query(client_id, redirect_uri, &challenge))
+            .await
+            .unwrap_or_else(|r| panic!("authorize: {}", r.text()))
+    }
+
     pub(crate) async fn register_public_client(&self) -> String {
         self.register_client(json!({
             "redirect_uris": [LOOPBACK_REDIRECT],
@@ -435,4 +452,13 @@ pub(crate) fn redis_url() -> Option<String> {
             None
         }
     }
+}
+
+/// The query of an authorization request: code flow, S256, `state=st`.
+pub(crate) fn authorization_query(client_id: &str, redirect_uri: &str, challenge: &str) -> String {
+    format!(
+        "response_type=code&client_id={}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&state=st",
+        enc(client_id),
+        enc(redirect_uri)
+    )
 }
