@@ -5,6 +5,7 @@ mod authorize;
 mod bearer;
 mod body;
 mod client_ip;
+mod cors;
 mod extract;
 mod metadata;
 mod passkey;
@@ -47,7 +48,7 @@ pub(crate) fn router(
         ));
 
     let prm_suffixed = format!("/.well-known/oauth-protected-resource{resource_path}");
-    let oauth = Router::new()
+    let cross_origin = Router::new()
         .route(
             "/.well-known/oauth-authorization-server",
             get(metadata::authorization_server),
@@ -57,17 +58,24 @@ pub(crate) fn router(
             get(metadata::protected_resource),
         )
         .route(&prm_suffixed, get(metadata::protected_resource))
-        .route("/authorize", get(authorize::page))
         .route("/token", post(token::token))
         .route("/revoke", post(token::revoke))
         .route("/register", post(register::register))
+        .route_layer(cors::oauth_endpoints());
+    let oauth = Router::new()
+        .route("/authorize", get(authorize::page))
         .route("/passkey/register", get(passkey::page))
         .route(pages::SCRIPT_PATH, get(pages::script))
         .route(pages::STYLE_PATH, get(pages::style))
+        .merge(cross_origin)
         .merge(page_api)
         .with_state(state);
 
-    let app = oauth.merge(mcp_routes.route_layer(guard));
+    // CORS outside the guard: preflights carry no token and are answered before it.
+    let mcp_routes = mcp_routes
+        .route_layer(guard)
+        .route_layer(cors::mcp_routes());
+    let app = oauth.merge(mcp_routes);
     match limits {
         Some(limits) => app.layer(axum::middleware::from_fn_with_state(
             limits,

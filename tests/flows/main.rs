@@ -7,6 +7,7 @@ mod common;
 
 mod authorize;
 mod bearer;
+mod cors;
 mod discovery;
 mod instances;
 mod journey;
