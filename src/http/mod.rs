@@ -60,6 +60,7 @@ pub(crate) fn router(
         .route(&prm_suffixed, get(metadata::protected_resource))
         .route("/token", post(token::token))
         .route("/revoke", post(token::revoke))
+        .route("/introspect", post(token::introspect))
         .route("/register", post(register::register))
         .route_layer(cors::oauth_endpoints());
     let oauth = Router::new()

@@ -52,6 +52,7 @@ enum Tier {
 fn tier_of(path: &str) -> Tier {
     if path == "/token"
         || path == "/revoke"
+        || path == "/introspect"
         || path == "/authorize"
         || path.starts_with("/authorize/")
     {
@@ -170,6 +171,7 @@ mod tests {
         assert!(matches!(tier_of("/authorize"), Tier::Auth));
         assert!(matches!(tier_of("/authorize/approve"), Tier::Auth));
         assert!(matches!(tier_of("/revoke"), Tier::Auth));
+        assert!(matches!(tier_of("/introspect"), Tier::Auth));
         assert!(matches!(tier_of("/register"), Tier::Registration));
         assert!(matches!(
             tier_of("/passkey/register/start"),

@@ -33,6 +33,18 @@ pub(crate) async fn revoke(
     }
 }
 
+pub(crate) async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    FormBody(body): FormBody,
+) -> Response {
+    let authorization = authorization(&headers);
+    match state.server.introspect(&body, authorization).await {
+        Ok(introspection) => json_no_store(StatusCode::OK, &introspection),
+        Err(error) => client_error(error, authorization),
+    }
+}
+
 fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)

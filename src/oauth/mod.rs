@@ -6,6 +6,7 @@ mod bearer;
 mod client_auth;
 pub(crate) mod clients;
 mod error;
+mod introspect;
 pub(crate) mod metadata;
 pub(crate) mod params;
 pub(crate) mod pkce;

@@ -10,6 +10,7 @@ mod bearer;
 mod cors;
 mod discovery;
 mod instances;
+mod introspect;
 mod journey;
 mod malformed;
 mod passkeys;
