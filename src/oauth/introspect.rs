@@ -51,7 +51,7 @@ impl AuthServer {
         };
         for kind in order {
             if let Some(record) = self.tokens.get(kind, &hash).await? {
-                return Ok(self.describe(kind, &record)?);
+                return self.describe(kind, &record);
             }
         }
         Ok(Introspection::default())
