@@ -6,6 +6,7 @@ use axum::Router;
 use axum::body::Bytes;
 
 use crate::Error;
+use crate::audit::{Audit, AuditCallback, AuditEvent};
 use crate::config::{OAuthConfig, parse_server_url};
 use crate::http::{AppState, BearerLayer, Limits};
 use crate::oauth::clients::PreRegistered;
@@ -46,6 +47,7 @@ pub struct McpOAuthBuilder {
     tokens: Option<Arc<dyn TokenStore>>,
     clients: Option<Arc<dyn ClientStore>>,
     passkeys: Option<Arc<dyn PasskeyStore>>,
+    audit: Option<AuditCallback>,
 }
 
 impl std::fmt::Debug for McpOAuthBuilder {
@@ -64,6 +66,7 @@ impl McpOAuth {
             tokens: None,
             clients: None,
             passkeys: None,
+            audit: None,
         }
     }
 
@@ -168,6 +171,14 @@ impl McpOAuthBuilder {
         self
     }
 
+    /// Also pass every [`AuditEvent`] to `callback` (they always go to `tracing` on the target
+    /// `mcp_oauth::audit`). The callback runs inline on the request path: keep it quick, and hand
+    /// slow work to a channel.
+    pub fn on_audit(mut self, callback: impl Fn(&AuditEvent) + Send + Sync + 'static) -> Self {
+        self.audit = Some(Arc::new(callback));
+        self
+    }
+
     /// Validate the configuration, open the default stores, and assemble the layer.
     ///
     /// # Errors
@@ -219,15 +230,18 @@ impl McpOAuthBuilder {
         let protected_resource_metadata =
             Bytes::from(metadata::protected_resource(&settings).to_string());
         let setup = SetupToken::new(config.setup_token.as_deref());
+        let audit = Audit::new(self.audit);
         let passkeys = Passkeys::new(
             &server_url,
             &config.app_name,
             passkey_store,
             Arc::clone(&tokens),
             setup,
+            audit.clone(),
         )?;
         let server = AuthServer {
             settings,
+            audit,
             tokens,
             clients,
         };

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod audit;
 pub mod config;
 mod error;
 mod http;
@@ -17,6 +18,7 @@ pub mod backends;
 
 use axum::Router;
 
+pub use audit::AuditEvent;
 pub use config::{OAuthConfig, RateLimit, RateLimits};
 pub use error::Error;
 pub use http::{Bearer, BearerLayer};

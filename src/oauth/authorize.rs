@@ -2,6 +2,8 @@
 
 use url::Url;
 
+use crate::audit::AuditEvent;
+
 use super::clients::{self, Client};
 use super::params::Params;
 use super::records::{self, CodeGrant, PendingRequest};
@@ -186,7 +188,10 @@ impl AuthServer {
                 payload: records::encode(&grant),
             })
             .await?;
-        tracing::info!(target: "mcp_oauth::audit", client_id = %pending.client_id, grant_id = %record.grant_id, "authorization approved");
+        self.audit.emit(AuditEvent::AuthorizationApproved {
+            client_id: pending.client_id.clone(),
+            grant_id: record.grant_id.clone(),
+        });
         let mut url = parse_redirect(&pending.redirect_uri)?;
         {
             let mut query = url.query_pairs_mut();
@@ -204,7 +209,9 @@ impl AuthServer {
     /// The owner said no.
     pub(crate) async fn deny(&self, request_id: &str) -> Result<Decision, OAuthError> {
         let (_, pending) = self.take_pending(request_id).await?;
-        tracing::info!(target: "mcp_oauth::audit", client_id = %pending.client_id, "authorization denied");
+        self.audit.emit(AuditEvent::AuthorizationDenied {
+            client_id: pending.client_id.clone(),
+        });
         let error = OAuthError::new(ErrorCode::AccessDenied, "the owner denied the request");
         Ok(Decision {
             redirect_to: self.error_redirect(

@@ -55,6 +55,7 @@ pub(crate) struct Settings {
 /// The authorization server and resource-server checks over the chosen stores.
 pub(crate) struct AuthServer {
     pub(crate) settings: Settings,
+    pub(crate) audit: crate::audit::Audit,
     pub(crate) tokens: Arc<dyn TokenStore>,
     pub(crate) clients: Arc<dyn ClientStore>,
 }

@@ -3,6 +3,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::audit::AuditEvent;
+
 use super::{AuthServer, ErrorCode, OAuthError, redirect, secret};
 use crate::store::{ClientRecord, TokenEndpointAuthMethod, TokenHash, UnixTime};
 
@@ -105,7 +107,10 @@ impl AuthServer {
             expires_at,
         };
         self.clients.insert(record.clone()).await?;
-        tracing::info!(target: "mcp_oauth::audit", client_id = %record.client_id, method = auth_method.as_str(), "client registered");
+        self.audit.emit(AuditEvent::ClientRegistered {
+            client_id: record.client_id.clone(),
+            auth_method: auth_method.as_str(),
+        });
         Ok(Registration {
             client_id: record.client_id,
             client_id_issued_at: now.0,

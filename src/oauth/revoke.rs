@@ -3,6 +3,7 @@
 use super::params::Params;
 use super::records::{self, TokenGrant};
 use super::{AuthServer, OAuthError};
+use crate::audit::AuditEvent;
 use crate::store::{TokenHash, TokenKind};
 
 impl AuthServer {
@@ -36,7 +37,11 @@ impl AuthServer {
             } else {
                 self.tokens.delete(kind, &hash).await?;
             }
-            tracing::info!(target: "mcp_oauth::audit", client_id = %client.client_id, grant_id = %record.grant_id, kind = kind.as_str(), "token revoked");
+            self.audit.emit(AuditEvent::TokenRevoked {
+                client_id: client.client_id.clone(),
+                grant_id: record.grant_id.clone(),
+                kind: kind.as_str(),
+            });
             return Ok(());
         }
         Ok(())

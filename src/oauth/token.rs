@@ -6,6 +6,7 @@ use super::clients::Client;
 use super::params::Params;
 use super::records::{self, CodeGrant, TokenGrant};
 use super::{AuthServer, ErrorCode, OAuthError, pkce, scope, secret};
+use crate::audit::AuditEvent;
 use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, UnixTime};
 
 /// A successful token response (OAuth 2.1 §3.2.3).
@@ -100,6 +101,10 @@ impl AuthServer {
                     scopes: grant.scopes,
                     resource: grant.resource,
                 };
+                self.audit.emit(AuditEvent::CodeRedeemed {
+                    client_id: client.client_id.clone(),
+                    grant_id: record.grant_id.clone(),
+                });
                 self.issue(
                     &record.grant_id,
                     &token_grant,
@@ -112,8 +117,11 @@ impl AuthServer {
                 // RFC 6749 §4.1.2 / OAuth 2.1 §4.1.3: a replayed code revokes what it produced, but
                 // only when the replay is otherwise valid, or anyone could revoke anyone's grant.
                 if check(&records::decode(&record)?).is_ok() {
-                    let revoked = self.tokens.revoke_grant(&record.grant_id).await?;
-                    tracing::warn!(target: "mcp_oauth::audit", client_id = %client.client_id, grant_id = %record.grant_id, revoked, "authorization code replayed; grant revoked");
+                    self.tokens.revoke_grant(&record.grant_id).await?;
+                    self.audit.emit(AuditEvent::CodeReplayed {
+                        client_id: client.client_id.clone(),
+                        grant_id: record.grant_id.clone(),
+                    });
                 }
                 Err(OAuthError::invalid_grant(
                     "the authorization code was already used; tokens issued from it are revoked",
@@ -155,6 +163,10 @@ impl AuthServer {
             Some(Consumed::First(record)) => {
                 let grant: TokenGrant = records::decode(&record)?;
                 let scopes = check(&grant)?;
+                self.audit.emit(AuditEvent::RefreshRotated {
+                    client_id: client.client_id.clone(),
+                    grant_id: record.grant_id.clone(),
+                });
                 self.issue(&record.grant_id, &grant, &scopes, true).await
             }
             Some(Consumed::Replayed {
@@ -170,11 +182,17 @@ impl AuthServer {
                 if within_grace {
                     // A client refreshing from several nodes at once, or retrying a lost response:
                     // give it a working pair of its own rather than log the user out.
-                    tracing::info!(target: "mcp_oauth::audit", client_id = %client.client_id, grant_id = %record.grant_id, "refresh token reused within the grace window");
+                    self.audit.emit(AuditEvent::RefreshReusedWithinGrace {
+                        client_id: client.client_id.clone(),
+                        grant_id: record.grant_id.clone(),
+                    });
                     return self.issue(&record.grant_id, &grant, &scopes, true).await;
                 }
-                let revoked = self.tokens.revoke_grant(&record.grant_id).await?;
-                tracing::warn!(target: "mcp_oauth::audit", client_id = %client.client_id, grant_id = %record.grant_id, revoked, "rotated refresh token reused; grant revoked");
+                self.tokens.revoke_grant(&record.grant_id).await?;
+                self.audit.emit(AuditEvent::RefreshReuseRevoked {
+                    client_id: client.client_id.clone(),
+                    grant_id: record.grant_id.clone(),
+                });
                 Err(OAuthError::invalid_grant(
                     "the refresh token was already used; the grant is revoked, authorize again",
                 ))

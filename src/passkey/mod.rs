@@ -19,6 +19,7 @@ use webauthn_rs::prelude::{
     RequestChallengeResponse, Uuid, Webauthn, WebauthnBuilder,
 };
 
+use crate::audit::{Audit, AuditEvent};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime};
 use ceremony::Ceremony;
@@ -54,6 +55,7 @@ pub(crate) struct Passkeys {
     tokens: Arc<dyn TokenStore>,
     setup: SetupToken,
     app_name: String,
+    audit: Audit,
 }
 
 impl std::fmt::Debug for Passkeys {
@@ -70,6 +72,7 @@ impl Passkeys {
         store: Arc<dyn PasskeyStore>,
         tokens: Arc<dyn TokenStore>,
         setup: SetupToken,
+        audit: Audit,
     ) -> Result<Self, crate::Error> {
         let rp_id = server_url.host_str().unwrap_or_default();
         let webauthn = WebauthnBuilder::new(rp_id, server_url)
@@ -86,6 +89,7 @@ impl Passkeys {
             tokens,
             setup,
             app_name: app_name.to_owned(),
+            audit,
         })
     }
 
@@ -158,7 +162,7 @@ impl Passkeys {
         let result = self
             .webauthn
             .finish_passkey_authentication(credential, &state)
-            .map_err(|e| denied("passkey verification failed", &e))?;
+            .map_err(|e| self.denied("passkey verification failed", &e))?;
         let credential_id = URL_SAFE_NO_PAD.encode(result.cred_id());
         let mut record = self.store.get(&credential_id).await?.ok_or_else(|| {
             OAuthError::new(
@@ -182,7 +186,7 @@ impl Passkeys {
             Enrolment::SetupToken(token) => {
                 let hash = TokenHash::of(&token);
                 if !self.setup.matches(&token) || !self.setup_token_usable(&hash).await? {
-                    tracing::warn!(target: "mcp_oauth::audit", "setup token refused");
+                    self.audit.emit(AuditEvent::SetupTokenRefused);
                     return Err(OAuthError::new(
                         ErrorCode::AccessDenied,
                         "the setup token is wrong or was already used",
@@ -247,7 +251,7 @@ impl Passkeys {
         let passkey = self
             .webauthn
             .finish_passkey_registration(credential, &state)
-            .map_err(|e| denied("passkey registration failed", &e))?;
+            .map_err(|e| self.denied("passkey registration failed", &e))?;
         if let Some(hash) = &setup_token_hash {
             // Single use, atomically: of two registrations racing on one token, one wins.
             if !self.setup_token_usable(hash).await?
@@ -261,7 +265,7 @@ impl Passkeys {
         }
         let credential_id = URL_SAFE_NO_PAD.encode(passkey.cred_id());
         let record = PasskeyRecord {
-            credential_id,
+            credential_id: credential_id.clone(),
             user_id,
             passkey,
             label: label.clone(),
@@ -278,8 +282,19 @@ impl Passkeys {
             }
             Err(e) => return Err(e.into()),
         }
-        tracing::info!(target: "mcp_oauth::audit", label = %label, "passkey registered");
+        self.audit.emit(AuditEvent::PasskeyRegistered {
+            credential_id,
+            label: label.clone(),
+        });
         Ok(label)
+    }
+
+    /// Refuse a ceremony that did not verify, and record it.
+    fn denied(&self, what: &'static str, error: &dyn std::fmt::Display) -> OAuthError {
+        tracing::debug!(target: "mcp_oauth::passkey", error = %error, "{what}");
+        self.audit
+            .emit(AuditEvent::PasskeyRejected { during: what });
+        OAuthError::new(ErrorCode::AccessDenied, what)
     }
 
     /// A setup token can be used if nothing has used it, and a generated one only while no passkey
@@ -313,11 +328,6 @@ fn clean_label(label: Option<&str>, existing: usize) -> String {
     } else {
         cleaned.to_owned()
     }
-}
-
-fn denied(what: &'static str, error: &dyn std::fmt::Display) -> OAuthError {
-    tracing::info!(target: "mcp_oauth::audit", error = %error, "{what}");
-    OAuthError::new(ErrorCode::AccessDenied, what)
 }
 
 fn server_error(what: &'static str, error: &dyn std::fmt::Display) -> OAuthError {

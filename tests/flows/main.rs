@@ -5,6 +5,7 @@
 
 mod common;
 
+mod audit;
 mod authorize;
 mod bearer;
 mod cors;

@@ -104,7 +104,7 @@ async fn stores_hold_hashes_and_logs_hold_no_secret() {
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
-        logs.contains("grant revoked"),
+        logs.contains("code_replayed"),
         "the replay was logged: {logs}"
     );
     for secret in [

@@ -96,7 +96,7 @@ pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 /// The MCP stand-in behind the guard: echoes who called.
-fn mcp_routes() -> Router {
+pub(crate) fn mcp_routes() -> Router {
     Router::new().route(
         "/mcp",
         any(|caller: TokenInfo| async move {
@@ -180,9 +180,13 @@ impl TestServer {
             .apply(McpOAuth::builder(config))
             .build()
             .expect("build");
-        let app = oauth.router(routes);
+        Self::serving(oauth, stores, routes)
+    }
+
+    /// A server for an already built layer over `stores`.
+    pub(crate) fn serving(oauth: McpOAuth, stores: Stores, routes: Router) -> Self {
         Self {
-            app,
+            app: oauth.router(routes),
             oauth,
             stores,
             key: Arc::new(Mutex::new(SoftPasskey::new(true))),

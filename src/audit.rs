@@ -1,0 +1,157 @@
+//! Audit events: what happened to whom, for the log and for an optional application callback.
+//! Events carry identifiers (client ids, grant ids, credential ids), never a secret.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::store::GrantId;
+
+/// A security-relevant event. Emitted as a `tracing` event on the target `mcp_oauth::audit`
+/// (warnings for attacks, info otherwise), and passed to the callback given to
+/// [`McpOAuthBuilder::on_audit`](crate::McpOAuthBuilder::on_audit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuditEvent {
+    /// A client registered itself (RFC 7591).
+    ClientRegistered {
+        /// The new client.
+        client_id: String,
+        /// Its token endpoint authentication method.
+        auth_method: &'static str,
+    },
+    /// The owner approved a client with a passkey; a code was issued.
+    AuthorizationApproved {
+        /// The client.
+        client_id: String,
+        /// The grant the code opens.
+        grant_id: GrantId,
+    },
+    /// The owner denied a client.
+    AuthorizationDenied {
+        /// The client.
+        client_id: String,
+    },
+    /// A code was exchanged for tokens.
+    CodeRedeemed {
+        /// The client.
+        client_id: String,
+        /// The grant.
+        grant_id: GrantId,
+    },
+    /// A used code was presented again; the grant was revoked.
+    CodeReplayed {
+        /// The client.
+        client_id: String,
+        /// The revoked grant.
+        grant_id: GrantId,
+    },
+    /// A refresh token was rotated.
+    RefreshRotated {
+        /// The client.
+        client_id: String,
+        /// The grant.
+        grant_id: GrantId,
+    },
+    /// A just-rotated refresh token came back within the grace window and got a fresh pair.
+    RefreshReusedWithinGrace {
+        /// The client.
+        client_id: String,
+        /// The grant.
+        grant_id: GrantId,
+    },
+    /// A rotated refresh token came back after the grace window; the grant was revoked.
+    RefreshReuseRevoked {
+        /// The client.
+        client_id: String,
+        /// The revoked grant.
+        grant_id: GrantId,
+    },
+    /// A client revoked one of its tokens (RFC 7009).
+    TokenRevoked {
+        /// The client.
+        client_id: String,
+        /// The grant.
+        grant_id: GrantId,
+        /// `access` or `refresh`.
+        kind: &'static str,
+    },
+    /// A passkey was registered.
+    PasskeyRegistered {
+        /// Its credential id (base64url).
+        credential_id: String,
+        /// Its label.
+        label: String,
+    },
+    /// A setup token was refused (wrong, or already used).
+    SetupTokenRefused,
+    /// A passkey assertion or registration did not verify.
+    PasskeyRejected {
+        /// What was attempted.
+        during: &'static str,
+    },
+}
+
+impl AuditEvent {
+    /// A stable short name, e.g. `code_replayed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ClientRegistered { .. } => "client_registered",
+            Self::AuthorizationApproved { .. } => "authorization_approved",
+            Self::AuthorizationDenied { .. } => "authorization_denied",
+            Self::CodeRedeemed { .. } => "code_redeemed",
+            Self::CodeReplayed { .. } => "code_replayed",
+            Self::RefreshRotated { .. } => "refresh_rotated",
+            Self::RefreshReusedWithinGrace { .. } => "refresh_reused_within_grace",
+            Self::RefreshReuseRevoked { .. } => "refresh_reuse_revoked",
+            Self::TokenRevoked { .. } => "token_revoked",
+            Self::PasskeyRegistered { .. } => "passkey_registered",
+            Self::SetupTokenRefused => "setup_token_refused",
+            Self::PasskeyRejected { .. } => "passkey_rejected",
+        }
+    }
+
+    /// Whether this looks like an attack (or a badly broken client), logged as a warning.
+    pub fn is_suspicious(&self) -> bool {
+        matches!(
+            self,
+            Self::CodeReplayed { .. }
+                | Self::RefreshReuseRevoked { .. }
+                | Self::SetupTokenRefused
+                | Self::PasskeyRejected { .. }
+        )
+    }
+}
+
+/// The application's audit callback.
+pub(crate) type AuditCallback = Arc<dyn Fn(&AuditEvent) + Send + Sync>;
+
+/// Where events go.
+#[derive(Clone, Default)]
+pub(crate) struct Audit {
+    callback: Option<AuditCallback>,
+}
+
+impl fmt::Debug for Audit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Audit")
+            .field("callback", &self.callback.is_some())
+            .finish()
+    }
+}
+
+impl Audit {
+    pub(crate) fn new(callback: Option<AuditCallback>) -> Self {
+        Self { callback }
+    }
+
+    pub(crate) fn emit(&self, event: AuditEvent) {
+        if event.is_suspicious() {
+            tracing::warn!(target: "mcp_oauth::audit", event = event.name(), details = ?event);
+        } else {
+            tracing::info!(target: "mcp_oauth::audit", event = event.name(), details = ?event);
+        }
+        if let Some(callback) = &self.callback {
+            callback(&event);
+        }
+    }
+}
