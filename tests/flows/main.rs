@@ -15,6 +15,7 @@ mod introspect;
 mod journey;
 mod malformed;
 mod passkeys;
+mod properties;
 mod rate_limits;
 mod register;
 mod revoke;
