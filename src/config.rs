@@ -72,6 +72,16 @@ pub struct OAuthConfig {
     pub dynamic_registration: bool,
     /// How long a dynamically registered client lives. `None`: forever.
     pub registered_client_lifetime_secs: Option<u64>,
+    /// Whether a `client_id` that is an `https` URL is resolved through its Client ID Metadata
+    /// Document (how Claude, Claude Code, VS Code and ChatGPT identify themselves without
+    /// registering). Needs the `cimd` cargo feature (on by default); without it, or when this is
+    /// `false`, URL client ids are unknown clients and the metadata does not advertise support.
+    pub client_id_metadata_documents: bool,
+    /// **Dangerous, for tests only.** Also fetch metadata documents from
+    /// `http://127.0.0.1:PORT/…`, `http://[::1]:PORT/…` and `http://localhost:PORT/…`, so tests can
+    /// serve them from a local server. It opens the loopback interface to anyone who can send an
+    /// authorization request, so it is refused unless `server_url` is itself a localhost URL.
+    pub cimd_allow_loopback_http_for_testing: bool,
     /// Non-`https`, non-loopback redirect URIs that clients may register, matched exactly (for example
     /// Cursor's private-use scheme).
     pub native_redirect_uris: Vec<String>,
@@ -154,6 +164,8 @@ impl OAuthConfig {
             default_scopes: vec!["mcp".to_owned()],
             dynamic_registration: true,
             registered_client_lifetime_secs: Some(90 * 24 * 3600),
+            client_id_metadata_documents: true,
+            cimd_allow_loopback_http_for_testing: false,
             native_redirect_uris: DEFAULT_NATIVE_REDIRECT_URIS.map(String::from).to_vec(),
             rate_limits: RateLimits::default(),
             trusted_proxies: Vec::new(),
@@ -167,7 +179,7 @@ impl OAuthConfig {
     ///
     /// [`Error::InvalidConfig`] naming the first bad field and why.
     pub fn validate(&self) -> Result<(), Error> {
-        parse_server_url(&self.server_url)?;
+        let server_url = parse_server_url(&self.server_url)?;
         let bad = |field: &'static str, reason: &str| Err(Error::invalid(field, reason));
         if self.client_id.trim().is_empty() {
             return bad("client_id", "must not be empty");
@@ -284,6 +296,14 @@ impl OAuthConfig {
                 return bad(field, "per_minute and burst must be greater than zero");
             }
         }
+        if self.cimd_allow_loopback_http_for_testing
+            && !crate::oauth::redirect::is_loopback_host(&server_url)
+        {
+            return bad(
+                "cimd_allow_loopback_http_for_testing",
+                "is for tests only, and allowed only when server_url is a localhost URL",
+            );
+        }
         if self.max_body_bytes < 1024 {
             return bad("max_body_bytes", "must be at least 1024");
         }
@@ -377,6 +397,8 @@ mod tests {
         let mut local = config();
         local.server_url = "http://localhost:8080".into();
         local.validate().unwrap();
+        local.cimd_allow_loopback_http_for_testing = true;
+        local.validate().unwrap();
     }
 
     #[test]
@@ -449,6 +471,10 @@ mod tests {
             (
                 "rate_limits.auth",
                 Box::new(|c| c.rate_limits.auth = RateLimit::new(0, 1)),
+            ),
+            (
+                "cimd_allow_loopback_http_for_testing",
+                Box::new(|c| c.cimd_allow_loopback_http_for_testing = true),
             ),
         ];
         for (field, mutate) in cases {

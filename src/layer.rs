@@ -9,6 +9,7 @@ use crate::Error;
 use crate::audit::{Audit, AuditCallback, AuditEvent};
 use crate::config::{OAuthConfig, parse_server_url};
 use crate::http::{AppState, BearerLayer, Limits};
+use crate::oauth::client_metadata::MetadataDocuments;
 use crate::oauth::clients::PreRegistered;
 use crate::oauth::{AuthServer, Resource, Settings, metadata};
 use crate::passkey::{Passkeys, SetupToken};
@@ -197,6 +198,7 @@ impl McpOAuthBuilder {
             )?),
         };
 
+        let metadata_documents = metadata_documents(&config)?;
         let issuer = config.server_url.clone();
         let resource = Resource::new(&issuer, &config.resource_path)
             .map_err(|e| Error::invalid("resource_path", &e.to_string()))?;
@@ -216,6 +218,7 @@ impl McpOAuthBuilder {
             refresh_grace_secs: config.refresh_grace_secs,
             consent_lifetime_secs: config.consent_lifetime_secs,
             dynamic_registration: config.dynamic_registration,
+            client_id_metadata_documents: metadata_documents.is_some(),
             client_lifetime_secs: config.registered_client_lifetime_secs,
             native_redirect_uris: config.native_redirect_uris.clone(),
             pre_registered: PreRegistered {
@@ -244,6 +247,7 @@ impl McpOAuthBuilder {
             audit,
             tokens,
             clients,
+            metadata_documents,
         };
         let state = AppState {
             server: Arc::new(server),
@@ -262,6 +266,32 @@ impl McpOAuthBuilder {
         announce_setup_url(&oauth);
         Ok(oauth)
     }
+}
+
+/// The resolver for URL client ids, when metadata documents are on.
+#[cfg(feature = "cimd")]
+fn metadata_documents(config: &OAuthConfig) -> Result<Option<Arc<dyn MetadataDocuments>>, Error> {
+    if !config.client_id_metadata_documents {
+        return Ok(None);
+    }
+    if config.cimd_allow_loopback_http_for_testing {
+        tracing::warn!(
+            target: "mcp_oauth::cimd",
+            "cimd_allow_loopback_http_for_testing is on: client metadata documents are fetched from http loopback URLs; never use this outside tests"
+        );
+    }
+    let documents = crate::cimd::Documents::new(
+        config.native_redirect_uris.clone(),
+        config.cimd_allow_loopback_http_for_testing,
+    )
+    .map_err(|reason| Error::invalid("client_id_metadata_documents", &reason))?;
+    Ok(Some(Arc::new(documents)))
+}
+
+/// Without the `cimd` feature, URL client ids are unknown clients.
+#[cfg(not(feature = "cimd"))]
+fn metadata_documents(_: &OAuthConfig) -> Result<Option<Arc<dyn MetadataDocuments>>, Error> {
+    Ok(None)
 }
 
 type TokenAndClientStores = (Arc<dyn TokenStore>, Arc<dyn ClientStore>);

@@ -2,6 +2,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audit;
+#[cfg(feature = "cimd")]
+mod cimd;
 pub mod config;
 mod error;
 mod http;
@@ -30,6 +32,10 @@ pub use webauthn_rs;
 #[cfg(feature = "memory")]
 pub use backends::MemoryStore;
 pub use backends::PasskeyFileStore;
+#[cfg(feature = "redis")]
+pub use backends::RedisStore;
+#[cfg(feature = "sqlite")]
+pub use backends::SqliteStore;
 
 /// Put `mcp_routes` behind a complete OAuth 2.1 layer with the default stores: tokens and clients in
 /// memory, passkeys in the JSON file at `config.passkey_store_path`.

@@ -4,6 +4,8 @@
 //! |---|---|---|---|
 //! | [`MemoryStore`] (feature `memory`, default) | token, client, passkey | no | no |
 //! | [`PasskeyFileStore`] (always) | passkey | yes (JSON file) | no |
+//! | `SqliteStore` (feature `sqlite`) | token, client, passkey | yes (SQLite file, WAL) | processes on one host, same file |
+//! | `RedisStore` (feature `redis`) | token, client, passkey | as Redis is configured (AOF/RDB) | yes |
 
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
@@ -19,3 +21,7 @@ pub mod sqlite;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use passkey_file::PasskeyFileStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;

@@ -38,6 +38,7 @@ pub(crate) async fn page(State(state): State<AppState>, RawQuery(query): RawQuer
         client_name: consent.client.name.as_deref(),
         client_id: &consent.client.client_id,
         pre_registered: consent.client.pre_registered,
+        verified_host: consent.client.metadata_host.as_deref(),
         redirect_origin: &redirect_origin,
         redirect_is_loopback: url::Url::parse(&consent.redirect_uri)
             .is_ok_and(|u| redirect::is_loopback_host(&u)),

@@ -4,7 +4,7 @@ use url::Url;
 
 use crate::audit::AuditEvent;
 
-use super::clients::{self, Client};
+use super::clients::{Client, FindError};
 use super::params::Params;
 use super::records::{self, CodeGrant, PendingRequest};
 use super::{AuthServer, ErrorCode, OAuthError, pkce, redirect, scope, secret};
@@ -38,6 +38,19 @@ impl From<crate::store::StoreError> for Rejection {
     }
 }
 
+impl From<FindError> for Rejection {
+    fn from(error: FindError) -> Self {
+        match error {
+            FindError::Store(error) => error.into(),
+            // A bad or unreachable metadata document: the client is not known to be genuine, so
+            // its redirect URI is not trusted either (CIMD §"Metadata Discovery Errors").
+            FindError::Document(error) => {
+                Rejection::Page(OAuthError::invalid_request(error.page_description()))
+            }
+        }
+    }
+}
+
 /// What the consent page shows about a validated request.
 #[derive(Debug)]
 pub(crate) struct Consent {
@@ -59,14 +72,12 @@ impl AuthServer {
     pub(crate) async fn begin_authorization(&self, query: &[u8]) -> Result<Consent, Rejection> {
         let params = Params::parse(query)?;
         let client_id = params.require("client_id")?;
-        let client = clients::find(&self.settings.pre_registered, &*self.clients, client_id)
-            .await?
-            .ok_or_else(|| {
-                OAuthError::invalid_request(
-                    "this application is not registered with the server (or its registration lapsed); \
+        let client = self.find_client(client_id).await?.ok_or_else(|| {
+            OAuthError::invalid_request(
+                "this application is not registered with the server (or its registration lapsed); \
                      ask it to connect again",
-                )
-            })?;
+            )
+        })?;
         let redirect_uri = match params.get("redirect_uri") {
             Some(uri) => {
                 if !client

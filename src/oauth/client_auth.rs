@@ -1,10 +1,11 @@
 //! Client authentication at the token and revocation endpoints: `client_secret_basic`,
-//! `client_secret_post`, or `none` (public clients, PKCE only).
+//! `client_secret_post`, or `none` (public clients, PKCE only; clients described by a metadata
+//! document are always public).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::clients::{self, Client};
+use super::clients::{Client, FindError};
 use super::params::Params;
 use super::{AuthServer, OAuthError};
 use crate::oauth::secret;
@@ -29,13 +30,15 @@ impl AuthServer {
         params: &Params,
     ) -> Result<Client, OAuthError> {
         let presented = presented(authorization, params)?;
-        let client = clients::find(
-            &self.settings.pre_registered,
-            &*self.clients,
-            &presented.client_id,
-        )
-        .await?
-        .ok_or_else(|| OAuthError::invalid_client("unknown client; register again"))?;
+        let client = match self.find_client(&presented.client_id).await {
+            Ok(Some(client)) => client,
+            Ok(None) => return Err(OAuthError::invalid_client("unknown client; register again")),
+            Err(FindError::Store(error)) => return Err(error.into()),
+            Err(FindError::Document(error)) => {
+                tracing::info!(target: "mcp_oauth::cimd", error = %error, "metadata document client refused at a token endpoint");
+                return Err(OAuthError::invalid_client(error.token_description()));
+            }
+        };
         match (&client.secret_hash, &presented.secret) {
             (Some(expected), Some(secret)) if secret::hash_matches(secret, expected) => Ok(client),
             (Some(_), Some(_)) => Err(OAuthError::invalid_client("client authentication failed")),

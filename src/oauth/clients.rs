@@ -1,5 +1,8 @@
-//! Finding a client, whether pre-registered in the configuration or registered dynamically.
+//! Finding a client: pre-registered in the configuration, registered dynamically, or described by a
+//! Client ID Metadata Document at its URL client id.
 
+use super::AuthServer;
+use super::client_metadata::{self, DocumentError};
 use crate::store::{
     ClientRecord, ClientStore, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime,
 };
@@ -23,6 +26,9 @@ pub(crate) struct Client {
     pub(crate) pre_registered: bool,
     pub(crate) may_refresh: bool,
     pub(crate) may_use_code: bool,
+    /// For a client described by a metadata document: the host (and port, when not the default)
+    /// serving it, which vouches for the client id. `None` for other clients.
+    pub(crate) metadata_host: Option<String>,
 }
 
 impl Client {
@@ -40,27 +46,61 @@ impl Client {
             redirect_uris: record.redirect_uris,
             name: record.client_name,
             pre_registered: false,
+            metadata_host: None,
         }
     }
 }
 
-/// Look a client up. `None` if unknown or lapsed.
-pub(crate) async fn find(
-    pre: &PreRegistered,
+/// Why a client could not be looked up (as opposed to: it does not exist).
+#[derive(Debug)]
+pub(crate) enum FindError {
+    /// The client store failed.
+    Store(StoreError),
+    /// The client id is a metadata document URL without a usable document.
+    Document(DocumentError),
+}
+
+impl From<StoreError> for FindError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+impl AuthServer {
+    /// Look a client up. `None` if unknown or lapsed. A URL client id is resolved through its
+    /// metadata document when those are switched on, and is simply unknown otherwise.
+    pub(crate) async fn find_client(&self, client_id: &str) -> Result<Option<Client>, FindError> {
+        let pre = &self.settings.pre_registered;
+        if client_id == pre.client_id {
+            return Ok(Some(Client {
+                client_id: pre.client_id.clone(),
+                secret_hash: Some(pre.secret_hash),
+                redirect_uris: pre.redirect_uris.clone(),
+                name: Some(pre.name.clone()),
+                pre_registered: true,
+                may_refresh: true,
+                may_use_code: true,
+                metadata_host: None,
+            }));
+        }
+        if let Some(documents) = &self.metadata_documents
+            && client_metadata::is_url_client_id(client_id)
+        {
+            return documents
+                .client(client_id)
+                .await
+                .map(Some)
+                .map_err(FindError::Document);
+        }
+        Ok(find_registered(&*self.clients, client_id).await?)
+    }
+}
+
+/// A dynamically registered client. `None` if unknown or lapsed.
+async fn find_registered(
     store: &dyn ClientStore,
     client_id: &str,
 ) -> Result<Option<Client>, StoreError> {
-    if client_id == pre.client_id {
-        return Ok(Some(Client {
-            client_id: pre.client_id.clone(),
-            secret_hash: Some(pre.secret_hash),
-            redirect_uris: pre.redirect_uris.clone(),
-            name: Some(pre.name.clone()),
-            pre_registered: true,
-            may_refresh: true,
-            may_use_code: true,
-        }));
-    }
     if client_id.len() > 256 {
         return Ok(None);
     }

@@ -25,13 +25,18 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
         "authorization_response_iss_parameter_supported": true,
         "protected_resources": [s.resource.as_str()],
     });
-    if s.dynamic_registration
-        && let Some(map) = doc.as_object_mut()
-    {
-        map.insert(
-            "registration_endpoint".into(),
-            json!(format!("{issuer}/register")),
-        );
+    if let Some(map) = doc.as_object_mut() {
+        if s.dynamic_registration {
+            map.insert(
+                "registration_endpoint".into(),
+                json!(format!("{issuer}/register")),
+            );
+        }
+        if s.client_id_metadata_documents {
+            // Claude picks metadata documents only when this is true *and* `none` is among the
+            // token endpoint methods (it always is here).
+            map.insert("client_id_metadata_document_supported".into(), json!(true));
+        }
     }
     doc
 }

@@ -4,6 +4,7 @@
 mod authorize;
 mod bearer;
 mod client_auth;
+pub(crate) mod client_metadata;
 pub(crate) mod clients;
 mod error;
 mod introspect;
@@ -29,6 +30,7 @@ pub use error::{ErrorCode, OAuthError};
 pub(crate) use resource::Resource;
 
 use crate::store::{ClientStore, TokenStore};
+use client_metadata::MetadataDocuments;
 use clients::PreRegistered;
 
 /// Settings the protocol rules need, derived once from [`OAuthConfig`](crate::OAuthConfig).
@@ -47,6 +49,9 @@ pub(crate) struct Settings {
     pub(crate) refresh_grace_secs: u64,
     pub(crate) consent_lifetime_secs: u64,
     pub(crate) dynamic_registration: bool,
+    /// Whether URL client ids are resolved through Client ID Metadata Documents (the `cimd`
+    /// feature is on and so is the configuration flag).
+    pub(crate) client_id_metadata_documents: bool,
     pub(crate) client_lifetime_secs: Option<u64>,
     pub(crate) native_redirect_uris: Vec<String>,
     pub(crate) pre_registered: PreRegistered,
@@ -58,6 +63,8 @@ pub(crate) struct AuthServer {
     pub(crate) audit: crate::audit::Audit,
     pub(crate) tokens: Arc<dyn TokenStore>,
     pub(crate) clients: Arc<dyn ClientStore>,
+    /// The resolver for URL client ids; `None` when metadata documents are off.
+    pub(crate) metadata_documents: Option<Arc<dyn MetadataDocuments>>,
 }
 
 impl std::fmt::Debug for AuthServer {

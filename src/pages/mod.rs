@@ -69,6 +69,9 @@ pub(crate) struct ConsentPage<'a> {
     pub(crate) client_id: &'a str,
     /// The configured client; `false` means it registered itself (DCR), which the page flags.
     pub(crate) pre_registered: bool,
+    /// For a client identified by a Client ID Metadata Document: the host serving it, which the
+    /// page shows as verified (the document's `client_id` is its own URL on that host).
+    pub(crate) verified_host: Option<&'a str>,
     pub(crate) redirect_origin: &'a str,
     pub(crate) redirect_is_loopback: bool,
     pub(crate) scopes: &'a [String],

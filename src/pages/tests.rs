@@ -30,6 +30,7 @@ fn consent_page<'a>(scopes: &'a [String], client_name: Option<&'a str>) -> Conse
         client_name,
         client_id: "client-123",
         pre_registered: false,
+        verified_host: None,
         redirect_origin: "https://claude.ai",
         redirect_is_loopback: false,
         scopes,
@@ -176,6 +177,31 @@ async fn consent_without_passkeys_disables_approve_and_links_registration() {
     assert!(html.contains("application on this computer"));
     assert!(html.contains("http://localhost:33418"));
     assert!(!html.contains("Check before you approve"));
+}
+
+#[tokio::test]
+async fn consent_for_a_metadata_document_client_shows_the_verified_host() {
+    let scopes = vec!["mcp".to_owned()];
+    let mut page = consent_page(&scopes, Some("Claude Code"));
+    page.client_id = "https://claude.ai/oauth/claude-code-client-metadata";
+    page.verified_host = Some("claude.ai");
+    let html = body_of(consent(&page)).await;
+    for needle in [
+        "Verified: <bdi>claude.ai</bdi>",
+        "id=\"verified-host\"",
+        "metadata document on <bdi>claude.ai</bdi>",
+        "Check before you approve",
+        "<button id=\"approve\"",
+        "<button id=\"deny\"",
+    ] {
+        assert!(html.contains(needle), "missing {needle}");
+    }
+    assert!(!html.contains("Registered itself"));
+    assert!(!html.contains("Pre-registered client"));
+
+    page.verified_host = Some(HOSTILE);
+    let html = body_of(consent(&page)).await;
+    assert!(!html.contains("<script>alert"));
 }
 
 #[tokio::test]

@@ -8,6 +8,8 @@ mod common;
 mod audit;
 mod authorize;
 mod bearer;
+#[cfg(feature = "cimd")]
+mod cimd;
 mod cors;
 mod discovery;
 mod instances;

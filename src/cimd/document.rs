@@ -1,0 +1,363 @@
+//! The rules a Client ID Metadata Document must meet (CIMD draft -00 and MCP 2025-11-25), kept
+//! apart from fetching so the validator can follow the draft as it evolves.
+
+use serde_json::{Map, Value};
+
+use crate::oauth::clients::Client;
+use crate::oauth::params::printable;
+use crate::oauth::redirect;
+
+/// More redirect URIs than any real client lists.
+const MAX_REDIRECT_URIS: usize = 20;
+
+/// A client name longer than this is cut (the consent page cuts further).
+const MAX_NAME_CHARS: usize = 200;
+
+/// Token endpoint methods built on a shared secret, which a public document cannot carry.
+const SYMMETRIC_METHODS: [&str; 3] = [
+    "client_secret_post",
+    "client_secret_basic",
+    "client_secret_jwt",
+];
+
+/// JWK members that only a private (or symmetric) key has.
+const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Validate a fetched document for `client_id`, and describe the client it defines: always public
+/// (PKCE, no secret).
+///
+/// # Errors
+///
+/// A plain-words reason, for "is not valid: {reason}".
+pub(crate) fn validate(
+    client_id: &str,
+    host: String,
+    body: &[u8],
+    native_redirect_uris: &[String],
+) -> Result<Client, String> {
+    let document: Map<String, Value> = match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err("it is not a JSON object".into()),
+        Err(e) => {
+            return Err(format!(
+                "it is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ));
+        }
+    };
+    match document.get("client_id") {
+        Some(Value::String(id)) if id == client_id => {}
+        Some(Value::String(_)) => {
+            return Err("its client_id differs from the URL it was fetched from".into());
+        }
+        Some(_) => return Err("its client_id is not a string".into()),
+        None => return Err("it has no client_id".into()),
+    }
+    if document.contains_key("client_secret") || document.contains_key("client_secret_expires_at") {
+        return Err("it contains a client secret, which a public document must never carry".into());
+    }
+    if has_private_key_material(document.get("jwks")) {
+        return Err("it contains private key material".into());
+    }
+    check_auth_method(&document)?;
+    let name = client_name(&document)?;
+    let redirect_uris = redirect_uris(&document, native_redirect_uris)?;
+    let grant_types = string_list(&document, "grant_types")?;
+    let may_refresh = match &grant_types {
+        None => false,
+        Some(types) if types.contains(&"authorization_code") => types.contains(&"refresh_token"),
+        Some(_) => return Err("its grant_types do not include authorization_code".into()),
+    };
+    if let Some(types) = string_list(&document, "response_types")?
+        && !types.contains(&"code")
+    {
+        return Err("its response_types do not include code".into());
+    }
+    Ok(Client {
+        client_id: client_id.to_owned(),
+        secret_hash: None,
+        redirect_uris,
+        name: Some(name),
+        pre_registered: false,
+        may_refresh,
+        may_use_code: true,
+        metadata_host: Some(host),
+    })
+}
+
+/// `token_endpoint_auth_method` absent or `none`: public. `private_key_jwt` (or another asymmetric
+/// method) only when `token_endpoint_auth_methods_supported` also offers `none`, since this server
+/// does not verify client assertions. A shared-secret method is never acceptable.
+fn check_auth_method(document: &Map<String, Value>) -> Result<(), String> {
+    let preferred = match document.get("token_endpoint_auth_method") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(method)) => Some(method.as_str()),
+        Some(_) => return Err("its token_endpoint_auth_method is not a string".into()),
+    };
+    let offered = string_list(document, "token_endpoint_auth_methods_supported")?;
+    if let Some(method) = preferred
+        .into_iter()
+        .chain(offered.iter().flatten().copied())
+        .find(|m| SYMMETRIC_METHODS.contains(m))
+    {
+        return Err(format!(
+            "it names {method}, a shared-secret method that a public document must not use"
+        ));
+    }
+    match preferred {
+        None | Some("none") => Ok(()),
+        Some(_) if offered.as_ref().is_some_and(|o| o.contains(&"none")) => Ok(()),
+        Some("private_key_jwt") => {
+            Err("private_key_jwt client authentication is not supported (only none)".into())
+        }
+        Some(method) => Err(format!(
+            "token_endpoint_auth_method {} is not supported (only none)",
+            printable(method)
+        )),
+    }
+}
+
+fn client_name(document: &Map<String, Value>) -> Result<String, String> {
+    let Some(value) = document.get("client_name") else {
+        return Err("it has no client_name".into());
+    };
+    let Value::String(raw) = value else {
+        return Err("its client_name is not a string".into());
+    };
+    let name: String = raw
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect();
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("its client_name is empty".into());
+    }
+    Ok(name.to_owned())
+}
+
+/// The same rules as dynamic registration: https, or http on loopback (matched with any port),
+/// or a configured private-use URI; no fragments.
+fn redirect_uris(document: &Map<String, Value>, native: &[String]) -> Result<Vec<String>, String> {
+    let Some(Value::Array(values)) = document.get("redirect_uris") else {
+        return Err("it has no redirect_uris list".into());
+    };
+    if values.is_empty() {
+        return Err("its redirect_uris list is empty".into());
+    }
+    if values.len() > MAX_REDIRECT_URIS {
+        return Err(format!(
+            "it lists more than {MAX_REDIRECT_URIS} redirect_uris"
+        ));
+    }
+    let mut uris = Vec::with_capacity(values.len());
+    for value in values {
+        let Value::String(uri) = value else {
+            return Err("its redirect_uris contain something other than strings".into());
+        };
+        redirect::validate_registrable(uri, native)
+            .map_err(|reason| format!("redirect URI {}: {reason}", printable(uri)))?;
+        if !uris.contains(uri) {
+            uris.push(uri.clone());
+        }
+    }
+    Ok(uris)
+}
+
+fn string_list<'a>(
+    document: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<Vec<&'a str>>, String> {
+    match document.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(values)) => values
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| format!("its {field} contain something other than strings"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(format!("its {field} is not a list")),
+    }
+}
+
+fn has_private_key_material(jwks: Option<&Value>) -> bool {
+    let Some(Value::Object(jwks)) = jwks else {
+        return false;
+    };
+    let Some(Value::Array(keys)) = jwks.get("keys") else {
+        return false;
+    };
+    keys.iter().any(|key| {
+        key.as_object()
+            .is_some_and(|key| PRIVATE_JWK_MEMBERS.iter().any(|m| key.contains_key(*m)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const ID: &str = "https://claude.ai/oauth/claude-code-client-metadata";
+
+    fn claude_code() -> Value {
+        json!({
+            "client_id": ID,
+            "client_name": "Claude Code",
+            "client_uri": "https://claude.ai",
+            "redirect_uris": ["http://localhost/callback", "http://127.0.0.1/callback"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        })
+    }
+
+    fn check(document: &Value) -> Result<Client, String> {
+        validate(
+            ID,
+            "claude.ai".into(),
+            document.to_string().as_bytes(),
+            &["cursor://anysphere.cursor-mcp/oauth/callback".to_owned()],
+        )
+    }
+
+    fn with(changes: Value) -> Value {
+        let mut document = claude_code();
+        for (key, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                document.as_object_mut().unwrap().remove(key);
+            } else {
+                document[key] = value.clone();
+            }
+        }
+        document
+    }
+
+    #[test]
+    fn claude_code_document_is_a_public_client() {
+        let client = check(&claude_code()).unwrap();
+        assert_eq!(client.client_id, ID);
+        assert!(client.secret_hash.is_none());
+        assert_eq!(client.name.as_deref(), Some("Claude Code"));
+        assert_eq!(client.redirect_uris.len(), 2);
+        assert!(client.may_use_code && client.may_refresh && !client.pre_registered);
+        assert_eq!(client.metadata_host.as_deref(), Some("claude.ai"));
+    }
+
+    #[test]
+    fn claude_document_with_extra_grant_types() {
+        let document = with(json!({
+            "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
+            "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"],
+        }));
+        assert!(check(&document).unwrap().may_refresh);
+    }
+
+    #[test]
+    fn defaults() {
+        let document = with(json!({
+            "grant_types": null, "response_types": null, "token_endpoint_auth_method": null,
+        }));
+        let client = check(&document).unwrap();
+        assert!(client.may_use_code && !client.may_refresh);
+    }
+
+    #[test]
+    fn private_key_jwt_needs_none_as_well() {
+        let chatgpt = with(json!({
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+            "jwks_uri": "https://chatgpt.com/oauth/jwks.json",
+        }));
+        assert!(check(&chatgpt).is_ok());
+        let only = with(json!({ "token_endpoint_auth_method": "private_key_jwt" }));
+        let error = check(&only).unwrap_err();
+        assert!(
+            error.contains("private_key_jwt client authentication is not supported"),
+            "{error}"
+        );
+        let other = with(json!({ "token_endpoint_auth_method": "tls_client_auth" }));
+        assert!(check(&other).unwrap_err().contains("tls_client_auth"));
+    }
+
+    #[test]
+    fn invalid_documents() {
+        for (document, expected) in [
+            (
+                with(json!({ "client_id": "https://evil.example/meta" })),
+                "differs",
+            ),
+            (with(json!({ "client_id": format!("{ID}/") })), "differs"),
+            (with(json!({ "client_id": null })), "no client_id"),
+            (with(json!({ "client_id": 7 })), "not a string"),
+            (with(json!({ "client_name": null })), "no client_name"),
+            (with(json!({ "client_name": " \u{0007} " })), "empty"),
+            (with(json!({ "redirect_uris": null })), "redirect_uris"),
+            (with(json!({ "redirect_uris": [] })), "empty"),
+            (
+                with(json!({ "redirect_uris": ["http://evil.example/cb"] })),
+                "loopback",
+            ),
+            (
+                with(json!({ "redirect_uris": ["https://a.example/cb#x"] })),
+                "fragment",
+            ),
+            (
+                with(json!({ "redirect_uris": "http://localhost/callback" })),
+                "redirect_uris",
+            ),
+            (with(json!({ "client_secret": "s3cret" })), "secret"),
+            (with(json!({ "client_secret_expires_at": 0 })), "secret"),
+            (
+                with(json!({ "token_endpoint_auth_method": "client_secret_post" })),
+                "shared-secret",
+            ),
+            (
+                with(json!({ "token_endpoint_auth_method": "client_secret_basic" })),
+                "shared-secret",
+            ),
+            (
+                with(json!({ "token_endpoint_auth_method": "client_secret_jwt" })),
+                "shared-secret",
+            ),
+            (
+                with(
+                    json!({ "token_endpoint_auth_methods_supported": ["none", "client_secret_basic"] }),
+                ),
+                "shared-secret",
+            ),
+            (
+                with(json!({ "grant_types": ["refresh_token"] })),
+                "authorization_code",
+            ),
+            (with(json!({ "response_types": ["token"] })), "code"),
+            (
+                with(
+                    json!({ "jwks": { "keys": [{ "kty": "EC", "crv": "P-256", "x": "a", "y": "b", "d": "c" }] } }),
+                ),
+                "private key",
+            ),
+            (json!(["not", "an", "object"]), "JSON object"),
+        ] {
+            let error = check(&document).unwrap_err();
+            assert!(error.contains(expected), "{document}: {error}");
+        }
+        assert!(
+            validate(ID, "claude.ai".into(), b"<html>", &[])
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+    }
+
+    #[test]
+    fn public_keys_are_fine() {
+        let document = with(json!({
+            "jwks": { "keys": [{ "kty": "EC", "crv": "P-256", "x": "a", "y": "b" }] },
+        }));
+        assert!(check(&document).is_ok());
+    }
+}

@@ -1,0 +1,132 @@
+//! Client ID Metadata Documents, as the protocol rules see them: a client id that is an `https` URL
+//! names a document describing the client. Fetching and validating it is someone else's job (the
+//! `cimd` module, behind the feature of that name); this is the boundary, free of any HTTP client.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use super::clients::Client;
+
+/// Resolves a URL client id to the client its metadata document describes.
+#[async_trait]
+pub(crate) trait MetadataDocuments: Send + Sync + fmt::Debug {
+    /// The client described by the document at `client_id`, validated (the document's own
+    /// `client_id` equals the URL, its redirect URIs are acceptable, it is a public client).
+    ///
+    /// # Errors
+    ///
+    /// A [`DocumentError`] saying in plain words why there is no usable document.
+    async fn client(&self, client_id: &str) -> Result<Client, DocumentError>;
+}
+
+/// Whether a client id is meant as a metadata document URL (as opposed to an opaque id): it starts
+/// with an http(s) scheme. Whether it is an *acceptable* one is the resolver's call, so that a
+/// malformed URL gets a precise error instead of "unknown client".
+pub(crate) fn is_url_client_id(client_id: &str) -> bool {
+    let lower = client_id.get(..8).unwrap_or(client_id).to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}
+
+/// Why a URL client id has no usable metadata document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DocumentError {
+    /// The document URL, ASCII-serialised (safe to show).
+    pub(crate) url: String,
+    pub(crate) problem: DocumentProblem,
+}
+
+/// The kind of failure, each with a plain-words reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+// Only the `cimd` resolver builds these.
+#[cfg_attr(not(feature = "cimd"), allow(dead_code))]
+pub(crate) enum DocumentProblem {
+    /// The URL itself is refused, before any connection (scheme, shape, a non-public host).
+    Refused(String),
+    /// No document could be had: network failure, timeout, a status other than 200, a redirect,
+    /// the wrong content type, too large.
+    Unreachable(String),
+    /// A document arrived but breaks the rules.
+    Invalid(String),
+}
+
+impl DocumentError {
+    /// For the error page: names the URL, says what is wrong.
+    pub(crate) fn page_description(&self) -> String {
+        match &self.problem {
+            DocumentProblem::Refused(reason) => format!(
+                "the client_id {} is not an acceptable client metadata document URL: {reason}",
+                self.url
+            ),
+            DocumentProblem::Unreachable(reason) => format!(
+                "the client's metadata document at {} could not be fetched: {reason}",
+                self.url
+            ),
+            DocumentProblem::Invalid(reason) => format!(
+                "the client's metadata document at {} is not valid: {reason}",
+                self.url
+            ),
+        }
+    }
+
+    /// For an `error_description` at the token endpoints: the client knows its own URL.
+    pub(crate) fn token_description(&self) -> String {
+        match &self.problem {
+            DocumentProblem::Refused(reason) => {
+                format!("the client_id is not an acceptable client metadata document URL: {reason}")
+            }
+            DocumentProblem::Unreachable(reason) => {
+                format!("the client's metadata document could not be fetched: {reason}")
+            }
+            DocumentProblem::Invalid(reason) => {
+                format!("the client's metadata document is not valid: {reason}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for DocumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.page_description())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_client_ids() {
+        for id in [
+            "https://claude.ai/oauth/claude-code-client-metadata",
+            "HTTPS://example.com/x",
+            "http://example.com/x",
+            "https://",
+        ] {
+            assert!(is_url_client_id(id), "{id}");
+        }
+        for id in [
+            "mcp_client_abc",
+            "claude-static",
+            "",
+            "https:/x",
+            "ftp://x/y",
+        ] {
+            assert!(!is_url_client_id(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn descriptions_name_the_problem() {
+        let error = DocumentError {
+            url: "https://client.example/meta".into(),
+            problem: DocumentProblem::Unreachable("timed out after 5 seconds".into()),
+        };
+        assert_eq!(
+            error.page_description(),
+            "the client's metadata document at https://client.example/meta could not be fetched: \
+             timed out after 5 seconds"
+        );
+        assert!(!error.token_description().contains("client.example"));
+    }
+}

@@ -1,0 +1,601 @@
+//! Client ID Metadata Documents over HTTP: documents served by a local server through the testing
+//! switch, the whole flow for a Claude Code-like client, every kind of bad document, caching, and
+//! the SSRF refusals that happen before any connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// A document server on 127.0.0.1 that counts the requests for each document.
+struct DocumentServer {
+    base: String,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DocumentServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type DocState = (String, Arc<Mutex<HashMap<String, usize>>>);
+
+impl DocumentServer {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let hits = Arc::new(Mutex::new(HashMap::new()));
+        let app = Router::new()
+            .route("/{name}", get(serve))
+            .with_state((base.clone(), Arc::clone(&hits)));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { base, hits, task }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("{}/{name}", self.base)
+    }
+
+    fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// `127.0.0.1:PORT`, as the consent page shows the document's host.
+    fn host(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
+    fn hits(&self, name: &str) -> usize {
+        self.hits.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+}
+
+/// What Claude Code publishes: loopback redirect URIs without a port, no scope, `none`.
+fn claude_code(client_id: &str) -> Value {
+    json!({
+        "client_id": client_id,
+        "client_name": "Claude Code",
+        "client_uri": "https://claude.ai",
+        "redirect_uris": ["http://localhost/callback", "http://127.0.0.1/callback"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    })
+}
+
+fn json_response(document: &Value, content_type: &str, cache_control: Option<&str>) -> Response {
+    let mut response = (
+        [(header::CONTENT_TYPE, content_type.to_owned())],
+        document.to_string(),
+    )
+        .into_response();
+    if let Some(value) = cache_control {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, value.parse().unwrap());
+    }
+    response
+}
+
+async fn serve(State((base, hits)): State<DocState>, Path(name): Path<String>) -> Response {
+    *hits.lock().unwrap().entry(name.clone()).or_default() += 1;
+    let id = format!("{base}/{name}");
+    let json = "application/json";
+    match name.as_str() {
+        "claude-code" => json_response(&claude_code(&id), json, Some("public, max-age=300")),
+        "no-store" => json_response(&claude_code(&id), json, Some("no-store")),
+        "plus-json" => json_response(
+            &claude_code(&id),
+            "application/oauth-client-metadata+json; charset=utf-8",
+            None,
+        ),
+        "chatgpt" => json_response(
+            &json!({
+                "client_id": id,
+                "client_name": "ChatGPT",
+                "redirect_uris": ["https://chatgpt.com/connector/oauth/cb123"],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "private_key_jwt",
+                "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+                "jwks_uri": "https://chatgpt.com/oauth/jwks.json",
+            }),
+            json,
+            None,
+        ),
+        "private-key-jwt-only" => {
+            let mut document = claude_code(&id);
+            document["token_endpoint_auth_method"] = json!("private_key_jwt");
+            document["jwks_uri"] = json!("https://client.example/jwks.json");
+            json_response(&document, json, None)
+        }
+        "mismatch" => json_response(&claude_code(&format!("{base}/other")), json, None),
+        "text-plain" => json_response(&claude_code(&id), "text/plain", None),
+        "html" => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "<!doctype html><title>Just a moment...</title>",
+        )
+            .into_response(),
+        "redirect" => (
+            StatusCode::FOUND,
+            [(header::LOCATION, format!("{base}/claude-code"))],
+        )
+            .into_response(),
+        "oversize" => {
+            let mut document = claude_code(&id);
+            document["padding"] = json!("x".repeat(6 * 1024));
+            json_response(&document, json, None)
+        }
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            json_response(&claude_code(&id), json, None)
+        }
+        "secret" => {
+            let mut document = claude_code(&id);
+            document["client_secret"] = json!("a-shared-secret");
+            json_response(&document, json, None)
+        }
+        "symmetric" => {
+            let mut document = claude_code(&id);
+            document["token_endpoint_auth_method"] = json!("client_secret_post");
+            json_response(&document, json, None)
+        }
+        "not-an-object" => json_response(&json!(["client_id", id]), json, None),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// A server with the owner's passkey, fetching documents from loopback through the testing switch.
+async fn server() -> TestServer {
+    let mut config = config();
+    config.cimd_allow_loopback_http_for_testing = true;
+    let server = TestServer::with_config(config).await;
+    let registered = server.register_passkey(SETUP_TOKEN).await;
+    assert_eq!(registered.status, StatusCode::OK, "{}", registered.text());
+    server
+}
+
+/// Undo the HTML escaping of the few characters our messages contain.
+fn unescape(html: &str) -> String {
+    html.replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#47;", "/")
+        .replace("&#x2f;", "/")
+        .replace("&#x2F;", "/")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&")
+}
+
+fn request_id_of(page: &str) -> String {
+    let marker = "data-request-id=\"";
+    let start = page.find(marker).expect("consent page has data-request-id") + marker.len();
+    let end = page[start..].find('"').unwrap() + start;
+    page[start..end].to_owned()
+}
+
+/// `GET /authorize` for a client id; the reply, whatever it is.
+async fn authorize(server: &TestServer, client_id: &str, redirect_uri: &str) -> Reply {
+    let (_, challenge) = pkce();
+    server
+        .get(&format!(
+            "/authorize?{}&scope=mcp&resource={}",
+            authorization_query(client_id, redirect_uri, &challenge),
+            enc(RESOURCE)
+        ))
+        .await
+}
+
+/// The error page for a refused client: 400, no redirect, the message in plain words.
+#[track_caller]
+fn assert_error_page(reply: &Reply, needles: &[&str]) {
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    assert!(reply.header("location").is_none());
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/html"))
+    );
+    let page = unescape(&reply.text());
+    assert!(!page.contains("data-request-id"), "no consent page");
+    for needle in needles {
+        assert!(page.contains(needle), "missing {needle:?} in {page}");
+    }
+}
+
+/// `/token` for a client id with a made-up code: the client is judged before the code is.
+async fn token_with_bogus_code(server: &TestServer, client_id: &str) -> Reply {
+    let (verifier, _) = pkce();
+    server
+        .post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("code", "not-a-code"),
+                ("code_verifier", &verifier),
+                ("client_id", client_id),
+                ("redirect_uri", "http://127.0.0.1:5555/callback"),
+            ]),
+            &[],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn claude_code_like_client_connects_end_to_end() {
+    let docs = DocumentServer::start().await;
+    let server = server().await;
+    let client_id = docs.url("claude-code");
+
+    let metadata = server
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json();
+    assert_eq!(metadata["client_id_metadata_document_supported"], true);
+    assert!(
+        metadata["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("none"))
+    );
+
+    // The document lists http://127.0.0.1/callback without a port; Claude Code picks one.
+    let redirect_uri = "http://127.0.0.1:54321/callback";
+    let (verifier, challenge) = pkce();
+    let reply = server
+        .get(&format!(
+            "/authorize?{}&scope=mcp&resource={}",
+            authorization_query(&client_id, redirect_uri, &challenge),
+            enc(RESOURCE)
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let page = unescape(&reply.text());
+    assert!(
+        page.contains(&format!("Verified: <bdi>{}</bdi>", docs.host())),
+        "{page}"
+    );
+    assert!(page.contains("id=\"verified-host\""));
+    assert!(page.contains("Claude Code"));
+    assert!(page.contains("http://127.0.0.1:54321"));
+    assert!(page.contains("id=\"approve\"") && page.contains("id=\"deny\""));
+    assert!(!page.contains("Registered itself"));
+
+    let redirect = server.approve(&request_id_of(&page)).await;
+    assert!(redirect.as_str().starts_with(redirect_uri));
+    assert_eq!(query_param(&redirect, "state").as_deref(), Some("st"));
+    let code = query_param(&redirect, "code").unwrap();
+
+    // A public client: `none` and PKCE.
+    let tokens = server
+        .exchange(&client_id, &code, &verifier, redirect_uri)
+        .await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+    let tokens = tokens.json();
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("the document lists refresh_token");
+
+    let call = server.mcp(Some(access)).await;
+    assert_eq!(call.status, StatusCode::OK, "{}", call.text());
+    assert_eq!(call.json()["client_id"], client_id.as_str());
+
+    let refreshed = server.refresh(&client_id, refresh).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
+
+    // A metadata document client has no secret to present.
+    let with_secret = server
+        .post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "refresh_token"),
+                (
+                    "refresh_token",
+                    refreshed.json()["refresh_token"].as_str().unwrap(),
+                ),
+                ("client_id", &client_id),
+                ("client_secret", "made-up"),
+            ]),
+            &[],
+        )
+        .await;
+    with_secret.assert_oauth_error(401, "invalid_client");
+
+    let revoked = server
+        .post_form(
+            "/revoke",
+            &form(&[("token", access), ("client_id", &client_id)]),
+            &[],
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+    assert_eq!(
+        server.mcp(Some(access)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Introspection is for confidential clients only.
+    let introspect = server
+        .post_form(
+            "/introspect",
+            &form(&[("token", access), ("client_id", &client_id)]),
+            &[],
+        )
+        .await;
+    introspect.assert_oauth_error(401, "invalid_client");
+
+    // Authorize, token, refresh and revoke all used the one cached copy.
+    assert_eq!(docs.hits("claude-code"), 1);
+}
+
+#[tokio::test]
+async fn redirect_uris_are_matched_against_the_document() {
+    let docs = DocumentServer::start().await;
+    let server = server().await;
+    let client_id = docs.url("claude-code");
+    for ok in [
+        "http://localhost:3000/callback",
+        "http://127.0.0.1:1/callback",
+        "http://127.0.0.1/callback",
+    ] {
+        let reply = authorize(&server, &client_id, ok).await;
+        assert_eq!(reply.status, StatusCode::OK, "{ok}: {}", reply.text());
+    }
+    for bad in [
+        "http://127.0.0.1:3000/other",
+        "https://127.0.0.1:3000/callback",
+        "http://[::1]:3000/callback",
+        "https://evil.example/callback",
+    ] {
+        let reply = authorize(&server, &client_id, bad).await;
+        assert_error_page(&reply, &["not one this application registered"]);
+    }
+}
+
+#[tokio::test]
+async fn chatgpt_like_private_key_jwt_with_none_is_a_public_client() {
+    let docs = DocumentServer::start().await;
+    let server = server().await;
+    let reply = authorize(
+        &server,
+        &docs.url("chatgpt"),
+        "https://chatgpt.com/connector/oauth/cb123",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(unescape(&reply.text()).contains("ChatGPT"));
+
+    let reply = authorize(
+        &server,
+        &docs.url("plus-json"),
+        "http://localhost:8080/callback",
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "application/…+json: {}",
+        reply.text()
+    );
+}
+
+#[tokio::test]
+async fn bad_documents_get_the_error_page_and_invalid_client() {
+    let docs = DocumentServer::start().await;
+    let server = server().await;
+    for (name, reason) in [
+        (
+            "mismatch",
+            "is not valid: its client_id differs from the URL",
+        ),
+        (
+            "text-plain",
+            "could not be fetched: it was served as text/plain",
+        ),
+        ("html", "could not be fetched: it was served as text/html"),
+        (
+            "redirect",
+            "redirect (HTTP 302), and redirects are not followed",
+        ),
+        ("oversize", "could not be fetched: it is larger than 5 KiB"),
+        (
+            "missing",
+            "could not be fetched: it answered HTTP 404 Not Found",
+        ),
+        ("secret", "is not valid: it contains a client secret"),
+        ("symmetric", "client_secret_post, a shared-secret method"),
+        (
+            "private-key-jwt-only",
+            "private_key_jwt client authentication is not supported",
+        ),
+        ("not-an-object", "is not valid: it is not a JSON object"),
+    ] {
+        let client_id = docs.url(name);
+        let reply = authorize(&server, &client_id, "http://127.0.0.1:5555/callback").await;
+        assert_error_page(
+            &reply,
+            &[
+                &format!("The client's metadata document at {client_id}"),
+                reason,
+            ],
+        );
+
+        let token = token_with_bogus_code(&server, &client_id).await;
+        token.assert_oauth_error(401, "invalid_client");
+        let description = token.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(description.contains("metadata document"), "{description}");
+    }
+    // The redirect was not followed; failures were not cached (authorize and token each fetched).
+    assert_eq!(docs.hits("claude-code"), 0);
+    assert_eq!(docs.hits("redirect"), 2);
+    assert_eq!(docs.hits("mismatch"), 2);
+}
+
+#[tokio::test]
+async fn a_slow_document_times_out_within_the_cap() {
+    let docs = DocumentServer::start().await;
+    let server = server().await;
+    let client_id = docs.url("slow");
+    let started = Instant::now();
+    let (page, token) = tokio::join!(
+        authorize(&server, &client_id, "http://127.0.0.1:5555/callback"),
+        token_with_bogus_code(&server, &client_id),
+    );
+    let elapsed = started.elapsed();
+    assert_error_page(&page, &["could not be fetched: timed out after 5 seconds"]);
+    token.assert_oauth_error(401, "invalid_client");
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "the error came after {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn documents_are_cached_per_cache_control() {
+    let docs = DocumentServer::start().await;
+    let server = server().await;
+    let redirect_uri = "http://127.0.0.1:5555/callback";
+
+    // max-age=300: the second authorization uses the cached copy.
+    for _ in 0..2 {
+        let reply = authorize(&server, &docs.url("claude-code"), redirect_uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    assert_eq!(docs.hits("claude-code"), 1);
+
+    // no-store: fetched every time.
+    for _ in 0..2 {
+        let reply = authorize(&server, &docs.url("no-store"), redirect_uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    assert_eq!(docs.hits("no-store"), 2);
+
+    // Failures are never cached.
+    for _ in 0..2 {
+        let reply = authorize(&server, &docs.url("missing"), redirect_uri).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(docs.hits("missing"), 2);
+}
+
+#[tokio::test]
+async fn switched_off_url_client_ids_are_unknown_clients() {
+    let docs = DocumentServer::start().await;
+    let mut config = config();
+    config.cimd_allow_loopback_http_for_testing = true;
+    config.client_id_metadata_documents = false;
+    let server = TestServer::with_config(config).await;
+
+    let metadata = server
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json();
+    assert!(
+        metadata
+            .get("client_id_metadata_document_supported")
+            .is_none()
+    );
+
+    let client_id = docs.url("claude-code");
+    let reply = authorize(&server, &client_id, "http://127.0.0.1:5555/callback").await;
+    assert_error_page(&reply, &["not registered with the server"]);
+    token_with_bogus_code(&server, &client_id)
+        .await
+        .assert_oauth_error(401, "invalid_client");
+    assert_eq!(docs.hits("claude-code"), 0);
+}
+
+#[tokio::test]
+async fn non_public_and_non_https_client_ids_are_refused_before_any_connection() {
+    // A document server is listening, so a connection attempt would be counted.
+    let docs = DocumentServer::start().await;
+    let port = docs.port();
+    let server = TestServer::ready().await; // no testing switch
+
+    let metadata = server
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json();
+    assert_eq!(metadata["client_id_metadata_document_supported"], true);
+
+    let refused = [
+        ("https://127.0.0.1/x".to_owned(), "non-public address"),
+        (
+            format!("https://127.0.0.1:{port}/claude-code"),
+            "non-public address",
+        ),
+        ("https://localhost/x".to_owned(), "localhost"),
+        (format!("https://localhost:{port}/claude-code"), "localhost"),
+        ("https://10.0.0.1/x".to_owned(), "non-public address"),
+        (
+            "https://169.254.169.254/latest".to_owned(),
+            "non-public address",
+        ),
+        ("https://[::1]/x".to_owned(), "non-public address"),
+        (
+            "https://[::ffff:127.0.0.1]/x".to_owned(),
+            "non-public address",
+        ),
+        ("http://example.com/x".to_owned(), "must use https"),
+        // Only the testing switch admits these.
+        (docs.url("claude-code"), "must use https"),
+        (
+            format!("http://localhost:{port}/claude-code"),
+            "must use https",
+        ),
+        ("https://example.com/".to_owned(), "must have a path"),
+        ("https://example.com/a/../x".to_owned(), "segments"),
+        ("https://user@example.com/x".to_owned(), "user name"),
+        ("https://example.com/x#f".to_owned(), "fragment"),
+    ];
+    for (client_id, reason) in &refused {
+        let started = Instant::now();
+        let reply = authorize(&server, client_id, "http://127.0.0.1:5555/callback").await;
+        assert_error_page(
+            &reply,
+            &["is not an acceptable client metadata document URL", reason],
+        );
+        assert!(started.elapsed() < Duration::from_secs(1), "{client_id}");
+        token_with_bogus_code(&server, client_id)
+            .await
+            .assert_oauth_error(401, "invalid_client");
+    }
+    assert_eq!(docs.hits("claude-code"), 0, "nothing was fetched");
+}
+
+#[tokio::test]
+async fn the_testing_switch_opens_loopback_http_only() {
+    let server = server().await;
+    for (client_id, reason) in [
+        ("https://10.0.0.1/x", "non-public address"),
+        ("https://192.168.1.10/x", "non-public address"),
+        ("https://169.254.169.254/latest", "non-public address"),
+        ("https://127.0.0.1/x", "non-public address"),
+        ("http://example.com/x", "must use https"),
+        ("http://10.0.0.1:8080/x", "must use https"),
+    ] {
+        let reply = authorize(&server, client_id, "http://127.0.0.1:5555/callback").await;
+        assert_error_page(&reply, &[reason]);
+    }
+}
