@@ -93,18 +93,35 @@ pub struct OAuthConfig {
     pub max_body_bytes: usize,
 }
 
-/// The three rate-limit tiers of DESIGN §7.
+/// Rate limits: the three per-IP tiers of DESIGN §7 over the OAuth endpoints and pages, a per-grant
+/// limit on the MCP routes (many users can share one client's egress address), and a per-IP budget
+/// of failed credential checks against guessing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RateLimits {
     /// Off switch, for load tests. Defaults to on.
     pub enabled: bool,
-    /// `/authorize*`, `/token`, `/revoke`.
+    /// Per IP: `/authorize*`, `/token`, `/revoke`, `/introspect`.
     pub auth: RateLimit,
-    /// `/register`, `/passkey/register*`.
+    /// Per IP: `/register`, `/passkey/register*`.
     pub registration: RateLimit,
-    /// Everything else, the MCP routes included.
+    /// Per IP: every other OAuth route and page.
     pub general: RateLimit,
+    /// Per grant (one approval by the owner): the MCP routes.
+    pub mcp: RateLimit,
+    /// Per IP: failed client authentication at `/token`, `/revoke`, `/introspect`, and refused
+    /// setup tokens. Past the budget, those endpoints answer 429 until the window ends, so a secret
+    /// cannot be guessed at request speed.
+    pub failures: FailureLimit,
+}
+
+/// A budget of failures per client IP within a fixed window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailureLimit {
+    /// Failures allowed within a window.
+    pub max_failures: u32,
+    /// The window, in seconds.
+    pub window_secs: u64,
 }
 
 /// One tier: a token bucket per client IP.
@@ -132,6 +149,11 @@ impl Default for RateLimits {
             auth: RateLimit::new(120, 60),
             registration: RateLimit::new(20, 20),
             general: RateLimit::new(1200, 300),
+            mcp: RateLimit::new(1200, 300),
+            failures: FailureLimit {
+                max_failures: 20,
+                window_secs: 600,
+            },
         }
     }
 }
@@ -291,6 +313,7 @@ impl OAuthConfig {
             ("rate_limits.auth", self.rate_limits.auth),
             ("rate_limits.registration", self.rate_limits.registration),
             ("rate_limits.general", self.rate_limits.general),
+            ("rate_limits.mcp", self.rate_limits.mcp),
         ] {
             if tier.per_minute == 0 || tier.burst == 0 {
                 return bad(field, "per_minute and burst must be greater than zero");
@@ -302,6 +325,13 @@ impl OAuthConfig {
             return bad(
                 "cimd_allow_loopback_http_for_testing",
                 "is for tests only, and allowed only when server_url is a localhost URL",
+            );
+        }
+        let failures = self.rate_limits.failures;
+        if failures.max_failures == 0 || failures.window_secs == 0 {
+            return bad(
+                "rate_limits.failures",
+                "max_failures and window_secs must be greater than zero",
             );
         }
         if self.max_body_bytes < 1024 {

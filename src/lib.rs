@@ -21,7 +21,7 @@ pub mod backends;
 use axum::Router;
 
 pub use audit::AuditEvent;
-pub use config::{OAuthConfig, RateLimit, RateLimits};
+pub use config::{FailureLimit, OAuthConfig, RateLimit, RateLimits};
 pub use error::Error;
 pub use http::{Bearer, BearerLayer};
 pub use layer::{McpOAuth, McpOAuthBuilder};

@@ -7,6 +7,8 @@ mod body;
 mod client_ip;
 mod cors;
 mod extract;
+mod failures;
+mod grant_limit;
 mod metadata;
 mod passkey;
 mod rate_limit;
@@ -19,6 +21,7 @@ mod token;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
 pub use bearer::{Bearer, BearerLayer};
@@ -27,7 +30,9 @@ pub(crate) use state::AppState;
 
 use crate::pages;
 
-/// The OAuth endpoints and pages, the MCP routes behind the guard, and the rate limits over all.
+/// The OAuth endpoints and pages, the MCP routes behind the guard, and the rate limits: per IP over
+/// the OAuth routes, per grant on the MCP routes, and a failure budget on the endpoints that check a
+/// secret.
 pub(crate) fn router(
     state: AppState,
     limits: Option<Arc<Limits>>,
@@ -35,17 +40,21 @@ pub(crate) fn router(
     mcp_routes: Router,
     resource_path: &str,
 ) -> Router {
+    let checks_secrets = |routes: Router<AppState>| match &limits {
+        Some(limits) => routes.route_layer(from_fn_with_state(Arc::clone(limits), failures::count)),
+        None => routes,
+    };
+
     let page_api = Router::new()
         .route("/authorize/challenge", post(authorize::challenge))
         .route("/authorize/approve", post(authorize::approve))
         .route("/authorize/deny", post(authorize::deny))
         .route("/passkey/register/approval", post(passkey::approval))
-        .route("/passkey/register/start", post(passkey::start))
         .route("/passkey/register/finish", post(passkey::finish))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            same_origin::require,
-        ));
+        .merge(checks_secrets(
+            Router::new().route("/passkey/register/start", post(passkey::start)),
+        ))
+        .route_layer(from_fn_with_state(state.clone(), same_origin::require));
 
     let prm_suffixed = format!("/.well-known/oauth-protected-resource{resource_path}");
     let cross_origin = Router::new()
@@ -58,10 +67,13 @@ pub(crate) fn router(
             get(metadata::protected_resource),
         )
         .route(&prm_suffixed, get(metadata::protected_resource))
-        .route("/token", post(token::token))
-        .route("/revoke", post(token::revoke))
-        .route("/introspect", post(token::introspect))
         .route("/register", post(register::register))
+        .merge(checks_secrets(
+            Router::new()
+                .route("/token", post(token::token))
+                .route("/revoke", post(token::revoke))
+                .route("/introspect", post(token::introspect)),
+        ))
         .route_layer(cors::oauth_endpoints());
     let oauth = Router::new()
         .route("/authorize", get(authorize::page))
@@ -72,16 +84,20 @@ pub(crate) fn router(
         .merge(page_api)
         .with_state(state);
 
-    // CORS outside the guard: preflights carry no token and are answered before it.
+    // Inside out: the grant's budget (needs the token), the guard, then CORS outermost so that
+    // preflights, which carry no token, are answered before the guard.
+    let mcp_routes = match &limits {
+        Some(limits) => {
+            mcp_routes.route_layer(from_fn_with_state(Arc::clone(limits), grant_limit::enforce))
+        }
+        None => mcp_routes,
+    };
     let mcp_routes = mcp_routes
         .route_layer(guard)
         .route_layer(cors::mcp_routes());
-    let app = oauth.merge(mcp_routes);
-    match limits {
-        Some(limits) => app.layer(axum::middleware::from_fn_with_state(
-            limits,
-            rate_limit::enforce,
-        )),
-        None => app,
-    }
+    let oauth = match limits {
+        Some(limits) => oauth.layer(from_fn_with_state(limits, rate_limit::enforce)),
+        None => oauth,
+    };
+    oauth.merge(mcp_routes)
 }

@@ -1,4 +1,5 @@
-//! Per-IP rate limits in three tiers (DESIGN §7), with bounded state.
+//! Per-IP rate limits in three tiers (DESIGN §7), with bounded state, over the OAuth endpoints and
+//! pages. The MCP routes are limited per grant instead ([`super::grant_limit`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
@@ -14,6 +15,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
 use super::client_ip::{client_ip, rate_limit_key};
+use super::failures::Failures;
+use super::grant_limit::GrantLimits;
 use crate::config::{RateLimit, RateLimits};
 use crate::oauth::{ErrorCode, OAuthError};
 
@@ -34,6 +37,10 @@ pub(crate) struct Limits {
     trusted_proxies: Vec<IpNet>,
     requests: AtomicU64,
     warned_no_peer: AtomicBool,
+    /// Per grant, on the MCP routes.
+    pub(crate) grants: GrantLimits,
+    /// Failed credential checks per address.
+    pub(crate) failures: Failures,
 }
 
 impl std::fmt::Debug for Limits {
@@ -67,7 +74,9 @@ fn tier_of(path: &str) -> Tier {
     }
 }
 
-fn limiter(limit: RateLimit) -> DefaultKeyedRateLimiter<IpAddr> {
+pub(crate) fn limiter<K: std::hash::Hash + Eq + Clone>(
+    limit: RateLimit,
+) -> DefaultKeyedRateLimiter<K> {
     let per_minute = NonZeroU32::new(limit.per_minute).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
     RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst))
@@ -84,6 +93,8 @@ impl Limits {
                 trusted_proxies: trusted_proxies.to_vec(),
                 requests: AtomicU64::new(0),
                 warned_no_peer: AtomicBool::new(false),
+                grants: GrantLimits::new(config.mcp),
+                failures: Failures::new(config.failures),
             })
         })
     }
@@ -96,7 +107,7 @@ impl Limits {
         }
     }
 
-    fn key(&self, request: &Request) -> IpAddr {
+    pub(crate) fn key(&self, request: &Request) -> IpAddr {
         match client_ip(request, &self.trusted_proxies) {
             Some(ip) => rate_limit_key(ip),
             None => {
@@ -131,10 +142,9 @@ impl Limits {
         if limiter.len() >= MAX_TRACKED {
             key = OVERFLOW_KEY;
         }
-        limiter.check_key(&key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
+        limiter
+            .check_key(&key)
+            .map_err(|not_until| wait_secs(&not_until))
     }
 }
 
@@ -146,19 +156,29 @@ pub(crate) async fn enforce(
 ) -> Response {
     match limits.check(&request) {
         Ok(()) => next.run(request).await,
-        Err(wait) => {
-            let mut response = OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                format!("too many requests; retry in {wait} seconds"),
-            )
-            .into_response();
-            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-            if let Ok(value) = HeaderValue::from_str(&wait.max(1).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            response
-        }
+        Err(wait) => too_many_requests(wait),
     }
+}
+
+/// 429 with `Retry-After` (RFC 6749-shaped body), never 401: a 401 makes clients drop their tokens.
+pub(crate) fn too_many_requests(wait_secs: u64) -> Response {
+    let wait = wait_secs.max(1);
+    let mut response = OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        format!("too many requests; retry in {wait} seconds"),
+    )
+    .into_response();
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// Whole seconds until `not_until` allows the next request, rounded up.
+pub(crate) fn wait_secs(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 #[cfg(test)]

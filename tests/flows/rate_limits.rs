@@ -118,3 +118,117 @@ async fn limits_can_be_switched_off() {
         assert_eq!(reply.status, StatusCode::CREATED);
     }
 }
+
+#[tokio::test]
+async fn mcp_routes_are_limited_per_grant_not_per_address() {
+    let mut config = config();
+    config.rate_limits.mcp = RateLimit::new(1, 3);
+    let server = TestServer::with_config(config).await;
+    server.register_passkey(SETUP_TOKEN).await;
+    let (_, busy) = server.connected_client().await;
+    let (_, quiet) = server.connected_client().await;
+    let busy = busy["access_token"].as_str().unwrap();
+    let statuses: Vec<u16> = futures::future::join_all((0..5).map(|_| server.mcp(Some(busy))))
+        .await
+        .iter()
+        .map(|r| r.status.as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    let limited = server.mcp(Some(busy)).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.header("retry-after").is_some());
+    // Same address, another grant: unaffected (hosted clients share egress addresses).
+    assert_eq!(
+        server
+            .mcp(Some(quiet["access_token"].as_str().unwrap()))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn guessing_a_client_secret_is_held_to_the_failure_budget() {
+    let mut config = config();
+    config.rate_limits.failures = mcp_oauth::FailureLimit {
+        max_failures: 3,
+        window_secs: 600,
+    };
+    let mut server = TestServer::with_config(config).await;
+    let attempt = |secret: &'static str| {
+        form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "x"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", secret),
+        ])
+    };
+    for _ in 0..3 {
+        server
+            .post_form("/token", &attempt("wrong-guess-wrong-guess"), &[])
+            .await
+            .assert_oauth_error(401, "invalid_client");
+    }
+    // The budget is spent: even the right secret is not checked until the window ends.
+    let blocked = server
+        .post_form("/token", &attempt(CLIENT_SECRET), &[])
+        .await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        blocked
+            .header("retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 500
+    );
+    let introspect = server
+        .post_form(
+            "/introspect",
+            &form(&[
+                ("token", "x"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+            ]),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        introspect.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "one budget for every secret check"
+    );
+    // Another address is not affected, and successes there cost nothing.
+    server.peer = "127.0.0.9:40000".parse().unwrap();
+    server
+        .post_form("/token", &attempt(CLIENT_SECRET), &[])
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+}
+
+#[tokio::test]
+async fn guessing_the_setup_token_is_held_to_the_failure_budget() {
+    let mut config = config();
+    config.rate_limits.failures = mcp_oauth::FailureLimit {
+        max_failures: 2,
+        window_secs: 600,
+    };
+    let server = TestServer::with_config(config).await;
+    for guess in ["guess-one-guess-one-1", "guess-two-guess-two-2"] {
+        let reply = server
+            .post_json("/passkey/register/start", &json!({ "setup_token": guess }))
+            .await;
+        reply.assert_oauth_error(403, "access_denied");
+    }
+    let right = server
+        .post_json(
+            "/passkey/register/start",
+            &json!({ "setup_token": SETUP_TOKEN }),
+        )
+        .await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+}
