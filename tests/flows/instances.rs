@@ -179,9 +179,126 @@ mod sqlite {
 
 #[cfg(feature = "redis")]
 mod redis {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use axum::http::StatusCode;
     use mcp_oauth::backends::redis::RedisStore;
+    use serde_json::json;
 
     use crate::common::*;
+
+    /// A private, persistent `redis-server` (AOF), killed when dropped.
+    struct PrivateRedis(Child);
+
+    impl PrivateRedis {
+        fn start(port: u16, dir: &std::path::Path) -> Self {
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                ])
+                .arg("--dir")
+                .arg(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server");
+            Self(child)
+        }
+    }
+
+    impl Drop for PrivateRedis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// While Redis is down every endpoint and the guard answer 503 (never 401, which would make
+    /// clients throw their tokens away); when it is back, the same server works again and the
+    /// token issued before the outage is still good.
+    #[tokio::test]
+    async fn a_redis_outage_is_503_everywhere_then_service_resumes() {
+        if redis_url().is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("redis://127.0.0.1:{port}/");
+        let mut redis = Some(PrivateRedis::start(port, dir.path()));
+        let started = Instant::now();
+        let store = loop {
+            match RedisStore::connect(&url).await {
+                Ok(store) => break store,
+                Err(e) if started.elapsed() > Duration::from_secs(10) => {
+                    panic!("redis-server starts: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let server = TestServer::on(Stores::of(store), config(), mcp_routes());
+        server.register_passkey(SETUP_TOKEN).await;
+        let (client_id, tokens) = server.connected_client().await;
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(server.mcp(Some(&access)).await.status, StatusCode::OK);
+
+        redis.take(); // killed
+        let down = server.mcp(Some(&access)).await;
+        assert_eq!(
+            down.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            down.text()
+        );
+        assert!(down.header("retry-after").is_some());
+        let refresh = server
+            .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
+            .await;
+        refresh.assert_oauth_error(503, "temporarily_unavailable");
+        let register = server
+            .post_json("/register", &json!({ "redirect_uris": [LOOPBACK_REDIRECT], "token_endpoint_auth_method": "none" }))
+            .await;
+        register.assert_oauth_error(503, "temporarily_unavailable");
+        let page = server
+            .get(&format!("/authorize?client_id={client_id}"))
+            .await;
+        assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+
+        let _redis = PrivateRedis::start(port, dir.path());
+        let started = Instant::now();
+        loop {
+            let reply = server.mcp(Some(&access)).await;
+            if reply.status == StatusCode::OK {
+                break;
+            }
+            assert_ne!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "the token must not be lost"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "service did not resume: {}",
+                reply.status
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let refreshed = server
+            .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
+            .await;
+        assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
+    }
 
     async fn open(url: &str, prefix: &str) -> Stores {
         Stores::of(RedisStore::connect(url).await.unwrap().with_prefix(prefix))
