@@ -1,5 +1,6 @@
 //! [`OAuthConfig`]: everything the layer needs to know, with validation that names the bad field.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
@@ -18,6 +19,12 @@ pub const DEFAULT_CLIENT_REDIRECT_URIS: [&str; 4] = [
     "http://localhost/callback",
     "http://127.0.0.1/callback",
 ];
+
+/// How the consent page describes the default `mcp` scope.
+pub const DEFAULT_MCP_SCOPE_DESCRIPTION: &str = "Use this MCP server's tools and resources";
+
+/// The longest scope description, in characters: the consent page is read on phones too.
+const MAX_SCOPE_DESCRIPTION_CHARS: usize = 200;
 
 /// Redirect URIs with a private-use scheme that real MCP clients use, accepted by exact match only.
 pub const DEFAULT_NATIVE_REDIRECT_URIS: [&str; 1] =
@@ -68,6 +75,10 @@ pub struct OAuthConfig {
     pub scopes: Vec<String>,
     /// Scopes granted when a request names none of [`scopes`](OAuthConfig::scopes). Must be a subset.
     pub default_scopes: Vec<String>,
+    /// What each scope lets an application do, in plain words, shown on the consent page next to
+    /// the scope's code. Only for scopes in [`scopes`](OAuthConfig::scopes); a scope without one
+    /// shows its code alone. Default: `mcp` → "Use this MCP server's tools and resources".
+    pub scope_descriptions: BTreeMap<String, String>,
     /// Whether `POST /register` (RFC 7591 dynamic client registration) is offered.
     pub dynamic_registration: bool,
     /// How long a dynamically registered client lives. `None`: forever.
@@ -184,6 +195,10 @@ impl OAuthConfig {
             resource_path: "/mcp".to_owned(),
             scopes: vec!["mcp".to_owned()],
             default_scopes: vec!["mcp".to_owned()],
+            scope_descriptions: BTreeMap::from([(
+                "mcp".to_owned(),
+                DEFAULT_MCP_SCOPE_DESCRIPTION.to_owned(),
+            )]),
             dynamic_registration: true,
             registered_client_lifetime_secs: Some(90 * 24 * 3600),
             client_id_metadata_documents: true,
@@ -285,6 +300,25 @@ impl OAuthConfig {
             .find(|s| !self.scopes.contains(s))
         {
             return bad("default_scopes", &format!("{scope:?} is not in scopes"));
+        }
+        for (scope, description) in &self.scope_descriptions {
+            if !self.scopes.contains(scope) {
+                return bad(
+                    "scope_descriptions",
+                    &format!("describes {scope:?}, which is not in scopes"),
+                );
+            }
+            if description.trim().is_empty()
+                || description.chars().count() > MAX_SCOPE_DESCRIPTION_CHARS
+                || description.chars().any(char::is_control)
+            {
+                return bad(
+                    "scope_descriptions",
+                    &format!(
+                        "the description of {scope:?} must be 1 to {MAX_SCOPE_DESCRIPTION_CHARS} characters, without control characters"
+                    ),
+                );
+            }
         }
         if self.registered_client_lifetime_secs == Some(0) {
             return bad(
@@ -480,6 +514,32 @@ mod tests {
             (
                 "default_scopes",
                 Box::new(|c| c.default_scopes = vec!["admin".into()]),
+            ),
+            (
+                "scope_descriptions",
+                Box::new(|c| {
+                    c.scope_descriptions
+                        .insert("admin".into(), "Administer".into());
+                }),
+            ),
+            (
+                "scope_descriptions",
+                Box::new(|c| {
+                    c.scope_descriptions.insert("mcp".into(), " ".into());
+                }),
+            ),
+            (
+                "scope_descriptions",
+                Box::new(|c| {
+                    c.scope_descriptions.insert("mcp".into(), "a\nb".into());
+                }),
+            ),
+            (
+                "scope_descriptions",
+                Box::new(|c| {
+                    c.scopes = vec!["files".into()];
+                    c.default_scopes = vec!["files".into()];
+                }),
             ),
             ("code_lifetime_secs", Box::new(|c| c.code_lifetime_secs = 0)),
             (

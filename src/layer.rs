@@ -11,7 +11,7 @@ use crate::config::{OAuthConfig, parse_server_url};
 use crate::http::{AppState, BearerLayer, Limits};
 use crate::oauth::client_metadata::MetadataDocuments;
 use crate::oauth::clients::PreRegistered;
-use crate::oauth::{AuthServer, Resource, Settings, metadata};
+use crate::oauth::{AuthServer, McpScopes, Resource, Settings, metadata};
 use crate::passkey::{Passkeys, SetupToken};
 use crate::store::{ClientStore, PasskeyStore, StoreError, TokenHash, TokenStore};
 
@@ -37,6 +37,7 @@ pub struct McpOAuth {
     state: AppState,
     limits: Option<Arc<Limits>>,
     resource_path: String,
+    scope_policy: Option<Arc<McpScopes>>,
 }
 
 /// Chooses the stores, then builds an [`McpOAuth`]. Without a choice, tokens and clients live in a
@@ -49,6 +50,7 @@ pub struct McpOAuthBuilder {
     clients: Option<Arc<dyn ClientStore>>,
     passkeys: Option<Arc<dyn PasskeyStore>>,
     audit: Option<AuditCallback>,
+    scope_policy: Option<McpScopes>,
 }
 
 impl std::fmt::Debug for McpOAuthBuilder {
@@ -68,24 +70,31 @@ impl McpOAuth {
             clients: None,
             passkeys: None,
             audit: None,
+            scope_policy: None,
         }
     }
 
-    /// The OAuth endpoints and pages, with `mcp_routes` behind the bearer guard and every route
-    /// behind the rate limits. Serve it with
-    /// `into_make_service_with_connect_info::<SocketAddr>()` so limits apply per client address.
+    /// The OAuth endpoints and pages, with `mcp_routes` behind the bearer guard (and the
+    /// [scope policy](McpOAuthBuilder::scope_policy), if one was given) and every route behind the
+    /// rate limits. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so limits
+    /// apply per client address.
     pub fn router(&self, mcp_routes: Router) -> Router {
+        let guard = match &self.scope_policy {
+            Some(policy) => self.bearer_layer().with_policy(Arc::clone(policy)),
+            None => self.bearer_layer(),
+        };
         crate::http::router(
             self.state.clone(),
             self.limits.clone(),
-            self.bearer_layer(),
+            guard,
             mcp_routes,
             &self.resource_path,
         )
     }
 
     /// The bearer guard alone, to protect further routes (optionally with
-    /// [`BearerLayer::require_scopes`]).
+    /// [`BearerLayer::require_scopes`] or [`BearerLayer::scope_policy`]). It does not carry the
+    /// builder's scope policy, which applies to the routes given to [`router`](McpOAuth::router).
     pub fn bearer_layer(&self) -> BearerLayer {
         BearerLayer::new(Arc::clone(&self.state.server))
     }
@@ -180,6 +189,14 @@ impl McpOAuthBuilder {
         self
     }
 
+    /// Require scopes for particular MCP methods and tools on the MCP routes (step-up
+    /// authorization): a token without them gets 403 `insufficient_scope` naming the scopes to
+    /// authorize again for. Checked against [`OAuthConfig::scopes`] by [`build`](Self::build).
+    pub fn scope_policy(mut self, policy: McpScopes) -> Self {
+        self.scope_policy = Some(policy);
+        self
+    }
+
     /// Validate the configuration, open the default stores, and assemble the layer.
     ///
     /// # Errors
@@ -189,6 +206,15 @@ impl McpOAuthBuilder {
     pub fn build(self) -> Result<McpOAuth, Error> {
         let config = self.config;
         config.validate()?;
+        if let Some(policy) = &self.scope_policy {
+            policy
+                .validate(&config.scopes)
+                .map_err(|reason| Error::invalid("scope_policy", &reason))?;
+        }
+        let scope_policy = self
+            .scope_policy
+            .filter(|policy| !policy.is_empty())
+            .map(Arc::new);
         let server_url = parse_server_url(&config.server_url)?;
         let (tokens, clients) = default_stores(self.tokens, self.clients)?;
         let passkey_store = match self.passkeys {
@@ -212,6 +238,7 @@ impl McpOAuthBuilder {
             resource,
             scopes: config.scopes.clone(),
             default_scopes: config.default_scopes.clone(),
+            scope_descriptions: config.scope_descriptions.clone(),
             token_lifetime_secs: config.token_lifetime_secs,
             code_lifetime_secs: config.code_lifetime_secs,
             refresh_token_lifetime_secs: config.refresh_token_lifetime_secs,
@@ -259,8 +286,13 @@ impl McpOAuthBuilder {
             protected_resource_metadata,
         };
         let oauth = McpOAuth {
-            limits: Limits::new(&config.rate_limits, &config.trusted_proxies),
+            limits: Limits::new(
+                &config.rate_limits,
+                &config.trusted_proxies,
+                &config.app_name,
+            ),
             resource_path: config.resource_path,
+            scope_policy,
             state,
         };
         announce_setup_url(&oauth);

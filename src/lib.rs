@@ -25,7 +25,7 @@ pub use config::{FailureLimit, OAuthConfig, RateLimit, RateLimits};
 pub use error::Error;
 pub use http::{Bearer, BearerLayer};
 pub use layer::{McpOAuth, McpOAuthBuilder};
-pub use oauth::{ErrorCode, OAuthError, TokenInfo};
+pub use oauth::{ErrorCode, McpScopes, OAuthError, TokenInfo};
 pub use store::{ClientStore, PasskeyStore, TokenStore};
 pub use webauthn_rs;
 

@@ -43,6 +43,7 @@ pub(crate) async fn page(State(state): State<AppState>, RawQuery(query): RawQuer
         redirect_is_loopback: url::Url::parse(&consent.redirect_uri)
             .is_ok_and(|u| redirect::is_loopback_host(&u)),
         scopes: &consent.scopes,
+        scope_descriptions: &state.server.settings.scope_descriptions,
         resource: state.server.settings.resource.as_str(),
         request_id: &consent.request_id,
         has_passkeys,

@@ -1,5 +1,7 @@
 //! The bearer guard: a tower layer in front of the MCP routes.
 
+mod step_up;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -11,17 +13,26 @@ use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
-use crate::oauth::{AuthServer, BearerError, ErrorCode, OAuthError, TokenInfo};
+use crate::oauth::{AuthServer, BearerError, ErrorCode, McpScopes, OAuthError, TokenInfo};
 
 /// Requires a valid access token for this server's resource on every request except `OPTIONS`
 /// (CORS preflights carry no credentials). On success the request carries a [`TokenInfo`]
 /// extension, which handlers read with the [`TokenInfo`] extractor.
 ///
 /// Get one from [`McpOAuth::bearer_layer`](crate::McpOAuth::bearer_layer).
+///
+/// A valid token without a scope the request needs ([`require_scopes`](BearerLayer::require_scopes)
+/// for the whole route, [`scope_policy`](BearerLayer::scope_policy) per MCP method and tool) gets
+/// `403` with one challenge, `WWW-Authenticate: Bearer resource_metadata="…",
+/// error="insufficient_scope", scope="…"`, whose `scope` is every scope the request needs together
+/// with the configured scopes the token already holds. 2026-07-28 clients add the challenged scopes
+/// to the ones they hold; earlier ones (and the Python SDK) ask for exactly the challenged scopes,
+/// and would otherwise lose what they had.
 #[derive(Clone)]
 pub struct BearerLayer {
     server: Arc<AuthServer>,
     required_scopes: Arc<[String]>,
+    scope_policy: Option<Arc<McpScopes>>,
     challenge: HeaderValue,
 }
 
@@ -29,6 +40,7 @@ impl std::fmt::Debug for BearerLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BearerLayer")
             .field("required_scopes", &self.required_scopes)
+            .field("scope_policy", &self.scope_policy)
             .finish_non_exhaustive()
     }
 }
@@ -42,6 +54,7 @@ impl BearerLayer {
         Self {
             server,
             required_scopes: Arc::from(Vec::new()),
+            scope_policy: None,
             challenge,
         }
     }
@@ -55,6 +68,30 @@ impl BearerLayer {
         S: Into<String>,
     {
         self.required_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Also require scopes per MCP method and tool, read from each `POST`'s JSON-RPC body (see
+    /// [`McpScopes`] for how bodies are read). A policy naming a scope that is not configured is
+    /// logged, since no token could ever satisfy it;
+    /// [`McpOAuthBuilder::scope_policy`](crate::McpOAuthBuilder::scope_policy) refuses one instead.
+    #[must_use]
+    pub fn scope_policy(self, policy: McpScopes) -> Self {
+        if let Err(reason) = policy.validate(&self.server.settings.scopes) {
+            tracing::warn!(target: "mcp_oauth", "scope policy: {reason}");
+        }
+        if policy.is_empty() {
+            return Self {
+                scope_policy: None,
+                ..self
+            };
+        }
+        self.with_policy(Arc::new(policy))
+    }
+
+    /// Use an already checked policy.
+    pub(crate) fn with_policy(mut self, policy: Arc<McpScopes>) -> Self {
+        self.scope_policy = Some(policy);
         self
     }
 
@@ -96,20 +133,49 @@ impl BearerLayer {
         }
     }
 
-    fn insufficient_scope(&self) -> Response {
-        let scope = self.required_scopes.join(" ");
+    /// Every scope this request needs: the route's, then those its MCP messages need. May read
+    /// the body (and put it back); `Err` is the answer for a body that cannot be read.
+    async fn needed_scopes(
+        &self,
+        request: Request<Body>,
+    ) -> Result<(Request<Body>, Vec<String>), Response> {
+        let mut needed = self.required_scopes.to_vec();
+        let Some(policy) = &self.scope_policy else {
+            return Ok((request, needed));
+        };
+        let (request, by_messages) = step_up::needed_scopes(request, policy).await?;
+        for scope in by_messages {
+            if !needed.contains(&scope) {
+                needed.push(scope);
+            }
+        }
+        Ok((request, needed))
+    }
+
+    /// `None` if `info` satisfies every scope in `needed`; else the 403 challenge.
+    fn insufficient_scope(&self, needed: &[String], info: &TokenInfo) -> Option<Response> {
+        let satisfied = |scope: &String| match &self.scope_policy {
+            Some(policy) => policy.satisfied_by(scope, &info.scopes),
+            None => info.has_scope(scope),
+        };
+        let missing: Vec<&str> = needed
+            .iter()
+            .filter(|scope| !satisfied(scope))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let scope = challenge_scopes(&self.server.settings.scopes, needed, &info.scopes).join(" ");
         let value = challenge_value(
             &self.server,
-            &[
-                ("error", "insufficient_scope".into()),
-                ("scope", scope.clone()),
-            ],
+            &[("error", "insufficient_scope".into()), ("scope", scope)],
         );
         let body = OAuthError::new(
             ErrorCode::InsufficientScope,
-            format!("this request needs scope: {scope}"),
+            format!("this request needs scope: {}", missing.join(" ")),
         );
-        with_challenge(body, StatusCode::FORBIDDEN, value)
+        Some(with_challenge(body, StatusCode::FORBIDDEN, value))
     }
 
     /// The one `Authorization` header value, or why there is none to check.
@@ -127,16 +193,23 @@ impl BearerLayer {
         first.cloned().ok_or(BearerError::Missing)
     }
 
-    async fn check(&self, credentials: HeaderValue) -> Result<TokenInfo, Response> {
+    /// The token's validity, then (only for a valid token, so an anonymous caller never makes
+    /// the guard read a body) the scopes the request needs.
+    async fn check(
+        &self,
+        credentials: HeaderValue,
+        request: Request<Body>,
+    ) -> Result<(Request<Body>, TokenInfo), Response> {
         let info = self
             .server
             .check_bearer(credentials.as_bytes())
             .await
             .map_err(|e| self.reject(e))?;
-        if !self.required_scopes.iter().all(|s| info.has_scope(s)) {
-            return Err(self.insufficient_scope());
+        let (request, needed) = self.needed_scopes(request).await?;
+        match self.insufficient_scope(&needed, &info) {
+            Some(response) => Err(response),
+            None => Ok((request, info)),
         }
-        Ok(info)
     }
 }
 
@@ -171,7 +244,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
         // The clone that was made ready is the one to call (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -184,8 +257,8 @@ where
                 Ok(credentials) => credentials,
                 Err(error) => return Ok(layer.reject(error)),
             };
-            match layer.check(credentials).await {
-                Ok(info) => {
+            match layer.check(credentials, request).await {
+                Ok((mut request, info)) => {
                     request.extensions_mut().insert(info);
                     inner.call(request).await
                 }
@@ -211,6 +284,22 @@ fn challenge_value(server: &AuthServer, params: &[(&str, String)]) -> HeaderValu
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
+/// The `scope` of an `insufficient_scope` challenge: the scopes the request needs and the configured
+/// ones the token holds, in configuration order (needed scopes that are not configured last).
+fn challenge_scopes(configured: &[String], needed: &[String], held: &[String]) -> Vec<String> {
+    let mut scopes: Vec<String> = configured
+        .iter()
+        .filter(|scope| needed.contains(scope) || held.contains(scope))
+        .cloned()
+        .collect();
+    for scope in needed {
+        if !scopes.contains(scope) {
+            scopes.push(scope.clone());
+        }
+    }
+    scopes
+}
+
 fn with_challenge(error: OAuthError, status: StatusCode, challenge: HeaderValue) -> Response {
     let mut response = error.into_response();
     *response.status_mut() = status;
@@ -222,4 +311,31 @@ fn with_challenge(error: OAuthError, status: StatusCode, challenge: HeaderValue)
 
 fn has_access_token_param(query: &str) -> bool {
     form_urlencoded::parse(query.as_bytes()).any(|(key, _)| key == "access_token")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(list: &[&str]) -> Vec<String> {
+        list.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn challenge_names_needed_and_held_scopes_in_configured_order() {
+        let configured = s(&["mcp", "files:write", "admin", "billing"]);
+        assert_eq!(
+            challenge_scopes(&configured, &s(&["admin", "files:write"]), &s(&["mcp"])),
+            s(&["mcp", "files:write", "admin"])
+        );
+        assert_eq!(
+            challenge_scopes(&configured, &s(&["admin"]), &s(&["mcp", "gone"])),
+            s(&["mcp", "admin"]),
+            "held scopes no longer configured are not asked for again"
+        );
+        assert_eq!(
+            challenge_scopes(&configured, &s(&["unconfigured"]), &s(&["mcp"])),
+            s(&["mcp", "unconfigured"])
+        );
+    }
 }

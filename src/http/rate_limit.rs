@@ -41,6 +41,8 @@ pub(crate) struct Limits {
     pub(crate) grants: GrantLimits,
     /// Failed credential checks per address.
     pub(crate) failures: Failures,
+    /// For the HTML variant of the 429 answer.
+    app_name: Arc<str>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -84,7 +86,11 @@ pub(crate) fn limiter<K: std::hash::Hash + Eq + Clone>(
 
 impl Limits {
     /// `None` when rate limiting is switched off.
-    pub(crate) fn new(config: &RateLimits, trusted_proxies: &[IpNet]) -> Option<Arc<Self>> {
+    pub(crate) fn new(
+        config: &RateLimits,
+        trusted_proxies: &[IpNet],
+        app_name: &str,
+    ) -> Option<Arc<Self>> {
         config.enabled.then(|| {
             Arc::new(Self {
                 auth: limiter(config.auth),
@@ -94,6 +100,7 @@ impl Limits {
                 requests: AtomicU64::new(0),
                 warned_no_peer: AtomicBool::new(false),
                 grants: GrantLimits::new(config.mcp),
+                app_name: Arc::from(app_name),
                 failures: Failures::new(config.failures),
             })
         })
@@ -156,7 +163,41 @@ pub(crate) async fn enforce(
 ) -> Response {
     match limits.check(&request) {
         Ok(()) => next.run(request).await,
+        // A person's browser opening a page gets a page, not JSON.
+        Err(wait) if is_page(&request) => {
+            let message = format!(
+                "Too many requests from your address. Try again in {}.",
+                seconds(wait)
+            );
+            let mut response = crate::pages::error(&crate::pages::ErrorPage {
+                app_name: &limits.app_name,
+                status: StatusCode::TOO_MANY_REQUESTS,
+                title: "Slow down",
+                message: &message,
+                return_to: None,
+            });
+            if let Ok(value) = HeaderValue::from_str(&wait.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
         Err(wait) => too_many_requests(wait),
+    }
+}
+
+/// The HTML pages: `GET /authorize` and `GET /passkey/register`.
+fn is_page(request: &Request) -> bool {
+    request.method() == axum::http::Method::GET
+        && matches!(request.uri().path(), "/authorize" | "/passkey/register")
+}
+
+/// `1 second`, `5 seconds`.
+fn seconds(wait: u64) -> String {
+    let wait = wait.max(1);
+    if wait == 1 {
+        "1 second".to_owned()
+    } else {
+        format!("{wait} seconds")
     }
 }
 
@@ -165,7 +206,7 @@ pub(crate) fn too_many_requests(wait_secs: u64) -> Response {
     let wait = wait_secs.max(1);
     let mut response = OAuthError::new(
         ErrorCode::TemporarilyUnavailable,
-        format!("too many requests; retry in {wait} seconds"),
+        format!("too many requests; retry in {}", seconds(wait)),
     )
     .into_response();
     *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;

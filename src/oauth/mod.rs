@@ -8,6 +8,7 @@ pub(crate) mod client_metadata;
 pub(crate) mod clients;
 mod error;
 mod introspect;
+mod mcp_scopes;
 pub(crate) mod metadata;
 pub(crate) mod params;
 pub(crate) mod pkce;
@@ -20,6 +21,7 @@ pub(crate) mod scope;
 pub(crate) mod secret;
 mod token;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub(crate) use authorize::Rejection;
@@ -27,6 +29,7 @@ pub(crate) use bearer::BearerError;
 pub use bearer::TokenInfo;
 pub(crate) use error::log_store_error;
 pub use error::{ErrorCode, OAuthError};
+pub use mcp_scopes::McpScopes;
 pub(crate) use resource::Resource;
 
 use crate::store::{ClientStore, TokenStore};
@@ -43,6 +46,8 @@ pub(crate) struct Settings {
     pub(crate) resource_metadata_url: String,
     pub(crate) scopes: Vec<String>,
     pub(crate) default_scopes: Vec<String>,
+    /// Plain-language descriptions shown next to scope codes on the consent page.
+    pub(crate) scope_descriptions: BTreeMap<String, String>,
     pub(crate) token_lifetime_secs: u64,
     pub(crate) code_lifetime_secs: u64,
     pub(crate) refresh_token_lifetime_secs: u64,

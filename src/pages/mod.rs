@@ -8,6 +8,7 @@
 // The http layer is the only caller; until it is wired up the items below look unused.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use askama::Template;
@@ -75,6 +76,8 @@ pub(crate) struct ConsentPage<'a> {
     pub(crate) redirect_origin: &'a str,
     pub(crate) redirect_is_loopback: bool,
     pub(crate) scopes: &'a [String],
+    /// Plain-language descriptions of (some of) the scopes, shown next to their codes.
+    pub(crate) scope_descriptions: &'a BTreeMap<String, String>,
     /// The MCP server URL access is granted to.
     pub(crate) resource: &'a str,
     /// Opaque; the script sends it back to the JSON endpoints.
@@ -144,6 +147,13 @@ struct ConsentView<'a> {
     app_name: &'a str,
     page: &'a ConsentPage<'a>,
     client_name: Option<String>,
+    scopes: Vec<ScopeLine<'a>>,
+}
+
+/// One scope on the consent page: its code and what it means.
+struct ScopeLine<'a> {
+    code: &'a str,
+    description: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -173,6 +183,14 @@ pub(crate) fn consent(page: &ConsentPage<'_>) -> Response {
             .client_name
             .map(display_name)
             .filter(|name| !name.is_empty()),
+        scopes: page
+            .scopes
+            .iter()
+            .map(|code| ScopeLine {
+                code,
+                description: page.scope_descriptions.get(code).map(String::as_str),
+            })
+            .collect(),
     };
     render(StatusCode::OK, &view)
 }

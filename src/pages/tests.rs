@@ -24,6 +24,8 @@ fn header<'r>(response: &'r Response, name: &axum::http::HeaderName) -> &'r str 
         .unwrap()
 }
 
+static NO_DESCRIPTIONS: BTreeMap<String, String> = BTreeMap::new();
+
 fn consent_page<'a>(scopes: &'a [String], client_name: Option<&'a str>) -> ConsentPage<'a> {
     ConsentPage {
         app_name: "Notes MCP",
@@ -34,6 +36,7 @@ fn consent_page<'a>(scopes: &'a [String], client_name: Option<&'a str>) -> Conse
         redirect_origin: "https://claude.ai",
         redirect_is_loopback: false,
         scopes,
+        scope_descriptions: &NO_DESCRIPTIONS,
         resource: "https://notes.example.com/mcp",
         request_id: "req-abc",
         has_passkeys: true,
@@ -126,6 +129,33 @@ async fn consent_escapes_client_supplied_strings() {
     assert!(
         !html.contains("sent to</p>\n<p class=\"destination-origin\"><bdi>https://evil.example\">")
     );
+}
+
+#[tokio::test]
+async fn consent_describes_scopes_in_plain_words_escaped() {
+    let scopes = vec!["mcp".to_owned(), "admin".to_owned(), "billing".to_owned()];
+    let descriptions = BTreeMap::from([
+        (
+            "mcp".to_owned(),
+            "Use this MCP server's tools and resources".to_owned(),
+        ),
+        ("admin".to_owned(), HOSTILE.to_owned()),
+        ("unused".to_owned(), "Not requested".to_owned()),
+    ]);
+    let mut page = consent_page(&scopes, Some("Claude"));
+    page.scope_descriptions = &descriptions;
+    let html = body_of(consent(&page)).await;
+    assert!(
+        html.contains("<code>mcp</code> <span class=\"scope-description\">Use this MCP server&#39;s tools and resources</span>")
+            || html.contains("<code>mcp</code> <span class=\"scope-description\">Use this MCP server&#x27;s tools and resources</span>"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(
+        html.contains("<code>billing</code></li>"),
+        "a scope without a description shows its code alone: {html}"
+    );
+    assert!(!html.contains("Not requested"), "{html}");
 }
 
 #[tokio::test]

@@ -179,8 +179,12 @@ async fn insufficient_scope_is_403_naming_every_needed_scope() {
         challenge.contains("error=\"insufficient_scope\""),
         "{challenge}"
     );
-    assert!(challenge.contains("scope=\"admin billing\""), "{challenge}");
-    assert!(challenge.contains("resource_metadata="), "{challenge}");
+    // Every needed scope, plus the one the token already holds (clients before 2026-07-28 ask
+    // for exactly the challenged scopes).
+    assert_eq!(
+        challenge,
+        "Bearer resource_metadata=\"http://localhost:8080/.well-known/oauth-protected-resource/mcp\", error=\"insufficient_scope\", scope=\"mcp admin billing\""
+    );
 }
 
 /// A token store whose backend is down.

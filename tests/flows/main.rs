@@ -23,5 +23,6 @@ mod register;
 mod revoke;
 mod rmcp_server;
 mod secrets;
+mod step_up;
 mod sweeper;
 mod token;

@@ -232,3 +232,25 @@ async fn guessing_the_setup_token_is_held_to_the_failure_budget() {
         .await;
     assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn a_limited_page_is_a_page() {
+    let mut config = config();
+    config.rate_limits.auth = RateLimit::new(1, 2);
+    let server = TestServer::with_config(config).await;
+    let replies = [
+        server.get("/authorize").await,
+        server.get("/authorize").await,
+        server.get("/authorize").await,
+    ];
+    let limited = &replies[2];
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        limited
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(limited.header("retry-after").is_some());
+    assert!(limited.text().contains("Try again in"));
+}
