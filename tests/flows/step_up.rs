@@ -2,8 +2,6 @@
 //! `insufficient_scope` challenge naming them, re-authorization for the wider scope, and scope
 //! descriptions on the consent page.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::request::Parts;
@@ -13,8 +11,6 @@ use mcp_oauth::{Error, McpOAuth, McpScopes, OAuthConfig, TokenInfo};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::model::{ServerCapabilities, ServerConfig};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 use serde_json::{Value, json};
 
@@ -496,81 +492,44 @@ impl ServerHandler for Repos {
     }
 }
 
-fn rmcp_routes() -> Router {
-    let service = StreamableHttpService::new(
-        || {
-            Ok(Repos {
-                tool_router: Repos::tool_router(),
-            })
-        },
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
-    Router::new().nest_service("/mcp", service)
-}
-
-async fn mcp_call(server: &TestServer, token: &str, session: Option<&str>, body: Value) -> Reply {
-    let mut request = Request::post("/mcp")
-        .header("host", "localhost:8080")
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18");
-    if let Some(session) = session {
-        request = request.header("mcp-session-id", session);
-    }
-    server
-        .send(request.body(Body::from(body.to_string())).unwrap())
-        .await
-}
-
-/// The JSON-RPC message in an SSE or JSON response body.
-fn message(reply: &Reply) -> Value {
-    let text = reply.text();
-    let json = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(str::trim)
-        .find(|data| data.starts_with('{'))
-        .unwrap_or(text.trim());
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
 #[tokio::test]
 async fn reauthorizing_for_the_challenged_scope_unlocks_the_tool() {
-    let server = server_with(rmcp_routes()).await;
+    let server = server_with(rmcp_routes(|| Repos {
+        tool_router: Repos::tool_router(),
+    }))
+    .await;
     let client_id = server.register_public_client().await;
     let narrow = authorize_for(&server, &client_id, "mcp").await;
     let narrow = narrow["access_token"].as_str().unwrap().to_owned();
 
-    let init = mcp_call(
-        &server,
-        &narrow,
-        None,
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    let init = server
+        .rpc(
+            &narrow,
+            None,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
             "clientInfo": {"name": "test", "version": "0"}}}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(init.status, StatusCode::OK, "{}", init.text());
     let session = init.header("mcp-session-id").unwrap().to_owned();
-    let initialized = mcp_call(
-        &server,
-        &narrow,
-        Some(&session),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    )
-    .await;
+    let initialized = server
+        .rpc(
+            &narrow,
+            Some(&session),
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        )
+        .await;
     assert!(initialized.status.is_success(), "{}", initialized.text());
-    let list = mcp_call(
-        &server,
-        &narrow,
-        Some(&session),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-    )
-    .await;
+    let list = server
+        .rpc(
+            &narrow,
+            Some(&session),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        )
+        .await;
     assert_eq!(list.status, StatusCode::OK, "{}", list.text());
-    let tools = message(&list)["result"]["tools"].clone();
+    let tools = jsonrpc_message(&list)["result"]["tools"].clone();
     assert!(
         tools
             .as_array()
@@ -582,24 +541,23 @@ async fn reauthorizing_for_the_challenged_scope_unlocks_the_tool() {
 
     let delete = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
         "params": {"name": "delete_repo", "arguments": {}}});
-    let refused = mcp_call(&server, &narrow, Some(&session), delete.clone()).await;
+    let refused = server.rpc(&narrow, Some(&session), delete.clone()).await;
     assert_step_up(&refused, "mcp admin");
 
     // The client asks for exactly what the challenge names; the owner approves once more.
     let wider = authorize_for(&server, &client_id, &challenged_scope(&refused)).await;
     assert_eq!(wider["scope"], "mcp admin");
     let wider = wider["access_token"].as_str().unwrap().to_owned();
-    let done = mcp_call(&server, &wider, Some(&session), delete).await;
+    let done = server.rpc(&wider, Some(&session), delete).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.text());
-    let result = message(&done);
+    let result = jsonrpc_message(&done);
     assert_eq!(
         result["result"]["content"][0]["text"], "deleted by a token with mcp admin",
         "{result}"
     );
 
     // The narrow token still works for what it was granted.
-    let whoami = mcp_call(
-        &server,
+    let whoami = server.rpc(
         &narrow,
         Some(&session),
         json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}),

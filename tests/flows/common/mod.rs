@@ -466,3 +466,50 @@ pub(crate) fn authorization_query(client_id: &str, redirect_uri: &str, challenge
         enc(redirect_uri)
     )
 }
+
+/// A real MCP server (rmcp's Streamable HTTP service) at `/mcp`.
+pub(crate) fn rmcp_routes<S>(make: fn() -> S) -> Router
+where
+    S: rmcp::ServerHandler + Send + 'static,
+{
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+
+    let service = StreamableHttpService::new(
+        move || Ok(make()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    Router::new().nest_service("/mcp", service)
+}
+
+impl TestServer {
+    /// A JSON-RPC request to `/mcp` as a 2025-06-18 client sends it.
+    pub(crate) async fn rpc(&self, token: &str, session: Option<&str>, body: Value) -> Reply {
+        let mut request = Request::post("/mcp")
+            .header("host", "localhost:8080")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18");
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        self.send(request.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+}
+
+/// The JSON-RPC message in an SSE or JSON response body.
+pub(crate) fn jsonrpc_message(reply: &Reply) -> Value {
+    let text = reply.text();
+    let json = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .find(|data| data.starts_with('{'))
+        .unwrap_or(text.trim());
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
