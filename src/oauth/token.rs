@@ -175,10 +175,11 @@ impl AuthServer {
             }) => {
                 let grant: TokenGrant = records::decode(&record)?;
                 let scopes = check(&grant)?;
-                let within_grace = UnixTime::now().0
-                    < consumed_at
-                        .0
-                        .saturating_add(self.settings.refresh_grace_secs);
+                // Times are whole seconds, so the window is inclusive: a retry in the same breath
+                // is always inside a grace of 1 s or more. A grace of 0 means strict.
+                let grace = self.settings.refresh_grace_secs;
+                let within_grace =
+                    grace > 0 && UnixTime::now().0 <= consumed_at.0.saturating_add(grace);
                 if within_grace {
                     // A client refreshing from several nodes at once, or retrying a lost response:
                     // give it a working pair of its own rather than log the user out.

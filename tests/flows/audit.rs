@@ -27,7 +27,7 @@ async fn every_security_event_is_reported_without_secrets() {
     let refresh = tokens["refresh_token"].as_str().unwrap();
     let rotated = server.refresh(&client_id, refresh).await.json();
     server.refresh(&client_id, refresh).await; // within grace
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     server.refresh(&client_id, refresh).await; // after grace: revokes
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
     server
