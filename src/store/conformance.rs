@@ -128,6 +128,19 @@ pub fn passkey_record() -> PasskeyRecord {
     }
 }
 
+/// How many concurrent inserts succeeded; every other one must be `AlreadyExists`.
+fn insert_winners(results: Vec<Result<(), StoreError>>, what: &str) -> usize {
+    let mut won = 0;
+    for result in results {
+        match result {
+            Ok(()) => won += 1,
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => panic!("a concurrent {what} insert failed with a backend error: {e:?}"),
+        }
+    }
+    won
+}
+
 fn is_already_exists<T>(result: &Result<T, StoreError>) -> bool {
     matches!(result, Err(StoreError::AlreadyExists { .. }))
 }
@@ -651,14 +664,7 @@ pub async fn client_concurrent_insert_has_one_winner(store: Arc<dyn ClientStore>
         async move { store.insert(client).await }
     })
     .await;
-    let mut won = 0;
-    for result in results {
-        match result {
-            Ok(()) => won += 1,
-            Err(StoreError::AlreadyExists { .. }) => {}
-            Err(e) => panic!("a concurrent client insert failed with a backend error: {e:?}"),
-        }
-    }
+    let won = insert_winners(results, "client");
     assert_eq!(
         won, 1,
         "exactly one of {RACERS} concurrent registrations of one client id succeeds"
@@ -835,14 +841,7 @@ pub async fn passkey_concurrent_insert_has_one_winner(store: Arc<dyn PasskeyStor
         async move { store.insert(record).await }
     })
     .await;
-    let mut won = 0;
-    for result in results {
-        match result {
-            Ok(()) => won += 1,
-            Err(StoreError::AlreadyExists { .. }) => {}
-            Err(e) => panic!("a concurrent passkey insert failed with a backend error: {e:?}"),
-        }
-    }
+    let won = insert_winners(results, "passkey");
     assert_eq!(
         won, 1,
         "exactly one of {RACERS} concurrent registrations of one credential id succeeds"
