@@ -112,6 +112,18 @@ impl TokenStore for HashMapStore {
         Ok(removed.is_some_and(|t| t.record.expires_at.is_after(UnixTime::now())))
     }
 
+    async fn list_grants(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let now = UnixTime::now();
+        Ok(self
+            .tables()?
+            .tokens
+            .values()
+            .filter(|t| t.record.kind == TokenKind::Grant && t.consumed_at.is_none())
+            .filter(|t| t.record.expires_at.is_after(now))
+            .map(|t| t.record.clone())
+            .collect())
+    }
+
     async fn revoke_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError> {
         let mut tables = self.tables()?;
         let before = tables.tokens.len();
@@ -154,6 +166,17 @@ impl ClientStore for HashMapStore {
 
     async fn delete(&self, client_id: &str) -> Result<bool, StoreError> {
         Ok(self.tables()?.clients.remove(client_id).is_some())
+    }
+
+    async fn list(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        let now = UnixTime::now();
+        Ok(self
+            .tables()?
+            .clients
+            .values()
+            .filter(|c| c.is_live(now))
+            .cloned()
+            .collect())
     }
 }
 

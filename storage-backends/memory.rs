@@ -428,6 +428,17 @@ impl TokenStore for MemoryStore {
         Ok(stored.is_live(UnixTime::now()))
     }
 
+    async fn list_grants(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let now = UnixTime::now();
+        Ok(self
+            .long_lived
+            .records
+            .iter()
+            .filter(|(key, stored)| key.0 == TokenKind::Grant && stored.is_live(now))
+            .map(|(_, stored)| stored.record.clone())
+            .collect())
+    }
+
     async fn revoke_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError> {
         let transient = self.transient.revoke(grant_id).await;
         let long_lived = self.long_lived.revoke(grant_id).await;
@@ -486,6 +497,16 @@ impl ClientStore for MemoryStore {
             })
             .await;
         Ok(matches!(result, CompResult::Removed(entry) if entry.value().is_live(now)))
+    }
+
+    async fn list(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        let now = UnixTime::now();
+        Ok(self
+            .clients
+            .iter()
+            .filter(|(_, client)| client.is_live(now))
+            .map(|(_, client)| ClientRecord::clone(&client))
+            .collect())
     }
 
     /// Hurries moka's own removal of expired entries along. Returns 0: moka does not report how

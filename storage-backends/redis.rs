@@ -375,6 +375,42 @@ impl RedisStore {
     fn passkey_key(&self) -> String {
         format!("{}p", self.prefix)
     }
+
+    /// Every key matching `prefix` + `tail` (a glob), by `SCAN`: never blocks Redis, and only the
+    /// owner console calls it. The prefix is escaped, so glob characters in it match themselves.
+    async fn scan(&self, tail: &str) -> Result<Vec<String>, StoreError> {
+        let mut pattern = String::new();
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str(tail);
+        let mut connection = self.connection();
+        let mut keys = Vec::new();
+        let mut cursor = 0_u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key twice.
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
 }
 
 /// A token record as the consume script returns it: outcome, grant, exp, payload, consumed_at.
@@ -437,6 +473,56 @@ impl TokenStore for RedisStore {
             expires_at,
             payload,
         }))
+    }
+
+    /// `SCAN` for grant records, then one pipelined `HMGET` each, filtered as in `get`.
+    async fn list_grants(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let keys = self
+            .scan(&format!("t:{}:*", TokenKind::Grant.as_str()))
+            .await?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("HMGET")
+                .arg(key)
+                .arg(&["grant", "exp", "payload", "uses"]);
+        }
+        type Fields = (
+            Option<String>,
+            Option<String>,
+            Option<Vec<u8>>,
+            Option<String>,
+        );
+        let rows: Vec<Fields> = pipe
+            .query_async(&mut self.connection())
+            .await
+            .map_err(backend)?;
+        let now = UnixTime::now();
+        let mut grants = Vec::new();
+        for (key, (grant, exp, payload, uses)) in keys.iter().zip(rows) {
+            let (Some(grant), Some(exp), Some(payload)) = (grant, exp, payload) else {
+                continue;
+            };
+            let expires_at = parse_time(&exp)?;
+            if !expires_at.is_after(now) || uses.as_deref().unwrap_or("0") != "0" {
+                continue;
+            }
+            let hash = key
+                .rsplit(':')
+                .next()
+                .and_then(TokenHash::from_hex)
+                .ok_or_else(|| codec("a grant key does not end in a token hash"))?;
+            grants.push(TokenRecord {
+                kind: TokenKind::Grant,
+                hash,
+                grant_id: GrantId(grant),
+                expires_at,
+                payload,
+            });
+        }
+        Ok(grants)
     }
 
     /// One script: `HINCRBY uses 1` on a live record; the caller that made it 1 wins. The record
@@ -562,6 +648,28 @@ impl ClientStore for RedisStore {
             }
             None => false,
         })
+    }
+
+    /// `SCAN` for client keys, then one `MGET`.
+    async fn list(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        let keys = self.scan("c:*").await?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.connection())
+            .await
+            .map_err(backend)?;
+        let now = UnixTime::now();
+        let mut clients = Vec::new();
+        for json in rows.into_iter().flatten() {
+            let client: ClientRecord = serde_json::from_str(&json).map_err(codec)?;
+            if client.is_live(now) {
+                clients.push(client);
+            }
+        }
+        Ok(clients)
     }
 
     /// Returns `Ok(0)` without touching Redis: registrations expire natively (`EXAT`), and `get`

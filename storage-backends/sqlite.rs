@@ -189,6 +189,11 @@ RETURNING grant_id, expires_at, payload, uses, consumed_at";
 const DELETE_TOKEN: &str = "\
 DELETE FROM mcp_oauth_tokens WHERE kind = ?1 AND hash = ?2 RETURNING expires_at";
 
+/// ?1 kind, ?2 now.
+const LIST_TOKENS_OF_KIND: &str = "\
+SELECT hash, grant_id, expires_at, payload FROM mcp_oauth_tokens
+WHERE kind = ?1 AND expires_at > ?2 AND uses = 0";
+
 /// ?1 grant_id.
 const REVOKE_GRANT: &str = "\
 DELETE FROM mcp_oauth_tokens WHERE grant_id = ?1 RETURNING expires_at";
@@ -213,6 +218,10 @@ WHERE client_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
 /// ?1 client_id.
 const DELETE_CLIENT: &str = "\
 DELETE FROM mcp_oauth_clients WHERE client_id = ?1 RETURNING expires_at";
+
+/// ?1 now.
+const LIST_CLIENTS: &str = "\
+SELECT record FROM mcp_oauth_clients WHERE expires_at IS NULL OR expires_at > ?1";
 
 /// ?1 now. NULL (never) is not `<=` anything.
 const PURGE_CLIENTS: &str = "DELETE FROM mcp_oauth_clients WHERE expires_at <= ?1";
@@ -454,6 +463,29 @@ impl TokenStore for SqliteStore {
         Ok(expires_at.is_some_and(|at| at > now))
     }
 
+    /// One `SELECT` by kind (the primary key's first column).
+    async fn list_grants(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows: Vec<(Vec<u8>, String, i64, Vec<u8>)> = sqlx::query_as(LIST_TOKENS_OF_KIND)
+            .bind(TokenKind::Grant.as_str())
+            .bind(to_sql(UnixTime::now()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql_error("token"))?;
+        rows.into_iter()
+            .map(|(hash, grant_id, expires_at, payload)| {
+                let hash = <[u8; 32]>::try_from(hash.as_slice())
+                    .map_err(|_| codec("a token hash is not 32 bytes"))?;
+                Ok(TokenRecord {
+                    kind: TokenKind::Grant,
+                    hash: TokenHash(hash),
+                    grant_id: GrantId(grant_id),
+                    expires_at: from_sql(expires_at),
+                    payload,
+                })
+            })
+            .collect()
+    }
+
     /// One `DELETE` by grant. Counts the live records removed (expired ones count as absent).
     async fn revoke_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError> {
         let now = to_sql(UnixTime::now());
@@ -514,6 +546,17 @@ impl ClientStore for SqliteStore {
             .await
             .map_err(sql_error("client"))?;
         Ok(removed.is_some_and(|expires_at| expires_at.is_none_or(|at| at > now)))
+    }
+
+    async fn list(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(LIST_CLIENTS)
+            .bind(to_sql(UnixTime::now()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql_error("client"))?;
+        rows.iter()
+            .map(|json| serde_json::from_str(json).map_err(codec))
+            .collect()
     }
 
     /// Deletes the expired client rows; returns how many.

@@ -96,6 +96,10 @@ pub trait ClientStore: Send + Sync + 'static {
     /// Remove a client. Idempotent; returns whether something was removed.
     async fn delete(&self, client_id: &str) -> Result<bool, StoreError>;
 
+    /// Every live client, for the owner console. Called only when the owner looks, never on a
+    /// request path, so a scan is acceptable.
+    async fn list(&self) -> Result<Vec<ClientRecord>, StoreError>;
+
     /// Physically remove expired records. Backends with native expiry may keep this default.
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(0)

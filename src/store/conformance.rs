@@ -596,6 +596,49 @@ pub async fn token_delete_expired_keeps_live(store: &dyn TokenStore) {
     );
 }
 
+/// `list_grants` returns the live grant records, byte for byte, and nothing of another kind, nothing
+/// expired, nothing deleted or revoked.
+pub async fn token_list_grants(store: &dyn TokenStore) {
+    let live = live_token(TokenKind::Grant);
+    let revoked = live_token(TokenKind::Grant);
+    let deleted = live_token(TokenKind::Grant);
+    let expired = expired_token(TokenKind::Grant);
+    let other_kind = TokenRecord {
+        kind: TokenKind::AccessToken,
+        ..live_token(TokenKind::Grant)
+    };
+    for record in [&live, &revoked, &deleted, &expired, &other_kind] {
+        store.insert(record.clone()).await.expect("insert");
+    }
+    store
+        .revoke_grant(&revoked.grant_id)
+        .await
+        .expect("revoke_grant");
+    store
+        .delete(deleted.kind, &deleted.hash)
+        .await
+        .expect("delete");
+    let listed = store.list_grants().await.expect("list_grants");
+    let find = |hash: &TokenHash| listed.iter().find(|r| &r.hash == hash);
+    assert_eq!(
+        find(&live.hash),
+        Some(&live),
+        "a live grant is listed as inserted"
+    );
+    for (record, why) in [
+        (&revoked, "a revoked grant"),
+        (&deleted, "a deleted grant"),
+        (&expired, "an expired grant"),
+        (&other_kind, "a record of another kind"),
+    ] {
+        assert!(find(&record.hash).is_none(), "{why} is not listed");
+    }
+    assert!(
+        listed.iter().all(|r| r.kind == TokenKind::Grant),
+        "only grant records are listed"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // ClientStore
 
@@ -744,6 +787,44 @@ pub async fn client_delete_expired_keeps_live(store: &dyn ClientStore) {
         store.get(&forever.client_id).await.expect("get"),
         Some(forever),
         "delete_expired keeps a client without expiry"
+    );
+}
+
+/// `list` returns live clients as inserted, and neither expired nor deleted ones.
+pub async fn client_list(store: &dyn ClientStore) {
+    let live = live_client();
+    let forever = ClientRecord {
+        expires_at: None,
+        ..live_client()
+    };
+    let deleted = live_client();
+    let expired = ClientRecord {
+        expires_at: Some(a_minute_ago()),
+        ..live_client()
+    };
+    for client in [&live, &forever, &deleted, &expired] {
+        store.insert(client.clone()).await.expect("insert");
+    }
+    store.delete(&deleted.client_id).await.expect("delete");
+    let listed = store.list().await.expect("list");
+    let find = |id: &str| listed.iter().find(|c| c.client_id == id);
+    assert_eq!(
+        find(&live.client_id),
+        Some(&live),
+        "a live client is listed"
+    );
+    assert_eq!(
+        find(&forever.client_id),
+        Some(&forever),
+        "a client without expiry is listed"
+    );
+    assert!(
+        find(&deleted.client_id).is_none(),
+        "a deleted client is not listed"
+    );
+    assert!(
+        find(&expired.client_id).is_none(),
+        "an expired client is not listed"
     );
 }
 
@@ -951,7 +1032,8 @@ macro_rules! token_store_conformance {
         $crate::__conformance_tests!($make, TokenStore:
             token_round_trip, token_unknown_is_none, token_insert_never_overwrites,
             token_kinds_are_separate, token_expired_is_invisible, token_consume_then_replayed,
-            token_revoke_grant, token_delete_is_idempotent, token_delete_expired_keeps_live;
+            token_revoke_grant, token_delete_is_idempotent, token_delete_expired_keeps_live,
+            token_list_grants;
             concurrent: token_concurrent_insert_has_one_winner, token_concurrent_consume_has_one_winner);
     };
 }
@@ -963,7 +1045,7 @@ macro_rules! client_store_conformance {
     ($make:expr $(,)?) => {
         $crate::__conformance_tests!($make, ClientStore:
             client_round_trip, client_insert_never_overwrites, client_expired_is_invisible,
-            client_delete_is_idempotent, client_delete_expired_keeps_live;
+            client_delete_is_idempotent, client_delete_expired_keeps_live, client_list;
             concurrent: client_concurrent_insert_has_one_winner);
     };
 }

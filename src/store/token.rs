@@ -20,17 +20,28 @@ pub enum TokenKind {
     PasskeyCeremony,
     /// A marker that a setup token has been used.
     SetupTokenUse,
+    /// What one approval granted, for the owner console: one per grant, keyed by the hash of the
+    /// grant id, refreshed whenever tokens are issued in the grant.
+    Grant,
+    /// A marker that a grant was revoked, so that tokens minted while the revocation ran are
+    /// caught. Stored under a grant id of its own, so revoking does not remove it.
+    GrantRevoked,
+    /// An owner console session, created by a passkey assertion.
+    ConsoleSession,
 }
 
 impl TokenKind {
     /// Every kind, for backends that iterate key spaces.
-    pub const ALL: [TokenKind; 6] = [
+    pub const ALL: [TokenKind; 9] = [
         TokenKind::AuthorizationRequest,
         TokenKind::AuthorizationCode,
         TokenKind::AccessToken,
         TokenKind::RefreshToken,
         TokenKind::PasskeyCeremony,
         TokenKind::SetupTokenUse,
+        TokenKind::Grant,
+        TokenKind::GrantRevoked,
+        TokenKind::ConsoleSession,
     ];
 
     /// A short stable name, used in keys and table rows.
@@ -42,6 +53,9 @@ impl TokenKind {
             TokenKind::RefreshToken => "refresh",
             TokenKind::PasskeyCeremony => "ceremony",
             TokenKind::SetupTokenUse => "setup_use",
+            TokenKind::Grant => "grant",
+            TokenKind::GrantRevoked => "grant_revoked",
+            TokenKind::ConsoleSession => "console_session",
         }
     }
 
@@ -126,6 +140,10 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Remove every record of the grant, of every kind. Returns how many were removed.
     async fn revoke_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError>;
+
+    /// Every live record of kind [`TokenKind::Grant`], for the owner console. Called only when the
+    /// owner looks, never on a request path, so a scan is acceptable.
+    async fn list_grants(&self) -> Result<Vec<TokenRecord>, StoreError>;
 
     /// Physically remove expired records. Backends with native expiry may keep this default.
     async fn delete_expired(&self) -> Result<u64, StoreError> {

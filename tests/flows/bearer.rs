@@ -211,6 +211,9 @@ impl TokenStore for DownStore {
     async fn revoke_grant(&self, _: &GrantId) -> Result<u64, StoreError> {
         Err(down())
     }
+    async fn list_grants(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        Err(down())
+    }
 }
 
 #[tokio::test]

@@ -40,6 +40,9 @@ impl TokenStore for Counting {
     async fn revoke_grant(&self, grant: &GrantId) -> Result<u64, StoreError> {
         self.0.revoke_grant(grant).await
     }
+    async fn list_grants(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.0.list_grants().await
+    }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         self.1.fetch_add(1, Ordering::SeqCst);
         Ok(0)
