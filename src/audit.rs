@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::console::{Journal, Source, StepKind};
 use crate::store::GrantId;
 
 /// A security-relevant event. Emitted as a `tracing` event on the target `mcp_oauth::audit`
@@ -82,6 +83,28 @@ pub enum AuditEvent {
         /// Its label.
         label: String,
     },
+    /// The owner removed a passkey in the console.
+    PasskeyRemoved {
+        /// Its credential id (base64url).
+        credential_id: String,
+    },
+    /// The owner signed in to the console.
+    ConsoleSignedIn {
+        /// The passkey used.
+        credential_id: String,
+    },
+    /// The owner revoked a grant in the console (or through the Rust API).
+    GrantRevokedByOwner {
+        /// The client.
+        client_id: String,
+        /// The revoked grant.
+        grant_id: GrantId,
+    },
+    /// The owner deleted a client's registration and grants.
+    ClientDeleted {
+        /// The client.
+        client_id: String,
+    },
     /// A setup token was refused (wrong, or already used).
     SetupTokenRefused,
     /// A passkey assertion or registration did not verify.
@@ -105,6 +128,10 @@ impl AuditEvent {
             Self::RefreshReuseRevoked { .. } => "refresh_reuse_revoked",
             Self::TokenRevoked { .. } => "token_revoked",
             Self::PasskeyRegistered { .. } => "passkey_registered",
+            Self::PasskeyRemoved { .. } => "passkey_removed",
+            Self::ConsoleSignedIn { .. } => "console_signed_in",
+            Self::GrantRevokedByOwner { .. } => "grant_revoked_by_owner",
+            Self::ClientDeleted { .. } => "client_deleted",
             Self::SetupTokenRefused => "setup_token_refused",
             Self::PasskeyRejected { .. } => "passkey_rejected",
         }
@@ -125,10 +152,11 @@ impl AuditEvent {
 /// The application's audit callback.
 pub(crate) type AuditCallback = Arc<dyn Fn(&AuditEvent) + Send + Sync>;
 
-/// Where events go.
+/// Where events go: the log, the application's callback, and the connection doctor.
 #[derive(Clone, Default)]
 pub(crate) struct Audit {
     callback: Option<AuditCallback>,
+    journal: Arc<Journal>,
 }
 
 impl fmt::Debug for Audit {
@@ -141,7 +169,15 @@ impl fmt::Debug for Audit {
 
 impl Audit {
     pub(crate) fn new(callback: Option<AuditCallback>) -> Self {
-        Self { callback }
+        Self {
+            callback,
+            journal: Arc::default(),
+        }
+    }
+
+    /// The connection doctor's memory, which events are also written to.
+    pub(crate) fn journal(&self) -> &Arc<Journal> {
+        &self.journal
     }
 
     pub(crate) fn emit(&self, event: AuditEvent) {
@@ -150,8 +186,54 @@ impl Audit {
         } else {
             tracing::info!(target: "mcp_oauth::audit", event = event.name(), details = ?event);
         }
+        self.record_step(&event);
         if let Some(callback) = &self.callback {
             callback(&event);
         }
+    }
+
+    /// The events that are steps of a client's connection, for the doctor.
+    fn record_step(&self, event: &AuditEvent) {
+        const REPLAYED: (&str, &str) = (
+            "invalid_grant",
+            "a used code came back; the grant was revoked",
+        );
+        const REUSED: (&str, &str) = (
+            "invalid_grant",
+            "a rotated refresh token came back after the grace window; the grant was revoked",
+        );
+        let (client_id, kind, error, detail) = match event {
+            AuditEvent::ClientRegistered { client_id, auth_method } => {
+                (client_id, StepKind::Registration, None, Some(*auth_method))
+            }
+            AuditEvent::AuthorizationApproved { client_id, .. } => (client_id, StepKind::Approval, None, None),
+            AuditEvent::AuthorizationDenied { client_id } => (client_id, StepKind::Denial, None, None),
+            AuditEvent::CodeRedeemed { client_id, .. } => (client_id, StepKind::CodeExchange, None, None),
+            AuditEvent::CodeReplayed { client_id, .. } => {
+                (client_id, StepKind::CodeExchange, Some(REPLAYED), None)
+            }
+            AuditEvent::RefreshRotated { client_id, .. } => (client_id, StepKind::Refresh, None, None),
+            AuditEvent::RefreshReusedWithinGrace { client_id, .. } => (
+                client_id,
+                StepKind::Refresh,
+                None,
+                Some("a retry within the grace window"),
+            ),
+            AuditEvent::RefreshReuseRevoked { client_id, .. } => {
+                (client_id, StepKind::Refresh, Some(REUSED), None)
+            }
+            AuditEvent::TokenRevoked { client_id, kind, .. } => {
+                (client_id, StepKind::Revocation, None, Some(*kind))
+            }
+            AuditEvent::GrantRevokedByOwner { client_id, .. } => (
+                client_id,
+                StepKind::Revocation,
+                None,
+                Some("grant revoked by the owner"),
+            ),
+            _ => return,
+        };
+        self.journal
+            .record(Source::of(Some(client_id), None), kind, error, detail);
     }
 }

@@ -34,7 +34,7 @@ use crate::store::{ClientStore, PasskeyStore, StoreError, TokenHash, TokenStore}
 /// ```
 #[derive(Clone, Debug)]
 pub struct McpOAuth {
-    state: AppState,
+    pub(crate) state: AppState,
     limits: Option<Arc<Limits>>,
     resource_path: String,
     scope_policy: Option<Arc<McpScopes>>,

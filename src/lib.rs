@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audit;
+pub mod console;
 #[cfg(feature = "cimd")]
 mod cimd;
 pub mod config;

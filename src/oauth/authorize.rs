@@ -5,6 +5,7 @@ use url::Url;
 use crate::audit::AuditEvent;
 
 use super::clients::{Client, FindError};
+use super::grants::GrantSummary;
 use super::params::Params;
 use super::records::{self, CodeGrant, PendingRequest};
 use super::{AuthServer, ErrorCode, OAuthError, pkce, redirect, scope, secret};
@@ -199,6 +200,17 @@ impl AuthServer {
                 payload: records::encode(&grant),
             })
             .await?;
+        let summary = GrantSummary {
+            client_id: pending.client_id.clone(),
+            scopes: grant.scopes.clone(),
+            resource: grant.resource.clone(),
+            redirect_uri: Some(pending.redirect_uri.clone()),
+            approved_at: UnixTime::now(),
+            last_issued_at: None,
+            access_expires_at: None,
+            refresh_expires_at: None,
+        };
+        self.record_approval(&record.grant_id, &summary).await?;
         self.audit.emit(AuditEvent::AuthorizationApproved {
             client_id: pending.client_id.clone(),
             grant_id: record.grant_id.clone(),

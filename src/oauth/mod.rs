@@ -7,6 +7,7 @@ mod client_auth;
 pub(crate) mod client_metadata;
 pub(crate) mod clients;
 mod error;
+pub(crate) mod grants;
 mod introspect;
 mod mcp_scopes;
 pub(crate) mod metadata;

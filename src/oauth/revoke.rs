@@ -33,7 +33,7 @@ impl AuthServer {
             }
             if kind == TokenKind::RefreshToken {
                 // Revoking a refresh token ends the grant, its access tokens included (RFC 7009 §2.1).
-                self.tokens.revoke_grant(&record.grant_id).await?;
+                self.revoke_grant(&record.grant_id).await?;
             } else {
                 self.tokens.delete(kind, &hash).await?;
             }

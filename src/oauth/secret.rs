@@ -16,6 +16,7 @@ pub(crate) mod prefix {
     pub(crate) const CLIENT_SECRET: &str = "mcp_cs_";
     pub(crate) const CLIENT_ID: &str = "mcp_client_";
     pub(crate) const SETUP_TOKEN: &str = "mcp_setup_";
+    pub(crate) const CONSOLE_SESSION: &str = "mcp_os_";
 }
 
 /// A new secret: the prefix and 256 random bits, base64url.

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::clients::Client;
+use super::grants::Minted;
 use super::params::Params;
 use super::records::{self, CodeGrant, TokenGrant};
 use super::{AuthServer, ErrorCode, OAuthError, pkce, scope, secret};
@@ -117,7 +118,7 @@ impl AuthServer {
                 // RFC 6749 §4.1.2 / OAuth 2.1 §4.1.3: a replayed code revokes what it produced, but
                 // only when the replay is otherwise valid, or anyone could revoke anyone's grant.
                 if check(&records::decode(&record)?).is_ok() {
-                    self.tokens.revoke_grant(&record.grant_id).await?;
+                    self.revoke_grant(&record.grant_id).await?;
                     self.audit.emit(AuditEvent::CodeReplayed {
                         client_id: client.client_id.clone(),
                         grant_id: record.grant_id.clone(),
@@ -189,7 +190,7 @@ impl AuthServer {
                     });
                     return self.issue(&record.grant_id, &grant, &scopes, true).await;
                 }
-                self.tokens.revoke_grant(&record.grant_id).await?;
+                self.revoke_grant(&record.grant_id).await?;
                 self.audit.emit(AuditEvent::RefreshReuseRevoked {
                     client_id: client.client_id.clone(),
                     grant_id: record.grant_id.clone(),
@@ -213,38 +214,40 @@ impl AuthServer {
         with_refresh: bool,
     ) -> Result<TokenResponse, OAuthError> {
         let now = UnixTime::now();
+        let mut minted = Minted::default();
         let access_token = secret::generate(secret::prefix::ACCESS_TOKEN);
         let access = TokenGrant {
             client_id: grant.client_id.clone(),
             scopes: access_scopes.to_vec(),
             resource: grant.resource.clone(),
         };
-        self.tokens
-            .insert(TokenRecord {
-                kind: TokenKind::AccessToken,
-                hash: TokenHash::of(&access_token),
-                grant_id: grant_id.clone(),
-                expires_at: now.plus(self.settings.token_lifetime_secs),
-                payload: records::encode(&access),
-            })
-            .await?;
+        let access_record = TokenRecord {
+            kind: TokenKind::AccessToken,
+            hash: TokenHash::of(&access_token),
+            grant_id: grant_id.clone(),
+            expires_at: now.plus(self.settings.token_lifetime_secs),
+            payload: records::encode(&access),
+        };
+        minted.add(access_record.kind, access_record.hash, access_record.expires_at);
+        self.tokens.insert(access_record).await?;
         let refresh_token = if with_refresh {
             let token = secret::generate(secret::prefix::REFRESH_TOKEN);
-            self.tokens
-                .insert(TokenRecord {
-                    kind: TokenKind::RefreshToken,
-                    hash: TokenHash::of(&token),
-                    grant_id: grant_id.clone(),
-                    expires_at: now.plus(self.settings.refresh_token_lifetime_secs),
-                    // The refresh token keeps the grant's full scope even when this access token
-                    // was narrowed (OAuth 2.1 §4.3.3).
-                    payload: records::encode(grant),
-                })
-                .await?;
+            let refresh_record = TokenRecord {
+                kind: TokenKind::RefreshToken,
+                hash: TokenHash::of(&token),
+                grant_id: grant_id.clone(),
+                expires_at: now.plus(self.settings.refresh_token_lifetime_secs),
+                // The refresh token keeps the grant's full scope even when this access token
+                // was narrowed (OAuth 2.1 §4.3.3).
+                payload: records::encode(grant),
+            };
+            minted.add(refresh_record.kind, refresh_record.hash, refresh_record.expires_at);
+            self.tokens.insert(refresh_record).await?;
             Some(token)
         } else {
             None
         };
+        self.settle_issue(grant_id, grant, &minted).await?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",

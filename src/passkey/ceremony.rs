@@ -14,6 +14,8 @@ pub(crate) enum Purpose {
     Approve { request: TokenHash },
     /// Authorising the registration of another passkey.
     Enrol,
+    /// Signing in to the owner console.
+    Console,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! on one instance can finish on another that shares the store.
 
 mod ceremony;
+mod manage;
 mod setup;
 
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub(crate) enum Enrolment {
         ceremony_id: String,
         credential: Box<PublicKeyCredential>,
     },
+    /// From the owner console, whose session a passkey assertion created.
+    ConsoleSession,
 }
 
 /// The WebAuthn relying party and the owner's credentials.
@@ -142,13 +145,14 @@ impl Passkeys {
         })
     }
 
-    /// Verify an assertion for a ceremony started for `purpose`, and record the use.
+    /// Verify an assertion for a ceremony started for `purpose`, and record the use. Returns the
+    /// credential id of the passkey that signed.
     pub(crate) async fn finish_authentication(
         &self,
         ceremony_id: &str,
         credential: &PublicKeyCredential,
         purpose: &Purpose,
-    ) -> Result<(), OAuthError> {
+    ) -> Result<String, OAuthError> {
         let Ceremony::Authentication {
             state,
             purpose: started_for,
@@ -173,7 +177,7 @@ impl Passkeys {
         record.passkey.update_credential(&result);
         record.last_used_at = Some(UnixTime::now());
         self.store.update(record).await?;
-        Ok(())
+        Ok(credential_id)
     }
 
     /// Start registering a passkey, authorised by `enrolment`.
@@ -202,6 +206,7 @@ impl Passkeys {
                     .await?;
                 None
             }
+            Enrolment::ConsoleSession => None,
         };
         let existing = self.store.list().await?;
         let user_id = existing.first().map_or_else(Uuid::new_v4, |r| r.user_id);
@@ -315,7 +320,7 @@ impl Passkeys {
 }
 
 /// A readable label: control characters dropped, at most 64 characters, a default when empty.
-fn clean_label(label: Option<&str>, existing: usize) -> String {
+pub(crate) fn clean_label(label: Option<&str>, existing: usize) -> String {
     let cleaned: String = label
         .unwrap_or_default()
         .chars()

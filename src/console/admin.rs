@@ -1,0 +1,189 @@
+//! The owner's operations over the stores: list and revoke grants, list and delete clients.
+
+use std::collections::HashMap;
+
+use super::{ClientInfo, ConsoleError, GrantInfo, Registration};
+use crate::audit::AuditEvent;
+use crate::oauth::grants::GrantSummary;
+use crate::oauth::{AuthServer, redirect};
+use crate::store::{ClientRecord, GrantId, StoreError};
+
+/// The owner's view of one authorization server.
+pub(crate) struct Admin<'a> {
+    pub(crate) server: &'a AuthServer,
+}
+
+impl Admin<'_> {
+    /// Every live grant, the most recently approved first.
+    pub(crate) async fn grants(&self) -> Result<Vec<GrantInfo>, StoreError> {
+        let grants = self.server.list_grants().await?;
+        let clients = self.registered_clients().await?;
+        let journal = self.server.audit.journal();
+        let mut out: Vec<GrantInfo> = grants
+            .into_iter()
+            .map(|(grant_id, summary)| {
+                let (client_name, registration) = self.describe(&summary.client_id, &clients);
+                let last_used_at = journal.last_used(&grant_id).max(summary.last_issued_at);
+                GrantInfo {
+                    redirect_origin: summary.redirect_uri.as_deref().map(redirect::origin_of),
+                    client_id: summary.client_id,
+                    client_name,
+                    registration,
+                    scopes: summary.scopes,
+                    approved_at: summary.approved_at,
+                    last_used_at,
+                    access_expires_at: summary.access_expires_at,
+                    refresh_expires_at: summary.refresh_expires_at,
+                    grant_id,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.approved_at.cmp(&a.approved_at));
+        Ok(out)
+    }
+
+    /// Every client known: registered ones, the pre-registered one, and metadata-document clients
+    /// holding grants. Those with grants first, then by name.
+    pub(crate) async fn clients(&self) -> Result<Vec<ClientInfo>, StoreError> {
+        let grants = self.server.list_grants().await?;
+        let mut grant_counts: HashMap<String, usize> = HashMap::new();
+        for (_, summary) in &grants {
+            *grant_counts.entry(summary.client_id.clone()).or_default() += 1;
+        }
+        let registered = self.registered_clients().await?;
+        let pre = &self.server.settings.pre_registered;
+        let mut out = vec![ClientInfo {
+            client_id: pre.client_id.clone(),
+            name: Some(pre.name.clone()),
+            registration: Registration::PreRegistered,
+            redirect_uris: pre.redirect_uris.clone(),
+            grants: grant_counts.get(&pre.client_id).copied().unwrap_or(0),
+        }];
+        for client in registered.values() {
+            out.push(ClientInfo {
+                client_id: client.client_id.clone(),
+                name: client.client_name.clone(),
+                registration: Registration::Dynamic {
+                    registered_at: client.issued_at,
+                    expires_at: client.expires_at,
+                },
+                redirect_uris: client.redirect_uris.clone(),
+                grants: grant_counts.get(&client.client_id).copied().unwrap_or(0),
+            });
+        }
+        for (client_id, count) in &grant_counts {
+            if out.iter().any(|c| &c.client_id == client_id) {
+                continue;
+            }
+            let (name, registration) = self.describe(client_id, &registered);
+            out.push(ClientInfo {
+                client_id: client_id.clone(),
+                name,
+                registration,
+                redirect_uris: Vec::new(),
+                grants: *count,
+            });
+        }
+        out.sort_by(|a, b| {
+            (b.grants > 0)
+                .cmp(&(a.grants > 0))
+                .then_with(|| a.name.cmp(&b.name))
+                .then_with(|| a.client_id.cmp(&b.client_id))
+        });
+        Ok(out)
+    }
+
+    /// Revoke one grant: its access and refresh tokens stop working at once.
+    pub(crate) async fn revoke_grant(&self, grant_id: &GrantId) -> Result<(), ConsoleError> {
+        let summary = self
+            .server
+            .list_grants()
+            .await?
+            .into_iter()
+            .find(|(id, _)| id == grant_id)
+            .map(|(_, summary)| summary);
+        let removed = self.server.revoke_grant(grant_id).await?;
+        match summary {
+            Some(summary) => {
+                self.owner_revoked(&summary, grant_id);
+                Ok(())
+            }
+            None if removed > 0 => Ok(()),
+            None => Err(ConsoleError::NotFound("grant")),
+        }
+    }
+
+    /// Revoke every grant of a client and delete its registration. Returns how many grants were
+    /// revoked. The pre-registered client cannot be deleted (it is configuration); a
+    /// metadata-document client loses its grants but may ask for approval again.
+    pub(crate) async fn delete_client(&self, client_id: &str) -> Result<usize, ConsoleError> {
+        if client_id == self.server.settings.pre_registered.client_id {
+            return Err(ConsoleError::PreRegistered);
+        }
+        let grants: Vec<_> = self
+            .server
+            .list_grants()
+            .await?
+            .into_iter()
+            .filter(|(_, summary)| summary.client_id == client_id)
+            .collect();
+        for (grant_id, summary) in &grants {
+            self.server.revoke_grant(grant_id).await?;
+            self.owner_revoked(summary, grant_id);
+        }
+        let deleted = self.server.clients.delete(client_id).await?;
+        if !deleted && grants.is_empty() {
+            return Err(ConsoleError::NotFound("client"));
+        }
+        self.server.audit.emit(AuditEvent::ClientDeleted {
+            client_id: client_id.to_owned(),
+        });
+        Ok(grants.len())
+    }
+
+    fn owner_revoked(&self, summary: &GrantSummary, grant_id: &GrantId) {
+        self.server.audit.emit(AuditEvent::GrantRevokedByOwner {
+            client_id: summary.client_id.clone(),
+            grant_id: grant_id.clone(),
+        });
+    }
+
+    async fn registered_clients(&self) -> Result<HashMap<String, ClientRecord>, StoreError> {
+        Ok(self
+            .server
+            .clients
+            .list()
+            .await?
+            .into_iter()
+            .map(|client| (client.client_id.clone(), client))
+            .collect())
+    }
+
+    /// A client's name and registration path, without fetching anything.
+    fn describe(
+        &self,
+        client_id: &str,
+        registered: &HashMap<String, ClientRecord>,
+    ) -> (Option<String>, Registration) {
+        let pre = &self.server.settings.pre_registered;
+        if client_id == pre.client_id {
+            return (Some(pre.name.clone()), Registration::PreRegistered);
+        }
+        if let Some(client) = registered.get(client_id) {
+            return (
+                client.client_name.clone(),
+                Registration::Dynamic {
+                    registered_at: client.issued_at,
+                    expires_at: client.expires_at,
+                },
+            );
+        }
+        match url::Url::parse(client_id) {
+            Ok(url) if url.scheme() == "https" => {
+                let host = url.host_str().unwrap_or_default().to_owned();
+                (None, Registration::MetadataDocument { host })
+            }
+            _ => (None, Registration::Gone),
+        }
+    }
+}

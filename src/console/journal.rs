@@ -1,0 +1,302 @@
+//! The connection doctor's memory: the recent steps of each client's connection attempts, and when
+//! each grant was last used. Bounded, in this process only, and free of secrets: it records step
+//! names, client ids, user agents and the error each failed step returned.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::store::{GrantId, UnixTime};
+
+/// How many clients (or anonymous user agents) the doctor remembers; the least recently active
+/// is forgotten first.
+const MAX_SOURCES: usize = 200;
+/// How many steps it keeps per client.
+const MAX_STEPS: usize = 40;
+/// How many grants' last use it remembers.
+const MAX_GRANTS: usize = 10_000;
+/// User agents are cut to this many characters.
+const MAX_USER_AGENT_CHARS: usize = 120;
+
+/// One step of connecting a client, in the order a client normally takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StepKind {
+    /// An MCP request without a usable token got the `401` challenge.
+    Challenge,
+    /// The protected resource metadata (RFC 9728) was fetched.
+    ResourceMetadata,
+    /// The authorization server metadata (RFC 8414) was fetched.
+    ServerMetadata,
+    /// Dynamic client registration (RFC 7591).
+    Registration,
+    /// The authorization request: the consent page, or why it could not be shown.
+    Authorize,
+    /// The owner approved with a passkey.
+    Approval,
+    /// The owner denied.
+    Denial,
+    /// The authorization code was exchanged for tokens.
+    CodeExchange,
+    /// The first MCP request with a token of a grant.
+    FirstMcpCall,
+    /// A refresh token was exchanged.
+    Refresh,
+    /// A token was revoked, or a grant revoked for a replay.
+    Revocation,
+    /// An MCP request lacked a scope it needed (`403 insufficient_scope`).
+    InsufficientScope,
+}
+
+impl StepKind {
+    /// A short stable name, e.g. `code_exchange`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Challenge => "challenge",
+            Self::ResourceMetadata => "resource_metadata",
+            Self::ServerMetadata => "server_metadata",
+            Self::Registration => "registration",
+            Self::Authorize => "authorize",
+            Self::Approval => "approval",
+            Self::Denial => "denial",
+            Self::CodeExchange => "code_exchange",
+            Self::FirstMcpCall => "first_mcp_call",
+            Self::Refresh => "refresh",
+            Self::Revocation => "revocation",
+            Self::InsufficientScope => "insufficient_scope",
+        }
+    }
+
+    /// What the step is, in words for the console.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Challenge => "MCP request without a valid token: 401 challenge",
+            Self::ResourceMetadata => "Fetched the protected resource metadata",
+            Self::ServerMetadata => "Fetched the authorization server metadata",
+            Self::Registration => "Registered itself (dynamic client registration)",
+            Self::Authorize => "Opened the consent page",
+            Self::Approval => "Approved by the owner",
+            Self::Denial => "Denied by the owner",
+            Self::CodeExchange => "Exchanged the authorization code for tokens",
+            Self::FirstMcpCall => "First MCP request with its token",
+            Self::Refresh => "Refreshed its tokens",
+            Self::Revocation => "Revocation",
+            Self::InsufficientScope => "MCP request needed more scopes: 403",
+        }
+    }
+}
+
+/// One recorded step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionStep {
+    /// When it happened.
+    pub at: UnixTime,
+    /// Which step.
+    pub kind: StepKind,
+    /// `None` when the step succeeded; else the OAuth error code and description it returned.
+    pub error: Option<(String, String)>,
+    /// A detail such as the user agent or the path requested.
+    pub detail: Option<String>,
+}
+
+/// The recent steps of one client, oldest first. Steps taken before the client had an id (the
+/// challenge, metadata fetches, a failed registration) are grouped by user agent instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionTrace {
+    /// The client, when the steps are known to be its.
+    pub client_id: Option<String>,
+    /// The user agent, for steps grouped by it.
+    pub user_agent: Option<String>,
+    /// Oldest first.
+    pub steps: Vec<ConnectionStep>,
+    /// When the last step happened.
+    pub last_at: UnixTime,
+}
+
+/// Who took a step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Source {
+    Client(String),
+    UserAgent(String),
+}
+
+impl Source {
+    /// The client if known, else the user agent (cut), else "unknown".
+    pub(crate) fn of(client_id: Option<&str>, user_agent: Option<&str>) -> Self {
+        match client_id {
+            Some(id) if !id.is_empty() => Self::Client(cut(id, 200)),
+            _ => Self::UserAgent(cut(
+                user_agent.unwrap_or("unknown user agent"),
+                MAX_USER_AGENT_CHARS,
+            )),
+        }
+    }
+}
+
+fn cut(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+#[derive(Debug, Default)]
+struct Traces {
+    by_source: HashMap<Source, (UnixTime, VecDeque<ConnectionStep>)>,
+}
+
+/// The doctor's bounded memory, shared by every handler.
+#[derive(Debug, Default)]
+pub(crate) struct Journal {
+    traces: Mutex<Traces>,
+    last_use: Mutex<HashMap<GrantId, UnixTime>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep going with it.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Journal {
+    /// Record a step.
+    pub(crate) fn record(
+        &self,
+        source: Source,
+        kind: StepKind,
+        error: Option<(&str, &str)>,
+        detail: Option<&str>,
+    ) {
+        let now = UnixTime::now();
+        let step = ConnectionStep {
+            at: now,
+            kind,
+            error: error.map(|(code, description)| (cut(code, 64), cut(description, 300))),
+            detail: detail.map(|d| cut(d, MAX_USER_AGENT_CHARS)),
+        };
+        let mut traces = lock(&self.traces);
+        if !traces.by_source.contains_key(&source) && traces.by_source.len() >= MAX_SOURCES {
+            let oldest = traces
+                .by_source
+                .iter()
+                .min_by_key(|(_, (last, _))| *last)
+                .map(|(source, _)| source.clone());
+            if let Some(oldest) = oldest {
+                traces.by_source.remove(&oldest);
+            }
+        }
+        let (last, steps) = traces
+            .by_source
+            .entry(source)
+            .or_insert_with(|| (now, VecDeque::new()));
+        *last = now;
+        if steps.len() == MAX_STEPS {
+            steps.pop_front();
+        }
+        steps.push_back(step);
+    }
+
+    /// Note a use of a grant's token. Returns `true` for the first use this process has seen.
+    /// The hot path: one lock and one lookup, and a write only when the second changes.
+    pub(crate) fn grant_used(&self, grant_id: &GrantId) -> bool {
+        let now = UnixTime::now();
+        let mut last_use = lock(&self.last_use);
+        if let Some(at) = last_use.get_mut(grant_id) {
+            *at = now;
+            return false;
+        }
+        if last_use.len() >= MAX_GRANTS {
+            let oldest = last_use
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(grant, _)| grant.clone());
+            if let Some(oldest) = oldest {
+                last_use.remove(&oldest);
+            }
+        }
+        last_use.insert(grant_id.clone(), now);
+        true
+    }
+
+    /// When a grant's token was last used, as seen by this process.
+    pub(crate) fn last_used(&self, grant_id: &GrantId) -> Option<UnixTime> {
+        lock(&self.last_use).get(grant_id).copied()
+    }
+
+    /// Every trace, the most recently active first.
+    pub(crate) fn traces(&self) -> Vec<ConnectionTrace> {
+        let traces = lock(&self.traces);
+        let mut out: Vec<ConnectionTrace> = traces
+            .by_source
+            .iter()
+            .map(|(source, (last, steps))| {
+                let (client_id, user_agent) = match source {
+                    Source::Client(id) => (Some(id.clone()), None),
+                    Source::UserAgent(agent) => (None, Some(agent.clone())),
+                };
+                ConnectionTrace {
+                    client_id,
+                    user_agent,
+                    steps: steps.iter().cloned().collect(),
+                    last_at: *last,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.last_at.cmp(&a.last_at));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_kept_in_order_and_bounded_per_source() {
+        let journal = Journal::default();
+        let source = Source::of(Some("client-1"), None);
+        for _ in 0..MAX_STEPS + 5 {
+            journal.record(source.clone(), StepKind::Refresh, None, None);
+        }
+        journal.record(
+            source,
+            StepKind::CodeExchange,
+            Some(("invalid_grant", "the code expired")),
+            None,
+        );
+        let traces = journal.traces();
+        assert_eq!(traces.len(), 1);
+        assert_eq!(traces[0].steps.len(), MAX_STEPS);
+        let last = traces[0].steps.last().unwrap();
+        assert_eq!(last.kind, StepKind::CodeExchange);
+        assert_eq!(last.error.as_ref().unwrap().0, "invalid_grant");
+    }
+
+    #[test]
+    fn sources_are_bounded() {
+        let journal = Journal::default();
+        for i in 0..MAX_SOURCES + 50 {
+            let agent = format!("agent {i}");
+            journal.record(Source::of(None, Some(&agent)), StepKind::Challenge, None, None);
+        }
+        assert_eq!(journal.traces().len(), MAX_SOURCES);
+    }
+
+    #[test]
+    fn user_agents_are_cut_and_stripped_of_control_characters() {
+        let agent = format!("evil\r\nagent{}", "x".repeat(500));
+        let Source::UserAgent(kept) = Source::of(None, Some(&agent)) else {
+            panic!("no client id means a user-agent source");
+        };
+        assert!(kept.starts_with("evilagent"));
+        assert_eq!(kept.chars().count(), MAX_USER_AGENT_CHARS);
+    }
+
+    #[test]
+    fn first_use_of_a_grant_is_reported_once() {
+        let journal = Journal::default();
+        let grant = GrantId("g".into());
+        assert!(journal.grant_used(&grant));
+        assert!(!journal.grant_used(&grant));
+        assert!(journal.last_used(&grant).is_some());
+    }
+}

@@ -1,0 +1,180 @@
+//! One record per approval (what the owner console lists), kept current as tokens are issued, and
+//! revocation that also catches tokens minted while it runs.
+
+use serde::{Deserialize, Serialize};
+
+use super::records::{self, TokenGrant};
+use super::{AuthServer, OAuthError};
+use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, UnixTime};
+
+/// What the owner approved, and what has been issued since. The payload of a
+/// [`TokenKind::Grant`] record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct GrantSummary {
+    pub(crate) client_id: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) resource: String,
+    /// `None` for a grant first seen at a refresh (approved before grants were recorded).
+    pub(crate) redirect_uri: Option<String>,
+    pub(crate) approved_at: UnixTime,
+    pub(crate) last_issued_at: Option<UnixTime>,
+    pub(crate) access_expires_at: Option<UnixTime>,
+    pub(crate) refresh_expires_at: Option<UnixTime>,
+}
+
+/// A grant record and its revocation marker are keyed by the grant id's hash.
+fn key(grant_id: &GrantId) -> TokenHash {
+    TokenHash::of(&grant_id.0)
+}
+
+/// The marker lives under a grant id of its own, so revoking the grant does not remove it.
+fn marker_grant(grant_id: &GrantId) -> GrantId {
+    GrantId(format!("{}.revoked", grant_id.0))
+}
+
+/// Tokens just minted in a grant, to take back if the grant turns out to be revoked.
+#[derive(Debug, Default)]
+pub(crate) struct Minted {
+    pub(crate) tokens: Vec<TokenHash>,
+    pub(crate) kinds: Vec<TokenKind>,
+    pub(crate) access_expires_at: Option<UnixTime>,
+    pub(crate) refresh_expires_at: Option<UnixTime>,
+}
+
+impl Minted {
+    pub(crate) fn add(&mut self, kind: TokenKind, hash: TokenHash, expires_at: UnixTime) {
+        self.tokens.push(hash);
+        self.kinds.push(kind);
+        match kind {
+            TokenKind::RefreshToken => self.refresh_expires_at = Some(expires_at),
+            _ => self.access_expires_at = Some(expires_at),
+        }
+    }
+}
+
+impl AuthServer {
+    /// Record an approval. Until a code is redeemed the record lives as long as the code.
+    pub(crate) async fn record_approval(
+        &self,
+        grant_id: &GrantId,
+        summary: &GrantSummary,
+    ) -> Result<(), StoreError> {
+        self.tokens
+            .insert(TokenRecord {
+                kind: TokenKind::Grant,
+                hash: key(grant_id),
+                grant_id: grant_id.clone(),
+                expires_at: summary
+                    .approved_at
+                    .plus(self.settings.code_lifetime_secs),
+                payload: records::encode(summary),
+            })
+            .await
+    }
+
+    /// After tokens were minted in a grant: bring its record up to date, then make sure the grant
+    /// was not revoked meanwhile. If it was, the new tokens are deleted and the request fails.
+    pub(crate) async fn settle_issue(
+        &self,
+        grant_id: &GrantId,
+        grant: &TokenGrant,
+        minted: &Minted,
+    ) -> Result<(), OAuthError> {
+        self.touch(grant_id, grant, minted).await?;
+        if self
+            .tokens
+            .get(TokenKind::GrantRevoked, &key(grant_id))
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        for (kind, hash) in minted.kinds.iter().zip(&minted.tokens) {
+            self.tokens.delete(*kind, hash).await?;
+        }
+        self.tokens.delete(TokenKind::Grant, &key(grant_id)).await?;
+        Err(OAuthError::invalid_grant("the grant was revoked"))
+    }
+
+    /// Replace the grant record with one that lives as long as the newest tokens. A concurrent
+    /// replacement (two refreshes within the grace window) that wins the insert is as good.
+    async fn touch(
+        &self,
+        grant_id: &GrantId,
+        grant: &TokenGrant,
+        minted: &Minted,
+    ) -> Result<(), StoreError> {
+        let now = UnixTime::now();
+        let key = key(grant_id);
+        let existing = self.tokens.get(TokenKind::Grant, &key).await?;
+        let mut summary = existing
+            .and_then(|record| records::decode::<GrantSummary>(&record).ok())
+            .unwrap_or_else(|| GrantSummary {
+                client_id: grant.client_id.clone(),
+                scopes: grant.scopes.clone(),
+                resource: grant.resource.clone(),
+                redirect_uri: None,
+                approved_at: now,
+                last_issued_at: None,
+                access_expires_at: None,
+                refresh_expires_at: None,
+            });
+        summary.last_issued_at = Some(now);
+        summary.access_expires_at = minted.access_expires_at.or(summary.access_expires_at);
+        summary.refresh_expires_at = minted.refresh_expires_at.or(summary.refresh_expires_at);
+        let expires_at = summary
+            .access_expires_at
+            .max(summary.refresh_expires_at)
+            .unwrap_or(now);
+        self.tokens.delete(TokenKind::Grant, &key).await?;
+        match self
+            .tokens
+            .insert(TokenRecord {
+                kind: TokenKind::Grant,
+                hash: key,
+                grant_id: grant_id.clone(),
+                expires_at,
+                payload: records::encode(&summary),
+            })
+            .await
+        {
+            Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Revoke every token of a grant. The marker is written first: a token minted after the sweep
+    /// started is then caught by [`settle_issue`](Self::settle_issue). Returns how many records the
+    /// sweep removed.
+    pub(crate) async fn revoke_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError> {
+        let lifetime = self
+            .settings
+            .refresh_token_lifetime_secs
+            .max(self.settings.token_lifetime_secs);
+        let marker = TokenRecord {
+            kind: TokenKind::GrantRevoked,
+            hash: key(grant_id),
+            grant_id: marker_grant(grant_id),
+            expires_at: UnixTime::now().plus(lifetime),
+            payload: Vec::new(),
+        };
+        match self.tokens.insert(marker).await {
+            Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        self.tokens.revoke_grant(grant_id).await
+    }
+
+    /// Every live grant with its summary; records that no longer parse are skipped.
+    pub(crate) async fn list_grants(&self) -> Result<Vec<(GrantId, GrantSummary)>, StoreError> {
+        let records = self.tokens.list_grants().await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|record| {
+                let summary = records::decode::<GrantSummary>(&record).ok()?;
+                Some((record.grant_id, summary))
+            })
+            .filter(|(_, summary)| summary.resource == self.settings.resource.as_str())
+            .collect())
+    }
+}
