@@ -1,12 +1,13 @@
 //! `GET /authorize` (the consent page) and the JSON endpoints its script calls.
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use webauthn_rs::prelude::PublicKeyCredential;
 
-use super::AppState;
+use super::{AppState, doctor};
+use crate::console::StepKind;
 use super::body::JsonBody;
 use super::response::json_no_store;
 use crate::oauth::{ErrorCode, OAuthError, Rejection, redirect};
@@ -14,9 +15,21 @@ use crate::pages;
 use crate::passkey::Purpose;
 use crate::store::TokenHash;
 
-pub(crate) async fn page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let query = query.unwrap_or_default();
-    let consent = match state.server.begin_authorization(query.as_bytes()).await {
+    let outcome = state.server.begin_authorization(query.as_bytes()).await;
+    let (client_id, error) = match &outcome {
+        Ok(consent) => (Some(consent.client.client_id.clone()), None),
+        Err(Rejection::Page(error) | Rejection::Link { error, .. }) => {
+            (claimed_client_id(&query), Some(error))
+        }
+    };
+    doctor::note(&state, client_id.as_deref(), &headers, StepKind::Authorize, error);
+    let consent = match outcome {
         Ok(consent) => consent,
         Err(Rejection::Page(error)) => return error_page(&state, &error, None),
         Err(Rejection::Link { error, redirect_to }) => {
@@ -141,6 +154,13 @@ pub(crate) async fn deny(
         ),
         Err(error) => error.into_response(),
     }
+}
+
+/// The `client_id` an authorization request names, for the doctor.
+fn claimed_client_id(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "client_id")
+        .map(|(_, value)| value.into_owned())
 }
 
 /// Protocol descriptions are lower-case fragments (RFC 6749 style); a page shows a sentence.

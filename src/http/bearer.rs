@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
+use crate::console::{Source, StepKind};
 use crate::oauth::{AuthServer, BearerError, ErrorCode, McpScopes, OAuthError, TokenInfo};
 
 /// Requires a valid access token for this server's resource on every request except `OPTIONS`
@@ -178,6 +179,41 @@ impl BearerLayer {
         Some(with_challenge(body, StatusCode::FORBIDDEN, value))
     }
 
+    /// Tell the connection doctor about a token's use: the first one per grant is a step.
+    fn note_use(&self, info: &TokenInfo) {
+        let journal = self.server.audit.journal();
+        if journal.grant_used(&info.grant_id) {
+            journal.record(
+                Source::of(Some(&info.client_id), None),
+                StepKind::FirstMcpCall,
+                None,
+                None,
+            );
+        }
+    }
+
+    /// Tell the connection doctor about a refused MCP request (the client is unknown: grouped by
+    /// user agent).
+    fn note_refusal(&self, user_agent: Option<&HeaderValue>, response: &Response) {
+        let kind = match response.status() {
+            StatusCode::UNAUTHORIZED => StepKind::Challenge,
+            StatusCode::FORBIDDEN => StepKind::InsufficientScope,
+            _ => return,
+        };
+        let user_agent = user_agent.and_then(|v| v.to_str().ok());
+        let error = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(challenge_error);
+        self.server.audit.journal().record(
+            Source::of(None, user_agent),
+            kind,
+            error.map(|code| (code, "")),
+            None,
+        );
+    }
+
     /// The one `Authorization` header value, or why there is none to check.
     fn credentials(request: &Request<Body>) -> Result<HeaderValue, BearerError> {
         let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
@@ -253,19 +289,36 @@ where
             if request.method() == Method::OPTIONS {
                 return inner.call(request).await;
             }
+            // Kept for the doctor in case of refusal; a header value clone is a reference count.
+            let user_agent = request.headers().get(header::USER_AGENT).cloned();
             let credentials = match BearerLayer::credentials(&request) {
                 Ok(credentials) => credentials,
-                Err(error) => return Ok(layer.reject(error)),
+                Err(error) => {
+                    let response = layer.reject(error);
+                    layer.note_refusal(user_agent.as_ref(), &response);
+                    return Ok(response);
+                }
             };
             match layer.check(credentials, request).await {
                 Ok((mut request, info)) => {
+                    layer.note_use(&info);
                     request.extensions_mut().insert(info);
                     inner.call(request).await
                 }
-                Err(response) => Ok(response),
+                Err(response) => {
+                    layer.note_refusal(user_agent.as_ref(), &response);
+                    Ok(response)
+                }
             }
         })
     }
+}
+
+/// The `error` parameter of a challenge this guard wrote, if any.
+fn challenge_error(challenge: &str) -> Option<&str> {
+    let start = challenge.find("error=\"")? + "error=\"".len();
+    let rest = &challenge[start..];
+    Some(&rest[..rest.find('"')?])
 }
 
 /// `Bearer resource_metadata="…", k="v", …` with values quoted (RFC 6750 §3, RFC 9728 §5.1).

@@ -1,16 +1,25 @@
 //! Discovery: RFC 8414 and RFC 9728 documents, prepared at start.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::{AppState, doctor};
+use crate::console::StepKind;
 
-pub(crate) async fn authorization_server(State(state): State<AppState>) -> Response {
+pub(crate) async fn authorization_server(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    doctor::note(&state, None, &headers, StepKind::ServerMetadata, None);
     json_document(state.authorization_server_metadata.clone())
 }
 
-pub(crate) async fn protected_resource(State(state): State<AppState>) -> Response {
+pub(crate) async fn protected_resource(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    doctor::note(&state, None, &headers, StepKind::ResourceMetadata, None);
     json_document(state.protected_resource_metadata.clone())
 }
 

@@ -5,7 +5,9 @@ mod authorize;
 mod bearer;
 mod body;
 mod client_ip;
+mod console;
 mod cors;
+mod doctor;
 mod extract;
 mod failures;
 mod grant_limit;
@@ -51,8 +53,18 @@ pub(crate) fn router(
         .route("/authorize/deny", post(authorize::deny))
         .route("/passkey/register/approval", post(passkey::approval))
         .route("/passkey/register/finish", post(passkey::finish))
+        .route("/oauth/console/signin/start", post(console::sign_in_start))
+        .route("/oauth/console/signout", post(console::sign_out))
+        .route("/oauth/console/grants/revoke", post(console::revoke_grant))
+        .route("/oauth/console/clients/delete", post(console::delete_client))
+        .route("/oauth/console/passkeys/rename", post(console::rename_passkey))
+        .route("/oauth/console/passkeys/remove", post(console::remove_passkey))
+        .route("/oauth/console/passkeys/add/start", post(console::add_passkey_start))
+        .route("/oauth/console/passkeys/add/finish", post(console::add_passkey_finish))
         .merge(checks_secrets(
-            Router::new().route("/passkey/register/start", post(passkey::start)),
+            Router::new()
+                .route("/passkey/register/start", post(passkey::start))
+                .route("/oauth/console/signin/finish", post(console::sign_in_finish)),
         ))
         .route_layer(from_fn_with_state(state.clone(), same_origin::require));
 
@@ -78,6 +90,7 @@ pub(crate) fn router(
     let oauth = Router::new()
         .route("/authorize", get(authorize::page))
         .route("/passkey/register", get(passkey::page))
+        .route(console::CONSOLE_PATH, get(console::page))
         .route(pages::SCRIPT_PATH, get(pages::script))
         .route(pages::STYLE_PATH, get(pages::style))
         .merge(cross_origin)

@@ -1,16 +1,24 @@
 //! `POST /register` (RFC 7591).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::{AppState, doctor};
+use crate::console::StepKind;
 use super::body::RawJson;
 use super::response::json_no_store;
 
-pub(crate) async fn register(State(state): State<AppState>, RawJson(body): RawJson) -> Response {
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawJson(body): RawJson,
+) -> Response {
     match state.server.register(&body).await {
         Ok(registration) => json_no_store(StatusCode::CREATED, &registration),
-        Err(error) => error.into_response(),
+        Err(error) => {
+            doctor::note(&state, None, &headers, StepKind::Registration, Some(&error));
+            error.into_response()
+        }
     }
 }

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::{AppState, doctor};
 use super::body::FormBody;
 use super::response::json_no_store;
 use crate::oauth::{ErrorCode, OAuthError};
@@ -17,7 +17,10 @@ pub(crate) async fn token(
     let authorization = authorization(&headers);
     match state.server.token(&body, authorization).await {
         Ok(tokens) => json_no_store(StatusCode::OK, &tokens),
-        Err(error) => client_error(error, authorization),
+        Err(error) => {
+            doctor::note_token_failure(&state, &body, authorization, &headers, &error);
+            client_error(error, authorization)
+        }
     }
 }
 

@@ -53,6 +53,22 @@ impl AuthServer {
     }
 }
 
+/// For the connection doctor, after a request failed: the client it claimed to be (never its
+/// secret) and its `grant_type`, read best-effort from the body and the `Authorization` header.
+pub(crate) fn claimed_client(
+    body: &[u8],
+    authorization: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    let Ok(params) = Params::parse(body) else {
+        return (None, None);
+    };
+    let client_id = presented(authorization, &params)
+        .ok()
+        .map(|p| p.client_id)
+        .or_else(|| params.get("client_id").map(str::to_owned));
+    (client_id, params.get("grant_type").map(str::to_owned))
+}
+
 fn presented(authorization: Option<&str>, params: &Params) -> Result<Presented, OAuthError> {
     let basic = authorization.and_then(|value| {
         let (scheme, rest) = value.trim().split_once(' ')?;

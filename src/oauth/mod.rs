@@ -3,7 +3,7 @@
 
 mod authorize;
 mod bearer;
-mod client_auth;
+pub(crate) mod client_auth;
 pub(crate) mod client_metadata;
 pub(crate) mod clients;
 mod error;

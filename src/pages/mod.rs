@@ -19,8 +19,11 @@ use axum::http::header::{
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+mod console;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use console::{ConsolePage, console, console_login};
 
 pub(crate) const SCRIPT_PATH: &str = "/oauth/static/mcp-oauth.js";
 pub(crate) const STYLE_PATH: &str = "/oauth/static/mcp-oauth.css";

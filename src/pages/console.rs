@@ -1,0 +1,264 @@
+//! The owner console page: signed out (a passkey sign-in button) or signed in (grants, clients,
+//! passkeys, connection doctor). Everything shown is escaped by askama; times are rendered in UTC
+//! and the script shows them in local time.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::{ASSETS, Assets, display_name, render};
+use crate::console::{ClientInfo, ConnectionTrace, GrantInfo, PasskeyInfo, Registration};
+use crate::store::UnixTime;
+
+/// What the signed-in console shows.
+#[derive(Debug)]
+pub(crate) struct ConsolePage<'a> {
+    pub(crate) app_name: &'a str,
+    pub(crate) csrf_token: &'a str,
+    pub(crate) signed_in_with: &'a str,
+    pub(crate) grants: &'a [GrantInfo],
+    pub(crate) clients: &'a [ClientInfo],
+    pub(crate) passkeys: &'a [PasskeyInfo],
+    pub(crate) traces: &'a [ConnectionTrace],
+}
+
+#[derive(Template)]
+#[template(path = "console.html", config = "src/pages/askama.toml")]
+struct ConsoleView<'a> {
+    assets: &'static Assets,
+    app_name: &'a str,
+    csrf_token: &'a str,
+    signed_in_with: &'a str,
+    grants: Vec<GrantRow<'a>>,
+    clients: Vec<ClientRow<'a>>,
+    passkeys: Vec<PasskeyRow<'a>>,
+    can_remove_passkeys: bool,
+    traces: Vec<TraceView>,
+}
+
+#[derive(Template)]
+#[template(path = "console_login.html", config = "src/pages/askama.toml")]
+struct LoginView<'a> {
+    assets: &'static Assets,
+    app_name: &'a str,
+    has_passkeys: bool,
+}
+
+struct GrantRow<'a> {
+    grant_id: &'a str,
+    client_name: String,
+    client_id: &'a str,
+    registration: String,
+    redirect_origin: &'a str,
+    scopes: String,
+    approved_at: Time,
+    last_used_at: Time,
+    access_expires_at: Time,
+    refresh_expires_at: Time,
+}
+
+struct ClientRow<'a> {
+    client_id: &'a str,
+    name: String,
+    registration: String,
+    registered_at: Time,
+    redirect_uris: String,
+    grants: usize,
+    deletable: bool,
+}
+
+struct PasskeyRow<'a> {
+    credential_id: &'a str,
+    label: &'a str,
+    created_at: Time,
+    last_used_at: Time,
+}
+
+struct TraceView {
+    who: String,
+    caption: &'static str,
+    last_at: Time,
+    steps: Vec<StepView>,
+}
+
+struct StepView {
+    at: Time,
+    what: &'static str,
+    detail: String,
+    failed: bool,
+    error: String,
+}
+
+/// A time for a `<time>` element: machine form and UTC text; empty when absent.
+struct Time {
+    iso: String,
+    text: String,
+}
+
+impl Time {
+    fn of(at: Option<UnixTime>) -> Self {
+        match at {
+            Some(at) => {
+                let (date, clock) = utc(at);
+                Self {
+                    iso: format!("{date}T{clock}Z"),
+                    text: format!("{date} {clock} UTC"),
+                }
+            }
+            None => Self {
+                iso: String::new(),
+                text: "—".to_owned(),
+            },
+        }
+    }
+}
+
+/// `YYYY-MM-DD` and `HH:MM:SS` in UTC (days to civil date: Howard Hinnant's public-domain method).
+fn utc(at: UnixTime) -> (String, String) {
+    let secs = at.0;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let of_day = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!(
+            "{:02}:{:02}:{:02}",
+            of_day / 3600,
+            of_day % 3600 / 60,
+            of_day % 60
+        ),
+    )
+}
+
+fn client_label(name: Option<&str>) -> String {
+    name.map(display_name)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "Unnamed client".to_owned())
+}
+
+/// `200` with the signed-in console.
+pub(crate) fn console(page: &ConsolePage<'_>) -> Response {
+    let view = ConsoleView {
+        assets: &ASSETS,
+        app_name: page.app_name,
+        csrf_token: page.csrf_token,
+        signed_in_with: page.signed_in_with,
+        grants: page
+            .grants
+            .iter()
+            .map(|g| GrantRow {
+                grant_id: &g.grant_id.0,
+                client_name: client_label(g.client_name.as_deref()),
+                client_id: &g.client_id,
+                registration: g.registration.describe(),
+                redirect_origin: g.redirect_origin.as_deref().unwrap_or("—"),
+                scopes: g.scopes.join(" "),
+                approved_at: Time::of(Some(g.approved_at)),
+                last_used_at: Time::of(g.last_used_at),
+                access_expires_at: Time::of(g.access_expires_at),
+                refresh_expires_at: Time::of(g.refresh_expires_at),
+            })
+            .collect(),
+        clients: page
+            .clients
+            .iter()
+            .map(|c| ClientRow {
+                client_id: &c.client_id,
+                name: client_label(c.name.as_deref()),
+                registration: c.registration.describe(),
+                registered_at: Time::of(match c.registration {
+                    Registration::Dynamic { registered_at, .. } => Some(registered_at),
+                    _ => None,
+                }),
+                redirect_uris: c.redirect_uris.join(" "),
+                grants: c.grants,
+                deletable: c.registration != Registration::PreRegistered,
+            })
+            .collect(),
+        passkeys: page
+            .passkeys
+            .iter()
+            .map(|p| PasskeyRow {
+                credential_id: &p.credential_id,
+                label: &p.label,
+                created_at: Time::of(Some(p.created_at)),
+                last_used_at: Time::of(p.last_used_at),
+            })
+            .collect(),
+        can_remove_passkeys: page.passkeys.len() > 1,
+        traces: page.traces.iter().map(trace_view).collect(),
+    };
+    render(StatusCode::OK, &view)
+}
+
+fn trace_view(trace: &ConnectionTrace) -> TraceView {
+    let (who, caption) = match (&trace.client_id, &trace.user_agent) {
+        (Some(id), _) => (id.clone(), "client"),
+        (None, Some(agent)) => (agent.clone(), "before registration, by user agent"),
+        (None, None) => ("unknown".to_owned(), "unknown"),
+    };
+    TraceView {
+        who,
+        caption,
+        last_at: Time::of(Some(trace.last_at)),
+        steps: trace
+            .steps
+            .iter()
+            .map(|step| StepView {
+                at: Time::of(Some(step.at)),
+                what: step.kind.describe(),
+                detail: step.detail.clone().unwrap_or_default(),
+                failed: step.error.is_some(),
+                error: step
+                    .error
+                    .as_ref()
+                    .map(|(code, description)| {
+                        if description.is_empty() {
+                            code.clone()
+                        } else {
+                            format!("{code}: {description}")
+                        }
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+/// `200` with the sign-in view.
+pub(crate) fn console_login(app_name: &str, has_passkeys: bool) -> Response {
+    render(
+        StatusCode::OK,
+        &LoginView {
+            assets: &ASSETS,
+            app_name,
+            has_passkeys,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates_are_civil() {
+        assert_eq!(utc(UnixTime(0)), ("1970-01-01".into(), "00:00:00".into()));
+        assert_eq!(
+            utc(UnixTime(951_782_400)),
+            ("2000-02-29".into(), "00:00:00".into())
+        );
+        assert_eq!(
+            utc(UnixTime(1_795_725_045)),
+            ("2026-11-26".into(), "20:30:45".into())
+        );
+    }
+}
