@@ -10,6 +10,7 @@ mod authorize;
 mod bearer;
 #[cfg(feature = "cimd")]
 mod cimd;
+mod console;
 mod cors;
 mod discovery;
 mod instances;

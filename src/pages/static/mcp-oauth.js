@@ -1,6 +1,6 @@
-// mcp-oauth: the browser side of the consent and passkey registration pages.
+// mcp-oauth: the browser side of the consent, passkey registration and owner console pages.
 //
-// One static file for both pages (the CSP allows no inline script); each page is recognised by its
+// One static file for every page (the CSP allows no inline script); each page is recognised by its
 // elements. It talks only to same-origin JSON endpoints, and writes to the page with textContent only.
 "use strict";
 
@@ -163,12 +163,12 @@
     return `The request failed (HTTP ${status}).`;
   }
 
-  async function postJson(path, body) {
+  async function postJson(path, body, extraHeaders) {
     let response;
     try {
       response = await fetch(path, {
         method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        headers: { "Content-Type": "application/json", Accept: "application/json", ...(extraHeaders || {}) },
         credentials: "same-origin",
         cache: "no-store",
         body: JSON.stringify(body),
@@ -182,7 +182,11 @@
     } catch {
       data = null;
     }
-    if (!response.ok) throw new Error(httpFailure(response.status, data, response.headers.get("Retry-After")));
+    if (!response.ok) {
+      const failure = new Error(httpFailure(response.status, data, response.headers.get("Retry-After")));
+      failure.status = response.status;
+      throw failure;
+    }
     if (!data || typeof data !== "object") throw new Error("The server sent an answer this page can’t read.");
     return data;
   }
@@ -400,6 +404,136 @@
     });
   }
 
+  // ---- owner console ----
+
+  // Times are rendered in UTC by the server; show them in the reader's own time zone.
+  function localTimes() {
+    for (const time of document.querySelectorAll("time[datetime]")) {
+      const value = time.getAttribute("datetime");
+      if (!value) continue;
+      const date = new Date(value);
+      if (Number.isNaN(date.getTime())) continue;
+      time.title = time.textContent;
+      time.textContent = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    }
+  }
+
+  function initConsoleLogin(signIn) {
+    const group = buttonGroup([signIn]);
+    if (!passkeysAvailable()) {
+      group.lock(signIn);
+      showUnsupported();
+      return;
+    }
+    signIn.addEventListener("click", async () => {
+      group.busy(true, signIn);
+      try {
+        setStatus("progress", "Waiting for your passkey…");
+        const challenge = await postJson("/oauth/console/signin/start", {});
+        const credential = await getPasskey(challenge.options);
+        setStatus("progress", "Checking your passkey…");
+        await postJson("/oauth/console/signin/finish", {
+          ceremony_id: challenge.ceremony_id,
+          credential: assertionJson(credential),
+        });
+        setStatus("success", "Signed in.");
+        window.location.reload();
+      } catch (error) {
+        setStatus("error", error.message);
+        group.busy(false);
+      }
+    });
+  }
+
+  function initConsole(root) {
+    const csrf = { "X-CSRF-Token": root.dataset.csrf || "" };
+    const buttons = Array.from(root.querySelectorAll("button"));
+    const group = buttonGroup(buttons);
+
+    // Runs one console action; an expired sign-in reloads to the sign-in view.
+    async function act(button, progress, work, success) {
+      group.busy(true, button);
+      try {
+        setStatus("progress", progress);
+        await work();
+        setStatus("success", success);
+        window.setTimeout(() => window.location.reload(), 600);
+      } catch (error) {
+        if (error.status === 401) {
+          setStatus("error", "Your sign-in has expired. Sign in again.");
+          window.setTimeout(() => window.location.reload(), 1200);
+          return;
+        }
+        setStatus("error", error.message);
+        group.busy(false);
+      }
+    }
+
+    const rowOf = (button, selector) => button.closest(selector);
+
+    for (const button of root.querySelectorAll(".revoke-grant")) {
+      const row = rowOf(button, "tr");
+      button.addEventListener("click", () =>
+        act(button, "Revoking…", () => postJson("/oauth/console/grants/revoke", { grant_id: row.dataset.grantId }, csrf),
+          "Access revoked: its tokens no longer work."));
+    }
+    for (const button of root.querySelectorAll(".delete-client")) {
+      const row = rowOf(button, "tr");
+      button.addEventListener("click", () =>
+        act(button, "Deleting the client…", () => postJson("/oauth/console/clients/delete", { client_id: row.dataset.clientId }, csrf),
+          "Client deleted, and its access revoked."));
+    }
+    for (const button of root.querySelectorAll(".rename-passkey")) {
+      const row = rowOf(button, "tr");
+      const input = row.querySelector(".passkey-label");
+      button.addEventListener("click", () =>
+        act(button, "Renaming…", () =>
+          postJson("/oauth/console/passkeys/rename", { credential_id: row.dataset.credentialId, label: input ? input.value : "" }, csrf),
+          "Passkey renamed."));
+    }
+    for (const button of root.querySelectorAll(".remove-passkey")) {
+      const row = rowOf(button, "tr");
+      button.addEventListener("click", () =>
+        act(button, "Removing the passkey…", () => postJson("/oauth/console/passkeys/remove", { credential_id: row.dataset.credentialId }, csrf),
+          "Passkey removed."));
+    }
+
+    const add = byId("add-passkey");
+    if (add) {
+      if (!passkeysAvailable()) group.lock(add);
+      add.addEventListener("click", () => {
+        const labelInput = byId("new-passkey-label");
+        const label = (labelInput && labelInput.value.trim()) || null;
+        act(add, "Contacting the server…", async () => {
+          const started = await postJson("/oauth/console/passkeys/add/start", { label }, csrf);
+          setStatus("progress", "Create the passkey when your browser asks…");
+          const created = await createPasskey(started.options);
+          setStatus("progress", "Saving your passkey…");
+          await postJson("/oauth/console/passkeys/add/finish", {
+            ceremony_id: started.ceremony_id,
+            credential: attestationJson(created),
+          }, csrf);
+        }, "Passkey added.");
+      });
+    }
+
+    const signOut = byId("console-signout");
+    if (signOut) {
+      signOut.addEventListener("click", () =>
+        act(signOut, "Signing out…", () => postSignOut(csrf), "Signed out."));
+    }
+  }
+
+  async function postSignOut(headers) {
+    const response = await fetch("/oauth/console/signout", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...headers },
+      credentials: "same-origin",
+      body: "{}",
+    });
+    if (!response.ok) throw new Error(`Signing out failed (HTTP ${response.status}).`);
+  }
+
   function init() {
     const approve = byId("approve");
     const deny = byId("deny");
@@ -409,6 +543,12 @@
     const register = byId("register");
     const registration = byId("registration");
     if (register && registration) initRegister(registration, register);
+
+    const signIn = byId("console-signin");
+    if (signIn && byId("console-login")) initConsoleLogin(signIn);
+    const consoleRoot = byId("console");
+    if (consoleRoot) initConsole(consoleRoot);
+    if (consoleRoot || byId("console-login")) localTimes();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
