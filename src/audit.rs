@@ -203,16 +203,32 @@ impl Audit {
             "a rotated refresh token came back after the grace window; the grant was revoked",
         );
         let (client_id, kind, error, detail) = match event {
-            AuditEvent::ClientRegistered { client_id, auth_method } => {
-                (client_id, StepKind::Registration, None, Some(*auth_method))
+            AuditEvent::ClientRegistered {
+                client_id,
+                auth_method,
+            } => {
+                let detail = if *auth_method == "none" {
+                    "a public client"
+                } else {
+                    "a confidential client"
+                };
+                (client_id, StepKind::Registration, None, Some(detail))
             }
-            AuditEvent::AuthorizationApproved { client_id, .. } => (client_id, StepKind::Approval, None, None),
-            AuditEvent::AuthorizationDenied { client_id } => (client_id, StepKind::Denial, None, None),
-            AuditEvent::CodeRedeemed { client_id, .. } => (client_id, StepKind::CodeExchange, None, None),
+            AuditEvent::AuthorizationApproved { client_id, .. } => {
+                (client_id, StepKind::Approval, None, None)
+            }
+            AuditEvent::AuthorizationDenied { client_id } => {
+                (client_id, StepKind::Denial, None, None)
+            }
+            AuditEvent::CodeRedeemed { client_id, .. } => {
+                (client_id, StepKind::CodeExchange, None, None)
+            }
             AuditEvent::CodeReplayed { client_id, .. } => {
                 (client_id, StepKind::CodeExchange, Some(REPLAYED), None)
             }
-            AuditEvent::RefreshRotated { client_id, .. } => (client_id, StepKind::Refresh, None, None),
+            AuditEvent::RefreshRotated { client_id, .. } => {
+                (client_id, StepKind::Refresh, None, None)
+            }
             AuditEvent::RefreshReusedWithinGrace { client_id, .. } => (
                 client_id,
                 StepKind::Refresh,
@@ -222,9 +238,9 @@ impl Audit {
             AuditEvent::RefreshReuseRevoked { client_id, .. } => {
                 (client_id, StepKind::Refresh, Some(REUSED), None)
             }
-            AuditEvent::TokenRevoked { client_id, kind, .. } => {
-                (client_id, StepKind::Revocation, None, Some(*kind))
-            }
+            AuditEvent::TokenRevoked {
+                client_id, kind, ..
+            } => (client_id, StepKind::Revocation, None, Some(*kind)),
             AuditEvent::GrantRevokedByOwner { client_id, .. } => (
                 client_id,
                 StepKind::Revocation,

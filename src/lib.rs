@@ -2,10 +2,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audit;
-pub mod console;
 #[cfg(feature = "cimd")]
 mod cimd;
 pub mod config;
+pub mod console;
 mod error;
 mod http;
 mod layer;

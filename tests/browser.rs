@@ -342,3 +342,122 @@ async fn an_unregistered_redirect_uri_gets_an_error_page_and_no_redirect() {
     )
     .await;
 }
+
+/// Connect a public client through the consent page; returns (client id, access token).
+async fn connect_client(server: &Server, chromium: &Chromium) -> (String, String) {
+    let callback = loopback_callback().await;
+    let client_id = server.register_public_client(&callback).await;
+    let (verifier, challenge) = pkce();
+    let mut navigations = chromium.intercept(&format!("{callback}*")).await;
+    chromium
+        .goto(&authorize_url_with(
+            server,
+            &client_id,
+            &callback,
+            "state-console",
+            &challenge,
+        ))
+        .await;
+    chromium.wait_ready("#approve").await;
+    chromium.click("#approve").await;
+    let redirect = chromium.captured_navigation(&mut navigations).await;
+    let code = query_param(&redirect, "code").unwrap_or_else(|| panic!("no code: {redirect}"));
+    let token = server
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", &client_id),
+                ("redirect_uri", &callback),
+                ("resource", &server.resource()),
+            ],
+        )
+        .await;
+    assert_eq!(token.status, 200, "POST /token: {}", token.body);
+    let access_token = token.json()["access_token"].as_str().unwrap().to_owned();
+    (client_id, access_token)
+}
+
+/// Sign in to the console with the virtual authenticator and wait for the signed-in page.
+async fn sign_in_to_console(server: &Server, chromium: &Chromium) {
+    chromium.goto(&server.url("/oauth/console")).await;
+    chromium.wait_ready("#console-signin").await;
+    chromium.click("#console-signin").await;
+    chromium.wait_ready("#console").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_revokes_a_grant_and_replaces_a_lost_passkey_in_the_console() {
+    with_browser(
+        "the_owner_revokes_a_grant_and_replaces_a_lost_passkey_in_the_console",
+        |server, chromium| async move {
+            register_first_passkey(&server, &chromium).await;
+            let (client_id, access_token) = connect_client(&server, &chromium).await;
+            assert_eq!(server.get("/mcp", Some(&access_token)).await.status, 200);
+
+            sign_in_to_console(&server, &chromium).await;
+            let text = chromium.text().await;
+            for expected in [
+                CLIENT_NAME,
+                client_id.as_str(),
+                "Connection doctor",
+                "First MCP request",
+            ] {
+                assert!(
+                    text.contains(expected),
+                    "the console shows {expected:?}: {text}"
+                );
+            }
+            chromium.screenshot("console").await;
+            chromium.assert_no_page_problems().await;
+
+            // Revoke the client's grant: its next MCP call fails.
+            chromium.click("#grants .revoke-grant").await;
+            let (kind, text) = chromium.settled_status().await;
+            assert_eq!(kind, "success", "{text}");
+            let mcp = server.get("/mcp", Some(&access_token)).await;
+            assert_eq!(
+                mcp.status, 401,
+                "the revoked token still works: {}",
+                mcp.body
+            );
+            chromium.wait_ready("#no-grants").await;
+
+            // The owner's device is lost; from the still signed-in console they add a new passkey.
+            chromium.clear_credentials().await;
+            chromium.type_into("#new-passkey-label", "Backup key").await;
+            chromium.click("#add-passkey").await;
+            let (kind, text) = chromium.settled_status().await;
+            assert_eq!(kind, "success", "{text}");
+            assert_eq!(server.passkeys().await.len(), 2);
+            chromium
+                .wait_ready("#passkeys tr.passkey:nth-child(2) .remove-passkey")
+                .await;
+
+            // Remove the lost one; the session it signed in ends with it.
+            chromium
+                .click("#passkeys tr.passkey:first-child .remove-passkey")
+                .await;
+            let (kind, text) = chromium.settled_status().await;
+            assert_eq!(kind, "success", "{text}");
+            let passkeys = server.passkeys().await;
+            assert_eq!(passkeys.len(), 1);
+            assert_eq!(passkeys[0].label, "Backup key");
+            chromium.wait_ready("#console-signin").await;
+
+            // The new passkey signs in; being the only one, it cannot be removed.
+            sign_in_to_console(&server, &chromium).await;
+            assert_eq!(
+                chromium
+                    .eval("document.querySelectorAll('#passkeys .remove-passkey').length")
+                    .await,
+                0
+            );
+            chromium.assert_no_page_problems().await;
+            chromium
+        },
+    )
+    .await;
+}

@@ -1,8 +1,6 @@
 //! The owner's operations as a Rust API on [`McpOAuth`], for an application's own admin surface.
 
-use super::{
-    Admin, ClientInfo, ConnectionTrace, ConsoleError, GrantInfo, PasskeyInfo,
-};
+use super::{Admin, ClientInfo, ConnectionTrace, ConsoleError, GrantInfo, PasskeyInfo};
 use crate::McpOAuth;
 use crate::store::{GrantId, StoreError};
 
@@ -68,7 +66,11 @@ impl McpOAuth {
     /// # Errors
     ///
     /// [`ConsoleError::EmptyLabel`], [`ConsoleError::NotFound`], or a store failure.
-    pub async fn rename_passkey(&self, credential_id: &str, label: &str) -> Result<(), ConsoleError> {
+    pub async fn rename_passkey(
+        &self,
+        credential_id: &str,
+        label: &str,
+    ) -> Result<(), ConsoleError> {
         self.state.passkeys.rename(credential_id, label).await
     }
 

@@ -276,7 +276,12 @@ mod tests {
         let journal = Journal::default();
         for i in 0..MAX_SOURCES + 50 {
             let agent = format!("agent {i}");
-            journal.record(Source::of(None, Some(&agent)), StepKind::Challenge, None, None);
+            journal.record(
+                Source::of(None, Some(&agent)),
+                StepKind::Challenge,
+                None,
+                None,
+            );
         }
         assert_eq!(journal.traces().len(), MAX_SOURCES);
     }

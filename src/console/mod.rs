@@ -12,6 +12,6 @@ mod model;
 pub(crate) mod session;
 
 pub(crate) use admin::Admin;
-pub(crate) use journal::{Journal, Source};
 pub use journal::{ConnectionStep, ConnectionTrace, StepKind};
+pub(crate) use journal::{Journal, Source};
 pub use model::{ClientInfo, ConsoleError, GrantInfo, PasskeyInfo, Registration};

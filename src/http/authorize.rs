@@ -6,10 +6,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use webauthn_rs::prelude::PublicKeyCredential;
 
-use super::{AppState, doctor};
-use crate::console::StepKind;
 use super::body::JsonBody;
 use super::response::json_no_store;
+use super::{AppState, doctor};
+use crate::console::StepKind;
 use crate::oauth::{ErrorCode, OAuthError, Rejection, redirect};
 use crate::pages;
 use crate::passkey::Purpose;
@@ -28,7 +28,13 @@ pub(crate) async fn page(
             (claimed_client_id(&query), Some(error))
         }
     };
-    doctor::note(&state, client_id.as_deref(), &headers, StepKind::Authorize, error);
+    doctor::note(
+        &state,
+        client_id.as_deref(),
+        &headers,
+        StepKind::Authorize,
+        error,
+    );
     let consent = match outcome {
         Ok(consent) => consent,
         Err(Rejection::Page(error)) => return error_page(&state, &error, None),

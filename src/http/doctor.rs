@@ -9,7 +9,9 @@ use crate::oauth::OAuthError;
 use crate::oauth::client_auth::claimed_client;
 
 pub(crate) fn user_agent(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Record a step by `client_id`, or by the user agent when the client is not known.

@@ -56,15 +56,33 @@ pub(crate) fn router(
         .route("/oauth/console/signin/start", post(console::sign_in_start))
         .route("/oauth/console/signout", post(console::sign_out))
         .route("/oauth/console/grants/revoke", post(console::revoke_grant))
-        .route("/oauth/console/clients/delete", post(console::delete_client))
-        .route("/oauth/console/passkeys/rename", post(console::rename_passkey))
-        .route("/oauth/console/passkeys/remove", post(console::remove_passkey))
-        .route("/oauth/console/passkeys/add/start", post(console::add_passkey_start))
-        .route("/oauth/console/passkeys/add/finish", post(console::add_passkey_finish))
+        .route(
+            "/oauth/console/clients/delete",
+            post(console::delete_client),
+        )
+        .route(
+            "/oauth/console/passkeys/rename",
+            post(console::rename_passkey),
+        )
+        .route(
+            "/oauth/console/passkeys/remove",
+            post(console::remove_passkey),
+        )
+        .route(
+            "/oauth/console/passkeys/add/start",
+            post(console::add_passkey_start),
+        )
+        .route(
+            "/oauth/console/passkeys/add/finish",
+            post(console::add_passkey_finish),
+        )
         .merge(checks_secrets(
             Router::new()
                 .route("/passkey/register/start", post(passkey::start))
-                .route("/oauth/console/signin/finish", post(console::sign_in_finish)),
+                .route(
+                    "/oauth/console/signin/finish",
+                    post(console::sign_in_finish),
+                ),
         ))
         .route_layer(from_fn_with_state(state.clone(), same_origin::require));
 

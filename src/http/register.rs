@@ -4,10 +4,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppState, doctor};
-use crate::console::StepKind;
 use super::body::RawJson;
 use super::response::json_no_store;
+use super::{AppState, doctor};
+use crate::console::StepKind;
 
 pub(crate) async fn register(
     State(state): State<AppState>,

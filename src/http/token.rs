@@ -4,9 +4,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppState, doctor};
 use super::body::FormBody;
 use super::response::json_no_store;
+use super::{AppState, doctor};
 use crate::oauth::{ErrorCode, OAuthError};
 
 pub(crate) async fn token(

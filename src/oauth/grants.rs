@@ -64,9 +64,7 @@ impl AuthServer {
                 kind: TokenKind::Grant,
                 hash: key(grant_id),
                 grant_id: grant_id.clone(),
-                expires_at: summary
-                    .approved_at
-                    .plus(self.settings.code_lifetime_secs),
+                expires_at: summary.approved_at.plus(self.settings.code_lifetime_secs),
                 payload: records::encode(summary),
             })
             .await

@@ -228,7 +228,11 @@ impl AuthServer {
             expires_at: now.plus(self.settings.token_lifetime_secs),
             payload: records::encode(&access),
         };
-        minted.add(access_record.kind, access_record.hash, access_record.expires_at);
+        minted.add(
+            access_record.kind,
+            access_record.hash,
+            access_record.expires_at,
+        );
         self.tokens.insert(access_record).await?;
         let refresh_token = if with_refresh {
             let token = secret::generate(secret::prefix::REFRESH_TOKEN);
@@ -241,7 +245,11 @@ impl AuthServer {
                 // was narrowed (OAuth 2.1 §4.3.3).
                 payload: records::encode(grant),
             };
-            minted.add(refresh_record.kind, refresh_record.hash, refresh_record.expires_at);
+            minted.add(
+                refresh_record.kind,
+                refresh_record.hash,
+                refresh_record.expires_at,
+            );
             self.tokens.insert(refresh_record).await?;
             Some(token)
         } else {

@@ -194,14 +194,28 @@ pub(crate) fn console(page: &ConsolePage<'_>) -> Response {
             })
             .collect(),
         can_remove_passkeys: page.passkeys.len() > 1,
-        traces: page.traces.iter().map(trace_view).collect(),
+        traces: page
+            .traces
+            .iter()
+            .map(|trace| trace_view(trace, page.clients))
+            .collect(),
     };
     render(StatusCode::OK, &view)
 }
 
-fn trace_view(trace: &ConnectionTrace) -> TraceView {
+fn trace_view(trace: &ConnectionTrace, clients: &[ClientInfo]) -> TraceView {
+    let name_of = |id: &str| {
+        clients
+            .iter()
+            .find(|c| c.client_id == id)
+            .and_then(|c| c.name.as_deref())
+            .map(display_name)
+    };
     let (who, caption) = match (&trace.client_id, &trace.user_agent) {
-        (Some(id), _) => (id.clone(), "client"),
+        (Some(id), _) => match name_of(id) {
+            Some(name) => (format!("{name} ({id})"), "client"),
+            None => (id.clone(), "client"),
+        },
         (None, Some(agent)) => (agent.clone(), "before registration, by user agent"),
         (None, None) => ("unknown".to_owned(), "unknown"),
     };

@@ -28,7 +28,11 @@ impl Passkeys {
     }
 
     /// Give a passkey a new label (cleaned as at registration).
-    pub(crate) async fn rename(&self, credential_id: &str, label: &str) -> Result<(), ConsoleError> {
+    pub(crate) async fn rename(
+        &self,
+        credential_id: &str,
+        label: &str,
+    ) -> Result<(), ConsoleError> {
         if label.chars().all(|c| c.is_control() || c.is_whitespace()) {
             return Err(ConsoleError::EmptyLabel);
         }

@@ -18,8 +18,8 @@ use chromiumoxide::cdp::browser_protocol::network::ResourceType;
 use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
 use chromiumoxide::cdp::browser_protocol::web_authn::{
     self, AddVirtualAuthenticatorParams, AuthenticatorId, AuthenticatorProtocol,
-    AuthenticatorTransport, Credential, GetCredentialsParams, SetUserVerifiedParams,
-    VirtualAuthenticatorOptions,
+    AuthenticatorTransport, ClearCredentialsParams, Credential, GetCredentialsParams,
+    SetUserVerifiedParams, VirtualAuthenticatorOptions,
 };
 use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::layout::Point;
@@ -393,6 +393,16 @@ impl Chromium {
         .await
         .result
         .credentials
+    }
+
+    /// Forget every credential the authenticator holds: the owner's device is lost.
+    pub(crate) async fn clear_credentials(&self) {
+        within(
+            "WebAuthn.clearCredentials",
+            self.page
+                .execute(ClearCredentialsParams::new(self.authenticator.clone())),
+        )
+        .await;
     }
 
     /// Make the authenticator's user verification succeed or fail (the owner's fingerprint is, or

@@ -92,7 +92,10 @@ async fn sign_in_needs_a_passkey_and_sets_a_strict_http_only_cookie() {
     let server = TestServer::ready().await;
     let page = console_page(&server, None).await;
     assert!(page.contains("id=\"console-signin\""));
-    assert!(!page.contains("id=\"grants\""), "nothing is listed before sign-in");
+    assert!(
+        !page.contains("id=\"grants\""),
+        "nothing is listed before sign-in"
+    );
 
     let challenge = server
         .post_json("/oauth/console/signin/start", &json!({}))
@@ -111,7 +114,10 @@ async fn sign_in_needs_a_passkey_and_sets_a_strict_http_only_cookie() {
         assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
     }
     assert!(cookie.starts_with("mcp-oauth-console=mcp_os_"));
-    assert!(!cookie.contains("Secure"), "plain-http development has no Secure cookie");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain-http development has no Secure cookie"
+    );
 
     // The same assertion cannot be spent twice.
     let again = server
@@ -167,9 +173,15 @@ async fn every_operation_needs_a_session_and_its_csrf_token() {
     console_post(&server, Some(&session), Some(""), path, body.clone())
         .await
         .assert_oauth_error(403, "invalid_request");
-    console_post(&server, Some(&session), Some(&other.csrf), path, body.clone())
-        .await
-        .assert_oauth_error(403, "invalid_request");
+    console_post(
+        &server,
+        Some(&session),
+        Some(&other.csrf),
+        path,
+        body.clone(),
+    )
+    .await
+    .assert_oauth_error(403, "invalid_request");
 
     // A cross-site request is refused before the handler, session or not.
     let cross_site = server
@@ -191,12 +203,23 @@ async fn every_operation_needs_a_session_and_its_csrf_token() {
         .assert_oauth_error(404, "not_found");
 
     // Signing out ends the session on the server, not just the cookie.
-    let reply = console_post(&server, Some(&session), None, "/oauth/console/signout", json!({})).await;
+    let reply = console_post(
+        &server,
+        Some(&session),
+        None,
+        "/oauth/console/signout",
+        json!({}),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
     console_post(&server, Some(&session), None, path, body)
         .await
         .assert_oauth_error(401, "login_required");
-    assert!(console_page(&server, Some(&session.cookie)).await.contains("console-signin"));
+    assert!(
+        console_page(&server, Some(&session.cookie))
+            .await
+            .contains("console-signin")
+    );
 }
 
 #[tokio::test]
@@ -249,7 +272,10 @@ async fn revoking_a_grant_in_the_console_stops_its_tokens_at_once() {
     let grant = &grants[0];
     assert_eq!(grant.client_id, client_id);
     assert_eq!(grant.scopes, ["mcp"]);
-    assert_eq!(grant.redirect_origin.as_deref(), Some("http://127.0.0.1:9999"));
+    assert_eq!(
+        grant.redirect_origin.as_deref(),
+        Some("http://127.0.0.1:9999")
+    );
     assert!(matches!(grant.registration, Registration::Dynamic { .. }));
     assert!(grant.last_used_at.is_some() && grant.access_expires_at.is_some());
     assert!(page.contains(&format!("data-grant-id=\"{}\"", grant.grant_id)));
@@ -272,7 +298,11 @@ async fn revoking_a_grant_in_the_console_stops_its_tokens_at_once() {
         .await
         .assert_oauth_error(400, "invalid_grant");
     assert!(server.oauth.grants().await.unwrap().is_empty());
-    assert!(console_page(&server, Some(&session.cookie)).await.contains("id=\"no-grants\""));
+    assert!(
+        console_page(&server, Some(&session.cookie))
+            .await
+            .contains("id=\"no-grants\"")
+    );
 }
 
 #[tokio::test]
@@ -283,16 +313,26 @@ async fn grants_track_refreshes_and_the_rust_api_revokes_too() {
         .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
         .await;
     assert_eq!(refreshed.status, StatusCode::OK);
-    let access = refreshed.json()["access_token"].as_str().unwrap().to_owned();
+    let access = refreshed.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let grants = server.oauth.grants().await.unwrap();
     assert_eq!(grants.len(), 1, "a refresh stays within its grant");
     assert!(grants[0].refresh_expires_at.unwrap() > UnixTime::now().plus(3600));
 
     assert!(matches!(
-        server.oauth.revoke_grant(&GrantId("no-such-grant".into())).await,
+        server
+            .oauth
+            .revoke_grant(&GrantId("no-such-grant".into()))
+            .await,
         Err(ConsoleError::NotFound(_))
     ));
-    server.oauth.revoke_grant(&grants[0].grant_id).await.unwrap();
+    server
+        .oauth
+        .revoke_grant(&grants[0].grant_id)
+        .await
+        .unwrap();
     server
         .mcp(Some(&access))
         .await
@@ -325,13 +365,20 @@ async fn deleting_a_client_revokes_its_grants_and_its_registration() {
         .await
         .assert_oauth_error(401, "invalid_client");
     assert_eq!(
-        server.mcp(other_tokens["access_token"].as_str()).await.status,
+        server
+            .mcp(other_tokens["access_token"].as_str())
+            .await
+            .status,
         StatusCode::OK,
         "another client is untouched"
     );
     let clients = server.oauth.clients().await.unwrap();
     assert!(clients.iter().all(|c| c.client_id != client_id));
-    assert!(clients.iter().any(|c| c.client_id == other_id && c.grants == 1));
+    assert!(
+        clients
+            .iter()
+            .any(|c| c.client_id == other_id && c.grants == 1)
+    );
 
     // The configured client is configuration: its grants can be revoked, it cannot be deleted.
     console_post(
@@ -358,7 +405,9 @@ async fn deleting_a_client_revokes_its_grants_and_its_registration() {
 async fn passkeys_are_renamed_added_and_removed_but_never_the_last() {
     let server = TestServer::ready().await;
     let session = sign_in(&server).await;
-    let first = server.oauth.passkeys().await.unwrap()[0].credential_id.clone();
+    let first = server.oauth.passkeys().await.unwrap()[0]
+        .credential_id
+        .clone();
 
     let remove_first = || {
         console_post(
@@ -429,7 +478,9 @@ async fn passkeys_are_renamed_added_and_removed_but_never_the_last() {
     let passkeys = server.oauth.passkeys().await.unwrap();
     assert_eq!(passkeys.len(), 1);
     assert_eq!(passkeys[0].label, "Phone");
-    remove_first().await.assert_oauth_error(401, "login_required");
+    remove_first()
+        .await
+        .assert_oauth_error(401, "login_required");
 
     // The remaining passkey signs in and approves; the removed one does neither.
     let phone_session = sign_in_with(&server, &phone).await;
@@ -473,7 +524,10 @@ async fn the_console_escapes_what_clients_say_about_themselves() {
     let page = console_page(&server, Some(&session.cookie)).await;
     assert!(!page.contains("<script>alert"));
     assert!(!page.contains("<img src=x"));
-    assert!(page.contains("&#60;script&#62;alert(1)"), "the name is shown, escaped");
+    assert!(
+        page.contains("&#60;script&#62;alert(1)"),
+        "the name is shown, escaped"
+    );
 }
 
 #[tokio::test]
@@ -508,7 +562,12 @@ async fn the_doctor_shows_each_step_in_order_and_where_it_failed() {
     server.refresh(&client_id, refresh).await;
     // A bad exchange: the code was never issued.
     server
-        .exchange(&client_id, "mcp_ac_bogus", "v".repeat(43).as_str(), LOOPBACK_REDIRECT)
+        .exchange(
+            &client_id,
+            "mcp_ac_bogus",
+            "v".repeat(43).as_str(),
+            LOOPBACK_REDIRECT,
+        )
         .await
         .assert_oauth_error(400, "invalid_grant");
 
@@ -520,10 +579,17 @@ async fn the_doctor_shows_each_step_in_order_and_where_it_failed() {
     let kinds: Vec<_> = by_agent.steps.iter().map(|s| s.kind).collect();
     assert_eq!(
         kinds,
-        [StepKind::Challenge, StepKind::ResourceMetadata, StepKind::ServerMetadata]
+        [
+            StepKind::Challenge,
+            StepKind::ResourceMetadata,
+            StepKind::ServerMetadata
+        ]
     );
     assert_eq!(
-        by_agent.steps[0].error.as_ref().map(|(code, _)| code.as_str()),
+        by_agent.steps[0]
+            .error
+            .as_ref()
+            .map(|(code, _)| code.as_str()),
         None,
         "a plain challenge names no error"
     );
@@ -575,7 +641,12 @@ impl TokenStore for RevokesMidIssue {
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
         let (kind, hash, grant) = (record.kind, record.hash, record.grant_id.clone());
         let in_refresh = kind == TokenKind::RefreshToken
-            && self.minted.lock().unwrap().iter().any(|(k, _)| *k == TokenKind::RefreshToken);
+            && self
+                .minted
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(k, _)| *k == TokenKind::RefreshToken);
         TokenStore::insert(&self.inner, record).await?;
         if matches!(kind, TokenKind::AccessToken | TokenKind::RefreshToken) {
             self.minted.lock().unwrap().push((kind, hash));
@@ -593,10 +664,18 @@ impl TokenStore for RevokesMidIssue {
         }
         Ok(())
     }
-    async fn get(&self, kind: TokenKind, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+    async fn get(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenRecord>, StoreError> {
         TokenStore::get(&self.inner, kind, hash).await
     }
-    async fn consume(&self, kind: TokenKind, hash: &TokenHash) -> Result<Option<Consumed>, StoreError> {
+    async fn consume(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+    ) -> Result<Option<Consumed>, StoreError> {
         self.inner.consume(kind, hash).await
     }
     async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError> {
@@ -631,7 +710,11 @@ async fn tokens_minted_while_a_revocation_runs_are_taken_back() {
         .await
         .assert_oauth_error(400, "invalid_grant");
     let minted = tokens.minted.lock().unwrap().clone();
-    assert_eq!(minted.len(), 4, "the code exchange's pair and the refresh's pair");
+    assert_eq!(
+        minted.len(),
+        4,
+        "the code exchange's pair and the refresh's pair"
+    );
     for (kind, hash) in &minted[2..] {
         assert_eq!(
             TokenStore::get(&memory, *kind, hash).await.unwrap(),
