@@ -38,7 +38,7 @@ impl Admin<'_> {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.approved_at.cmp(&a.approved_at));
+        out.sort_by_key(|grant| std::cmp::Reverse(grant.approved_at));
         Ok(out)
     }
 

@@ -241,7 +241,7 @@ impl Journal {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.last_at.cmp(&a.last_at));
+        out.sort_by_key(|trace| std::cmp::Reverse(trace.last_at));
         out
     }
 }
