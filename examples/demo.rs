@@ -151,6 +151,9 @@ async fn run() -> Result<(), BoxError> {
         "  Clients with dynamic registration (Claude Code, Cursor, VS Code, ...) need only the MCP URL."
     );
     println!();
+    println!("  Owner console (connected clients, passkeys, connection doctor):");
+    println!("      {}/oauth/console", oauth.issuer());
+    println!();
 
     axum::serve(
         listener,
