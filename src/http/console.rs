@@ -2,7 +2,8 @@
 //! ones needs a live session (an HttpOnly, SameSite=Strict cookie made by a passkey assertion) and
 //! its CSRF token in the `X-CSRF-Token` header; all sit behind the same-origin check.
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -80,7 +81,18 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Signe
     }))
 }
 
-/// The session of a JSON request, with its CSRF token checked; else the response to send.
+/// A JSON request from a signed-in console: the session, with its CSRF token checked. As an
+/// extractor, it answers 401 `login_required` or 403 before the handler runs.
+pub(crate) struct Authorised;
+
+impl FromRequestParts<AppState> for Authorised {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        authorised(state, &parts.headers).await.map(|_| Self)
+    }
+}
+
 async fn authorised(state: &AppState, headers: &HeaderMap) -> Result<SignedIn, Response> {
     let signed_in = signed_in(state, headers)
         .await
@@ -248,12 +260,9 @@ pub(crate) struct GrantRef {
 
 pub(crate) async fn revoke_grant(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(body): JsonBody<GrantRef>,
 ) -> Response {
-    if let Err(response) = authorised(&state, &headers).await {
-        return response;
-    }
     let admin = Admin {
         server: &state.server,
     };
@@ -270,12 +279,9 @@ pub(crate) struct ClientRef {
 
 pub(crate) async fn delete_client(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(body): JsonBody<ClientRef>,
 ) -> Response {
-    if let Err(response) = authorised(&state, &headers).await {
-        return response;
-    }
     let admin = Admin {
         server: &state.server,
     };
@@ -296,12 +302,9 @@ pub(crate) struct Rename {
 
 pub(crate) async fn rename_passkey(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(body): JsonBody<Rename>,
 ) -> Response {
-    if let Err(response) = authorised(&state, &headers).await {
-        return response;
-    }
     match state
         .passkeys
         .rename(&body.credential_id, &body.label)
@@ -319,12 +322,9 @@ pub(crate) struct PasskeyRef {
 
 pub(crate) async fn remove_passkey(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(body): JsonBody<PasskeyRef>,
 ) -> Response {
-    if let Err(response) = authorised(&state, &headers).await {
-        return response;
-    }
     match state.passkeys.remove(&body.credential_id).await {
         Ok(()) => done(),
         Err(error) => console_error(error),
@@ -339,12 +339,9 @@ pub(crate) struct AddStart {
 /// Start registering another passkey, authorised by the session.
 pub(crate) async fn add_passkey_start(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(body): JsonBody<AddStart>,
 ) -> Response {
-    if let Err(response) = authorised(&state, &headers).await {
-        return response;
-    }
     match state
         .passkeys
         .start_registration(Enrolment::ConsoleSession, body.label.as_deref())
@@ -363,12 +360,9 @@ pub(crate) struct AddFinish {
 
 pub(crate) async fn add_passkey_finish(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(body): JsonBody<AddFinish>,
 ) -> Response {
-    if let Err(response) = authorised(&state, &headers).await {
-        return response;
-    }
     match state
         .passkeys
         .finish_registration(&body.ceremony_id, &body.credential)
