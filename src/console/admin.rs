@@ -16,13 +16,33 @@ pub(crate) struct Admin<'a> {
 impl Admin<'_> {
     /// Every live grant, the most recently approved first.
     pub(crate) async fn grants(&self) -> Result<Vec<GrantInfo>, StoreError> {
+        Ok(self.overview().await?.0)
+    }
+
+    /// Every client known: registered ones, the pre-registered one, and metadata-document clients
+    /// holding grants. Those with grants first, then by name.
+    pub(crate) async fn clients(&self) -> Result<Vec<ClientInfo>, StoreError> {
+        Ok(self.overview().await?.1)
+    }
+
+    /// Grants and clients from one listing of each store (a listing may scan a whole store).
+    pub(crate) async fn overview(&self) -> Result<(Vec<GrantInfo>, Vec<ClientInfo>), StoreError> {
         let grants = self.server.list_grants().await?;
         let clients = self.registered_clients().await?;
+        let client_infos = self.client_infos(&grants, &clients);
+        Ok((self.grant_infos(grants, &clients), client_infos))
+    }
+
+    fn grant_infos(
+        &self,
+        grants: Vec<(GrantId, GrantSummary)>,
+        clients: &HashMap<String, ClientRecord>,
+    ) -> Vec<GrantInfo> {
         let journal = self.server.audit.journal();
         let mut out: Vec<GrantInfo> = grants
             .into_iter()
             .map(|(grant_id, summary)| {
-                let (client_name, registration) = self.describe(&summary.client_id, &clients);
+                let (client_name, registration) = self.describe(&summary.client_id, clients);
                 let last_used_at = journal.last_used(&grant_id).max(summary.last_issued_at);
                 GrantInfo {
                     redirect_origin: summary.redirect_uri.as_deref().map(redirect::origin_of),
@@ -39,18 +59,18 @@ impl Admin<'_> {
             })
             .collect();
         out.sort_by_key(|grant| std::cmp::Reverse(grant.approved_at));
-        Ok(out)
+        out
     }
 
-    /// Every client known: registered ones, the pre-registered one, and metadata-document clients
-    /// holding grants. Those with grants first, then by name.
-    pub(crate) async fn clients(&self) -> Result<Vec<ClientInfo>, StoreError> {
-        let grants = self.server.list_grants().await?;
+    fn client_infos(
+        &self,
+        grants: &[(GrantId, GrantSummary)],
+        registered: &HashMap<String, ClientRecord>,
+    ) -> Vec<ClientInfo> {
         let mut grant_counts: HashMap<String, usize> = HashMap::new();
-        for (_, summary) in &grants {
+        for (_, summary) in grants {
             *grant_counts.entry(summary.client_id.clone()).or_default() += 1;
         }
-        let registered = self.registered_clients().await?;
         let pre = &self.server.settings.pre_registered;
         let mut out = vec![ClientInfo {
             client_id: pre.client_id.clone(),
@@ -75,7 +95,7 @@ impl Admin<'_> {
             if out.iter().any(|c| &c.client_id == client_id) {
                 continue;
             }
-            let (name, registration) = self.describe(client_id, &registered);
+            let (name, registration) = self.describe(client_id, registered);
             out.push(ClientInfo {
                 client_id: client_id.clone(),
                 name,
@@ -90,7 +110,7 @@ impl Admin<'_> {
                 .then_with(|| a.name.cmp(&b.name))
                 .then_with(|| a.client_id.cmp(&b.client_id))
         });
-        Ok(out)
+        out
     }
 
     /// Revoke one grant: its access and refresh tokens stop working at once.

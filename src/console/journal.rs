@@ -114,6 +114,65 @@ pub struct ConnectionTrace {
     pub last_at: UnixTime,
 }
 
+impl ConnectionTrace {
+    /// What the steps suggest, in plain words, when the attempt looks stuck or failed; `None`
+    /// when the last step is a healthy one.
+    pub fn diagnosis(&self) -> Option<String> {
+        let last = self.steps.last()?;
+        let took = |kind: StepKind| self.steps.iter().any(|s| s.kind == kind);
+        if let Some((code, description)) = &last.error {
+            let why = match (last.kind, code.as_str()) {
+                (StepKind::Refresh, "invalid_grant") => {
+                    " The refresh token is no longer valid: the client has to connect again."
+                }
+                (StepKind::CodeExchange, "invalid_grant") => {
+                    " A code is single use, expires within minutes, and must come with the verifier and redirect URI of its request."
+                }
+                (_, "invalid_client") => {
+                    " The client is unknown here (its registration may have lapsed or been deleted): it has to register again."
+                }
+                (_, "invalid_target") => " The `resource` it named is not this server's MCP URL.",
+                (StepKind::Challenge, "invalid_token") => {
+                    " Its token is expired, revoked or for another server: it should refresh or connect again."
+                }
+                _ => "",
+            };
+            let description = if description.is_empty() {
+                String::new()
+            } else {
+                format!(" ({description})")
+            };
+            return Some(format!(
+                "Stopped at “{}”: {code}{description}.{why}",
+                last.kind.describe()
+            ));
+        }
+        let verdict = match last.kind {
+            StepKind::Challenge if !took(StepKind::ResourceMetadata) => {
+                "It got the 401 challenge but has not fetched the protected resource metadata: it may not support OAuth discovery, or a proxy strips the WWW-Authenticate header."
+            }
+            StepKind::ResourceMetadata => {
+                "It read the protected resource metadata but has not fetched the authorization server metadata."
+            }
+            StepKind::ServerMetadata => {
+                "It read both metadata documents but has not registered or opened the consent page."
+            }
+            StepKind::Registration => "It registered but has not opened the consent page.",
+            StepKind::Authorize => {
+                "The consent page was opened but not answered: approve or deny it in the browser."
+            }
+            StepKind::Approval => {
+                "Approved, but the code has not been exchanged: the client may not have received the redirect, or its token request does not reach this server."
+            }
+            StepKind::CodeExchange => {
+                "Tokens were issued but no MCP request with them has arrived: check any proxy, firewall or bot protection between the client and this server."
+            }
+            _ => return None,
+        };
+        Some(verdict.to_owned())
+    }
+}
+
 /// Who took a step.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Source {
@@ -294,6 +353,44 @@ mod tests {
         };
         assert!(kept.starts_with("evilagent"));
         assert_eq!(kept.chars().count(), MAX_USER_AGENT_CHARS);
+    }
+
+    fn trace(steps: &[(StepKind, Option<(&str, &str)>)]) -> ConnectionTrace {
+        ConnectionTrace {
+            client_id: Some("c".into()),
+            user_agent: None,
+            steps: steps
+                .iter()
+                .map(|(kind, error)| ConnectionStep {
+                    at: UnixTime(1),
+                    kind: *kind,
+                    error: error.map(|(c, d)| (c.to_owned(), d.to_owned())),
+                    detail: None,
+                })
+                .collect(),
+            last_at: UnixTime(1),
+        }
+    }
+
+    #[test]
+    fn the_diagnosis_names_where_an_attempt_stopped() {
+        let silent = trace(&[(StepKind::Approval, None), (StepKind::CodeExchange, None)]);
+        assert!(silent.diagnosis().unwrap().contains("no MCP request"));
+        let healthy = trace(&[
+            (StepKind::CodeExchange, None),
+            (StepKind::FirstMcpCall, None),
+        ]);
+        assert_eq!(healthy.diagnosis(), None);
+        let failed = trace(&[(StepKind::Refresh, Some(("invalid_grant", "gone")))]);
+        let text = failed.diagnosis().unwrap();
+        assert!(text.contains("invalid_grant (gone)") && text.contains("connect again"));
+        let no_discovery = trace(&[(StepKind::Challenge, None)]);
+        assert!(
+            no_discovery
+                .diagnosis()
+                .unwrap()
+                .contains("WWW-Authenticate")
+        );
     }
 
     #[test]

@@ -160,8 +160,7 @@ pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> R
         let admin = Admin {
             server: &state.server,
         };
-        let grants = admin.grants().await?;
-        let clients = admin.clients().await?;
+        let (grants, clients) = admin.overview().await?;
         let passkeys = state.passkeys.infos().await?;
         let traces = state.server.audit.journal().traces();
         let label = passkeys

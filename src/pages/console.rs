@@ -77,6 +77,8 @@ struct PasskeyRow<'a> {
 struct TraceView {
     who: String,
     caption: &'static str,
+    diagnosis: Option<String>,
+    failed: bool,
     last_at: Time,
     steps: Vec<StepView>,
 }
@@ -222,6 +224,8 @@ fn trace_view(trace: &ConnectionTrace, clients: &[ClientInfo]) -> TraceView {
     TraceView {
         who,
         caption,
+        diagnosis: trace.diagnosis(),
+        failed: trace.steps.last().is_some_and(|s| s.error.is_some()),
         last_at: Time::of(Some(trace.last_at)),
         steps: trace
             .steps

@@ -616,6 +616,18 @@ async fn the_doctor_shows_each_step_in_order_and_where_it_failed() {
     assert_eq!(failed.error.as_ref().unwrap().0, "invalid_grant");
     assert!(client.steps[..6].iter().all(|s| s.error.is_none()));
 
+    let diagnosis = client.diagnosis().unwrap();
+    assert!(diagnosis.contains("invalid_grant"), "{diagnosis}");
+
+    // "OAuth completes, then silence": tokens issued, no MCP request ever arrives.
+    let (silent, _) = server.connected_client().await;
+    let traces = server.oauth.connection_traces();
+    let silent = traces
+        .iter()
+        .find(|t| t.client_id.as_deref() == Some(&silent))
+        .unwrap();
+    assert!(silent.diagnosis().unwrap().contains("no MCP request"));
+
     // Nothing secret is kept.
     let recorded = format!("{traces:?}");
     for secret in [access, refresh, "mcp_ac_bogus"] {
@@ -626,6 +638,7 @@ async fn the_doctor_shows_each_step_in_order_and_where_it_failed() {
     let page = console_page(&server, Some(&session.cookie)).await;
     assert!(page.contains("Exchanged the authorization code for tokens"));
     assert!(page.contains("step-failed"));
+    assert!(page.contains("class=\"diagnosis"));
     assert!(page.contains(agent));
 }
 
