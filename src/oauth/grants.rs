@@ -35,16 +35,14 @@ fn marker_grant(grant_id: &GrantId) -> GrantId {
 /// Tokens just minted in a grant, to take back if the grant turns out to be revoked.
 #[derive(Debug, Default)]
 pub(crate) struct Minted {
-    pub(crate) tokens: Vec<TokenHash>,
-    pub(crate) kinds: Vec<TokenKind>,
+    tokens: Vec<(TokenKind, TokenHash)>,
     pub(crate) access_expires_at: Option<UnixTime>,
     pub(crate) refresh_expires_at: Option<UnixTime>,
 }
 
 impl Minted {
     pub(crate) fn add(&mut self, kind: TokenKind, hash: TokenHash, expires_at: UnixTime) {
-        self.tokens.push(hash);
-        self.kinds.push(kind);
+        self.tokens.push((kind, hash));
         match kind {
             TokenKind::RefreshToken => self.refresh_expires_at = Some(expires_at),
             _ => self.access_expires_at = Some(expires_at),
@@ -87,7 +85,7 @@ impl AuthServer {
         {
             return Ok(());
         }
-        for (kind, hash) in minted.kinds.iter().zip(&minted.tokens) {
+        for (kind, hash) in &minted.tokens {
             self.tokens.delete(*kind, hash).await?;
         }
         self.tokens.delete(TokenKind::Grant, &key(grant_id)).await?;
