@@ -1,0 +1,61 @@
+//! N in-process requests of one kind, for instruction counts under callgrind (`benches/load.sh`
+//! runs it twice, with N and 2N, and divides the difference by N, so setup cancels out).
+//!
+//! ```sh
+//! cargo build --release --example bench_calls
+//! valgrind --tool=callgrind target/release/examples/bench_calls guard 1000
+//! ```
+//!
+//! Modes: `plain` (the MCP route, no guard), `guard` (the route behind the bearer guard on
+//! `MemoryStore`), `full` (the whole router: CORS and the guard), `refresh` (the refresh grant,
+//! following rotation).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use axum::http::StatusCode;
+use support::{Backend, Bench, mcp_request, send};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| usage());
+    let count: usize = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| usage());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut bench = Bench::start(&Backend::Memory).await;
+        let tokens = bench.connect().await;
+        match mode.as_str() {
+            "plain" | "guard" | "full" => {
+                let app = match mode.as_str() {
+                    "plain" => support::mcp_route(),
+                    "guard" => bench.guarded.clone(),
+                    _ => bench.full.clone(),
+                };
+                let token = (mode != "plain").then_some(tokens.access.as_str());
+                for _ in 0..count {
+                    let (status, _) = send(&app, mcp_request(token)).await;
+                    assert_eq!(status, StatusCode::OK);
+                }
+            }
+            "refresh" => {
+                let mut refresh = tokens.refresh;
+                for _ in 0..count {
+                    refresh = bench.refresh(&refresh).await.refresh;
+                }
+            }
+            _ => usage(),
+        }
+    });
+}
+
+fn usage() -> ! {
+    eprintln!("usage: bench_calls plain|guard|full|refresh COUNT");
+    std::process::exit(2)
+}

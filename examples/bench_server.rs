@@ -1,0 +1,84 @@
+//! The server side of the load benchmark (`benches/load.sh`): one process serving, on consecutive
+//! ports from `BASE_PORT`,
+//!
+//! - `BASE_PORT`     the MCP route with no guard (the limit);
+//! - `BASE_PORT + 1` the whole layer on `MemoryStore` (the MCP route behind the guard, `/token`);
+//! - `BASE_PORT + 2` the whole layer on `SqliteStore` (a file in `DIR`);
+//! - `BASE_PORT + 3` the whole layer on `RedisStore` at `REDIS_URL`;
+//!
+//! all with rate limits off. Before listening it runs the OAuth flow on each backend and writes
+//! `DIR/tokens.env` (an access token per backend, the memory client's id) and
+//! `DIR/refresh_tokens.txt` (one refresh token per line, each of its own grant), then prints
+//! `ready`.
+//!
+//! ```sh
+//! cargo run --release --example bench_server --features sqlite,redis -- 18100 /tmp/bench redis://127.0.0.1:6379/
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use axum::Router;
+use support::{Backend, Bench};
+
+/// Refresh tokens handed to the load tool: more than it keeps in flight, so rotation is followed
+/// without two requests ever carrying the same token.
+const REFRESH_POOL: usize = 256;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(port), Some(dir), Some(redis_url)) = (args.next(), args.next(), args.next()) else {
+        eprintln!("usage: bench_server BASE_PORT DIR REDIS_URL");
+        std::process::exit(2);
+    };
+    let port: u16 = port.parse().expect("a port number");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let sqlite = format!("{dir}/bench.sqlite");
+    let _ = std::fs::remove_file(&sqlite);
+    let mut memory = Bench::start(&Backend::Memory).await;
+    let mut on_sqlite = Bench::start(&Backend::Sqlite(sqlite)).await;
+    let mut on_redis = Bench::start(&Backend::Redis(redis_url)).await;
+
+    let mut env = String::new();
+    writeln!(env, "MEMORY_ACCESS={}", memory.connect().await.access).unwrap();
+    writeln!(env, "SQLITE_ACCESS={}", on_sqlite.connect().await.access).unwrap();
+    writeln!(env, "REDIS_ACCESS={}", on_redis.connect().await.access).unwrap();
+    writeln!(env, "MEMORY_CLIENT_ID={}", memory.client_id).unwrap();
+    std::fs::write(format!("{dir}/tokens.env"), env).unwrap();
+    let mut pool = String::new();
+    for _ in 0..REFRESH_POOL {
+        writeln!(pool, "{}", memory.connect().await.refresh).unwrap();
+    }
+    std::fs::write(format!("{dir}/refresh_tokens.txt"), pool).unwrap();
+
+    let apps: [Router; 4] = [
+        support::mcp_route(),
+        memory.full.clone(),
+        on_sqlite.full.clone(),
+        on_redis.full.clone(),
+    ];
+    let mut servers = Vec::new();
+    for (offset, app) in (0u16..).zip(apps) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port + offset))
+            .await
+            .expect("bind");
+        servers.push(tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        }));
+    }
+    println!("ready");
+    for server in servers {
+        server.await.unwrap();
+    }
+}
