@@ -6,6 +6,10 @@ mod audit;
 mod cimd;
 pub mod config;
 mod error;
+/// Crate-private rules exposed for `fuzz/` and property tests; not a supported API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod layer;
 mod oauth;
