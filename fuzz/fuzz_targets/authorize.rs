@@ -9,7 +9,10 @@ use libfuzzer_sys::fuzz_target;
 use mcp_oauth::config::DEFAULT_CLIENT_REDIRECT_URIS;
 use mcp_oauth::fuzzing::redirect_matches;
 use mcp_oauth_fuzz::edit::{self, Edit};
-use mcp_oauth_fuzz::{HTTPS_REDIRECT, LOOPBACK_REDIRECT, RESOURCE, STATIC_CLIENT_ID, assert, harness, request_id_of, s256};
+use mcp_oauth_fuzz::{
+    HTTPS_REDIRECT, LOOPBACK_REDIRECT, RESOURCE, STATIC_CLIENT_ID, assert, harness, request_id_of,
+    s256,
+};
 
 #[derive(Arbitrary, Debug, Clone)]
 enum Name {
@@ -44,7 +47,10 @@ enum Value {
 enum Input {
     /// Edits applied to a correct request of the public client (or to nothing). First, so that an
     /// all-zero input decodes to the correct request and the fuzzer starts there.
-    Params { from_nothing: bool, edits: Vec<Edit<Name, Value>> },
+    Params {
+        from_nothing: bool,
+        edits: Vec<Edit<Name, Value>>,
+    },
     Raw(Vec<u8>),
 }
 
@@ -111,9 +117,18 @@ fuzz_target!(|input: Input| {
     let query = match &input {
         Input::Raw(bytes) => bytes
             .iter()
-            .map(|&b| if query_byte(b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+            .map(|&b| {
+                if query_byte(b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect::<String>(),
-        Input::Params { from_nothing, edits } => {
+        Input::Params {
+            from_nothing,
+            edits,
+        } => {
             let mut serializer = url::form_urlencoded::Serializer::new(String::new());
             for (n, v) in &params(*from_nothing, edits) {
                 serializer.append_pair(name(n), &value(v, &harness.public_client));
@@ -124,14 +139,29 @@ fuzz_target!(|input: Input| {
     let reply = harness.get(&format!("/authorize?{query}"));
 
     assert::not_5xx(&reply);
-    assert!(matches!(reply.status.as_u16(), 200 | 400), "{}: {}", reply.status, reply.text());
+    assert!(
+        matches!(reply.status.as_u16(), 200 | 400),
+        "{}: {}",
+        reply.status,
+        reply.text()
+    );
     assert!(reply.header("location").is_none(), "/authorize redirected");
-    assert_eq!(reply.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert_eq!(reply.header("x-frame-options"), Some("DENY"));
 
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     // As the server reads them: an empty value is the same as absent.
-    let all = |name: &'static str| pairs.iter().filter(move |(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str());
+    let all = |name: &'static str| {
+        pairs
+            .iter()
+            .filter(move |(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    };
     let registered_for = |client: &str| -> Vec<String> {
         if client == harness.public_client {
             vec![LOOPBACK_REDIRECT.to_owned()]
@@ -144,16 +174,26 @@ fuzz_target!(|input: Input| {
     let page = reply.text();
 
     if reply.status.as_u16() == 200 {
-        assert!(request_id_of(&page).is_some(), "a 200 that is not a consent page");
+        assert!(
+            request_id_of(&page).is_some(),
+            "a 200 that is not a consent page"
+        );
         let clients: Vec<_> = all("client_id").collect();
         assert_eq!(clients.len(), 1, "{pairs:?}");
         let registered = registered_for(clients[0]);
-        assert!(!registered.is_empty(), "consent for an unknown client {:?}", clients[0]);
+        assert!(
+            !registered.is_empty(),
+            "consent for an unknown client {:?}",
+            clients[0]
+        );
         assert!(all("response_type").eq(["code"]), "{pairs:?}");
         assert!(all("code_challenge_method").eq(["S256"]), "{pairs:?}");
         assert_eq!(all("code_challenge").count(), 1, "{pairs:?}");
         for requested in all("redirect_uri") {
-            assert!(registered.iter().any(|r| redirect_matches(r, requested)), "{requested:?}");
+            assert!(
+                registered.iter().any(|r| redirect_matches(r, requested)),
+                "{requested:?}"
+            );
         }
     }
 
@@ -164,8 +204,17 @@ fuzz_target!(|input: Input| {
         let href = unescape_html(&page[start..end]);
         let client = all("client_id").next().unwrap_or_default();
         let registered = registered_for(client);
-        let base = all("redirect_uri").next().map_or_else(|| registered.first().cloned().unwrap_or_default(), str::to_owned);
-        assert!(registered.iter().any(|r| redirect_matches(r, &base)), "link to {href:?}");
-        assert!(href.starts_with(&base) && href[base.len()..].contains("error="), "link to {href:?}");
+        let base = all("redirect_uri").next().map_or_else(
+            || registered.first().cloned().unwrap_or_default(),
+            str::to_owned,
+        );
+        assert!(
+            registered.iter().any(|r| redirect_matches(r, &base)),
+            "link to {href:?}"
+        );
+        assert!(
+            href.starts_with(&base) && href[base.len()..].contains("error="),
+            "link to {href:?}"
+        );
     }
 });

@@ -14,7 +14,12 @@ use mcp_oauth_fuzz::{assert, form, harness};
 enum Header {
     Raw(Vec<u8>),
     /// `{scheme}{spaces}{before}{live token}{after}`.
-    Live { scheme: Scheme, spaces: u8, before: String, after: String },
+    Live {
+        scheme: Scheme,
+        spaces: u8,
+        before: String,
+        after: String,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -47,7 +52,12 @@ fuzz_target!(|input: Input| {
         .iter()
         .map(|header| match header {
             Header::Raw(bytes) => bytes.clone(),
-            Header::Live { scheme, spaces, before, after } => {
+            Header::Live {
+                scheme,
+                spaces,
+                before,
+                after,
+            } => {
                 let scheme = match scheme {
                     Scheme::Bearer => "Bearer",
                     Scheme::Lower => "bearer",
@@ -70,13 +80,21 @@ fuzz_target!(|input: Input| {
         uri = format!("/mcp?{}", form(&[(name, value)]));
     }
     let mut request = Request::builder()
-        .method(if input.method { Method::POST } else { Method::GET })
+        .method(if input.method {
+            Method::POST
+        } else {
+            Method::GET
+        })
         .uri(&uri);
     for value in &values {
-        let Ok(value) = HeaderValue::from_bytes(value) else { return };
+        let Ok(value) = HeaderValue::from_bytes(value) else {
+            return;
+        };
         request = request.header("authorization", value);
     }
-    let Ok(request) = request.body(Body::from(input.body)) else { return };
+    let Ok(request) = request.body(Body::from(input.body)) else {
+        return;
+    };
     let reply = harness.send(request);
 
     assert::not_5xx(&reply);

@@ -95,7 +95,10 @@ enum ClientKey {
 #[derive(Arbitrary, Debug)]
 enum Change {
     Replace(Bytes),
-    Flip { at: u16, xor: u8 },
+    Flip {
+        at: u16,
+        xor: u8,
+    },
     Truncate(u16),
     Remove,
     /// Set a member of the decoded `clientDataJSON` (when that is the part).
@@ -183,7 +186,15 @@ fn credential(c: &Credential, live: &Live) -> Value {
 /// Whether a shaped credential could pass as a registration for the live ceremony: the only
 /// success an unsigned payload may reach (`none` attestation needs no signature).
 fn is_live_creation(c: &Credential) -> bool {
-    matches!(&c.client_data, ClientDataJson::Shaped(ClientData { kind: Kind::Create, challenge: Id::Live, live_origin: true, .. }))
+    matches!(
+        &c.client_data,
+        ClientDataJson::Shaped(ClientData {
+            kind: Kind::Create,
+            challenge: Id::Live,
+            live_origin: true,
+            ..
+        })
+    )
 }
 
 /// The JSON value a part lives in, and its key.
@@ -205,12 +216,16 @@ fn locate<'a>(body: &'a mut Value, part: &Part) -> (&'a mut Value, &'static str)
 /// The bytes a base64url member stands for (the text itself if it is not base64url).
 fn decoded(value: &Value) -> Vec<u8> {
     let text = value.as_str().unwrap_or_default();
-    URL_SAFE_NO_PAD.decode(text).unwrap_or_else(|_| text.as_bytes().to_vec())
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap_or_else(|_| text.as_bytes().to_vec())
 }
 
 fn change(body: &mut Value, part: &Part, how: &Change) {
     let (parent, key) = locate(body, part);
-    let Some(object) = parent.as_object_mut() else { return };
+    let Some(object) = parent.as_object_mut() else {
+        return;
+    };
     let current = object.get(key).map(decoded).unwrap_or_default();
     let encode = |raw: &[u8]| Value::from(URL_SAFE_NO_PAD.encode(raw));
     match how {
@@ -234,7 +249,9 @@ fn change(body: &mut Value, part: &Part, how: &Change) {
             object.remove(key);
         }
         Change::ClientData(member, value) => {
-            let Ok(mut data) = serde_json::from_slice::<Value>(&current) else { return };
+            let Ok(mut data) = serde_json::from_slice::<Value>(&current) else {
+                return;
+            };
             let member = match member {
                 ClientKey::Type => "type",
                 ClientKey::Challenge => "challenge",
@@ -253,7 +270,8 @@ fn change(body: &mut Value, part: &Part, how: &Change) {
 /// byte; for an attestation, client data naming the live challenge and this origin.
 fn still_genuine(endpoint: Endpoint, original: &Value, sent: &Value, challenge: &str) -> bool {
     let part = |body: &Value, name: &str| decoded(&body["credential"]["response"][name]);
-    let same_ids = sent["request_id"] == original["request_id"] && sent["ceremony_id"] == original["ceremony_id"];
+    let same_ids = sent["request_id"] == original["request_id"]
+        && sent["ceremony_id"] == original["ceremony_id"];
     match endpoint {
         Endpoint::Approve => {
             same_ids
@@ -262,10 +280,17 @@ fn still_genuine(endpoint: Endpoint, original: &Value, sent: &Value, challenge: 
                     .all(|name| part(original, name) == part(sent, name))
         }
         Endpoint::Finish => {
-            let data: Value = serde_json::from_slice(&part(sent, "clientDataJSON")).unwrap_or_default();
-            let origin = data["origin"].as_str().and_then(|o| url::Url::parse(o).ok()).map(|o| o.origin());
+            let data: Value =
+                serde_json::from_slice(&part(sent, "clientDataJSON")).unwrap_or_default();
+            let origin = data["origin"]
+                .as_str()
+                .and_then(|o| url::Url::parse(o).ok())
+                .map(|o| o.origin());
             let ours = url::Url::parse(SERVER_URL).ok().map(|o| o.origin());
-            same_ids && data["type"] == "webauthn.create" && data["challenge"] == challenge && origin == ours
+            same_ids
+                && data["type"] == "webauthn.create"
+                && data["challenge"] == challenge
+                && origin == ours
         }
         _ => true,
     }
@@ -289,12 +314,18 @@ fuzz_target!(|input: (Endpoint, Body)| {
             let (original, challenge) = match endpoint {
                 Endpoint::Finish => {
                     let (ceremony, credential) = harness.signed_enrolment();
-                    (json!({ "ceremony_id": ceremony.ceremony_id, "credential": credential }), ceremony.challenge)
+                    (
+                        json!({ "ceremony_id": ceremony.ceremony_id, "credential": credential }),
+                        ceremony.challenge,
+                    )
                 }
                 _ => {
                     let (request_id, ceremony_id, credential) = harness.signed_approval();
                     live.request_id = request_id.clone();
-                    (json!({ "request_id": request_id, "ceremony_id": ceremony_id, "credential": credential }), String::new())
+                    (
+                        json!({ "request_id": request_id, "ceremony_id": ceremony_id, "credential": credential }),
+                        String::new(),
+                    )
                 }
             };
             let mut sent = original.clone();
@@ -305,12 +336,27 @@ fuzz_target!(|input: (Endpoint, Body)| {
             let genuine = still_genuine(endpoint, &original, &sent, &challenge);
             (sent.to_string().into_bytes(), genuine)
         }
-        Body::Shaped { request_id, ceremony_id, setup_token, label, credential: cred, approval } => {
-            let wants_request = matches!(request_id, Some(Id::Live)) || endpoint == Endpoint::Approve;
-            if wants_request && matches!(endpoint, Endpoint::Challenge | Endpoint::Approve | Endpoint::Deny) {
-                live.request_id = harness.pending_request(&s256("a-verifier-for-the-passkey-fuzz-target-0123456789"));
+        Body::Shaped {
+            request_id,
+            ceremony_id,
+            setup_token,
+            label,
+            credential: cred,
+            approval,
+        } => {
+            let wants_request =
+                matches!(request_id, Some(Id::Live)) || endpoint == Endpoint::Approve;
+            if wants_request
+                && matches!(
+                    endpoint,
+                    Endpoint::Challenge | Endpoint::Approve | Endpoint::Deny
+                )
+            {
+                live.request_id = harness
+                    .pending_request(&s256("a-verifier-for-the-passkey-fuzz-target-0123456789"));
             }
-            let wants_ceremony = matches!(ceremony_id, Some(Id::Live)) || matches!(approval, Some((Id::Live, _)));
+            let wants_ceremony =
+                matches!(ceremony_id, Some(Id::Live)) || matches!(approval, Some((Id::Live, _)));
             if wants_ceremony {
                 live.ceremony = Some(match endpoint {
                     Endpoint::Finish => harness.enrolment_ceremony(),
@@ -318,7 +364,11 @@ fuzz_target!(|input: (Endpoint, Body)| {
                     _ => harness.approval_for_enrolment(),
                 });
             }
-            let ceremony_id_value = live.ceremony.as_ref().map_or("", |c| c.ceremony_id.as_str()).to_owned();
+            let ceremony_id_value = live
+                .ceremony
+                .as_ref()
+                .map_or("", |c| c.ceremony_id.as_str())
+                .to_owned();
             let mut json = json!({});
             if let Some(request_id) = request_id {
                 json["request_id"] = id(request_id, &live.request_id);
@@ -355,18 +405,29 @@ fuzz_target!(|input: (Endpoint, Body)| {
     }
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     let answer = reply.json();
-    let sent: Value = serde_json::from_slice(&bytes).expect("a success for a body that is not JSON");
-    let names_live_request = !live.request_id.is_empty() && sent["request_id"] == live.request_id.as_str();
+    let sent: Value =
+        serde_json::from_slice(&bytes).expect("a success for a body that is not JSON");
+    let names_live_request =
+        !live.request_id.is_empty() && sent["request_id"] == live.request_id.as_str();
     match endpoint {
         // Anyone on the page may ask for a challenge; only a signature answers it.
         Endpoint::Approval => assert!(answer["ceremony_id"].is_string(), "{answer}"),
-        Endpoint::Challenge => assert!(names_live_request && answer["ceremony_id"].is_string(), "{answer}"),
+        Endpoint::Challenge => assert!(
+            names_live_request && answer["ceremony_id"].is_string(),
+            "{answer}"
+        ),
         Endpoint::Deny => {
             assert!(names_live_request, "{answer}");
             let to = answer["redirect_to"].as_str().expect("redirect_to");
-            assert!(to.starts_with(LOOPBACK_REDIRECT) && to.contains("error=access_denied"), "{to}");
+            assert!(
+                to.starts_with(LOOPBACK_REDIRECT) && to.contains("error=access_denied"),
+                "{to}"
+            );
         }
-        Endpoint::Finish => assert!(live_creation, "a passkey enrolled without a live ceremony: {answer}"),
+        Endpoint::Finish => assert!(
+            live_creation,
+            "a passkey enrolled without a live ceremony: {answer}"
+        ),
         Endpoint::Approve => assert!(
             matches!(body, Body::Signed(_)) && live_creation,
             "approved without the owner's signature, or with a changed one: {answer}"

@@ -21,7 +21,11 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 fuzz_target!(|input: Input| {
-    let Input { verifier, challenge, method } = input;
+    let Input {
+        verifier,
+        challenge,
+        method,
+    } = input;
     assert_eq!(
         pkce_verifier_is_valid(&verifier),
         (43..=128).contains(&verifier.len()) && verifier.bytes().all(is_unreserved),
@@ -33,14 +37,23 @@ fuzz_target!(|input: Input| {
     assert!(pkce_verify(&verifier, &own));
     assert!(pkce_check_challenge(Some(&own), Some("S256")).is_ok());
     if let Some(challenge) = &challenge {
-        assert_eq!(pkce_verify(&verifier, challenge), *challenge == own, "{challenge:?}");
+        assert_eq!(
+            pkce_verify(&verifier, challenge),
+            *challenge == own,
+            "{challenge:?}"
+        );
     }
 
     match pkce_check_challenge(challenge.as_deref(), method.as_deref()) {
         Ok(stored) => {
             assert_eq!(method.as_deref(), Some("S256"), "only S256 is accepted");
             assert_eq!(Some(&stored), challenge.as_ref());
-            assert!(stored.len() == 43 && stored.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            assert!(
+                stored.len() == 43
+                    && stored
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
         }
         Err(error) => {
             assert_eq!(error.code, ErrorCode::InvalidRequest);

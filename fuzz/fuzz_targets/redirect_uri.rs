@@ -48,7 +48,15 @@ impl Uri {
         match self {
             Uri::Raw(raw) => raw.clone(),
             Uri::Native => NATIVE.to_owned(),
-            Uri::Built { scheme, userinfo, host, port, path, query, fragment } => {
+            Uri::Built {
+                scheme,
+                userinfo,
+                host,
+                port,
+                path,
+                query,
+                fragment,
+            } => {
                 let mut uri = match scheme {
                     Scheme::Http => "http".to_owned(),
                     Scheme::Https => "https".to_owned(),
@@ -95,12 +103,19 @@ fn registrable(uri: &str) -> bool {
     if uri == NATIVE {
         return true;
     }
-    if uri.len() > 2000 || uri.chars().any(|c| c.is_whitespace() || c.is_control()) || uri.contains('#') {
+    if uri.len() > 2000
+        || uri.chars().any(|c| c.is_whitespace() || c.is_control())
+        || uri.contains('#')
+    {
         return false;
     }
-    let Ok(url) = Url::parse(uri) else { return false };
+    let Ok(url) = Url::parse(uri) else {
+        return false;
+    };
     let credentials = !url.username().is_empty() || url.password().is_some();
-    !credentials && (url.scheme() == "https" && url.host().is_some() || url.scheme() == "http" && is_loopback(&url))
+    !credentials
+        && (url.scheme() == "https" && url.host().is_some()
+            || url.scheme() == "http" && is_loopback(&url))
 }
 
 fuzz_target!(|pair: (Uri, Uri, u16)| {
@@ -116,18 +131,34 @@ fuzz_target!(|pair: (Uri, Uri, u16)| {
         let reg = Url::parse(&registered).expect("a stretched registration parses");
         let req = Url::parse(&requested).expect("a stretched request parses");
         assert_eq!(req.as_str(), requested, "only canonical spellings stretch");
-        assert!(reg.scheme() == "http" && is_loopback(&reg), "{registered:?}");
+        assert!(
+            reg.scheme() == "http" && is_loopback(&reg),
+            "{registered:?}"
+        );
         assert_eq!(req.scheme(), reg.scheme());
         assert_eq!(req.host(), reg.host(), "{registered:?} vs {requested:?}");
-        assert_eq!((req.username(), req.password()), (reg.username(), reg.password()));
-        assert_eq!((req.path(), req.query(), req.fragment()), (reg.path(), reg.query(), None));
+        assert_eq!(
+            (req.username(), req.password()),
+            (reg.username(), reg.password())
+        );
+        assert_eq!(
+            (req.path(), req.query(), req.fragment()),
+            (reg.path(), reg.query(), None)
+        );
     }
 
     // And it does stretch: a registered loopback URI matches itself on any port.
     if accepted {
         if let Ok(mut url) = Url::parse(&registered) {
-            if url.scheme() == "http" && is_loopback(&url) && url.fragment().is_none() && url.set_port(Some(port)).is_ok() {
-                assert!(redirect_matches(&registered, url.as_str()), "{registered:?} on port {port}");
+            if url.scheme() == "http"
+                && is_loopback(&url)
+                && url.fragment().is_none()
+                && url.set_port(Some(port)).is_ok()
+            {
+                assert!(
+                    redirect_matches(&registered, url.as_str()),
+                    "{registered:?} on port {port}"
+                );
             }
         }
     }

@@ -71,7 +71,9 @@ fn field(field: &Field) -> Value {
         Field::Number(n) => json!(n),
         Field::Bool(b) => json!(b),
         Field::Null => Value::Null,
-        Field::Nested(pairs) => Value::Object(pairs.iter().map(|(k, v)| (k.clone(), text(v))).collect()),
+        Field::Nested(pairs) => {
+            Value::Object(pairs.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+        }
     }
 }
 
@@ -94,7 +96,10 @@ fuzz_target!(|input: Input| {
     let body = match &input {
         Input::Raw(bytes) => bytes.clone(),
         Input::Metadata(fields) => {
-            let map: Map<String, Value> = fields.iter().map(|(n, f)| (name(n).to_owned(), field(f))).collect();
+            let map: Map<String, Value> = fields
+                .iter()
+                .map(|(n, f)| (name(n).to_owned(), field(f)))
+                .collect();
             Value::Object(map).to_string().into_bytes()
         }
     };
@@ -106,21 +111,46 @@ fuzz_target!(|input: Input| {
     }
     assert_eq!(reply.header("content-type"), Some("application/json"));
     assert_eq!(reply.header("cache-control"), Some("no-store"));
-    let request: Value = serde_json::from_slice(&body).expect("a registration from a body that is not JSON");
+    let request: Value =
+        serde_json::from_slice(&body).expect("a registration from a body that is not JSON");
     let registered = reply.json();
-    assert!(registered["client_id"].as_str().is_some_and(|id| !id.is_empty()), "{registered}");
+    assert!(
+        registered["client_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{registered}"
+    );
 
-    let asked = request["redirect_uris"].as_array().expect("redirect_uris was sent");
-    let given = registered["redirect_uris"].as_array().expect("redirect_uris registered");
+    let asked = request["redirect_uris"]
+        .as_array()
+        .expect("redirect_uris was sent");
+    let given = registered["redirect_uris"]
+        .as_array()
+        .expect("redirect_uris registered");
     assert!(!given.is_empty());
     let native = DEFAULT_NATIVE_REDIRECT_URIS.map(String::from);
     for uri in given {
         assert!(asked.contains(uri), "{uri} was not asked for");
         let uri = uri.as_str().expect("a string");
-        assert!(redirect_validate_registrable(uri, &native).is_ok(), "{uri:?} registered");
+        assert!(
+            redirect_validate_registrable(uri, &native).is_ok(),
+            "{uri:?} registered"
+        );
     }
 
-    let method = registered["token_endpoint_auth_method"].as_str().unwrap_or_default();
-    assert!(matches!(method, "none" | "client_secret_basic" | "client_secret_post"), "{method}");
-    assert_eq!(registered.get("client_secret").is_some(), method != "none", "{registered}");
+    let method = registered["token_endpoint_auth_method"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        matches!(
+            method,
+            "none" | "client_secret_basic" | "client_secret_post"
+        ),
+        "{method}"
+    );
+    assert_eq!(
+        registered.get("client_secret").is_some(),
+        method != "none",
+        "{registered}"
+    );
 });

@@ -15,7 +15,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_fuzz::edit::{self, Edit};
-use mcp_oauth_fuzz::{LOOPBACK_REDIRECT, RESOURCE, STATIC_CLIENT_ID, STATIC_CLIENT_SECRET, Reply, assert, harness};
+use mcp_oauth_fuzz::{
+    LOOPBACK_REDIRECT, RESOURCE, Reply, STATIC_CLIENT_ID, STATIC_CLIENT_SECRET, assert, harness,
+};
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Endpoint {
@@ -102,7 +104,10 @@ fn base(base: &Base) -> Vec<(Name, Val)> {
             (Name::RefreshToken, Val::LiveRefresh),
             (Name::ClientId, Val::PublicClient),
         ],
-        Base::Revoke => vec![(Name::Token, Val::LiveAccess), (Name::ClientId, Val::PublicClient)],
+        Base::Revoke => vec![
+            (Name::Token, Val::LiveAccess),
+            (Name::ClientId, Val::PublicClient),
+        ],
         Base::Introspect => vec![
             (Name::Token, Val::LiveAccess),
             (Name::ClientId, Val::StaticClient),
@@ -179,7 +184,12 @@ fn mcp_status(token: &str) -> u16 {
 fuzz_target!(|input: Input| {
     let harness = harness();
     let public = harness.public_client.as_str();
-    let mut live = Live { code: String::new(), verifier: String::new(), access: String::new(), refresh: String::new() };
+    let mut live = Live {
+        code: String::new(),
+        verifier: String::new(),
+        access: String::new(),
+        refresh: String::new(),
+    };
     let params_in = params(&input);
     if uses(&input, &params_in, &[Val::LiveCode, Val::LiveVerifier]) {
         let code = harness.live_code();
@@ -189,18 +199,26 @@ fuzz_target!(|input: Input| {
         (live.access, live.refresh) = harness.live_tokens();
     }
 
-    let pairs: Vec<(String, String)> =
-        params_in.iter().map(|(n, v)| (name(n).to_owned(), value(v, &live, public))).collect();
+    let pairs: Vec<(String, String)> = params_in
+        .iter()
+        .map(|(n, v)| (name(n).to_owned(), value(v, &live, public)))
+        .collect();
     let body = match &input.raw_body {
         Some(raw) => raw.clone(),
-        None => url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish().into_bytes(),
+        None => url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&pairs)
+            .finish()
+            .into_bytes(),
     };
     let (authorization, basic_user) = match &input.auth {
         Auth::None => (None, None),
         Auth::Basic(user, password) => {
             let user = value(user, &live, public);
             let credentials = format!("{user}:{}", value(password, &live, public));
-            (Some(format!("Basic {}", STANDARD.encode(credentials))), Some(user))
+            (
+                Some(format!("Basic {}", STANDARD.encode(credentials))),
+                Some(user),
+            )
         }
         Auth::Raw(raw) => (Some(raw.clone()), None),
     };
@@ -209,20 +227,28 @@ fuzz_target!(|input: Input| {
         Endpoint::Revoke => "/revoke",
         Endpoint::Introspect => "/introspect",
     };
-    let mut request = Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+    let mut request =
+        Request::post(path).header("content-type", "application/x-www-form-urlencoded");
     if let Some(authorization) = &authorization {
         request = request.header("authorization", authorization.as_str());
     }
-    let Ok(request) = request.body(Body::from(body.clone())) else { return };
+    let Ok(request) = request.body(Body::from(body.clone())) else {
+        return;
+    };
     let reply = harness.send(request);
     assert::not_5xx(&reply);
 
     // What the server read: the parameters as sent, when they were sent as parameters.
     let params: Option<HashMap<&str, &str>> = input.raw_body.is_none().then(|| {
-        pairs.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.as_str(), v.as_str())).collect()
+        pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     });
     let param = |name: &str| params.as_ref().and_then(|p| p.get(name).copied());
-    let caller_is = |client: &str| param("client_id") == Some(client) || basic_user.as_deref() == Some(client);
+    let caller_is =
+        |client: &str| param("client_id") == Some(client) || basic_user.as_deref() == Some(client);
 
     match input.endpoint {
         Endpoint::Token if reply.status.is_success() => {
@@ -232,15 +258,31 @@ fuzz_target!(|input: Input| {
             assert!(caller_is(public), "tokens for another client: {pairs:?}");
             match param("grant_type") {
                 Some("authorization_code") => {
-                    assert!(!live.code.is_empty() && param("code") == Some(&live.code), "{pairs:?}");
-                    assert_eq!(param("code_verifier"), Some(live.verifier.as_str()), "{pairs:?}");
-                    assert!(matches!(param("redirect_uri"), None | Some(LOOPBACK_REDIRECT)), "{pairs:?}");
-                    assert!(matches!(param("resource"), None | Some(RESOURCE)), "{pairs:?}");
+                    assert!(
+                        !live.code.is_empty() && param("code") == Some(&live.code),
+                        "{pairs:?}"
+                    );
+                    assert_eq!(
+                        param("code_verifier"),
+                        Some(live.verifier.as_str()),
+                        "{pairs:?}"
+                    );
+                    assert!(
+                        matches!(param("redirect_uri"), None | Some(LOOPBACK_REDIRECT)),
+                        "{pairs:?}"
+                    );
+                    assert!(
+                        matches!(param("resource"), None | Some(RESOURCE)),
+                        "{pairs:?}"
+                    );
                     let replay = harness.post_form("/token", body);
                     assert::oauth_error(&replay, &["invalid_grant"]);
                 }
                 Some("refresh_token") => {
-                    assert!(!live.refresh.is_empty() && param("refresh_token") == Some(&live.refresh), "{pairs:?}");
+                    assert!(
+                        !live.refresh.is_empty() && param("refresh_token") == Some(&live.refresh),
+                        "{pairs:?}"
+                    );
                 }
                 other => panic!("tokens for grant_type {other:?}"),
             }
@@ -252,7 +294,11 @@ fuzz_target!(|input: Input| {
         Endpoint::Revoke if reply.status.is_success() => {
             // Another client's revocation is answered 200 too, and changes nothing.
             if !live.access.is_empty() && !caller_is(public) {
-                assert_eq!(mcp_status(&live.access), 200, "revoked by another client: {pairs:?}");
+                assert_eq!(
+                    mcp_status(&live.access),
+                    200,
+                    "revoked by another client: {pairs:?}"
+                );
             }
         }
         Endpoint::Revoke => {
@@ -263,7 +309,10 @@ fuzz_target!(|input: Input| {
             let answer = reply.json();
             if answer["active"] == true {
                 let token = param("token").unwrap_or_default();
-                assert!(!token.is_empty() && (token == live.access || token == live.refresh), "{answer}");
+                assert!(
+                    !token.is_empty() && (token == live.access || token == live.refresh),
+                    "{answer}"
+                );
                 assert!(caller_is(STATIC_CLIENT_ID), "introspection for {pairs:?}");
             } else {
                 assert_eq!(answer, serde_json::json!({ "active": false }));
@@ -280,15 +329,33 @@ fuzz_target!(|input: Input| {
 fn issued_token(reply: &Reply) -> String {
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     let body = reply.json();
-    assert!(body["token_type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer")), "{body}");
+    assert!(
+        body["token_type"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case("bearer")),
+        "{body}"
+    );
     assert!(body["expires_in"].is_u64(), "{body}");
-    body["access_token"].as_str().expect("access_token").to_owned()
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
 }
 
 /// RFC 6749 §5.2: `invalid_client` after HTTP Basic authentication is a 401 with a Basic challenge.
 fn basic_challenge(reply: &Reply, authorization: Option<&str>) {
-    let used_basic = authorization.is_some_and(|a| a.trim_start().get(..6).is_some_and(|s| s.eq_ignore_ascii_case("basic ")));
+    let used_basic = authorization.is_some_and(|a| {
+        a.trim_start()
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("basic "))
+    });
     if reply.status.as_u16() == 401 && used_basic {
-        assert!(reply.header("www-authenticate").is_some_and(|c| c.starts_with("Basic ")), "{:?}", reply.headers);
+        assert!(
+            reply
+                .header("www-authenticate")
+                .is_some_and(|c| c.starts_with("Basic ")),
+            "{:?}",
+            reply.headers
+        );
     }
 }

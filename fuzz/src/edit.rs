@@ -14,7 +14,11 @@ pub enum Edit<N, V> {
 }
 
 /// `base` with `edits` applied in order; `key` gives a name's wire spelling.
-pub fn apply<N: Clone, V: Clone>(mut params: Vec<(N, V)>, edits: &[Edit<N, V>], key: impl Fn(&N) -> &str) -> Vec<(N, V)> {
+pub fn apply<N: Clone, V: Clone>(
+    mut params: Vec<(N, V)>,
+    edits: &[Edit<N, V>],
+    key: impl Fn(&N) -> &str,
+) -> Vec<(N, V)> {
     for edit in edits {
         match edit {
             Edit::Set(n, v) => match params.iter_mut().find(|(k, _)| key(k) == key(n)) {

@@ -26,7 +26,8 @@ pub mod edit;
 
 pub const SERVER_URL: &str = "http://localhost:8080";
 pub const RESOURCE: &str = "http://localhost:8080/mcp";
-pub const RESOURCE_METADATA: &str = "http://localhost:8080/.well-known/oauth-protected-resource/mcp";
+pub const RESOURCE_METADATA: &str =
+    "http://localhost:8080/.well-known/oauth-protected-resource/mcp";
 pub const STATIC_CLIENT_ID: &str = "fuzz-static";
 pub const STATIC_CLIENT_SECRET: &str = "static-client-secret-0123456789";
 pub const SETUP_TOKEN: &str = "setup-token-for-fuzzing-0123456789";
@@ -48,7 +49,11 @@ impl Reply {
 
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("{} with a body that is not JSON ({e}): {:?}", self.status, self.text())
+            panic!(
+                "{} with a body that is not JSON ({e}): {:?}",
+                self.status,
+                self.text()
+            )
         })
     }
 
@@ -156,20 +161,38 @@ impl Harness {
             .into_bytes(),
         );
         assert_eq!(client.status, StatusCode::CREATED, "{}", client.text());
-        harness.public_client = client.json()["client_id"].as_str().expect("client_id").to_owned();
+        harness.public_client = client.json()["client_id"]
+            .as_str()
+            .expect("client_id")
+            .to_owned();
         harness.access_token = harness.live_tokens().0;
         harness
     }
 
     /// Send one request through the router, as if from 127.0.0.1.
     pub fn send(&self, mut request: Request<Body>) -> Reply {
-        request.extensions_mut().insert(ConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 40000))));
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                40000,
+            ))));
         self.runtime.block_on(async {
             let response = self.app.clone().oneshot(request).await.expect("infallible");
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.into_body().collect().await.expect("body").to_bytes().to_vec();
-            Reply { status, headers, body }
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+                .to_vec();
+            Reply {
+                status,
+                headers,
+                body,
+            }
         })
     }
 
@@ -265,7 +288,8 @@ impl Harness {
             "/authorize/approve",
             json!({ "request_id": request_id, "ceremony_id": challenge["ceremony_id"], "credential": credential }),
         );
-        let redirect = Url::parse(decision["redirect_to"].as_str().expect("redirect_to")).expect("redirect URL");
+        let redirect = Url::parse(decision["redirect_to"].as_str().expect("redirect_to"))
+            .expect("redirect URL");
         let code = redirect
             .query_pairs()
             .find(|(k, _)| k == "code")
@@ -303,7 +327,8 @@ impl Harness {
     /// A pending request, an approval ceremony for it, and the owner's real signed assertion:
     /// (request id, ceremony id, credential JSON).
     pub fn signed_approval(&self) -> (String, String, Value) {
-        let request_id = self.pending_request(&s256("a-verifier-for-signed-approvals-0123456789abcdef"));
+        let request_id =
+            self.pending_request(&s256("a-verifier-for-signed-approvals-0123456789abcdef"));
         let (ceremony, challenge) = self.approval_ceremony(&request_id);
         let credential = self.sign(&challenge);
         (request_id, ceremony.ceremony_id, credential)
@@ -318,7 +343,10 @@ impl Harness {
         let created = SoftPasskey::new(true)
             .do_registration(Url::parse(SERVER_URL).expect("url"), options)
             .expect("soft passkey registration");
-        (ceremony_of(&start), serde_json::to_value(created).expect("credential JSON"))
+        (
+            ceremony_of(&start),
+            serde_json::to_value(created).expect("credential JSON"),
+        )
     }
 
     /// A registration ceremony for a second passkey, approved by the owner's passkey.
@@ -339,7 +367,10 @@ impl Harness {
 
 fn ceremony_of(started: &Value) -> Ceremony {
     Ceremony {
-        ceremony_id: started["ceremony_id"].as_str().expect("ceremony_id").to_owned(),
+        ceremony_id: started["ceremony_id"]
+            .as_str()
+            .expect("ceremony_id")
+            .to_owned(),
         challenge: started["options"]["publicKey"]["challenge"]
             .as_str()
             .expect("challenge")
