@@ -308,7 +308,7 @@ fuzz_target!(|input: (Endpoint, Body)| {
         Endpoint::Approve => "/authorize/approve",
         Endpoint::Deny => "/authorize/deny",
     };
-    let (bytes, live_creation) = match &body {
+    let (bytes, genuine) = match &body {
         Body::Raw(raw) => (raw.clone(), false),
         Body::Signed(changes) => {
             let (original, challenge) = match endpoint {
@@ -332,7 +332,7 @@ fuzz_target!(|input: (Endpoint, Body)| {
             for (part, how) in changes {
                 change(&mut sent, part, how);
             }
-            // The only unsigned successes allowed below are those a genuine body may reach.
+            // Only a body that is still genuine may succeed below.
             let genuine = still_genuine(endpoint, &original, &sent, &challenge);
             (sent.to_string().into_bytes(), genuine)
         }
@@ -391,10 +391,10 @@ fuzz_target!(|input: (Endpoint, Body)| {
                     "credential": credential(cred, &live),
                 });
             }
-            let live_creation = endpoint == Endpoint::Finish
+            let genuine = endpoint == Endpoint::Finish
                 && matches!(ceremony_id, Some(Id::Live))
                 && cred.as_ref().is_some_and(is_live_creation);
-            (json.to_string().into_bytes(), live_creation)
+            (json.to_string().into_bytes(), genuine)
         }
     };
     let reply = harness.post_json(path, bytes.clone());
@@ -425,11 +425,11 @@ fuzz_target!(|input: (Endpoint, Body)| {
             );
         }
         Endpoint::Finish => assert!(
-            live_creation,
+            genuine,
             "a passkey enrolled without a live ceremony: {answer}"
         ),
         Endpoint::Approve => assert!(
-            matches!(body, Body::Signed(_)) && live_creation,
+            matches!(body, Body::Signed(_)) && genuine,
             "approved without the owner's signature, or with a changed one: {answer}"
         ),
         Endpoint::Start => panic!("{path} succeeded without the owner's signature: {answer}"),
