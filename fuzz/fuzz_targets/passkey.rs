@@ -116,8 +116,8 @@ enum Body {
         ceremony_id: Option<Id>,
         setup_token: Option<String>,
         label: Option<String>,
-        credential: Option<Credential>,
-        approval: Option<(Id, Credential)>,
+        credential: Option<Box<Credential>>,
+        approval: Option<Box<(Id, Credential)>>,
     },
 }
 
@@ -355,8 +355,10 @@ fuzz_target!(|input: (Endpoint, Body)| {
                 live.request_id = harness
                     .pending_request(&s256("a-verifier-for-the-passkey-fuzz-target-0123456789"));
             }
-            let wants_ceremony =
-                matches!(ceremony_id, Some(Id::Live)) || matches!(approval, Some((Id::Live, _)));
+            let wants_ceremony = matches!(ceremony_id, Some(Id::Live))
+                || approval
+                    .as_deref()
+                    .is_some_and(|(id, _)| matches!(id, Id::Live));
             if wants_ceremony {
                 live.ceremony = Some(match endpoint {
                     Endpoint::Finish => harness.enrolment_ceremony(),
@@ -385,7 +387,7 @@ fuzz_target!(|input: (Endpoint, Body)| {
             if let Some(cred) = cred {
                 json["credential"] = credential(cred, &live);
             }
-            if let Some((approval_id, cred)) = approval {
+            if let Some((approval_id, cred)) = approval.as_deref() {
                 json["approval"] = json!({
                     "ceremony_id": id(approval_id, &ceremony_id_value),
                     "credential": credential(cred, &live),
@@ -393,7 +395,7 @@ fuzz_target!(|input: (Endpoint, Body)| {
             }
             let genuine = endpoint == Endpoint::Finish
                 && matches!(ceremony_id, Some(Id::Live))
-                && cred.as_ref().is_some_and(is_live_creation);
+                && cred.as_deref().is_some_and(is_live_creation);
             (json.to_string().into_bytes(), genuine)
         }
     };

@@ -148,18 +148,16 @@ fuzz_target!(|pair: (Uri, Uri, u16)| {
     }
 
     // And it does stretch: a registered loopback URI matches itself on any port.
-    if accepted {
-        if let Ok(mut url) = Url::parse(&registered) {
-            if url.scheme() == "http"
-                && is_loopback(&url)
-                && url.fragment().is_none()
-                && url.set_port(Some(port)).is_ok()
-            {
-                assert!(
-                    redirect_matches(&registered, url.as_str()),
-                    "{registered:?} on port {port}"
-                );
-            }
-        }
+    if let Ok(mut url) = Url::parse(&registered)
+        && accepted
+        && url.scheme() == "http"
+        && is_loopback(&url)
+        && url.fragment().is_none()
+        && url.set_port(Some(port)).is_ok()
+    {
+        assert!(
+            redirect_matches(&registered, url.as_str()),
+            "{registered:?} on port {port}"
+        );
     }
 });

@@ -33,7 +33,7 @@ enum Field {
 }
 
 #[derive(Arbitrary, Debug)]
-enum Name {
+enum Key {
     RedirectUris,
     TokenEndpointAuthMethod,
     GrantTypes,
@@ -48,7 +48,7 @@ enum Name {
 #[derive(Arbitrary, Debug)]
 enum Input {
     Raw(Vec<u8>),
-    Metadata(Vec<(Name, Field)>),
+    Metadata(Vec<(Key, Field)>),
 }
 
 fn text(text: &Text) -> Value {
@@ -77,17 +77,17 @@ fn field(field: &Field) -> Value {
     }
 }
 
-fn name(name: &Name) -> &str {
+fn name(name: &Key) -> &str {
     match name {
-        Name::RedirectUris => "redirect_uris",
-        Name::TokenEndpointAuthMethod => "token_endpoint_auth_method",
-        Name::GrantTypes => "grant_types",
-        Name::ResponseTypes => "response_types",
-        Name::ClientName => "client_name",
-        Name::ClientUri => "client_uri",
-        Name::Scope => "scope",
-        Name::ApplicationType => "application_type",
-        Name::Other(other) => other,
+        Key::RedirectUris => "redirect_uris",
+        Key::TokenEndpointAuthMethod => "token_endpoint_auth_method",
+        Key::GrantTypes => "grant_types",
+        Key::ResponseTypes => "response_types",
+        Key::ClientName => "client_name",
+        Key::ClientUri => "client_uri",
+        Key::Scope => "scope",
+        Key::ApplicationType => "application_type",
+        Key::Other(other) => other,
     }
 }
 
