@@ -270,11 +270,12 @@ fn change(body: &mut Value, part: &Part, how: &Change) {
 /// byte; for an attestation, client data naming the live challenge and this origin.
 fn still_genuine(endpoint: Endpoint, original: &Value, sent: &Value, challenge: &str) -> bool {
     let part = |body: &Value, name: &str| decoded(&body["credential"]["response"][name]);
-    let same_ids = sent["request_id"] == original["request_id"]
-        && sent["ceremony_id"] == original["ceremony_id"];
+    // A registration has no request id: one added to its body is ignored, like any unknown member.
+    let same_ceremony = sent["ceremony_id"] == original["ceremony_id"];
     match endpoint {
         Endpoint::Approve => {
-            same_ids
+            same_ceremony
+                && sent["request_id"] == original["request_id"]
                 && ["clientDataJSON", "authenticatorData", "signature"]
                     .iter()
                     .all(|name| part(original, name) == part(sent, name))
@@ -287,7 +288,7 @@ fn still_genuine(endpoint: Endpoint, original: &Value, sent: &Value, challenge: 
                 .and_then(|o| url::Url::parse(o).ok())
                 .map(|o| o.origin());
             let ours = url::Url::parse(SERVER_URL).ok().map(|o| o.origin());
-            same_ids
+            same_ceremony
                 && data["type"] == "webauthn.create"
                 && data["challenge"] == challenge
                 && origin == ours
