@@ -7,6 +7,10 @@ mod cimd;
 pub mod config;
 pub mod console;
 mod error;
+/// Crate-private rules exposed for `fuzz/` and property tests; not a supported API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod layer;
 mod oauth;

@@ -232,6 +232,6 @@ fn response_types(metadata: &Map<String, Value>) -> Result<(), OAuthError> {
     match string_list(metadata, "response_types")? {
         None => Ok(()),
         Some(types) if types.iter().all(|t| *t == "code") && !types.is_empty() => Ok(()),
-        Some(_) => Err(metadata_error("response_types must be [\"code\"]")),
+        Some(_) => Err(metadata_error("response_types may contain only code")),
     }
 }
