@@ -60,7 +60,7 @@ base_port="$(free_port 18100 18200)"
 echo "==> starting the benchmark server on 127.0.0.1:$base_port-$((base_port + 3))"
 target/release/examples/bench_server "$base_port" "$out" "redis://127.0.0.1:$redis_port/" >"$out/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 600); do grep -q '^ready' "$out/server.log" && break; sleep 0.1; done
+for _ in $(seq 600); do grep -qs '^ready' "$out/server.log" && break; sleep 0.1; done
 grep -q '^ready' "$out/server.log" || { cat "$out/server.log"; exit 1; }
 # shellcheck disable=SC1091
 source "$out/tokens.env"
@@ -72,7 +72,8 @@ run() { # name port [wrk args...]
     local name="$1" port="$2"; shift 2
     local before after
     before="$(cpu_ticks)"
-    wrk -t "$threads" -c "$connections" -d "${seconds}s" --latency "$@" "http://127.0.0.1:$port$path" \
+    # The URL goes before the options: script arguments follow a `--` at the end.
+    wrk -t "$threads" -c "$connections" -d "${seconds}s" --latency "http://127.0.0.1:$port$path" "$@" \
         >"$out/raw/$round-$name.txt"
     after="$(cpu_ticks)"
     echo "cpu_ticks=$((after - before))" >>"$out/raw/$round-$name.txt"

@@ -21,14 +21,14 @@ use tower::ServiceExt;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
-pub const SERVER_URL: &str = "http://localhost:8080";
-pub const RESOURCE: &str = "http://localhost:8080/mcp";
+pub(crate) const SERVER_URL: &str = "http://localhost:8080";
+pub(crate) const RESOURCE: &str = "http://localhost:8080/mcp";
 const SETUP_TOKEN: &str = "setup-token-for-benchmarks-0123456789";
-pub const REDIRECT: &str = "http://127.0.0.1:9999/callback";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:9999/callback";
 
 /// Where tokens and clients are kept.
 #[derive(Clone, Debug)]
-pub enum Backend {
+pub(crate) enum Backend {
     Memory,
     /// A SQLite file at this path (created).
     #[cfg(feature = "sqlite")]
@@ -39,7 +39,7 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Memory => "memory",
             #[cfg(feature = "sqlite")]
@@ -75,7 +75,7 @@ impl Backend {
 }
 
 /// The MCP stand-in: the same handler with or without the guard.
-pub fn mcp_route() -> Router {
+pub(crate) fn mcp_route() -> Router {
     Router::new().route(
         "/mcp",
         any(|| async { ([(header::CONTENT_TYPE, "application/json")], "{}") }),
@@ -83,25 +83,25 @@ pub fn mcp_route() -> Router {
 }
 
 /// The layer on one backend, its owner's passkey, and one registered public client.
-pub struct Bench {
-    pub oauth: McpOAuth,
+pub(crate) struct Bench {
+    pub(crate) oauth: McpOAuth,
     /// The full router: OAuth endpoints and `/mcp` behind the guard.
-    pub full: Router,
+    pub(crate) full: Router,
     /// `/mcp` behind the bearer guard alone.
-    pub guarded: Router,
-    pub client_id: String,
+    pub(crate) guarded: Router,
+    pub(crate) client_id: String,
     key: SoftPasskey,
 }
 
 /// One client's tokens.
 #[derive(Clone, Debug)]
-pub struct Tokens {
-    pub access: String,
-    pub refresh: String,
+pub(crate) struct Tokens {
+    pub(crate) access: String,
+    pub(crate) refresh: String,
 }
 
 impl Bench {
-    pub async fn start(backend: &Backend) -> Self {
+    pub(crate) async fn start(backend: &Backend) -> Self {
         let mut config = OAuthConfig::with_defaults(
             SERVER_URL,
             "bench-static",
@@ -153,14 +153,14 @@ impl Bench {
     }
 
     /// Register a public client dynamically; returns its id.
-    pub async fn register_client(&self) -> String {
+    pub(crate) async fn register_client(&self) -> String {
         let (status, body) = send(&self.full, register_request()).await;
         assert_eq!(status, StatusCode::CREATED);
         string_field(&body, "client_id")
     }
 
     /// Authorize and approve with the passkey; returns (code, verifier).
-    pub async fn code(&mut self) -> (String, String) {
+    pub(crate) async fn code(&mut self) -> (String, String) {
         let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let query = format!(
@@ -209,7 +209,7 @@ impl Bench {
     }
 
     /// `POST /token` exchanging a code.
-    pub fn exchange_request(&self, code: &str, verifier: &str) -> Request<Body> {
+    pub(crate) fn exchange_request(&self, code: &str, verifier: &str) -> Request<Body> {
         form_request(&[
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -221,7 +221,7 @@ impl Bench {
     }
 
     /// A fresh grant: the whole flow through the endpoints.
-    pub async fn connect(&mut self) -> Tokens {
+    pub(crate) async fn connect(&mut self) -> Tokens {
         let (code, verifier) = self.code().await;
         let (status, body) = send(&self.full, self.exchange_request(&code, &verifier)).await;
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
@@ -232,12 +232,12 @@ impl Bench {
     }
 
     /// `POST /token` with the refresh grant.
-    pub fn refresh_request(&self, refresh_token: &str) -> Request<Body> {
+    pub(crate) fn refresh_request(&self, refresh_token: &str) -> Request<Body> {
         refresh_request(&self.client_id, refresh_token)
     }
 
     /// One refresh; returns the rotated pair.
-    pub async fn refresh(&self, refresh_token: &str) -> Tokens {
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Tokens {
         let (status, body) = send(&self.full, self.refresh_request(refresh_token)).await;
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
         Tokens {
@@ -247,7 +247,7 @@ impl Bench {
     }
 }
 
-pub fn refresh_request(client_id: &str, refresh_token: &str) -> Request<Body> {
+pub(crate) fn refresh_request(client_id: &str, refresh_token: &str) -> Request<Body> {
     form_request(&[
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token),
@@ -256,7 +256,7 @@ pub fn refresh_request(client_id: &str, refresh_token: &str) -> Request<Body> {
 }
 
 /// Send a request as if from `127.0.0.1:40000`; returns the status and the whole body.
-pub async fn send(app: &Router, mut request: Request<Body>) -> (StatusCode, Bytes) {
+pub(crate) async fn send(app: &Router, mut request: Request<Body>) -> (StatusCode, Bytes) {
     let peer: SocketAddr = ([127, 0, 0, 1], 40000).into();
     request.extensions_mut().insert(ConnectInfo(peer));
     let response = app.clone().oneshot(request).await.unwrap();
@@ -266,7 +266,7 @@ pub async fn send(app: &Router, mut request: Request<Body>) -> (StatusCode, Byte
 }
 
 /// `POST /mcp`, with a bearer token or without.
-pub fn mcp_request(token: Option<&str>) -> Request<Body> {
+pub(crate) fn mcp_request(token: Option<&str>) -> Request<Body> {
     let mut request = Request::post("/mcp").header(header::CONTENT_TYPE, "application/json");
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -275,7 +275,7 @@ pub fn mcp_request(token: Option<&str>) -> Request<Body> {
 }
 
 /// `POST /register` for a public client, as Claude Code sends it.
-pub fn register_request() -> Request<Body> {
+pub(crate) fn register_request() -> Request<Body> {
     json_request(
         "/register",
         &json!({
@@ -289,7 +289,7 @@ pub fn register_request() -> Request<Body> {
 }
 
 /// A string field of a flat JSON object.
-pub fn string_field(body: &[u8], name: &str) -> String {
+pub(crate) fn string_field(body: &[u8], name: &str) -> String {
     let value: Value = serde_json::from_slice(body).unwrap();
     value[name].as_str().unwrap().to_owned()
 }

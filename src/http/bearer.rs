@@ -255,7 +255,7 @@ impl<S> Layer<S> for BearerLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Bearer {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -264,7 +264,8 @@ impl<S> Layer<S> for BearerLayer {
 #[derive(Clone, Debug)]
 pub struct Bearer<S> {
     inner: S,
-    layer: BearerLayer,
+    // Shared, so each request clones one `Arc` rather than the layer's fields.
+    layer: Arc<BearerLayer>,
 }
 
 impl<S> Service<Request<Body>> for Bearer<S>
@@ -284,7 +285,7 @@ where
         // The clone that was made ready is the one to call (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
+        let layer = Arc::clone(&self.layer);
         Box::pin(async move {
             if request.method() == Method::OPTIONS {
                 return inner.call(request).await;

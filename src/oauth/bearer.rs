@@ -1,8 +1,8 @@
 //! Access-token validation for the resource server: the work the bearer guard does per request.
 
-use super::records::{self, TokenGrant};
+use super::records::TokenGrantView;
 use super::{AuthServer, log_store_error};
-use crate::store::{GrantId, TokenHash, TokenKind, UnixTime};
+use crate::store::{GrantId, StoreError, TokenHash, TokenKind, UnixTime};
 
 /// Who is calling: set by the bearer guard on every request it lets through, and read by MCP
 /// handlers with the [`TokenInfo`] extractor.
@@ -59,8 +59,8 @@ impl AuthServer {
         if !record.expires_at.is_after(UnixTime::now()) {
             return Err(BearerError::Invalid);
         }
-        let grant: TokenGrant = records::decode(&record).map_err(|e| {
-            log_store_error(&e);
+        let grant: TokenGrantView<'_> = serde_json::from_slice(&record.payload).map_err(|e| {
+            log_store_error(&StoreError::codec("payload", e));
             BearerError::Unavailable
         })?;
         if grant.resource != self.settings.resource.as_str() {

@@ -35,6 +35,16 @@ pub(crate) struct TokenGrant {
     pub(crate) resource: String,
 }
 
+/// A [`TokenGrant`] as the bearer guard reads it on every request: the resource is only compared,
+/// so it is borrowed from the payload rather than allocated.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TokenGrantView<'a> {
+    pub(crate) client_id: String,
+    pub(crate) scopes: Vec<String>,
+    #[serde(borrow)]
+    pub(crate) resource: std::borrow::Cow<'a, str>,
+}
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising these plain structs cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
