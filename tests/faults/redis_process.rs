@@ -27,7 +27,7 @@ impl RedisProcess {
                 std::env::var("MCP_OAUTH_REQUIRE_REDIS").as_deref() != Ok("1"),
                 "MCP_OAUTH_REQUIRE_REDIS=1 but redis-server is not installed"
             );
-            eprintln!("skipping a Redis fault test: redis-server is not installed");
+            eprintln!("skipping Redis: redis-server is not installed");
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
