@@ -60,10 +60,23 @@ fn options() -> Options {
 async fn main() {
     let options = options();
     let mut failed = false;
-    println!(
-        "soak: {} s per backend, {} concurrent clients",
-        options.seconds, options.workers
-    );
+    if options.backends.len() > 1 {
+        println!(
+            "soak: {} s per backend, {} concurrent clients, one process per backend",
+            options.seconds, options.workers
+        );
+        // One process per backend, so each one's peak memory is its own.
+        for backend in &options.backends {
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--seconds", &options.seconds.to_string()])
+                .args(["--workers", &options.workers.to_string()])
+                .args(["--backends", backend.name()])
+                .status()
+                .unwrap();
+            failed |= !status.success();
+        }
+        finish(failed);
+    }
     for backend in &options.backends {
         let Some(tally) = soak(
             *backend,
@@ -77,10 +90,15 @@ async fn main() {
         println!("{}", tally.report(backend.name()));
         failed |= !tally.clean();
     }
+    finish(failed);
+}
+
+fn finish(failed: bool) -> ! {
     if failed {
         eprintln!("soak: FAILED (unexpected answers or 5xx above)");
         std::process::exit(1);
     }
+    std::process::exit(0);
 }
 
 /// One backend: load for `duration`, then check every token against its history. `None` when the
