@@ -21,8 +21,10 @@ use webauthn_rs::prelude::{
 };
 
 use crate::audit::{Audit, AuditEvent};
-use crate::oauth::{ErrorCode, OAuthError};
-use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime};
+use crate::oauth::{self, ErrorCode, OAuthError};
+use crate::store::{
+    PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenKind, TokenStore, UnixTime,
+};
 use ceremony::Ceremony;
 pub(crate) use ceremony::Purpose;
 pub(crate) use setup::SetupToken;
@@ -278,14 +280,20 @@ impl Passkeys {
             last_used_at: None,
             setup_token_hash,
         };
-        match self.store.insert(record).await {
-            Ok(()) => {}
-            Err(StoreError::AlreadyExists { .. }) => {
-                return Err(OAuthError::invalid_request(
-                    "this passkey is already registered",
-                ));
+        if let Err(error) = self.store.insert(record).await {
+            if let Some(hash) = &setup_token_hash {
+                // Nothing was registered: give the setup token back, or one failed write (a full
+                // disk, an outage) would lock the owner out for good.
+                if let Err(undo) = self.tokens.delete(TokenKind::SetupTokenUse, hash).await {
+                    oauth::log_store_error(&undo);
+                }
             }
-            Err(e) => return Err(e.into()),
+            return Err(match error {
+                StoreError::AlreadyExists { .. } => {
+                    OAuthError::invalid_request("this passkey is already registered")
+                }
+                e => e.into(),
+            });
         }
         self.audit.emit(AuditEvent::PasskeyRegistered {
             credential_id,

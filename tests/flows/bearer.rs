@@ -188,7 +188,7 @@ async fn insufficient_scope_is_403_naming_every_needed_scope() {
 }
 
 /// A token store whose backend is down.
-struct DownStore;
+pub(crate) struct DownStore;
 
 fn down() -> StoreError {
     StoreError::backend("down", std::io::Error::other("connection refused"))

@@ -19,9 +19,9 @@ use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use crate::common::*;
 
 /// A signed-in console: the cookie pair and the page's CSRF token.
-struct Session {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 async fn sign_in_with(server: &TestServer, key: &Mutex<SoftPasskey>) -> Session {
@@ -50,11 +50,11 @@ async fn sign_in_with(server: &TestServer, key: &Mutex<SoftPasskey>) -> Session 
     }
 }
 
-async fn sign_in(server: &TestServer) -> Session {
+pub(crate) async fn sign_in(server: &TestServer) -> Session {
     sign_in_with(server, &server.key).await
 }
 
-async fn console_page(server: &TestServer, cookie: Option<&str>) -> String {
+pub(crate) async fn console_page(server: &TestServer, cookie: Option<&str>) -> String {
     let mut request = Request::get("/oauth/console");
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);

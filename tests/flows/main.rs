@@ -5,6 +5,7 @@
 
 mod common;
 
+mod attacks;
 mod audit;
 mod authorize;
 mod bearer;

@@ -1,0 +1,504 @@
+//! The attack suite: one test per attack, each asserting that the attack fails.
+//!
+//! Attacks already covered elsewhere are listed here with their tests, so this map is the whole
+//! picture; the tests in this file are the attacks no other module tries.
+//!
+//! | Attack | Test |
+//! |---|---|
+//! | Open redirect: unregistered or look-alike URI (case, trailing dot, userinfo, port, encoding, whitespace, fragment) | `authorize::unregistered_and_look_alike_redirect_uris_are_refused_without_redirect`, `authorize::loopback_redirects_accept_any_port_but_not_another_host` |
+//! | Open redirect: unsafe URI at registration (`http`, `file:`, credentials, fragment) | `register::redirect_uris_must_be_https_or_loopback_without_fragment` |
+//! | Open redirect: `javascript:`/`data:`/`vbscript:` in any spelling, at registration and at authorize | `attacks::script_scheme_redirects_are_refused_at_registration_and_authorize` |
+//! | Unknown client: error page, never a redirect | `authorize::unknown_client_gets_an_error_page_never_a_redirect` |
+//! | PKCE downgrade (`plain`, no method) and missing or malformed challenge | `authorize::pkce_challenge_is_required`, `authorize::pkce_plain_and_missing_method_are_refused`, `authorize::malformed_challenge_is_refused`, `token::verifier_syntax_is_checked` |
+//! | Code injection: another public client, a wrong verifier, another redirect URI | `token::code_is_bound_to_its_client_verifier_and_redirect_uri`, `token::a_replay_by_someone_else_revokes_nothing` |
+//! | Code injection by an authenticated confidential client | `attacks::a_confidential_client_cannot_redeem_another_clients_code` |
+//! | Code replay, and racing redemptions | `token::code_is_single_use_and_replay_revokes_what_it_issued`, `token::concurrent_redemptions_of_one_code_yield_one_token` |
+//! | Refresh reuse after the grace window; racing strict refreshes; another client's refresh token | `token::reuse_after_the_grace_window_revokes_the_grant`, `token::strict_concurrent_refresh_has_one_winner_and_then_revokes`, `token::refresh_token_is_bound_to_its_client_and_can_only_narrow_scope` |
+//! | Token for another resource | `token::foreign_resource_at_the_token_endpoint_is_invalid_target`, `bearer::a_token_for_another_resource_is_refused`, `authorize::resource_is_tolerant_of_slash_and_absence_but_refuses_a_foreign_one` |
+//! | Forged, expired, query-string or doubled bearer tokens | `bearer::bad_tokens_are_401_invalid_token_with_the_metadata_url`, `bearer::expired_tokens_are_refused`, `bearer::tokens_only_in_the_header_and_only_one_header` |
+//! | Setup token brute force (failure budget, then 429 even for the right token) | `rate_limits::guessing_the_setup_token_is_held_to_the_failure_budget`, `passkeys::a_wrong_setup_token_is_refused` |
+//! | Client secret brute force | `rate_limits::guessing_a_client_secret_is_held_to_the_failure_budget` |
+//! | Setup token raced by two registrations | `passkeys::two_registrations_racing_on_one_setup_token_yield_one_passkey` |
+//! | WebAuthn: a stranger's or forged assertion | `passkeys::a_stranger_passkey_cannot_approve` |
+//! | WebAuthn: an assertion spent on another request or purpose | `passkeys::an_assertion_approves_only_the_request_it_was_made_for_and_only_once`, `console::a_sign_in_assertion_cannot_approve_a_client_and_an_approval_cannot_sign_in` |
+//! | WebAuthn: an assertion made for another origin | `attacks::an_assertion_made_for_another_origin_is_refused` |
+//! | WebAuthn: a registration made for another origin | `attacks::a_passkey_made_for_another_origin_is_not_registered` |
+//! | WebAuthn: a replayed assertion under a fresh challenge, or a spent ceremony | `attacks::a_replayed_assertion_is_refused_under_any_ceremony` |
+//! | CSRF on the consent page's endpoints | `authorize::approval_endpoints_refuse_cross_site_requests` |
+//! | CSRF on the console | `console::every_operation_needs_a_session_and_its_csrf_token` |
+//! | Clickjacking: every HTML page refuses framing | `attacks::every_html_page_refuses_to_be_framed` |
+//! | XSS through `client_name` | `authorize::consent_page_shows_the_client_and_escapes_what_it_says`, `console::the_console_escapes_what_clients_say_about_themselves` |
+//! | XSS through every client-supplied field (name, URI, redirect, scope, state) on every page | `attacks::client_supplied_fields_are_escaped_on_every_page` |
+//! | Header injection through `state` (CR/LF) | `attacks::state_cannot_inject_headers_and_stays_encoded_in_the_redirect` |
+//! | Oversize bodies and deeply nested JSON | `malformed::oversize_bodies_are_413`, `malformed::deeply_nested_json_is_a_4xx` |
+//! | Malformed input anywhere, malformed WebAuthn payloads | `malformed::*`, `properties::*` |
+//! | Registration flooding: per-address rate limit, spoofed `X-Forwarded-For` | `rate_limits::a_flood_gets_429_with_retry_after_then_other_addresses_still_pass`, `rate_limits::forwarded_for_is_ignored_unless_the_proxy_is_trusted` |
+//! | Registration flooding from many addresses: bounded memory | `attacks::a_registration_flood_is_bounded_by_the_store_capacity` |
+//! | Secrets at rest or in logs | `secrets::stores_hold_hashes_and_logs_hold_no_secret`, `secrets::live_tokens_are_stored_under_their_hash_only` |
+//! | A store outage read as "unauthorized" (clients would drop their tokens) | `bearer::a_store_outage_is_503_never_401` |
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use mcp_oauth::webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+use mcp_oauth::{McpOAuth, MemoryStore};
+use serde_json::{Value, json};
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+
+use crate::bearer::DownStore;
+use crate::common::*;
+
+/// A value smuggling new headers in, were it ever copied into one.
+const HEADER_INJECTION: &str = "st\r\nSet-Cookie: pwned=1\r\nLocation: https://evil.example/";
+
+/// Markup that runs script if a page copies it without escaping, in an element or an attribute;
+/// without whitespace, so that it is a registrable redirect URI query too.
+fn xss(n: u32) -> String {
+    format!("x\"'><img/src=x/onerror=alert({n})><script>alert({n})</script>")
+}
+
+#[track_caller]
+fn assert_no_markup_injected(page: &str, what: &str) {
+    assert!(!page.contains("<script>alert"), "{what}: {page}");
+    assert!(!page.contains("<img/src=x"), "{what}: {page}");
+    // Quotes escaped too, so no attribute is broken out of.
+    assert!(!page.contains("x\"'>"), "{what}: {page}");
+}
+
+#[track_caller]
+fn assert_unframeable(reply: &Reply, what: &str) {
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{what} is a page: {:?}",
+        reply.header("content-type")
+    );
+    assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{what}");
+    let csp = reply.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+}
+
+#[track_caller]
+fn assert_no_injected_header(reply: &Reply) {
+    assert!(reply.header("location").is_none());
+    for (name, value) in &reply.headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        assert!(
+            !value.contains("pwned") && !value.contains("evil.example"),
+            "{name}: {value}"
+        );
+    }
+}
+
+/// A fresh approval challenge for a pending request.
+async fn challenge_for(server: &TestServer, request_id: &str) -> Value {
+    let reply = server
+        .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json()
+}
+
+async fn approve_with(
+    server: &TestServer,
+    request_id: &str,
+    challenge: &Value,
+    credential: &Value,
+) -> Reply {
+    server
+        .post_json(
+            "/authorize/approve",
+            &json!({ "request_id": request_id, "ceremony_id": challenge["ceremony_id"], "credential": credential }),
+        )
+        .await
+}
+
+/// The owner's key signing `challenge` as if the page were served from `origin`.
+async fn assertion_from(server: &TestServer, origin: &str, challenge: &Value) -> Value {
+    let options: RequestChallengeResponse =
+        serde_json::from_value(challenge["options"].clone()).unwrap();
+    let credential = server
+        .key
+        .lock()
+        .await
+        .do_authentication(Url::parse(origin).unwrap(), options)
+        .expect("the authenticator signs for any origin under the RP id");
+    serde_json::to_value(credential).unwrap()
+}
+
+#[tokio::test]
+async fn script_scheme_redirects_are_refused_at_registration_and_authorize() {
+    let server = TestServer::ready().await;
+    let schemes = [
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "javascript://claude.ai/%0Aalert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+        "DATA:text/html,x",
+        "vbscript:msgbox(1)",
+        "\tjavascript:alert(1)",
+        "java\nscript:alert(1)",
+    ];
+    for evil in schemes {
+        let reply = server
+            .post_json(
+                "/register",
+                &json!({ "redirect_uris": [evil], "token_endpoint_auth_method": "none" }),
+            )
+            .await;
+        reply.assert_oauth_error(400, "invalid_redirect_uri");
+    }
+    // At authorize, against a client registered with a safe URI: an error page, no link to follow.
+    let client_id = server.register_public_client().await;
+    let (_, challenge) = pkce();
+    for evil in schemes {
+        let reply = server
+            .get(&format!(
+                "/authorize?{}",
+                authorization_query(&client_id, evil, &challenge)
+            ))
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{evil}");
+        assert!(reply.header("location").is_none());
+        let page = reply.text().to_ascii_lowercase();
+        assert!(
+            !["href=\"javascript", "href=\"data:text", "href=\"vbscript"]
+                .iter()
+                .any(|link| page.contains(link)),
+            "{evil}: {page}"
+        );
+        assert!(!page.contains("data-request-id"), "{evil}");
+    }
+}
+
+#[tokio::test]
+async fn state_cannot_inject_headers_and_stays_encoded_in_the_redirect() {
+    let server = TestServer::ready().await;
+    let client_id = server.register_public_client().await;
+    let (_, challenge) = pkce();
+    let query = authorization_query(&client_id, LOOPBACK_REDIRECT, &challenge)
+        .replace("state=st", &format!("state={}", enc(HEADER_INJECTION)));
+    assert!(query.contains("%0D%0ASet-Cookie"));
+
+    // The consent page: no header carries the state.
+    let page = server.get(&format!("/authorize?{query}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert_no_injected_header(&page);
+
+    // Approval: the redirect is JSON the page navigates to, and the state in it stays encoded.
+    let request_id = server.authorize(&query).await.unwrap();
+    let challenge = challenge_for(&server, &request_id).await;
+    let credential = server.assert_with(&server.key, &challenge).await;
+    let approved = approve_with(&server, &request_id, &challenge, &credential).await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text());
+    assert_no_injected_header(&approved);
+    let redirect_to = approved.json()["redirect_to"].as_str().unwrap().to_owned();
+    assert!(!redirect_to.contains(['\r', '\n', ' ']), "{redirect_to:?}");
+    assert!(redirect_to.contains("%0D%0ASet-Cookie"), "{redirect_to}");
+    let url = Url::parse(&redirect_to).unwrap();
+    assert_eq!(url.host_str(), Some("127.0.0.1"));
+    assert_eq!(
+        query_param(&url, "state").as_deref(),
+        Some(HEADER_INJECTION),
+        "the client gets its state back intact"
+    );
+
+    // Denial: the same.
+    let request_id = server.authorize(&query).await.unwrap();
+    let denied = server
+        .post_json("/authorize/deny", &json!({ "request_id": request_id }))
+        .await;
+    assert_no_injected_header(&denied);
+    let redirect_to = denied.json()["redirect_to"].as_str().unwrap().to_owned();
+    assert!(!redirect_to.contains(['\r', '\n', ' ']), "{redirect_to:?}");
+
+    // An invalid request for a valid client: the error page's link carries the state, encoded.
+    let invalid = query.replace("response_type=code", "response_type=token");
+    let page = server.get(&format!("/authorize?{invalid}")).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert_no_injected_header(&page);
+    let text = page.text();
+    assert!(text.contains("%0D%0ASet-Cookie"), "{text}");
+    assert!(!text.contains("\r\nSet-Cookie") && !text.contains("\nSet-Cookie"));
+}
+
+#[tokio::test]
+async fn an_assertion_made_for_another_origin_is_refused() {
+    let server = TestServer::ready().await;
+    let client_id = server.register_public_client().await;
+    let request_id = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
+    // Same RP id, other origins: another port, a subdomain. A phishing page on either gets the
+    // owner's authenticator to sign, but the signed client data names that page's origin.
+    for origin in ["http://localhost:9999", "https://evil.localhost"] {
+        let challenge = challenge_for(&server, &request_id).await;
+        let credential = assertion_from(&server, origin, &challenge).await;
+        let reply = approve_with(&server, &request_id, &challenge, &credential).await;
+        assert!(reply.status.is_client_error(), "{origin}: {}", reply.text());
+        assert!(reply.json().get("redirect_to").is_none(), "{origin}");
+    }
+    // Sign-in to the console from another origin fails the same way.
+    let challenge = server
+        .post_json("/oauth/console/signin/start", &json!({}))
+        .await
+        .json();
+    let credential = assertion_from(&server, "http://localhost:9999", &challenge).await;
+    let reply = server
+        .post_json(
+            "/oauth/console/signin/finish",
+            &json!({ "ceremony_id": challenge["ceremony_id"], "credential": credential }),
+        )
+        .await;
+    assert!(reply.status.is_client_error(), "{}", reply.text());
+    assert!(reply.header("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn a_passkey_made_for_another_origin_is_not_registered() {
+    let server = TestServer::new().await;
+    let start = server
+        .post_json(
+            "/passkey/register/start",
+            &json!({ "setup_token": SETUP_TOKEN, "label": "phished" }),
+        )
+        .await;
+    assert_eq!(start.status, StatusCode::OK, "{}", start.text());
+    let start = start.json();
+    let options: CreationChallengeResponse =
+        serde_json::from_value(start["options"].clone()).unwrap();
+    let credential = server
+        .key
+        .lock()
+        .await
+        .do_registration(Url::parse("http://localhost:9999").unwrap(), options)
+        .unwrap();
+    let reply = server
+        .post_json(
+            "/passkey/register/finish",
+            &json!({ "ceremony_id": start["ceremony_id"], "credential": credential }),
+        )
+        .await;
+    assert!(reply.status.is_client_error(), "{}", reply.text());
+    assert!(server.stores.passkeys.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_replayed_assertion_is_refused_under_any_ceremony() {
+    let server = TestServer::ready().await;
+    let client_id = server.register_public_client().await;
+    let first = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
+    let first_challenge = challenge_for(&server, &first).await;
+    let captured = server.assert_with(&server.key, &first_challenge).await;
+    let ok = approve_with(&server, &first, &first_challenge, &captured).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+
+    // The captured assertion, replayed for another request: under the spent ceremony, and under a
+    // fresh one whose challenge it did not sign.
+    let second = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
+    let spent = approve_with(&server, &second, &first_challenge, &captured).await;
+    spent.assert_oauth_error(400, "invalid_request");
+    let fresh = challenge_for(&server, &second).await;
+    let replayed = approve_with(&server, &second, &fresh, &captured).await;
+    assert!(replayed.status.is_client_error(), "{}", replayed.text());
+    assert!(replayed.json().get("redirect_to").is_none());
+    // Nor can it open a console session.
+    let sign_in = server
+        .post_json("/oauth/console/signin/start", &json!({}))
+        .await
+        .json();
+    let reply = server
+        .post_json(
+            "/oauth/console/signin/finish",
+            &json!({ "ceremony_id": sign_in["ceremony_id"], "credential": captured }),
+        )
+        .await;
+    assert!(reply.status.is_client_error(), "{}", reply.text());
+    assert!(reply.header("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn a_confidential_client_cannot_redeem_another_clients_code() {
+    let server = TestServer::ready().await;
+    let victim = server.register_public_client().await;
+    let attacker = server
+        .register_client(json!({
+            "redirect_uris": [LOOPBACK_REDIRECT],
+            "token_endpoint_auth_method": "client_secret_post",
+        }))
+        .await;
+    let (code, verifier) = server.code_for(&victim, LOOPBACK_REDIRECT).await;
+    // The attacker authenticates correctly and holds the stolen code and verifier.
+    let stolen = server
+        .post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", attacker["client_id"].as_str().unwrap()),
+                ("client_secret", attacker["client_secret"].as_str().unwrap()),
+                ("redirect_uri", LOOPBACK_REDIRECT),
+                ("resource", RESOURCE),
+            ]),
+            &[],
+        )
+        .await;
+    stolen.assert_oauth_error(400, "invalid_grant");
+    // The victim's code is intact.
+    let mine = server
+        .exchange(&victim, &code, &verifier, LOOPBACK_REDIRECT)
+        .await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.text());
+}
+
+#[tokio::test]
+async fn client_supplied_fields_are_escaped_on_every_page() {
+    let server = TestServer::ready().await;
+    let redirect = format!("https://app.example.com/cb?q={}", xss(3));
+    let client_id = server
+        .client_id_for(json!({
+            "redirect_uris": [redirect],
+            "token_endpoint_auth_method": "none",
+            "client_name": xss(1),
+            "client_uri": format!("https://app.example.com/{}", xss(2)),
+        }))
+        .await;
+    let (_, challenge) = pkce();
+    let query = format!(
+        "{}&scope={}",
+        authorization_query(&client_id, &redirect, &challenge)
+            .replace("state=st", &format!("state={}", enc(&xss(5)))),
+        enc(&xss(4))
+    );
+    let consent = server.get(&format!("/authorize?{query}")).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.text());
+    assert_no_markup_injected(&consent.text(), "consent page");
+    assert!(
+        consent.text().contains("&#60;script&#62;alert(1)"),
+        "the name is shown, escaped"
+    );
+
+    // The error page's return link carries the redirect URI and the state.
+    let invalid = query.replace("response_type=code", "response_type=token");
+    let error = server.get(&format!("/authorize?{invalid}")).await;
+    assert_eq!(error.status, StatusCode::BAD_REQUEST);
+    assert_no_markup_injected(&error.text(), "error page");
+    assert!(error.text().contains("error=unsupported_response_type"));
+
+    // The console lists the client with its name and redirect URI.
+    let request_id = server.authorize(&query).await.unwrap();
+    server.approve(&request_id).await;
+    let session = crate::console::sign_in(&server).await;
+    let console = crate::console::console_page(&server, Some(&session.cookie)).await;
+    assert!(console.contains(&client_id), "the client is listed");
+    assert_no_markup_injected(&console, "console");
+}
+
+#[tokio::test]
+async fn every_html_page_refuses_to_be_framed() {
+    let mut config = config();
+    config.rate_limits.auth = mcp_oauth::RateLimit::new(1, 30);
+    let server = TestServer::with_config(config).await;
+    assert_unframeable(&server.get("/passkey/register").await, "registration page");
+    assert_unframeable(&server.get("/oauth/console").await, "console sign-in");
+    server.register_passkey(SETUP_TOKEN).await;
+    let client_id = server.register_public_client().await;
+    let (_, challenge) = pkce();
+    let query = authorization_query(&client_id, LOOPBACK_REDIRECT, &challenge);
+    assert_unframeable(&server.get(&format!("/authorize?{query}")).await, "consent");
+    assert_unframeable(
+        &server
+            .get(&format!(
+                "/authorize?{}",
+                query.replace("response_type=code", "response_type=token")
+            ))
+            .await,
+        "error page with a return link",
+    );
+    assert_unframeable(
+        &server.get("/authorize?client_id=nobody").await,
+        "error page",
+    );
+    let session = crate::console::sign_in(&server).await;
+    let console = server
+        .send(
+            Request::get("/oauth/console")
+                .header(header::COOKIE, &session.cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert!(console.text().contains("data-csrf"), "signed in");
+    assert_unframeable(&console, "console");
+
+    // A flood's 429 page.
+    let mut limited = None;
+    for _ in 0..40 {
+        let reply = server.get("/authorize").await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(reply);
+            break;
+        }
+    }
+    assert_unframeable(&limited.expect("the limit is reached"), "429 page");
+
+    // An outage's 503 page.
+    let down = McpOAuth::builder(crate::common::config())
+        .stores(MemoryStore::new())
+        .token_store(Arc::new(DownStore))
+        .build()
+        .unwrap();
+    let down = TestServer::serving(down, Stores::memory(), mcp_routes());
+    let reply = down
+        .get(&format!(
+            "/authorize?{}",
+            authorization_query(CLIENT_ID, CLAUDE_REDIRECT, &challenge)
+        ))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert_unframeable(&reply, "503 page");
+}
+
+#[tokio::test]
+async fn a_registration_flood_is_bounded_by_the_store_capacity() {
+    const CAPACITY: u64 = 50;
+    let mut config = config();
+    // Addresses are cheap for an attacker with a botnet: the store's bound is the last line.
+    config.rate_limits.enabled = false;
+    let stores = Stores::of(MemoryStore::with_capacity(1_000, CAPACITY));
+    let server = TestServer::on(stores.clone(), config, mcp_routes());
+    server.register_passkey(SETUP_TOKEN).await;
+    let mut last = String::new();
+    for n in 0..(CAPACITY * 8) {
+        last = server
+            .client_id_for(json!({
+                "redirect_uris": [LOOPBACK_REDIRECT],
+                "token_endpoint_auth_method": "none",
+                "client_name": format!("flood {n} {}", "x".repeat(100)),
+            }))
+            .await;
+    }
+    stores.clients.delete_expired().await.unwrap();
+    let held = stores.clients.list().await.unwrap().len() as u64;
+    assert!(held <= CAPACITY, "{held} clients held, capacity {CAPACITY}");
+    // The service still works: the newest registration and the configured client connect.
+    let (code, verifier) = server.code_for(&last, LOOPBACK_REDIRECT).await;
+    let reply = server
+        .exchange(&last, &code, &verifier, LOOPBACK_REDIRECT)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let (_, challenge) = pkce();
+    assert!(
+        server
+            .authorize(&authorization_query(CLIENT_ID, CLAUDE_REDIRECT, &challenge))
+            .await
+            .is_ok()
+    );
+}
