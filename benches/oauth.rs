@@ -70,7 +70,9 @@ fn guard(c: &mut Criterion) {
 
 fn hashing(c: &mut Criterion) {
     let token = "mcp_at_Qk9pZ3hWbGxNcWJ3dGtYZ0lZb2JmRlN3ZWJkcW9aRHg";
-    c.bench_function("token_hash", |b| b.iter(|| TokenHash::of(std::hint::black_box(token))));
+    c.bench_function("token_hash", |b| {
+        b.iter(|| TokenHash::of(std::hint::black_box(token)))
+    });
 }
 
 fn grants(c: &mut Criterion) {

@@ -83,5 +83,7 @@ async fn main() {
     fill(&store, count, kinds).await;
     let after = resident_bytes();
     let per_item = after.saturating_sub(before) as f64 / count as f64;
-    println!("{what} count={count} resident_before={before} resident_after={after} bytes_per_{what}={per_item:.0}");
+    println!(
+        "{what} count={count} resident_before={before} resident_after={after} bytes_per_{what}={per_item:.0}"
+    );
 }
