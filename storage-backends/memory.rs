@@ -76,7 +76,11 @@ impl GrantMembers {
     /// Forget one occurrence of `key`; whether the grant has members left.
     fn remove_one(&self, key: &TokenKey) -> bool {
         let mut members = self.lock();
-        if let Some(position) = members.keys.iter().position(|(k, _)| k == key) {
+        // From the end: what is deleted is mostly what was added last (the grant record, rewritten
+        // at every issue), while a long-refreshed grant holds thousands of members (consumed
+        // refresh tokens live on for replay detection); from the front, every refresh was
+        // O(chain length).
+        if let Some(position) = members.keys.iter().rposition(|(k, _)| k == key) {
             members.keys.swap_remove(position);
         }
         !members.keys.is_empty()
