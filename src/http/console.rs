@@ -12,6 +12,7 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
 use super::body::JsonBody;
+use super::response::unavailable_page;
 use super::response::{json_no_store, no_store};
 use crate::audit::AuditEvent;
 use crate::console::session::{self, SESSION_LIFETIME_SECS, Session};
@@ -179,16 +180,7 @@ pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> R
     };
     match result.await {
         Ok(page) => page,
-        Err(error) => {
-            let error = OAuthError::from(error);
-            pages::error(&pages::ErrorPage {
-                app_name: &state.app_name,
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                title: "Temporarily unavailable",
-                message: &error.description,
-                return_to: None,
-            })
-        }
+        Err(error) => unavailable_page(&state, error),
     }
 }
 

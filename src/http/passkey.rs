@@ -9,6 +9,7 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 use super::AppState;
 use super::body::JsonBody;
 use super::response::json_no_store;
+use super::response::unavailable_page;
 use crate::oauth::OAuthError;
 use crate::pages;
 use crate::passkey::{Enrolment, Purpose};
@@ -19,16 +20,7 @@ pub(crate) async fn page(State(state): State<AppState>) -> Response {
             app_name: &state.app_name,
             has_passkeys,
         }),
-        Err(error) => {
-            let error = OAuthError::from(error);
-            pages::error(&pages::ErrorPage {
-                app_name: &state.app_name,
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                title: "Temporarily unavailable",
-                message: &error.description,
-                return_to: None,
-            })
-        }
+        Err(error) => unavailable_page(&state, error),
     }
 }
 

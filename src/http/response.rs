@@ -52,3 +52,18 @@ pub(crate) fn no_store(mut response: Response) -> Response {
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
 }
+
+/// The page for a store outage while rendering a page: 503, saying so.
+pub(crate) fn unavailable_page(
+    state: &super::AppState,
+    error: crate::store::StoreError,
+) -> Response {
+    let error = OAuthError::from(error);
+    crate::pages::error(&crate::pages::ErrorPage {
+        app_name: &state.app_name,
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        title: "Temporarily unavailable",
+        message: &error.description,
+        return_to: None,
+    })
+}
