@@ -220,21 +220,8 @@ async fn approving_with_the_passkey_sends_a_code_that_buys_a_working_token() {
             assert!(chromium.credentials().await[0].sign_count > signatures);
             assert!(server.passkeys().await[0].last_used_at.is_some());
 
-            let token = server
-                .post_form(
-                    "/token",
-                    &[
-                        ("grant_type", "authorization_code"),
-                        ("code", &code),
-                        ("code_verifier", &verifier),
-                        ("client_id", &client_id),
-                        ("redirect_uri", &callback),
-                        ("resource", &server.resource()),
-                    ],
-                )
-                .await;
-            assert_eq!(token.status, 200, "POST /token: {}", token.body);
-            let access_token = token.json()["access_token"].as_str().unwrap().to_owned();
+            let access_token =
+                exchange_code(&server, &client_id, &code, &verifier, &callback).await;
 
             assert_eq!(server.get("/mcp", None).await.status, 401);
             let mcp = server.get("/mcp", Some(&access_token)).await;
@@ -343,6 +330,31 @@ async fn an_unregistered_redirect_uri_gets_an_error_page_and_no_redirect() {
     .await;
 }
 
+/// Exchange a public client's code at `/token`; returns the access token.
+async fn exchange_code(
+    server: &Server,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+    redirect_uri: &str,
+) -> String {
+    let token = server
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", verifier),
+                ("client_id", client_id),
+                ("redirect_uri", redirect_uri),
+                ("resource", &server.resource()),
+            ],
+        )
+        .await;
+    assert_eq!(token.status, 200, "POST /token: {}", token.body);
+    token.json()["access_token"].as_str().unwrap().to_owned()
+}
+
 /// Connect a public client through the consent page; returns (client id, access token).
 async fn connect_client(server: &Server, chromium: &Chromium) -> (String, String) {
     let callback = loopback_callback().await;
@@ -362,21 +374,7 @@ async fn connect_client(server: &Server, chromium: &Chromium) -> (String, String
     chromium.click("#approve").await;
     let redirect = chromium.captured_navigation(&mut navigations).await;
     let code = query_param(&redirect, "code").unwrap_or_else(|| panic!("no code: {redirect}"));
-    let token = server
-        .post_form(
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("client_id", &client_id),
-                ("redirect_uri", &callback),
-                ("resource", &server.resource()),
-            ],
-        )
-        .await;
-    assert_eq!(token.status, 200, "POST /token: {}", token.body);
-    let access_token = token.json()["access_token"].as_str().unwrap().to_owned();
+    let access_token = exchange_code(server, &client_id, &code, &verifier, &callback).await;
     (client_id, access_token)
 }
 
