@@ -45,7 +45,7 @@ fn guard(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let mut group = c.benchmark_group("mcp_request");
-    let plain = support::mcp_route();
+    let plain = support::served(support::mcp_route());
     group.bench_function("no_guard", |b| {
         b.to_async(&rt).iter(|| async {
             let (status, _) = send(&plain, mcp_request(None)).await;

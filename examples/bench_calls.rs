@@ -34,7 +34,7 @@ fn main() {
         match mode.as_str() {
             "plain" | "guard" | "full" => {
                 let app = match mode.as_str() {
-                    "plain" => support::mcp_route(),
+                    "plain" => support::served(support::mcp_route()),
                     "guard" => bench.guarded.clone(),
                     _ => bench.full.clone(),
                 };
