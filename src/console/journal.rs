@@ -194,6 +194,10 @@ impl Source {
 }
 
 fn cut(text: &str, max: usize) -> String {
+    // Client ids and most user agents are short printable ASCII: copy them whole.
+    if text.len() <= max && text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return text.to_owned();
+    }
     text.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 

@@ -1,7 +1,7 @@
 //! Request bodies: size-limited, content-type-checked, with OAuth-shaped errors instead of axum's
 //! plain-text rejections.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,9 +10,14 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use crate::oauth::{ErrorCode, OAuthError};
 
-/// An `application/x-www-form-urlencoded` body, read up to the configured limit.
+/// An `application/x-www-form-urlencoded` body, read up to the configured limit, with the
+/// request's headers (moved out of the request: the token endpoint reads a few of them, and a
+/// separate `HeaderMap` extractor would copy them all).
 #[derive(Debug)]
-pub(crate) struct FormBody(pub(crate) Bytes);
+pub(crate) struct FormBody {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
 
 /// A JSON body of type `T`, read up to the configured limit.
 #[derive(Debug)]
@@ -28,7 +33,12 @@ impl FromRequest<AppState> for FormBody {
             )
             .into_response());
         }
-        read(req, state).await.map(FormBody)
+        let (parts, body) = req.into_parts();
+        let body = read(body, state).await?;
+        Ok(FormBody {
+            headers: parts.headers,
+            body,
+        })
     }
 }
 
@@ -41,7 +51,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 OAuthError::invalid_request("the body must be application/json").into_response(),
             );
         }
-        let bytes = read(req, state).await?;
+        let bytes = read(req.into_body(), state).await?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             OAuthError::invalid_request(format!(
                 "the JSON body is malformed or incomplete (line {}, column {})",
@@ -68,13 +78,13 @@ impl FromRequest<AppState> for RawJson {
             )
             .into_response());
         }
-        read(req, state).await.map(RawJson)
+        read(req.into_body(), state).await.map(RawJson)
     }
 }
 
-async fn read(req: Request, state: &AppState) -> Result<Bytes, Response> {
+async fn read(body: Body, state: &AppState) -> Result<Bytes, Response> {
     let limit = state.max_body_bytes;
-    axum::body::to_bytes(req.into_body(), limit)
+    axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| {
             let mut response =

@@ -11,8 +11,7 @@ use crate::oauth::{ErrorCode, OAuthError};
 
 pub(crate) async fn token(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    FormBody(body): FormBody,
+    FormBody { headers, body }: FormBody,
 ) -> Response {
     let authorization = authorization(&headers);
     match state.server.token(&body, authorization).await {
@@ -26,8 +25,7 @@ pub(crate) async fn token(
 
 pub(crate) async fn revoke(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    FormBody(body): FormBody,
+    FormBody { headers, body }: FormBody,
 ) -> Response {
     let authorization = authorization(&headers);
     match state.server.revoke(&body, authorization).await {
@@ -38,8 +36,7 @@ pub(crate) async fn revoke(
 
 pub(crate) async fn introspect(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    FormBody(body): FormBody,
+    FormBody { headers, body }: FormBody,
 ) -> Response {
     let authorization = authorization(&headers);
     match state.server.introspect(&body, authorization).await {

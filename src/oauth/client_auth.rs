@@ -27,7 +27,7 @@ impl AuthServer {
     pub(crate) async fn authenticate_client(
         &self,
         authorization: Option<&str>,
-        params: &Params,
+        params: &Params<'_>,
     ) -> Result<Client, OAuthError> {
         let presented = presented(authorization, params)?;
         let client = match self.find_client(&presented.client_id).await {
@@ -69,7 +69,7 @@ pub(crate) fn claimed_client(
     (client_id, params.get("grant_type").map(str::to_owned))
 }
 
-fn presented(authorization: Option<&str>, params: &Params) -> Result<Presented, OAuthError> {
+fn presented(authorization: Option<&str>, params: &Params<'_>) -> Result<Presented, OAuthError> {
     let basic = authorization.and_then(|value| {
         let (scheme, rest) = value.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("basic").then(|| rest.trim())

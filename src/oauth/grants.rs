@@ -76,10 +76,11 @@ impl AuthServer {
         grant: &TokenGrant,
         minted: &Minted,
     ) -> Result<(), OAuthError> {
-        self.touch(grant_id, grant, minted).await?;
+        let key = key(grant_id);
+        self.touch(grant_id, key, grant, minted).await?;
         if self
             .tokens
-            .get(TokenKind::GrantRevoked, &key(grant_id))
+            .get(TokenKind::GrantRevoked, &key)
             .await?
             .is_none()
         {
@@ -88,7 +89,7 @@ impl AuthServer {
         for (kind, hash) in &minted.tokens {
             self.tokens.delete(*kind, hash).await?;
         }
-        self.tokens.delete(TokenKind::Grant, &key(grant_id)).await?;
+        self.tokens.delete(TokenKind::Grant, &key).await?;
         Err(OAuthError::invalid_grant("the grant was revoked"))
     }
 
@@ -97,11 +98,11 @@ impl AuthServer {
     async fn touch(
         &self,
         grant_id: &GrantId,
+        key: TokenHash,
         grant: &TokenGrant,
         minted: &Minted,
     ) -> Result<(), StoreError> {
         let now = UnixTime::now();
-        let key = key(grant_id);
         let existing = self.tokens.get(TokenKind::Grant, &key).await?;
         let mut summary = existing
             .and_then(|record| records::decode::<GrantSummary>(&record).ok())

@@ -47,7 +47,7 @@ impl AuthServer {
     async fn exchange_code(
         &self,
         client: &Client,
-        params: &Params,
+        params: &Params<'_>,
     ) -> Result<TokenResponse, OAuthError> {
         let code = params.require("code")?;
         let verifier = params.require("code_verifier")?;
@@ -134,7 +134,7 @@ impl AuthServer {
         }
     }
 
-    async fn refresh(&self, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
+    async fn refresh(&self, client: &Client, params: &Params<'_>) -> Result<TokenResponse, OAuthError> {
         let presented = params.require("refresh_token")?;
         self.settings.resource.check(params.get("resource"))?;
         let hash = TokenHash::of(presented);
@@ -157,13 +157,23 @@ impl AuthServer {
             })
         };
 
+        let mut checked = None;
         if let Some(record) = self.tokens.get(TokenKind::RefreshToken, &hash).await? {
-            check(&records::decode(&record)?)?;
+            let grant: TokenGrant = records::decode(&record)?;
+            let scopes = check(&grant)?;
+            checked = Some((record.payload, grant, scopes));
         }
         match self.tokens.consume(TokenKind::RefreshToken, &hash).await? {
             Some(Consumed::First(record)) => {
-                let grant: TokenGrant = records::decode(&record)?;
-                let scopes = check(&grant)?;
+                let (grant, scopes) = match checked {
+                    // What was consumed is what was just checked: no need to decode it again.
+                    Some((payload, grant, scopes)) if payload == record.payload => (grant, scopes),
+                    _ => {
+                        let grant: TokenGrant = records::decode(&record)?;
+                        let scopes = check(&grant)?;
+                        (grant, scopes)
+                    }
+                };
                 self.audit.emit(AuditEvent::RefreshRotated {
                     client_id: client.client_id.clone(),
                     grant_id: record.grant_id.clone(),
@@ -216,17 +226,24 @@ impl AuthServer {
         let now = UnixTime::now();
         let mut minted = Minted::default();
         let access_token = secret::generate(secret::prefix::ACCESS_TOKEN);
-        let access = TokenGrant {
-            client_id: grant.client_id.clone(),
-            scopes: access_scopes.to_vec(),
-            resource: grant.resource.clone(),
+        // The refresh token keeps the grant's full scope even when this access token was narrowed
+        // (OAuth 2.1 §4.3.3); usually they are the same, and so is the payload.
+        let grant_payload = records::encode(grant);
+        let access_payload = if access_scopes == grant.scopes {
+            grant_payload.clone()
+        } else {
+            records::encode(&TokenGrant {
+                client_id: grant.client_id.clone(),
+                scopes: access_scopes.to_vec(),
+                resource: grant.resource.clone(),
+            })
         };
         let access_record = TokenRecord {
             kind: TokenKind::AccessToken,
             hash: TokenHash::of(&access_token),
             grant_id: grant_id.clone(),
             expires_at: now.plus(self.settings.token_lifetime_secs),
-            payload: records::encode(&access),
+            payload: access_payload,
         };
         minted.add(
             access_record.kind,
@@ -241,9 +258,7 @@ impl AuthServer {
                 hash: TokenHash::of(&token),
                 grant_id: grant_id.clone(),
                 expires_at: now.plus(self.settings.refresh_token_lifetime_secs),
-                // The refresh token keeps the grant's full scope even when this access token
-                // was narrowed (OAuth 2.1 §4.3.3).
-                payload: records::encode(grant),
+                payload: grant_payload,
             };
             minted.add(
                 refresh_record.kind,
