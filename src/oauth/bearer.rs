@@ -1,8 +1,8 @@
 //! Access-token validation for the resource server: the work the bearer guard does per request.
 
-use super::records::TokenGrantView;
+use super::records::{self, TokenGrantView};
 use super::{AuthServer, log_store_error};
-use crate::store::{GrantId, StoreError, TokenHash, TokenKind, UnixTime};
+use crate::store::{GrantId, TokenHash, TokenKind, UnixTime};
 
 /// Who is calling: set by the bearer guard on every request it lets through, and read by MCP
 /// handlers with the [`TokenInfo`] extractor.
@@ -59,8 +59,8 @@ impl AuthServer {
         if !record.expires_at.is_after(UnixTime::now()) {
             return Err(BearerError::Invalid);
         }
-        let grant: TokenGrantView<'_> = serde_json::from_slice(&record.payload).map_err(|e| {
-            log_store_error(&StoreError::codec("payload", e));
+        let grant: TokenGrantView<'_> = records::decode(&record).map_err(|e| {
+            log_store_error(&e);
             BearerError::Unavailable
         })?;
         if grant.resource != self.settings.resource.as_str() {
@@ -75,6 +75,19 @@ impl AuthServer {
     }
 }
 
+/// The b64token characters (RFC 6750 §2.1), as a table: checked for every byte of every token.
+static B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        b += 1;
+    }
+    table
+};
+
 /// `Bearer <token>` (RFC 6750 §2.1): the scheme is case-insensitive; the token is b64token.
 fn parse_bearer(value: &[u8]) -> Result<&str, BearerError> {
     let value = std::str::from_utf8(value).map_err(|_| BearerError::Invalid)?;
@@ -87,10 +100,7 @@ fn parse_bearer(value: &[u8]) -> Result<&str, BearerError> {
         ));
     }
     let token = token.trim_start_matches(' ');
-    let b64token = |b: u8| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-    };
-    if token.is_empty() || token.len() > 512 || !token.bytes().all(b64token) {
+    if token.is_empty() || token.len() > 512 || !token.bytes().all(|b| B64TOKEN[usize::from(b)]) {
         return Err(BearerError::Invalid);
     }
     Ok(token)

@@ -1,7 +1,12 @@
 //! What the protocol core keeps in [`TokenRecord::payload`](crate::store::TokenRecord::payload).
 //! The only place that knows the payload layout.
+//!
+//! A payload is one tag byte, [`POSTCARD`], then the record in postcard's compact binary form:
+//! the bearer guard decodes one on every request, and the refresh grant several, so JSON's text
+//! parsing cost more than everything else they do but hashing. Records written before the tag
+//! existed are JSON objects (first byte `{`), and are still read. Postcard is not
+//! self-describing: a change to any of these structs needs a new tag.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{StoreError, TokenRecord};
@@ -45,11 +50,72 @@ pub(crate) struct TokenGrantView<'a> {
     pub(crate) resource: std::borrow::Cow<'a, str>,
 }
 
+/// The first byte of every payload this version writes.
+const POSTCARD: u8 = 1;
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serialising these plain structs cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
+    // Serialising these plain structs into a vector cannot fail.
+    postcard::to_extend(value, vec![POSTCARD]).unwrap_or_default()
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(record: &TokenRecord) -> Result<T, StoreError> {
-    serde_json::from_slice(&record.payload).map_err(|e| StoreError::codec("payload", e))
+pub(crate) fn decode<'a, T: Deserialize<'a>>(record: &'a TokenRecord) -> Result<T, StoreError> {
+    match record.payload.split_first() {
+        Some((&POSTCARD, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| StoreError::codec("payload", e))
+        }
+        _ => serde_json::from_slice(&record.payload).map_err(|e| StoreError::codec("payload", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{GrantId, TokenHash, TokenKind, UnixTime};
+
+    fn record(payload: Vec<u8>) -> TokenRecord {
+        TokenRecord {
+            kind: TokenKind::AccessToken,
+            hash: TokenHash::of("t"),
+            grant_id: GrantId("g".into()),
+            expires_at: UnixTime(1),
+            payload,
+        }
+    }
+
+    #[test]
+    fn payloads_round_trip_and_json_ones_are_still_read() {
+        let grant = TokenGrant {
+            client_id: "mcp_client_abc".into(),
+            scopes: vec!["mcp".into(), "files:read".into()],
+            resource: "https://mcp.example.com/mcp".into(),
+        };
+        let binary = record(encode(&grant));
+        assert_eq!(binary.payload[0], POSTCARD);
+        let view: TokenGrantView<'_> = decode(&binary).unwrap();
+        assert_eq!(view.client_id, grant.client_id);
+        assert_eq!(view.scopes, grant.scopes);
+        assert!(
+            matches!(view.resource, std::borrow::Cow::Borrowed(_)),
+            "the guard reads the resource in place"
+        );
+
+        let legacy = record(serde_json::to_vec(&grant).unwrap());
+        let read: TokenGrant = decode(&legacy).unwrap();
+        assert_eq!(read.client_id, grant.client_id);
+        assert_eq!(read.resource, grant.resource);
+    }
+
+    #[test]
+    fn damaged_payloads_are_errors_not_panics() {
+        let mut payload = encode(&TokenGrant {
+            client_id: "c".into(),
+            scopes: vec!["mcp".into()],
+            resource: "r".into(),
+        });
+        payload.truncate(payload.len() - 1);
+        assert!(decode::<TokenGrant>(&record(payload)).is_err());
+        assert!(decode::<TokenGrant>(&record(vec![POSTCARD, 0xff, 0xff])).is_err());
+        assert!(decode::<TokenGrant>(&record(Vec::new())).is_err());
+        assert!(decode::<TokenGrant>(&record(b"{".to_vec())).is_err());
+    }
 }
