@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
@@ -193,12 +193,12 @@ impl BearerLayer {
     }
 
     /// Tell the connection doctor about a refused MCP request (the client is unknown: grouped by
-    /// user agent).
-    fn note_refusal(&self, user_agent: Option<&HeaderValue>, response: &Response) {
+    /// user agent), and pass the refusal on.
+    fn refused(&self, user_agent: Option<&HeaderValue>, response: Response) -> Response {
         let kind = match response.status() {
             StatusCode::UNAUTHORIZED => StepKind::Challenge,
             StatusCode::FORBIDDEN => StepKind::InsufficientScope,
-            _ => return,
+            _ => return response,
         };
         let user_agent = user_agent.and_then(|v| v.to_str().ok());
         let error = response
@@ -212,39 +212,64 @@ impl BearerLayer {
             error.map(|code| (code, "")),
             None,
         );
+        response
     }
 
     /// The one `Authorization` header value, or why there is none to check.
-    fn credentials(request: &Request<Body>) -> Result<HeaderValue, BearerError> {
-        let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+    fn credentials<'r>(
+        headers: &'r HeaderMap,
+        query: Option<&str>,
+    ) -> Result<&'r HeaderValue, BearerError> {
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
         let first = values.next();
         if values.next().is_some() {
             return Err(BearerError::Malformed("send one Authorization header"));
         }
-        if request.uri().query().is_some_and(has_access_token_param) {
+        if query.is_some_and(has_access_token_param) {
             return Err(BearerError::Malformed(
                 "access tokens are accepted only in the Authorization header",
             ));
         }
-        first.cloned().ok_or(BearerError::Missing)
+        first.ok_or(BearerError::Missing)
     }
 
-    /// The token's validity, then (only for a valid token, so an anonymous caller never makes
-    /// the guard read a body) the scopes the request needs.
-    async fn check(
+    /// The caller, from a valid token for this resource; else the refusal.
+    async fn authenticate(
         &self,
-        credentials: HeaderValue,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<TokenInfo, Response> {
+        let checked = match Self::credentials(headers, query) {
+            Ok(credentials) => self.server.check_bearer(credentials.as_bytes()).await,
+            Err(error) => Err(error),
+        };
+        checked.map_err(|error| {
+            let user_agent = headers.get(header::USER_AGENT);
+            self.refused(user_agent, self.reject(error))
+        })
+    }
+
+    /// Whether requests need scopes beyond a valid token's (so the guard may read bodies).
+    fn has_scope_rules(&self) -> bool {
+        !self.required_scopes.is_empty() || self.scope_policy.is_some()
+    }
+
+    /// The request back if `info` holds every scope it needs (reading its body only for a valid
+    /// token, so an anonymous caller never makes the guard read one); else the 403.
+    async fn authorize_scopes(
+        &self,
         request: Request<Body>,
-    ) -> Result<(Request<Body>, TokenInfo), Response> {
-        let info = self
-            .server
-            .check_bearer(credentials.as_bytes())
+        info: &TokenInfo,
+    ) -> Result<Request<Body>, Response> {
+        // Reading the body consumes the request; keep what the doctor needs (a reference count).
+        let user_agent = request.headers().get(header::USER_AGENT).cloned();
+        let (request, needed) = self
+            .needed_scopes(request)
             .await
-            .map_err(|e| self.reject(e))?;
-        let (request, needed) = self.needed_scopes(request).await?;
-        match self.insufficient_scope(&needed, &info) {
-            Some(response) => Err(response),
-            None => Ok((request, info)),
+            .map_err(|response| self.refused(user_agent.as_ref(), response))?;
+        match self.insufficient_scope(&needed, info) {
+            Some(response) => Err(self.refused(user_agent.as_ref(), response)),
+            None => Ok(request),
         }
     }
 }
@@ -290,27 +315,26 @@ where
             if request.method() == Method::OPTIONS {
                 return inner.call(request).await;
             }
-            // Kept for the doctor in case of refusal; a header value clone is a reference count.
-            let user_agent = request.headers().get(header::USER_AGENT).cloned();
-            let credentials = match BearerLayer::credentials(&request) {
-                Ok(credentials) => credentials,
-                Err(error) => {
-                    let response = layer.reject(error);
-                    layer.note_refusal(user_agent.as_ref(), &response);
-                    return Ok(response);
-                }
+            let info = match layer
+                .authenticate(request.headers(), request.uri().query())
+                .await
+            {
+                Ok(info) => info,
+                Err(response) => return Ok(response),
             };
-            match layer.check(credentials, request).await {
-                Ok((mut request, info)) => {
-                    layer.note_use(&info);
-                    request.extensions_mut().insert(info);
-                    inner.call(request).await
+            let mut request = if layer.has_scope_rules() {
+                // Boxed: reading a body makes a large future, and without it every guarded
+                // request's future stays small enough for the allocator's fast path.
+                match Box::pin(layer.authorize_scopes(request, &info)).await {
+                    Ok(request) => request,
+                    Err(response) => return Ok(response),
                 }
-                Err(response) => {
-                    layer.note_refusal(user_agent.as_ref(), &response);
-                    Ok(response)
-                }
-            }
+            } else {
+                request
+            };
+            layer.note_use(&info);
+            request.extensions_mut().insert(info);
+            inner.call(request).await
         })
     }
 }

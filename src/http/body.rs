@@ -84,15 +84,13 @@ impl FromRequest<AppState> for RawJson {
 
 async fn read(body: Body, state: &AppState) -> Result<Bytes, Response> {
     let limit = state.max_body_bytes;
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| {
-            let mut response =
-                OAuthError::invalid_request(format!("the body is larger than {limit} bytes"))
-                    .into_response();
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            response
-        })
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        let mut response =
+            OAuthError::invalid_request(format!("the body is larger than {limit} bytes"))
+                .into_response();
+        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        response
+    })
 }
 
 /// Whether the Content-Type's media type is `expected` (parameters such as charset allowed).

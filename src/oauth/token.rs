@@ -134,7 +134,11 @@ impl AuthServer {
         }
     }
 
-    async fn refresh(&self, client: &Client, params: &Params<'_>) -> Result<TokenResponse, OAuthError> {
+    async fn refresh(
+        &self,
+        client: &Client,
+        params: &Params<'_>,
+    ) -> Result<TokenResponse, OAuthError> {
         let presented = params.require("refresh_token")?;
         self.settings.resource.check(params.get("resource"))?;
         let hash = TokenHash::of(presented);
