@@ -2,9 +2,10 @@
 //! ports from `BASE_PORT`,
 //!
 //! - `BASE_PORT`     the MCP route with no guard (the limit);
-//! - `BASE_PORT + 1` the whole layer on `MemoryStore` (the MCP route behind the guard, `/token`);
-//! - `BASE_PORT + 2` the whole layer on `SqliteStore` (a file in `DIR`);
-//! - `BASE_PORT + 3` the whole layer on `RedisStore` at `REDIS_URL`;
+//! - `BASE_PORT + 1` the same route behind the bearer guard on `MemoryStore`;
+//! - `BASE_PORT + 2` ... on `SqliteStore` (a file in `DIR`);
+//! - `BASE_PORT + 3` ... on `RedisStore` at `REDIS_URL`;
+//! - `BASE_PORT + 4` the whole router on `MemoryStore` (CORS, the OAuth endpoints: `/token`);
 //!
 //! all with rate limits off. Before listening it runs the OAuth flow on each backend and writes
 //! `DIR/tokens.env` (an access token per backend, the memory client's id) and
@@ -57,11 +58,14 @@ async fn main() {
     }
     std::fs::write(format!("{dir}/refresh_tokens.txt"), pool).unwrap();
 
-    let apps: [Router; 4] = [
+    // The same route bare and behind the guard (what the guard costs), then the whole router for
+    // the token endpoint.
+    let apps: [Router; 5] = [
         support::mcp_route(),
+        memory.guarded.clone(),
+        on_sqlite.guarded.clone(),
+        on_redis.guarded.clone(),
         memory.full.clone(),
-        on_sqlite.full.clone(),
-        on_redis.full.clone(),
     ];
     let mut servers = Vec::new();
     for (offset, app) in (0u16..).zip(apps) {

@@ -3,7 +3,8 @@
 //! names, client ids, user agents and the error each failed step returned.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::store::{GrantId, UnixTime};
 
@@ -210,14 +211,22 @@ struct Traces {
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
     traces: Mutex<Traces>,
-    last_use: Mutex<HashMap<GrantId, UnixTime>>,
+    /// Unix seconds per grant. Read-locked on the hot path: the guard updates an entry in place,
+    /// so concurrent requests with the same token do not queue on a lock.
+    last_use: RwLock<HashMap<GrantId, AtomicU64>>,
 }
 
+// A panic while holding a lock leaves plain data behind; keep going with it.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain data behind; keep going with it.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Journal {
@@ -261,28 +270,35 @@ impl Journal {
     /// Note a use of a grant's token. Returns `true` for the first use this process has seen.
     /// The hot path: one lock and one lookup, and a write only when the second changes.
     pub(crate) fn grant_used(&self, grant_id: &GrantId) -> bool {
-        let now = UnixTime::now();
-        let mut last_use = lock(&self.last_use);
-        if let Some(at) = last_use.get_mut(grant_id) {
-            *at = now;
+        let now = UnixTime::now().0;
+        if let Some(at) = read(&self.last_use).get(grant_id) {
+            at.store(now, Ordering::Relaxed);
+            return false;
+        }
+        let mut last_use = write(&self.last_use);
+        if let Some(at) = last_use.get(grant_id) {
+            // Another request got here first.
+            at.store(now, Ordering::Relaxed);
             return false;
         }
         if last_use.len() >= MAX_GRANTS {
             let oldest = last_use
                 .iter()
-                .min_by_key(|(_, at)| **at)
+                .min_by_key(|(_, at)| at.load(Ordering::Relaxed))
                 .map(|(grant, _)| grant.clone());
             if let Some(oldest) = oldest {
                 last_use.remove(&oldest);
             }
         }
-        last_use.insert(grant_id.clone(), now);
+        last_use.insert(grant_id.clone(), AtomicU64::new(now));
         true
     }
 
     /// When a grant's token was last used, as seen by this process.
     pub(crate) fn last_used(&self, grant_id: &GrantId) -> Option<UnixTime> {
-        lock(&self.last_use).get(grant_id).copied()
+        read(&self.last_use)
+            .get(grant_id)
+            .map(|at| UnixTime(at.load(Ordering::Relaxed)))
     }
 
     /// Every trace, the most recently active first.

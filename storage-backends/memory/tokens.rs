@@ -1,4 +1,5 @@
-//! The token tables of [`MemoryStore`](super::MemoryStore): sharded hash maps under plain mutexes.
+//! The token tables of [`MemoryStore`](super::MemoryStore): sharded hash maps under read-write
+//! locks (the bearer guard only reads, so requests with the same token never wait for each other).
 //!
 //! Not a general cache: a token table needs atomic per-key operations (insert-if-absent, consume),
 //! exact expiry and removal by grant, and nothing else. Built on moka, those cost a compute with
@@ -8,7 +9,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, UnixTime};
 
@@ -139,7 +140,7 @@ impl Shard {
 /// One bounded table of token records: the long-lived one (access and refresh tokens, markers) or
 /// the transient one (pending requests, codes, ceremonies).
 pub(super) struct TokenTable {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[RwLock<Shard>]>,
     shard_capacity: usize,
 }
 
@@ -159,26 +160,29 @@ impl TokenTable {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         let shards = (capacity / 1024).clamp(1, 32).next_power_of_two().min(32);
         Self {
-            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            shards: (0..shards).map(|_| RwLock::default()).collect(),
             shard_capacity: capacity / shards,
         }
     }
 
-    fn shard(&self, key: &Key) -> MutexGuard<'_, Shard> {
+    fn shard_of(&self, key: &Key) -> &RwLock<Shard> {
         // A different byte of the hash than the table hash uses, so shards fill evenly.
-        let index = usize::from(key.hash.0[31]) & (self.shards.len() - 1);
-        Self::lock(&self.shards[index])
+        &self.shards[usize::from(key.hash.0[31]) & (self.shards.len() - 1)]
     }
 
-    fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-        // Every critical section leaves the map consistent, so a panic elsewhere cannot corrupt it.
-        shard.lock().unwrap_or_else(PoisonError::into_inner)
+    // Every critical section leaves the map consistent, so a panic elsewhere cannot corrupt it.
+    fn read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+        shard.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+        shard.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(super) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| Self::lock(s).records.len())
+            .map(|s| Self::read(s).records.len())
             .sum()
     }
 
@@ -189,7 +193,7 @@ impl TokenTable {
             hash: record.hash,
         };
         let now = UnixTime::now();
-        let mut shard = self.shard(&key);
+        let mut shard = Self::write(self.shard_of(&key));
         if shard.records.get(&key).is_some_and(|s| s.is_live(now)) {
             return false;
         }
@@ -210,7 +214,7 @@ impl TokenTable {
     pub(super) fn get(&self, kind: TokenKind, hash: &TokenHash) -> Option<TokenRecord> {
         let key = Key { kind, hash: *hash };
         let now = UnixTime::now();
-        let shard = self.shard(&key);
+        let shard = Self::read(self.shard_of(&key));
         let stored = shard.records.get(&key)?;
         (stored.is_live(now) && stored.consumed_at.is_none()).then(|| stored.record(key))
     }
@@ -219,7 +223,7 @@ impl TokenTable {
     pub(super) fn consume(&self, kind: TokenKind, hash: &TokenHash) -> Option<Consumed> {
         let key = Key { kind, hash: *hash };
         let now = UnixTime::now();
-        let mut shard = self.shard(&key);
+        let mut shard = Self::write(self.shard_of(&key));
         let Entry::Occupied(mut entry) = shard.records.entry(key) else {
             return None;
         };
@@ -243,7 +247,7 @@ impl TokenTable {
     /// Remove the record; whether a live one was removed.
     pub(super) fn delete(&self, kind: TokenKind, hash: &TokenHash) -> bool {
         let key = Key { kind, hash: *hash };
-        let removed = self.shard(&key).records.remove(&key);
+        let removed = Self::write(self.shard_of(&key)).records.remove(&key);
         removed.is_some_and(|stored| stored.is_live(UnixTime::now()))
     }
 
@@ -253,7 +257,7 @@ impl TokenTable {
     pub(super) fn revoke(&self, grant_id: &GrantId) -> u64 {
         let mut removed = 0;
         for shard in &self.shards {
-            let mut shard = Self::lock(shard);
+            let mut shard = Self::write(shard);
             let before = shard.records.len();
             shard
                 .records
@@ -268,7 +272,7 @@ impl TokenTable {
         let now = UnixTime::now();
         let mut out = Vec::new();
         for shard in &self.shards {
-            let shard = Self::lock(shard);
+            let shard = Self::read(shard);
             out.extend(
                 shard
                     .records
@@ -283,7 +287,7 @@ impl TokenTable {
     /// Drop every expired record; how many were dropped.
     pub(super) fn sweep(&self) -> u64 {
         let now = UnixTime::now();
-        let swept: usize = self.shards.iter().map(|s| Self::lock(s).sweep(now)).sum();
+        let swept: usize = self.shards.iter().map(|s| Self::write(s).sweep(now)).sum();
         swept as u64
     }
 }
