@@ -58,7 +58,8 @@ for _ in $(seq 50); do [[ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" == PO
 
 base_port="$(free_port 18100 18200)"
 echo "==> starting the benchmark server on 127.0.0.1:$base_port-$((base_port + 4))"
-target/release/examples/bench_server "$base_port" "$out" "redis://127.0.0.1:$redis_port/" >"$out/server.log" 2>&1 &
+target/release/examples/bench_server "$base_port" "$out" "redis://127.0.0.1:$redis_port/" "$rounds" \
+    >"$out/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 600); do grep -qs '^ready' "$out/server.log" && break; sleep 0.1; done
 grep -q '^ready' "$out/server.log" || { cat "$out/server.log"; exit 1; }
@@ -87,7 +88,7 @@ for round in $(seq "$rounds"); do
     run sqlite "$((base_port + 2))" -H "Authorization: Bearer $SQLITE_ACCESS"
     run redis "$((base_port + 3))" -H "Authorization: Bearer $REDIS_ACCESS"
     path=/token
-    run refresh "$((base_port + 4))" -s benches/wrk/refresh.lua -- "$MEMORY_CLIENT_ID" "$out/refresh_tokens.txt" "$threads"
+    run refresh "$((base_port + 4))" -s benches/wrk/refresh.lua -- "$MEMORY_CLIENT_ID" "$out/refresh_tokens_$round.txt" "$threads"
     echo "    round $round done"
 done
 kill "$server_pid"; server_pid=""

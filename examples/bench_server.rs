@@ -9,11 +9,11 @@
 //!
 //! all with rate limits off. Before listening it runs the OAuth flow on each backend and writes
 //! `DIR/tokens.env` (an access token per backend, the memory client's id) and
-//! `DIR/refresh_tokens.txt` (one refresh token per line, each of its own grant), then prints
-//! `ready`.
+//! `DIR/refresh_tokens_<round>.txt` for each of `ROUNDS` rounds (one refresh token per line, each
+//! of its own grant), then prints `ready`.
 //!
 //! ```sh
-//! cargo run --release --example bench_server --features sqlite,redis -- 18100 /tmp/bench redis://127.0.0.1:6379/
+//! cargo run --release --example bench_server --features sqlite,redis -- 18100 /tmp/bench redis://127.0.0.1:6379/ 3
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -34,9 +34,10 @@ const REFRESH_POOL: usize = 256;
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(port), Some(dir), Some(redis_url)) = (args.next(), args.next(), args.next()) else {
-        eprintln!("usage: bench_server BASE_PORT DIR REDIS_URL");
+        eprintln!("usage: bench_server BASE_PORT DIR REDIS_URL [ROUNDS]");
         std::process::exit(2);
     };
+    let rounds: usize = args.next().map_or(1, |n| n.parse().expect("a number of rounds"));
     let port: u16 = port.parse().expect("a port number");
     std::fs::create_dir_all(&dir).unwrap();
 
@@ -52,11 +53,15 @@ async fn main() {
     writeln!(env, "REDIS_ACCESS={}", on_redis.connect().await.access).unwrap();
     writeln!(env, "MEMORY_CLIENT_ID={}", memory.client_id).unwrap();
     std::fs::write(format!("{dir}/tokens.env"), env).unwrap();
-    let mut pool = String::new();
-    for _ in 0..REFRESH_POOL {
-        writeln!(pool, "{}", memory.connect().await.refresh).unwrap();
+    // A fresh pool per round: a pool spent in one round holds used tokens (and its rotated ones
+    // are lost with the requests in flight when wrk stops).
+    for round in 1..=rounds {
+        let mut pool = String::new();
+        for _ in 0..REFRESH_POOL {
+            writeln!(pool, "{}", memory.connect().await.refresh).unwrap();
+        }
+        std::fs::write(format!("{dir}/refresh_tokens_{round}.txt"), pool).unwrap();
     }
-    std::fs::write(format!("{dir}/refresh_tokens.txt"), pool).unwrap();
 
     // The same route bare and behind the guard (what the guard costs), then the whole router for
     // the token endpoint.
