@@ -37,7 +37,9 @@ async fn main() {
         eprintln!("usage: bench_server BASE_PORT DIR REDIS_URL [ROUNDS]");
         std::process::exit(2);
     };
-    let rounds: usize = args.next().map_or(1, |n| n.parse().expect("a number of rounds"));
+    let rounds: usize = args
+        .next()
+        .map_or(1, |n| n.parse().expect("a number of rounds"));
     let port: u16 = port.parse().expect("a port number");
     std::fs::create_dir_all(&dir).unwrap();
 

@@ -53,9 +53,10 @@ impl Expiry<String, Arc<ClientRecord>> for ByRecord {
 /// - **Bounded.** Access and refresh tokens live apart from the pending authorization requests,
 ///   codes and passkey ceremonies that anonymous visitors can create, each in a table with its own
 ///   capacity, so a flood of those can never evict a live token. A new record is always admitted:
-///   a full table first drops what has expired, then the records closest to expiry (for the token
-///   table, access tokens near their end, which clients replace by refreshing). Registered clients
-///   are a moka cache: past its capacity the least recently used go.
+///   a full table first drops what has expired, then consumed records (kept only to recognise a
+///   replay), then the live records closest to expiry (for the token table, access tokens near
+///   their end, which clients replace by refreshing). Registered clients are a moka cache: past
+///   its capacity the least recently used go.
 /// - **Per-entry expiry** from each record's `expires_at`; reads check `expires_at` themselves, so
 ///   an expired record is never returned, however late it is dropped (each shard sweeps itself at
 ///   most once a minute on insert, and [`delete_expired`](TokenStore::delete_expired) sweeps all).

@@ -68,6 +68,11 @@ impl Stored {
         self.expires_at.is_after(now)
     }
 
+    /// Eviction order, lowest first: consumed before live, then by expiry.
+    fn rank(&self) -> (bool, UnixTime) {
+        (self.consumed_at.is_none(), self.expires_at)
+    }
+
     fn record(&self, key: Key) -> TokenRecord {
         TokenRecord {
             kind: key.kind,
@@ -103,8 +108,10 @@ impl Shard {
     }
 
     /// Before an insert: drop expired records once a minute, and when the shard is full, drop
-    /// expired records and then the ones closest to expiry, down to seven eighths of `capacity`.
-    /// Each full pass frees an eighth of the shard, so its cost is amortised over as many inserts.
+    /// expired records and then evict, down to seven eighths of `capacity`, first consumed
+    /// records (kept only to recognise a replay; every refresh leaves one for the refresh token's
+    /// whole lifetime), then the live ones closest to expiry. Each full pass frees an eighth of
+    /// the shard, so its cost is amortised over as many inserts.
     fn make_room(&mut self, capacity: usize, now: UnixTime) {
         let full = self.records.len() >= capacity;
         if full || now >= self.next_sweep {
@@ -115,11 +122,11 @@ impl Shard {
             return;
         }
         let mut evict = self.records.len() - keep;
-        let mut expiries: Vec<UnixTime> = self.records.values().map(|s| s.expires_at).collect();
-        let (_, &mut threshold, _) = expiries.select_nth_unstable(evict - 1);
-        // Everything expiring before the threshold goes, then records at it until enough have.
+        let mut ranks: Vec<(bool, UnixTime)> = self.records.values().map(Stored::rank).collect();
+        let (_, &mut threshold, _) = ranks.select_nth_unstable(evict - 1);
+        // Everything ranked below the threshold goes, then records at it until enough have.
         self.records.retain(|_, stored| {
-            if stored.expires_at < threshold {
+            if stored.rank() < threshold {
                 evict -= 1;
                 false
             } else {
@@ -127,7 +134,7 @@ impl Shard {
             }
         });
         self.records.retain(|_, stored| {
-            if evict > 0 && stored.expires_at == threshold {
+            if evict > 0 && stored.rank() == threshold {
                 evict -= 1;
                 false
             } else {
@@ -324,6 +331,26 @@ mod tests {
                 .get(TokenKind::AccessToken, &TokenHash::of("short-999"))
                 .is_some(),
             "a new record is always admitted"
+        );
+    }
+
+    #[test]
+    fn a_full_table_evicts_consumed_records_before_live_ones() {
+        let table = TokenTable::new(64);
+        // An access token in use, expiring soon, and many rotated refresh tokens expiring later.
+        let access = record("access", "g", 3_600);
+        assert!(table.insert(access.clone()));
+        for i in 0..1_000 {
+            let refresh = record(&format!("rotated-{i}"), "g", 30 * 86_400);
+            assert!(table.insert(refresh.clone()));
+            assert!(matches!(
+                table.consume(refresh.kind, &refresh.hash),
+                Some(Consumed::First(_))
+            ));
+        }
+        assert!(
+            table.get(access.kind, &access.hash).is_some(),
+            "replay markers go before a live token"
         );
     }
 
