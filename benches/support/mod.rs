@@ -52,7 +52,9 @@ impl Backend {
     /// The builder with this backend's stores (passkeys too).
     async fn apply(&self, builder: McpOAuthBuilder) -> McpOAuthBuilder {
         match self {
-            Self::Memory => builder.stores(MemoryStore::with_capacity(2_000_000, 100_000)),
+            // Room for every token a long load run mints: its refresh runs share this store with
+            // the guard runs, whose access token must not be pushed out.
+            Self::Memory => builder.stores(MemoryStore::with_capacity(8_000_000, 100_000)),
             #[cfg(feature = "sqlite")]
             Self::Sqlite(path) => {
                 let store = mcp_oauth::SqliteStore::connect(&format!("sqlite://{path}?mode=rwc"))
