@@ -135,10 +135,11 @@ lows = [m - min(r["rps"] for r in runs[c]) for c, m in zip(CONFIGS, medians)]
 highs = [max(r["rps"] for r in runs[c]) - m for c, m in zip(CONFIGS, medians)]
 colors = ["#8a94a6", "#2f5bea", "#4f8a5b", "#c0392b", "#d68910"]
 bars = axis.bar([LABELS[c] for c in CONFIGS], medians, yerr=[lows, highs], capsize=5, color=colors)
-for bar, config in zip(bars, CONFIGS):
+for bar, config, high in zip(bars, CONFIGS, highs):
+    # Above the whisker, so the error bar does not cross the label.
     axis.annotate(
         f"{statistics.median(ratio(config, 'plain')):.2f}×",
-        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+        (bar.get_x() + bar.get_width() / 2, bar.get_height() + high),
         xytext=(0, 4), textcoords="offset points", ha="center", fontsize=9,
     )
 axis.set_ylabel("requests per second (median, min–max over rounds)")
