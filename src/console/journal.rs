@@ -268,7 +268,8 @@ impl Journal {
     }
 
     /// Note a use of a grant's token. Returns `true` for the first use this process has seen.
-    /// The hot path: one lock and one lookup, and a write only when the second changes.
+    /// The hot path: a read lock, one lookup and an atomic store; the write lock only for a grant
+    /// not seen before.
     pub(crate) fn grant_used(&self, grant_id: &GrantId) -> bool {
         let now = UnixTime::now().0;
         if let Some(at) = read(&self.last_use).get(grant_id) {
