@@ -37,7 +37,8 @@ struct FileContentsRef<'a> {
 ///   a failed write leaves both as they were. A change whose caller stops waiting (a dropped
 ///   future) still completes, so the two never drift apart.
 /// - **One process.** The file is read once, at `open`; two processes (or two stores) on the same
-///   file would overwrite each other's changes. Use a shared backend for several instances.
+///   file would overwrite each other's changes. Use a shared backend for several instances. For
+///   the same reason `open` removes the temporary files a killed process left beside the file.
 pub struct PasskeyFileStore {
     inner: Arc<Inner>,
 }
@@ -84,6 +85,7 @@ impl PasskeyFileStore {
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_error(&path, "read", e)),
         };
+        remove_stale_temp_files(&path);
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -166,6 +168,40 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<PasskeyRecord>, StoreError> {
     Ok(contents.passkeys)
 }
 
+/// The temporary file of one write: `.{name}.{16 hex digits}.tmp` beside the file.
+fn temp_path(path: &Path, suffix: u64) -> PathBuf {
+    let dir = parent(path).unwrap_or(Path::new("."));
+    dir.join(format!(".{}.{suffix:016x}.tmp", file_name(path)))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A process killed in the middle of a write leaves its temporary file behind (the passkey file
+/// itself is whole). The file belongs to one process, so at `open` any such leftover is stale:
+/// remove it, best effort, so crashes do not pile up copies of the passkey list.
+fn remove_stale_temp_files(path: &Path) {
+    let dir = parent(path).unwrap_or(Path::new("."));
+    let prefix = format!(".{}.", file_name(path));
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_ours = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        if is_ours {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 struct WriteOutcome {
     /// Whether the new file replaced the old one (the commit point).
     renamed: bool,
@@ -174,12 +210,7 @@ struct WriteOutcome {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> WriteOutcome {
     let dir = parent(path).unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let suffix: u64 = rand::random();
-    let temp = dir.join(format!(".{name}.{suffix:016x}.tmp"));
+    let temp = temp_path(path, rand::random());
     let written = (|| {
         let mut file = create_private(&temp)?;
         file.write_all(bytes)?;
@@ -314,6 +345,27 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn open_removes_the_temporary_files_of_interrupted_writes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        let stale = temp_path(&path, 0x0123_4567_89ab_cdef);
+        let keep = [
+            ".p.json.not-hex-digits!.tmp",
+            ".other.json.0123456789abcdef.tmp",
+            "p.json.tmp",
+        ];
+        fs::write(&stale, b"{\"version\":1,").unwrap();
+        for name in keep {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        PasskeyFileStore::open(&path).unwrap();
+        assert!(!stale.exists());
+        for name in keep {
+            assert!(dir.path().join(name).exists(), "{name}");
+        }
     }
 
     #[test]
