@@ -90,22 +90,32 @@ fn a_writer_killed_at_random_moments_never_leaves_a_torn_file() {
         child.kill().unwrap();
         let status = child.wait().unwrap();
         assert!(!status.success(), "the writer runs until killed");
+        // A kill between creating the temporary file and renaming it leaves that file behind;
+        // opening the store removes it (even before the first complete write).
+        leftovers += temp_files(dir.path()).len();
         if let Some(last) = assert_complete(&path) {
             assert!(last >= newest, "no version goes back: {last} < {newest}");
             newest = last;
         }
-        // A kill between creating the temporary file and renaming it leaves that file behind.
-        for entry in std::fs::read_dir(dir.path()).unwrap() {
-            let name = entry.unwrap().file_name();
-            if name != "passkeys.json" {
-                leftovers += 1;
-                std::fs::remove_file(dir.path().join(name)).unwrap();
-            }
-        }
+        PasskeyFileStore::open(&path).unwrap();
+        assert_eq!(
+            temp_files(dir.path()),
+            Vec::<String>::new(),
+            "opening the store removes what a killed writer left"
+        );
     }
     eprintln!(
         "passkey writer: killed {KILLS} times, the last passkey written was number {newest}, \
          {leftovers} kills landed between creating and renaming the temporary file"
     );
     assert!(newest > 0, "the writer made progress");
+}
+
+/// Every file in `dir` but the passkey file itself.
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "passkeys.json")
+        .collect()
 }
