@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use mcp_oauth::console::{ConsoleError, Registration, StepKind};
 use mcp_oauth::store::{
-    Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
+    GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
 };
 use mcp_oauth::{McpOAuth, MemoryStore};
 use serde_json::{Value, json};
@@ -642,30 +642,35 @@ async fn the_doctor_shows_each_step_in_order_and_where_it_failed() {
     assert!(page.contains(agent));
 }
 
-/// A memory store that revokes a grant (as the owner would, from another instance) just after
-/// the token endpoint has written a new refresh token in it: the race a revocation marker closes.
+/// Revokes a grant (as the owner would, from another instance) just after the token endpoint has
+/// written a new refresh token in it: the race a revocation marker closes.
+#[derive(Default)]
 struct RevokesMidIssue {
-    inner: MemoryStore,
     minted: std::sync::Mutex<Vec<(TokenKind, TokenHash)>>,
 }
 
 #[async_trait]
-impl TokenStore for RevokesMidIssue {
-    async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
-        let (kind, hash, grant) = (record.kind, record.hash, record.grant_id.clone());
-        let in_refresh = kind == TokenKind::RefreshToken
-            && self
-                .minted
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|(k, _)| *k == TokenKind::RefreshToken);
-        TokenStore::insert(&self.inner, record).await?;
-        if matches!(kind, TokenKind::AccessToken | TokenKind::RefreshToken) {
-            self.minted.lock().unwrap().push((kind, hash));
-        }
+impl StoreHooks for RevokesMidIssue {
+    async fn after_insert(
+        &self,
+        store: &MemoryStore,
+        record: &TokenRecord,
+    ) -> Result<(), StoreError> {
+        let in_refresh = {
+            let mut minted = self.minted.lock().unwrap();
+            let in_refresh = record.kind == TokenKind::RefreshToken
+                && minted.iter().any(|(k, _)| *k == TokenKind::RefreshToken);
+            if matches!(
+                record.kind,
+                TokenKind::AccessToken | TokenKind::RefreshToken
+            ) {
+                minted.push((record.kind, record.hash));
+            }
+            in_refresh
+        };
         if in_refresh {
             // What `McpOAuth::revoke_grant` does, racing the refresh.
+            let grant = &record.grant_id;
             let marker = TokenRecord {
                 kind: TokenKind::GrantRevoked,
                 hash: TokenHash::of(&grant.0),
@@ -673,41 +678,18 @@ impl TokenStore for RevokesMidIssue {
                 expires_at: UnixTime::now().plus(3600),
                 payload: Vec::new(),
             };
-            TokenStore::insert(&self.inner, marker).await?;
+            TokenStore::insert(store, marker).await?;
         }
         Ok(())
-    }
-    async fn get(
-        &self,
-        kind: TokenKind,
-        hash: &TokenHash,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        TokenStore::get(&self.inner, kind, hash).await
-    }
-    async fn consume(
-        &self,
-        kind: TokenKind,
-        hash: &TokenHash,
-    ) -> Result<Option<Consumed>, StoreError> {
-        self.inner.consume(kind, hash).await
-    }
-    async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError> {
-        TokenStore::delete(&self.inner, kind, hash).await
-    }
-    async fn revoke_grant(&self, grant: &GrantId) -> Result<u64, StoreError> {
-        self.inner.revoke_grant(grant).await
-    }
-    async fn list_grants(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        self.inner.list_grants().await
     }
 }
 
 #[tokio::test]
 async fn tokens_minted_while_a_revocation_runs_are_taken_back() {
     let memory = MemoryStore::new();
-    let tokens = Arc::new(RevokesMidIssue {
-        inner: memory.clone(),
-        minted: std::sync::Mutex::default(),
+    let tokens = Arc::new(Hooked {
+        store: memory.clone(),
+        hooks: RevokesMidIssue::default(),
     });
     let oauth = Stores::of(memory.clone())
         .apply(McpOAuth::builder(config()))
@@ -722,7 +704,7 @@ async fn tokens_minted_while_a_revocation_runs_are_taken_back() {
         .refresh(&client_id, issued["refresh_token"].as_str().unwrap())
         .await
         .assert_oauth_error(400, "invalid_grant");
-    let minted = tokens.minted.lock().unwrap().clone();
+    let minted = tokens.hooks.minted.lock().unwrap().clone();
     assert_eq!(
         minted.len(),
         4,

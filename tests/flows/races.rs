@@ -8,54 +8,30 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use mcp_oauth::MemoryStore;
-use mcp_oauth::store::{
-    Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore,
-};
+use mcp_oauth::store::{TokenKind, TokenRecord};
 
 use crate::common::*;
 
-/// The in-memory store with slow access-token inserts: whoever issues tokens pauses between
-/// consuming its code or refresh token and storing the new ones, so a racing replay runs first.
-#[derive(Clone)]
-struct SlowInserts(MemoryStore);
+/// Slow access-token inserts: whoever issues tokens pauses between consuming its code or refresh
+/// token and storing the new ones, so a racing replay runs first.
+struct SlowInserts;
 
 #[async_trait]
-impl TokenStore for SlowInserts {
-    async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
+impl StoreHooks for SlowInserts {
+    async fn before_insert(&self, record: &TokenRecord) {
         if record.kind == TokenKind::AccessToken {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        TokenStore::insert(&self.0, record).await
-    }
-    async fn get(
-        &self,
-        kind: TokenKind,
-        hash: &TokenHash,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        TokenStore::get(&self.0, kind, hash).await
-    }
-    async fn consume(
-        &self,
-        kind: TokenKind,
-        hash: &TokenHash,
-    ) -> Result<Option<Consumed>, StoreError> {
-        self.0.consume(kind, hash).await
-    }
-    async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError> {
-        TokenStore::delete(&self.0, kind, hash).await
-    }
-    async fn revoke_grant(&self, grant: &GrantId) -> Result<u64, StoreError> {
-        self.0.revoke_grant(grant).await
-    }
-    async fn list_grants(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        self.0.list_grants().await
     }
 }
 
 async fn slow_issuing_server() -> TestServer {
     let memory = MemoryStore::new();
     let stores = Stores {
-        tokens: Arc::new(SlowInserts(memory.clone())),
+        tokens: Arc::new(Hooked {
+            store: memory.clone(),
+            hooks: SlowInserts,
+        }),
         clients: Arc::new(memory.clone()),
         passkeys: Arc::new(memory),
     };

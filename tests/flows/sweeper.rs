@@ -5,46 +5,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mcp_oauth::store::{
-    Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore,
-};
+use mcp_oauth::store::StoreError;
 use mcp_oauth::{McpOAuth, MemoryStore};
 
 use crate::common::*;
 
-/// A memory store that counts purges.
-struct Counting(MemoryStore, Arc<AtomicUsize>);
+/// Counts purges (and purges nothing).
+struct CountsPurges(Arc<AtomicUsize>);
 
 #[async_trait]
-impl TokenStore for Counting {
-    async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
-        TokenStore::insert(&self.0, record).await
-    }
-    async fn get(
-        &self,
-        kind: TokenKind,
-        hash: &TokenHash,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        TokenStore::get(&self.0, kind, hash).await
-    }
-    async fn consume(
-        &self,
-        kind: TokenKind,
-        hash: &TokenHash,
-    ) -> Result<Option<Consumed>, StoreError> {
-        self.0.consume(kind, hash).await
-    }
-    async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError> {
-        TokenStore::delete(&self.0, kind, hash).await
-    }
-    async fn revoke_grant(&self, grant: &GrantId) -> Result<u64, StoreError> {
-        self.0.revoke_grant(grant).await
-    }
-    async fn list_grants(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        self.0.list_grants().await
-    }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        self.1.fetch_add(1, Ordering::SeqCst);
+impl StoreHooks for CountsPurges {
+    async fn delete_expired(&self, _: &MemoryStore) -> Result<u64, StoreError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
         Ok(0)
     }
 }
@@ -55,7 +27,10 @@ async fn the_sweeper_purges_periodically_and_stops_when_aborted() {
     let memory = MemoryStore::new();
     let oauth = Stores::of(memory.clone())
         .apply(McpOAuth::builder(config()))
-        .token_store(Arc::new(Counting(memory, Arc::clone(&purges))))
+        .token_store(Arc::new(Hooked {
+            store: memory,
+            hooks: CountsPurges(Arc::clone(&purges)),
+        }))
         .build()
         .unwrap();
     let sweeper = oauth.spawn_expiry_sweeper(Duration::from_millis(20));

@@ -1,6 +1,12 @@
 //! Shared test harness: an in-process server, a software passkey, and the steps of the OAuth flow.
 #![allow(dead_code)]
 
+mod hooked;
+
+// Not every test target that includes this module uses them.
+#[allow(unused_imports)]
+pub(crate) use hooked::{Hooked, StoreHooks};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
