@@ -27,14 +27,25 @@ fn secret(prefix: &str) -> String {
     )
 }
 
-/// The payload the token endpoint writes for an access or refresh token.
-fn payload(client_id: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "client_id": client_id,
-        "scopes": ["mcp"],
-        "resource": "https://mcp.example.com/mcp",
-    }))
-    .unwrap()
+/// The payload the token endpoint writes for `kind`, laid out as `src/oauth/records.rs` does: tag
+/// byte 1, then postcard. An access or refresh token holds (client id, scopes, resource); a grant
+/// record also its redirect URI, approval time and the last issue's time and expiries.
+fn payload(kind: TokenKind, client_id: &str) -> Vec<u8> {
+    let now = UnixTime::now().0;
+    let (scopes, resource) = (vec!["mcp"], "https://mcp.example.com/mcp");
+    let encoded = if kind == TokenKind::Grant {
+        let redirect = Some("http://127.0.0.1:33418/callback");
+        let (issued, access, refresh) = (Some(now), Some(now + 3_600), Some(now + 2_592_000));
+        postcard::to_extend(
+            &(
+                client_id, scopes, resource, redirect, now, issued, access, refresh,
+            ),
+            vec![1u8],
+        )
+    } else {
+        postcard::to_extend(&(client_id, scopes, resource), vec![1u8])
+    };
+    encoded.unwrap()
 }
 
 async fn fill(store: &MemoryStore, count: usize, kinds: &[TokenKind]) {
@@ -49,7 +60,7 @@ async fn fill(store: &MemoryStore, count: usize, kinds: &[TokenKind]) {
                     hash: TokenHash::of(&secret("mcp_at_")),
                     grant_id: grant_id.clone(),
                     expires_at,
-                    payload: payload(&client_id),
+                    payload: payload(kind, &client_id),
                 })
                 .await
                 .unwrap();
