@@ -4,7 +4,7 @@
 //! Not a general cache: a token table needs atomic per-key operations (insert-if-absent, consume),
 //! exact expiry and removal by grant, and nothing else. Built on moka, those cost a compute with
 //! waiters per operation, a second cache for the grant index, and about 1.4 KB per token; here they
-//! are one short critical section on one shard, and about 400 bytes per token (`BENCHMARKS.md`).
+//! are one short critical section on one shard, and about 330 bytes per token (`BENCHMARKS.md`).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
