@@ -112,7 +112,8 @@ pub struct OAuthConfig {
 pub struct RateLimits {
     /// Off switch, for load tests. Defaults to on.
     pub enabled: bool,
-    /// Per IP: `/authorize*`, `/token`, `/revoke`, `/introspect`.
+    /// Per IP: `/authorize*`, `/token`, `/revoke`, `/introspect`, and the starts of the console's
+    /// passkey ceremonies (sign-in, adding a passkey).
     pub auth: RateLimit,
     /// Per IP: `/register`, `/passkey/register*`.
     pub registration: RateLimit,

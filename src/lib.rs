@@ -34,13 +34,13 @@ pub use oauth::{ErrorCode, McpScopes, OAuthError, TokenInfo};
 pub use store::{ClientStore, PasskeyStore, TokenStore};
 pub use webauthn_rs;
 
-#[cfg(feature = "memory")]
-pub use backends::MemoryStore;
 pub use backends::PasskeyFileStore;
 #[cfg(feature = "redis")]
 pub use backends::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use backends::SqliteStore;
+#[cfg(feature = "memory")]
+pub use backends::{MemoryLimits, MemoryStore};
 
 /// Put `mcp_routes` behind a complete OAuth 2.1 layer with the default stores: tokens and clients in
 /// memory, passkeys in the JSON file at `config.passkey_store_path`.

@@ -19,7 +19,7 @@ pub mod redis;
 pub mod sqlite;
 
 #[cfg(feature = "memory")]
-pub use memory::MemoryStore;
+pub use memory::{MemoryLimits, MemoryStore};
 pub use passkey_file::PasskeyFileStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;

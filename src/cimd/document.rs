@@ -4,14 +4,11 @@
 use serde_json::{Map, Value};
 
 use crate::oauth::clients::Client;
+use crate::oauth::limits::{
+    MAX_CLIENT_NAME_CHARS, MAX_DOCUMENT_REDIRECT_URIS as MAX_REDIRECT_URIS, check_chars,
+};
 use crate::oauth::params::printable;
 use crate::oauth::redirect;
-
-/// More redirect URIs than any real client lists.
-const MAX_REDIRECT_URIS: usize = 20;
-
-/// A client name longer than this is cut (the consent page cuts further).
-const MAX_NAME_CHARS: usize = 200;
 
 /// Token endpoint methods built on a shared secret, which a public document cannot carry.
 const SYMMETRIC_METHODS: [&str; 3] = [
@@ -125,11 +122,8 @@ fn client_name(document: &Map<String, Value>) -> Result<String, String> {
     let Value::String(raw) = value else {
         return Err("its client_name is not a string".into());
     };
-    let name: String = raw
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_NAME_CHARS)
-        .collect();
+    check_chars("client_name", raw, MAX_CLIENT_NAME_CHARS).map_err(|why| format!("its {why}"))?;
+    let name: String = raw.chars().filter(|c| !c.is_control()).collect();
     let name = name.trim();
     if name.is_empty() {
         return Err("its client_name is empty".into());

@@ -19,8 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 use url::{Host, Url};
 
-/// The longest client id URL fetched.
-const MAX_URL_LEN: usize = 2000;
+use crate::oauth::limits::MAX_URI_BYTES;
 
 /// IPv4 ranges that are not public beyond what `Ipv4Addr`'s stable methods cover.
 const NON_PUBLIC_V4: [Ipv4Net; 7] = [
@@ -97,8 +96,8 @@ impl Target {
 ///
 /// A plain-words reason, for "the client_id … is not an acceptable … URL: {reason}".
 pub(crate) fn check_url(client_id: &str, allow_loopback_http: bool) -> Result<Target, String> {
-    if client_id.len() > MAX_URL_LEN {
-        return Err(format!("it is longer than {MAX_URL_LEN} characters"));
+    if client_id.len() > MAX_URI_BYTES {
+        return Err(format!("it is longer than {MAX_URI_BYTES} bytes"));
     }
     if client_id
         .chars()
@@ -286,7 +285,7 @@ mod tests {
             let reason = refused(id);
             assert!(reason.contains(expected), "{id}: {reason}");
         }
-        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URI_BYTES));
         assert!(refused(&long).contains("longer"));
     }
 

@@ -64,6 +64,9 @@ fn tier_of(path: &str) -> Tier {
         || path == "/introspect"
         || path == "/authorize"
         || path.starts_with("/authorize/")
+        // Each stores a passkey ceremony for minutes, and the first needs no secret at all.
+        || path == "/oauth/console/signin/start"
+        || path == "/oauth/console/passkeys/add/start"
     {
         Tier::Auth
     } else if path == "/register"
@@ -238,6 +241,16 @@ mod tests {
             tier_of("/passkey/register/start"),
             Tier::Registration
         ));
+        assert!(matches!(tier_of("/oauth/console/signin/start"), Tier::Auth));
+        assert!(matches!(
+            tier_of("/oauth/console/passkeys/add/start"),
+            Tier::Auth
+        ));
+        assert!(matches!(
+            tier_of("/passkey/register/approval"),
+            Tier::Registration
+        ));
+        assert!(matches!(tier_of("/oauth/console"), Tier::General));
         assert!(matches!(tier_of("/mcp"), Tier::General));
         assert!(matches!(tier_of("/tokens"), Tier::General));
         assert!(matches!(tier_of("/authorized"), Tier::General));

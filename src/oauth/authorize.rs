@@ -6,6 +6,7 @@ use crate::audit::AuditEvent;
 
 use super::clients::{Client, FindError};
 use super::grants::GrantSummary;
+use super::limits::{self, MAX_SCOPE_BYTES, MAX_STATE_BYTES, MAX_URI_BYTES};
 use super::params::Params;
 use super::records::{self, CodeGrant, PendingRequest};
 use super::{AuthServer, ErrorCode, OAuthError, pkce, redirect, scope, secret};
@@ -104,11 +105,24 @@ impl AuthServer {
                 }
             },
         };
+        // An over-long state is not echoed: the return link would be as long, past what the
+        // client's own callback accepts, and a client that sent it cannot be helped by it anyway
+        // (without its state it drops the response, as it must).
+        if let Err(error) = limits::request_parameter("state", params.get("state"), MAX_STATE_BYTES)
+        {
+            return Err(Rejection::Link {
+                redirect_to: self.error_redirect(&redirect_uri, &error, None),
+                error,
+            });
+        }
         let state = params.get("state").map(str::to_owned);
         let link = |error: OAuthError| Rejection::Link {
             redirect_to: self.error_redirect(&redirect_uri, &error, state.as_deref()),
             error,
         };
+        limits::request_parameter("scope", params.get("scope"), MAX_SCOPE_BYTES).map_err(link)?;
+        limits::request_parameter("resource", params.get("resource"), MAX_URI_BYTES)
+            .map_err(link)?;
 
         match params.get("response_type") {
             Some("code") => {}

@@ -3,6 +3,7 @@
 
 use super::AuthServer;
 use super::client_metadata::{self, DocumentError};
+use super::limits::MAX_REGISTERED_CLIENT_ID_BYTES;
 use crate::store::{
     ClientRecord, ClientStore, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime,
 };
@@ -101,7 +102,7 @@ async fn find_registered(
     store: &dyn ClientStore,
     client_id: &str,
 ) -> Result<Option<Client>, StoreError> {
-    if client_id.len() > 256 {
+    if client_id.len() > MAX_REGISTERED_CLIENT_ID_BYTES {
         return Ok(None);
     }
     let record = store.get(client_id).await?;

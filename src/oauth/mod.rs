@@ -9,6 +9,7 @@ pub(crate) mod clients;
 mod error;
 pub(crate) mod grants;
 mod introspect;
+pub(crate) mod limits;
 mod mcp_scopes;
 pub(crate) mod metadata;
 pub(crate) mod params;

@@ -4,8 +4,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
-/// The longest redirect URI accepted.
-const MAX_LEN: usize = 2000;
+use super::limits::{MAX_URI_BYTES, check_bytes};
 
 /// Whether the URL's host is a loopback interface: `localhost`, `127.0.0.1` or `[::1]`.
 pub(crate) fn is_loopback_host(url: &Url) -> bool {
@@ -24,9 +23,7 @@ pub(crate) fn is_loopback_host(url: &Url) -> bool {
 ///
 /// A sentence saying what is wrong.
 pub(crate) fn validate_registrable(uri: &str, native_allowlist: &[String]) -> Result<(), String> {
-    if uri.len() > MAX_LEN {
-        return Err(format!("redirect URI longer than {MAX_LEN} characters"));
-    }
+    check_bytes("redirect URI", uri, MAX_URI_BYTES)?;
     // The URL parser silently strips whitespace and control characters; a URI that needs that is
     // not the URI the client will use, so refuse it rather than register something else.
     if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {

@@ -5,11 +5,13 @@ use serde_json::{Map, Value};
 
 use crate::audit::AuditEvent;
 
+use super::limits::{
+    MAX_CLIENT_NAME_CHARS, MAX_REDIRECT_URIS, MAX_SCOPE_BYTES, MAX_URI_BYTES, check_bytes,
+    check_chars,
+};
 use super::{AuthServer, ErrorCode, OAuthError, redirect, secret};
 use crate::store::{ClientRecord, TokenEndpointAuthMethod, TokenHash, UnixTime};
 
-const MAX_REDIRECT_URIS: usize = 10;
-const MAX_TEXT: usize = 200;
 const GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
 
 /// The registration response (RFC 7591 §3.2.1): the client's id, its secret when it has one, and
@@ -75,15 +77,11 @@ impl AuthServer {
             Some(t @ ("native" | "web")) => Some(t.to_owned()),
             Some(_) => return Err(metadata_error("application_type must be native or web")),
         };
-        let client_name = optional_text(&metadata, "client_name")?;
-        let client_uri = optional_str(&metadata, "client_uri")?
-            .filter(|uri| {
-                uri.len() <= 2000 && (uri.starts_with("https://") || uri.starts_with("http://"))
-            })
+        let client_name = client_name(&metadata)?;
+        let client_uri = bounded_str(&metadata, "client_uri", MAX_URI_BYTES)?
+            .filter(|uri| uri.starts_with("https://") || uri.starts_with("http://"))
             .map(str::to_owned);
-        let scope = optional_str(&metadata, "scope")?
-            .filter(|s| s.len() <= 1000)
-            .map(str::to_owned);
+        let scope = bounded_str(&metadata, "scope", MAX_SCOPE_BYTES)?.map(str::to_owned);
 
         let now = UnixTime::now();
         let expires_at = self
@@ -173,20 +171,28 @@ fn optional_str<'a>(
     }
 }
 
-/// A display string: control characters dropped, length capped.
-fn optional_text(
-    metadata: &Map<String, Value>,
+/// A string kept for the client's lifetime: refused past `max` bytes.
+fn bounded_str<'a>(
+    metadata: &'a Map<String, Value>,
     field: &'static str,
-) -> Result<Option<String>, OAuthError> {
-    Ok(optional_str(metadata, field)?
-        .map(|s| {
-            s.chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_TEXT)
-                .collect::<String>()
-        })
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty()))
+    max: usize,
+) -> Result<Option<&'a str>, OAuthError> {
+    let value = optional_str(metadata, field)?;
+    if let Some(value) = value {
+        check_bytes(field, value, max).map_err(metadata_error)?;
+    }
+    Ok(value)
+}
+
+/// The display name: refused past its length, control characters dropped, trimmed.
+fn client_name(metadata: &Map<String, Value>) -> Result<Option<String>, OAuthError> {
+    let Some(name) = optional_str(metadata, "client_name")? else {
+        return Ok(None);
+    };
+    check_chars("client_name", name, MAX_CLIENT_NAME_CHARS).map_err(metadata_error)?;
+    let name: String = name.chars().filter(|c| !c.is_control()).collect();
+    let name = name.trim();
+    Ok((!name.is_empty()).then(|| name.to_owned()))
 }
 
 fn string_list<'a>(

@@ -1,6 +1,8 @@
 //! [`MemoryStore`]: tokens, clients and passkeys in process memory (sharded token tables, a moka
-//! cache for clients; bounded, with per-entry expiry). The default; nothing survives a restart.
+//! cache for clients; bounded by records and by bytes, with per-entry expiry). The default;
+//! nothing survives a restart.
 
+mod limits;
 mod tokens;
 
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::store::{
     ClientRecord, ClientStore, Consumed, GrantId, PasskeyRecord, PasskeyStore, StoreError,
     TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
 };
+pub use limits::MemoryLimits;
 use tokens::TokenTable;
 
 /// How long from now until `at`, for moka's per-entry expiry. Rounds the current time down, so moka
@@ -50,13 +53,15 @@ impl Expiry<String, Arc<ClientRecord>> for ByRecord {
 
 /// In-memory storage for all three traits: [`TokenStore`], [`ClientStore`] and [`PasskeyStore`].
 ///
-/// - **Bounded.** Access and refresh tokens live apart from the pending authorization requests,
-///   codes and passkey ceremonies that anonymous visitors can create, each in a table with its own
-///   capacity, so a flood of those can never evict a live token. A new record is always admitted:
-///   a full table first drops what has expired, then consumed records (kept only to recognise a
-///   replay), then the live records closest to expiry (for the token table, access tokens near
-///   their end, which clients replace by refreshing). Registered clients are a moka cache: past
-///   its capacity the least recently used go.
+/// - **Bounded, by records and by bytes** ([`MemoryLimits`]). Access and refresh tokens live
+///   apart from the pending authorization requests, codes and passkey ceremonies that anonymous
+///   visitors can create, each in a table with its own limits, so a flood of those can never
+///   evict a live token. A new record is always admitted: a table full by either limit first
+///   drops what has expired, then consumed records (kept only to recognise a replay), then
+///   records nobody approved (pending requests and ceremonies, before codes), then the live
+///   records closest to expiry (for the token table, access tokens near their end, which clients
+///   replace by refreshing). Registered clients are a moka cache weighed in bytes: past either
+///   limit the least recently used go.
 /// - **Per-entry expiry** from each record's `expires_at`; reads check `expires_at` themselves, so
 ///   an expired record is never returned, however late it is dropped (each shard sweeps itself at
 ///   most once a minute on insert, and [`delete_expired`](TokenStore::delete_expired) sweeps all).
@@ -85,6 +90,8 @@ impl std::fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("tokens", &self.long_lived.len())
             .field("transient", &self.transient.len())
+            .field("token_bytes", &self.long_lived.bytes())
+            .field("transient_bytes", &self.transient.bytes())
             .field("clients", &self.clients.entry_count())
             .finish_non_exhaustive()
     }
@@ -103,20 +110,27 @@ impl MemoryStore {
     pub const DEFAULT_CLIENT_CAPACITY: u64 = 10_000;
 
     /// A store with room for [`DEFAULT_TOKEN_CAPACITY`](Self::DEFAULT_TOKEN_CAPACITY) tokens and
-    /// [`DEFAULT_CLIENT_CAPACITY`](Self::DEFAULT_CLIENT_CAPACITY) registered clients.
+    /// [`DEFAULT_CLIENT_CAPACITY`](Self::DEFAULT_CLIENT_CAPACITY) registered clients, and the
+    /// default byte budgets ([`MemoryLimits::default`]).
     pub fn new() -> Self {
-        Self::with_capacity(Self::DEFAULT_TOKEN_CAPACITY, Self::DEFAULT_CLIENT_CAPACITY)
+        Self::with_limits(MemoryLimits::default())
     }
 
     /// A store with room for `tokens` access and refresh tokens, as many pending requests, codes and
-    /// ceremonies again, and `clients` registered clients. Passkeys are not bounded (an owner has
-    /// a few).
+    /// ceremonies again, and `clients` registered clients, with the default byte budgets for those
+    /// counts ([`MemoryLimits::new`]). Passkeys are not bounded (an owner has a few).
     pub fn with_capacity(tokens: u64, clients: u64) -> Self {
+        Self::with_limits(MemoryLimits::new(tokens, clients))
+    }
+
+    /// A store within `limits`: records and bytes for each table.
+    pub fn with_limits(limits: MemoryLimits) -> Self {
         Self {
-            long_lived: Arc::new(TokenTable::new(tokens)),
-            transient: Arc::new(TokenTable::new(tokens)),
+            long_lived: Arc::new(TokenTable::new(limits.tokens, limits.token_bytes)),
+            transient: Arc::new(TokenTable::new(limits.tokens, limits.token_bytes)),
             clients: Cache::builder()
-                .max_capacity(clients)
+                .max_capacity(limits.client_bytes)
+                .weigher(move |_, client: &Arc<ClientRecord>| limits.client_weight(client))
                 .eviction_policy(EvictionPolicy::lru())
                 .expire_after(ByRecord)
                 .build(),

@@ -5,9 +5,12 @@
 //! exact expiry and removal by grant, and nothing else. Built on moka, those cost a compute with
 //! waiters per operation, a second cache for the grant index, and about 1.4 KB per token; here they
 //! are one short critical section on one shard, and about 330 bytes per token (`BENCHMARKS.md`).
+//!
+//! Bounded twice: by records, and by bytes (each record counted as its payload and grant id plus
+//! [`ENTRY_OVERHEAD`]), so records made as large as the protocol allows fill the table no faster
+//! in memory than small ones.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -15,6 +18,11 @@ use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, UnixTim
 
 /// How often, at most, an insert sweeps its shard's expired records (seconds).
 const SWEEP_EVERY_SECS: u64 = 60;
+
+/// The bytes a record costs beyond its payload and grant id: its hash map slot (key, fixed
+/// fields, control byte, spare capacity) and two allocations' headers. An estimate, on the high
+/// side of what `BENCHMARKS.md` measures.
+pub(super) const ENTRY_OVERHEAD: usize = 128;
 
 /// A record's key: its kind and the SHA-256 of its secret.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -63,14 +71,27 @@ struct Stored {
     consumed_at: Option<UnixTime>,
 }
 
+/// A record's place in the eviction order, lowest evicted first.
+type Rank = (bool, bool, UnixTime);
+
 impl Stored {
     fn is_live(&self, now: UnixTime) -> bool {
         self.expires_at.is_after(now)
     }
 
-    /// Eviction order, lowest first: consumed before live, then by expiry.
-    fn rank(&self) -> (bool, UnixTime) {
-        (self.consumed_at.is_none(), self.expires_at)
+    /// The bytes this record counts against the table's budget.
+    fn weight(&self) -> usize {
+        ENTRY_OVERHEAD + self.payload.len() + self.grant_id.0.len()
+    }
+
+    /// Eviction order, lowest first: consumed before live; then what anyone can create (a
+    /// pending request, a ceremony) before what the owner approved (a code); then by expiry.
+    fn rank(&self, key: &Key) -> Rank {
+        let approved = !matches!(
+            key.kind,
+            TokenKind::AuthorizationRequest | TokenKind::PasskeyCeremony
+        );
+        (self.consumed_at.is_none(), approved, self.expires_at)
     }
 
     fn record(&self, key: Key) -> TokenRecord {
@@ -84,8 +105,18 @@ impl Stored {
     }
 }
 
+/// What one shard may hold.
+#[derive(Clone, Copy, Debug)]
+struct ShardLimits {
+    records: usize,
+    bytes: usize,
+}
+
 struct Shard {
     records: HashMap<Key, Stored, BuildHasherDefault<KeyHasher>>,
+    /// The sum of the records' weights; kept by the methods below, the only ones that add or
+    /// remove records.
+    bytes: usize,
     /// When an insert next drops the shard's expired records.
     next_sweep: UnixTime,
 }
@@ -94,48 +125,91 @@ impl Default for Shard {
     fn default() -> Self {
         Self {
             records: HashMap::default(),
+            bytes: 0,
             next_sweep: UnixTime::now().plus(SWEEP_EVERY_SECS),
         }
     }
 }
 
 impl Shard {
-    fn sweep(&mut self, now: UnixTime) -> usize {
+    /// Store a record, replacing any under its key.
+    fn put(&mut self, key: Key, stored: Stored) {
+        self.bytes += stored.weight();
+        if let Some(old) = self.records.insert(key, stored) {
+            self.bytes -= old.weight();
+        }
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Stored> {
+        let removed = self.records.remove(key)?;
+        self.bytes -= removed.weight();
+        Some(removed)
+    }
+
+    /// Keep the records `keep` says yes to; how many went.
+    fn retain(&mut self, mut keep: impl FnMut(&Key, &Stored) -> bool) -> usize {
         let before = self.records.len();
-        self.records.retain(|_, stored| stored.is_live(now));
-        self.next_sweep = now.plus(SWEEP_EVERY_SECS);
+        let mut freed = 0;
+        self.records.retain(|key, stored| {
+            let kept = keep(key, stored);
+            if !kept {
+                freed += stored.weight();
+            }
+            kept
+        });
+        self.bytes -= freed;
         before - self.records.len()
     }
 
-    /// Before an insert: drop expired records once a minute, and when the shard is full, drop
-    /// expired records and then evict, down to seven eighths of `capacity`, first consumed
-    /// records (kept only to recognise a replay; every refresh leaves one for the refresh token's
-    /// whole lifetime), then the live ones closest to expiry. Each full pass frees an eighth of
+    fn sweep(&mut self, now: UnixTime) -> usize {
+        self.next_sweep = now.plus(SWEEP_EVERY_SECS);
+        self.retain(|_, stored| stored.is_live(now))
+    }
+
+    /// Before inserting a record of `incoming` bytes: drop expired records once a minute, and
+    /// when the shard is full (by records or by bytes), drop expired records and then evict,
+    /// down to seven eighths of each limit, first consumed records (kept only to recognise a
+    /// replay; every refresh leaves one for the refresh token's whole lifetime), then records
+    /// nobody approved, then the live ones closest to expiry. Each full pass frees an eighth of
     /// the shard, so its cost is amortised over as many inserts.
-    fn make_room(&mut self, capacity: usize, now: UnixTime) {
-        let full = self.records.len() >= capacity;
+    fn make_room(&mut self, limits: ShardLimits, incoming: usize, now: UnixTime) {
+        let full = self.records.len() >= limits.records || self.bytes + incoming > limits.bytes;
         if full || now >= self.next_sweep {
             self.sweep(now);
         }
-        let keep = capacity - capacity.div_ceil(8);
-        if !full || self.records.len() <= keep {
+        let keep_records = limits.records - limits.records.div_ceil(8);
+        let keep_bytes = (limits.bytes - limits.bytes / 8).saturating_sub(incoming);
+        let over = |records: usize, bytes: usize| records > keep_records || bytes > keep_bytes;
+        if !full || !over(self.records.len(), self.bytes) {
             return;
         }
-        let mut evict = self.records.len() - keep;
-        let mut ranks: Vec<(bool, UnixTime)> = self.records.values().map(Stored::rank).collect();
-        let (_, &mut threshold, _) = ranks.select_nth_unstable(evict - 1);
-        // Everything ranked below the threshold goes, then records at it until enough have.
-        self.records.retain(|_, stored| {
-            if stored.rank() < threshold {
-                evict -= 1;
-                false
-            } else {
-                true
+        // The rank below which every record goes, and at which some do, to get under both limits.
+        let mut ranked: Vec<(Rank, usize)> = self
+            .records
+            .iter()
+            .map(|(key, stored)| (stored.rank(key), stored.weight()))
+            .collect();
+        ranked.sort_unstable_by_key(|&(rank, _)| rank);
+        let (mut records, mut bytes) = (self.records.len(), self.bytes);
+        let mut threshold = None;
+        for (rank, weight) in ranked {
+            if !over(records, bytes) {
+                break;
             }
-        });
-        self.records.retain(|_, stored| {
-            if evict > 0 && stored.rank() == threshold {
-                evict -= 1;
+            records -= 1;
+            bytes -= weight;
+            threshold = Some(rank);
+        }
+        let Some(threshold) = threshold else {
+            return;
+        };
+        self.retain(|key, stored| stored.rank(key) >= threshold);
+        // Removing every record at the threshold gets under both limits, so this ends there.
+        let (mut records, mut bytes) = (self.records.len(), self.bytes);
+        self.retain(|key, stored| {
+            if over(records, bytes) && stored.rank(key) == threshold {
+                records -= 1;
+                bytes -= stored.weight();
                 false
             } else {
                 true
@@ -148,27 +222,32 @@ impl Shard {
 /// the transient one (pending requests, codes, ceremonies).
 pub(super) struct TokenTable {
     shards: Box<[RwLock<Shard>]>,
-    shard_capacity: usize,
+    shard_limits: ShardLimits,
 }
 
 impl std::fmt::Debug for TokenTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenTable")
             .field("records", &self.len())
-            .field("capacity", &(self.shard_capacity * self.shards.len()))
+            .field("capacity", &(self.shard_limits.records * self.shards.len()))
+            .field("bytes", &self.bytes())
             .finish()
     }
 }
 
 impl TokenTable {
-    /// Room for `capacity` records, spread over up to 32 shards of at least 1,024 (so that a small
-    /// capacity stays exact).
-    pub(super) fn new(capacity: u64) -> Self {
+    /// Room for `capacity` records and `bytes` bytes, spread over up to 32 shards of at least
+    /// 1,024 records (so that a small capacity stays exact).
+    pub(super) fn new(capacity: u64, bytes: u64) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX).max(1);
         let shards = (capacity / 1024).clamp(1, 32).next_power_of_two().min(32);
         Self {
             shards: (0..shards).map(|_| RwLock::default()).collect(),
-            shard_capacity: capacity / shards,
+            shard_limits: ShardLimits {
+                records: capacity / shards,
+                bytes: (bytes / shards).max(1),
+            },
         }
     }
 
@@ -193,6 +272,11 @@ impl TokenTable {
             .sum()
     }
 
+    /// The bytes the records count against the budget.
+    pub(super) fn bytes(&self) -> usize {
+        self.shards.iter().map(|s| Self::read(s).bytes).sum()
+    }
+
     /// Insert if no live record has the key; whether it was inserted.
     pub(super) fn insert(&self, record: TokenRecord) -> bool {
         let key = Key {
@@ -204,16 +288,14 @@ impl TokenTable {
         if shard.records.get(&key).is_some_and(|s| s.is_live(now)) {
             return false;
         }
-        shard.make_room(self.shard_capacity, now);
-        shard.records.insert(
-            key,
-            Stored {
-                grant_id: record.grant_id,
-                payload: record.payload.into_boxed_slice(),
-                expires_at: record.expires_at,
-                consumed_at: None,
-            },
-        );
+        let stored = Stored {
+            grant_id: record.grant_id,
+            payload: record.payload.into_boxed_slice(),
+            expires_at: record.expires_at,
+            consumed_at: None,
+        };
+        shard.make_room(self.shard_limits, stored.weight(), now);
+        shard.put(key, stored);
         true
     }
 
@@ -231,14 +313,11 @@ impl TokenTable {
         let key = Key { kind, hash: *hash };
         let now = UnixTime::now();
         let mut shard = Self::write(self.shard_of(&key));
-        let Entry::Occupied(mut entry) = shard.records.entry(key) else {
-            return None;
-        };
-        if !entry.get().is_live(now) {
-            entry.remove();
+        if !shard.records.get(&key)?.is_live(now) {
+            shard.remove(&key);
             return None;
         }
-        let stored = entry.get_mut();
+        let stored = shard.records.get_mut(&key)?;
         Some(match stored.consumed_at {
             Some(consumed_at) => Consumed::Replayed {
                 record: stored.record(key),
@@ -254,7 +333,7 @@ impl TokenTable {
     /// Remove the record; whether a live one was removed.
     pub(super) fn delete(&self, kind: TokenKind, hash: &TokenHash) -> bool {
         let key = Key { kind, hash: *hash };
-        let removed = Self::write(self.shard_of(&key)).records.remove(&key);
+        let removed = Self::write(self.shard_of(&key)).remove(&key);
         removed.is_some_and(|stored| stored.is_live(UnixTime::now()))
     }
 
@@ -264,12 +343,7 @@ impl TokenTable {
     pub(super) fn revoke(&self, grant_id: &GrantId) -> u64 {
         let mut removed = 0;
         for shard in &self.shards {
-            let mut shard = Self::write(shard);
-            let before = shard.records.len();
-            shard
-                .records
-                .retain(|_, stored| stored.grant_id != *grant_id);
-            removed += before - shard.records.len();
+            removed += Self::write(shard).retain(|_, stored| stored.grant_id != *grant_id);
         }
         removed as u64
     }
@@ -315,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_full_table_evicts_the_records_closest_to_expiry() {
-        let table = TokenTable::new(64);
+        let table = TokenTable::new(64, u64::MAX);
         let long = record("long-lived", "g", 86_400);
         assert!(table.insert(long.clone()));
         for i in 0..1_000 {
@@ -336,7 +410,7 @@ mod tests {
 
     #[test]
     fn a_full_table_evicts_consumed_records_before_live_ones() {
-        let table = TokenTable::new(64);
+        let table = TokenTable::new(64, u64::MAX);
         // An access token in use, expiring soon, and many rotated refresh tokens expiring later.
         let access = record("access", "g", 3_600);
         assert!(table.insert(access.clone()));
@@ -355,8 +429,56 @@ mod tests {
     }
 
     #[test]
+    fn a_table_full_of_bytes_evicts_down_to_its_byte_budget() {
+        const BUDGET: usize = 64 * 1024;
+        let table = TokenTable::new(10_000, BUDGET as u64);
+        let long = record("long-lived", "g", 86_400);
+        assert!(table.insert(long.clone()));
+        for i in 0..1_000 {
+            let mut large = record(&format!("large-{i}"), "flood", 60 + i % 7);
+            large.payload = vec![0; 1024];
+            assert!(table.insert(large));
+            assert!(table.bytes() <= BUDGET, "bounded at every step");
+        }
+        assert!(table.len() < 64, "{} records of a kilobyte", table.len());
+        assert!(
+            table.get(long.kind, &long.hash).is_some(),
+            "the record expiring last survives"
+        );
+        assert!(
+            table
+                .get(TokenKind::AccessToken, &TokenHash::of("large-999"))
+                .is_some(),
+            "a new record is always admitted"
+        );
+        // Every way out gives the bytes back.
+        table.consume(long.kind, &long.hash);
+        assert!(table.delete(TokenKind::AccessToken, &TokenHash::of("large-999")));
+        table.revoke(&GrantId("flood".into()));
+        assert!(table.delete(long.kind, &long.hash));
+        assert_eq!((table.len(), table.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_full_table_evicts_unapproved_records_before_approved_ones() {
+        let table = TokenTable::new(64, u64::MAX);
+        let mut code = record("code", "g", 60);
+        code.kind = TokenKind::AuthorizationCode;
+        assert!(table.insert(code.clone()));
+        for i in 0..1_000 {
+            let mut pending = record(&format!("pending-{i}"), "flood", 600);
+            pending.kind = TokenKind::AuthorizationRequest;
+            assert!(table.insert(pending));
+        }
+        assert!(
+            table.get(code.kind, &code.hash).is_some(),
+            "a code the owner approved outlasts a flood of requests nobody approved"
+        );
+    }
+
+    #[test]
     fn expired_records_are_swept_and_never_returned() {
-        let table = TokenTable::new(100);
+        let table = TokenTable::new(100, u64::MAX);
         let mut expired = record("old", "g", 0);
         expired.expires_at = UnixTime(UnixTime::now().0 - 60);
         assert!(table.insert(expired.clone()));
@@ -369,20 +491,23 @@ mod tests {
         assert!(table.insert(record("live", "g", 60)));
         assert_eq!(table.sweep(), 1);
         assert_eq!(table.len(), 1);
+        assert_eq!(table.bytes(), ENTRY_OVERHEAD + "payload".len() + "g".len());
     }
 
     #[test]
     fn large_tables_are_sharded_and_keep_their_capacity() {
-        let table = TokenTable::new(2_000_000);
+        let table = TokenTable::new(2_000_000, 1 << 30);
         assert_eq!(table.shards.len(), 32);
-        assert_eq!(table.shard_capacity * 32, 2_000_000);
-        assert_eq!(TokenTable::new(50).shards.len(), 1);
-        assert_eq!(TokenTable::new(0).shard_capacity, 1);
+        assert_eq!(table.shard_limits.records * 32, 2_000_000);
+        assert_eq!(table.shard_limits.bytes * 32, 1 << 30);
+        assert_eq!(TokenTable::new(50, 1).shards.len(), 1);
+        assert_eq!(TokenTable::new(0, 0).shard_limits.records, 1);
+        assert_eq!(TokenTable::new(0, 0).shard_limits.bytes, 1);
     }
 
     #[test]
     fn revoking_removes_every_record_of_the_grant_and_only_those() {
-        let table = TokenTable::new(10_000);
+        let table = TokenTable::new(10_000, u64::MAX);
         for i in 0..100 {
             table.insert(record(&format!("a{i}"), "revoked", 60));
             table.insert(record(&format!("b{i}"), "kept", 60));

@@ -153,6 +153,11 @@ async fn serve(State((base, hits)): State<DocState>, Path(name): Path<String>) -
             json_response(&document, json, None)
         }
         "not-an-object" => json_response(&json!(["client_id", id]), json, None),
+        "long-name" => {
+            let mut document = claude_code(&id);
+            document["client_name"] = json!("n".repeat(201));
+            json_response(&document, json, None)
+        }
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -427,6 +432,10 @@ async fn bad_documents_get_the_error_page_and_invalid_client() {
             "private_key_jwt client authentication is not supported",
         ),
         ("not-an-object", "is not valid: it is not a JSON object"),
+        (
+            "long-name",
+            "is not valid: its client_name is longer than 200 characters",
+        ),
     ] {
         let client_id = docs.url(name);
         let reply = authorize(&server, &client_id, "http://127.0.0.1:5555/callback").await;

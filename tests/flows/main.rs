@@ -17,6 +17,7 @@ mod discovery;
 mod instances;
 mod introspect;
 mod journey;
+mod limits;
 mod malformed;
 mod passkeys;
 mod properties;

@@ -254,3 +254,31 @@ async fn a_limited_page_is_a_page() {
     assert!(limited.header("retry-after").is_some());
     assert!(limited.text().contains("Try again in"));
 }
+
+#[tokio::test]
+async fn starting_a_ceremony_without_a_secret_is_held_to_the_auth_tier() {
+    // Each start stores a passkey ceremony for minutes: the tier that guards `/authorize`, not the
+    // general one that pages and metadata share.
+    let mut config = config();
+    config.rate_limits.auth = RateLimit::new(1, 2);
+    let mut server = TestServer::with_config(config).await;
+    server.register_passkey(SETUP_TOKEN).await;
+    for (i, path) in [
+        "/oauth/console/signin/start",
+        "/oauth/console/passkeys/add/start",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        server.peer = format!("127.0.0.{}:40000", 10 + i).parse().unwrap();
+        let mut codes = Vec::new();
+        for _ in 0..3 {
+            codes.push(server.post_json(path, &json!({})).await.status.as_u16());
+        }
+        assert_ne!(codes[0], 429, "{path}: {codes:?}");
+        assert_eq!(
+            codes[2], 429,
+            "{path}: the auth tier's burst of 2: {codes:?}"
+        );
+    }
+}

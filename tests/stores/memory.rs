@@ -5,3 +5,128 @@ use mcp_oauth::MemoryStore;
 mcp_oauth::token_store_conformance!(|| async { MemoryStore::new() });
 mcp_oauth::client_store_conformance!(|| async { MemoryStore::new() });
 mcp_oauth::passkey_store_conformance!(|| async { MemoryStore::new() });
+
+mod byte_budget {
+    use mcp_oauth::MemoryStore;
+    use mcp_oauth::store::{
+        ClientRecord, ClientStore, GrantId, TokenEndpointAuthMethod, TokenHash, TokenKind,
+        TokenRecord, TokenStore, UnixTime,
+    };
+
+    /// The default byte budget for a capacity of 1,000 tokens: 1 KiB a record, per table.
+    const TOKEN_BYTES: usize = 1_000 * 1024;
+    /// The default byte budget for a capacity of 100 clients: 2 KiB a client.
+    const CLIENT_BYTES: usize = 100 * 2 * 1024;
+
+    fn record(kind: TokenKind, secret: &str, expires_in: u64, payload: usize) -> TokenRecord {
+        TokenRecord {
+            kind,
+            hash: TokenHash::of(secret),
+            grant_id: GrantId(format!("grant-{secret}")),
+            expires_at: UnixTime::now().plus(expires_in),
+            payload: vec![7; payload],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_large_pending_requests_stays_within_the_byte_budget() {
+        const PAYLOAD: usize = 8 * 1024;
+        let store = MemoryStore::with_capacity(1_000, 100);
+        let access = record(TokenKind::AccessToken, "access", 3_600, 300);
+        let code = record(TokenKind::AuthorizationCode, "code", 60, 300);
+        TokenStore::insert(&store, access.clone()).await.unwrap();
+        TokenStore::insert(&store, code.clone()).await.unwrap();
+        // What a stranger can create: pending requests with the largest state and redirect URI,
+        // outliving the code.
+        for i in 0..1_000 {
+            let flood = record(
+                TokenKind::AuthorizationRequest,
+                &format!("flood-{i}"),
+                600,
+                PAYLOAD,
+            );
+            TokenStore::insert(&store, flood).await.unwrap();
+        }
+        let mut held = 0;
+        for i in 0..1_000 {
+            let hash = TokenHash::of(&format!("flood-{i}"));
+            if TokenStore::get(&store, TokenKind::AuthorizationRequest, &hash)
+                .await
+                .unwrap()
+                .is_some()
+            {
+                held += 1;
+            }
+        }
+        assert!(
+            held * PAYLOAD <= TOKEN_BYTES,
+            "{held} pending requests of {PAYLOAD} bytes are held: more than the {TOKEN_BYTES}-byte budget"
+        );
+        assert!(
+            TokenStore::get(
+                &store,
+                TokenKind::AuthorizationRequest,
+                &TokenHash::of("flood-999")
+            )
+            .await
+            .unwrap()
+            .is_some(),
+            "a new request is always admitted"
+        );
+        assert!(
+            TokenStore::get(&store, access.kind, &access.hash)
+                .await
+                .unwrap()
+                .is_some(),
+            "the access token survives"
+        );
+        assert!(
+            TokenStore::get(&store, code.kind, &code.hash)
+                .await
+                .unwrap()
+                .is_some(),
+            "the approved code survives a flood of unapproved requests"
+        );
+    }
+
+    fn client(n: usize) -> ClientRecord {
+        ClientRecord {
+            client_id: format!("client-{n}"),
+            secret_hash: None,
+            auth_method: TokenEndpointAuthMethod::None,
+            // Ten redirect URIs of 2,000 bytes: the most a registration may store.
+            redirect_uris: (0..10)
+                .map(|i| format!("https://client.example/{i}/{}", "u".repeat(1_970)))
+                .collect(),
+            grant_types: vec!["authorization_code".into()],
+            client_name: Some("n".repeat(200)),
+            client_uri: None,
+            scope: None,
+            application_type: None,
+            issued_at: UnixTime::now(),
+            expires_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_large_clients_stays_within_the_byte_budget() {
+        let store = MemoryStore::with_capacity(1_000, 100);
+        let size: usize = client(0).redirect_uris.iter().map(String::len).sum();
+        for n in 0..100 {
+            ClientStore::insert(&store, client(n)).await.unwrap();
+        }
+        ClientStore::delete_expired(&store).await.unwrap();
+        let held = ClientStore::list(&store).await.unwrap().len();
+        assert!(
+            held * size <= CLIENT_BYTES,
+            "{held} clients of {size} bytes are held: more than the {CLIENT_BYTES}-byte budget"
+        );
+        assert!(
+            ClientStore::get(&store, "client-99")
+                .await
+                .unwrap()
+                .is_some(),
+            "the newest registration is kept"
+        );
+    }
+}
