@@ -40,10 +40,10 @@ impl MemoryLimits {
         }
     }
 
-    /// The default byte budget per token record. A token or pending request counts 300–500 bytes
-    /// (`BENCHMARKS.md`), so in normal use the record count is what binds; records made as large as
-    /// the protocol allows (about 6 KiB: a 2 KiB `state`, a 2,000-byte redirect URI and URL client
-    /// id) are held to about a sixth as many.
+    /// The default byte budget per token record. A token record costs about 330 resident bytes
+    /// (`BENCHMARKS.md`) and a pending request from a real client a few hundred, so in normal use
+    /// the record count is what binds; records made as large as the protocol allows (about 6 KiB:
+    /// a 2 KiB `state`, a 2,000-byte redirect URI and URL client id) are held to a sixth as many.
     pub const BYTES_PER_TOKEN: u64 = 1024;
 
     /// The default byte budget per registered client. A real registration counts 300–600 bytes;

@@ -34,6 +34,13 @@
 //! | Malformed input anywhere, malformed WebAuthn payloads | `malformed::*`, `properties::*` |
 //! | Registration flooding: per-address rate limit, spoofed `X-Forwarded-For` | `rate_limits::a_flood_gets_429_with_retry_after_then_other_addresses_still_pass`, `rate_limits::forwarded_for_is_ignored_unless_the_proxy_is_trusted` |
 //! | Registration flooding from many addresses: bounded memory | `attacks::a_registration_flood_is_bounded_by_the_store_capacity` |
+//! | Oversized `state` (60,000 bytes) kept until the owner decides | `limits::an_oversized_state_gets_no_consent_page_stores_nothing_and_is_not_echoed` |
+//! | Oversized `scope` or `resource` on `/authorize` | `limits::oversized_scope_and_resource_are_invalid_request_with_the_state_echoed` |
+//! | Oversized `client_id` or `redirect_uri` on `/authorize` | `limits::an_oversized_client_id_or_redirect_uri_gets_the_error_page_and_stores_nothing` |
+//! | Oversized client metadata kept for the client's lifetime (each field, redirect URI count and length) | `limits::every_stored_metadata_field_is_bounded_at_registration` |
+//! | Oversized field in a client metadata document | `cimd::bad_documents_get_the_error_page_and_invalid_client` |
+//! | A flood of the largest records a stranger can create, against the memory store | `tests/stores/memory.rs`: `byte_budget::a_flood_of_large_pending_requests_stays_within_the_byte_budget`, `byte_budget::a_flood_of_large_clients_stays_within_the_byte_budget`; over HTTP `limits::a_flood_of_large_pending_requests_keeps_approved_tokens_within_the_byte_budget` |
+//! | Console ceremony starts (no secret) flooded at the general tier's rate | `rate_limits::starting_a_ceremony_without_a_secret_is_held_to_the_auth_tier` |
 //! | Secrets at rest or in logs | `secrets::stores_hold_hashes_and_logs_hold_no_secret`, `secrets::live_tokens_are_stored_under_their_hash_only` |
 //! | A store outage read as "unauthorized" (clients would drop their tokens) | `bearer::a_store_outage_is_503_never_401` |
 

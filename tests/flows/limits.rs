@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use mcp_oauth::MemoryStore;
+use mcp_oauth::store::{TokenHash, TokenStore};
 use mcp_oauth::store::{TokenKind, TokenRecord};
 use mcp_oauth::webauthn_rs::prelude::Url;
+use mcp_oauth::{MemoryLimits, MemoryStore};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -282,4 +283,55 @@ async fn every_stored_metadata_field_is_bounded_at_registration() {
     for field in ["client_name", "client_uri", "scope", "redirect_uris"] {
         assert_eq!(body[field], at_limits[field], "{field}");
     }
+}
+
+#[tokio::test]
+async fn a_flood_of_large_pending_requests_keeps_approved_tokens_within_the_byte_budget() {
+    const BUDGET: usize = 256 * 1024;
+    let memory = MemoryStore::with_limits(
+        MemoryLimits::default()
+            .tokens(1_000)
+            .token_bytes(BUDGET as u64),
+    );
+    let mut config = config();
+    // Addresses are cheap for an attacker with a botnet: the store's bound is the last line.
+    config.rate_limits.enabled = false;
+    let server = TestServer::on(Stores::of(memory.clone()), config, mcp_routes());
+    server.register_passkey(SETUP_TOKEN).await;
+    let (client_id, tokens) = server.connected_client().await;
+    // A code approved but not yet exchanged expires before any pending request does.
+    let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
+
+    let state = "s".repeat(MAX_STATE_BYTES);
+    let mut request_ids = Vec::new();
+    for _ in 0..300 {
+        request_ids.push(
+            server
+                .authorize(&query(&client_id, &state, ""))
+                .await
+                .unwrap_or_else(|r| panic!("{}", r.text())),
+        );
+    }
+    let mut held = 0;
+    for request_id in &request_ids {
+        let stored = TokenStore::get(
+            &memory,
+            TokenKind::AuthorizationRequest,
+            &TokenHash::of(request_id),
+        )
+        .await
+        .unwrap();
+        held += usize::from(stored.is_some());
+    }
+    assert!(
+        held * MAX_STATE_BYTES <= BUDGET,
+        "{held} pending requests with a {MAX_STATE_BYTES}-byte state are held"
+    );
+    assert!(held > 0, "the newest requests are kept");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(server.mcp(Some(access)).await.status, StatusCode::OK);
+    let exchanged = server
+        .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+        .await;
+    assert_eq!(exchanged.status, StatusCode::OK, "{}", exchanged.text());
 }
