@@ -34,6 +34,7 @@ pub(crate) const MAX_REDIRECT_URIS: usize = 10;
 
 /// Redirect URIs in a metadata document: a published document cannot adapt to one server's
 /// limits, so it gets more room; the document itself is at most 5 KiB.
+#[cfg(feature = "cimd")]
 pub(crate) const MAX_DOCUMENT_REDIRECT_URIS: usize = 20;
 
 /// `Err(description)` naming `field` when `value` is longer than `max` bytes.
