@@ -14,7 +14,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
-use super::client_ip::{client_ip, rate_limit_key};
+use super::client_ip::{TrustedProxies, client_ip, rate_limit_key};
 use super::failures::Failures;
 use super::grant_limit::GrantLimits;
 use crate::config::{RateLimit, RateLimits};
@@ -34,7 +34,7 @@ pub(crate) struct Limits {
     auth: DefaultKeyedRateLimiter<IpAddr>,
     registration: DefaultKeyedRateLimiter<IpAddr>,
     general: DefaultKeyedRateLimiter<IpAddr>,
-    trusted_proxies: Vec<IpNet>,
+    trusted_proxies: TrustedProxies,
     requests: AtomicU64,
     warned_no_peer: AtomicBool,
     /// Per grant, on the MCP routes.
@@ -96,7 +96,7 @@ impl Limits {
                 auth: limiter(config.auth),
                 registration: limiter(config.registration),
                 general: limiter(config.general),
-                trusted_proxies: trusted_proxies.to_vec(),
+                trusted_proxies: TrustedProxies::new(trusted_proxies),
                 requests: AtomicU64::new(0),
                 warned_no_peer: AtomicBool::new(false),
                 grants: GrantLimits::new(config.mcp),

@@ -33,6 +33,7 @@
 //! | Oversize bodies and deeply nested JSON | `malformed::oversize_bodies_are_413`, `malformed::deeply_nested_json_is_a_4xx` |
 //! | Malformed input anywhere, malformed WebAuthn payloads | `malformed::*`, `properties::*` |
 //! | Registration flooding: per-address rate limit, spoofed `X-Forwarded-For` | `rate_limits::a_flood_gets_429_with_retry_after_then_other_addresses_still_pass`, `rate_limits::forwarded_for_is_ignored_unless_the_proxy_is_trusted` |
+//! | Every client keyed to the proxy (a dual-stack `[::]` listener sees it as `::ffff:127.0.0.1`; hops in mapped form), so one client's failures lock out all | `proxies::forwarded_clients_are_keyed_apart_on_both_stacks` |
 //! | Registration flooding from many addresses: bounded memory | `attacks::a_registration_flood_is_bounded_by_the_store_capacity` |
 //! | Secrets at rest or in logs | `secrets::stores_hold_hashes_and_logs_hold_no_secret`, `secrets::live_tokens_are_stored_under_their_hash_only` |
 //! | A store outage read as "unauthorized" (clients would drop their tokens) | `bearer::a_store_outage_is_503_never_401` |

@@ -20,6 +20,7 @@ mod journey;
 mod malformed;
 mod passkeys;
 mod properties;
+mod proxies;
 mod races;
 mod rate_limits;
 mod register;
