@@ -16,9 +16,12 @@ use tower::{Layer, Service};
 use crate::console::{Source, StepKind};
 use crate::oauth::{AuthServer, BearerError, ErrorCode, McpScopes, OAuthError, TokenInfo};
 
-/// Requires a valid access token for this server's resource on every request except `OPTIONS`
-/// (CORS preflights carry no credentials). On success the request carries a [`TokenInfo`]
-/// extension, which handlers read with the [`TokenInfo`] extractor.
+/// Requires a valid access token for this server's resource on every request except CORS
+/// preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, which browsers send
+/// without credentials): those pass, for a CORS layer behind the guard to answer. A preflight
+/// reaches a handler that answers `OPTIONS` itself (`any()`) if no CORS layer does, so put one in
+/// front of such routes (tower-http's `CorsLayer` answers every `OPTIONS`). On success the request
+/// carries a [`TokenInfo`] extension, which handlers read with the [`TokenInfo`] extractor.
 ///
 /// Get one from [`McpOAuth::bearer_layer`](crate::McpOAuth::bearer_layer).
 ///
@@ -312,7 +315,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = Arc::clone(&self.layer);
         Box::pin(async move {
-            if request.method() == Method::OPTIONS {
+            if is_preflight(&request) {
                 return inner.call(request).await;
             }
             let info = match layer
@@ -337,6 +340,16 @@ where
             inner.call(request).await
         })
     }
+}
+
+/// A CORS preflight (Fetch standard, CORS-preflight request): it carries no credentials by design.
+/// Any other `OPTIONS` is a request like the rest, and needs a token.
+fn is_preflight(request: &Request<Body>) -> bool {
+    request.method() == Method::OPTIONS
+        && request.headers().contains_key(header::ORIGIN)
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// The `error` parameter of a challenge this guard wrote, if any.
