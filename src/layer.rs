@@ -74,9 +74,9 @@ impl McpOAuth {
         }
     }
 
-    /// The OAuth endpoints and pages, with `mcp_routes` behind the bearer guard (and the
-    /// [scope policy](McpOAuthBuilder::scope_policy), if one was given) and every route behind the
-    /// rate limits. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so limits
+    /// The OAuth endpoints and pages, with `mcp_routes` (their fallback too, if they have one)
+    /// behind the bearer guard (and the [scope policy](McpOAuthBuilder::scope_policy), if one was
+    /// given) and every route behind the rate limits. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so limits
     /// apply per client address.
     pub fn router(&self, mcp_routes: Router) -> Router {
         let guard = match &self.scope_policy {

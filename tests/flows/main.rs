@@ -14,6 +14,7 @@ mod cimd;
 mod console;
 mod cors;
 mod discovery;
+mod fallback;
 mod instances;
 mod introspect;
 mod journey;
