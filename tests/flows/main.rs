@@ -15,6 +15,7 @@ mod console;
 mod cors;
 mod discovery;
 mod fallback;
+mod floods;
 mod instances;
 mod introspect;
 mod journey;
