@@ -95,8 +95,10 @@ impl McpOAuth {
     /// The bearer guard alone, to protect further routes (optionally with
     /// [`BearerLayer::require_scopes`] or [`BearerLayer::scope_policy`]). It does not carry the
     /// builder's scope policy, which applies to the routes given to [`router`](McpOAuth::router).
+    /// It spends the same per-address budget of refused requests
+    /// ([`RateLimits::refused`](crate::RateLimits::refused)) as the MCP routes' guard.
     pub fn bearer_layer(&self) -> BearerLayer {
-        BearerLayer::new(Arc::clone(&self.state.server))
+        BearerLayer::new(Arc::clone(&self.state.server), self.limits.clone())
     }
 
     /// The issuer: the configured server URL.

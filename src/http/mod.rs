@@ -14,6 +14,7 @@ mod grant_limit;
 mod metadata;
 mod passkey;
 mod rate_limit;
+mod refusals;
 mod register;
 mod response;
 mod same_origin;
@@ -33,8 +34,8 @@ pub(crate) use state::AppState;
 use crate::pages;
 
 /// The OAuth endpoints and pages, the MCP routes behind the guard, and the rate limits: per IP over
-/// the OAuth routes, per grant on the MCP routes, and a failure budget on the endpoints that check a
-/// secret.
+/// the OAuth routes, per grant on the MCP routes (and per IP on what the guard refuses there), and a
+/// failure budget on the endpoints that check a secret.
 pub(crate) fn router(
     state: AppState,
     limits: Option<Arc<Limits>>,

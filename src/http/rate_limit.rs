@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use super::client_ip::{TrustedProxies, client_ip, rate_limit_key};
 use super::failures::Failures;
 use super::grant_limit::GrantLimits;
+use super::refusals::Refusals;
 use crate::config::{RateLimit, RateLimits};
 use crate::oauth::{ErrorCode, OAuthError};
 
@@ -41,6 +42,8 @@ pub(crate) struct Limits {
     pub(crate) grants: GrantLimits,
     /// Failed credential checks per address.
     pub(crate) failures: Failures,
+    /// Requests the bearer guard refused, per address.
+    pub(crate) refusals: Refusals,
     /// For the HTML variant of the 429 answer.
     app_name: Arc<str>,
 }
@@ -102,6 +105,7 @@ impl Limits {
                 grants: GrantLimits::new(config.mcp),
                 app_name: Arc::from(app_name),
                 failures: Failures::new(config.failures),
+                refusals: Refusals::new(config.refused),
             })
         })
     }

@@ -21,6 +21,7 @@
 //! | Setup token brute force (failure budget, then 429 even for the right token) | `rate_limits::guessing_the_setup_token_is_held_to_the_failure_budget`, `passkeys::a_wrong_setup_token_is_refused` |
 //! | Client secret brute force | `rate_limits::guessing_a_client_secret_is_held_to_the_failure_budget` |
 //! | Client secret brute force by a burst of concurrent guesses (all pass a check-then-record budget) | `floods::a_burst_of_concurrent_wrong_secrets_is_held_to_the_failure_budget` |
+//! | Flooding the MCP routes with missing or forged tokens (each a hash, a store read, a journal entry) | `floods::refused_mcp_requests_spend_a_per_address_budget_then_429_before_any_work` |
 //! | Setup token raced by two registrations | `passkeys::two_registrations_racing_on_one_setup_token_yield_one_passkey` |
 //! | WebAuthn: a stranger's or forged assertion | `passkeys::a_stranger_passkey_cannot_approve` |
 //! | WebAuthn: an assertion spent on another request or purpose | `passkeys::an_assertion_approves_only_the_request_it_was_made_for_and_only_once`, `console::a_sign_in_assertion_cannot_approve_a_client_and_an_approval_cannot_sign_in` |

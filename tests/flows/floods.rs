@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use axum::http::{Request, StatusCode};
-use mcp_oauth::store::{ClientRecord, ClientStore, StoreError};
+use mcp_oauth::store::{ClientRecord, ClientStore, StoreError, TokenKind};
 use mcp_oauth::{FailureLimit, MemoryStore, RateLimit};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -144,4 +144,77 @@ async fn a_burst_of_concurrent_wrong_secrets_is_held_to_the_failure_budget() {
         )
         .await;
     assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Counts the access-token reads: the store work each request to the MCP routes costs.
+struct CountReads(Arc<AtomicUsize>);
+
+#[async_trait]
+impl StoreHooks for CountReads {
+    async fn before_get(&self, kind: TokenKind) {
+        if kind == TokenKind::AccessToken {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test]
+async fn refused_mcp_requests_spend_a_per_address_budget_then_429_before_any_work() {
+    let reads = Arc::new(AtomicUsize::new(0));
+    let memory = MemoryStore::new();
+    let stores = Stores {
+        tokens: Arc::new(Hooked {
+            store: memory.clone(),
+            hooks: CountReads(Arc::clone(&reads)),
+        }),
+        clients: Arc::new(memory.clone()),
+        passkeys: Arc::new(memory),
+    };
+    let mut config = config();
+    config.rate_limits.refused = RateLimit::new(1, 3);
+    let mut server = TestServer::on(stores, config, mcp_routes());
+    server.register_passkey(SETUP_TOKEN).await;
+    let (_, tokens) = server.connected_client().await;
+    let access = tokens["access_token"].as_str().unwrap();
+
+    // Valid tokens spend nothing, however many.
+    for _ in 0..10 {
+        assert_eq!(server.mcp(Some(access)).await.status, StatusCode::OK);
+    }
+    // A stranger at another address: no token, forged tokens, a token in the query.
+    server.peer = "192.0.2.66:40000".parse().unwrap();
+    let before = reads.load(Ordering::SeqCst);
+    let mut statuses = vec![
+        server.mcp(None).await.status.as_u16(),
+        server.mcp(Some("mcp_at_forged_one")).await.status.as_u16(),
+        server.mcp(Some("mcp_at_forged_two")).await.status.as_u16(),
+    ];
+    let spent_reads = reads.load(Ordering::SeqCst) - before;
+    let limited = server.mcp(Some("mcp_at_forged_three")).await;
+    statuses.push(limited.status.as_u16());
+    statuses.push(server.mcp(None).await.status.as_u16());
+    let in_query = Request::post("/mcp?access_token=mcp_at_forged_four")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    statuses.push(server.send(in_query).await.status.as_u16());
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+    assert_eq!(
+        reads.load(Ordering::SeqCst) - before,
+        spent_reads,
+        "a request over the budget still read the store"
+    );
+    let wait: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(limited.error(), "temporarily_unavailable");
+    assert!(limited.header("www-authenticate").is_none());
+    // A valid token from that address waits too (its validity is not looked up), and gets 429,
+    // never 401, so it is not dropped.
+    assert_eq!(
+        server.mcp(Some(access)).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Other addresses are not affected.
+    server.peer = "192.0.2.67:40000".parse().unwrap();
+    assert_eq!(server.mcp(None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(server.mcp(Some(access)).await.status, StatusCode::OK);
 }
