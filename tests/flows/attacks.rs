@@ -17,7 +17,7 @@
 //! | Token for another resource | `token::foreign_resource_at_the_token_endpoint_is_invalid_target`, `bearer::a_token_for_another_resource_is_refused`, `authorize::resource_is_tolerant_of_slash_and_absence_but_refuses_a_foreign_one` |
 //! | Forged, expired, query-string or doubled bearer tokens | `bearer::bad_tokens_are_401_invalid_token_with_the_metadata_url`, `bearer::expired_tokens_are_refused`, `bearer::tokens_only_in_the_header_and_only_one_header` |
 //! | A plain `OPTIONS` to a guarded route that answers every method (`any()`, the standalone `bearer_layer()`) runs the handler without a token | `bearer::a_plain_options_needs_a_token_and_only_a_preflight_passes` |
-//! | The MCP routes' fallback served without a token (`oauth.router(Router::new().fallback(..))`) | `fallback::a_fallback_of_the_mcp_routes_is_behind_the_guard`, `fallback::without_a_fallback_unknown_paths_are_404_with_or_without_a_token` |
+//! | The MCP routes' fallback served without a token (`oauth.router(Router::new().fallback(..))`) | `fallback::a_fallback_of_the_mcp_routes_is_behind_the_guard`, `fallback::the_fallback_of_a_nested_router_is_behind_the_guard`, `fallback::without_a_fallback_unknown_paths_are_404_with_or_without_a_token` |
 //! | Setup token brute force (failure budget, then 429 even for the right token) | `rate_limits::guessing_the_setup_token_is_held_to_the_failure_budget`, `passkeys::a_wrong_setup_token_is_refused` |
 //! | Client secret brute force | `rate_limits::guessing_a_client_secret_is_held_to_the_failure_budget` |
 //! | Client secret brute force by a burst of concurrent guesses (all pass a check-then-record budget) | `floods::a_burst_of_concurrent_wrong_secrets_is_held_to_the_failure_budget` |

@@ -18,8 +18,6 @@ use crate::common::*;
 /// MCP routes whose fallback echoes the caller, counting its calls; with `/mcp` as a route too, or
 /// the fallback alone.
 fn routes_with_fallback(with_route: bool) -> (Router, Arc<AtomicUsize>) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&calls);
     let routes = if with_route {
         Router::new().route(
             "/mcp",
@@ -28,6 +26,13 @@ fn routes_with_fallback(with_route: bool) -> (Router, Arc<AtomicUsize>) {
     } else {
         Router::new()
     };
+    with_echo_fallback(routes)
+}
+
+/// `routes` with a fallback that echoes the path and the caller, counting its calls.
+fn with_echo_fallback(routes: Router) -> (Router, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
     let routes = routes.fallback(move |request: Request| {
         counter.fetch_add(1, Ordering::SeqCst);
         let caller = request
@@ -128,4 +133,32 @@ async fn without_a_fallback_unknown_paths_are_404_with_or_without_a_token() {
         let reply = server.send(get("/no-such-path", token)).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "token: {token:?}");
     }
+}
+
+#[tokio::test]
+async fn the_fallback_of_a_nested_router_is_behind_the_guard() {
+    let (tools, calls) = with_echo_fallback(Router::new().route("/list", post(|| async { "[]" })));
+    let server = TestServer::with_routes(config(), Router::new().nest("/tools", tools)).await;
+    server.register_passkey(SETUP_TOKEN).await;
+    let reply = server.send(get("/tools/anything", None)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "the nested fallback ran without a token: {}",
+        reply.text()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let (client_id, tokens) = server.connected_client().await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let reply = server.send(get("/tools/anything", Some(access))).await;
+    // (`nest` strips its prefix from the path the nested router sees.)
+    assert_eq!(
+        reply.json(),
+        json!({ "path": "/anything", "caller": client_id })
+    );
+    // Outside the nested router, unknown paths are still a plain 404.
+    assert_eq!(
+        server.send(get("/elsewhere", None)).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
