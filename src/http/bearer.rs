@@ -35,9 +35,10 @@ use crate::oauth::{AuthServer, BearerError, ErrorCode, McpScopes, OAuthError, To
 /// to the ones they hold; earlier ones (and the Python SDK) ask for exactly the challenged scopes,
 /// and would otherwise lose what they had.
 ///
-/// Every refusal (400, 401, 403) spends one of the caller's address's budget of refused requests;
-/// once it is spent, requests from that address get `429` with `Retry-After` before their token is
-/// looked up, until it refills.
+/// With rate limits on, every refusal (400, 401, 403; not a 503 for a store outage) spends one of
+/// the caller's address's [refused requests](crate::RateLimits::refused); once they are spent,
+/// requests from that address get `429` with `Retry-After` before their token is looked up, until
+/// the limit refills.
 #[derive(Clone)]
 pub struct BearerLayer {
     server: Arc<AuthServer>,
