@@ -3,6 +3,11 @@
 //! journal entry; once an address has spent its budget, the guard answers 429 before any of that
 //! until the budget refills. Valid tokens spend nothing, and while no address is over its budget,
 //! the check costs a request one atomic load.
+//!
+//! The check and the refusal are not one step: requests under way when an address runs out are
+//! still answered. When its wait ends, the first request through claims the next cell for itself,
+//! so the others keep waiting and an address over its budget costs one refusal per cell however
+//! fast it sends.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -37,6 +42,8 @@ pub(crate) struct Refusals {
     over: Mutex<HashMap<IpAddr, Instant>>,
     /// When the last entry of `over` ends, in milliseconds after `epoch`; 0 while there is none.
     over_until: AtomicU64,
+    /// How long a bucket takes to refill one cell.
+    cell: Duration,
     epoch: Instant,
     spent: AtomicU64,
 }
@@ -53,6 +60,7 @@ impl Refusals {
             buckets: limiter(limit).with_middleware::<StateInformationMiddleware>(),
             over: Mutex::default(),
             over_until: AtomicU64::new(0),
+            cell: Duration::from_secs(60) / limit.per_minute.max(1),
             epoch: Instant::now(),
             spent: AtomicU64::new(0),
         }
@@ -88,9 +96,16 @@ impl Refusals {
             self.over_until.store(0, Ordering::Relaxed);
             return Ok(());
         }
-        match over.get(&address) {
+        match over.get_mut(&address) {
             Some(until) if *until > now => Err(whole_seconds(*until - now)),
-            _ => Ok(()),
+            Some(until) => {
+                // The wait is over: this request may cost the next cell, the others wait for it.
+                *until = now + self.cell;
+                self.over_until
+                    .fetch_max(self.millis(*until), Ordering::Relaxed);
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 
@@ -107,7 +122,7 @@ impl Refusals {
         let until = match self.buckets.check_key(&bucket) {
             Ok(state) if state.remaining_burst_capacity() > 0 => return,
             // The last one: the next cell is at most one interval away.
-            Ok(state) => now + state.quota().replenish_interval(),
+            Ok(_) => now + self.cell,
             Err(not_until) => now + not_until.wait_time_from(self.buckets.clock().now()),
         };
         let mut over = self.over();
@@ -175,6 +190,25 @@ mod tests {
         assert_eq!(refusals.check(|| stranger), Ok(()));
         assert_eq!(refusals.over_until.load(Ordering::Relaxed), 0);
         assert!(refusals.over().is_empty());
+    }
+
+    #[test]
+    fn when_the_wait_ends_one_request_claims_the_next_cell() {
+        let refusals = Refusals::new(RateLimit::new(1, 1));
+        let stranger = ip("192.0.2.1");
+        let now = Instant::now();
+        // Over, and its wait has just ended; another address keeps the table alive.
+        refusals.over().insert(stranger, now);
+        refusals
+            .over()
+            .insert(ip("192.0.2.9"), now + Duration::from_secs(600));
+        refusals.over_until.store(
+            refusals.millis(now + Duration::from_secs(600)),
+            Ordering::Relaxed,
+        );
+        assert_eq!(refusals.check(|| stranger), Ok(()), "the first one through");
+        let wait = refusals.check(|| stranger).unwrap_err();
+        assert!((59..=60).contains(&wait), "the rest wait a cell: {wait}");
     }
 
     #[test]
