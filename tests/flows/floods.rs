@@ -47,7 +47,7 @@ impl ClientStore for GatedClients {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_concurrent_wrong_secrets_is_held_to_the_failure_budget() {
     const BURST: usize = 60;
     const BUDGET: u32 = 20;
