@@ -105,8 +105,9 @@ pub struct OAuthConfig {
 }
 
 /// Rate limits: the three per-IP tiers of DESIGN §7 over the OAuth endpoints and pages, a per-grant
-/// limit on the MCP routes (many users can share one client's egress address), and a per-IP budget
-/// of failed credential checks against guessing.
+/// limit on the MCP routes (many users can share one client's egress address), a per-IP limit on
+/// the requests the bearer guard refuses, and a per-IP budget of failed credential checks against
+/// guessing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RateLimits {
@@ -121,6 +122,10 @@ pub struct RateLimits {
     pub general: RateLimit,
     /// Per grant (one approval by the owner): the MCP routes.
     pub mcp: RateLimit,
+    /// Per IP: requests the bearer guard refuses (no token, an invalid one, too few scopes), each
+    /// of which costs a store read. Past it, every request the guard sees from that address gets
+    /// 429 before its token is looked up, until the limit refills. Valid tokens spend nothing.
+    pub refused: RateLimit,
     /// Per IP: failed client authentication at `/token`, `/revoke`, `/introspect`, and refused
     /// setup tokens. Past the budget, those endpoints answer 429 until the window ends, so a secret
     /// cannot be guessed at request speed.
@@ -162,6 +167,7 @@ impl Default for RateLimits {
             registration: RateLimit::new(20, 20),
             general: RateLimit::new(1200, 300),
             mcp: RateLimit::new(1200, 300),
+            refused: RateLimit::new(120, 120),
             failures: FailureLimit {
                 max_failures: 20,
                 window_secs: 600,
@@ -349,6 +355,7 @@ impl OAuthConfig {
             ("rate_limits.registration", self.rate_limits.registration),
             ("rate_limits.general", self.rate_limits.general),
             ("rate_limits.mcp", self.rate_limits.mcp),
+            ("rate_limits.refused", self.rate_limits.refused),
         ] {
             if tier.per_minute == 0 || tier.burst == 0 {
                 return bad(field, "per_minute and burst must be greater than zero");
@@ -562,6 +569,10 @@ mod tests {
             (
                 "rate_limits.auth",
                 Box::new(|c| c.rate_limits.auth = RateLimit::new(0, 1)),
+            ),
+            (
+                "rate_limits.refused",
+                Box::new(|c| c.rate_limits.refused = RateLimit::new(1, 0)),
             ),
             (
                 "cimd_allow_loopback_http_for_testing",

@@ -74,9 +74,9 @@ impl McpOAuth {
         }
     }
 
-    /// The OAuth endpoints and pages, with `mcp_routes` behind the bearer guard (and the
-    /// [scope policy](McpOAuthBuilder::scope_policy), if one was given) and every route behind the
-    /// rate limits. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so limits
+    /// The OAuth endpoints and pages, with `mcp_routes` (their fallback too, if they have one)
+    /// behind the bearer guard (and the [scope policy](McpOAuthBuilder::scope_policy), if one was
+    /// given) and every route behind the rate limits. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so limits
     /// apply per client address.
     pub fn router(&self, mcp_routes: Router) -> Router {
         let guard = match &self.scope_policy {
@@ -95,8 +95,10 @@ impl McpOAuth {
     /// The bearer guard alone, to protect further routes (optionally with
     /// [`BearerLayer::require_scopes`] or [`BearerLayer::scope_policy`]). It does not carry the
     /// builder's scope policy, which applies to the routes given to [`router`](McpOAuth::router).
+    /// It spends the same per-address budget of refused requests
+    /// ([`RateLimits::refused`](crate::RateLimits::refused)) as the MCP routes' guard.
     pub fn bearer_layer(&self) -> BearerLayer {
-        BearerLayer::new(Arc::clone(&self.state.server))
+        BearerLayer::new(Arc::clone(&self.state.server), self.limits.clone())
     }
 
     /// The issuer: the configured server URL.

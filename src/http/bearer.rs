@@ -4,6 +4,7 @@ mod step_up;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,12 +14,16 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
+use super::rate_limit::{Limits, too_many_requests};
 use crate::console::{Source, StepKind};
 use crate::oauth::{AuthServer, BearerError, ErrorCode, McpScopes, OAuthError, TokenInfo};
 
-/// Requires a valid access token for this server's resource on every request except `OPTIONS`
-/// (CORS preflights carry no credentials). On success the request carries a [`TokenInfo`]
-/// extension, which handlers read with the [`TokenInfo`] extractor.
+/// Requires a valid access token for this server's resource on every request except CORS
+/// preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, which browsers send
+/// without credentials): those pass, for a CORS layer behind the guard to answer. A preflight
+/// reaches a handler that answers `OPTIONS` itself (`any()`) if no CORS layer does, so put one in
+/// front of such routes (tower-http's `CorsLayer` answers every `OPTIONS`). On success the request
+/// carries a [`TokenInfo`] extension, which handlers read with the [`TokenInfo`] extractor.
 ///
 /// Get one from [`McpOAuth::bearer_layer`](crate::McpOAuth::bearer_layer).
 ///
@@ -29,12 +34,19 @@ use crate::oauth::{AuthServer, BearerError, ErrorCode, McpScopes, OAuthError, To
 /// with the configured scopes the token already holds. 2026-07-28 clients add the challenged scopes
 /// to the ones they hold; earlier ones (and the Python SDK) ask for exactly the challenged scopes,
 /// and would otherwise lose what they had.
+///
+/// With rate limits on, every refusal (400, 401, 403; not a 503 for a store outage) spends one of
+/// the caller's address's [refused requests](crate::RateLimits::refused); once they are spent,
+/// requests from that address get `429` with `Retry-After` before their token is looked up, until
+/// the limit refills.
 #[derive(Clone)]
 pub struct BearerLayer {
     server: Arc<AuthServer>,
     required_scopes: Arc<[String]>,
     scope_policy: Option<Arc<McpScopes>>,
     challenge: HeaderValue,
+    /// For the budget of refused requests; `None` when rate limits are off.
+    limits: Option<Arc<Limits>>,
 }
 
 impl std::fmt::Debug for BearerLayer {
@@ -47,7 +59,7 @@ impl std::fmt::Debug for BearerLayer {
 }
 
 impl BearerLayer {
-    pub(crate) fn new(server: Arc<AuthServer>) -> Self {
+    pub(crate) fn new(server: Arc<AuthServer>, limits: Option<Arc<Limits>>) -> Self {
         let challenge = challenge_value(
             &server,
             &[("scope", server.settings.default_scopes.join(" "))],
@@ -57,6 +69,7 @@ impl BearerLayer {
             required_scopes: Arc::from(Vec::new()),
             scope_policy: None,
             challenge,
+            limits,
         }
     }
 
@@ -215,6 +228,28 @@ impl BearerLayer {
         response
     }
 
+    /// The 429 while the caller's address has no refusal left; looked up before any other work.
+    fn over_refusal_budget(&self, request: &Request<Body>) -> Option<Response> {
+        let limits = self.limits.as_deref()?;
+        let wait = limits.refusals.check(|| limits.key(request)).err()?;
+        Some(too_many_requests(wait))
+    }
+
+    /// The address a refusal would be counted against, when rate limits are on.
+    fn address(&self, request: &Request<Body>) -> Option<IpAddr> {
+        self.limits.as_deref().map(|limits| limits.key(request))
+    }
+
+    /// Count a refusal against `address` (not a store outage: that is not the caller's doing).
+    fn spend_refusal(&self, address: Option<IpAddr>, response: Response) -> Response {
+        if let (Some(limits), Some(address)) = (&self.limits, address)
+            && response.status().is_client_error()
+        {
+            limits.refusals.spend(address);
+        }
+        response
+    }
+
     /// The one `Authorization` header value, or why there is none to check.
     fn credentials<'r>(
         headers: &'r HeaderMap,
@@ -312,22 +347,29 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = Arc::clone(&self.layer);
         Box::pin(async move {
-            if request.method() == Method::OPTIONS {
+            if is_preflight(&request) {
                 return inner.call(request).await;
+            }
+            if let Some(response) = layer.over_refusal_budget(&request) {
+                return Ok(response);
             }
             let info = match layer
                 .authenticate(request.headers(), request.uri().query())
                 .await
             {
                 Ok(info) => info,
-                Err(response) => return Ok(response),
+                Err(response) => {
+                    return Ok(layer.spend_refusal(layer.address(&request), response));
+                }
             };
             let mut request = if layer.has_scope_rules() {
+                // Reading the body consumes the request: take its address first.
+                let address = layer.address(&request);
                 // Boxed: reading a body makes a large future, and without it every guarded
                 // request's future stays small enough for the allocator's fast path.
                 match Box::pin(layer.authorize_scopes(request, &info)).await {
                     Ok(request) => request,
-                    Err(response) => return Ok(response),
+                    Err(response) => return Ok(layer.spend_refusal(address, response)),
                 }
             } else {
                 request
@@ -337,6 +379,16 @@ where
             inner.call(request).await
         })
     }
+}
+
+/// A CORS preflight (Fetch standard, CORS-preflight request): it carries no credentials by design.
+/// Any other `OPTIONS` is a request like the rest, and needs a token.
+fn is_preflight(request: &Request<Body>) -> bool {
+    request.method() == Method::OPTIONS
+        && request.headers().contains_key(header::ORIGIN)
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// The `error` parameter of a challenge this guard wrote, if any.

@@ -1,46 +1,77 @@
 //! Who the client is, for rate limiting: the peer address, or behind trusted proxies the right-most
 //! `X-Forwarded-For` hop that is not one of them.
+//!
+//! Addresses are compared in canonical form: a dual-stack listener on `[::]` sees an IPv4 peer as
+//! `::ffff:127.0.0.1`, and a proxy may write hops that way too, while `trusted_proxies` usually names
+//! IPv4 networks. Without it the proxy itself would be every client.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
-/// The client address of a request; `None` when the server was started without connect info.
-pub(crate) fn client_ip<B>(request: &Request<B>, trusted_proxies: &[IpNet]) -> Option<IpAddr> {
+/// The configured reverse proxies, in canonical form.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    pub(crate) fn new(nets: &[IpNet]) -> Self {
+        Self(nets.iter().copied().map(canonical_net).collect())
+    }
+
+    /// `ip` must be canonical.
+    fn contain(&self, ip: &IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(ip))
+    }
+}
+
+/// The client address of a request, canonical; `None` when the server was started without connect
+/// info.
+pub(crate) fn client_ip<B>(request: &Request<B>, trusted: &TrustedProxies) -> Option<IpAddr> {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()?
         .0
         .ip();
-    Some(resolve(peer, request.headers(), trusted_proxies))
+    Some(resolve(peer, request.headers(), trusted))
 }
 
-fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
+fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !trusted.contain(&peer) {
         return peer;
     }
     // Walk the chain from the nearest hop outwards; the first untrusted hop is the client. A
     // malformed entry ends the walk: anything left of it could be forged.
-    let mut client = peer;
     let hops = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect::<Vec<_>>();
-    for hop in hops.iter().rev() {
+        .rev()
+        .flat_map(|value| value.to_str().unwrap_or("?").rsplit(','));
+    let mut client = peer;
+    for hop in hops {
         let Ok(ip) = hop.trim().parse::<IpAddr>() else {
             break;
         };
-        client = ip;
-        if !is_trusted(&ip) {
+        client = ip.to_canonical();
+        if !trusted.contain(&client) {
             break;
         }
     }
     client
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network it names, so it matches
+/// canonical addresses.
+fn canonical_net(net: IpNet) -> IpNet {
+    let IpNet::V6(v6) = net else {
+        return net;
+    };
+    match (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96)) {
+        (Some(v4), Some(prefix)) => Ipv4Net::new(v4, prefix).map_or(net, IpNet::V4),
+        _ => net,
+    }
 }
 
 /// The rate-limit key: IPv6 clients are keyed by their /64, which one subscriber usually holds
@@ -83,22 +114,27 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn trusting(nets: &[&str]) -> TrustedProxies {
+        let nets: Vec<IpNet> = nets.iter().map(|net| net.parse().unwrap()).collect();
+        TrustedProxies::new(&nets)
+    }
+
     #[test]
     fn untrusted_peer_is_the_client_whatever_it_claims() {
-        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let trusted = trusting(&["10.0.0.0/8"]);
         assert_eq!(
             resolve(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &trusted),
             ip("203.0.113.9")
         );
         assert_eq!(
-            resolve(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &[]),
+            resolve(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &trusting(&[])),
             ip("203.0.113.9")
         );
     }
 
     #[test]
     fn right_most_untrusted_hop_behind_trusted_proxies() {
-        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let trusted = trusting(&["10.0.0.0/8"]);
         // The client forged 6.6.6.6; the proxy appended the real address.
         let h = headers(&["6.6.6.6, 198.51.100.7, 10.1.1.1"]);
         assert_eq!(resolve(ip("10.0.0.1"), &h, &trusted), ip("198.51.100.7"));
@@ -112,6 +148,40 @@ mod tests {
         assert_eq!(resolve(ip("10.0.0.1"), &h, &trusted), ip("198.51.100.7"));
         let h = headers(&["198.51.100.7, garbage"]);
         assert_eq!(resolve(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.1"));
+        // A header value that is not text ends the walk too.
+        let mut h = headers(&["6.6.6.6"]);
+        h.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
+        assert_eq!(resolve(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_hops_and_networks_are_ipv4() {
+        // A dual-stack listener sees the proxy on 127.0.0.1 as ::ffff:127.0.0.1.
+        let trusted = trusting(&["127.0.0.0/8"]);
+        let h = headers(&["198.51.100.7"]);
+        assert_eq!(
+            resolve(ip("::ffff:127.0.0.1"), &h, &trusted),
+            ip("198.51.100.7")
+        );
+        // Hops in mapped form: a trusted proxy is skipped, a client is keyed as IPv4.
+        let h = headers(&["::ffff:198.51.100.7, ::ffff:127.0.0.2"]);
+        assert_eq!(resolve(ip("127.0.0.1"), &h, &trusted), ip("198.51.100.7"));
+        // An untrusted mapped peer is the client, in IPv4 form.
+        assert_eq!(
+            resolve(ip("::ffff:203.0.113.9"), &h, &trusted),
+            ip("203.0.113.9")
+        );
+        // A network configured in mapped form matches the IPv4 addresses it names, and only them.
+        let trusted = trusting(&["::ffff:10.0.0.0/104"]);
+        let h = headers(&["198.51.100.7"]);
+        assert_eq!(resolve(ip("10.1.2.3"), &h, &trusted), ip("198.51.100.7"));
+        assert_eq!(resolve(ip("11.0.0.1"), &h, &trusted), ip("11.0.0.1"));
+        // IPv6 proxies are unaffected.
+        let trusted = trusting(&["2001:db8::/32"]);
+        assert_eq!(resolve(ip("2001:db8::1"), &h, &trusted), ip("198.51.100.7"));
     }
 
     #[test]

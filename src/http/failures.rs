@@ -1,6 +1,10 @@
 //! A budget of failed credential checks per client address. A wrong client secret or setup token
 //! costs one; past the budget the endpoint answers 429 before it checks anything, until the window
 //! ends, so guessing is held to a few attempts per window whatever the request rate.
+//!
+//! Each check reserves its unit before it runs and gives it back if it succeeds, so checks under
+//! way count against the budget: a burst of concurrent guesses cannot all pass a check that only
+//! sees the failures already recorded.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,19 +19,30 @@ use axum::response::Response;
 use super::rate_limit::{Limits, too_many_requests};
 use crate::config::FailureLimit;
 
-/// Past this many tracked addresses, closed windows are dropped; if all are open, the oldest go.
+/// Past this many tracked keys, closed windows are dropped; if all are open, the oldest go.
 const MAX_TRACKED: usize = 10_000;
+
+/// Whose budget a credential check spends: the client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FailureKey(IpAddr);
+
+impl FailureKey {
+    fn of(limits: &Limits, request: &Request) -> Self {
+        Self(limits.key(request))
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Window {
     opened: Instant,
-    failures: u32,
+    /// Failures recorded plus checks under way.
+    spent: u32,
 }
 
-/// Failures per address in fixed windows.
+/// Failures per key in fixed windows.
 pub(crate) struct Failures {
     budget: FailureLimit,
-    windows: Mutex<HashMap<IpAddr, Window>>,
+    windows: Mutex<HashMap<FailureKey, Window>>,
 }
 
 impl std::fmt::Debug for Failures {
@@ -35,6 +50,21 @@ impl std::fmt::Debug for Failures {
         f.debug_struct("Failures")
             .field("budget", &self.budget)
             .finish_non_exhaustive()
+    }
+}
+
+/// One unit of a budget, taken before a credential check. Dropped, it stays spent (the check
+/// failed, or was cut short); [`refund`](Reservation::refund) gives it back after a success.
+#[must_use]
+struct Reservation<'a> {
+    failures: &'a Failures,
+    key: FailureKey,
+    window: Instant,
+}
+
+impl Reservation<'_> {
+    fn refund(self) {
+        self.failures.refund(self.key, self.window);
     }
 }
 
@@ -50,32 +80,18 @@ impl Failures {
         Duration::from_secs(self.budget.window_secs)
     }
 
-    fn windows(&self) -> MutexGuard<'_, HashMap<IpAddr, Window>> {
+    fn windows(&self) -> MutexGuard<'_, HashMap<FailureKey, Window>> {
         // A panic while holding the lock leaves plain counters behind, still consistent.
         self.windows
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// `Err(wait_secs)` while `ip` has used up its budget.
-    fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
-        match self.windows().get(&ip) {
-            Some(window) if window.failures >= self.budget.max_failures => {
-                let ends = window.opened + self.window();
-                if ends > now {
-                    Err((ends - now).as_secs().max(1))
-                } else {
-                    Ok(())
-                }
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn record(&self, ip: IpAddr, now: Instant) {
+    /// Take a unit of `key`'s budget for a check about to run; `Err(wait_secs)` when none is left.
+    fn reserve(&self, key: FailureKey, now: Instant) -> Result<Reservation<'_>, u64> {
         let window_length = self.window();
         let mut windows = self.windows();
-        if windows.len() >= MAX_TRACKED && !windows.contains_key(&ip) {
+        if windows.len() >= MAX_TRACKED && !windows.contains_key(&key) {
             windows.retain(|_, w| w.opened + window_length > now);
             if windows.len() >= MAX_TRACKED {
                 // Every window is open: forget the oldest half rather than grow without bound.
@@ -85,37 +101,59 @@ impl Failures {
                 windows.retain(|_, w| w.opened > cutoff);
             }
         }
-        let window = windows.entry(ip).or_insert(Window {
+        let window = windows.entry(key).or_insert(Window {
             opened: now,
-            failures: 0,
+            spent: 0,
         });
-        if window.opened + window_length <= now {
+        let ends = window.opened + window_length;
+        if ends <= now {
             *window = Window {
                 opened: now,
-                failures: 0,
+                spent: 0,
             };
+        } else if window.spent >= self.budget.max_failures {
+            return Err((ends - now).as_secs().max(1));
         }
-        window.failures = window.failures.saturating_add(1);
+        window.spent += 1;
+        Ok(Reservation {
+            failures: self,
+            key,
+            window: window.opened,
+        })
+    }
+
+    /// Give back a unit reserved in the window opened at `window`, if that window still runs.
+    fn refund(&self, key: FailureKey, window: Instant) {
+        let mut windows = self.windows();
+        if let Some(current) = windows.get_mut(&key)
+            && current.opened == window
+        {
+            current.spent = current.spent.saturating_sub(1);
+            if current.spent == 0 {
+                // Successes leave nothing behind.
+                windows.remove(&key);
+            }
+        }
     }
 }
 
-/// The middleware, on the endpoints that check a secret: a 401 or 403 answer counts as a failure.
+/// The middleware, on the endpoints that check a secret: a 401 or 403 answer keeps its unit spent.
 pub(crate) async fn count(
     State(limits): State<Arc<Limits>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let failures = &limits.failures;
-    let ip = limits.key(&request);
-    if let Err(wait) = failures.check(ip, Instant::now()) {
-        return too_many_requests(wait);
-    }
+    let key = FailureKey::of(&limits, &request);
+    let reservation = match limits.failures.reserve(key, Instant::now()) {
+        Ok(reservation) => reservation,
+        Err(wait) => return too_many_requests(wait),
+    };
     let response = next.run(request).await;
-    if matches!(
+    if !matches!(
         response.status(),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
     ) {
-        failures.record(ip, Instant::now());
+        reservation.refund();
     }
     response
 }
@@ -131,29 +169,54 @@ mod tests {
         })
     }
 
+    fn key(ip: &str) -> FailureKey {
+        FailureKey(ip.parse().unwrap())
+    }
+
     #[test]
     fn the_budget_blocks_until_the_window_ends() {
         let failures = failures(3);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let ip = key("192.0.2.1");
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(failures.check(ip, start).is_ok());
-            failures.record(ip, start);
+            drop(failures.reserve(ip, start).unwrap());
         }
-        assert_eq!(failures.check(ip, start + Duration::from_secs(10)), Err(50));
-        assert!(
-            failures.check("192.0.2.2".parse().unwrap(), start).is_ok(),
-            "per address"
+        assert_eq!(
+            failures
+                .reserve(ip, start + Duration::from_secs(10))
+                .map(|_| ()),
+            Err(50)
         );
+        assert!(failures.reserve(key("192.0.2.2"), start).is_ok(), "per key");
+        let later = start + Duration::from_secs(61);
+        drop(failures.reserve(ip, later).expect("a new window"));
         assert!(
-            failures.check(ip, start + Duration::from_secs(61)).is_ok(),
-            "a new window"
-        );
-        failures.record(ip, start + Duration::from_secs(61));
-        assert!(
-            failures.check(ip, start + Duration::from_secs(62)).is_ok(),
+            failures.reserve(ip, later + Duration::from_secs(1)).is_ok(),
             "counts start again"
         );
+    }
+
+    #[test]
+    fn checks_under_way_count_and_successes_give_their_unit_back() {
+        let failures = failures(2);
+        let ip = key("192.0.2.1");
+        let now = Instant::now();
+        let first = failures.reserve(ip, now).unwrap();
+        let second = failures.reserve(ip, now).unwrap();
+        assert!(failures.reserve(ip, now).is_err(), "two checks under way");
+        second.refund();
+        let third = failures
+            .reserve(ip, now)
+            .expect("a success gave its unit back");
+        first.refund();
+        third.refund();
+        assert!(failures.windows().is_empty(), "successes leave nothing");
+        // A refund from a window that has closed does not touch the next one.
+        let old = failures.reserve(ip, now).unwrap();
+        let later = now + Duration::from_secs(61);
+        drop(failures.reserve(ip, later).unwrap());
+        old.refund();
+        assert_eq!(failures.windows()[&ip].spent, 1);
     }
 
     #[test]
@@ -161,8 +224,8 @@ mod tests {
         let failures = failures(3);
         let start = Instant::now();
         for i in 0..(MAX_TRACKED as u32 + 500) {
-            let ip = IpAddr::from(std::net::Ipv4Addr::from(i));
-            failures.record(ip, start + Duration::from_millis(u64::from(i)));
+            let ip = FailureKey(IpAddr::from(std::net::Ipv4Addr::from(i)));
+            drop(failures.reserve(ip, start + Duration::from_millis(u64::from(i))));
         }
         assert!(failures.windows().len() <= MAX_TRACKED);
     }

@@ -14,6 +14,7 @@ mod grant_limit;
 mod metadata;
 mod passkey;
 mod rate_limit;
+mod refusals;
 mod register;
 mod response;
 mod same_origin;
@@ -33,8 +34,8 @@ pub(crate) use state::AppState;
 use crate::pages;
 
 /// The OAuth endpoints and pages, the MCP routes behind the guard, and the rate limits: per IP over
-/// the OAuth routes, per grant on the MCP routes, and a failure budget on the endpoints that check a
-/// secret.
+/// the OAuth routes, per grant on the MCP routes (and per IP on what the guard refuses there), and a
+/// failure budget on the endpoints that check a secret.
 pub(crate) fn router(
     state: AppState,
     limits: Option<Arc<Limits>>,
@@ -116,19 +117,23 @@ pub(crate) fn router(
         .with_state(state);
 
     // Inside out: the grant's budget (needs the token), the guard, then CORS outermost so that
-    // preflights, which carry no token, are answered before the guard.
+    // preflights, which carry no token, are answered before the guard. `layer`, not `route_layer`:
+    // a fallback of the MCP routes is MCP surface too (an MCP service mounted as a fallback
+    // answers every path), so it is guarded like the routes.
     let mcp_routes = match &limits {
         Some(limits) => {
-            mcp_routes.route_layer(from_fn_with_state(Arc::clone(limits), grant_limit::enforce))
+            mcp_routes.layer(from_fn_with_state(Arc::clone(limits), grant_limit::enforce))
         }
         None => mcp_routes,
     };
-    let mcp_routes = mcp_routes
-        .route_layer(guard)
-        .route_layer(cors::mcp_routes());
+    let mcp_routes = mcp_routes.layer(guard).layer(cors::mcp_routes());
     let oauth = match limits {
         Some(limits) => oauth.layer(from_fn_with_state(limits, rate_limit::enforce)),
         None => oauth,
     };
-    oauth.merge(mcp_routes)
+    // The OAuth routes match before any fallback. Merged into the MCP routes, not the other way
+    // round: their fallback, if they have one, wins (only one side may have one); if neither has,
+    // `merge` keeps its argument's, so unknown paths get the OAuth router's rate-limited 404, not
+    // a guarded one (the test `fallback::without_a_fallback_unknown_paths_are_404_…` holds it).
+    mcp_routes.merge(oauth)
 }

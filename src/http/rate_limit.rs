@@ -14,9 +14,10 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
-use super::client_ip::{client_ip, rate_limit_key};
+use super::client_ip::{TrustedProxies, client_ip, rate_limit_key};
 use super::failures::Failures;
 use super::grant_limit::GrantLimits;
+use super::refusals::Refusals;
 use crate::config::{RateLimit, RateLimits};
 use crate::oauth::{ErrorCode, OAuthError};
 
@@ -34,13 +35,15 @@ pub(crate) struct Limits {
     auth: DefaultKeyedRateLimiter<IpAddr>,
     registration: DefaultKeyedRateLimiter<IpAddr>,
     general: DefaultKeyedRateLimiter<IpAddr>,
-    trusted_proxies: Vec<IpNet>,
+    trusted_proxies: TrustedProxies,
     requests: AtomicU64,
     warned_no_peer: AtomicBool,
     /// Per grant, on the MCP routes.
     pub(crate) grants: GrantLimits,
     /// Failed credential checks per address.
     pub(crate) failures: Failures,
+    /// Requests the bearer guard refused, per address.
+    pub(crate) refusals: Refusals,
     /// For the HTML variant of the 429 answer.
     app_name: Arc<str>,
 }
@@ -99,12 +102,13 @@ impl Limits {
                 auth: limiter(config.auth),
                 registration: limiter(config.registration),
                 general: limiter(config.general),
-                trusted_proxies: trusted_proxies.to_vec(),
+                trusted_proxies: TrustedProxies::new(trusted_proxies),
                 requests: AtomicU64::new(0),
                 warned_no_peer: AtomicBool::new(false),
                 grants: GrantLimits::new(config.mcp),
                 app_name: Arc::from(app_name),
                 failures: Failures::new(config.failures),
+                refusals: Refusals::new(config.refused),
             })
         })
     }

@@ -16,8 +16,12 @@
 //! | Refresh reuse after the grace window; racing strict refreshes; another client's refresh token | `token::reuse_after_the_grace_window_revokes_the_grant`, `token::strict_concurrent_refresh_has_one_winner_and_then_revokes`, `token::refresh_token_is_bound_to_its_client_and_can_only_narrow_scope` |
 //! | Token for another resource | `token::foreign_resource_at_the_token_endpoint_is_invalid_target`, `bearer::a_token_for_another_resource_is_refused`, `authorize::resource_is_tolerant_of_slash_and_absence_but_refuses_a_foreign_one` |
 //! | Forged, expired, query-string or doubled bearer tokens | `bearer::bad_tokens_are_401_invalid_token_with_the_metadata_url`, `bearer::expired_tokens_are_refused`, `bearer::tokens_only_in_the_header_and_only_one_header` |
+//! | A plain `OPTIONS` to a guarded route that answers every method (`any()`, the standalone `bearer_layer()`) runs the handler without a token | `bearer::a_plain_options_needs_a_token_and_only_a_preflight_passes` |
+//! | The MCP routes' fallback served without a token (`oauth.router(Router::new().fallback(..))`) | `fallback::a_fallback_of_the_mcp_routes_is_behind_the_guard`, `fallback::the_fallback_of_a_nested_router_is_behind_the_guard`, `fallback::without_a_fallback_unknown_paths_are_404_with_or_without_a_token` |
 //! | Setup token brute force (failure budget, then 429 even for the right token) | `rate_limits::guessing_the_setup_token_is_held_to_the_failure_budget`, `passkeys::a_wrong_setup_token_is_refused` |
 //! | Client secret brute force | `rate_limits::guessing_a_client_secret_is_held_to_the_failure_budget` |
+//! | Client secret brute force by a burst of concurrent guesses (all pass a check-then-record budget) | `floods::a_burst_of_concurrent_wrong_secrets_is_held_to_the_failure_budget` |
+//! | Flooding the MCP routes with missing or forged tokens (each a hash, a store read, a journal entry) | `floods::refused_mcp_requests_spend_a_per_address_budget_then_429_before_any_work` |
 //! | Setup token raced by two registrations | `passkeys::two_registrations_racing_on_one_setup_token_yield_one_passkey` |
 //! | WebAuthn: a stranger's or forged assertion | `passkeys::a_stranger_passkey_cannot_approve` |
 //! | WebAuthn: an assertion spent on another request or purpose | `passkeys::an_assertion_approves_only_the_request_it_was_made_for_and_only_once`, `console::a_sign_in_assertion_cannot_approve_a_client_and_an_approval_cannot_sign_in` |
@@ -33,6 +37,7 @@
 //! | Oversize bodies and deeply nested JSON | `malformed::oversize_bodies_are_413`, `malformed::deeply_nested_json_is_a_4xx` |
 //! | Malformed input anywhere, malformed WebAuthn payloads | `malformed::*`, `properties::*` |
 //! | Registration flooding: per-address rate limit, spoofed `X-Forwarded-For` | `rate_limits::a_flood_gets_429_with_retry_after_then_other_addresses_still_pass`, `rate_limits::forwarded_for_is_ignored_unless_the_proxy_is_trusted` |
+//! | Every client keyed to the proxy (a dual-stack `[::]` listener sees it as `::ffff:127.0.0.1`; hops in mapped form), so one client's failures lock out all | `proxies::forwarded_clients_are_keyed_apart_on_both_stacks` |
 //! | Registration flooding from many addresses: bounded memory | `attacks::a_registration_flood_is_bounded_by_the_store_capacity` |
 //! | Oversized `state` (60,000 bytes) kept until the owner decides | `limits::an_oversized_state_gets_no_consent_page_stores_nothing_and_is_not_echoed` |
 //! | Oversized `scope` or `resource` on `/authorize` | `limits::oversized_scope_and_resource_are_invalid_request_with_the_state_echoed` |

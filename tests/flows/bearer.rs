@@ -1,6 +1,7 @@
 //! The bearer guard on the MCP routes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use axum::Router;
@@ -91,19 +92,87 @@ async fn tokens_only_in_the_header_and_only_one_header() {
     );
 }
 
+/// A route answering every method, counting the calls that reach it.
+fn counting_route(path: &str) -> (Router, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let routes = Router::new().route(
+        path,
+        any(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { "the handler ran" }
+        }),
+    );
+    (routes, calls)
+}
+
+fn options(path: &str, preflight: bool) -> Request<Body> {
+    let request = Request::builder().method(Method::OPTIONS).uri(path);
+    let request = if preflight {
+        request
+            .header("origin", "http://localhost:6274")
+            .header("access-control-request-method", "POST")
+    } else {
+        request
+    };
+    request.body(Body::empty()).unwrap()
+}
+
 #[tokio::test]
-async fn options_is_never_gated() {
+async fn a_plain_options_needs_a_token_and_only_a_preflight_passes() {
     let server = TestServer::ready().await;
-    let reply = server
-        .send(
-            Request::builder()
-                .method(Method::OPTIONS)
-                .uri("/mcp")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
-    assert_ne!(reply.status, StatusCode::UNAUTHORIZED);
+    // The guard alone, on a route that answers every method.
+    let (routes, calls) = counting_route("/admin");
+    let app = routes.layer(server.oauth.bearer_layer());
+    let reply = tower::ServiceExt::oneshot(app.clone(), options("/admin", false))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status(),
+        StatusCode::UNAUTHORIZED,
+        "a plain OPTIONS ran the handler without a token"
+    );
+    assert!(reply.headers().contains_key("www-authenticate"));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // `Origin` alone, or the request method alone, is no preflight.
+    for (name, value) in [
+        ("origin", "http://localhost:6274"),
+        ("access-control-request-method", "POST"),
+    ] {
+        let request = Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/admin")
+            .header(name, value)
+            .body(Body::empty())
+            .unwrap();
+        let reply = tower::ServiceExt::oneshot(app.clone(), request)
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED, "{name}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // A real preflight passes the guard, to the CORS layer behind it.
+    let (routes, calls) = counting_route("/admin");
+    let app = routes
+        .layer(tower_http::cors::CorsLayer::permissive())
+        .layer(server.oauth.bearer_layer());
+    let reply = tower::ServiceExt::oneshot(app, options("/admin", true))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert!(reply.headers().contains_key("access-control-allow-origin"));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // The MCP routes: the CORS layer in front of the guard answers any OPTIONS itself, so no
+    // OPTIONS reaches the handler without a token.
+    let (routes, calls) = counting_route("/mcp");
+    let server = TestServer::serving(server.oauth.clone(), server.stores.clone(), routes);
+    for preflight in [false, true] {
+        let reply = server.send(options("/mcp", preflight)).await;
+        assert!(reply.status.is_success(), "{}", reply.status);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! A memory token store with hooks, for tests that need the store to act at one moment (slow
-//! inserts, a revocation racing an issue, counting purges), so each test writes only its hook.
+//! inserts, a revocation racing an issue, counting purges or reads), so each test writes only its
+//! hook.
 
 use async_trait::async_trait;
 use mcp_oauth::MemoryStore;
@@ -21,6 +22,9 @@ pub(crate) trait StoreHooks: Send + Sync + 'static {
     ) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Before a record is read.
+    async fn before_get(&self, _kind: TokenKind) {}
 
     /// In place of the store's own purge of expired records.
     async fn delete_expired(&self, store: &MemoryStore) -> Result<u64, StoreError> {
@@ -46,6 +50,7 @@ impl<H: StoreHooks> TokenStore for Hooked<H> {
         kind: TokenKind,
         hash: &TokenHash,
     ) -> Result<Option<TokenRecord>, StoreError> {
+        self.hooks.before_get(kind).await;
         TokenStore::get(&self.store, kind, hash).await
     }
     async fn consume(
