@@ -35,7 +35,6 @@ use crate::store::{ClientStore, PasskeyStore, StoreError, TokenHash, TokenStore}
 #[derive(Clone, Debug)]
 pub struct McpOAuth {
     pub(crate) state: AppState,
-    limits: Option<Arc<Limits>>,
     resource_path: String,
     scope_policy: Option<Arc<McpScopes>>,
 }
@@ -83,13 +82,7 @@ impl McpOAuth {
             Some(policy) => self.bearer_layer().with_policy(Arc::clone(policy)),
             None => self.bearer_layer(),
         };
-        crate::http::router(
-            self.state.clone(),
-            self.limits.clone(),
-            guard,
-            mcp_routes,
-            &self.resource_path,
-        )
+        crate::http::router(self.state.clone(), guard, mcp_routes, &self.resource_path)
     }
 
     /// The bearer guard alone, to protect further routes (optionally with
@@ -98,7 +91,7 @@ impl McpOAuth {
     /// It spends the same per-address budget of refused requests
     /// ([`RateLimits::refused`](crate::RateLimits::refused)) as the MCP routes' guard.
     pub fn bearer_layer(&self) -> BearerLayer {
-        BearerLayer::new(Arc::clone(&self.state.server), self.limits.clone())
+        BearerLayer::new(Arc::clone(&self.state.server), self.state.limits.clone())
     }
 
     /// The issuer: the configured server URL.
@@ -281,6 +274,11 @@ impl McpOAuthBuilder {
         let state = AppState {
             server: Arc::new(server),
             passkeys: Arc::new(passkeys),
+            limits: Limits::new(
+                &config.rate_limits,
+                &config.trusted_proxies,
+                &config.app_name,
+            ),
             app_name: Arc::from(config.app_name.as_str()),
             origin: Arc::from(server_url.origin().ascii_serialization().as_str()),
             max_body_bytes: config.max_body_bytes,
@@ -288,11 +286,6 @@ impl McpOAuthBuilder {
             protected_resource_metadata,
         };
         let oauth = McpOAuth {
-            limits: Limits::new(
-                &config.rate_limits,
-                &config.trusted_proxies,
-                &config.app_name,
-            ),
             resource_path: config.resource_path,
             scope_policy,
             state,

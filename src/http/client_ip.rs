@@ -6,17 +6,18 @@
 //! IPv4 networks. Without it the proxy itself would be every client.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Request};
+use axum::http::{Extensions, HeaderMap};
 use ipnet::{IpNet, Ipv4Net};
 
 /// The configured reverse proxies, in canonical form.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct TrustedProxies(Vec<IpNet>);
+#[derive(Debug)]
+struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
-    pub(crate) fn new(nets: &[IpNet]) -> Self {
+    fn new(nets: &[IpNet]) -> Self {
         Self(nets.iter().copied().map(canonical_net).collect())
     }
 
@@ -26,15 +27,50 @@ impl TrustedProxies {
     }
 }
 
-/// The client address of a request, canonical; `None` when the server was started without connect
-/// info.
-pub(crate) fn client_ip<B>(request: &Request<B>, trusted: &TrustedProxies) -> Option<IpAddr> {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()?
-        .0
-        .ip();
-    Some(resolve(peer, request.headers(), trusted))
+/// Finds the client address of requests, and warns the operator, once, of a proxy it should
+/// probably trust.
+#[derive(Debug)]
+pub(crate) struct ClientAddresses {
+    trusted: TrustedProxies,
+    warned_untrusted_proxy: AtomicBool,
+}
+
+impl ClientAddresses {
+    pub(crate) fn new(trusted_proxies: &[IpNet]) -> Self {
+        Self {
+            trusted: TrustedProxies::new(trusted_proxies),
+            warned_untrusted_proxy: AtomicBool::new(false),
+        }
+    }
+
+    /// The client address of a request, canonical; `None` when the server was started without
+    /// connect info.
+    pub(crate) fn of(&self, extensions: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
+        let peer = extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+        if forwarded_by_an_untrusted_local_proxy(peer, headers, &self.trusted)
+            && !self.warned_untrusted_proxy.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                target: "mcp_oauth",
+                "requests from {peer} carry X-Forwarded-For but no proxy is trusted, so every client \
+                 behind that proxy shares its address and its rate limits and failure budgets: set \
+                 `trusted_proxies` to the proxy's address (for example 127.0.0.1/32)"
+            );
+        }
+        Some(resolve(peer, headers, &self.trusted))
+    }
+}
+
+/// A request that a reverse proxy on this machine forwarded, with no proxy trusted: the proxy is
+/// every client. (A peer elsewhere sending the header proves nothing: anyone can send it.)
+fn forwarded_by_an_untrusted_local_proxy(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &TrustedProxies,
+) -> bool {
+    trusted.0.is_empty()
+        && peer.to_canonical().is_loopback()
+        && headers.contains_key("x-forwarded-for")
 }
 
 fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
@@ -182,6 +218,24 @@ mod tests {
         // IPv6 proxies are unaffected.
         let trusted = trusting(&["2001:db8::/32"]);
         assert_eq!(resolve(ip("2001:db8::1"), &h, &trusted), ip("198.51.100.7"));
+    }
+
+    #[test]
+    fn only_a_forwarding_peer_on_loopback_without_trusted_proxies_is_suspect() {
+        let forwarded = headers(&["198.51.100.7"]);
+        let suspect = |peer: &str, headers: &HeaderMap, trusted: &TrustedProxies| {
+            forwarded_by_an_untrusted_local_proxy(ip(peer), headers, trusted)
+        };
+        assert!(suspect("127.0.0.1", &forwarded, &trusting(&[])));
+        assert!(suspect("::ffff:127.0.0.1", &forwarded, &trusting(&[])));
+        assert!(suspect("::1", &forwarded, &trusting(&[])));
+        assert!(!suspect("127.0.0.1", &headers(&[]), &trusting(&[])));
+        assert!(!suspect("203.0.113.9", &forwarded, &trusting(&[])));
+        assert!(!suspect(
+            "127.0.0.1",
+            &forwarded,
+            &trusting(&["10.0.0.0/8"])
+        ));
     }
 
     #[test]

@@ -12,12 +12,14 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
 use super::body::JsonBody;
+use super::failures::limited;
 use super::response::unavailable_page;
 use super::response::{json_no_store, no_store};
 use crate::audit::AuditEvent;
 use crate::console::session::{self, SESSION_LIFETIME_SECS, Session};
 use crate::console::{Admin, ConsoleError};
 use crate::oauth::OAuthError;
+use crate::oauth::budget::{Budget, Guessed};
 use crate::pages;
 use crate::passkey::{Enrolment, Purpose};
 use crate::store::{GrantId, StoreError};
@@ -204,13 +206,19 @@ pub(crate) struct Assertion {
 /// Finish the sign-in: verify the assertion, start a session, set its cookie.
 pub(crate) async fn sign_in_finish(
     State(state): State<AppState>,
+    budget: Budget,
     JsonBody(body): JsonBody<Assertion>,
 ) -> Response {
-    let credential_id = match state
+    let attempt = match budget.reserve(Guessed::Owner) {
+        Ok(attempt) => attempt,
+        Err(exhausted) => return limited(exhausted),
+    };
+    let verified = state
         .passkeys
         .finish_authentication(&body.ceremony_id, &body.credential, &Purpose::Console)
-        .await
-    {
+        .await;
+    attempt.settle(&verified);
+    let credential_id = match verified {
         Ok(credential_id) => credential_id,
         Err(error) => return error.into_response(),
     };

@@ -34,19 +34,15 @@ pub(crate) use state::AppState;
 use crate::pages;
 
 /// The OAuth endpoints and pages, the MCP routes behind the guard, and the rate limits: per IP over
-/// the OAuth routes, per grant on the MCP routes (and per IP on what the guard refuses there), and a
-/// failure budget on the endpoints that check a secret.
+/// the OAuth routes, per grant on the MCP routes (and per IP on what the guard refuses there). The
+/// handlers that check a credential take the caller's failure budget as an argument.
 pub(crate) fn router(
     state: AppState,
-    limits: Option<Arc<Limits>>,
     guard: BearerLayer,
     mcp_routes: Router,
     resource_path: &str,
 ) -> Router {
-    let checks_secrets = |routes: Router<AppState>| match &limits {
-        Some(limits) => routes.route_layer(from_fn_with_state(Arc::clone(limits), failures::count)),
-        None => routes,
-    };
+    let limits = state.limits.clone();
 
     let page_api = Router::new()
         .route("/authorize/challenge", post(authorize::challenge))
@@ -77,14 +73,11 @@ pub(crate) fn router(
             "/oauth/console/passkeys/add/finish",
             post(console::add_passkey_finish),
         )
-        .merge(checks_secrets(
-            Router::new()
-                .route("/passkey/register/start", post(passkey::start))
-                .route(
-                    "/oauth/console/signin/finish",
-                    post(console::sign_in_finish),
-                ),
-        ))
+        .route("/passkey/register/start", post(passkey::start))
+        .route(
+            "/oauth/console/signin/finish",
+            post(console::sign_in_finish),
+        )
         .route_layer(from_fn_with_state(state.clone(), same_origin::require));
 
     let prm_suffixed = format!("/.well-known/oauth-protected-resource{resource_path}");
@@ -99,12 +92,9 @@ pub(crate) fn router(
         )
         .route(&prm_suffixed, get(metadata::protected_resource))
         .route("/register", post(register::register))
-        .merge(checks_secrets(
-            Router::new()
-                .route("/token", post(token::token))
-                .route("/revoke", post(token::revoke))
-                .route("/introspect", post(token::introspect)),
-        ))
+        .route("/token", post(token::token))
+        .route("/revoke", post(token::revoke))
+        .route("/introspect", post(token::introspect))
         .route_layer(cors::oauth_endpoints());
     let oauth = Router::new()
         .route("/authorize", get(authorize::page))

@@ -8,9 +8,11 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
 use super::body::JsonBody;
+use super::failures::limited;
 use super::response::json_no_store;
 use super::response::unavailable_page;
 use crate::oauth::OAuthError;
+use crate::oauth::budget::{Budget, Guessed};
 use crate::pages;
 use crate::passkey::{Enrolment, Purpose};
 
@@ -50,6 +52,7 @@ pub(crate) struct ApprovalAssertion {
 
 pub(crate) async fn start(
     State(state): State<AppState>,
+    budget: Budget,
     JsonBody(body): JsonBody<Start>,
 ) -> Response {
     let enrolment = match (
@@ -72,11 +75,20 @@ pub(crate) async fn start(
             .into_response();
         }
     };
-    match state
+    let guessed = match enrolment {
+        Enrolment::SetupToken(_) => Guessed::SetupToken,
+        Enrolment::Approval { .. } | Enrolment::ConsoleSession => Guessed::Owner,
+    };
+    let attempt = match budget.reserve(guessed) {
+        Ok(attempt) => attempt,
+        Err(exhausted) => return limited(exhausted),
+    };
+    let started = state
         .passkeys
         .start_registration(enrolment, body.label.as_deref())
-        .await
-    {
+        .await;
+    attempt.settle(&started);
+    match started {
         Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
         Err(error) => error.into_response(),
     }

@@ -7,18 +7,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
-use super::client_ip::{TrustedProxies, client_ip, rate_limit_key};
-use super::failures::Failures;
+use super::client_ip::{ClientAddresses, rate_limit_key};
 use super::grant_limit::GrantLimits;
 use super::refusals::Refusals;
 use crate::config::{RateLimit, RateLimits};
+use crate::oauth::budget::Failures;
 use crate::oauth::{ErrorCode, OAuthError};
 
 /// Past this many tracked addresses, idle ones are dropped at once.
@@ -35,13 +35,13 @@ pub(crate) struct Limits {
     auth: DefaultKeyedRateLimiter<IpAddr>,
     registration: DefaultKeyedRateLimiter<IpAddr>,
     general: DefaultKeyedRateLimiter<IpAddr>,
-    trusted_proxies: TrustedProxies,
+    addresses: ClientAddresses,
     requests: AtomicU64,
     warned_no_peer: AtomicBool,
     /// Per grant, on the MCP routes.
     pub(crate) grants: GrantLimits,
-    /// Failed credential checks per address.
-    pub(crate) failures: Failures,
+    /// Failed credential checks per address and thing guessed.
+    pub(crate) failures: Arc<Failures>,
     /// Requests the bearer guard refused, per address.
     pub(crate) refusals: Refusals,
     /// For the HTML variant of the 429 answer.
@@ -102,12 +102,12 @@ impl Limits {
                 auth: limiter(config.auth),
                 registration: limiter(config.registration),
                 general: limiter(config.general),
-                trusted_proxies: TrustedProxies::new(trusted_proxies),
+                addresses: ClientAddresses::new(trusted_proxies),
                 requests: AtomicU64::new(0),
                 warned_no_peer: AtomicBool::new(false),
                 grants: GrantLimits::new(config.mcp),
                 app_name: Arc::from(app_name),
-                failures: Failures::new(config.failures),
+                failures: Arc::new(Failures::new(config.failures)),
                 refusals: Refusals::new(config.refused),
             })
         })
@@ -122,7 +122,12 @@ impl Limits {
     }
 
     pub(crate) fn key(&self, request: &Request) -> IpAddr {
-        match client_ip(request, &self.trusted_proxies) {
+        self.key_of(request.extensions(), request.headers())
+    }
+
+    /// The rate-limit key of a request, from its parts.
+    pub(crate) fn key_of(&self, extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
+        match self.addresses.of(extensions, headers) {
             Some(ip) => rate_limit_key(ip),
             None => {
                 if !self.warned_no_peer.swap(true, Ordering::Relaxed) {

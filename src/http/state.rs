@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 
+use super::Limits;
 use crate::oauth::AuthServer;
 use crate::passkey::Passkeys;
 
@@ -12,6 +13,8 @@ use crate::passkey::Passkeys;
 pub(crate) struct AppState {
     pub(crate) server: Arc<AuthServer>,
     pub(crate) passkeys: Arc<Passkeys>,
+    /// The rate limits and failure budgets; `None` when switched off.
+    pub(crate) limits: Option<Arc<Limits>>,
     pub(crate) app_name: Arc<str>,
     /// `scheme://host[:port]` of the server, for checking `Origin` on the page endpoints.
     pub(crate) origin: Arc<str>,

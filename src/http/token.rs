@@ -5,43 +5,56 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::body::FormBody;
+use super::failures::limited;
 use super::response::json_no_store;
 use super::{AppState, doctor};
+use crate::oauth::budget::{Budget, Refused};
 use crate::oauth::{ErrorCode, OAuthError};
 
 pub(crate) async fn token(
     State(state): State<AppState>,
+    budget: Budget,
     FormBody { headers, body }: FormBody,
 ) -> Response {
     let authorization = authorization(&headers);
-    match state.server.token(&body, authorization).await {
+    match state.server.token(&body, authorization, &budget).await {
         Ok(tokens) => json_no_store(StatusCode::OK, &tokens),
-        Err(error) => {
+        Err(Refused::Error(error)) => {
             doctor::note_token_failure(&state, &body, authorization, &headers, &error);
             client_error(error, authorization)
         }
+        Err(Refused::Limited(exhausted)) => limited(exhausted),
     }
 }
 
 pub(crate) async fn revoke(
     State(state): State<AppState>,
+    budget: Budget,
     FormBody { headers, body }: FormBody,
 ) -> Response {
     let authorization = authorization(&headers);
-    match state.server.revoke(&body, authorization).await {
+    match state.server.revoke(&body, authorization, &budget).await {
         Ok(()) => super::response::no_store(StatusCode::OK.into_response()),
-        Err(error) => client_error(error, authorization),
+        Err(refused) => refusal(refused, authorization),
     }
 }
 
 pub(crate) async fn introspect(
     State(state): State<AppState>,
+    budget: Budget,
     FormBody { headers, body }: FormBody,
 ) -> Response {
     let authorization = authorization(&headers);
-    match state.server.introspect(&body, authorization).await {
+    match state.server.introspect(&body, authorization, &budget).await {
         Ok(introspection) => json_no_store(StatusCode::OK, &introspection),
-        Err(error) => client_error(error, authorization),
+        Err(refused) => refusal(refused, authorization),
+    }
+}
+
+fn refusal(refused: Refused, authorization: Option<&str>) -> Response {
+    match refused {
+        Refused::Error(error) => client_error(error, authorization),
+        Refused::Limited(exhausted) => limited(exhausted),
     }
 }
 

@@ -5,6 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use super::budget::{Attempt, Budget, Guessed, Refused};
 use super::clients::{Client, FindError};
 use super::params::Params;
 use super::{AuthServer, OAuthError};
@@ -19,37 +20,81 @@ struct Presented {
 
 impl AuthServer {
     /// Authenticate the calling client. `authorization` is the raw `Authorization` header, if any.
+    /// The check spends `budget` for the client named, reserved before the client is even looked
+    /// up; a client id that names no client spends the address's budget for unknown clients.
     ///
     /// # Errors
     ///
     /// `invalid_client` for an unknown client or wrong secret (the HTTP layer answers 401, so that
-    /// clients register again); `invalid_request` for contradictory credentials.
+    /// clients register again); `invalid_request` for contradictory credentials; `Limited` once the
+    /// budget for that client, or for unknown clients, is spent.
     pub(crate) async fn authenticate_client(
         &self,
         authorization: Option<&str>,
         params: &Params<'_>,
-    ) -> Result<Client, OAuthError> {
+        budget: &Budget,
+    ) -> Result<Client, Refused> {
         let presented = presented(authorization, params)?;
+        let attempt = budget.reserve(Guessed::client(&presented.client_id))?;
         let client = match self.find_client(&presented.client_id).await {
             Ok(Some(client)) => client,
-            Ok(None) => return Err(OAuthError::invalid_client("unknown client; register again")),
-            Err(FindError::Store(error)) => return Err(error.into()),
+            Ok(None) => {
+                let error = OAuthError::invalid_client("unknown client; register again");
+                return Err(unknown_client(budget, attempt, error));
+            }
+            Err(FindError::Store(error)) => {
+                attempt.refund();
+                return Err(error.into());
+            }
             Err(FindError::Document(error)) => {
                 tracing::info!(target: "mcp_oauth::cimd", error = %error, "metadata document client refused at a token endpoint");
-                return Err(OAuthError::invalid_client(error.token_description()));
+                let error = OAuthError::invalid_client(error.token_description());
+                return Err(unknown_client(budget, attempt, error));
             }
         };
-        match (&client.secret_hash, &presented.secret) {
-            (Some(expected), Some(secret)) if secret::hash_matches(secret, expected) => Ok(client),
-            (Some(_), Some(_)) => Err(OAuthError::invalid_client("client authentication failed")),
-            (Some(_), None) => Err(OAuthError::invalid_client(
-                "this client must authenticate with its client secret",
-            )),
-            (None, Some(_)) => Err(OAuthError::invalid_client(
-                "this client is public and has no secret",
-            )),
-            (None, None) => Ok(client),
+        let Some(expected) = &client.secret_hash else {
+            // A public client has no secret to guess. Its id is no secret either, and is shared by
+            // every user of a client described by a metadata document, so a failure here must not
+            // spend a budget that the others behind the same address rely on.
+            attempt.refund();
+            return match presented.secret {
+                Some(_) => Err(OAuthError::invalid_client(
+                    "this client is public and has no secret",
+                )
+                .into()),
+                None => Ok(client),
+            };
+        };
+        match &presented.secret {
+            Some(secret) if secret::hash_matches(secret, expected) => {
+                attempt.refund();
+                Ok(client)
+            }
+            Some(_) => {
+                attempt.spend();
+                Err(OAuthError::invalid_client("client authentication failed").into())
+            }
+            None => {
+                attempt.spend();
+                Err(OAuthError::invalid_client(
+                    "this client must authenticate with its client secret",
+                )
+                .into())
+            }
         }
+    }
+}
+
+/// A client id that names no client guesses no client's secret: its unit moves from that id's
+/// budget to the address's budget for unknown clients, which it keeps.
+fn unknown_client(budget: &Budget, attempt: Attempt<'_>, error: OAuthError) -> Refused {
+    attempt.refund();
+    match budget.reserve(Guessed::UnknownClient) {
+        Ok(unknown) => {
+            unknown.spend();
+            error.into()
+        }
+        Err(exhausted) => exhausted.into(),
     }
 }
 

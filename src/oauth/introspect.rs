@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::budget::{Budget, Refused};
 use super::params::Params;
 use super::records::{self, TokenGrant};
 use super::{AuthServer, OAuthError, scope};
@@ -36,13 +37,17 @@ impl AuthServer {
         &self,
         body: &[u8],
         authorization: Option<&str>,
-    ) -> Result<Introspection, OAuthError> {
+        budget: &Budget,
+    ) -> Result<Introspection, Refused> {
         let params = Params::parse(body)?;
-        let caller = self.authenticate_client(authorization, &params).await?;
+        let caller = self
+            .authenticate_client(authorization, &params, budget)
+            .await?;
         if caller.secret_hash.is_none() {
             return Err(OAuthError::invalid_client(
                 "introspection is for confidential clients (resource servers) only",
-            ));
+            )
+            .into());
         }
         let hash = TokenHash::of(params.require("token")?);
         let order = match params.get("token_type_hint") {
@@ -51,7 +56,7 @@ impl AuthServer {
         };
         for kind in order {
             if let Some(record) = self.tokens.get(kind, &hash).await? {
-                return self.describe(kind, &record);
+                return Ok(self.describe(kind, &record)?);
             }
         }
         Ok(Introspection::default())

@@ -3,6 +3,7 @@
 
 mod authorize;
 mod bearer;
+pub(crate) mod budget;
 pub(crate) mod client_auth;
 pub(crate) mod client_metadata;
 pub(crate) mod clients;

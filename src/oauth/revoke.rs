@@ -1,8 +1,9 @@
 //! RFC 7009 token revocation.
 
+use super::AuthServer;
+use super::budget::{Budget, Refused};
 use super::params::Params;
 use super::records::{self, TokenGrant};
-use super::{AuthServer, OAuthError};
 use crate::audit::AuditEvent;
 use crate::store::{TokenHash, TokenKind};
 
@@ -14,9 +15,12 @@ impl AuthServer {
         &self,
         body: &[u8],
         authorization: Option<&str>,
-    ) -> Result<(), OAuthError> {
+        budget: &Budget,
+    ) -> Result<(), Refused> {
         let params = Params::parse(body)?;
-        let client = self.authenticate_client(authorization, &params).await?;
+        let client = self
+            .authenticate_client(authorization, &params, budget)
+            .await?;
         let token = params.require("token")?;
         let hash = TokenHash::of(token);
         let order = match params.get("token_type_hint") {

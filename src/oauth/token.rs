@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::budget::{Budget, Refused};
 use super::clients::Client;
 use super::grants::Minted;
 use super::params::Params;
@@ -27,21 +28,26 @@ impl AuthServer {
         &self,
         body: &[u8],
         authorization: Option<&str>,
-    ) -> Result<TokenResponse, OAuthError> {
+        budget: &Budget,
+    ) -> Result<TokenResponse, Refused> {
         let params = Params::parse(body)?;
         let grant_type = params.require("grant_type")?;
         if !matches!(grant_type, "authorization_code" | "refresh_token") {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 "grant_type must be authorization_code or refresh_token",
-            ));
+            )
+            .into());
         }
-        let client = self.authenticate_client(authorization, &params).await?;
-        if grant_type == "authorization_code" {
-            self.exchange_code(&client, &params).await
+        let client = self
+            .authenticate_client(authorization, &params, budget)
+            .await?;
+        let tokens = if grant_type == "authorization_code" {
+            self.exchange_code(&client, &params).await?
         } else {
-            self.refresh(&client, &params).await
-        }
+            self.refresh(&client, &params).await?
+        };
+        Ok(tokens)
     }
 
     async fn exchange_code(

@@ -9,6 +9,7 @@ mod attacks;
 mod audit;
 mod authorize;
 mod bearer;
+mod budgets;
 #[cfg(feature = "cimd")]
 mod cimd;
 mod console;

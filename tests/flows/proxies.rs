@@ -1,6 +1,7 @@
 //! Behind a reverse proxy on a real socket: the proxy on 127.0.0.1 reaches a server listening on
 //! `[::]` (dual stack, so the peer is `::ffff:127.0.0.1`) or on `127.0.0.1`; either way each
 //! forwarded client has its own budget, and a hop written in IPv4-mapped form is the same address.
+//! Behind a proxy that is not trusted, every client is the proxy: the operator is warned, once.
 
 use std::net::SocketAddr;
 
@@ -9,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::*;
+use crate::secrets::Capture;
 
 /// The layer behind a proxy on loopback, with a failure budget of two, served on `bind`.
 async fn serve_behind_proxy(bind: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
@@ -90,4 +92,59 @@ async fn forwarded_clients_are_keyed_apart_on_both_stacks() {
         );
         task.abort();
     }
+}
+
+/// A request to `/token` forwarded for `client`, from `server`'s peer.
+async fn forwarded(server: &TestServer, client: &str) -> Reply {
+    let request = axum::http::Request::post("/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", client)
+        .body(axum::body::Body::from(form(&[(
+            "grant_type",
+            "refresh_token",
+        )])))
+        .unwrap();
+    server.send(request).await
+}
+
+/// The warnings about an untrusted proxy in `capture`.
+fn proxy_warnings(capture: &Capture) -> usize {
+    String::from_utf8_lossy(&capture.0.lock().unwrap())
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("trusted_proxies"))
+        .count()
+}
+
+#[tokio::test]
+async fn forwarded_requests_from_loopback_without_trusted_proxies_are_warned_of_once() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // No warning for a client that is not on loopback, nor without the header.
+    let mut server = TestServer::new().await;
+    server.peer = "203.0.113.9:40000".parse().unwrap();
+    forwarded(&server, "198.51.100.1").await;
+    server.peer = "127.0.0.1:40000".parse().unwrap();
+    server.get("/.well-known/oauth-authorization-server").await;
+    assert_eq!(proxy_warnings(&capture), 0);
+
+    // A proxy on loopback that is not trusted: every client is the proxy. Said once, not per request.
+    for i in 0..20 {
+        forwarded(&server, &format!("198.51.100.{i}")).await;
+    }
+    server.peer = "[::ffff:127.0.0.1]:40000".parse().unwrap();
+    forwarded(&server, "198.51.100.1").await;
+    assert_eq!(proxy_warnings(&capture), 1);
+
+    // Trusted, it is what the operator meant: no warning.
+    let mut config = config();
+    config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    let server = TestServer::with_config(config).await;
+    forwarded(&server, "198.51.100.1").await;
+    assert_eq!(proxy_warnings(&capture), 1);
 }

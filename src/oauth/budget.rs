@@ -1,0 +1,377 @@
+//! A budget of failed credential checks per client address *and* per thing guessed: one client's
+//! secret, the setup token, the owner's passkey. A failed check costs one; past the budget, checks
+//! of that thing from that address are answered 429 before anything is checked, until the window
+//! ends, so guessing is held to a few attempts per window whatever the request rate.
+//!
+//! Keyed by what is guessed, one party's failures never deny another party's valid credentials
+//! from the same address (a NAT, a hosted client's egress, an untrusted proxy): wrong secrets for
+//! one client leave every other client's budget and the owner's sign-in alone.
+//!
+//! Each check reserves its unit before it runs and gives it back if it succeeds, so checks under
+//! way count against the budget: a burst of concurrent guesses cannot all pass a check that only
+//! sees the failures already recorded. The right credential is refused as well once the budget is
+//! spent: a budget that let it through would tell the guesser which guess was right.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{ErrorCode, OAuthError};
+use crate::config::FailureLimit;
+use crate::store::{StoreError, TokenHash};
+
+/// Past this many tracked keys, closed windows are dropped; if all are open, the oldest go.
+const MAX_TRACKED: usize = 10_000;
+
+/// What a credential check is guessing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Guessed {
+    /// The secret of the client with this id (hashed, so that a key is small whatever the id).
+    Client(TokenHash),
+    /// Any client id that names no client: one budget per address for all of them, apart from
+    /// every real client's, so that made-up ids can neither block a client nor fill the table.
+    UnknownClient,
+    /// The setup token that enrols a passkey.
+    SetupToken,
+    /// The owner's passkey: console sign-in, and approving the enrolment of another passkey.
+    Owner,
+}
+
+impl Guessed {
+    pub(crate) fn client(client_id: &str) -> Self {
+        Self::Client(TokenHash::of(client_id))
+    }
+}
+
+/// Whose budget a credential check spends: the thing guessed, from the client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FailureKey {
+    address: IpAddr,
+    guessed: Guessed,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    opened: Instant,
+    /// Failures recorded plus checks under way.
+    spent: u32,
+}
+
+/// Failures per key in fixed windows.
+pub(crate) struct Failures {
+    budget: FailureLimit,
+    windows: Mutex<HashMap<FailureKey, Window>>,
+}
+
+impl std::fmt::Debug for Failures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Failures")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The budget is spent: answer 429 with `Retry-After: wait_secs`, without checking anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Exhausted {
+    pub(crate) wait_secs: u64,
+}
+
+/// Why an endpoint that checks a credential did not serve a request.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// The protocol said no.
+    Error(OAuthError),
+    /// The caller's budget for what it is guessing is spent.
+    Limited(Exhausted),
+}
+
+impl From<OAuthError> for Refused {
+    fn from(error: OAuthError) -> Self {
+        Self::Error(error)
+    }
+}
+
+/// A backend failure: `temporarily_unavailable`, as everywhere.
+impl From<StoreError> for Refused {
+    fn from(error: StoreError) -> Self {
+        Self::Error(error.into())
+    }
+}
+
+impl From<Exhausted> for Refused {
+    fn from(exhausted: Exhausted) -> Self {
+        Self::Limited(exhausted)
+    }
+}
+
+/// One caller's budget: the shared table and the caller's address. Unlimited when rate limits are
+/// off.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    failures: Option<Arc<Failures>>,
+    address: IpAddr,
+}
+
+/// One unit of a budget, taken before a credential check. Dropped, it stays spent (the check
+/// failed, or was cut short); [`refund`](Attempt::refund) gives it back after a success.
+#[must_use]
+#[derive(Debug)]
+pub(crate) struct Attempt<'a> {
+    /// `None` when the budget is unlimited.
+    reserved: Option<(&'a Failures, FailureKey, Instant)>,
+}
+
+impl Attempt<'_> {
+    /// The check passed, or checked nothing that could be guessed: the unit goes back.
+    pub(crate) fn refund(self) {
+        if let Some((failures, key, window)) = self.reserved {
+            failures.refund(key, window);
+        }
+    }
+
+    /// The check failed: the unit stays spent.
+    pub(crate) fn spend(self) {}
+
+    /// After a check whose refusal is 401 or 403 (`invalid_client`, `access_denied`): a refusal
+    /// keeps the unit spent, anything else (success, a malformed request, an outage) gives it back.
+    pub(crate) fn settle<T>(self, result: &Result<T, OAuthError>) {
+        match result {
+            Err(error)
+                if matches!(
+                    error.code,
+                    ErrorCode::InvalidClient | ErrorCode::AccessDenied
+                ) =>
+            {
+                self.spend();
+            }
+            _ => self.refund(),
+        }
+    }
+}
+
+impl Budget {
+    pub(crate) fn new(failures: Arc<Failures>, address: IpAddr) -> Self {
+        Self {
+            failures: Some(failures),
+            address,
+        }
+    }
+
+    /// No budget: rate limits are off.
+    pub(crate) fn unlimited() -> Self {
+        Self {
+            failures: None,
+            address: IpAddr::from([0, 0, 0, 0]),
+        }
+    }
+
+    /// Take a unit of the caller's budget for guessing `guessed`, before the check runs.
+    pub(crate) fn reserve(&self, guessed: Guessed) -> Result<Attempt<'_>, Exhausted> {
+        let Some(failures) = self.failures.as_deref() else {
+            return Ok(Attempt { reserved: None });
+        };
+        let key = FailureKey {
+            address: self.address,
+            guessed,
+        };
+        let window = failures.reserve(key, Instant::now())?;
+        Ok(Attempt {
+            reserved: Some((failures, key, window)),
+        })
+    }
+}
+
+impl Failures {
+    pub(crate) fn new(budget: FailureLimit) -> Self {
+        Self {
+            budget,
+            windows: Mutex::default(),
+        }
+    }
+
+    fn window(&self) -> Duration {
+        Duration::from_secs(self.budget.window_secs)
+    }
+
+    fn windows(&self) -> MutexGuard<'_, HashMap<FailureKey, Window>> {
+        // A panic while holding the lock leaves plain counters behind, still consistent.
+        self.windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Take a unit of `key`'s budget for a check about to run; the window it was taken in.
+    fn reserve(&self, key: FailureKey, now: Instant) -> Result<Instant, Exhausted> {
+        let window_length = self.window();
+        let mut windows = self.windows();
+        if windows.len() >= MAX_TRACKED && !windows.contains_key(&key) {
+            windows.retain(|_, w| w.opened + window_length > now);
+            if windows.len() >= MAX_TRACKED {
+                // Every window is open: forget the oldest half rather than grow without bound.
+                let mut opened: Vec<Instant> = windows.values().map(|w| w.opened).collect();
+                opened.sort_unstable();
+                let cutoff = opened[opened.len() / 2];
+                windows.retain(|_, w| w.opened > cutoff);
+            }
+        }
+        let window = windows.entry(key).or_insert(Window {
+            opened: now,
+            spent: 0,
+        });
+        let ends = window.opened + window_length;
+        if ends <= now {
+            *window = Window {
+                opened: now,
+                spent: 0,
+            };
+        } else if window.spent >= self.budget.max_failures {
+            return Err(Exhausted {
+                wait_secs: (ends - now).as_secs().max(1),
+            });
+        }
+        window.spent += 1;
+        Ok(window.opened)
+    }
+
+    /// Give back a unit reserved in the window opened at `window`, if that window still runs.
+    fn refund(&self, key: FailureKey, window: Instant) {
+        let mut windows = self.windows();
+        if let Some(current) = windows.get_mut(&key)
+            && current.opened == window
+        {
+            current.spent = current.spent.saturating_sub(1);
+            if current.spent == 0 {
+                // Successes leave nothing behind.
+                windows.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failures(max_failures: u32) -> Failures {
+        Failures::new(FailureLimit {
+            max_failures,
+            window_secs: 60,
+        })
+    }
+
+    fn key(ip: &str) -> FailureKey {
+        FailureKey {
+            address: ip.parse().unwrap(),
+            guessed: Guessed::client("a-client"),
+        }
+    }
+
+    #[test]
+    fn the_budget_blocks_until_the_window_ends() {
+        let failures = failures(3);
+        let ip = key("192.0.2.1");
+        let start = Instant::now();
+        for _ in 0..3 {
+            failures.reserve(ip, start).unwrap();
+        }
+        assert_eq!(
+            failures.reserve(ip, start + Duration::from_secs(10)),
+            Err(Exhausted { wait_secs: 50 })
+        );
+        assert!(failures.reserve(key("192.0.2.2"), start).is_ok(), "per key");
+        let later = start + Duration::from_secs(61);
+        failures.reserve(ip, later).expect("a new window");
+        assert!(
+            failures.reserve(ip, later + Duration::from_secs(1)).is_ok(),
+            "counts start again"
+        );
+    }
+
+    #[test]
+    fn each_thing_guessed_has_its_own_budget_at_one_address() {
+        let failures = failures(1);
+        let now = Instant::now();
+        let at = |guessed| FailureKey {
+            address: "192.0.2.1".parse().unwrap(),
+            guessed,
+        };
+        let keys = [
+            at(Guessed::client("a")),
+            at(Guessed::client("b")),
+            at(Guessed::UnknownClient),
+            at(Guessed::SetupToken),
+            at(Guessed::Owner),
+        ];
+        for key in keys {
+            failures.reserve(key, now).unwrap();
+        }
+        for key in keys {
+            assert!(failures.reserve(key, now).is_err(), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn checks_under_way_count_and_successes_give_their_unit_back() {
+        let failures = Arc::new(failures(2));
+        let budget = Budget::new(Arc::clone(&failures), "192.0.2.1".parse().unwrap());
+        let guessed = Guessed::client("a-client");
+        let first = budget.reserve(guessed).unwrap();
+        let second = budget.reserve(guessed).unwrap();
+        assert!(budget.reserve(guessed).is_err(), "two checks under way");
+        second.refund();
+        let third = budget
+            .reserve(guessed)
+            .expect("a success gave its unit back");
+        first.refund();
+        third.refund();
+        assert!(failures.windows().is_empty(), "successes leave nothing");
+        // A refund from a window that has closed does not touch the next one.
+        let ip = key("192.0.2.1");
+        let now = Instant::now();
+        let old = failures.reserve(ip, now).unwrap();
+        let later = now + Duration::from_secs(61);
+        failures.reserve(ip, later).unwrap();
+        failures.refund(ip, old);
+        assert_eq!(failures.windows()[&ip].spent, 1);
+    }
+
+    #[test]
+    fn refusals_keep_their_unit_and_everything_else_gives_it_back() {
+        let failures = Arc::new(failures(1));
+        let budget = Budget::new(Arc::clone(&failures), "192.0.2.1".parse().unwrap());
+        let settled = |result: Result<(), OAuthError>| {
+            budget.reserve(Guessed::Owner).unwrap().settle(&result);
+            failures.windows().is_empty()
+        };
+        assert!(settled(Ok(())));
+        assert!(settled(Err(OAuthError::invalid_request("malformed"))));
+        assert!(!settled(Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "no"
+        ))));
+    }
+
+    #[test]
+    fn an_unlimited_budget_never_refuses() {
+        let budget = Budget::unlimited();
+        for _ in 0..100 {
+            budget.reserve(Guessed::SetupToken).unwrap().spend();
+        }
+    }
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let failures = failures(3);
+        let start = Instant::now();
+        for i in 0..(MAX_TRACKED as u32 + 500) {
+            let key = FailureKey {
+                address: IpAddr::from(std::net::Ipv4Addr::from(i)),
+                guessed: Guessed::UnknownClient,
+            };
+            let _ = failures.reserve(key, start + Duration::from_millis(u64::from(i)));
+        }
+        assert!(failures.windows().len() <= MAX_TRACKED);
+    }
+}
