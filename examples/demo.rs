@@ -17,10 +17,11 @@
 //! | `OAUTH_CLIENT_SECRET` | random, printed at start | its secret (at least 16 characters) |
 //! | `RATE_LIMITS` | `on` | `off` switches every rate limit off (for load tests) |
 //! | `RATE_LIMIT_AUTH`, `RATE_LIMIT_REGISTRATION`, `RATE_LIMIT_GENERAL` | library defaults | one tier as `PER_MINUTE/BURST`, e.g. `120/60` |
+//! | `TRUSTED_PROXIES` | none | comma-separated addresses or networks of reverse proxies whose `X-Forwarded-For` is believed, e.g. `127.0.0.1,10.0.0.0/8`; set it behind a proxy, or every client shares the proxy's limits |
 //! | `RUST_LOG` | `info` | log filter |
 
 use std::error::Error;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::http::request::Parts;
+use ipnet::IpNet;
 use mcp_oauth::{McpOAuth, OAuthConfig, RateLimit, TokenInfo};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
@@ -94,6 +96,7 @@ async fn run() -> Result<(), BoxError> {
         passkey_store_path.clone(),
     );
     apply_rate_limit_env(&mut config)?;
+    config.trusted_proxies = trusted_proxies_env()?;
     let oauth = McpOAuth::builder(config).build()?;
 
     // rmcp refuses requests whose Host header it does not know (DNS-rebinding protection). Allow the
@@ -297,6 +300,29 @@ fn apply_rate_limit_env(config: &mut OAuthConfig) -> Result<(), BoxError> {
         }
     }
     Ok(())
+}
+
+/// `TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8`: addresses (one host each) or networks.
+fn trusted_proxies_env() -> Result<Vec<IpNet>, BoxError> {
+    let Ok(value) = std::env::var("TRUSTED_PROXIES") else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "TRUSTED_PROXIES={value:?}: {item:?} is not an IP address or network \
+                         (expected e.g. 127.0.0.1 or 10.0.0.0/8, comma-separated)"
+                    )
+                    .into()
+                })
+        })
+        .collect()
 }
 
 fn parse_tier(value: &str) -> Option<RateLimit> {

@@ -126,13 +126,16 @@ pub struct RateLimits {
     /// of which costs a store read. Past it, every request the guard sees from that address gets
     /// 429 before its token is looked up, until the limit refills. Valid tokens spend nothing.
     pub refused: RateLimit,
-    /// Per IP: failed client authentication at `/token`, `/revoke`, `/introspect`, and refused
-    /// setup tokens. Past the budget, those endpoints answer 429 until the window ends, so a secret
-    /// cannot be guessed at request speed.
+    /// Per IP and per thing guessed: failed client authentication at `/token`, `/revoke`,
+    /// `/introspect` (per client id; ids naming no client share one budget), refused setup tokens,
+    /// and refused owner's passkey assertions (console sign-in, approving a new passkey). Past a
+    /// budget, checks of that credential from that address answer 429 until the window ends, so a
+    /// secret cannot be guessed at request speed, while other clients and the owner behind the same
+    /// address are unaffected.
     pub failures: FailureLimit,
 }
 
-/// A budget of failures per client IP within a fixed window.
+/// A budget of failures per client IP and thing guessed, within a fixed window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailureLimit {
     /// Failures allowed within a window.

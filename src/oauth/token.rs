@@ -23,7 +23,8 @@ pub(crate) struct TokenResponse {
 }
 
 impl AuthServer {
-    /// Handle a token request. `authorization` is the raw `Authorization` header.
+    /// Handle a token request. `authorization` is the raw `Authorization` header; client
+    /// authentication spends the caller's `budget`.
     pub(crate) async fn token(
         &self,
         body: &[u8],
