@@ -24,6 +24,8 @@
 //! | Denial by shared address: made-up client ids from a NAT, a hosted client's egress or an untrusted proxy stop every client's refresh there | `budgets::unknown_client_ids_from_a_shared_address_do_not_stop_a_real_clients_refresh` |
 //! | Denial by shared address: guessing one client's secret locks out another client (and a guessed client's right secret still 429: no oracle) | `budgets::guessing_one_clients_secret_does_not_lock_out_another_client` |
 //! | Denial by shared address: client-credential failures lock the owner out of enrolment and console sign-in; setup-token guesses lock out the owner and clients | `budgets::client_credential_failures_never_lock_the_owner_out`, `budgets::setup_token_guesses_do_not_lock_the_owner_or_clients_out` |
+//! | Denial by shared address through a public client's id (shared by every user of a metadata-document client): secrets sent with it spend its users' budget | `budgets::a_public_clients_failures_spend_no_budget` |
+//! | Guessing the owner's sign-in (forged assertions): held to the owner's budget, then 429 even for the owner, clients unaffected | `budgets::failed_sign_ins_are_held_to_the_owners_budget` |
 //! | A proxy on loopback not in `trusted_proxies`: every client is the proxy, silently | `proxies::forwarded_requests_from_loopback_without_trusted_proxies_are_warned_of_once` |
 //! | Flooding the MCP routes with missing or forged tokens (each a hash, a store read, a journal entry) | `floods::refused_mcp_requests_spend_a_per_address_budget_then_429_before_any_work` |
 //! | Setup token raced by two registrations | `passkeys::two_registrations_racing_on_one_setup_token_yield_one_passkey` |

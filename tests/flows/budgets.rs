@@ -173,3 +173,71 @@ async fn setup_token_guesses_do_not_lock_the_owner_or_clients_out() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_public_clients_failures_spend_no_budget() {
+    // A public client has no secret to guess, and its id is shared (every user of a client
+    // described by a metadata document sends the same one): what anyone sends with it spends
+    // nothing that its other users behind the same address rely on.
+    let server = TestServer::ready().await;
+    let (client_id, tokens) = server.connected_client().await;
+    let statuses = wrong_secrets(&server, &client_id, BUDGET + 5).await;
+    assert!(
+        statuses.iter().all(|s| *s == 401),
+        "secrets sent with a public client's id spent a budget: {statuses:?}"
+    );
+    for _ in 0..BUDGET + 5 {
+        server
+            .refresh(&client_id, "mcp_rt_not-a-refresh-token")
+            .await
+            .assert_oauth_error(400, "invalid_grant");
+    }
+    let refresh = server
+        .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(refresh.status, StatusCode::OK, "{}", refresh.text());
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_held_to_the_owners_budget() {
+    let server = TestServer::ready().await;
+    let mut statuses = Vec::new();
+    for _ in 0..BUDGET + 1 {
+        let challenge = server
+            .post_json("/oauth/console/signin/start", &json!({}))
+            .await
+            .json();
+        let mut forged = server.assert_with(&server.key, &challenge).await;
+        forged["response"]["signature"] = json!("AAAA");
+        let reply = server
+            .post_json(
+                "/oauth/console/signin/finish",
+                &json!({ "ceremony_id": challenge["ceremony_id"], "credential": forged }),
+            )
+            .await;
+        statuses.push(reply.status.as_u16());
+    }
+    let (checked, limited) = statuses.split_at(BUDGET);
+    assert!(checked.iter().all(|s| *s == 403), "{statuses:?}");
+    assert_eq!(limited, [429], "{statuses:?}");
+    // The owner's real assertion is not checked either until the window ends...
+    let challenge = server
+        .post_json("/oauth/console/signin/start", &json!({}))
+        .await
+        .json();
+    let credential = server.assert_with(&server.key, &challenge).await;
+    let reply = server
+        .post_json(
+            "/oauth/console/signin/finish",
+            &json!({ "ceremony_id": challenge["ceremony_id"], "credential": credential }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    // ...while clients from that address are unaffected.
+    assert_eq!(
+        introspect_as(&server, CLIENT_ID, CLIENT_SECRET)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}

@@ -139,7 +139,11 @@ async fn forwarded_requests_from_loopback_without_trusted_proxies_are_warned_of_
     }
     server.peer = "[::ffff:127.0.0.1]:40000".parse().unwrap();
     forwarded(&server, "198.51.100.1").await;
-    assert_eq!(proxy_warnings(&capture), 1);
+    assert_eq!(
+        proxy_warnings(&capture),
+        1,
+        "forwarding by a loopback proxy that is not trusted is warned of once, not per request"
+    );
 
     // Trusted, it is what the operator meant: no warning.
     let mut config = config();
