@@ -12,7 +12,6 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
 use super::body::JsonBody;
-use super::failures::limited;
 use super::response::unavailable_page;
 use super::response::{json_no_store, no_store};
 use crate::audit::AuditEvent;
@@ -209,18 +208,14 @@ pub(crate) async fn sign_in_finish(
     budget: Budget,
     JsonBody(body): JsonBody<Assertion>,
 ) -> Response {
-    let attempt = match budget.reserve(Guessed::Owner) {
-        Ok(attempt) => attempt,
-        Err(exhausted) => return limited(exhausted),
-    };
-    let verified = state
-        .passkeys
-        .finish_authentication(&body.ceremony_id, &body.credential, &Purpose::Console)
-        .await;
-    attempt.settle(&verified);
-    let credential_id = match verified {
+    let verified = state.passkeys.finish_authentication(
+        &body.ceremony_id,
+        &body.credential,
+        &Purpose::Console,
+    );
+    let credential_id = match budget.check(Guessed::Owner, verified).await {
         Ok(credential_id) => credential_id,
-        Err(error) => return error.into_response(),
+        Err(refused) => return refused.into_response(),
     };
     let token = match session::create(&*state.server.tokens, &credential_id).await {
         Ok(token) => token,

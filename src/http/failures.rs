@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::rate_limit::too_many_requests;
-use crate::oauth::budget::{Budget, Exhausted};
+use crate::oauth::budget::{Budget, Exhausted, Refused};
 
 impl FromRequestParts<AppState> for Budget {
     type Rejection = Infallible;
@@ -29,4 +29,13 @@ impl FromRequestParts<AppState> for Budget {
 /// 429 with `Retry-After`: nothing was checked.
 pub(crate) fn limited(exhausted: Exhausted) -> Response {
     too_many_requests(exhausted.wait_secs)
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Error(error) => error.into_response(),
+            Self::Limited(exhausted) => limited(exhausted),
+        }
+    }
 }

@@ -8,7 +8,6 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
 use super::body::JsonBody;
-use super::failures::limited;
 use super::response::json_no_store;
 use super::response::unavailable_page;
 use crate::oauth::OAuthError;
@@ -79,18 +78,12 @@ pub(crate) async fn start(
         Enrolment::SetupToken(_) => Guessed::SetupToken,
         Enrolment::Approval { .. } | Enrolment::ConsoleSession => Guessed::Owner,
     };
-    let attempt = match budget.reserve(guessed) {
-        Ok(attempt) => attempt,
-        Err(exhausted) => return limited(exhausted),
-    };
     let started = state
         .passkeys
-        .start_registration(enrolment, body.label.as_deref())
-        .await;
-    attempt.settle(&started);
-    match started {
+        .start_registration(enrolment, body.label.as_deref());
+    match budget.check(guessed, started).await {
         Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
-        Err(error) => error.into_response(),
+        Err(refused) => refused.into_response(),
     }
 }
 

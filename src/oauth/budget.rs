@@ -106,13 +106,10 @@ impl From<Exhausted> for Refused {
     }
 }
 
-/// One caller's budget: the shared table and the caller's address. Unlimited when rate limits are
+/// One caller's budget: the shared table and the caller's address; `None` when rate limits are
 /// off.
 #[derive(Debug)]
-pub(crate) struct Budget {
-    failures: Option<Arc<Failures>>,
-    address: IpAddr,
-}
+pub(crate) struct Budget(Option<(Arc<Failures>, IpAddr)>);
 
 /// One unit of a budget, taken before a credential check. Dropped, it stays spent (the check
 /// failed, or was cut short); [`refund`](Attempt::refund) gives it back after a success.
@@ -133,47 +130,43 @@ impl Attempt<'_> {
 
     /// The check failed: the unit stays spent.
     pub(crate) fn spend(self) {}
-
-    /// After a check whose refusal is 401 or 403 (`invalid_client`, `access_denied`): a refusal
-    /// keeps the unit spent, anything else (success, a malformed request, an outage) gives it back.
-    pub(crate) fn settle<T>(self, result: &Result<T, OAuthError>) {
-        match result {
-            Err(error)
-                if matches!(
-                    error.code,
-                    ErrorCode::InvalidClient | ErrorCode::AccessDenied
-                ) =>
-            {
-                self.spend();
-            }
-            _ => self.refund(),
-        }
-    }
 }
 
 impl Budget {
     pub(crate) fn new(failures: Arc<Failures>, address: IpAddr) -> Self {
-        Self {
-            failures: Some(failures),
-            address,
-        }
+        Self(Some((failures, address)))
     }
 
     /// No budget: rate limits are off.
     pub(crate) fn unlimited() -> Self {
-        Self {
-            failures: None,
-            address: IpAddr::from([0, 0, 0, 0]),
+        Self(None)
+    }
+
+    /// Run `check`, a credential check that answers `access_denied` when the credential is wrong,
+    /// on a unit of the budget for `guessed`: the unit is reserved before the check runs (a future
+    /// runs only when awaited), a refusal keeps it spent, and anything else (success, a malformed
+    /// request, an outage) gives it back.
+    pub(crate) async fn check<T>(
+        &self,
+        guessed: Guessed,
+        check: impl Future<Output = Result<T, OAuthError>>,
+    ) -> Result<T, Refused> {
+        let attempt = self.reserve(guessed)?;
+        let result = check.await;
+        match &result {
+            Err(error) if error.code == ErrorCode::AccessDenied => attempt.spend(),
+            _ => attempt.refund(),
         }
+        Ok(result?)
     }
 
     /// Take a unit of the caller's budget for guessing `guessed`, before the check runs.
     pub(crate) fn reserve(&self, guessed: Guessed) -> Result<Attempt<'_>, Exhausted> {
-        let Some(failures) = self.failures.as_deref() else {
+        let Some((failures, address)) = &self.0 else {
             return Ok(Attempt { reserved: None });
         };
         let key = FailureKey {
-            address: self.address,
+            address: *address,
             guessed,
         };
         let window = failures.reserve(key, Instant::now())?;
@@ -337,20 +330,38 @@ mod tests {
         assert_eq!(failures.windows()[&ip].spent, 1);
     }
 
-    #[test]
-    fn refusals_keep_their_unit_and_everything_else_gives_it_back() {
+    #[tokio::test]
+    async fn a_check_runs_on_a_reserved_unit_that_only_a_refusal_keeps() {
         let failures = Arc::new(failures(1));
         let budget = Budget::new(Arc::clone(&failures), "192.0.2.1".parse().unwrap());
-        let settled = |result: Result<(), OAuthError>| {
-            budget.reserve(Guessed::Owner).unwrap().settle(&result);
-            failures.windows().is_empty()
-        };
-        assert!(settled(Ok(())));
-        assert!(settled(Err(OAuthError::invalid_request("malformed"))));
-        assert!(!settled(Err(OAuthError::new(
-            ErrorCode::AccessDenied,
-            "no"
-        ))));
+        for outcome in [Ok(()), Err(OAuthError::invalid_request("malformed"))] {
+            let checked = budget
+                .check(Guessed::Owner, async {
+                    assert_eq!(
+                        failures.windows().len(),
+                        1,
+                        "reserved before the check runs"
+                    );
+                    outcome.clone()
+                })
+                .await;
+            assert!(matches!(checked, Ok(()) | Err(Refused::Error(_))));
+            assert!(
+                failures.windows().is_empty(),
+                "{outcome:?} gave the unit back"
+            );
+        }
+        let denied = budget
+            .check(Guessed::Owner, async {
+                Err::<(), _>(OAuthError::new(ErrorCode::AccessDenied, "wrong"))
+            })
+            .await;
+        assert!(matches!(denied, Err(Refused::Error(_))));
+        let limited = budget.check(Guessed::Owner, async { Ok(()) }).await;
+        assert!(
+            matches!(limited, Err(Refused::Limited(_))),
+            "a refusal kept its unit, and the budget of one is spent"
+        );
     }
 
     #[test]
