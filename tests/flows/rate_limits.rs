@@ -200,7 +200,7 @@ async fn guessing_a_client_secret_is_held_to_the_failure_budget() {
     assert_eq!(
         introspect.status,
         StatusCode::TOO_MANY_REQUESTS,
-        "one budget for every secret check"
+        "one budget per client, whichever endpoint checks its secret"
     );
     // Another address is not affected, and successes there cost nothing.
     server.peer = "127.0.0.9:40000".parse().unwrap();
