@@ -35,7 +35,10 @@ pub const DEFAULT_NATIVE_REDIRECT_URIS: [&str; 1] =
 /// The first fields are required; [`OAuthConfig::with_defaults`] fills in the rest. Every field is
 /// checked by [`OAuthConfig::validate`] when the layer is built, and a bad value is an
 /// [`Error::InvalidConfig`] naming the field.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output shows every field but the secrets (`client_secret`, `setup_token`), which
+/// print as `[redacted]`.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct OAuthConfig {
     /// Public URL of the server, e.g. `https://mcp.example.com`: the OAuth issuer and the WebAuthn
@@ -102,6 +105,82 @@ pub struct OAuthConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Largest accepted request body on the OAuth endpoints, in bytes.
     pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for OAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured in full, so that a new field does not compile until someone decides
+        // whether it is secret.
+        let Self {
+            server_url,
+            client_id,
+            client_secret: _,
+            client_redirect_uris,
+            client_name,
+            app_name,
+            passkey_store_path,
+            setup_token,
+            token_lifetime_secs,
+            code_lifetime_secs,
+            refresh_token_lifetime_secs,
+            refresh_grace_secs,
+            consent_lifetime_secs,
+            resource_path,
+            scopes,
+            default_scopes,
+            scope_descriptions,
+            dynamic_registration,
+            registered_client_lifetime_secs,
+            client_id_metadata_documents,
+            cimd_allow_loopback_http_for_testing,
+            native_redirect_uris,
+            rate_limits,
+            trusted_proxies,
+            max_body_bytes,
+        } = self;
+        f.debug_struct("OAuthConfig")
+            .field("server_url", server_url)
+            .field("client_id", client_id)
+            .field("client_secret", &Redacted)
+            .field("client_redirect_uris", client_redirect_uris)
+            .field("client_name", client_name)
+            .field("app_name", app_name)
+            .field("passkey_store_path", passkey_store_path)
+            .field("setup_token", &setup_token.as_ref().map(|_| Redacted))
+            .field("token_lifetime_secs", token_lifetime_secs)
+            .field("code_lifetime_secs", code_lifetime_secs)
+            .field("refresh_token_lifetime_secs", refresh_token_lifetime_secs)
+            .field("refresh_grace_secs", refresh_grace_secs)
+            .field("consent_lifetime_secs", consent_lifetime_secs)
+            .field("resource_path", resource_path)
+            .field("scopes", scopes)
+            .field("default_scopes", default_scopes)
+            .field("scope_descriptions", scope_descriptions)
+            .field("dynamic_registration", dynamic_registration)
+            .field(
+                "registered_client_lifetime_secs",
+                registered_client_lifetime_secs,
+            )
+            .field("client_id_metadata_documents", client_id_metadata_documents)
+            .field(
+                "cimd_allow_loopback_http_for_testing",
+                cimd_allow_loopback_http_for_testing,
+            )
+            .field("native_redirect_uris", native_redirect_uris)
+            .field("rate_limits", rate_limits)
+            .field("trusted_proxies", trusted_proxies)
+            .field("max_body_bytes", max_body_bytes)
+            .finish()
+    }
+}
+
+/// Stands in for a secret in `Debug` output.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::oauth::secret::REDACTED)
+    }
 }
 
 /// Rate limits: the three per-IP tiers of DESIGN §7 over the OAuth endpoints and pages, a per-grant

@@ -8,13 +8,13 @@ use base64::engine::general_purpose::STANDARD;
 use super::clients::{Client, FindError};
 use super::params::Params;
 use super::{AuthServer, OAuthError};
-use crate::oauth::secret;
+use crate::oauth::secret::{self, Secret};
 
 /// Credentials as presented.
 #[derive(Debug)]
 struct Presented {
     client_id: String,
-    secret: Option<String>,
+    secret: Option<Secret>,
 }
 
 impl AuthServer {
@@ -40,7 +40,9 @@ impl AuthServer {
             }
         };
         match (&client.secret_hash, &presented.secret) {
-            (Some(expected), Some(secret)) if secret::hash_matches(secret, expected) => Ok(client),
+            (Some(expected), Some(secret)) if secret::hash_matches(secret.expose(), expected) => {
+                Ok(client)
+            }
             (Some(_), Some(_)) => Err(OAuthError::invalid_client("client authentication failed")),
             (Some(_), None) => Err(OAuthError::invalid_client(
                 "this client must authenticate with its client secret",
@@ -89,7 +91,7 @@ fn presented(authorization: Option<&str>, params: &Params<'_>) -> Result<Present
         }
         return Ok(Presented {
             client_id: id,
-            secret: Some(secret),
+            secret: Some(secret.into()),
         });
     }
     let client_id = params
@@ -97,7 +99,7 @@ fn presented(authorization: Option<&str>, params: &Params<'_>) -> Result<Present
         .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
     Ok(Presented {
         client_id: client_id.to_owned(),
-        secret: params.get("client_secret").map(str::to_owned),
+        secret: params.get("client_secret").map(Secret::from),
     })
 }
 
