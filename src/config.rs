@@ -82,6 +82,12 @@ pub struct OAuthConfig {
     /// the scope's code. Only for scopes in [`scopes`](OAuthConfig::scopes); a scope without one
     /// shows its code alone. Default: `mcp` → "Use this MCP server's tools and resources".
     pub scope_descriptions: BTreeMap<String, String>,
+    /// The clients that may call `POST /introspect` (RFC 7662): the resource servers, each
+    /// authenticating with its client secret. Any other client gets 401 `invalid_client`, so a
+    /// client that registered itself cannot learn about other clients' tokens. Default: the
+    /// pre-registered client alone. Empty: introspection is off, and the metadata does not
+    /// advertise it.
+    pub introspection_clients: Vec<String>,
     /// Whether `POST /register` (RFC 7591 dynamic client registration) is offered.
     pub dynamic_registration: bool,
     /// How long a dynamically registered client lives. `None`: forever.
@@ -129,6 +135,7 @@ impl std::fmt::Debug for OAuthConfig {
             scopes,
             default_scopes,
             scope_descriptions,
+            introspection_clients,
             dynamic_registration,
             registered_client_lifetime_secs,
             client_id_metadata_documents,
@@ -156,6 +163,7 @@ impl std::fmt::Debug for OAuthConfig {
             .field("scopes", scopes)
             .field("default_scopes", default_scopes)
             .field("scope_descriptions", scope_descriptions)
+            .field("introspection_clients", introspection_clients)
             .field("dynamic_registration", dynamic_registration)
             .field(
                 "registered_client_lifetime_secs",
@@ -257,9 +265,11 @@ impl OAuthConfig {
         app_name: impl Into<String>,
         passkey_store_path: impl Into<PathBuf>,
     ) -> Self {
+        let client_id = client_id.into();
         Self {
             server_url: server_url.into(),
-            client_id: client_id.into(),
+            introspection_clients: vec![client_id.clone()],
+            client_id,
             client_secret: client_secret.into(),
             client_redirect_uris: DEFAULT_CLIENT_REDIRECT_URIS.map(String::from).to_vec(),
             client_name: "Pre-registered client".to_owned(),
@@ -399,6 +409,16 @@ impl OAuthConfig {
                 );
             }
         }
+        if let Some(id) = self
+            .introspection_clients
+            .iter()
+            .find(|id| id.trim().is_empty() || id.chars().any(|c| c.is_control() || c == ' '))
+        {
+            return bad(
+                "introspection_clients",
+                &format!("{id:?} is not a client id (empty, or with spaces or control characters)"),
+            );
+        }
         if self.registered_client_lifetime_secs == Some(0) {
             return bad(
                 "registered_client_lifetime_secs",
@@ -537,6 +557,7 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         config().validate().unwrap();
+        assert_eq!(config().introspection_clients, ["claude"]);
         let mut local = config();
         local.server_url = "http://localhost:8080".into();
         local.validate().unwrap();
@@ -640,6 +661,10 @@ mod tests {
             (
                 "rate_limits.auth",
                 Box::new(|c| c.rate_limits.auth = RateLimit::new(0, 1)),
+            ),
+            (
+                "introspection_clients",
+                Box::new(|c| c.introspection_clients = vec![" ".into()]),
             ),
             (
                 "cimd_allow_loopback_http_for_testing",

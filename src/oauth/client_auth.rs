@@ -29,7 +29,42 @@ impl AuthServer {
         authorization: Option<&str>,
         params: &Params<'_>,
     ) -> Result<Client, OAuthError> {
+        self.authenticate(presented(authorization, params)?).await
+    }
+
+    /// Authenticate a resource server at the introspection endpoint: a client the configuration
+    /// names, with its secret. Another client is refused before it is looked up, so a URL
+    /// client id does not even cost a metadata document fetch.
+    ///
+    /// # Errors
+    ///
+    /// `invalid_client` for a client not named, or one that fails authentication or has no
+    /// secret; `invalid_request` for contradictory credentials.
+    pub(crate) async fn authenticate_resource_server(
+        &self,
+        authorization: Option<&str>,
+        params: &Params<'_>,
+    ) -> Result<Client, OAuthError> {
         let presented = presented(authorization, params)?;
+        if !self
+            .settings
+            .introspection_clients
+            .contains(&presented.client_id)
+        {
+            return Err(OAuthError::invalid_client(
+                "this client may not introspect tokens; only configured resource servers may",
+            ));
+        }
+        let client = self.authenticate(presented).await?;
+        if client.secret_hash.is_none() {
+            return Err(OAuthError::invalid_client(
+                "introspection is for confidential clients (resource servers) only",
+            ));
+        }
+        Ok(client)
+    }
+
+    async fn authenticate(&self, presented: Presented) -> Result<Client, OAuthError> {
         let client = match self.find_client(&presented.client_id).await {
             Ok(Some(client)) => client,
             Ok(None) => return Err(OAuthError::invalid_client("unknown client; register again")),

@@ -34,6 +34,8 @@
 //! | Malformed input anywhere, malformed WebAuthn payloads | `malformed::*`, `properties::*` |
 //! | Registration flooding: per-address rate limit, spoofed `X-Forwarded-For` | `rate_limits::a_flood_gets_429_with_retry_after_then_other_addresses_still_pass`, `rate_limits::forwarded_for_is_ignored_unless_the_proxy_is_trusted` |
 //! | Registration flooding from many addresses: bounded memory | `attacks::a_registration_flood_is_bounded_by_the_store_capacity` |
+//! | Introspection by a self-registered confidential client | `introspect::a_self_registered_client_with_a_secret_cannot_introspect`, `introspect::the_configured_resource_servers_and_only_they_may_introspect` |
+//! | A refresh token introspected as if it were an access token (another client's; no `token_type`) | `introspect::a_resource_server_sees_another_clients_refresh_token_as_inactive`, `introspect::every_active_answer_has_a_token_type_and_own_refresh_tokens_are_marked` |
 //! | Secrets at rest or in logs | `secrets::stores_hold_hashes_and_logs_hold_no_secret`, `secrets::live_tokens_are_stored_under_their_hash_only` |
 //! | Secrets printed by `{:?}` of the configuration, the builder or the layer | `secrets::debug_output_of_public_types_holds_no_secret` |
 //! | A store outage read as "unauthorized" (clients would drop their tokens) | `bearer::a_store_outage_is_503_never_401` |
