@@ -38,6 +38,8 @@
 //! | A refresh token introspected as if it were an access token (another client's; no `token_type`) | `introspect::a_resource_server_sees_another_clients_refresh_token_as_inactive`, `introspect::every_active_answer_has_a_token_type_and_own_refresh_tokens_are_marked` |
 //! | Secrets at rest or in logs | `secrets::stores_hold_hashes_and_logs_hold_no_secret`, `secrets::live_tokens_are_stored_under_their_hash_only` |
 //! | Secrets printed by `{:?}` of the configuration, the builder or the layer | `secrets::debug_output_of_public_types_holds_no_secret` |
+//! | A stalling metadata-document host holding every fetch slot, starving other clients' documents | `cimd::a_stalling_host_cannot_starve_the_fetches_of_other_hosts` (and `cimd::fetch::tests::waiting_for_a_slot_does_not_count_against_the_time_limit` in the crate) |
+//! | A document host that is down, slow or overloaded read as "invalid client" (clients would drop their tokens) | `cimd::a_client_whose_document_host_is_down_gets_503_never_401`, `cimd::a_slow_document_times_out_within_the_cap` |
 //! | A store outage read as "unauthorized" (clients would drop their tokens) | `bearer::a_store_outage_is_503_never_401` |
 
 use std::sync::Arc;
