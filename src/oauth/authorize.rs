@@ -44,15 +44,8 @@ impl From<FindError> for Rejection {
         match error {
             FindError::Store(error) => error.into(),
             // A bad or unreachable metadata document: the client is not known to be genuine, so
-            // its redirect URI is not trusted either (CIMD §"Metadata Discovery Errors"). One
-            // that cannot be had right now says so, and to try again.
-            FindError::Document(error) if error.is_temporary() => Rejection::Page(OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                error.page_description(),
-            )),
-            FindError::Document(error) => {
-                Rejection::Page(OAuthError::invalid_request(error.page_description()))
-            }
+            // its redirect URI is not trusted either (CIMD §"Metadata Discovery Errors").
+            FindError::Document(error) => Rejection::Page(error.page_error()),
         }
     }
 }

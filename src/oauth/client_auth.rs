@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::clients::{Client, FindError};
 use super::params::Params;
-use super::{AuthServer, ErrorCode, OAuthError};
+use super::{AuthServer, OAuthError};
 use crate::oauth::secret::{self, Secret};
 
 /// Credentials as presented.
@@ -69,17 +69,9 @@ impl AuthServer {
             Ok(Some(client)) => client,
             Ok(None) => return Err(OAuthError::invalid_client("unknown client; register again")),
             Err(FindError::Store(error)) => return Err(error.into()),
-            Err(FindError::Document(error)) if error.is_temporary() => {
-                // Not a verdict on the client: a 401 would make it throw its tokens away.
-                tracing::info!(target: "mcp_oauth::cimd", error = %error, "metadata document unavailable at a token endpoint");
-                return Err(OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    error.token_description(),
-                ));
-            }
             Err(FindError::Document(error)) => {
-                tracing::info!(target: "mcp_oauth::cimd", error = %error, "metadata document client refused at a token endpoint");
-                return Err(OAuthError::invalid_client(error.token_description()));
+                tracing::info!(target: "mcp_oauth::cimd", error = %error, "no usable metadata document at a token endpoint");
+                return Err(error.token_error());
             }
         };
         match (&client.secret_hash, &presented.secret) {

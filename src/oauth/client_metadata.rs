@@ -7,6 +7,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use super::clients::Client;
+use super::{ErrorCode, OAuthError};
 
 /// Resolves a URL client id to the client its metadata document describes.
 #[async_trait]
@@ -97,6 +98,29 @@ impl DocumentError {
         matches!(self.problem, DocumentProblem::Unavailable(_))
     }
 
+    /// The answer at the token endpoints: `temporarily_unavailable` (503) while the document
+    /// cannot be had, so the client keeps its tokens; otherwise `invalid_client` (401).
+    pub(crate) fn token_error(&self) -> OAuthError {
+        let code = if self.is_temporary() {
+            ErrorCode::TemporarilyUnavailable
+        } else {
+            ErrorCode::InvalidClient
+        };
+        OAuthError::new(code, self.token_description())
+    }
+
+    /// The error the authorization endpoint shows on its page (never a redirect: the client is
+    /// not known to be genuine, so neither is its redirect URI): "try again" (503) while the
+    /// document cannot be had, otherwise what is wrong with it.
+    pub(crate) fn page_error(&self) -> OAuthError {
+        let code = if self.is_temporary() {
+            ErrorCode::TemporarilyUnavailable
+        } else {
+            ErrorCode::InvalidRequest
+        };
+        OAuthError::new(code, self.page_description())
+    }
+
     /// For the error page: names the URL, says what is wrong.
     pub(crate) fn page_description(&self) -> String {
         match &self.problem {
@@ -185,6 +209,8 @@ mod tests {
         );
         assert!(!error.token_description().contains("client.example"));
         assert!(!error.is_temporary());
+        assert_eq!(error.token_error().code, ErrorCode::InvalidClient);
+        assert_eq!(error.page_error().code, ErrorCode::InvalidRequest);
     }
 
     #[test]
@@ -200,5 +226,7 @@ mod tests {
              right now (timed out after 5 seconds); try again in a moment"
         );
         assert!(error.token_description().contains("try again later"));
+        assert_eq!(error.token_error().code, ErrorCode::TemporarilyUnavailable);
+        assert_eq!(error.page_error().code, ErrorCode::TemporarilyUnavailable);
     }
 }
