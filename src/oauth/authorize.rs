@@ -59,10 +59,11 @@ pub(crate) struct Consent {
     pub(crate) scopes: Vec<String>,
 }
 
-/// Where the browser goes after the owner decided.
+/// Where the browser goes after the owner decided: after an approval, a URL carrying the
+/// authorization code.
 #[derive(Debug)]
 pub(crate) struct Decision {
-    pub(crate) redirect_to: String,
+    pub(crate) redirect_to: secret::Secret,
 }
 
 impl AuthServer {
@@ -223,7 +224,7 @@ impl AuthServer {
             query.append_pair("iss", &self.settings.issuer);
         }
         Ok(Decision {
-            redirect_to: url.into(),
+            redirect_to: String::from(url).into(),
         })
     }
 
@@ -235,11 +236,9 @@ impl AuthServer {
         });
         let error = OAuthError::new(ErrorCode::AccessDenied, "the owner denied the request");
         Ok(Decision {
-            redirect_to: self.error_redirect(
-                &pending.redirect_uri,
-                &error,
-                pending.state.as_deref(),
-            ),
+            redirect_to: self
+                .error_redirect(&pending.redirect_uri, &error, pending.state.as_deref())
+                .into(),
         })
     }
 
@@ -292,4 +291,18 @@ fn expired_request() -> OAuthError {
 
 fn parse_redirect(uri: &str) -> Result<Url, OAuthError> {
     Url::parse(uri).map_err(|_| OAuthError::invalid_request("stored redirect URI is not a URL"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_code_in_an_approval_redirect() {
+        let decision = Decision {
+            redirect_to: "https://client.example/cb?code=mcp_ac_secret-code&state=s".into(),
+        };
+        let output = format!("{decision:?}");
+        assert!(!output.contains("secret-code"), "{output}");
+    }
 }
