@@ -35,7 +35,10 @@ pub const DEFAULT_NATIVE_REDIRECT_URIS: [&str; 1] =
 /// The first fields are required; [`OAuthConfig::with_defaults`] fills in the rest. Every field is
 /// checked by [`OAuthConfig::validate`] when the layer is built, and a bad value is an
 /// [`Error::InvalidConfig`] naming the field.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output shows every field but the secrets (`client_secret`, `setup_token`), which
+/// print as `[redacted]`.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct OAuthConfig {
     /// Public URL of the server, e.g. `https://mcp.example.com`: the OAuth issuer and the WebAuthn
@@ -79,6 +82,12 @@ pub struct OAuthConfig {
     /// the scope's code. Only for scopes in [`scopes`](OAuthConfig::scopes); a scope without one
     /// shows its code alone. Default: `mcp` → "Use this MCP server's tools and resources".
     pub scope_descriptions: BTreeMap<String, String>,
+    /// The clients that may call `POST /introspect` (RFC 7662): the resource servers, each
+    /// authenticating with its client secret. Any other client gets 401 `invalid_client`, so a
+    /// client that registered itself cannot learn about other clients' tokens. Default: the
+    /// pre-registered client alone. Empty: introspection is off, and the metadata does not
+    /// advertise it.
+    pub introspection_clients: Vec<String>,
     /// Whether `POST /register` (RFC 7591 dynamic client registration) is offered.
     pub dynamic_registration: bool,
     /// How long a dynamically registered client lives. `None`: forever.
@@ -102,6 +111,84 @@ pub struct OAuthConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Largest accepted request body on the OAuth endpoints, in bytes.
     pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for OAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured in full, so that a new field does not compile until someone decides
+        // whether it is secret.
+        let Self {
+            server_url,
+            client_id,
+            client_secret: _,
+            client_redirect_uris,
+            client_name,
+            app_name,
+            passkey_store_path,
+            setup_token,
+            token_lifetime_secs,
+            code_lifetime_secs,
+            refresh_token_lifetime_secs,
+            refresh_grace_secs,
+            consent_lifetime_secs,
+            resource_path,
+            scopes,
+            default_scopes,
+            scope_descriptions,
+            introspection_clients,
+            dynamic_registration,
+            registered_client_lifetime_secs,
+            client_id_metadata_documents,
+            cimd_allow_loopback_http_for_testing,
+            native_redirect_uris,
+            rate_limits,
+            trusted_proxies,
+            max_body_bytes,
+        } = self;
+        f.debug_struct("OAuthConfig")
+            .field("server_url", server_url)
+            .field("client_id", client_id)
+            .field("client_secret", &Redacted)
+            .field("client_redirect_uris", client_redirect_uris)
+            .field("client_name", client_name)
+            .field("app_name", app_name)
+            .field("passkey_store_path", passkey_store_path)
+            .field("setup_token", &setup_token.as_ref().map(|_| Redacted))
+            .field("token_lifetime_secs", token_lifetime_secs)
+            .field("code_lifetime_secs", code_lifetime_secs)
+            .field("refresh_token_lifetime_secs", refresh_token_lifetime_secs)
+            .field("refresh_grace_secs", refresh_grace_secs)
+            .field("consent_lifetime_secs", consent_lifetime_secs)
+            .field("resource_path", resource_path)
+            .field("scopes", scopes)
+            .field("default_scopes", default_scopes)
+            .field("scope_descriptions", scope_descriptions)
+            .field("introspection_clients", introspection_clients)
+            .field("dynamic_registration", dynamic_registration)
+            .field(
+                "registered_client_lifetime_secs",
+                registered_client_lifetime_secs,
+            )
+            .field("client_id_metadata_documents", client_id_metadata_documents)
+            .field(
+                "cimd_allow_loopback_http_for_testing",
+                cimd_allow_loopback_http_for_testing,
+            )
+            .field("native_redirect_uris", native_redirect_uris)
+            .field("rate_limits", rate_limits)
+            .field("trusted_proxies", trusted_proxies)
+            .field("max_body_bytes", max_body_bytes)
+            .finish()
+    }
+}
+
+/// Stands in for a secret in `Debug` output.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::oauth::secret::REDACTED)
+    }
 }
 
 /// Rate limits: the three per-IP tiers of DESIGN §7 over the OAuth endpoints and pages, a per-grant
@@ -188,9 +275,11 @@ impl OAuthConfig {
         app_name: impl Into<String>,
         passkey_store_path: impl Into<PathBuf>,
     ) -> Self {
+        let client_id = client_id.into();
         Self {
             server_url: server_url.into(),
-            client_id: client_id.into(),
+            introspection_clients: vec![client_id.clone()],
+            client_id,
             client_secret: client_secret.into(),
             client_redirect_uris: DEFAULT_CLIENT_REDIRECT_URIS.map(String::from).to_vec(),
             client_name: "Pre-registered client".to_owned(),
@@ -329,6 +418,16 @@ impl OAuthConfig {
                     ),
                 );
             }
+        }
+        if let Some(id) = self
+            .introspection_clients
+            .iter()
+            .find(|id| id.trim().is_empty() || id.chars().any(|c| c.is_control() || c == ' '))
+        {
+            return bad(
+                "introspection_clients",
+                &format!("{id:?} is not a client id (empty, or with spaces or control characters)"),
+            );
         }
         if self.registered_client_lifetime_secs == Some(0) {
             return bad(
@@ -469,6 +568,7 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         config().validate().unwrap();
+        assert_eq!(config().introspection_clients, ["claude"]);
         let mut local = config();
         local.server_url = "http://localhost:8080".into();
         local.validate().unwrap();
@@ -576,6 +676,10 @@ mod tests {
             (
                 "rate_limits.refused",
                 Box::new(|c| c.rate_limits.refused = RateLimit::new(1, 0)),
+            ),
+            (
+                "introspection_clients",
+                Box::new(|c| c.introspection_clients = vec![" ".into()]),
             ),
             (
                 "cimd_allow_loopback_http_for_testing",

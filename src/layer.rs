@@ -240,6 +240,7 @@ impl McpOAuthBuilder {
             refresh_grace_secs: config.refresh_grace_secs,
             consent_lifetime_secs: config.consent_lifetime_secs,
             dynamic_registration: config.dynamic_registration,
+            introspection_clients: config.introspection_clients.clone(),
             client_id_metadata_documents: metadata_documents.is_some(),
             client_lifetime_secs: config.registered_client_lifetime_secs,
             native_redirect_uris: config.native_redirect_uris.clone(),

@@ -15,22 +15,20 @@ use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
+use super::slots::{FetchSlots, SlotLimits};
 use super::ssrf::{self, Target, TargetHost};
+use crate::oauth::client_metadata::Unavailable;
 
 /// The largest document accepted (CIMD §"Maximum Response Size" recommends 5 KB).
 pub(crate) const MAX_BYTES: usize = 5 * 1024;
 
-/// Everything (resolution, connection, TLS, request, body) must be done within this.
+/// Everything (resolution, connection, TLS, request, body) must be done within this, counted
+/// from when the fetch has its slot.
 pub(crate) const TIME_LIMIT: Duration = Duration::from_secs(5);
-
-/// Fetches in flight at once, so that a flood of authorization requests naming URLs cannot turn
-/// the server into a request cannon.
-const MAX_CONCURRENT: usize = 16;
 
 /// Response head limit (hyper's floor is 8 KiB).
 const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -52,6 +50,21 @@ pub(crate) enum Freshness {
     Unspecified,
 }
 
+/// Why a fetch gave no document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FetchError {
+    /// Not the document's fault: try again later.
+    Unavailable(Unavailable),
+    /// The host's answer, or its address, rules the document out; in plain words.
+    BadAnswer(String),
+}
+
+impl From<Unavailable> for FetchError {
+    fn from(why: Unavailable) -> Self {
+        Self::Unavailable(why)
+    }
+}
+
 /// A `200` JSON response within the limits.
 #[derive(Debug)]
 pub(crate) struct Fetched {
@@ -59,10 +72,11 @@ pub(crate) struct Fetched {
     pub(crate) freshness: Freshness,
 }
 
-/// The fetcher: TLS settings and the concurrency limit.
+/// The fetcher: TLS settings, the fetch slots and the time limit.
 pub(crate) struct Fetcher {
     tls: TlsConnector,
-    permits: Semaphore,
+    slots: FetchSlots,
+    time_limit: Duration,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -76,6 +90,10 @@ impl Fetcher {
     ///
     /// The TLS configuration could not be built (not expected with the bundled provider).
     pub(crate) fn new() -> Result<Self, String> {
+        Self::with_limits(SlotLimits::DEFAULT, TIME_LIMIT)
+    }
+
+    fn with_limits(slots: SlotLimits, time_limit: Duration) -> Result<Self, String> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         // An explicit provider: the process-wide default may be unset, or another crate's.
@@ -88,41 +106,42 @@ impl Fetcher {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             tls: TlsConnector::from(Arc::new(config)),
-            permits: Semaphore::new(MAX_CONCURRENT),
+            slots: FetchSlots::new(slots),
+            time_limit,
         })
     }
 
-    /// Fetch the document at a vetted target, within [`TIME_LIMIT`].
+    /// Fetch the document at a vetted target: wait for a slot (bounded on its own), then fetch
+    /// within the time limit.
     ///
     /// # Errors
     ///
-    /// A plain-words reason, for "could not be fetched: {reason}".
-    pub(crate) async fn fetch(&self, target: &Target) -> Result<Fetched, String> {
-        match tokio::time::timeout(TIME_LIMIT, self.fetch_unbounded(target)).await {
+    /// [`FetchError::Unavailable`] for a failure that is not the document's fault (no slot, a
+    /// timeout, no connection, a server error); [`FetchError::BadAnswer`] for an answer that
+    /// rules the document out.
+    pub(crate) async fn fetch(&self, target: &Target) -> Result<Fetched, FetchError> {
+        let _slot = self.slots.acquire(target.host_key()).await?;
+        match tokio::time::timeout(self.time_limit, self.fetch_unbounded(target)).await {
             Ok(result) => result,
-            Err(_) => Err(format!("timed out after {} seconds", TIME_LIMIT.as_secs())),
+            Err(_) => Err(Unavailable::TimedOut(self.time_limit.as_secs()).into()),
         }
     }
 
-    async fn fetch_unbounded(&self, target: &Target) -> Result<Fetched, String> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| "the fetcher is shutting down".to_owned())?;
+    async fn fetch_unbounded(&self, target: &Target) -> Result<Fetched, FetchError> {
         let addresses = resolve(target).await?;
         let tcp = connect(&addresses).await?;
         if target.url.scheme() == "https" {
             let name = match &target.host {
-                TargetHost::Name(name) => ServerName::try_from(name.clone())
-                    .map_err(|_| "its host name is not valid for TLS".to_owned())?,
+                TargetHost::Name(name) => ServerName::try_from(name.clone()).map_err(|_| {
+                    FetchError::BadAnswer("its host name is not valid for TLS".into())
+                })?,
                 TargetHost::Ip(ip) => ServerName::IpAddress((*ip).into()),
             };
             let tls = self
                 .tls
                 .connect(name, tcp)
                 .await
-                .map_err(|e| format!("the TLS handshake failed ({e})"))?;
+                .map_err(|e| Unavailable::TlsFailed(e.to_string()))?;
             get(tls, target).await
         } else {
             // Only reachable through the testing switch, on loopback.
@@ -131,18 +150,19 @@ impl Fetcher {
     }
 }
 
-/// Resolve the host once; every address must pass the filter, or none is used.
-async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, String> {
+/// Resolve the host once; every address must pass the filter, or none is used. A failed lookup
+/// is [`Unavailable`]: the resolver may be what failed, not the document.
+async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, FetchError> {
     let mut addresses: Vec<SocketAddr> = match &target.host {
         TargetHost::Ip(ip) => vec![SocketAddr::new(*ip, target.port)],
         TargetHost::Name(name) => tokio::net::lookup_host((name.as_str(), target.port))
             .await
-            .map_err(|_| "its host name could not be resolved".to_owned())?
+            .map_err(|_| Unavailable::NotResolved)?
             .collect(),
     };
     addresses.dedup();
     if addresses.is_empty() {
-        return Err("its host name resolved to no address".into());
+        return Err(Unavailable::NotResolved.into());
     }
     if let Some(bad) = addresses
         .iter()
@@ -151,15 +171,15 @@ async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, String> {
         // The address goes to the log only: the error page is public, and would otherwise map
         // the server's internal DNS for anyone who asks.
         tracing::warn!(target: "mcp_oauth::cimd", url = %target.url, address = %bad.ip(), "refusing to fetch a metadata document from a non-public address");
-        return Err(
+        return Err(FetchError::BadAnswer(
             "its host name resolves to a private, loopback or otherwise non-public address".into(),
-        );
+        ));
     }
     Ok(addresses)
 }
 
 /// Connect to the first vetted address that answers.
-async fn connect(addresses: &[SocketAddr]) -> Result<TcpStream, String> {
+async fn connect(addresses: &[SocketAddr]) -> Result<TcpStream, Unavailable> {
     let mut last = None;
     for address in addresses {
         match TcpStream::connect(address).await {
@@ -167,10 +187,27 @@ async fn connect(addresses: &[SocketAddr]) -> Result<TcpStream, String> {
             Err(error) => last = Some(error.kind()),
         }
     }
-    Err(match last {
-        Some(kind) => format!("could not connect ({kind})"),
-        None => "could not connect".to_owned(),
-    })
+    Err(Unavailable::NotConnected(last.map_or_else(
+        || "no address answered".to_owned(),
+        |kind| kind.to_string(),
+    )))
+}
+
+/// A failed HTTP exchange: an answer that is not HTTP rules the document out; a connection that
+/// broke does not.
+fn exchange_failed(error: &hyper::Error) -> FetchError {
+    if error.is_parse() || error.is_parse_status() {
+        FetchError::BadAnswer(format!("the HTTP exchange failed ({error})"))
+    } else {
+        Unavailable::ConnectionLost(error.to_string()).into()
+    }
+}
+
+/// Statuses that say "not now" rather than "no such document": server errors, 429 and 408.
+fn is_temporary_status(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
 }
 
 /// Aborts the spawned connection task when the fetch ends, early or not.
@@ -182,7 +219,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn get<S>(io: S, target: &Target) -> Result<Fetched, String>
+async fn get<S>(io: S, target: &Target) -> Result<Fetched, FetchError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -191,7 +228,7 @@ where
         .max_header_size(MAX_HEAD_BYTES)
         .handshake::<_, Empty<Bytes>>(TokioIo::new(io))
         .await
-        .map_err(|e| format!("the HTTP exchange failed ({e})"))?;
+        .map_err(|e| exchange_failed(&e))?;
     let _connection = AbortOnDrop(tokio::spawn(async move {
         let _ = connection.await;
     }));
@@ -210,30 +247,33 @@ where
         .header(USER_AGENT, USER_AGENT_VALUE)
         .header(ACCEPT, "application/json")
         .body(Empty::new())
-        .map_err(|_| "the request could not be built".to_owned())?;
+        .map_err(|_| FetchError::BadAnswer("the request could not be built".into()))?;
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| format!("the HTTP exchange failed ({e})"))?;
+        .map_err(|e| exchange_failed(&e))?;
 
     let status = response.status();
     if status.is_redirection() {
-        return Err(format!(
+        return Err(FetchError::BadAnswer(format!(
             "it answered with a redirect (HTTP {}), and redirects are not followed",
             status.as_u16()
-        ));
+        )));
+    }
+    if is_temporary_status(status) {
+        return Err(Unavailable::HostBusy(status.as_u16()).into());
     }
     if status != StatusCode::OK {
-        return Err(format!(
+        return Err(FetchError::BadAnswer(format!(
             "it answered HTTP {}{}",
             status.as_u16(),
             status
                 .canonical_reason()
                 .map(|r| format!(" {r}"))
                 .unwrap_or_default()
-        ));
+        )));
     }
-    check_content_type(response.headers())?;
+    check_content_type(response.headers()).map_err(FetchError::BadAnswer)?;
     let declared = response
         .headers()
         .get(CONTENT_LENGTH)
@@ -247,7 +287,7 @@ where
     let mut body = response.into_body();
     let mut bytes = Vec::with_capacity(declared.map_or(1024, |l| l as usize));
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("reading the document failed ({e})"))?;
+        let frame = frame.map_err(|e| exchange_failed(&e))?;
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > MAX_BYTES {
                 return Err(too_large());
@@ -261,8 +301,8 @@ where
     })
 }
 
-fn too_large() -> String {
-    format!("it is larger than {} KiB", MAX_BYTES / 1024)
+fn too_large() -> FetchError {
+    FetchError::BadAnswer(format!("it is larger than {} KiB", MAX_BYTES / 1024))
 }
 
 /// `application/json` or `application/<anything>+json`, parameters ignored.
@@ -415,7 +455,10 @@ mod tests {
         let mut target = ssrf::check_url("https://claude.ai/meta", false).unwrap();
         target.host = TargetHost::Name("localhost".into());
         let error = resolve(&target).await.unwrap_err();
-        assert!(error.contains("non-public address"), "{error}");
+        assert!(
+            matches!(&error, FetchError::BadAnswer(reason) if reason.contains("non-public address")),
+            "{error:?}"
+        );
         target.loopback_only = true;
         let addresses = resolve(&target).await.unwrap();
         assert!(addresses.iter().all(|a| a.ip().is_loopback()));
@@ -452,8 +495,52 @@ mod tests {
             loopback_only: true,
         };
         let error = Fetcher::new().unwrap().fetch(&target).await.unwrap_err();
-        assert!(error.contains("TLS handshake failed"), "{error}");
+        assert!(
+            matches!(error, FetchError::Unavailable(Unavailable::TlsFailed(_))),
+            "{error:?}"
+        );
         server.abort();
+    }
+
+    /// A loopback server answering every request with a small document, at once.
+    async fn answering_server() -> Target {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut socket = socket;
+                    let mut buffer = [0u8; 1024];
+                    let _ = socket.read(&mut buffer).await;
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+                        .await;
+                });
+            }
+        });
+        ssrf::check_url(&format!("http://127.0.0.1:{port}/doc"), true).unwrap()
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_slot_does_not_count_against_the_time_limit() {
+        let time_limit = Duration::from_millis(200);
+        let slots = SlotLimits {
+            global: 1,
+            per_host: 1,
+            max_waiting: 8,
+            max_wait: Duration::from_secs(60),
+        };
+        let fetcher = Fetcher::with_limits(slots, time_limit).unwrap();
+        let target = answering_server().await;
+        // Another host's fetch holds the only slot for three times the time limit.
+        let held = fetcher.slots.acquire("elsewhere.example").await.unwrap();
+        let (fetched, ()) = tokio::join!(fetcher.fetch(&target), async {
+            tokio::time::sleep(time_limit * 3).await;
+            drop(held);
+        });
+        assert_eq!(fetched.unwrap().body, b"{}");
     }
 
     #[test]

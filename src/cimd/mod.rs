@@ -7,6 +7,7 @@
 mod cache;
 mod document;
 mod fetch;
+mod slots;
 mod ssrf;
 
 use std::time::Instant;
@@ -51,11 +52,12 @@ impl Documents {
         target: &ssrf::Target,
         error: impl Fn(DocumentProblem) -> DocumentError,
     ) -> Result<(Client, fetch::Freshness), DocumentError> {
-        let fetched = self
-            .fetcher
-            .fetch(target)
-            .await
-            .map_err(|reason| error(DocumentProblem::Unreachable(reason)))?;
+        let fetched = self.fetcher.fetch(target).await.map_err(|failure| {
+            error(match failure {
+                fetch::FetchError::Unavailable(why) => DocumentProblem::Unavailable(why),
+                fetch::FetchError::BadAnswer(reason) => DocumentProblem::BadAnswer(reason),
+            })
+        })?;
         let client = document::validate(
             client_id,
             target.display_host(),
@@ -101,6 +103,10 @@ impl MetadataDocuments for Documents {
                 Some(client) => {
                     tracing::warn!(target: "mcp_oauth::cimd", error = %error, "using the last good copy of a client metadata document");
                     Ok(client)
+                }
+                None if error.is_temporary() => {
+                    tracing::warn!(target: "mcp_oauth::cimd", error = %error, "client metadata document unavailable for now");
+                    Err(error)
                 }
                 None => {
                     tracing::warn!(target: "mcp_oauth::cimd", error = %error, "client metadata document refused");

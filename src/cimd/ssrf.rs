@@ -79,6 +79,12 @@ pub(crate) enum TargetHost {
 }
 
 impl Target {
+    /// The host as the fetch slots count it: its name (or address), whatever the port, so that
+    /// more ports on one host do not buy more slots.
+    pub(crate) fn host_key(&self) -> &str {
+        self.url.host_str().unwrap_or_default()
+    }
+
     /// `host[:port]` as the consent page shows it: the port only when it is not the default.
     pub(crate) fn display_host(&self) -> String {
         let host = self.url.host_str().unwrap_or_default();

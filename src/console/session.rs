@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::oauth::secret;
+use crate::oauth::secret::{self, Secret};
 use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime};
 
 /// How long a sign-in lasts; then the owner signs in again with a passkey.
@@ -63,18 +63,22 @@ pub(crate) async fn end(tokens: &dyn TokenStore, token: &str) -> Result<(), Stor
 
 /// The CSRF token for a session: derived from the session token, which only the cookie carries,
 /// so a page on another site can neither read nor compute it.
-pub(crate) fn csrf_token(session_token: &str) -> String {
+pub(crate) fn csrf_token(session_token: &str) -> Secret {
     let digest = Sha256::new()
         .chain_update(b"mcp-oauth console csrf\0")
         .chain_update(session_token.as_bytes())
         .finalize();
-    TokenHash(digest.into()).to_hex()
+    TokenHash(digest.into()).to_hex().into()
 }
 
 /// Whether `presented` is the session's CSRF token, in constant time.
 pub(crate) fn csrf_matches(session_token: &str, presented: &str) -> bool {
     let expected = csrf_token(session_token);
-    expected.as_bytes().ct_eq(presented.as_bytes()).into()
+    expected
+        .expose()
+        .as_bytes()
+        .ct_eq(presented.as_bytes())
+        .into()
 }
 
 #[cfg(test)]
@@ -85,8 +89,9 @@ mod tests {
     fn csrf_tokens_are_per_session_and_checked_exactly() {
         let a = csrf_token("mcp_os_a");
         assert_ne!(a, csrf_token("mcp_os_b"));
-        assert!(csrf_matches("mcp_os_a", &a));
-        assert!(!csrf_matches("mcp_os_b", &a));
+        let a = a.expose();
+        assert!(csrf_matches("mcp_os_a", a));
+        assert!(!csrf_matches("mcp_os_b", a));
         assert!(!csrf_matches("mcp_os_a", &a[..63]));
         assert!(!csrf_matches("mcp_os_a", ""));
     }

@@ -1,13 +1,13 @@
 //! `GET /authorize` (the consent page) and the JSON endpoints its script calls.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use webauthn_rs::prelude::PublicKeyCredential;
 
 use super::body::JsonBody;
-use super::response::json_no_store;
+use super::response::{RETRY_AFTER_SECS, json_no_store};
 use super::{AppState, doctor};
 use crate::console::StepKind;
 use crate::oauth::{ErrorCode, OAuthError, Rejection, redirect};
@@ -88,13 +88,20 @@ fn error_page(
             "This connection request can’t be used",
         ),
     };
-    pages::error(&pages::ErrorPage {
+    let mut page = pages::error(&pages::ErrorPage {
         app_name: &state.app_name,
         status,
         title,
         message: &as_sentence(&error.description),
         return_to,
-    })
+    });
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        page.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    page
 }
 
 #[derive(Debug, Deserialize)]

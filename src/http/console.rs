@@ -19,6 +19,7 @@ use crate::console::session::{self, SESSION_LIFETIME_SECS, Session};
 use crate::console::{Admin, ConsoleError};
 use crate::oauth::OAuthError;
 use crate::oauth::budget::{Budget, Guessed};
+use crate::oauth::secret::Secret;
 use crate::pages;
 use crate::passkey::{Enrolment, Purpose};
 use crate::store::{GrantId, StoreError};
@@ -28,7 +29,7 @@ const CSRF_HEADER: &str = "x-csrf-token";
 
 /// A signed-in request: the session and the cookie value it was found by.
 struct SignedIn {
-    token: String,
+    token: Secret,
     session: Session,
 }
 
@@ -78,7 +79,7 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Signe
         return Ok(None);
     }
     Ok(Some(SignedIn {
-        token: token.to_owned(),
+        token: token.into(),
         session,
     }))
 }
@@ -110,7 +111,7 @@ async fn authorised(state: &AppState, headers: &HeaderMap) -> Result<SignedIn, R
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !session::csrf_matches(&signed_in.token, csrf) {
+    if !session::csrf_matches(signed_in.token.expose(), csrf) {
         return Err(refusal(
             StatusCode::FORBIDDEN,
             "invalid_request",
@@ -171,7 +172,7 @@ pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> R
             .map_or("a passkey", |p| p.label.as_str());
         Ok::<_, StoreError>(pages::console(&pages::ConsolePage {
             app_name: &state.app_name,
-            csrf_token: &session::csrf_token(&signed_in.token),
+            csrf_token: &session::csrf_token(signed_in.token.expose()),
             signed_in_with: label,
             grants: &grants,
             clients: &clients,

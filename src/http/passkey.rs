@@ -12,6 +12,7 @@ use super::response::json_no_store;
 use super::response::unavailable_page;
 use crate::oauth::OAuthError;
 use crate::oauth::budget::{Budget, Guessed};
+use crate::oauth::secret::Secret;
 use crate::pages;
 use crate::passkey::{Enrolment, Purpose};
 
@@ -38,7 +39,7 @@ pub(crate) async fn approval(
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct Start {
-    setup_token: Option<String>,
+    setup_token: Option<Secret>,
     approval: Option<ApprovalAssertion>,
     label: Option<String>,
 }
@@ -55,10 +56,10 @@ pub(crate) async fn start(
     JsonBody(body): JsonBody<Start>,
 ) -> Response {
     let enrolment = match (
-        body.setup_token.filter(|t| !t.trim().is_empty()),
+        body.setup_token.filter(|t| !t.expose().trim().is_empty()),
         body.approval,
     ) {
-        (Some(token), None) => Enrolment::SetupToken(token.trim().to_owned()),
+        (Some(token), None) => Enrolment::SetupToken(token.expose().trim().into()),
         (None, Some(approval)) => Enrolment::Approval {
             ceremony_id: approval.ceremony_id,
             credential: approval.credential,

@@ -46,9 +46,7 @@ impl From<FindError> for Rejection {
             FindError::Store(error) => error.into(),
             // A bad or unreachable metadata document: the client is not known to be genuine, so
             // its redirect URI is not trusted either (CIMD §"Metadata Discovery Errors").
-            FindError::Document(error) => {
-                Rejection::Page(OAuthError::invalid_request(error.page_description()))
-            }
+            FindError::Document(error) => Rejection::Page(error.page_error()),
         }
     }
 }
@@ -62,10 +60,11 @@ pub(crate) struct Consent {
     pub(crate) scopes: Vec<String>,
 }
 
-/// Where the browser goes after the owner decided.
+/// Where the browser goes after the owner decided: after an approval, a URL carrying the
+/// authorization code.
 #[derive(Debug)]
 pub(crate) struct Decision {
-    pub(crate) redirect_to: String,
+    pub(crate) redirect_to: secret::Secret,
 }
 
 impl AuthServer {
@@ -239,7 +238,7 @@ impl AuthServer {
             query.append_pair("iss", &self.settings.issuer);
         }
         Ok(Decision {
-            redirect_to: url.into(),
+            redirect_to: String::from(url).into(),
         })
     }
 
@@ -251,11 +250,9 @@ impl AuthServer {
         });
         let error = OAuthError::new(ErrorCode::AccessDenied, "the owner denied the request");
         Ok(Decision {
-            redirect_to: self.error_redirect(
-                &pending.redirect_uri,
-                &error,
-                pending.state.as_deref(),
-            ),
+            redirect_to: self
+                .error_redirect(&pending.redirect_uri, &error, pending.state.as_deref())
+                .into(),
         })
     }
 
@@ -308,4 +305,18 @@ fn expired_request() -> OAuthError {
 
 fn parse_redirect(uri: &str) -> Result<Url, OAuthError> {
     Url::parse(uri).map_err(|_| OAuthError::invalid_request("stored redirect URI is not a URL"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_code_in_an_approval_redirect() {
+        let decision = Decision {
+            redirect_to: "https://client.example/cb?code=mcp_ac_secret-code&state=s".into(),
+        };
+        let output = format!("{decision:?}");
+        assert!(!output.contains("secret-code"), "{output}");
+    }
 }

@@ -9,13 +9,13 @@ use super::budget::{Attempt, Budget, Guessed, Refused};
 use super::clients::{Client, FindError};
 use super::params::Params;
 use super::{AuthServer, OAuthError};
-use crate::oauth::secret;
+use crate::oauth::secret::{self, Secret};
 
 /// Credentials as presented.
 #[derive(Debug)]
 struct Presented {
     client_id: String,
-    secret: Option<String>,
+    secret: Option<Secret>,
 }
 
 impl AuthServer {
@@ -34,7 +34,48 @@ impl AuthServer {
         params: &Params<'_>,
         budget: &Budget,
     ) -> Result<Client, Refused> {
+        self.authenticate(presented(authorization, params)?, budget)
+            .await
+    }
+
+    /// Authenticate a resource server at the introspection endpoint: a client the configuration
+    /// names, with its secret. Another client is refused before it is looked up (and spends
+    /// nothing: it guesses no secret), so a URL client id does not even cost a metadata document
+    /// fetch.
+    ///
+    /// # Errors
+    ///
+    /// `invalid_client` for a client not named, or one that fails authentication or has no
+    /// secret; `invalid_request` for contradictory credentials; `Limited` as for
+    /// [`authenticate_client`](Self::authenticate_client).
+    pub(crate) async fn authenticate_resource_server(
+        &self,
+        authorization: Option<&str>,
+        params: &Params<'_>,
+        budget: &Budget,
+    ) -> Result<Client, Refused> {
         let presented = presented(authorization, params)?;
+        if !self
+            .settings
+            .introspection_clients
+            .contains(&presented.client_id)
+        {
+            return Err(OAuthError::invalid_client(
+                "this client may not introspect tokens; only configured resource servers may",
+            )
+            .into());
+        }
+        let client = self.authenticate(presented, budget).await?;
+        if client.secret_hash.is_none() {
+            return Err(OAuthError::invalid_client(
+                "introspection is for confidential clients (resource servers) only",
+            )
+            .into());
+        }
+        Ok(client)
+    }
+
+    async fn authenticate(&self, presented: Presented, budget: &Budget) -> Result<Client, Refused> {
         let attempt = budget.reserve(Guessed::client(&presented.client_id))?;
         let client = match self.find_client(&presented.client_id).await {
             Ok(Some(client)) => client,
@@ -47,9 +88,13 @@ impl AuthServer {
                 return Err(error.into());
             }
             Err(FindError::Document(error)) => {
-                tracing::info!(target: "mcp_oauth::cimd", error = %error, "metadata document client refused at a token endpoint");
-                let error = OAuthError::invalid_client(error.token_description());
-                return Err(unknown_client(budget, attempt, error));
+                tracing::info!(target: "mcp_oauth::cimd", error = %error, "no usable metadata document at a token endpoint");
+                if error.is_temporary() {
+                    // Not the client's doing, and no secret was checked: 503, nothing spent.
+                    attempt.refund();
+                    return Err(error.token_error().into());
+                }
+                return Err(unknown_client(budget, attempt, error.token_error()));
             }
         };
         let Some(expected) = &client.secret_hash else {
@@ -66,7 +111,7 @@ impl AuthServer {
             };
         };
         match &presented.secret {
-            Some(secret) if secret::hash_matches(secret, expected) => {
+            Some(secret) if secret::hash_matches(secret.expose(), expected) => {
                 attempt.refund();
                 Ok(client)
             }
@@ -134,7 +179,7 @@ fn presented(authorization: Option<&str>, params: &Params<'_>) -> Result<Present
         }
         return Ok(Presented {
             client_id: id,
-            secret: Some(secret),
+            secret: Some(secret.into()),
         });
     }
     let client_id = params
@@ -142,7 +187,7 @@ fn presented(authorization: Option<&str>, params: &Params<'_>) -> Result<Present
         .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
     Ok(Presented {
         client_id: client_id.to_owned(),
-        secret: params.get("client_secret").map(str::to_owned),
+        secret: params.get("client_secret").map(Secret::from),
     })
 }
 

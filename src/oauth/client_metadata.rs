@@ -7,6 +7,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use super::clients::Client;
+use super::{ErrorCode, OAuthError};
 
 /// Resolves a URL client id to the client its metadata document describes.
 #[async_trait]
@@ -43,14 +44,83 @@ pub(crate) struct DocumentError {
 pub(crate) enum DocumentProblem {
     /// The URL itself is refused, before any connection (scheme, shape, a non-public host).
     Refused(String),
-    /// No document could be had: network failure, timeout, a status other than 200, a redirect,
-    /// the wrong content type, too large.
-    Unreachable(String),
+    /// No document can be had right now, through no fault of the document: the client should
+    /// try again, and keep its tokens.
+    Unavailable(Unavailable),
+    /// The host's answer rules the document out: a status saying there is none (404, 403, …), a
+    /// redirect, the wrong content type, too large, unreadable HTTP; or the host name resolves to
+    /// a non-public address.
+    BadAnswer(String),
     /// A document arrived but breaks the rules.
     Invalid(String),
 }
 
+/// Why a document cannot be had right now. Nothing here says the client is not genuine, so the
+/// answer is "try again" (503), never "unknown client" (401), which makes clients discard their
+/// tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "cimd"), allow(dead_code))]
+pub(crate) enum Unavailable {
+    /// Too many documents are being fetched: no fetch slot came free in time.
+    Busy,
+    /// No complete answer within the time limit, in seconds.
+    TimedOut(u64),
+    /// The host name could not be resolved.
+    NotResolved,
+    /// No connection could be made; the detail in plain words.
+    NotConnected(String),
+    /// The TLS handshake failed; the detail in plain words.
+    TlsFailed(String),
+    /// The connection broke before a whole answer arrived; the detail in plain words.
+    ConnectionLost(String),
+    /// The host answered that it cannot serve now (HTTP 5xx, 429 or 408).
+    HostBusy(u16),
+}
+
+impl Unavailable {
+    /// The reason in plain words.
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            Self::Busy => "this server is fetching too many client documents at once".into(),
+            Self::TimedOut(seconds) => format!("timed out after {seconds} seconds"),
+            Self::NotResolved => "its host name could not be resolved".into(),
+            Self::NotConnected(detail) => format!("could not connect ({detail})"),
+            Self::TlsFailed(detail) => format!("the TLS handshake failed ({detail})"),
+            Self::ConnectionLost(detail) => format!("the connection broke ({detail})"),
+            Self::HostBusy(status) => format!("it answered HTTP {status}"),
+        }
+    }
+}
+
 impl DocumentError {
+    /// Whether this is a failure to try again after (503), not a verdict on the client (401).
+    pub(crate) fn is_temporary(&self) -> bool {
+        matches!(self.problem, DocumentProblem::Unavailable(_))
+    }
+
+    /// The answer at the token endpoints: `temporarily_unavailable` (503) while the document
+    /// cannot be had, so the client keeps its tokens; otherwise `invalid_client` (401).
+    pub(crate) fn token_error(&self) -> OAuthError {
+        let code = if self.is_temporary() {
+            ErrorCode::TemporarilyUnavailable
+        } else {
+            ErrorCode::InvalidClient
+        };
+        OAuthError::new(code, self.token_description())
+    }
+
+    /// The error the authorization endpoint shows on its page (never a redirect: the client is
+    /// not known to be genuine, so neither is its redirect URI): "try again" (503) while the
+    /// document cannot be had, otherwise what is wrong with it.
+    pub(crate) fn page_error(&self) -> OAuthError {
+        let code = if self.is_temporary() {
+            ErrorCode::TemporarilyUnavailable
+        } else {
+            ErrorCode::InvalidRequest
+        };
+        OAuthError::new(code, self.page_description())
+    }
+
     /// For the error page: names the URL, says what is wrong.
     pub(crate) fn page_description(&self) -> String {
         match &self.problem {
@@ -58,7 +128,13 @@ impl DocumentError {
                 "the client_id {} is not an acceptable client metadata document URL: {reason}",
                 self.url
             ),
-            DocumentProblem::Unreachable(reason) => format!(
+            DocumentProblem::Unavailable(why) => format!(
+                "the client's metadata document at {} could not be fetched right now ({}); \
+                 try again in a moment",
+                self.url,
+                why.reason()
+            ),
+            DocumentProblem::BadAnswer(reason) => format!(
                 "the client's metadata document at {} could not be fetched: {reason}",
                 self.url
             ),
@@ -75,7 +151,11 @@ impl DocumentError {
             DocumentProblem::Refused(reason) => {
                 format!("the client_id is not an acceptable client metadata document URL: {reason}")
             }
-            DocumentProblem::Unreachable(reason) => {
+            DocumentProblem::Unavailable(why) => format!(
+                "the client's metadata document could not be fetched right now ({}); try again later",
+                why.reason()
+            ),
+            DocumentProblem::BadAnswer(reason) => {
                 format!("the client's metadata document could not be fetched: {reason}")
             }
             DocumentProblem::Invalid(reason) => {
@@ -120,13 +200,33 @@ mod tests {
     fn descriptions_name_the_problem() {
         let error = DocumentError {
             url: "https://client.example/meta".into(),
-            problem: DocumentProblem::Unreachable("timed out after 5 seconds".into()),
+            problem: DocumentProblem::BadAnswer("it answered HTTP 404 Not Found".into()),
         };
         assert_eq!(
             error.page_description(),
             "the client's metadata document at https://client.example/meta could not be fetched: \
-             timed out after 5 seconds"
+             it answered HTTP 404 Not Found"
         );
         assert!(!error.token_description().contains("client.example"));
+        assert!(!error.is_temporary());
+        assert_eq!(error.token_error().code, ErrorCode::InvalidClient);
+        assert_eq!(error.page_error().code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn an_unavailable_document_says_to_try_again() {
+        let error = DocumentError {
+            url: "https://client.example/meta".into(),
+            problem: DocumentProblem::Unavailable(Unavailable::TimedOut(5)),
+        };
+        assert!(error.is_temporary());
+        assert_eq!(
+            error.page_description(),
+            "the client's metadata document at https://client.example/meta could not be fetched \
+             right now (timed out after 5 seconds); try again in a moment"
+        );
+        assert!(error.token_description().contains("try again later"));
+        assert_eq!(error.token_error().code, ErrorCode::TemporarilyUnavailable);
+        assert_eq!(error.page_error().code, ErrorCode::TemporarilyUnavailable);
     }
 }

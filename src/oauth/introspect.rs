@@ -1,8 +1,10 @@
 //! RFC 7662 token introspection, for resource servers that are not behind this layer's guard.
+//! Only the clients the configuration names as resource servers may introspect.
 
 use serde::Serialize;
 
 use super::budget::{Budget, Refused};
+use super::clients::Client;
 use super::params::Params;
 use super::records::{self, TokenGrant};
 use super::{AuthServer, OAuthError, scope};
@@ -26,12 +28,21 @@ pub(crate) struct Introspection {
     iss: Option<String>,
 }
 
+/// RFC 7662's `token_type` takes RFC 6749 §5.1 access token types, which have no value for a
+/// refresh token; this is the identifier RFC 8693 §3 registers for one, and it can never be
+/// mistaken for `Bearer`.
+const REFRESH_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:refresh_token";
+
 impl AuthServer {
-    /// Introspect a token for an authenticated confidential client.
+    /// Introspect a token for a configured resource server.
+    ///
+    /// Access tokens are described to every resource server. A refresh token is a credential
+    /// between one client and the token endpoint, never presented to a resource server, so it
+    /// is active only to its own client: to anyone else it is just inactive.
     ///
     /// # Errors
     ///
-    /// `invalid_client` unless the caller is a confidential client that authenticated;
+    /// `invalid_client` unless the caller is a configured resource server that authenticated;
     /// `invalid_request` without a `token`.
     pub(crate) async fn introspect(
         &self,
@@ -41,14 +52,8 @@ impl AuthServer {
     ) -> Result<Introspection, Refused> {
         let params = Params::parse(body)?;
         let caller = self
-            .authenticate_client(authorization, &params, budget)
+            .authenticate_resource_server(authorization, &params, budget)
             .await?;
-        if caller.secret_hash.is_none() {
-            return Err(OAuthError::invalid_client(
-                "introspection is for confidential clients (resource servers) only",
-            )
-            .into());
-        }
         let hash = TokenHash::of(params.require("token")?);
         let order = match params.get("token_type_hint") {
             Some("refresh_token") => [TokenKind::RefreshToken, TokenKind::AccessToken],
@@ -56,16 +61,23 @@ impl AuthServer {
         };
         for kind in order {
             if let Some(record) = self.tokens.get(kind, &hash).await? {
-                return Ok(self.describe(kind, &record)?);
+                return Ok(self.describe(kind, &record, &caller)?);
             }
         }
         Ok(Introspection::default())
     }
 
-    fn describe(&self, kind: TokenKind, record: &TokenRecord) -> Result<Introspection, OAuthError> {
+    fn describe(
+        &self,
+        kind: TokenKind,
+        record: &TokenRecord,
+        caller: &Client,
+    ) -> Result<Introspection, OAuthError> {
         let grant: TokenGrant = records::decode(record)?;
+        let is_access = kind == TokenKind::AccessToken;
         if !record.expires_at.is_after(UnixTime::now())
             || grant.resource != self.settings.resource.as_str()
+            || !(is_access || grant.client_id == caller.client_id)
         {
             return Ok(Introspection::default());
         }
@@ -73,7 +85,11 @@ impl AuthServer {
             active: true,
             client_id: Some(grant.client_id),
             scope: Some(scope::join(&grant.scopes)),
-            token_type: (kind == TokenKind::AccessToken).then_some("Bearer"),
+            token_type: Some(if is_access {
+                "Bearer"
+            } else {
+                REFRESH_TOKEN_TYPE
+            }),
             exp: Some(record.expires_at.0),
             aud: Some(grant.resource),
             iss: Some(self.settings.issuer.clone()),

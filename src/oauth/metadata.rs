@@ -13,8 +13,6 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "introspection_endpoint": format!("{issuer}/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -30,6 +28,16 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
             map.insert(
                 "registration_endpoint".into(),
                 json!(format!("{issuer}/register")),
+            );
+        }
+        if !s.introspection_clients.is_empty() {
+            map.insert(
+                "introspection_endpoint".into(),
+                json!(format!("{issuer}/introspect")),
+            );
+            map.insert(
+                "introspection_endpoint_auth_methods_supported".into(),
+                json!(["client_secret_post", "client_secret_basic"]),
             );
         }
         if s.client_id_metadata_documents {

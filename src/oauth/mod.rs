@@ -57,6 +57,8 @@ pub(crate) struct Settings {
     pub(crate) refresh_grace_secs: u64,
     pub(crate) consent_lifetime_secs: u64,
     pub(crate) dynamic_registration: bool,
+    /// The clients that may introspect tokens (the resource servers).
+    pub(crate) introspection_clients: Vec<String>,
     /// Whether URL client ids are resolved through Client ID Metadata Documents (the `cimd`
     /// feature is on and so is the configuration flag).
     pub(crate) client_id_metadata_documents: bool,

@@ -9,8 +9,17 @@ use super::OAuthError;
 
 /// Parsed `application/x-www-form-urlencoded` parameters, borrowed from the input where nothing
 /// needed decoding (the usual case: tokens, codes and ids are URL-safe).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Params<'a>(HashMap<Cow<'a, str>, Cow<'a, str>>);
+
+/// The names only: values include client secrets, codes, verifiers and tokens.
+impl std::fmt::Debug for Params<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.0.keys().map(|name| name.as_ref()).collect();
+        names.sort_unstable();
+        f.debug_tuple("Params").field(&names).finish()
+    }
+}
 
 impl<'a> Params<'a> {
     /// Parse a form body or query string.
@@ -133,6 +142,17 @@ mod tests {
             agrees(input);
         }
         proptest::proptest!(|(input in "[a-z=&%+0-9A-F\\x{e9}]{0,40}")| agrees(&input));
+    }
+
+    #[test]
+    fn debug_shows_names_never_values() {
+        let params =
+            Params::parse(b"client_id=c&client_secret=s3cret-value&code=mcp_ac_x").unwrap();
+        let output = format!("{params:?}");
+        assert!(output.contains("client_secret"), "{output}");
+        for value in ["s3cret-value", "mcp_ac_x"] {
+            assert!(!output.contains(value), "{output}");
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@ use super::limits::{
     MAX_CLIENT_NAME_CHARS, MAX_REDIRECT_URIS, MAX_SCOPE_BYTES, MAX_URI_BYTES, check_bytes,
     check_chars,
 };
-use super::{AuthServer, ErrorCode, OAuthError, redirect, secret};
+use super::secret::{self, Secret};
+use super::{AuthServer, ErrorCode, OAuthError, redirect};
 use crate::store::{ClientRecord, TokenEndpointAuthMethod, TokenHash, UnixTime};
 
 const GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
@@ -21,7 +22,7 @@ pub(crate) struct Registration {
     client_id: String,
     client_id_issued_at: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    client_secret: Option<String>,
+    client_secret: Option<Secret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret_expires_at: Option<u64>,
     redirect_uris: Vec<String>,
@@ -115,7 +116,7 @@ impl AuthServer {
             client_secret_expires_at: client_secret
                 .as_ref()
                 .map(|_| expires_at.map_or(0, |t| t.0)),
-            client_secret,
+            client_secret: client_secret.map(Secret::from),
             redirect_uris: record.redirect_uris,
             token_endpoint_auth_method: auth_method.as_str(),
             grant_types: record.grant_types,

@@ -34,6 +34,42 @@ pub(crate) fn identifier(prefix: &str) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// A secret string held in memory: a token, a client secret, a setup token. Its `Debug` prints
+/// `[redacted]`, so no `{:?}` of a struct holding one (a panic, a `tracing` field, an error
+/// report) can leak it; the value is reached only through [`expose`](Self::expose). It serialises
+/// and deserialises as the plain string, for the responses and requests that carry it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for sending it or comparing it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// What `Debug` prints in place of a secret.
+pub(crate) const REDACTED: &str = "[redacted]";
+
 /// Whether a presented secret hashes to `expected`, in constant time.
 pub(crate) fn hash_matches(presented: &str, expected: &TokenHash) -> bool {
     TokenHash::of(presented).0.ct_eq(&expected.0).into()
@@ -50,6 +86,15 @@ mod tests {
         assert!(a.starts_with("mcp_at_"));
         assert_eq!(a.len(), 7 + 43);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_secret_is_redacted_in_debug_but_not_in_json() {
+        let secret = Secret::from("mcp_at_value");
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+        assert_eq!(format!("{:#?}", Some(&secret)), "Some(\n    [redacted],\n)");
+        assert_eq!(serde_json::to_string(&secret).unwrap(), "\"mcp_at_value\"");
+        assert_eq!(secret.expose(), "mcp_at_value");
     }
 
     #[test]

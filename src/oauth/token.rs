@@ -7,18 +7,19 @@ use super::clients::Client;
 use super::grants::Minted;
 use super::params::Params;
 use super::records::{self, CodeGrant, TokenGrant};
-use super::{AuthServer, ErrorCode, OAuthError, pkce, scope, secret};
+use super::secret::{self, Secret};
+use super::{AuthServer, ErrorCode, OAuthError, pkce, scope};
 use crate::audit::AuditEvent;
 use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, UnixTime};
 
 /// A successful token response (OAuth 2.1 §3.2.3).
 #[derive(Debug, Serialize)]
 pub(crate) struct TokenResponse {
-    access_token: String,
+    access_token: Secret,
     token_type: &'static str,
     expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
+    refresh_token: Option<Secret>,
     scope: String,
 }
 
@@ -283,11 +284,31 @@ impl AuthServer {
         };
         self.settle_issue(grant_id, grant, &minted).await?;
         Ok(TokenResponse {
-            access_token,
+            access_token: access_token.into(),
             token_type: "Bearer",
             expires_in: self.settings.token_lifetime_secs,
-            refresh_token,
+            refresh_token: refresh_token.map(Secret::from),
             scope: scope::join(access_scopes),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_tokens() {
+        let response = TokenResponse {
+            access_token: "mcp_at_secret-access".into(),
+            token_type: "Bearer",
+            expires_in: 60,
+            refresh_token: Some("mcp_rt_secret-refresh".into()),
+            scope: "mcp".to_owned(),
+        };
+        let output = format!("{response:?}");
+        assert!(!output.contains("secret-access"), "{output}");
+        assert!(!output.contains("secret-refresh"), "{output}");
+        assert!(output.contains("Bearer"), "{output}");
     }
 }

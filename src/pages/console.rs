@@ -8,13 +8,14 @@ use axum::response::Response;
 
 use super::{ASSETS, Assets, display_name, render};
 use crate::console::{ClientInfo, ConnectionTrace, GrantInfo, PasskeyInfo, Registration};
+use crate::oauth::secret::Secret;
 use crate::store::UnixTime;
 
 /// What the signed-in console shows.
 #[derive(Debug)]
 pub(crate) struct ConsolePage<'a> {
     pub(crate) app_name: &'a str,
-    pub(crate) csrf_token: &'a str,
+    pub(crate) csrf_token: &'a Secret,
     pub(crate) signed_in_with: &'a str,
     pub(crate) grants: &'a [GrantInfo],
     pub(crate) clients: &'a [ClientInfo],
@@ -151,7 +152,7 @@ pub(crate) fn console(page: &ConsolePage<'_>) -> Response {
     let view = ConsoleView {
         assets: &ASSETS,
         app_name: page.app_name,
-        csrf_token: page.csrf_token,
+        csrf_token: page.csrf_token.expose(),
         signed_in_with: page.signed_in_with,
         grants: page
             .grants

@@ -21,6 +21,7 @@ use webauthn_rs::prelude::{
 };
 
 use crate::audit::{Audit, AuditEvent};
+use crate::oauth::secret::Secret;
 use crate::oauth::{self, ErrorCode, OAuthError};
 use crate::store::{
     PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenKind, TokenStore, UnixTime,
@@ -43,7 +44,7 @@ pub(crate) struct Challenge<T> {
 #[derive(Debug)]
 pub(crate) enum Enrolment {
     /// With the setup token.
-    SetupToken(String),
+    SetupToken(Secret),
     /// With an assertion by an existing passkey.
     Approval {
         ceremony_id: String,
@@ -190,8 +191,8 @@ impl Passkeys {
     ) -> Result<Challenge<CreationChallengeResponse>, OAuthError> {
         let setup_token_hash = match enrolment {
             Enrolment::SetupToken(token) => {
-                let hash = TokenHash::of(&token);
-                if !self.setup.matches(&token) || !self.setup_token_usable(&hash).await? {
+                let hash = TokenHash::of(token.expose());
+                if !self.setup.matches(token.expose()) || !self.setup_token_usable(&hash).await? {
                     self.audit.emit(AuditEvent::SetupTokenRefused);
                     return Err(OAuthError::new(
                         ErrorCode::AccessDenied,

@@ -1,6 +1,6 @@
 //! The setup token that authorises registering a passkey without an existing one.
 
-use crate::oauth::secret;
+use crate::oauth::secret::{self, Secret};
 use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime};
 
 /// How long the "used" marker of a setup token is kept: long enough to outlive any deployment of
@@ -8,19 +8,11 @@ use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, Token
 const USED_MARKER_SECS: u64 = 10 * 365 * 24 * 3600;
 
 /// The setup token: configured, or generated at start.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct SetupToken {
-    token: String,
+    token: Secret,
     hash: TokenHash,
     generated: bool,
-}
-
-impl std::fmt::Debug for SetupToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SetupToken")
-            .field("generated", &self.generated)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SetupToken {
@@ -32,13 +24,13 @@ impl SetupToken {
         };
         Self {
             hash: TokenHash::of(&token),
-            token,
+            token: token.into(),
             generated,
         }
     }
 
     pub(crate) fn token(&self) -> &str {
-        &self.token
+        self.token.expose()
     }
 
     pub(crate) fn is_generated(&self) -> bool {

@@ -52,7 +52,12 @@
 //! | Oversized field in a client metadata document | `cimd::bad_documents_get_the_error_page_and_invalid_client` |
 //! | A flood of the largest records a stranger can create, against the memory store | `tests/stores/memory.rs`: `byte_budget::a_flood_of_large_pending_requests_stays_within_the_byte_budget`, `byte_budget::a_flood_of_large_clients_stays_within_the_byte_budget`; over HTTP `limits::a_flood_of_large_pending_requests_keeps_approved_tokens_within_the_byte_budget` |
 //! | Console ceremony starts (no secret) flooded at the general tier's rate | `rate_limits::starting_a_ceremony_without_a_secret_is_held_to_the_auth_tier` |
+//! | Introspection by a self-registered confidential client | `introspect::a_self_registered_client_with_a_secret_cannot_introspect`, `introspect::the_configured_resource_servers_and_only_they_may_introspect` |
+//! | A refresh token introspected as if it were an access token (another client's; no `token_type`) | `introspect::a_resource_server_sees_another_clients_refresh_token_as_inactive`, `introspect::every_active_answer_has_a_token_type_and_own_refresh_tokens_are_marked` |
 //! | Secrets at rest or in logs | `secrets::stores_hold_hashes_and_logs_hold_no_secret`, `secrets::live_tokens_are_stored_under_their_hash_only` |
+//! | Secrets printed by `{:?}` of the configuration, the builder or the layer | `secrets::debug_output_of_public_types_holds_no_secret` |
+//! | A stalling metadata-document host holding every fetch slot, starving other clients' documents | `cimd::a_stalling_host_cannot_starve_the_fetches_of_other_hosts` (and `cimd::fetch::tests::waiting_for_a_slot_does_not_count_against_the_time_limit` in the crate) |
+//! | A document host that is down, slow or overloaded read as "invalid client" (clients would drop their tokens) | `cimd::a_client_whose_document_host_is_down_gets_503_never_401`, `cimd::a_slow_document_times_out_within_the_cap` |
 //! | A store outage read as "unauthorized" (clients would drop their tokens) | `bearer::a_store_outage_is_503_never_401` |
 
 use std::sync::Arc;

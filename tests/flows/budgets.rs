@@ -56,11 +56,12 @@ fn assert_budget_then_429(statuses: &[u16]) {
     assert!(limited.iter().all(|s| *s == 429), "{statuses:?}");
 }
 
-/// A confidential client's valid credentials at `/introspect`: the status of the answer.
-async fn introspect_as(server: &TestServer, client_id: &str, secret: &str) -> Reply {
+/// A confidential client's credentials checked at `/revoke` (which any client may call, and which
+/// answers 200 for a token it does not know).
+async fn authenticate_as(server: &TestServer, client_id: &str, secret: &str) -> Reply {
     server
         .post_form(
-            "/introspect",
+            "/revoke",
             &form(&[("token", "x")]),
             &[("authorization", &basic(client_id, secret))],
         )
@@ -85,7 +86,7 @@ async fn unknown_client_ids_from_a_shared_address_do_not_stop_a_real_clients_ref
     );
     // The pre-registered client's secret still works from that address too.
     assert_eq!(
-        introspect_as(&server, CLIENT_ID, CLIENT_SECRET)
+        authenticate_as(&server, CLIENT_ID, CLIENT_SECRET)
             .await
             .status,
         StatusCode::OK
@@ -102,7 +103,7 @@ async fn guessing_one_clients_secret_does_not_lock_out_another_client() {
         }))
         .await;
     assert_budget_then_429(&wrong_secrets(&server, CLIENT_ID, BUDGET + 5).await);
-    let reply = introspect_as(
+    let reply = authenticate_as(
         &server,
         other["client_id"].as_str().unwrap(),
         other["client_secret"].as_str().unwrap(),
@@ -116,7 +117,7 @@ async fn guessing_one_clients_secret_does_not_lock_out_another_client() {
     );
     // Guessing stays limited: the guessed client's right secret is not checked either, so the
     // answer does not tell the guesser when a guess is right.
-    let right = introspect_as(&server, CLIENT_ID, CLIENT_SECRET).await;
+    let right = authenticate_as(&server, CLIENT_ID, CLIENT_SECRET).await;
     assert_eq!(
         right.status,
         StatusCode::TOO_MANY_REQUESTS,
@@ -167,7 +168,7 @@ async fn setup_token_guesses_do_not_lock_the_owner_or_clients_out() {
     // The owner's passkey still signs in, and clients still authenticate, from that address.
     sign_in(&server).await;
     assert_eq!(
-        introspect_as(&server, CLIENT_ID, CLIENT_SECRET)
+        authenticate_as(&server, CLIENT_ID, CLIENT_SECRET)
             .await
             .status,
         StatusCode::OK
@@ -235,7 +236,7 @@ async fn failed_sign_ins_are_held_to_the_owners_budget() {
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
     // ...while clients from that address are unaffected.
     assert_eq!(
-        introspect_as(&server, CLIENT_ID, CLIENT_SECRET)
+        authenticate_as(&server, CLIENT_ID, CLIENT_SECRET)
             .await
             .status,
         StatusCode::OK

@@ -32,8 +32,14 @@ type DocState = (String, Arc<Mutex<HashMap<String, usize>>>);
 
 impl DocumentServer {
     async fn start() -> Self {
+        Self::start_as("127.0.0.1").await
+    }
+
+    /// A server on 127.0.0.1 whose documents name their URLs with `host` (`localhost`: another
+    /// host, as far as the fetcher's per-host limits go).
+    async fn start_as(host: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let base = format!("http://{host}:{}", listener.local_addr().unwrap().port());
         let hits = Arc::new(Mutex::new(HashMap::new()));
         let app = Router::new()
             .route("/{name}", get(serve))
@@ -59,6 +65,70 @@ impl DocumentServer {
 
     fn hits(&self, name: &str) -> usize {
         self.hits.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+
+    /// Take the server down: its port refuses connections from now on.
+    async fn stop(&self) {
+        self.task.abort();
+        while !self.task.is_finished() {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// A host that accepts connections, reads the request, and never answers: it holds every fetch
+/// slot it is given until the fetcher gives up. Counts the connections it accepted.
+struct StallingServer {
+    base: String,
+    accepted: tokio::sync::watch::Receiver<usize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StallingServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl StallingServer {
+    async fn start() -> Self {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let (accepted_tx, accepted) = tokio::sync::watch::channel(0usize);
+        let task = tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                accepted_tx.send_modify(|n| *n += 1);
+                tokio::spawn(async move {
+                    // Read until the fetcher hangs up; answer nothing.
+                    let mut buffer = [0u8; 1024];
+                    while matches!(socket.read(&mut buffer).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Self {
+            base,
+            accepted,
+            task,
+        }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("{}/{name}", self.base)
+    }
+
+    /// Until at least `n` connections have been accepted.
+    async fn wait_for_accepted(&self, n: usize) {
+        self.accepted
+            .clone()
+            .wait_for(|accepted| *accepted >= n)
+            .await
+            .unwrap();
+    }
+
+    fn accepted(&self) -> usize {
+        *self.accepted.borrow()
     }
 }
 
@@ -158,6 +228,8 @@ async fn serve(State((base, hits)): State<DocState>, Path(name): Path<String>) -
             document["client_name"] = json!("n".repeat(201));
             json_response(&document, json, None)
         }
+        "overloaded" => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        "rate-limited" => StatusCode::TOO_MANY_REQUESTS.into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -461,6 +533,47 @@ async fn bad_documents_get_the_error_page_and_invalid_client() {
     assert_eq!(docs.hits("mismatch"), 2);
 }
 
+/// The error page for a document that cannot be had right now: 503 with `Retry-After`, saying
+/// so and to try again; no redirect.
+#[track_caller]
+fn assert_try_again_page(reply: &Reply, needles: &[&str]) {
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert!(reply.header("location").is_none());
+    assert!(reply.header("retry-after").is_some());
+    let page = unescape(&reply.text());
+    assert!(!page.contains("data-request-id"), "no consent page");
+    for needle in [
+        "could not be fetched right now",
+        "try again",
+        "Temporarily unavailable",
+    ]
+    .iter()
+    .chain(needles)
+    {
+        assert!(page.contains(needle), "missing {needle:?} in {page}");
+    }
+}
+
+/// A refusal at the token endpoints that tells the client to come back, not to drop its tokens.
+#[track_caller]
+fn assert_try_again_later(reply: &Reply) {
+    reply.assert_oauth_error(503, "temporarily_unavailable");
+    assert!(reply.header("retry-after").is_some());
+    let description = reply.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        description.contains("could not be fetched right now"),
+        "{description}"
+    );
+}
+
 #[tokio::test]
 async fn a_slow_document_times_out_within_the_cap() {
     let docs = DocumentServer::start().await;
@@ -472,11 +585,103 @@ async fn a_slow_document_times_out_within_the_cap() {
         token_with_bogus_code(&server, &client_id),
     );
     let elapsed = started.elapsed();
-    assert_error_page(&page, &["could not be fetched: timed out after 5 seconds"]);
-    token.assert_oauth_error(401, "invalid_client");
+    // Not the document's fault, as far as anyone can tell: try again, not "invalid client".
+    assert_try_again_page(&page, &["timed out after 5 seconds"]);
+    assert_try_again_later(&token);
     assert!(
         elapsed < Duration::from_secs(8),
         "the error came after {elapsed:?}"
+    );
+}
+
+/// A 401 makes a client throw its tokens away; a document host that is down, overloaded or
+/// rate-limiting must not cost every user of that client their connection.
+#[tokio::test]
+async fn a_client_whose_document_host_is_down_gets_503_never_401() {
+    let docs = DocumentServer::start().await;
+    let server = server().await;
+    // `no-store`: nothing cached to fall back on, as after the cached copy has run out.
+    let client_id = docs.url("no-store");
+    let redirect_uri = "http://127.0.0.1:5555/callback";
+    let (code, verifier) = server.code_for(&client_id, redirect_uri).await;
+    let tokens = server
+        .exchange(&client_id, &code, &verifier, redirect_uri)
+        .await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+    let tokens = tokens.json();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+
+    docs.stop().await;
+    assert_try_again_later(&server.refresh(&client_id, refresh).await);
+    assert_try_again_later(
+        &server
+            .post_form(
+                "/revoke",
+                &form(&[("token", refresh), ("client_id", &client_id)]),
+                &[],
+            )
+            .await,
+    );
+    assert_try_again_page(&authorize(&server, &client_id, redirect_uri).await, &[]);
+    // Still good once the host is back: nothing was revoked or forgotten.
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(server.mcp(Some(access)).await.status, StatusCode::OK);
+
+    // A host that answers 503 or 429 is busy, not saying the client does not exist.
+    let docs = DocumentServer::start().await;
+    for name in ["overloaded", "rate-limited"] {
+        let client_id = docs.url(name);
+        assert_try_again_later(&token_with_bogus_code(&server, &client_id).await);
+        assert_try_again_page(
+            &authorize(&server, &client_id, redirect_uri).await,
+            &["it answered HTTP"],
+        );
+    }
+}
+
+/// A host that accepts connections and never answers holds a few fetch slots only, so other
+/// clients' documents are still fetched meanwhile; its own clients are told to try again.
+#[tokio::test]
+async fn a_stalling_host_cannot_starve_the_fetches_of_other_hosts() {
+    const STALLED: usize = 20;
+    let stalling = StallingServer::start().await;
+    let docs = DocumentServer::start_as("localhost").await;
+    let server = server().await;
+    let redirect_uri = "http://127.0.0.1:5555/callback";
+
+    let stalled_ids: Vec<String> = (0..STALLED)
+        .map(|i| stalling.url(&format!("c{i}")))
+        .collect();
+    let stalled = futures::future::join_all(
+        stalled_ids
+            .iter()
+            .map(|client_id| authorize(&server, client_id, redirect_uri)),
+    );
+    let meanwhile = async {
+        stalling.wait_for_accepted(4).await;
+        authorize(
+            &server,
+            &docs.url("claude-code"),
+            "http://127.0.0.1:5555/callback",
+        )
+        .await
+    };
+    let (stalled, meanwhile) = tokio::join!(stalled, meanwhile);
+
+    assert_eq!(meanwhile.status, StatusCode::OK, "{}", meanwhile.text());
+    assert!(
+        meanwhile.text().contains("data-request-id"),
+        "the consent page"
+    );
+    for reply in &stalled {
+        assert_try_again_page(reply, &[]);
+    }
+    // Four at a time: the first four stalled for the whole time limit while the rest waited; by
+    // then the wait was over for most, so at most a second four got through. Not sixteen at once.
+    assert!(
+        stalling.accepted() <= 8,
+        "the stalling host got {} connections",
+        stalling.accepted()
     );
 }
 

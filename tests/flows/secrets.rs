@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use mcp_oauth::McpOAuth;
 use mcp_oauth::store::{TokenHash, TokenKind};
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
@@ -134,4 +135,43 @@ async fn live_tokens_are_stored_under_their_hash_only() {
         .expect("stored under its SHA-256");
     assert!(!String::from_utf8_lossy(&record.payload).contains(access));
     assert!(access.starts_with("mcp_at_"));
+}
+
+/// `{:?}` is what ends up in panics, `tracing` fields and error reports: no public type may print a
+/// secret it holds, in either form.
+#[tokio::test]
+async fn debug_output_of_public_types_holds_no_secret() {
+    let config = config();
+    let builder = Stores::memory().apply(McpOAuth::builder(config.clone()));
+    let builder_output = (format!("{builder:?}"), format!("{builder:#?}"));
+    let oauth = builder.build().unwrap();
+
+    // A generated setup token, which only `setup_url` reveals.
+    let mut generated = config.clone();
+    generated.setup_token = None;
+    let generated = Stores::memory()
+        .apply(McpOAuth::builder(generated))
+        .build()
+        .unwrap();
+    let setup_url = generated.setup_url().await.unwrap().unwrap();
+    let generated_token = setup_url.split_once("#setup_token=").unwrap().1.to_owned();
+
+    for (what, output) in [
+        ("OAuthConfig", format!("{config:?}")),
+        ("OAuthConfig (alternate)", format!("{config:#?}")),
+        ("McpOAuthBuilder", builder_output.0),
+        ("McpOAuthBuilder (alternate)", builder_output.1),
+        ("McpOAuth", format!("{oauth:?}")),
+        ("McpOAuth (alternate)", format!("{oauth:#?}")),
+        ("McpOAuth, generated setup token", format!("{generated:#?}")),
+        ("BearerLayer", format!("{:#?}", oauth.bearer_layer())),
+    ] {
+        for secret in [CLIENT_SECRET, SETUP_TOKEN, generated_token.as_str()] {
+            assert!(!output.contains(secret), "{what} prints a secret: {output}");
+        }
+    }
+    // Still useful: the fields that are not secret are shown, the secret ones marked.
+    let output = format!("{config:?}");
+    assert!(output.contains(CLIENT_ID), "{output}");
+    assert!(output.contains("client_secret"), "{output}");
 }
