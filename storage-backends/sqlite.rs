@@ -42,7 +42,7 @@
 //!
 //! # Schema and migrations
 //!
-//! The migrations in the crate's `migrations/` directory create three tables, all prefixed
+//! The migrations in the crate's `migrations/` directory create four tables, all prefixed
 //! `mcp_oauth_`, so the database can be the application's own:
 //!
 //! | table | key | holds |
@@ -50,6 +50,7 @@
 //! | `mcp_oauth_tokens` | `(kind, hash)` | `grant_id`, `expires_at`, `payload` (blob, verbatim), `uses`, `consumed_at`; indexed on `grant_id` and `expires_at` |
 //! | `mcp_oauth_clients` | `client_id` | `expires_at` (NULL: never), `record` (the [`ClientRecord`] as JSON) |
 //! | `mcp_oauth_passkeys` | `credential_id` | `record` (the [`PasskeyRecord`] as JSON) |
+//! | `mcp_oauth_used_setup_tokens` | `hash` | nothing else: the lower-case hex SHA-256 of every setup token that registered a passkey, kept when the passkey goes |
 //!
 //! [`migrate`](SqliteStore::migrate) records applied migrations in its own table,
 //! `_mcp_oauth_migrations`, and ignores migrations it does not know, so an application running its
@@ -60,9 +61,10 @@
 //!
 //! # Atomicity
 //!
-//! Every operation is a single SQL statement, and SQLite runs each statement under the database's
-//! write lock (or, for reads, on one consistent snapshot), so no other connection, in this process
-//! or another, observes or interleaves with half of one:
+//! Every operation is a single SQL statement (but for a passkey insert with a setup token: two, in
+//! one transaction), and SQLite runs each under the database's write lock (or, for reads, on one
+//! consistent snapshot), so no other connection, in this process or another, observes or
+//! interleaves with half of one:
 //!
 //! - token `insert`: one `INSERT … ON CONFLICT (kind, hash) DO UPDATE … WHERE` the existing row has
 //!   expired. A live row, consumed or not, is left untouched and the statement changes no row,
@@ -79,7 +81,10 @@
 //! - client `insert`: one `INSERT … ON CONFLICT (client_id) DO UPDATE … WHERE` the existing
 //!   registration has expired, as for tokens;
 //! - passkey `insert`: a plain `INSERT`; the primary key rejects a duplicate credential id
-//!   ([`StoreError::AlreadyExists`]); `update` and `delete`: one statement each, by credential id.
+//!   ([`StoreError::AlreadyExists`]). With a setup token, one `BEGIN IMMEDIATE` transaction first
+//!   inserts the token's hash into `mcp_oauth_used_setup_tokens`, whose primary key rejects a used
+//!   one, then the passkey: both are committed or neither. `update` and `delete`: one statement
+//!   each, by credential id; neither touches the used setup tokens.
 //!
 //! # Expiry
 //!
@@ -148,13 +153,22 @@ async fn apply_migrations(conn: &mut SqliteConnection) -> Result<(), MigrateErro
 
 /// The schema's migrations, in order. Never edit a released one; append.
 fn migrations() -> Vec<Migration> {
-    vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )]
+    vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("init"),
+            MigrationType::Simple,
+            include_str!("../migrations/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("used setup tokens"),
+            MigrationType::Simple,
+            include_str!("../migrations/0002_used_setup_tokens.sql").into_sql_str(),
+            false,
+        ),
+    ]
 }
 
 // --- SQL. Static strings only: no value is ever formatted into a statement.
@@ -234,6 +248,13 @@ const GET_PASSKEY: &str = "SELECT record FROM mcp_oauth_passkeys WHERE credentia
 /// ?1 credential_id, ?2 record.
 const INSERT_PASSKEY: &str =
     "INSERT INTO mcp_oauth_passkeys (credential_id, record) VALUES (?1, ?2)";
+
+/// ?1 setup token hash (hex). The primary key refuses a used one.
+const USE_SETUP_TOKEN: &str = "INSERT INTO mcp_oauth_used_setup_tokens (hash) VALUES (?1)";
+
+/// ?1 setup token hash (hex).
+const SETUP_TOKEN_USED: &str =
+    "SELECT EXISTS (SELECT 1 FROM mcp_oauth_used_setup_tokens WHERE hash = ?1)";
 
 /// ?1 credential_id, ?2 record.
 const UPDATE_PASSKEY: &str = "UPDATE mcp_oauth_passkeys SET record = ?2 WHERE credential_id = ?1";
@@ -593,16 +614,44 @@ impl PasskeyStore for SqliteStore {
             .transpose()
     }
 
-    /// One `INSERT`; the primary key refuses a duplicate credential id, atomically.
+    /// One `INSERT`; the primary key refuses a duplicate credential id, atomically. With a setup
+    /// token, its use and the passkey in one `BEGIN IMMEDIATE` transaction: both or neither.
     async fn insert(&self, record: PasskeyRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(&record).map_err(codec)?;
-        sqlx::query(INSERT_PASSKEY)
+        let insert_passkey = sqlx::query(INSERT_PASSKEY)
             .bind(&record.credential_id)
-            .bind(json)
-            .execute(&self.pool)
+            .bind(json);
+        let Some(setup_token) = record.setup_token_hash else {
+            insert_passkey
+                .execute(&self.pool)
+                .await
+                .map_err(sql_error("passkey"))?;
+            return Ok(());
+        };
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(sql_error("passkey"))?;
-        Ok(())
+        sqlx::query(USE_SETUP_TOKEN)
+            .bind(setup_token.to_hex())
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error("setup token"))?;
+        insert_passkey
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error("passkey"))?;
+        // Dropped uncommitted on any error above: rolled back, the setup token unused.
+        tx.commit().await.map_err(sql_error("passkey"))
+    }
+
+    async fn setup_token_used(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        sqlx::query_scalar(SETUP_TOKEN_USED)
+            .bind(hash.to_hex())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sql_error("setup token"))
     }
 
     async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {

@@ -9,7 +9,8 @@ use mcp_oauth::backends::SqliteStore;
 use mcp_oauth::backends::sqlite::sqlx;
 use mcp_oauth::store::conformance::{expired_token, live_client, live_token, passkey_record};
 use mcp_oauth::store::{
-    ClientRecord, ClientStore, Consumed, PasskeyStore, StoreError, TokenKind, TokenStore, UnixTime,
+    ClientRecord, ClientStore, Consumed, PasskeyRecord, PasskeyStore, StoreError, TokenHash,
+    TokenKind, TokenStore, UnixTime,
 };
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -28,6 +29,9 @@ fn new_db_url() -> String {
 async fn fresh_file() -> SqliteStore {
     SqliteStore::connect(&new_db_url()).await.unwrap()
 }
+
+/// How many migrations this build applies.
+const MIGRATIONS: i64 = 2;
 
 async fn count(store: &SqliteStore, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
@@ -165,7 +169,7 @@ async fn migrations_are_idempotent() {
         .unwrap();
     assert_eq!(
         count(&second, "SELECT COUNT(*) FROM _mcp_oauth_migrations").await,
-        1
+        MIGRATIONS
     );
     // Both stores see one database.
     let record = live_token(TokenKind::AccessToken);
@@ -197,7 +201,7 @@ async fn concurrent_first_connects_to_a_new_file_all_succeed() {
     }
     assert_eq!(
         count(&stores[0], "SELECT COUNT(*) FROM _mcp_oauth_migrations").await,
-        1
+        MIGRATIONS
     );
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(stores[0].pool())
@@ -241,7 +245,10 @@ async fn migrations_use_their_own_table_beside_the_applications() {
             .fetch_all(store.pool())
             .await
             .unwrap();
-    assert_eq!(ours, [(1, "init".to_owned())]);
+    assert_eq!(
+        ours,
+        [(1, "init".to_owned()), (2, "used setup tokens".to_owned())]
+    );
     let app_after: Vec<(i64, String, Vec<u8>)> =
         sqlx::query_as("SELECT version, description, checksum FROM _sqlx_migrations")
             .fetch_all(store.pool())
@@ -425,4 +432,67 @@ async fn consume_is_atomic_across_pools_on_one_file() {
             .unwrap();
         assert_eq!(uses, 32, "every consume was counted");
     }
+}
+
+/// A database migrated by an earlier version (schema 1 only), whose owner registered passkeys with
+/// setup tokens: one passkey still there, and a "setup_use" marker in the token table for a passkey
+/// since removed. After the upgrade both setup tokens are used, for good.
+#[tokio::test]
+async fn an_upgraded_database_keeps_the_setup_tokens_it_had_used() {
+    let url = new_db_url();
+    let old_pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            url.parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+    let mut schema_1 = Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/0001_init.sql").into_sql_str(),
+        false,
+    )]);
+    schema_1.dangerous_set_table_name("_mcp_oauth_migrations");
+    schema_1.run(&old_pool).await.unwrap();
+    let registered = passkey_record();
+    sqlx::query("INSERT INTO mcp_oauth_passkeys (credential_id, record) VALUES (?1, ?2)")
+        .bind(&registered.credential_id)
+        .bind(serde_json::to_string(&registered).unwrap())
+        .execute(&old_pool)
+        .await
+        .unwrap();
+    let removed_passkeys_token = TokenHash::of("a setup token whose passkey was removed");
+    sqlx::query(
+        "INSERT INTO mcp_oauth_tokens (kind, hash, grant_id, expires_at, payload) \
+         VALUES ('setup_use', ?1, 'g', ?2, x'')",
+    )
+    .bind(&removed_passkeys_token.0[..])
+    .bind(i64::MAX)
+    .execute(&old_pool)
+    .await
+    .unwrap();
+    old_pool.close().await;
+
+    let store = SqliteStore::connect(&url).await.unwrap();
+    let carried = registered.setup_token_hash.unwrap();
+    for used in [carried, removed_passkeys_token] {
+        assert!(store.setup_token_used(&used).await.unwrap());
+    }
+    assert!(
+        PasskeyStore::delete(&store, &registered.credential_id)
+            .await
+            .unwrap()
+    );
+    assert!(store.setup_token_used(&carried).await.unwrap());
+    let again = PasskeyRecord {
+        setup_token_hash: Some(removed_passkeys_token),
+        ..passkey_record()
+    };
+    assert!(matches!(
+        PasskeyStore::insert(&store, again).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
 }
