@@ -29,7 +29,9 @@
 //! - `sqlite://oauth.db` (relative to the working directory) or `sqlite:///var/lib/app/oauth.db`:
 //!   a file, created if missing, opened in WAL journal mode with `synchronous = NORMAL` (durable
 //!   across application crashes; a power loss may lose the last transactions, never corrupt the
-//!   file) and a 5 second busy timeout, in a pool of several connections;
+//!   file) and a 5 second busy timeout, in a pool of several connections. Several tasks or
+//!   processes may connect to a new file at once: each waits, up to the busy timeout, for the one
+//!   switching it to WAL;
 //! - `sqlite::memory:`: a private in-memory database, gone when the store (and its clones) are
 //!   dropped. It lives as long as its connection, so the pool keeps exactly one connection open
 //!   for its whole life (`max_connections(1)`, `min_connections(1)`, no idle timeout, no maximum
@@ -100,13 +102,12 @@ pub use sqlx;
 
 use std::borrow::Cow;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationType};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, SqlSafeStr};
 
@@ -122,6 +123,45 @@ const MIGRATIONS_TABLE: &str = "_mcp_oauth_migrations";
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest pause between two attempts of [`switch_to_wal`].
+const MAX_SWITCH_PAUSE: Duration = Duration::from_millis(50);
+
+/// Switch the database file to WAL mode (a read that changes nothing once it is), waiting up to
+/// [`BUSY_TIMEOUT`] for other connections doing the same.
+///
+/// The switch upgrades the statement's read transaction to a write transaction, and SQLite answers
+/// that upgrade with `SQLITE_BUSY` at once, without calling the busy handler, while another
+/// connection holds the write lock: two connections both upgrading could wait for each other for
+/// ever (`btreeBeginTrans` invokes the busy handler only for a connection with no transaction
+/// open). Connections opening a new file together, in tasks or processes, meet exactly that. So
+/// the busy handler's wait is done here: a failed attempt holds no lock when it returns, so
+/// waiting cannot deadlock, and once one connection has switched the file, the others' next
+/// attempt only reads that it is in WAL mode.
+async fn switch_to_wal(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match sqlx::query(SWITCH_TO_WAL).execute(&mut *conn).await {
+            Err(error) if is_busy(&error) && Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_SWITCH_PAUSE);
+            }
+            done => return done.map(drop),
+        }
+    }
+}
+
+/// Whether SQLite answered `SQLITE_BUSY` (or one of its extended codes).
+fn is_busy(error: &sqlx::Error) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    db.code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == SQLITE_BUSY)
+}
 
 /// Apply the migrations not yet recorded in [`MIGRATIONS_TABLE`], as sqlx's `Migrator::run` does
 /// with `dangerous_set_table_name(MIGRATIONS_TABLE)` and `set_ignore_missing(true)`: refuse a
@@ -262,6 +302,8 @@ const UPDATE_PASSKEY: &str = "UPDATE mcp_oauth_passkeys SET record = ?2 WHERE cr
 /// ?1 credential_id.
 const DELETE_PASSKEY: &str = "DELETE FROM mcp_oauth_passkeys WHERE credential_id = ?1";
 
+const SWITCH_TO_WAL: &str = "PRAGMA journal_mode = WAL";
+
 /// Whether the connection's main database is in memory (it has no file).
 const IS_IN_MEMORY: &str = "SELECT file = '' FROM pragma_database_list WHERE name = 'main'";
 
@@ -314,24 +356,30 @@ impl SqliteStore {
     /// [`StoreError::Backend`] if the URL is malformed, the file cannot be opened or created, or
     /// the migrations fail (see [`migrate`](Self::migrate)).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        // No `journal_mode` here: sqlx would switch every connection as it opens, and a switch
+        // that meets another fails at once (see `switch_to_wal`). WAL mode is stored in the file,
+        // so once the probe below has switched it, every connection opens in WAL mode.
         let options = SqliteConnectOptions::from_str(url)
             .map_err(sql_error("database"))?
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT);
 
-        // One connection first, alone: it switches a new file to WAL before the pool opens several
-        // connections at once (the switch needs an exclusive lock), and tells whether the database
-        // is in memory (or a private temporary one: no file name), which needs a pool of one.
-        // Closing it loses nothing: nothing has been written yet, and WAL mode is stored in the
-        // file.
+        // One connection first, alone: it tells whether the database is in memory (or a private
+        // temporary one: no file name), which needs a pool of one, and switches a file to WAL
+        // before the pool opens several connections. Closing it loses nothing: nothing has been
+        // written yet but the journal mode, which is stored in the file.
         let mut probe = options.connect().await.map_err(sql_error("database"))?;
         let in_memory: bool = sqlx::query_scalar(IS_IN_MEMORY)
             .fetch_optional(&mut probe)
             .await
             .map_err(sql_error("database"))?
             .unwrap_or(false);
+        if !in_memory {
+            switch_to_wal(&mut probe)
+                .await
+                .map_err(sql_error("database"))?;
+        }
         probe.close().await.map_err(sql_error("database"))?;
 
         let pool_options = if in_memory {

@@ -2,7 +2,9 @@
 //! (surviving a restart, migrations in their own table, purging expired rows, several pools on
 //! one file).
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, LazyLock};
 
 use mcp_oauth::backends::SqliteStore;
@@ -182,32 +184,113 @@ async fn migrations_are_idempotent() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_first_connects_to_a_new_file_all_succeed() {
-    let url = Arc::new(new_db_url());
-    let barrier = Arc::new(Barrier::new(8));
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (url, barrier) = (Arc::clone(&url), Arc::clone(&barrier));
-            tokio::spawn(async move {
-                barrier.wait().await;
-                SqliteStore::connect(&url).await
-            })
-        })
-        .collect();
-    let mut stores = Vec::new();
-    for task in tasks {
-        stores.push(task.await.unwrap().unwrap());
-    }
+/// How many connects race on each new file, and on how many new files a test races them: the
+/// window in which two connects collide is narrow, so one file alone would rarely show a failure.
+const RACERS: usize = 8;
+const NEW_FILES: usize = 16;
+
+/// The database is one store's: migrated once, in WAL mode.
+async fn assert_migrated_once_in_wal_mode(store: &SqliteStore) {
     assert_eq!(
-        count(&stores[0], "SELECT COUNT(*) FROM _mcp_oauth_migrations").await,
+        count(store, "SELECT COUNT(*) FROM _mcp_oauth_migrations").await,
         MIGRATIONS
     );
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(stores[0].pool())
+        .fetch_one(store.pool())
         .await
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+/// Several tasks open one new file at once: each switches it to WAL and migrates it, and none may
+/// fail with "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_connects_to_a_new_file_all_succeed() {
+    for _ in 0..NEW_FILES {
+        let url = Arc::new(new_db_url());
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|_| {
+                let (url, barrier) = (Arc::clone(&url), Arc::clone(&barrier));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    SqliteStore::connect(&url).await
+                })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for task in tasks {
+            stores.push(task.await.unwrap().unwrap());
+        }
+        assert_migrated_once_in_wal_mode(&stores[0]).await;
+    }
+}
+
+/// Set to a database URL, it makes [`child_connects_once_stdin_closes`] connect to it.
+const CONNECT_ENV: &str = "MCP_OAUTH_STORES_SQLITE_CONNECT";
+/// What a child prints once it is started and waiting for the starting gun (at the end of the line
+/// on which the test harness names the test).
+const CHILD_READY: &str = "sqlite child ready";
+
+/// Not a test on its own: the body of a child process of
+/// [`concurrent_first_connects_from_processes_to_a_new_file_all_succeed`] (a no-op without
+/// [`CONNECT_ENV`]). It says it is ready, waits until its parent closes its stdin (the starting
+/// gun), then connects.
+#[tokio::test]
+async fn child_connects_once_stdin_closes() {
+    let Ok(url) = std::env::var(CONNECT_ENV) else {
+        return;
+    };
+    println!("{CHILD_READY}");
+    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new()).unwrap();
+    SqliteStore::connect(&url).await.unwrap();
+}
+
+/// Several processes open one new file at once (as several instances of a server starting together
+/// do): each switches it to WAL and migrates it, and none may fail with "database is locked".
+#[test]
+fn concurrent_first_connects_from_processes_to_a_new_file_all_succeed() {
+    let exe = std::env::current_exe().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for _ in 0..NEW_FILES {
+        let url = new_db_url();
+        let mut children: Vec<_> = (0..RACERS)
+            .map(|_| {
+                Command::new(&exe)
+                    .args(["--exact", "sqlite::child_connects_once_stdin_closes"])
+                    .args(["--test-threads", "1", "--nocapture"])
+                    .env(CONNECT_ENV, &url)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in &mut children {
+            let stdout = BufReader::new(child.stdout.as_mut().unwrap());
+            let ready = stdout
+                .lines()
+                .map(Result::unwrap)
+                .any(|l| l.ends_with(CHILD_READY));
+            assert!(ready, "a child process ended before it was ready");
+        }
+        // Every child is waiting on its stdin: closing them all releases them together.
+        for child in &mut children {
+            drop(child.stdin.take());
+        }
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "a process failed to connect: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let store = runtime.block_on(SqliteStore::connect(&url)).unwrap();
+        runtime.block_on(assert_migrated_once_in_wal_mode(&store));
+    }
 }
 
 #[tokio::test]
