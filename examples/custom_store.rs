@@ -9,7 +9,7 @@
 //! cargo test --example custom_store --features test-suite    # run the conformance suite on it
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -33,6 +33,8 @@ struct Tables {
     tokens: HashMap<(TokenKind, TokenHash), Token>,
     clients: HashMap<String, ClientRecord>,
     passkeys: HashMap<String, PasskeyRecord>,
+    /// Setup tokens that registered a passkey: kept when the passkey is removed.
+    used_setup_tokens: HashSet<TokenHash>,
 }
 
 /// The whole backend. Cloning shares the tables.
@@ -195,8 +197,20 @@ impl PasskeyStore for HashMapStore {
         if tables.passkeys.contains_key(&record.credential_id) {
             return Err(StoreError::AlreadyExists { what: "passkey" });
         }
+        // Under the same lock as the insert: a setup token registers one passkey, ever.
+        if let Some(hash) = record.setup_token_hash
+            && !tables.used_setup_tokens.insert(hash)
+        {
+            return Err(StoreError::AlreadyExists {
+                what: "setup token",
+            });
+        }
         tables.passkeys.insert(record.credential_id.clone(), record);
         Ok(())
+    }
+
+    async fn setup_token_used(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        Ok(self.tables()?.used_setup_tokens.contains(hash))
     }
 
     async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {

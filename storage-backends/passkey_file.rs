@@ -1,5 +1,6 @@
 //! [`PasskeyFileStore`]: the owner's passkeys in a JSON file, written atomically.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -9,24 +10,34 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::store::{PasskeyRecord, PasskeyStore, StoreError};
+use super::passkey_list::PasskeyList;
+use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash};
 
 const BACKEND: &str = "passkey file";
-const VERSION: u32 = 1;
+/// The version this build writes.
+const VERSION: u32 = 2;
+/// Version 1 had no `used_setup_tokens`: a used setup token was known only by its passkey.
+const VERSION_WITHOUT_USED_SETUP_TOKENS: u32 = 1;
 
 #[derive(Deserialize)]
 struct FileContents {
     version: u32,
     passkeys: Vec<PasskeyRecord>,
+    #[serde(default)]
+    used_setup_tokens: Vec<TokenHash>,
 }
 
 #[derive(Serialize)]
 struct FileContentsRef<'a> {
     version: u32,
     passkeys: &'a [PasskeyRecord],
+    used_setup_tokens: &'a BTreeSet<TokenHash>,
 }
 
-/// Passkeys in a JSON file: `{"version": 1, "passkeys": […]}`, pretty-printed.
+/// Passkeys in a JSON file: `{"version": 2, "passkeys": […], "used_setup_tokens": […]}`,
+/// pretty-printed. `used_setup_tokens` holds the hash of every setup token that registered a
+/// passkey, kept when the passkey is removed. A version 1 file (no such list) is read with the
+/// setup tokens of its passkeys counted as used, and rewritten as version 2 at the first change.
 ///
 /// - **Atomic writes.** Every change rewrites the whole file: a temporary file in the same
 ///   directory, created with mode 0600, written and fsynced, renamed over the old file, then the
@@ -45,7 +56,7 @@ pub struct PasskeyFileStore {
 
 struct Inner {
     path: PathBuf,
-    passkeys: Mutex<Vec<PasskeyRecord>>,
+    passkeys: Mutex<PasskeyList>,
 }
 
 impl std::fmt::Debug for PasskeyFileStore {
@@ -61,7 +72,7 @@ enum Change<T> {
     /// Nothing to write; answer `T`.
     None(T),
     /// Write this list, then answer `T`.
-    Write(Vec<PasskeyRecord>, T),
+    Write(PasskeyList, T),
 }
 
 impl PasskeyFileStore {
@@ -82,7 +93,7 @@ impl PasskeyFileStore {
         }
         let passkeys = match fs::read(&path) {
             Ok(bytes) => parse(&path, &bytes)?,
-            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(e) if e.kind() == ErrorKind::NotFound => PasskeyList::default(),
             Err(e) => return Err(io_error(&path, "read", e)),
         };
         remove_stale_temp_files(&path);
@@ -102,7 +113,11 @@ impl PasskeyFileStore {
     /// How many passkeys are registered, without waiting: `None` while a change is being written.
     /// For synchronous start-up code (say, deciding whether to print a setup token).
     pub fn try_len(&self) -> Option<usize> {
-        self.inner.passkeys.try_lock().ok().map(|list| list.len())
+        self.inner
+            .passkeys
+            .try_lock()
+            .ok()
+            .map(|list| list.records().len())
     }
 
     /// Apply `change` to the list under the lock, writing the file when it asks to.
@@ -112,7 +127,7 @@ impl PasskeyFileStore {
     async fn mutate<T, F>(&self, change: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&[PasskeyRecord]) -> Result<Change<T>, StoreError> + Send + 'static,
+        F: FnOnce(&PasskeyList) -> Result<Change<T>, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
@@ -123,7 +138,8 @@ impl PasskeyFileStore {
                 Change::Write(next, answer) => {
                     let mut bytes = serde_json::to_vec_pretty(&FileContentsRef {
                         version: VERSION,
-                        passkeys: &next,
+                        passkeys: next.records(),
+                        used_setup_tokens: next.used_setup_tokens(),
                     })
                     .map_err(|e| StoreError::codec(BACKEND, e))?;
                     bytes.push(b'\n');
@@ -145,7 +161,7 @@ fn parent(path: &Path) -> Option<&Path> {
     path.parent().filter(|dir| !dir.as_os_str().is_empty())
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<PasskeyRecord>, StoreError> {
+fn parse(path: &Path, bytes: &[u8]) -> Result<PasskeyList, StoreError> {
     let contents: FileContents = serde_json::from_slice(bytes).map_err(|e| {
         StoreError::codec(
             BACKEND,
@@ -155,17 +171,22 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<PasskeyRecord>, StoreError> {
             ),
         )
     })?;
-    if contents.version != VERSION {
+    if !(VERSION_WITHOUT_USED_SETUP_TOKENS..=VERSION).contains(&contents.version) {
         return Err(StoreError::codec(
             BACKEND,
             format!(
-                "{} has version {}, this build reads version {VERSION}; it was left untouched",
+                "{} has version {}, this build reads versions \
+                 {VERSION_WITHOUT_USED_SETUP_TOKENS} to {VERSION}; it was left untouched",
                 path.display(),
                 contents.version
             ),
         ));
     }
-    Ok(contents.passkeys)
+    // In a version 1 file the passkeys' own setup tokens are all there is; `new` counts them.
+    Ok(PasskeyList::new(
+        contents.passkeys,
+        contents.used_setup_tokens,
+    ))
 }
 
 /// The temporary file of one write: `.{name}.{16 hex digits}.tmp` beside the file.
@@ -268,46 +289,35 @@ fn io_error(path: &Path, action: &str, error: std::io::Error) -> StoreError {
 #[async_trait]
 impl PasskeyStore for PasskeyFileStore {
     async fn list(&self) -> Result<Vec<PasskeyRecord>, StoreError> {
-        Ok(self.inner.passkeys.lock().await.clone())
+        Ok(self.inner.passkeys.lock().await.records().to_vec())
     }
 
     async fn get(&self, credential_id: &str) -> Result<Option<PasskeyRecord>, StoreError> {
-        Ok(self
-            .inner
-            .passkeys
-            .lock()
-            .await
-            .iter()
-            .find(|p| p.credential_id == credential_id)
-            .cloned())
+        Ok(self.inner.passkeys.lock().await.get(credential_id).cloned())
     }
 
+    /// The passkey and its setup token's use are written in one file, so both land or neither.
     async fn insert(&self, record: PasskeyRecord) -> Result<(), StoreError> {
         self.mutate(move |current| {
-            if current
-                .iter()
-                .any(|p| p.credential_id == record.credential_id)
-            {
-                return Err(StoreError::AlreadyExists { what: "passkey" });
-            }
-            let mut next = current.to_vec();
-            next.push(record);
+            let mut next = current.clone();
+            next.insert(record)?;
             Ok(Change::Write(next, ()))
         })
         .await
     }
 
+    async fn setup_token_used(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        Ok(self.inner.passkeys.lock().await.setup_token_used(hash))
+    }
+
     async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {
         self.mutate(move |current| {
-            let Some(index) = current
-                .iter()
-                .position(|p| p.credential_id == record.credential_id)
-            else {
-                return Ok(Change::None(false));
-            };
-            let mut next = current.to_vec();
-            next[index] = record;
-            Ok(Change::Write(next, true))
+            let mut next = current.clone();
+            Ok(if next.update(record) {
+                Change::Write(next, true)
+            } else {
+                Change::None(false)
+            })
         })
         .await
     }
@@ -315,15 +325,12 @@ impl PasskeyStore for PasskeyFileStore {
     async fn delete(&self, credential_id: &str) -> Result<bool, StoreError> {
         let credential_id = credential_id.to_owned();
         self.mutate(move |current| {
-            if !current.iter().any(|p| p.credential_id == credential_id) {
-                return Ok(Change::None(false));
-            }
-            let next = current
-                .iter()
-                .filter(|p| p.credential_id != credential_id)
-                .cloned()
-                .collect();
-            Ok(Change::Write(next, true))
+            let mut next = current.clone();
+            Ok(if next.delete(&credential_id) {
+                Change::Write(next, true)
+            } else {
+                Change::None(false)
+            })
         })
         .await
     }
@@ -336,15 +343,16 @@ mod tests {
     #[test]
     fn parse_names_the_file_and_the_problem() {
         let path = Path::new("/somewhere/passkeys.json");
-        let error = parse(path, b"{\"version\":2,\"passkeys\":[]}").unwrap_err();
+        let error = parse(path, b"{\"version\":3,\"passkeys\":[]}").unwrap_err();
         let source = std::error::Error::source(&error).unwrap().to_string();
         assert!(source.contains("/somewhere/passkeys.json"), "{source}");
-        assert!(source.contains("version 2"), "{source}");
-        assert!(
-            parse(path, b"{\"version\":1,\"passkeys\":[]}")
-                .unwrap()
-                .is_empty()
-        );
+        assert!(source.contains("version 3"), "{source}");
+        for readable in [
+            &b"{\"version\":1,\"passkeys\":[]}"[..],
+            b"{\"version\":2,\"passkeys\":[],\"used_setup_tokens\":[]}",
+        ] {
+            assert!(parse(path, readable).unwrap().records().is_empty());
+        }
     }
 
     #[test]

@@ -43,6 +43,7 @@
 //! | `{prefix}g:{grant_id}` | set | the token keys of one grant | at its latest member's `expires_at` |
 //! | `{prefix}c:{client_id}` | string | one registered client, JSON | at its `expires_at`, if any |
 //! | `{prefix}p` | hash | credential id → passkey record, JSON | never |
+//! | `{prefix}s` | set | the lower-case hex SHA-256 of every setup token that registered a passkey, kept when the passkey goes | never |
 //!
 //! Raw secrets never reach Redis: tokens are keyed by the SHA-256 of the secret, and clients
 //! carry only the hash of theirs.
@@ -60,7 +61,12 @@
 //! - token `delete` and `revoke_grant`: one script each, removing records and set membership
 //!   together;
 //! - client `insert`: `SET … NX` (with `EXAT` when the registration expires);
-//! - passkey `insert`: `HSETNX`; `update`: one script (`HEXISTS` then `HSET`); `delete`: `HDEL`.
+//! - passkey `insert`: `HSETNX`; with a setup token, one script that checks the credential id and
+//!   the setup token, then adds the token to the used set and writes the passkey; `update`: one
+//!   script (`HEXISTS` then `HSET`); `delete`: `HDEL` (the used set keeps the setup token).
+//!
+//! Passkeys stored by earlier versions, before the used set existed, carry their setup token only
+//! in their record: both scripts that ask whether a setup token was used look there too.
 //!
 //! # Expiry
 //!
@@ -228,6 +234,60 @@ return 0
     )
 });
 
+/// Lua: whether a setup token was used. KEYS: passkeys hash, used setup tokens set. A record
+/// that does not decode fails the script (closed) rather than hiding a use.
+const SETUP_TOKEN_USED_LUA: &str = r"
+local function setup_token_used(passkeys, used, hash)
+  if redis.call('SISMEMBER', used, hash) == 1 then
+    return true
+  end
+  for _, json in ipairs(redis.call('HVALS', passkeys)) do
+    if cjson.decode(json).setup_token_hash == hash then
+      return true
+    end
+  end
+  return false
+end
+";
+
+/// Whether a setup token was used.
+///
+/// KEYS: passkeys hash, used setup tokens set. ARGV: setup token hash (hex). Returns 1 or 0.
+static SETUP_TOKEN_USED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{SETUP_TOKEN_USED_LUA}
+if setup_token_used(KEYS[1], KEYS[2], ARGV[1]) then
+  return 1
+end
+return 0
+"
+    ))
+});
+
+/// Register a passkey with a setup token.
+///
+/// KEYS: passkeys hash, used setup tokens set. ARGV: credential id, record JSON, setup token hash
+/// (hex). Returns 1 when registered, 0 when the credential id is taken, 2 when the setup token was
+/// used.
+///
+/// Atomic because it is one script: of concurrent registrations with one setup token exactly one
+/// finds it unused, and the token's use and the passkey are written together.
+static INSERT_PASSKEY_WITH_SETUP_TOKEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{SETUP_TOKEN_USED_LUA}
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  return 0
+end
+if setup_token_used(KEYS[1], KEYS[2], ARGV[3]) then
+  return 2
+end
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"
+    ))
+});
+
 fn backend(e: RedisError) -> StoreError {
     StoreError::backend(BACKEND, e)
 }
@@ -374,6 +434,10 @@ impl RedisStore {
 
     fn passkey_key(&self) -> String {
         format!("{}p", self.prefix)
+    }
+
+    fn used_setup_tokens_key(&self) -> String {
+        format!("{}s", self.prefix)
     }
 
     /// Every key matching `prefix` + `tail` (a glob), by `SCAN`: never blocks Redis, and only the
@@ -709,21 +773,47 @@ impl PasskeyStore for RedisStore {
             .transpose()
     }
 
-    /// `HSETNX`: of concurrent inserts of one credential id exactly one writes.
+    /// `HSETNX`: of concurrent inserts of one credential id exactly one writes. With a setup
+    /// token, one script that also uses it up (see the module documentation).
     async fn insert(&self, record: PasskeyRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(&record).map_err(codec)?;
-        let written: i64 = redis::cmd("HSETNX")
-            .arg(self.passkey_key())
-            .arg(&record.credential_id)
-            .arg(json)
-            .query_async(&mut self.connection())
+        let written: i64 = match &record.setup_token_hash {
+            None => redis::cmd("HSETNX")
+                .arg(self.passkey_key())
+                .arg(&record.credential_id)
+                .arg(json)
+                .query_async(&mut self.connection())
+                .await
+                .map_err(backend)?,
+            Some(setup_token) => INSERT_PASSKEY_WITH_SETUP_TOKEN
+                .key(self.passkey_key())
+                .key(self.used_setup_tokens_key())
+                .arg(&record.credential_id)
+                .arg(json)
+                .arg(setup_token.to_hex())
+                .invoke_async(&mut self.connection())
+                .await
+                .map_err(backend)?,
+        };
+        match written {
+            1 => Ok(()),
+            2 => Err(StoreError::AlreadyExists {
+                what: "setup token",
+            }),
+            _ => Err(StoreError::AlreadyExists { what: "passkey" }),
+        }
+    }
+
+    /// One script: the used set, then (for passkeys stored before it existed) the records.
+    async fn setup_token_used(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        let used: i64 = SETUP_TOKEN_USED
+            .key(self.passkey_key())
+            .key(self.used_setup_tokens_key())
+            .arg(hash.to_hex())
+            .invoke_async(&mut self.connection())
             .await
             .map_err(backend)?;
-        if written == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::AlreadyExists { what: "passkey" })
-        }
+        Ok(used == 1)
     }
 
     /// One script: replaces the record only if its credential id is registered.

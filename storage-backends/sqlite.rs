@@ -29,7 +29,9 @@
 //! - `sqlite://oauth.db` (relative to the working directory) or `sqlite:///var/lib/app/oauth.db`:
 //!   a file, created if missing, opened in WAL journal mode with `synchronous = NORMAL` (durable
 //!   across application crashes; a power loss may lose the last transactions, never corrupt the
-//!   file) and a 5 second busy timeout, in a pool of several connections;
+//!   file) and a 5 second busy timeout, in a pool of several connections. Several tasks or
+//!   processes may connect to a new file at once: each waits, up to the busy timeout, for the one
+//!   switching it to WAL;
 //! - `sqlite::memory:`: a private in-memory database, gone when the store (and its clones) are
 //!   dropped. It lives as long as its connection, so the pool keeps exactly one connection open
 //!   for its whole life (`max_connections(1)`, `min_connections(1)`, no idle timeout, no maximum
@@ -42,7 +44,7 @@
 //!
 //! # Schema and migrations
 //!
-//! The migrations in the crate's `migrations/` directory create three tables, all prefixed
+//! The migrations in the crate's `migrations/` directory create four tables, all prefixed
 //! `mcp_oauth_`, so the database can be the application's own:
 //!
 //! | table | key | holds |
@@ -50,6 +52,7 @@
 //! | `mcp_oauth_tokens` | `(kind, hash)` | `grant_id`, `expires_at`, `payload` (blob, verbatim), `uses`, `consumed_at`; indexed on `grant_id` and `expires_at` |
 //! | `mcp_oauth_clients` | `client_id` | `expires_at` (NULL: never), `record` (the [`ClientRecord`] as JSON) |
 //! | `mcp_oauth_passkeys` | `credential_id` | `record` (the [`PasskeyRecord`] as JSON) |
+//! | `mcp_oauth_used_setup_tokens` | `hash` | nothing else: the lower-case hex SHA-256 of every setup token that registered a passkey, kept when the passkey goes |
 //!
 //! [`migrate`](SqliteStore::migrate) records applied migrations in its own table,
 //! `_mcp_oauth_migrations`, and ignores migrations it does not know, so an application running its
@@ -60,9 +63,10 @@
 //!
 //! # Atomicity
 //!
-//! Every operation is a single SQL statement, and SQLite runs each statement under the database's
-//! write lock (or, for reads, on one consistent snapshot), so no other connection, in this process
-//! or another, observes or interleaves with half of one:
+//! Every operation is a single SQL statement (but for a passkey insert with a setup token: two, in
+//! one transaction), and SQLite runs each under the database's write lock (or, for reads, on one
+//! consistent snapshot), so no other connection, in this process or another, observes or
+//! interleaves with half of one:
 //!
 //! - token `insert`: one `INSERT … ON CONFLICT (kind, hash) DO UPDATE … WHERE` the existing row has
 //!   expired. A live row, consumed or not, is left untouched and the statement changes no row,
@@ -79,7 +83,10 @@
 //! - client `insert`: one `INSERT … ON CONFLICT (client_id) DO UPDATE … WHERE` the existing
 //!   registration has expired, as for tokens;
 //! - passkey `insert`: a plain `INSERT`; the primary key rejects a duplicate credential id
-//!   ([`StoreError::AlreadyExists`]); `update` and `delete`: one statement each, by credential id.
+//!   ([`StoreError::AlreadyExists`]). With a setup token, one `BEGIN IMMEDIATE` transaction first
+//!   inserts the token's hash into `mcp_oauth_used_setup_tokens`, whose primary key rejects a used
+//!   one, then the passkey: both are committed or neither. `update` and `delete`: one statement
+//!   each, by credential id; neither touches the used setup tokens.
 //!
 //! # Expiry
 //!
@@ -95,13 +102,12 @@ pub use sqlx;
 
 use std::borrow::Cow;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationType};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, SqlSafeStr};
 
@@ -117,6 +123,45 @@ const MIGRATIONS_TABLE: &str = "_mcp_oauth_migrations";
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest pause between two attempts of [`switch_to_wal`].
+const MAX_SWITCH_PAUSE: Duration = Duration::from_millis(50);
+
+/// Switch the database file to WAL mode (a read that changes nothing once it is), waiting up to
+/// [`BUSY_TIMEOUT`] for other connections doing the same.
+///
+/// The switch upgrades the statement's read transaction to a write transaction, and SQLite answers
+/// that upgrade with `SQLITE_BUSY` at once, without calling the busy handler, while another
+/// connection holds the write lock: two connections both upgrading could wait for each other for
+/// ever (`btreeBeginTrans` invokes the busy handler only for a connection with no transaction
+/// open). Connections opening a new file together, in tasks or processes, meet exactly that. So
+/// the busy handler's wait is done here: a failed attempt holds no lock when it returns, so
+/// waiting cannot deadlock, and once one connection has switched the file, the others' next
+/// attempt only reads that it is in WAL mode.
+async fn switch_to_wal(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match sqlx::query(SWITCH_TO_WAL).execute(&mut *conn).await {
+            Err(error) if is_busy(&error) && Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_SWITCH_PAUSE);
+            }
+            done => return done.map(drop),
+        }
+    }
+}
+
+/// Whether SQLite answered `SQLITE_BUSY` (or one of its extended codes).
+fn is_busy(error: &sqlx::Error) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    db.code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == SQLITE_BUSY)
+}
 
 /// Apply the migrations not yet recorded in [`MIGRATIONS_TABLE`], as sqlx's `Migrator::run` does
 /// with `dangerous_set_table_name(MIGRATIONS_TABLE)` and `set_ignore_missing(true)`: refuse a
@@ -148,13 +193,22 @@ async fn apply_migrations(conn: &mut SqliteConnection) -> Result<(), MigrateErro
 
 /// The schema's migrations, in order. Never edit a released one; append.
 fn migrations() -> Vec<Migration> {
-    vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )]
+    vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("init"),
+            MigrationType::Simple,
+            include_str!("../migrations/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("used setup tokens"),
+            MigrationType::Simple,
+            include_str!("../migrations/0002_used_setup_tokens.sql").into_sql_str(),
+            false,
+        ),
+    ]
 }
 
 // --- SQL. Static strings only: no value is ever formatted into a statement.
@@ -235,11 +289,20 @@ const GET_PASSKEY: &str = "SELECT record FROM mcp_oauth_passkeys WHERE credentia
 const INSERT_PASSKEY: &str =
     "INSERT INTO mcp_oauth_passkeys (credential_id, record) VALUES (?1, ?2)";
 
+/// ?1 setup token hash (hex). The primary key refuses a used one.
+const USE_SETUP_TOKEN: &str = "INSERT INTO mcp_oauth_used_setup_tokens (hash) VALUES (?1)";
+
+/// ?1 setup token hash (hex).
+const SETUP_TOKEN_USED: &str =
+    "SELECT EXISTS (SELECT 1 FROM mcp_oauth_used_setup_tokens WHERE hash = ?1)";
+
 /// ?1 credential_id, ?2 record.
 const UPDATE_PASSKEY: &str = "UPDATE mcp_oauth_passkeys SET record = ?2 WHERE credential_id = ?1";
 
 /// ?1 credential_id.
 const DELETE_PASSKEY: &str = "DELETE FROM mcp_oauth_passkeys WHERE credential_id = ?1";
+
+const SWITCH_TO_WAL: &str = "PRAGMA journal_mode = WAL";
 
 /// Whether the connection's main database is in memory (it has no file).
 const IS_IN_MEMORY: &str = "SELECT file = '' FROM pragma_database_list WHERE name = 'main'";
@@ -293,24 +356,30 @@ impl SqliteStore {
     /// [`StoreError::Backend`] if the URL is malformed, the file cannot be opened or created, or
     /// the migrations fail (see [`migrate`](Self::migrate)).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        // No `journal_mode` here: sqlx would switch every connection as it opens, and a switch
+        // that meets another fails at once (see `switch_to_wal`). WAL mode is stored in the file,
+        // so once the probe below has switched it, every connection opens in WAL mode.
         let options = SqliteConnectOptions::from_str(url)
             .map_err(sql_error("database"))?
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT);
 
-        // One connection first, alone: it switches a new file to WAL before the pool opens several
-        // connections at once (the switch needs an exclusive lock), and tells whether the database
-        // is in memory (or a private temporary one: no file name), which needs a pool of one.
-        // Closing it loses nothing: nothing has been written yet, and WAL mode is stored in the
-        // file.
+        // One connection first, alone: it tells whether the database is in memory (or a private
+        // temporary one: no file name), which needs a pool of one, and switches a file to WAL
+        // before the pool opens several connections. Closing it loses nothing: nothing has been
+        // written yet but the journal mode, which is stored in the file.
         let mut probe = options.connect().await.map_err(sql_error("database"))?;
         let in_memory: bool = sqlx::query_scalar(IS_IN_MEMORY)
             .fetch_optional(&mut probe)
             .await
             .map_err(sql_error("database"))?
             .unwrap_or(false);
+        if !in_memory {
+            switch_to_wal(&mut probe)
+                .await
+                .map_err(sql_error("database"))?;
+        }
         probe.close().await.map_err(sql_error("database"))?;
 
         let pool_options = if in_memory {
@@ -593,16 +662,44 @@ impl PasskeyStore for SqliteStore {
             .transpose()
     }
 
-    /// One `INSERT`; the primary key refuses a duplicate credential id, atomically.
+    /// One `INSERT`; the primary key refuses a duplicate credential id, atomically. With a setup
+    /// token, its use and the passkey in one `BEGIN IMMEDIATE` transaction: both or neither.
     async fn insert(&self, record: PasskeyRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(&record).map_err(codec)?;
-        sqlx::query(INSERT_PASSKEY)
+        let insert_passkey = sqlx::query(INSERT_PASSKEY)
             .bind(&record.credential_id)
-            .bind(json)
-            .execute(&self.pool)
+            .bind(json);
+        let Some(setup_token) = record.setup_token_hash else {
+            insert_passkey
+                .execute(&self.pool)
+                .await
+                .map_err(sql_error("passkey"))?;
+            return Ok(());
+        };
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(sql_error("passkey"))?;
-        Ok(())
+        sqlx::query(USE_SETUP_TOKEN)
+            .bind(setup_token.to_hex())
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error("setup token"))?;
+        insert_passkey
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error("passkey"))?;
+        // Dropped uncommitted on any error above: rolled back, the setup token unused.
+        tx.commit().await.map_err(sql_error("passkey"))
+    }
+
+    async fn setup_token_used(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        sqlx::query_scalar(SETUP_TOKEN_USED)
+            .bind(hash.to_hex())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sql_error("setup token"))
     }
 
     async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {

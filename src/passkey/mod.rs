@@ -22,10 +22,8 @@ use webauthn_rs::prelude::{
 
 use crate::audit::{Audit, AuditEvent};
 use crate::oauth::secret::Secret;
-use crate::oauth::{self, ErrorCode, OAuthError};
-use crate::store::{
-    PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenKind, TokenStore, UnixTime,
-};
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime};
 use ceremony::Ceremony;
 pub(crate) use ceremony::Purpose;
 pub(crate) use setup::SetupToken;
@@ -260,16 +258,10 @@ impl Passkeys {
             .webauthn
             .finish_passkey_registration(credential, &state)
             .map_err(|e| self.denied("passkey registration failed", &e))?;
-        if let Some(hash) = &setup_token_hash {
-            // Single use, atomically: of two registrations racing on one token, one wins.
-            if !self.setup_token_usable(hash).await?
-                || !self.setup.mark_used(&*self.tokens, hash).await?
-            {
-                return Err(OAuthError::new(
-                    ErrorCode::AccessDenied,
-                    "the setup token was already used",
-                ));
-            }
+        if let Some(hash) = &setup_token_hash
+            && !self.setup_token_usable(hash).await?
+        {
+            return Err(setup_token_used());
         }
         let credential_id = URL_SAFE_NO_PAD.encode(passkey.cred_id());
         let record = PasskeyRecord {
@@ -281,20 +273,18 @@ impl Passkeys {
             last_used_at: None,
             setup_token_hash,
         };
-        if let Err(error) = self.store.insert(record).await {
-            if let Some(hash) = &setup_token_hash {
-                // Nothing was registered: give the setup token back, or one failed write (a full
-                // disk, an outage) would lock the owner out for good.
-                if let Err(undo) = self.tokens.delete(TokenKind::SetupTokenUse, hash).await {
-                    oauth::log_store_error(&undo);
-                }
+        // The store uses the setup token up in the same atomic step as the insert: of two
+        // registrations racing on one token exactly one gets here, and a failed insert (a full
+        // disk, an outage) leaves the token usable, so the owner is not locked out.
+        match self.store.insert(record).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Err(match &setup_token_hash {
+                    Some(hash) if self.store.setup_token_used(hash).await? => setup_token_used(),
+                    _ => OAuthError::invalid_request("this passkey is already registered"),
+                });
             }
-            return Err(match error {
-                StoreError::AlreadyExists { .. } => {
-                    OAuthError::invalid_request("this passkey is already registered")
-                }
-                e => e.into(),
-            });
+            Err(e) => return Err(e.into()),
         }
         self.audit.emit(AuditEvent::PasskeyRegistered {
             credential_id,
@@ -311,21 +301,24 @@ impl Passkeys {
         OAuthError::new(ErrorCode::AccessDenied, what)
     }
 
-    /// A setup token can be used if nothing has used it, and a generated one only while no passkey
-    /// exists (it exists to register the first).
+    /// A setup token can be used if it never registered a passkey, and a generated one only while
+    /// no passkey exists (it exists to register the first).
     async fn setup_token_usable(&self, hash: &TokenHash) -> Result<bool, StoreError> {
-        let passkeys = self.store.list().await?;
-        if self.setup.is_generated() && !passkeys.is_empty() {
+        if self.setup.is_generated() && self.any_registered().await? {
             return Ok(false);
         }
-        if passkeys
-            .iter()
-            .any(|p| p.setup_token_hash.as_ref() == Some(hash))
-        {
+        if self.store.setup_token_used(hash).await? {
             return Ok(false);
         }
-        self.setup.is_unused(&*self.tokens, hash).await
+        Ok(!self
+            .setup
+            .has_legacy_use_marker(&*self.tokens, hash)
+            .await?)
     }
+}
+
+fn setup_token_used() -> OAuthError {
+    OAuthError::new(ErrorCode::AccessDenied, "the setup token was already used")
 }
 
 /// A readable label: control characters dropped, at most 64 characters, a default when empty.

@@ -1,11 +1,7 @@
 //! The setup token that authorises registering a passkey without an existing one.
 
 use crate::oauth::secret::{self, Secret};
-use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime};
-
-/// How long the "used" marker of a setup token is kept: long enough to outlive any deployment of
-/// a configured token. Passkey records also remember the token they were registered with.
-const USED_MARKER_SECS: u64 = 10 * 365 * 24 * 3600;
+use crate::store::{StoreError, TokenHash, TokenKind, TokenStore};
 
 /// The setup token: configured, or generated at start.
 #[derive(Clone, Debug)]
@@ -42,31 +38,14 @@ impl SetupToken {
         secret::hash_matches(presented, &self.hash)
     }
 
-    pub(crate) async fn is_unused(
+    /// Whether the token store holds a "used" marker for this token. Earlier versions of this
+    /// crate recorded a use only there and on the passkey; a persistent token store may still hold
+    /// such a marker for a passkey since removed, and it still counts.
+    pub(crate) async fn has_legacy_use_marker(
         &self,
         tokens: &dyn TokenStore,
         hash: &TokenHash,
     ) -> Result<bool, StoreError> {
-        Ok(tokens.get(TokenKind::SetupTokenUse, hash).await?.is_none())
-    }
-
-    /// Record the use; `false` if another registration got there first.
-    pub(crate) async fn mark_used(
-        &self,
-        tokens: &dyn TokenStore,
-        hash: &TokenHash,
-    ) -> Result<bool, StoreError> {
-        let marker = TokenRecord {
-            kind: TokenKind::SetupTokenUse,
-            hash: *hash,
-            grant_id: GrantId::generate(),
-            expires_at: UnixTime::now().plus(USED_MARKER_SECS),
-            payload: Vec::new(),
-        };
-        match tokens.insert(marker).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(tokens.get(TokenKind::SetupTokenUse, hash).await?.is_some())
     }
 }

@@ -1018,6 +1018,121 @@ pub async fn passkey_delete_is_idempotent(store: &dyn PasskeyStore) {
     );
 }
 
+/// A setup token registers one passkey, ever: its use outlives every change to that passkey,
+/// including its deletion, and a later insert carrying it is refused.
+pub async fn passkey_setup_token_stays_used(store: &dyn PasskeyStore) {
+    let first = passkey_record();
+    let hash = first
+        .setup_token_hash
+        .expect("the fixture carries a setup token");
+    let used = |hash| async move {
+        store
+            .setup_token_used(&hash)
+            .await
+            .expect("setup_token_used")
+    };
+    assert!(!used(hash).await, "a setup token never inserted is unused");
+    store.insert(first.clone()).await.expect("insert");
+    assert!(
+        used(hash).await,
+        "inserting a passkey with a setup token uses the token up"
+    );
+    assert!(
+        !used(TokenHash::of(&unique("setup"))).await,
+        "other setup tokens stay unused"
+    );
+    let forgetful = PasskeyRecord {
+        setup_token_hash: None,
+        ..first.clone()
+    };
+    assert!(store.update(forgetful).await.expect("update"));
+    assert!(
+        used(hash).await,
+        "a setup token stays used when its passkey's record is updated"
+    );
+    assert!(store.delete(&first.credential_id).await.expect("delete"));
+    assert!(
+        used(hash).await,
+        "a setup token stays used when its passkey is deleted"
+    );
+    let again = PasskeyRecord {
+        setup_token_hash: Some(hash),
+        ..passkey_record()
+    };
+    assert!(
+        is_already_exists(&store.insert(again.clone()).await),
+        "a used setup token registers no further passkey, even once the first is deleted: StoreError::AlreadyExists"
+    );
+    assert!(
+        store
+            .get(&again.credential_id)
+            .await
+            .expect("get")
+            .is_none(),
+        "the refused passkey is not registered"
+    );
+}
+
+/// A refused insert uses up no setup token: the token still registers a passkey afterwards.
+pub async fn passkey_refused_insert_uses_no_setup_token(store: &dyn PasskeyStore) {
+    let record = passkey_record();
+    store.insert(record.clone()).await.expect("insert");
+    let hash = TokenHash::of(&unique("setup"));
+    let duplicate = PasskeyRecord {
+        setup_token_hash: Some(hash),
+        ..record.clone()
+    };
+    assert!(
+        is_already_exists(&store.insert(duplicate).await),
+        "a duplicate credential id is StoreError::AlreadyExists"
+    );
+    assert!(
+        !store
+            .setup_token_used(&hash)
+            .await
+            .expect("setup_token_used"),
+        "an insert refused for its credential id uses up no setup token"
+    );
+    let fresh = PasskeyRecord {
+        setup_token_hash: Some(hash),
+        ..passkey_record()
+    };
+    store
+        .insert(fresh)
+        .await
+        .expect("the setup token of a refused insert still registers a passkey");
+}
+
+/// Of 32 concurrent registrations of different credentials with one setup token, exactly one
+/// succeeds.
+pub async fn passkey_concurrent_setup_token_use_has_one_winner(store: Arc<dyn PasskeyStore>) {
+    let hash = TokenHash::of(&unique("setup"));
+    let results = race(Arc::clone(&store), |store, _| {
+        let record = PasskeyRecord {
+            setup_token_hash: Some(hash),
+            ..passkey_record()
+        };
+        async move { store.insert(record).await }
+    })
+    .await;
+    let won = insert_winners(results, "passkey");
+    assert_eq!(
+        won, 1,
+        "exactly one of {RACERS} concurrent registrations with one setup token succeeds"
+    );
+    let registered = store
+        .list()
+        .await
+        .expect("list")
+        .iter()
+        .filter(|p| p.setup_token_hash == Some(hash))
+        .count();
+    assert_eq!(
+        registered, 1,
+        "one passkey is registered with the setup token"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Macros
 
@@ -1057,8 +1172,10 @@ macro_rules! passkey_store_conformance {
     ($make:expr $(,)?) => {
         $crate::__conformance_tests!($make, PasskeyStore:
             passkey_round_trip, passkey_duplicate_is_refused, passkey_update,
-            passkey_delete_is_idempotent;
-            concurrent: passkey_concurrent_insert_has_one_winner);
+            passkey_delete_is_idempotent, passkey_setup_token_stays_used,
+            passkey_refused_insert_uses_no_setup_token;
+            concurrent: passkey_concurrent_insert_has_one_winner,
+            passkey_concurrent_setup_token_use_has_one_winner);
     };
 }
 

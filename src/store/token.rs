@@ -18,7 +18,9 @@ pub enum TokenKind {
     RefreshToken,
     /// WebAuthn ceremony state (registration or authentication), single use.
     PasskeyCeremony,
-    /// A marker that a setup token has been used.
+    /// A marker that a setup token has been used, written by earlier versions of this crate (uses
+    /// are now recorded by the [`PasskeyStore`](super::PasskeyStore)). No longer written; still
+    /// read, so a marker left in a persistent store keeps its token used.
     SetupTokenUse,
     /// What one approval granted, for the owner console: one per grant, keyed by the hash of the
     /// grant id, refreshed whenever tokens are issued in the grant.

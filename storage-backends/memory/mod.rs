@@ -15,6 +15,7 @@ use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 use tokio::sync::RwLock;
 
+use super::passkey_list::PasskeyList;
 use crate::store::{
     ClientRecord, ClientStore, Consumed, GrantId, PasskeyRecord, PasskeyStore, StoreError,
     TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
@@ -71,18 +72,20 @@ impl Expiry<String, Arc<ClientRecord>> for ByRecord {
 ///   one shard at a time (measured: about 1 ms with 100,000 records, 18 ms with 1,000,000), so
 ///   issuing and reading tokens keep no per-grant index.
 /// - **Single process.** Nothing survives a restart and nothing is shared between instances; use a
-///   shared backend for that. Passkeys kept here are lost on restart too, so the default setup
-///   keeps them in a [`PasskeyFileStore`](crate::backends::PasskeyFileStore) instead.
+///   shared backend for that. Passkeys kept here are lost on restart too, and so is the record of
+///   which setup tokens were used (a configured one works again), so the default setup keeps them
+///   in a [`PasskeyFileStore`](crate::backends::PasskeyFileStore) instead.
 ///
 /// Cloning is cheap and shares the data.
 #[derive(Clone)]
 pub struct MemoryStore {
-    /// Access and refresh tokens, and setup-token markers: created only after the owner's approval.
+    /// Access and refresh tokens (and, from earlier versions, setup-token markers): created only
+    /// after the owner's approval.
     long_lived: Arc<TokenTable>,
     /// Pending requests, codes and ceremonies: minutes long, and what an anonymous visitor can create.
     transient: Arc<TokenTable>,
     clients: Cache<String, Arc<ClientRecord>>,
-    passkeys: Arc<RwLock<Vec<PasskeyRecord>>>,
+    passkeys: Arc<RwLock<PasskeyList>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -257,50 +260,28 @@ impl ClientStore for MemoryStore {
 #[async_trait]
 impl PasskeyStore for MemoryStore {
     async fn list(&self) -> Result<Vec<PasskeyRecord>, StoreError> {
-        Ok(self.passkeys.read().await.clone())
+        Ok(self.passkeys.read().await.records().to_vec())
     }
 
     async fn get(&self, credential_id: &str) -> Result<Option<PasskeyRecord>, StoreError> {
-        Ok(self
-            .passkeys
-            .read()
-            .await
-            .iter()
-            .find(|p| p.credential_id == credential_id)
-            .cloned())
+        Ok(self.passkeys.read().await.get(credential_id).cloned())
     }
 
+    /// Under the write lock: the credential check, the setup token's use and the insert are one step.
     async fn insert(&self, record: PasskeyRecord) -> Result<(), StoreError> {
-        let mut passkeys = self.passkeys.write().await;
-        if passkeys
-            .iter()
-            .any(|p| p.credential_id == record.credential_id)
-        {
-            return Err(StoreError::AlreadyExists { what: "passkey" });
-        }
-        passkeys.push(record);
-        Ok(())
+        self.passkeys.write().await.insert(record)
+    }
+
+    async fn setup_token_used(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        Ok(self.passkeys.read().await.setup_token_used(hash))
     }
 
     async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {
-        let mut passkeys = self.passkeys.write().await;
-        match passkeys
-            .iter_mut()
-            .find(|p| p.credential_id == record.credential_id)
-        {
-            Some(slot) => {
-                *slot = record;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self.passkeys.write().await.update(record))
     }
 
     async fn delete(&self, credential_id: &str) -> Result<bool, StoreError> {
-        let mut passkeys = self.passkeys.write().await;
-        let before = passkeys.len();
-        passkeys.retain(|p| p.credential_id != credential_id);
-        Ok(passkeys.len() < before)
+        Ok(self.passkeys.write().await.delete(credential_id))
     }
 }
 

@@ -29,6 +29,7 @@
 //! | A proxy on loopback not in `trusted_proxies`: every client is the proxy, silently | `proxies::forwarded_requests_from_loopback_without_trusted_proxies_are_warned_of_once` |
 //! | Flooding the MCP routes with missing or forged tokens (each a hash, a store read, a journal entry) | `floods::refused_mcp_requests_spend_a_per_address_budget_then_429_before_any_work` |
 //! | Setup token raced by two registrations | `passkeys::two_registrations_racing_on_one_setup_token_yield_one_passkey` |
+//! | Used setup token replayed after its passkey is removed and the server restarted | `passkeys::a_used_setup_token_stays_used_after_its_passkey_is_removed_and_a_restart` (and `_in_sqlite_`, `_in_redis_`) |
 //! | WebAuthn: a stranger's or forged assertion | `passkeys::a_stranger_passkey_cannot_approve` |
 //! | WebAuthn: an assertion spent on another request or purpose | `passkeys::an_assertion_approves_only_the_request_it_was_made_for_and_only_once`, `console::a_sign_in_assertion_cannot_approve_a_client_and_an_approval_cannot_sign_in` |
 //! | WebAuthn: an assertion made for another origin | `attacks::an_assertion_made_for_another_origin_is_refused` |

@@ -228,3 +228,107 @@ async fn registration_page_has_the_contract_ids() {
     }
     assert_eq!(reply.header("x-frame-options"), Some("DENY"));
 }
+
+/// Add a passkey on `key`, approved by the server's current one, through the public endpoints.
+async fn add_passkey_approved_by_the_owner(server: &TestServer, key: &Mutex<SoftPasskey>) {
+    let challenge = server
+        .post_json("/passkey/register/approval", &json!({}))
+        .await
+        .json();
+    let assertion = server.assert_with(&server.key, &challenge).await;
+    let start = server
+        .post_json(
+            "/passkey/register/start",
+            &json!({ "approval": { "ceremony_id": challenge["ceremony_id"], "credential": assertion }, "label": "phone" }),
+        )
+        .await;
+    assert_eq!(start.status, StatusCode::OK, "{}", start.text());
+    let options = serde_json::from_value(start.json()["options"].clone()).unwrap();
+    let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
+        &mut *key.lock().await,
+        url::Url::parse(SERVER_URL).unwrap(),
+        options,
+    )
+    .unwrap();
+    let done = server
+        .post_json(
+            "/passkey/register/finish",
+            &json!({ "ceremony_id": start.json()["ceremony_id"], "credential": credential }),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+}
+
+/// The owner registers with the configured setup token, adds a second passkey, removes the first,
+/// and restarts with a fresh (in-memory) token store: the setup token, still configured, must stay
+/// used, or whoever holds it could register a passkey and approve anything.
+async fn a_used_setup_token_survives_its_passkey_and_a_restart<F, Fut>(open_passkeys: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::sync::Arc<dyn mcp_oauth::PasskeyStore>>,
+{
+    let fresh_stores = |passkeys| Stores {
+        passkeys,
+        ..Stores::memory()
+    };
+    let before = TestServer::on(fresh_stores(open_passkeys().await), config(), mcp_routes());
+    let first = before.register_passkey(SETUP_TOKEN).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let first_id = before.oauth.passkeys().await.unwrap()[0]
+        .credential_id
+        .clone();
+    add_passkey_approved_by_the_owner(&before, &Mutex::new(SoftPasskey::new(true))).await;
+    before.oauth.remove_passkey(&first_id).await.unwrap();
+    drop(before);
+
+    let after = TestServer::on(fresh_stores(open_passkeys().await), config(), mcp_routes());
+    after
+        .register_passkey(SETUP_TOKEN)
+        .await
+        .assert_oauth_error(403, "access_denied");
+    assert_eq!(after.oauth.setup_url().await.unwrap(), None);
+    let left = after.stores.passkeys.list().await.unwrap();
+    assert_eq!(left.len(), 1, "only the second passkey is registered");
+    assert_eq!(left[0].label, "phone");
+}
+
+#[tokio::test]
+async fn a_used_setup_token_stays_used_after_its_passkey_is_removed_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passkeys.json");
+    a_used_setup_token_survives_its_passkey_and_a_restart(|| async {
+        std::sync::Arc::new(mcp_oauth::PasskeyFileStore::open(&path).unwrap()) as _
+    })
+    .await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_used_setup_token_stays_used_in_sqlite_after_its_passkey_is_removed_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("oauth.db").display());
+    a_used_setup_token_survives_its_passkey_and_a_restart(|| async {
+        std::sync::Arc::new(
+            mcp_oauth::backends::sqlite::SqliteStore::connect(&url)
+                .await
+                .unwrap(),
+        ) as _
+    })
+    .await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_used_setup_token_stays_used_in_redis_after_its_passkey_is_removed_and_a_restart() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("mcp_oauth_setup_{:016x}:", rand::random::<u64>());
+    a_used_setup_token_survives_its_passkey_and_a_restart(|| async {
+        std::sync::Arc::new(
+            mcp_oauth::backends::redis::RedisStore::connect(&url)
+                .await
+                .unwrap()
+                .with_prefix(&prefix),
+        ) as _
+    })
+    .await;
+}

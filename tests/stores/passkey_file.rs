@@ -33,7 +33,7 @@ async fn survives_reopening() {
     assert_eq!(listed[0].credential_id, record.credential_id);
     assert_eq!(listed[0].label, "Used");
     let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(raw["version"], 1);
+    assert_eq!(raw["version"], 2);
 }
 
 #[tokio::test]
@@ -180,16 +180,54 @@ async fn the_file_is_versioned_pretty_json() {
     store.insert(record.clone()).await.unwrap();
     assert_eq!(store.try_len(), Some(1));
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.starts_with("{\n  \"version\": 1,"), "{text}");
+    assert!(text.starts_with("{\n  \"version\": 2,"), "{text}");
     let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
         raw["passkeys"][0]["credential_id"],
         record.credential_id.as_str()
     );
-    // Deleting the last passkey leaves an empty, still valid file.
+    let setup_token = record.setup_token_hash.unwrap();
+    assert_eq!(
+        raw["used_setup_tokens"],
+        serde_json::json!([setup_token.to_hex()])
+    );
+    // Deleting the last passkey leaves an empty, still valid file that remembers its setup token.
     assert!(store.delete(&record.credential_id).await.unwrap());
     let reopened = PasskeyFileStore::open(&path).unwrap();
     assert!(reopened.list().await.unwrap().is_empty());
+    assert!(reopened.setup_token_used(&setup_token).await.unwrap());
+}
+
+/// A file written before used setup tokens had their own list: its passkeys' setup tokens count
+/// as used, and stay used once the passkeys are removed and the file is rewritten.
+#[tokio::test]
+async fn a_version_1_file_is_read_and_its_setup_tokens_stay_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passkeys.json");
+    let registered = passkey_record();
+    let setup_token = registered.setup_token_hash.unwrap();
+    let version_1 = serde_json::json!({ "version": 1, "passkeys": [registered] });
+    std::fs::write(&path, serde_json::to_vec_pretty(&version_1).unwrap()).unwrap();
+
+    let store = PasskeyFileStore::open(&path).unwrap();
+    let listed = store.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].credential_id, registered.credential_id);
+    assert!(store.setup_token_used(&setup_token).await.unwrap());
+    assert!(store.delete(&registered.credential_id).await.unwrap());
+
+    let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(raw["version"], 2, "rewritten in the current version");
+    let reopened = PasskeyFileStore::open(&path).unwrap();
+    assert!(reopened.setup_token_used(&setup_token).await.unwrap());
+    let again = mcp_oauth::store::PasskeyRecord {
+        setup_token_hash: Some(setup_token),
+        ..passkey_record()
+    };
+    assert!(matches!(
+        reopened.insert(again).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
 }
 
 #[tokio::test]

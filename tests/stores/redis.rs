@@ -203,8 +203,10 @@ redis_conformance!(ClientStore:
 
 redis_conformance!(PasskeyStore:
     passkey_round_trip, passkey_duplicate_is_refused, passkey_update,
-    passkey_delete_is_idempotent;
-    concurrent: passkey_concurrent_insert_has_one_winner);
+    passkey_delete_is_idempotent, passkey_setup_token_stays_used,
+    passkey_refused_insert_uses_no_setup_token;
+    concurrent: passkey_concurrent_insert_has_one_winner,
+    passkey_concurrent_setup_token_use_has_one_winner);
 
 // ---------------------------------------------------------------------------------------------
 // Keys and native expiry
@@ -264,6 +266,7 @@ async fn keys_carry_the_prefix_and_expire_at_the_records_expiry() {
     );
     expected.insert(format!("{prefix}c:{}", permanent_client.client_id), None);
     expected.insert(format!("{prefix}p"), None);
+    expected.insert(format!("{prefix}s"), None);
 
     let found = keys(&store).await;
     assert_eq!(
@@ -824,4 +827,35 @@ async fn the_same_store_survives_a_redis_outage() {
             .unwrap()
             .is_some()
     );
+}
+
+/// Passkeys stored by an earlier version carry their setup token only in their record (the used
+/// set did not exist): the token counts as used, and registers nothing more.
+#[tokio::test]
+async fn a_setup_token_on_a_passkey_stored_before_the_used_set_counts_as_used() {
+    let Some(store) = store("legacy_setup").await else {
+        return;
+    };
+    let registered = passkey_record();
+    let setup_token = registered.setup_token_hash.unwrap();
+    let _: () = store
+        .connection()
+        .hset(
+            format!("{}p", store.prefix()),
+            &registered.credential_id,
+            serde_json::to_string(&registered).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(store.setup_token_used(&setup_token).await.unwrap());
+    let again = mcp_oauth::store::PasskeyRecord {
+        setup_token_hash: Some(setup_token),
+        ..passkey_record()
+    };
+    assert!(matches!(
+        PasskeyStore::insert(&store, again).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(PasskeyStore::list(&store).await.unwrap().len(), 1);
+    cleanup(&store).await;
 }

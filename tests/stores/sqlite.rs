@@ -2,14 +2,17 @@
 //! (surviving a restart, migrations in their own table, purging expired rows, several pools on
 //! one file).
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, LazyLock};
 
 use mcp_oauth::backends::SqliteStore;
 use mcp_oauth::backends::sqlite::sqlx;
 use mcp_oauth::store::conformance::{expired_token, live_client, live_token, passkey_record};
 use mcp_oauth::store::{
-    ClientRecord, ClientStore, Consumed, PasskeyStore, StoreError, TokenKind, TokenStore, UnixTime,
+    ClientRecord, ClientStore, Consumed, PasskeyRecord, PasskeyStore, StoreError, TokenHash,
+    TokenKind, TokenStore, UnixTime,
 };
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -28,6 +31,9 @@ fn new_db_url() -> String {
 async fn fresh_file() -> SqliteStore {
     SqliteStore::connect(&new_db_url()).await.unwrap()
 }
+
+/// How many migrations this build applies.
+const MIGRATIONS: i64 = 2;
 
 async fn count(store: &SqliteStore, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
@@ -165,7 +171,7 @@ async fn migrations_are_idempotent() {
         .unwrap();
     assert_eq!(
         count(&second, "SELECT COUNT(*) FROM _mcp_oauth_migrations").await,
-        1
+        MIGRATIONS
     );
     // Both stores see one database.
     let record = live_token(TokenKind::AccessToken);
@@ -178,32 +184,113 @@ async fn migrations_are_idempotent() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_first_connects_to_a_new_file_all_succeed() {
-    let url = Arc::new(new_db_url());
-    let barrier = Arc::new(Barrier::new(8));
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (url, barrier) = (Arc::clone(&url), Arc::clone(&barrier));
-            tokio::spawn(async move {
-                barrier.wait().await;
-                SqliteStore::connect(&url).await
-            })
-        })
-        .collect();
-    let mut stores = Vec::new();
-    for task in tasks {
-        stores.push(task.await.unwrap().unwrap());
-    }
+/// How many connects race on each new file, and on how many new files a test races them: the
+/// window in which two connects collide is narrow, so one file alone would rarely show a failure.
+const RACERS: usize = 8;
+const NEW_FILES: usize = 16;
+
+/// The database is one store's: migrated once, in WAL mode.
+async fn assert_migrated_once_in_wal_mode(store: &SqliteStore) {
     assert_eq!(
-        count(&stores[0], "SELECT COUNT(*) FROM _mcp_oauth_migrations").await,
-        1
+        count(store, "SELECT COUNT(*) FROM _mcp_oauth_migrations").await,
+        MIGRATIONS
     );
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(stores[0].pool())
+        .fetch_one(store.pool())
         .await
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+/// Several tasks open one new file at once: each switches it to WAL and migrates it, and none may
+/// fail with "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_connects_to_a_new_file_all_succeed() {
+    for _ in 0..NEW_FILES {
+        let url = Arc::new(new_db_url());
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|_| {
+                let (url, barrier) = (Arc::clone(&url), Arc::clone(&barrier));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    SqliteStore::connect(&url).await
+                })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for task in tasks {
+            stores.push(task.await.unwrap().unwrap());
+        }
+        assert_migrated_once_in_wal_mode(&stores[0]).await;
+    }
+}
+
+/// Set to a database URL, it makes [`child_connects_once_stdin_closes`] connect to it.
+const CONNECT_ENV: &str = "MCP_OAUTH_STORES_SQLITE_CONNECT";
+/// What a child prints once it is started and waiting for the starting gun (at the end of the line
+/// on which the test harness names the test).
+const CHILD_READY: &str = "sqlite child ready";
+
+/// Not a test on its own: the body of a child process of
+/// [`concurrent_first_connects_from_processes_to_a_new_file_all_succeed`] (a no-op without
+/// [`CONNECT_ENV`]). It says it is ready, waits until its parent closes its stdin (the starting
+/// gun), then connects.
+#[tokio::test]
+async fn child_connects_once_stdin_closes() {
+    let Ok(url) = std::env::var(CONNECT_ENV) else {
+        return;
+    };
+    println!("{CHILD_READY}");
+    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new()).unwrap();
+    SqliteStore::connect(&url).await.unwrap();
+}
+
+/// Several processes open one new file at once (as several instances of a server starting together
+/// do): each switches it to WAL and migrates it, and none may fail with "database is locked".
+#[test]
+fn concurrent_first_connects_from_processes_to_a_new_file_all_succeed() {
+    let exe = std::env::current_exe().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for _ in 0..NEW_FILES {
+        let url = new_db_url();
+        let mut children: Vec<_> = (0..RACERS)
+            .map(|_| {
+                Command::new(&exe)
+                    .args(["--exact", "sqlite::child_connects_once_stdin_closes"])
+                    .args(["--test-threads", "1", "--nocapture"])
+                    .env(CONNECT_ENV, &url)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in &mut children {
+            let stdout = BufReader::new(child.stdout.as_mut().unwrap());
+            let ready = stdout
+                .lines()
+                .map(Result::unwrap)
+                .any(|l| l.ends_with(CHILD_READY));
+            assert!(ready, "a child process ended before it was ready");
+        }
+        // Every child is waiting on its stdin: closing them all releases them together.
+        for child in &mut children {
+            drop(child.stdin.take());
+        }
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "a process failed to connect: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let store = runtime.block_on(SqliteStore::connect(&url)).unwrap();
+        runtime.block_on(assert_migrated_once_in_wal_mode(&store));
+    }
 }
 
 #[tokio::test]
@@ -241,7 +328,10 @@ async fn migrations_use_their_own_table_beside_the_applications() {
             .fetch_all(store.pool())
             .await
             .unwrap();
-    assert_eq!(ours, [(1, "init".to_owned())]);
+    assert_eq!(
+        ours,
+        [(1, "init".to_owned()), (2, "used setup tokens".to_owned())]
+    );
     let app_after: Vec<(i64, String, Vec<u8>)> =
         sqlx::query_as("SELECT version, description, checksum FROM _sqlx_migrations")
             .fetch_all(store.pool())
@@ -425,4 +515,67 @@ async fn consume_is_atomic_across_pools_on_one_file() {
             .unwrap();
         assert_eq!(uses, 32, "every consume was counted");
     }
+}
+
+/// A database migrated by an earlier version (schema 1 only), whose owner registered passkeys with
+/// setup tokens: one passkey still there, and a "setup_use" marker in the token table for a passkey
+/// since removed. After the upgrade both setup tokens are used, for good.
+#[tokio::test]
+async fn an_upgraded_database_keeps_the_setup_tokens_it_had_used() {
+    let url = new_db_url();
+    let old_pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            url.parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+    let mut schema_1 = Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/0001_init.sql").into_sql_str(),
+        false,
+    )]);
+    schema_1.dangerous_set_table_name("_mcp_oauth_migrations");
+    schema_1.run(&old_pool).await.unwrap();
+    let registered = passkey_record();
+    sqlx::query("INSERT INTO mcp_oauth_passkeys (credential_id, record) VALUES (?1, ?2)")
+        .bind(&registered.credential_id)
+        .bind(serde_json::to_string(&registered).unwrap())
+        .execute(&old_pool)
+        .await
+        .unwrap();
+    let removed_passkeys_token = TokenHash::of("a setup token whose passkey was removed");
+    sqlx::query(
+        "INSERT INTO mcp_oauth_tokens (kind, hash, grant_id, expires_at, payload) \
+         VALUES ('setup_use', ?1, 'g', ?2, x'')",
+    )
+    .bind(&removed_passkeys_token.0[..])
+    .bind(i64::MAX)
+    .execute(&old_pool)
+    .await
+    .unwrap();
+    old_pool.close().await;
+
+    let store = SqliteStore::connect(&url).await.unwrap();
+    let carried = registered.setup_token_hash.unwrap();
+    for used in [carried, removed_passkeys_token] {
+        assert!(store.setup_token_used(&used).await.unwrap());
+    }
+    assert!(
+        PasskeyStore::delete(&store, &registered.credential_id)
+            .await
+            .unwrap()
+    );
+    assert!(store.setup_token_used(&carried).await.unwrap());
+    let again = PasskeyRecord {
+        setup_token_hash: Some(removed_passkeys_token),
+        ..passkey_record()
+    };
+    assert!(matches!(
+        PasskeyStore::insert(&store, again).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
 }
