@@ -103,7 +103,9 @@ async fn everything_survives_a_restart() {
         let store = SqliteStore::connect(&url).await.unwrap();
         TokenStore::insert(&store, code.clone()).await.unwrap();
         TokenStore::insert(&store, refresh.clone()).await.unwrap();
-        ClientStore::insert(&store, client.clone()).await.unwrap();
+        ClientStore::insert(&store, client.clone(), 1_000)
+            .await
+            .unwrap();
         PasskeyStore::insert(&store, passkey.clone()).await.unwrap();
         let before = UnixTime::now();
         let first = store.consume(code.kind, &code.hash).await.unwrap();
@@ -165,7 +167,7 @@ async fn migrations_are_idempotent() {
         .unwrap();
     assert_eq!(
         count(&second, "SELECT COUNT(*) FROM _mcp_oauth_migrations").await,
-        1
+        2
     );
     // Both stores see one database.
     let record = live_token(TokenKind::AccessToken);
@@ -197,7 +199,7 @@ async fn concurrent_first_connects_to_a_new_file_all_succeed() {
     }
     assert_eq!(
         count(&stores[0], "SELECT COUNT(*) FROM _mcp_oauth_migrations").await,
-        1
+        2
     );
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(stores[0].pool())
@@ -241,7 +243,10 @@ async fn migrations_use_their_own_table_beside_the_applications() {
             .fetch_all(store.pool())
             .await
             .unwrap();
-    assert_eq!(ours, [(1, "init".to_owned())]);
+    assert_eq!(
+        ours,
+        [(1, "init".to_owned()), (2, "unapproved clients".to_owned())]
+    );
     let app_after: Vec<(i64, String, Vec<u8>)> =
         sqlx::query_as("SELECT version, description, checksum FROM _sqlx_migrations")
             .fetch_all(store.pool())
@@ -289,7 +294,7 @@ async fn delete_expired_purges_expired_rows_and_keeps_live_ones() {
         ..live_client()
     };
     for client in [live_client(), forever, expired_client] {
-        ClientStore::insert(&store, client).await.unwrap();
+        ClientStore::insert(&store, client, 1_000).await.unwrap();
     }
 
     assert_eq!(
@@ -425,4 +430,62 @@ async fn consume_is_atomic_across_pools_on_one_file() {
             .unwrap();
         assert_eq!(uses, 32, "every consume was counted");
     }
+}
+
+/// A database made by a release before the cap on unapproved clients (schema version 1) opens:
+/// its clients read as never approved, keep their lifetime, do not count toward the cap, and can
+/// be approved or removed as never-approved.
+#[tokio::test]
+async fn clients_from_schema_version_1_are_read_and_not_counted() {
+    let url = new_db_url();
+    let old = live_client();
+    {
+        let options: sqlx::sqlite::SqliteConnectOptions = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/0001_init.sql").into_sql_str())
+            .execute(&pool)
+            .await
+            .unwrap();
+        // The record as version 1 wrote it: no `approved_at`.
+        let mut json = serde_json::to_value(&old).unwrap();
+        json.as_object_mut().unwrap().remove("approved_at");
+        sqlx::query(
+            "INSERT INTO mcp_oauth_clients (client_id, expires_at, record) VALUES (?1, ?2, ?3)",
+        )
+        .bind(&old.client_id)
+        .bind(old.expires_at.map(|at| at.0 as i64))
+        .bind(json.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = SqliteStore::connect(&url).await.unwrap();
+    assert_eq!(
+        ClientStore::get(&store, &old.client_id).await.unwrap(),
+        Some(old.clone()),
+        "an old row reads as a client never approved, with its lifetime"
+    );
+    ClientStore::insert(&store, live_client(), 1)
+        .await
+        .expect("an old row does not count toward the cap");
+    assert!(
+        store
+            .mark_approved(&old.client_id, UnixTime::now(), None)
+            .await
+            .unwrap(),
+        "an old row can be approved"
+    );
+    let approved = ClientStore::get(&store, &old.client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(approved.is_approved() && approved.expires_at.is_none());
+    assert!(
+        !store.delete_unapproved(&old.client_id).await.unwrap(),
+        "once approved, it is not removed as never-approved"
+    );
 }
