@@ -524,6 +524,14 @@ mod tests {
             ("client_id", Box::new(|c| c.client_id = " ".into())),
             ("app_name", Box::new(|c| c.app_name = String::new())),
             (
+                "max_unapproved_clients",
+                Box::new(|c| c.max_unapproved_clients = 0),
+            ),
+            (
+                "unapproved_client_lifetime_secs",
+                Box::new(|c| c.unapproved_client_lifetime_secs = 0),
+            ),
+            (
                 "setup_token",
                 Box::new(|c| c.setup_token = Some("weak".into())),
             ),
