@@ -95,9 +95,7 @@ impl AuthServer {
         }
         Ok(find_registered(&*self.clients, client_id).await?)
     }
-}
 
-impl AuthServer {
     /// Record the owner's approval of a client: a dynamically registered one becomes approved and
     /// gets the configured lifetime, so it no longer counts toward the cap on unapproved
     /// registrations. Clients the store does not hold (the pre-registered one, metadata-document

@@ -25,7 +25,7 @@ pub(crate) struct ConsolePage<'a> {
 }
 
 /// Clients shown per page: a flood of registrations must not make the console unusable.
-pub(crate) const CLIENTS_PER_PAGE: usize = 50;
+const CLIENTS_PER_PAGE: usize = 50;
 
 #[derive(Template)]
 #[template(path = "console.html", config = "src/pages/askama.toml")]
