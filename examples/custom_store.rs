@@ -146,12 +146,27 @@ impl TokenStore for HashMapStore {
 
 #[async_trait]
 impl ClientStore for HashMapStore {
-    async fn insert(&self, client: ClientRecord) -> Result<(), StoreError> {
+    async fn insert(&self, client: ClientRecord, max_unapproved: u64) -> Result<(), StoreError> {
         let mut tables = self.tables()?;
+        let now = UnixTime::now();
         if let Some(existing) = tables.clients.get(&client.client_id)
-            && existing.is_live(UnixTime::now())
+            && existing.is_live(now)
         {
             return Err(StoreError::AlreadyExists { what: "client" });
+        }
+        // Count and insert under one lock: registrations nobody approved are capped, and a full
+        // store refuses rather than evict (an approved client must never be pushed out).
+        if !client.is_approved() {
+            let waiting = tables
+                .clients
+                .values()
+                .filter(|c| !c.is_approved() && c.is_live(now))
+                .count();
+            if waiting as u64 >= max_unapproved {
+                return Err(StoreError::CapacityReached {
+                    what: "unapproved client",
+                });
+            }
         }
         tables.clients.insert(client.client_id.clone(), client);
         Ok(())
@@ -166,8 +181,39 @@ impl ClientStore for HashMapStore {
             .cloned())
     }
 
+    async fn mark_approved(
+        &self,
+        client_id: &str,
+        approved_at: UnixTime,
+        expires_at: Option<UnixTime>,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables()?;
+        match tables.clients.get_mut(client_id) {
+            Some(client) if client.is_live(UnixTime::now()) => {
+                client.approved_at = Some(approved_at);
+                client.expires_at = expires_at;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn delete(&self, client_id: &str) -> Result<bool, StoreError> {
-        Ok(self.tables()?.clients.remove(client_id).is_some())
+        let removed = self.tables()?.clients.remove(client_id);
+        Ok(removed.is_some_and(|c| c.is_live(UnixTime::now())))
+    }
+
+    async fn delete_unapproved(&self, client_id: &str) -> Result<bool, StoreError> {
+        let mut tables = self.tables()?;
+        if tables
+            .clients
+            .get(client_id)
+            .is_none_or(|c| c.is_approved())
+        {
+            return Ok(false);
+        }
+        let removed = tables.clients.remove(client_id);
+        Ok(removed.is_some_and(|c| c.is_live(UnixTime::now())))
     }
 
     async fn list(&self) -> Result<Vec<ClientRecord>, StoreError> {

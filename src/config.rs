@@ -90,8 +90,18 @@ pub struct OAuthConfig {
     pub introspection_clients: Vec<String>,
     /// Whether `POST /register` (RFC 7591 dynamic client registration) is offered.
     pub dynamic_registration: bool,
-    /// How long a dynamically registered client lives. `None`: forever.
+    /// How long a dynamically registered client lives once the owner has approved it (counted
+    /// from the latest approval). `None`: forever.
     pub registered_client_lifetime_secs: Option<u64>,
+    /// How many dynamically registered clients may await the owner's first approval at once,
+    /// across every instance sharing the client store. Past it, `POST /register` answers `503`
+    /// with `Retry-After` until one is approved, lapses or is removed; nothing is evicted, so a
+    /// flood of registrations never pushes out a client the owner approved.
+    pub max_unapproved_clients: u64,
+    /// How long a registration lives until the owner first approves the client. Clients register
+    /// just before they send the owner to the consent page, so an hour is plenty; keep it longer
+    /// than [`consent_lifetime_secs`](OAuthConfig::consent_lifetime_secs).
+    pub unapproved_client_lifetime_secs: u64,
     /// Whether a `client_id` that is an `https` URL is resolved through its Client ID Metadata
     /// Document (how Claude, Claude Code, VS Code and ChatGPT identify themselves without
     /// registering). Needs the `cimd` cargo feature (on by default); without it, or when this is
@@ -138,6 +148,8 @@ impl std::fmt::Debug for OAuthConfig {
             introspection_clients,
             dynamic_registration,
             registered_client_lifetime_secs,
+            max_unapproved_clients,
+            unapproved_client_lifetime_secs,
             client_id_metadata_documents,
             cimd_allow_loopback_http_for_testing,
             native_redirect_uris,
@@ -168,6 +180,11 @@ impl std::fmt::Debug for OAuthConfig {
             .field(
                 "registered_client_lifetime_secs",
                 registered_client_lifetime_secs,
+            )
+            .field("max_unapproved_clients", max_unapproved_clients)
+            .field(
+                "unapproved_client_lifetime_secs",
+                unapproved_client_lifetime_secs,
             )
             .field("client_id_metadata_documents", client_id_metadata_documents)
             .field(
@@ -300,6 +317,8 @@ impl OAuthConfig {
             )]),
             dynamic_registration: true,
             registered_client_lifetime_secs: Some(90 * 24 * 3600),
+            max_unapproved_clients: 1_000,
+            unapproved_client_lifetime_secs: 3600,
             client_id_metadata_documents: true,
             cimd_allow_loopback_http_for_testing: false,
             native_redirect_uris: DEFAULT_NATIVE_REDIRECT_URIS.map(String::from).to_vec(),
@@ -352,6 +371,11 @@ impl OAuthConfig {
                 self.refresh_token_lifetime_secs,
             ),
             ("consent_lifetime_secs", self.consent_lifetime_secs),
+            ("max_unapproved_clients", self.max_unapproved_clients),
+            (
+                "unapproved_client_lifetime_secs",
+                self.unapproved_client_lifetime_secs,
+            ),
         ] {
             if value == 0 {
                 return bad(field, "must be greater than zero");
@@ -609,6 +633,14 @@ mod tests {
             ),
             ("client_id", Box::new(|c| c.client_id = " ".into())),
             ("app_name", Box::new(|c| c.app_name = String::new())),
+            (
+                "max_unapproved_clients",
+                Box::new(|c| c.max_unapproved_clients = 0),
+            ),
+            (
+                "unapproved_client_lifetime_secs",
+                Box::new(|c| c.unapproved_client_lifetime_secs = 0),
+            ),
             (
                 "setup_token",
                 Box::new(|c| c.setup_token = Some("weak".into())),

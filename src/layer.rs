@@ -243,6 +243,8 @@ impl McpOAuthBuilder {
             introspection_clients: config.introspection_clients.clone(),
             client_id_metadata_documents: metadata_documents.is_some(),
             client_lifetime_secs: config.registered_client_lifetime_secs,
+            max_unapproved_clients: config.max_unapproved_clients,
+            unapproved_client_lifetime_secs: config.unapproved_client_lifetime_secs,
             native_redirect_uris: config.native_redirect_uris.clone(),
             pre_registered: PreRegistered {
                 client_id: config.client_id.clone(),

@@ -42,6 +42,7 @@
 //! | `{prefix}t:{kind}:{sha256 hex}` | hash | one token: `grant`, `exp`, `payload`, `uses`, `consumed_at` | at the record's `expires_at` |
 //! | `{prefix}g:{grant_id}` | set | the token keys of one grant | at its latest member's `expires_at` |
 //! | `{prefix}c:{client_id}` | string | one registered client, JSON | at its `expires_at`, if any |
+//! | `{prefix}cu` | sorted set | the ids of clients never approved, scored by `expires_at` | never (lapsed members are dropped by each registration) |
 //! | `{prefix}p` | hash | credential id → passkey record, JSON | never |
 //! | `{prefix}s` | set | the lower-case hex SHA-256 of every setup token that registered a passkey, kept when the passkey goes | never |
 //!
@@ -60,7 +61,13 @@
 //!   it 1 is the only winner ([`Consumed::First`]), every later one gets [`Consumed::Replayed`];
 //! - token `delete` and `revoke_grant`: one script each, removing records and set membership
 //!   together;
-//! - client `insert`: `SET … NX` (with `EXAT` when the registration expires);
+//! - client `insert`: one script drops the lapsed ids from the unapproved set, counts it against
+//!   the cap (for an unapproved client), and writes the client (with `EXAT` when it expires) and
+//!   its id in the set, so concurrent registrations on every instance never exceed the cap and a
+//!   refused one changes nothing; `mark_approved`: a compare-and-set script (the record as read,
+//!   replaced with its approved form, the id taken out of the set), retried if the record
+//!   changed meanwhile; `delete` and `delete_unapproved`: one script each, removing the record and
+//!   its id in the set together (the latter only if the record has no `approved_at`);
 //! - passkey `insert`: `HSETNX`; with a setup token, one script that checks the credential id and
 //!   the setup token, then adds the token to the used set and writes the passkey; `update`: one
 //!   script (`HEXISTS` then `HSET`); `delete`: `HDEL` (the used set keeps the setup token).
@@ -212,6 +219,86 @@ for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 redis.call('DEL', KEYS[1])
 return n
+",
+    )
+});
+
+/// Insert a client if absent; an unapproved one only below the cap.
+///
+/// KEYS: client key, unapproved set key. ARGV: record JSON, expire-at for Redis (empty: never),
+/// 1 if unapproved, the cap, client id, its expiry as a score, now. Returns 1 when inserted, 0
+/// when a live client holds the id, -1 when the cap is reached (and nothing changed).
+///
+/// Atomic because it is one script: the lapsed unapproved ids are dropped from the set, the set
+/// is counted, and the client written and added to it with no other command in between, so
+/// concurrent registrations on any number of instances never exceed the cap.
+static INSERT_CLIENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+if ARGV[3] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[7])
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+    return -1
+  end
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+end
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+end
+return 1
+",
+    )
+});
+
+/// Replace a client's record if it is still exactly what the caller read (compare and set), and
+/// take it out of the unapproved set.
+///
+/// KEYS: client key, unapproved set key. ARGV: the record read, the new record, expire-at for
+/// Redis (empty: never), client id. Returns 1 when replaced, 0 when the record changed or went.
+static APPROVE_CLIENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if ARGV[3] == '' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
+end
+redis.call('ZREM', KEYS[2], ARGV[4])
+return 1
+",
+    )
+});
+
+/// Delete a client, and its place in the unapproved set; only a never-approved one when ARGV[2]
+/// is 1 (its record has no `approved_at`).
+///
+/// KEYS: client key, unapproved set key. ARGV: client id, 1 for never-approved only. Returns the
+/// deleted record, or nil.
+static DELETE_CLIENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local json = redis.call('GET', KEYS[1])
+if not json then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return false
+end
+if ARGV[2] == '1' then
+  local approved = cjson.decode(json)['approved_at']
+  if approved ~= nil and approved ~= cjson.null then
+    return false
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return json
 ",
     )
 });
@@ -430,6 +517,34 @@ impl RedisStore {
 
     fn client_key(&self, client_id: &str) -> String {
         format!("{}c:{client_id}", self.prefix)
+    }
+
+    fn unapproved_key(&self) -> String {
+        format!("{}cu", self.prefix)
+    }
+
+    /// Delete a client (`never_approved_only`: only if never approved); whether a live one went.
+    async fn delete_client(
+        &self,
+        client_id: &str,
+        never_approved_only: bool,
+    ) -> Result<bool, StoreError> {
+        let now = UnixTime::now();
+        let json: Option<String> = DELETE_CLIENT
+            .key(self.client_key(client_id))
+            .key(self.unapproved_key())
+            .arg(client_id)
+            .arg(if never_approved_only { "1" } else { "0" })
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(backend)?;
+        Ok(match json {
+            // A record that no longer parses was still removed.
+            Some(json) => {
+                serde_json::from_str::<ClientRecord>(&json).map_or(true, |c| c.is_live(now))
+            }
+            None => false,
+        })
     }
 
     fn passkey_key(&self) -> String {
@@ -655,12 +770,11 @@ impl TokenStore for RedisStore {
 
 #[async_trait]
 impl ClientStore for RedisStore {
-    /// `SET … NX`, with `EXAT` at `expires_at` when the registration expires. An already expired
-    /// registration is not written (so it is invisible at once); it is refused only if a live one
-    /// holds its id.
-    async fn insert(&self, client: ClientRecord) -> Result<(), StoreError> {
+    /// One script: count the live unapproved ids against the cap, write the client (with `EXAT`
+    /// at `expires_at`, if any) and its id in the unapproved set. An already expired registration
+    /// is not written (so it is invisible at once); it is refused only if a live one holds its id.
+    async fn insert(&self, client: ClientRecord, max_unapproved: u64) -> Result<(), StoreError> {
         let now = UnixTime::now();
-        let key = self.client_key(&client.client_id);
         if !client.is_live(now) {
             return match ClientStore::get(self, &client.client_id).await? {
                 Some(_) => Err(StoreError::AlreadyExists { what: "client" }),
@@ -668,19 +782,95 @@ impl ClientStore for RedisStore {
             };
         }
         let json = serde_json::to_string(&client).map_err(codec)?;
-        let mut set = redis::cmd("SET");
-        set.arg(&key).arg(json).arg("NX");
-        if let Some(at) = client.expires_at {
-            set.arg("EXAT").arg(expire_at(at));
-        }
-        let written: Option<String> = set
-            .query_async(&mut self.connection())
+        let score = client
+            .expires_at
+            .map_or_else(|| "+inf".to_owned(), |at| at.0.to_string());
+        let inserted: i64 = INSERT_CLIENT
+            .key(self.client_key(&client.client_id))
+            .key(self.unapproved_key())
+            .arg(json)
+            .arg(
+                client
+                    .expires_at
+                    .map(expire_at)
+                    .map(|at| at.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(if client.is_approved() { "0" } else { "1" })
+            .arg(max_unapproved)
+            .arg(&client.client_id)
+            .arg(score)
+            .arg(now.0)
+            .invoke_async(&mut self.connection())
             .await
             .map_err(backend)?;
-        match written {
-            Some(_) => Ok(()),
-            None => Err(StoreError::AlreadyExists { what: "client" }),
+        match inserted {
+            1 => Ok(()),
+            0 => Err(StoreError::AlreadyExists { what: "client" }),
+            _ => Err(StoreError::CapacityReached {
+                what: "unapproved client",
+            }),
         }
+    }
+
+    /// Read, then a compare-and-set script; a record changed meanwhile (another approval) is read
+    /// again.
+    async fn mark_approved(
+        &self,
+        client_id: &str,
+        approved_at: UnixTime,
+        expires_at: Option<UnixTime>,
+    ) -> Result<bool, StoreError> {
+        const ATTEMPTS: usize = 8;
+        let key = self.client_key(client_id);
+        for _ in 0..ATTEMPTS {
+            let read: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut self.connection())
+                .await
+                .map_err(backend)?;
+            let Some(read) = read else {
+                return Ok(false);
+            };
+            let mut client: ClientRecord = serde_json::from_str(&read).map_err(codec)?;
+            if !client.is_live(UnixTime::now()) {
+                return Ok(false);
+            }
+            client.approved_at = Some(approved_at);
+            client.expires_at = expires_at;
+            let replaced: i64 = APPROVE_CLIENT
+                .key(&key)
+                .key(self.unapproved_key())
+                .arg(&read)
+                .arg(serde_json::to_string(&client).map_err(codec)?)
+                .arg(
+                    expires_at
+                        .map(expire_at)
+                        .map(|at| at.to_string())
+                        .unwrap_or_default(),
+                )
+                .arg(client_id)
+                .invoke_async(&mut self.connection())
+                .await
+                .map_err(backend)?;
+            if replaced == 1 {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::backend(
+            BACKEND,
+            format!("client record kept changing during {ATTEMPTS} approval attempts"),
+        ))
+    }
+
+    /// One script: delete the record and its id in the unapproved set.
+    async fn delete(&self, client_id: &str) -> Result<bool, StoreError> {
+        self.delete_client(client_id, false).await
+    }
+
+    /// One script: as `delete`, if the record has no `approved_at`.
+    async fn delete_unapproved(&self, client_id: &str) -> Result<bool, StoreError> {
+        self.delete_client(client_id, true).await
     }
 
     async fn get(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
@@ -695,23 +885,6 @@ impl ClientStore for RedisStore {
         };
         let client: ClientRecord = serde_json::from_str(&json).map_err(codec)?;
         Ok(client.is_live(now).then_some(client))
-    }
-
-    /// `GETDEL`: one command, so it is ordered with a concurrent insert.
-    async fn delete(&self, client_id: &str) -> Result<bool, StoreError> {
-        let now = UnixTime::now();
-        let json: Option<String> = redis::cmd("GETDEL")
-            .arg(self.client_key(client_id))
-            .query_async(&mut self.connection())
-            .await
-            .map_err(backend)?;
-        Ok(match json {
-            // A record that no longer parses was still removed.
-            Some(json) => {
-                serde_json::from_str::<ClientRecord>(&json).map_or(true, |c| c.is_live(now))
-            }
-            None => false,
-        })
     }
 
     /// `SCAN` for client keys, then one `MGET`.

@@ -50,7 +50,7 @@
 //! | table | key | holds |
 //! |---|---|---|
 //! | `mcp_oauth_tokens` | `(kind, hash)` | `grant_id`, `expires_at`, `payload` (blob, verbatim), `uses`, `consumed_at`; indexed on `grant_id` and `expires_at` |
-//! | `mcp_oauth_clients` | `client_id` | `expires_at` (NULL: never), `record` (the [`ClientRecord`] as JSON) |
+//! | `mcp_oauth_clients` | `client_id` | `expires_at` (NULL: never), `record` (the [`ClientRecord`] as JSON), `unapproved` (1: counts toward the cap on unapproved registrations); indexed on `expires_at` and `(unapproved, expires_at)` |
 //! | `mcp_oauth_passkeys` | `credential_id` | `record` (the [`PasskeyRecord`] as JSON) |
 //! | `mcp_oauth_used_setup_tokens` | `hash` | nothing else: the lower-case hex SHA-256 of every setup token that registered a passkey, kept when the passkey goes |
 //!
@@ -80,8 +80,13 @@
 //! - token `get`: one `SELECT` of a live row with `uses = 0`: no side effect;
 //! - token `delete` and `revoke_grant`: one `DELETE` each (`revoke_grant` by `grant_id`, so it
 //!   removes every row of the grant that exists when it runs, of every kind, consumed or not);
-//! - client `insert`: one `INSERT … ON CONFLICT (client_id) DO UPDATE … WHERE` the existing
-//!   registration has expired, as for tokens;
+//! - client `insert`: one `INSERT … SELECT … WHERE` the count of live unapproved rows is below
+//!   the cap (for an unapproved client) `ON CONFLICT (client_id) DO UPDATE … WHERE` the existing
+//!   registration has expired. The statement takes the write lock before it counts, so
+//!   concurrent registrations, from any process, never exceed the cap; a refused one changes no
+//!   row and removes nothing;
+//! - client `mark_approved`: one `UPDATE` of a live row (the column and the JSON record, with
+//!   `json_set`); `delete_unapproved`: one `DELETE … WHERE` the record has no `approved_at`;
 //! - passkey `insert`: a plain `INSERT`; the primary key rejects a duplicate credential id
 //!   ([`StoreError::AlreadyExists`]). With a setup token, one `BEGIN IMMEDIATE` transaction first
 //!   inserts the token's hash into `mcp_oauth_used_setup_tokens`, whose primary key rejects a used
@@ -208,6 +213,13 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0002_used_setup_tokens.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            Cow::Borrowed("unapproved clients"),
+            MigrationType::Simple,
+            include_str!("../migrations/0003_unapproved_clients.sql").into_sql_str(),
+            false,
+        ),
     ]
 }
 
@@ -255,14 +267,45 @@ DELETE FROM mcp_oauth_tokens WHERE grant_id = ?1 RETURNING expires_at";
 /// ?1 now.
 const PURGE_TOKENS: &str = "DELETE FROM mcp_oauth_tokens WHERE expires_at <= ?1";
 
-/// Insert if absent, or replace an expired registration (NULL never expires).
-/// ?1 client_id, ?2 expires_at, ?3 record, ?4 now.
+/// Insert if absent, or replace an expired registration (NULL never expires); an unapproved one
+/// only while fewer than the cap of live unapproved rows exist. Changes no row when a live one
+/// holds the key or the cap is reached. One statement: SQLite takes the write lock before it
+/// counts, so no other writer can slip in between the count and the insert.
+/// ?1 client_id, ?2 expires_at, ?3 record, ?4 now, ?5 unapproved (0 or 1), ?6 the cap.
 const INSERT_CLIENT: &str = "\
-INSERT INTO mcp_oauth_clients (client_id, expires_at, record) VALUES (?1, ?2, ?3)
+INSERT INTO mcp_oauth_clients (client_id, expires_at, record, unapproved)
+SELECT ?1, ?2, ?3, ?5
+WHERE ?5 = 0 OR (
+    SELECT COUNT(*) FROM mcp_oauth_clients
+    WHERE unapproved = 1 AND (expires_at IS NULL OR expires_at > ?4)
+) < ?6
 ON CONFLICT (client_id) DO UPDATE SET
     expires_at = excluded.expires_at,
-    record = excluded.record
+    record = excluded.record,
+    unapproved = excluded.unapproved
 WHERE mcp_oauth_clients.expires_at <= ?4";
+
+/// Whether a live row holds the id: tells a refused insert's two causes apart.
+/// ?1 client_id, ?2 now.
+const CLIENT_IS_LIVE: &str = "\
+SELECT 1 FROM mcp_oauth_clients
+WHERE client_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
+
+/// Record the owner's approval in the row and its JSON record, if the row is live.
+/// ?1 client_id, ?2 approved_at, ?3 expires_at (NULL: never), ?4 now.
+const APPROVE_CLIENT: &str = "\
+UPDATE mcp_oauth_clients
+SET unapproved = 0,
+    expires_at = ?3,
+    record = json_set(record, '$.approved_at', ?2, '$.expires_at', ?3)
+WHERE client_id = ?1 AND (expires_at IS NULL OR expires_at > ?4)";
+
+/// Delete a registration never approved (legacy rows included: their records lack `approved_at`).
+/// ?1 client_id.
+const DELETE_UNAPPROVED_CLIENT: &str = "\
+DELETE FROM mcp_oauth_clients
+WHERE client_id = ?1 AND json_extract(record, '$.approved_at') IS NULL
+RETURNING expires_at";
 
 /// ?1 client_id, ?2 now.
 const GET_CLIENT: &str = "\
@@ -579,21 +622,65 @@ impl TokenStore for SqliteStore {
 
 #[async_trait]
 impl ClientStore for SqliteStore {
-    /// One upsert that replaces only an expired registration: atomic.
-    async fn insert(&self, client: ClientRecord) -> Result<(), StoreError> {
+    /// One statement that counts the live unapproved rows and inserts under the write lock, or
+    /// replaces only an expired registration: atomic.
+    async fn insert(&self, client: ClientRecord, max_unapproved: u64) -> Result<(), StoreError> {
+        let now = to_sql(UnixTime::now());
         let json = serde_json::to_string(&client).map_err(codec)?;
         let done = sqlx::query(INSERT_CLIENT)
             .bind(&client.client_id)
             .bind(client.expires_at.map(to_sql))
             .bind(json)
+            .bind(now)
+            .bind(i64::from(!client.is_approved()))
+            .bind(i64::try_from(max_unapproved).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await
+            .map_err(sql_error("client"))?;
+        if done.rows_affected() > 0 {
+            return Ok(());
+        }
+        let taken: Option<i64> = sqlx::query_scalar(CLIENT_IS_LIVE)
+            .bind(&client.client_id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(sql_error("client"))?;
+        Err(match taken {
+            Some(_) => StoreError::AlreadyExists { what: "client" },
+            None => StoreError::CapacityReached {
+                what: "unapproved client",
+            },
+        })
+    }
+
+    /// One `UPDATE` of a live row.
+    async fn mark_approved(
+        &self,
+        client_id: &str,
+        approved_at: UnixTime,
+        expires_at: Option<UnixTime>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(APPROVE_CLIENT)
+            .bind(client_id)
+            .bind(to_sql(approved_at))
+            .bind(expires_at.map(to_sql))
             .bind(to_sql(UnixTime::now()))
             .execute(&self.pool)
             .await
             .map_err(sql_error("client"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::AlreadyExists { what: "client" });
-        }
-        Ok(())
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// One `DELETE` guarded by the record's `approved_at`.
+    async fn delete_unapproved(&self, client_id: &str) -> Result<bool, StoreError> {
+        let now = to_sql(UnixTime::now());
+        let removed: Option<Option<i64>> = sqlx::query_scalar(DELETE_UNAPPROVED_CLIENT)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(sql_error("client"))?;
+        Ok(removed.is_some_and(|expires_at| expires_at.is_none_or(|at| at > now)))
     }
 
     async fn get(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {

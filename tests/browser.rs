@@ -394,7 +394,6 @@ async fn the_owner_revokes_a_grant_and_replaces_a_lost_passkey_in_the_console() 
             register_first_passkey(&server, &chromium).await;
             let (client_id, access_token) = connect_client(&server, &chromium).await;
             assert_eq!(server.get("/mcp", Some(&access_token)).await.status, 200);
-
             sign_in_to_console(&server, &chromium).await;
             let text = chromium.text().await;
             for expected in [
@@ -411,6 +410,11 @@ async fn the_owner_revokes_a_grant_and_replaces_a_lost_passkey_in_the_console() 
             chromium.screenshot("console").await;
             chromium.assert_no_page_problems().await;
 
+            // A registration the owner never approves, listed once the console reloads.
+            let stray = server
+                .register_public_client("http://127.0.0.1:9/callback")
+                .await;
+
             // Revoke the client's grant: its next MCP call fails.
             chromium.click("#grants .revoke-grant").await;
             let (kind, text) = chromium.settled_status().await;
@@ -422,6 +426,31 @@ async fn the_owner_revokes_a_grant_and_replaces_a_lost_passkey_in_the_console() 
                 mcp.body
             );
             chromium.wait_ready("#no-grants").await;
+            chromium.wait_ready("#remove-unapproved").await;
+
+            // Clear the registration nobody approved; the approved client stays listed.
+            chromium.click("#remove-unapproved").await;
+            let (kind, text) = chromium.settled_status().await;
+            assert_eq!(kind, "success", "{text}");
+            chromium
+                .wait_for(
+                    "the console without never-approved clients",
+                    "document.readyState === 'complete' && !!document.querySelector('#console') \
+                     && !document.querySelector('#remove-unapproved')",
+                )
+                .await;
+            let clients = chromium
+                .eval("document.querySelector('#clients').innerText")
+                .await;
+            let clients = clients.as_str().unwrap_or_default();
+            assert!(
+                !clients.contains(&stray),
+                "the stray client is gone: {clients}"
+            );
+            assert!(
+                clients.contains(&client_id),
+                "the approved client stays: {clients}"
+            );
 
             // The owner's device is lost; from the still signed-in console they add a new passkey.
             chromium.clear_credentials().await;

@@ -90,9 +90,9 @@ impl Running {
         let builder = McpOAuth::builder(config);
         let mut redis = None;
         let builder = match backend {
-            // Room for every client and token of a long run: at the default capacity (10 000
-            // clients, 100 000 tokens) the store evicts the least recently used, by design, and
-            // the check at the end would find evicted clients "unknown".
+            // Room for every token of a long run: at the default capacity (100 000 tokens) the
+            // store evicts, by design, and the check at the end would find evicted tokens
+            // refused. (Approved clients are never evicted; unapproved ones are capped.)
             Backend::Memory => builder.stores(MemoryStore::with_capacity(4_000_000, 400_000)),
             Backend::Sqlite => {
                 let url = format!("sqlite://{}", dir.path().join("soak.db").display());

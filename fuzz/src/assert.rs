@@ -41,6 +41,16 @@ pub fn not_5xx(reply: &Reply) {
     );
 }
 
+/// `503` from `/register` when the registrations awaiting the owner's approval are at their cap
+/// (a long run fills it): `temporarily_unavailable`, with `Retry-After`, not cacheable.
+#[track_caller]
+pub fn registrations_full(reply: &Reply) {
+    assert_eq!(reply.status.as_u16(), 503, "{}", reply.text());
+    assert_eq!(reply.json()["error"], "temporarily_unavailable", "{}", reply.text());
+    assert!(reply.header("retry-after").is_some(), "503 without Retry-After");
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+}
+
 /// A 4xx with an RFC 6749 §5.2 JSON body: `error` one of `allowed`, a printable `error_description`,
 /// `application/json`, not cacheable.
 #[track_caller]

@@ -78,6 +78,7 @@ impl Admin<'_> {
             registration: Registration::PreRegistered,
             redirect_uris: pre.redirect_uris.clone(),
             grants: grant_counts.get(&pre.client_id).copied().unwrap_or(0),
+            never_approved: false,
         }];
         for client in registered.values() {
             out.push(ClientInfo {
@@ -89,6 +90,7 @@ impl Admin<'_> {
                 },
                 redirect_uris: client.redirect_uris.clone(),
                 grants: grant_counts.get(&client.client_id).copied().unwrap_or(0),
+                never_approved: !client.is_approved(),
             });
         }
         for (client_id, count) in &grant_counts {
@@ -102,15 +104,41 @@ impl Admin<'_> {
                 registration,
                 redirect_uris: Vec::new(),
                 grants: *count,
+                never_approved: false,
             });
         }
+        // What the owner acts on first: clients holding grants, then the other approved ones,
+        // then registrations nobody approved (a flood of those sinks to the last pages).
         out.sort_by(|a, b| {
             (b.grants > 0)
                 .cmp(&(a.grants > 0))
+                .then_with(|| a.never_approved.cmp(&b.never_approved))
                 .then_with(|| a.name.cmp(&b.name))
                 .then_with(|| a.client_id.cmp(&b.client_id))
         });
         out
+    }
+
+    /// Remove every registration the owner never approved and that holds no grant; returns how
+    /// many were removed. Each removal is atomic in the store and spares a client approved
+    /// meanwhile.
+    pub(crate) async fn remove_unapproved_clients(&self) -> Result<usize, StoreError> {
+        let (_, clients) = self.overview().await?;
+        let mut removed = 0;
+        for client in clients.iter().filter(|c| c.is_removable_as_unapproved()) {
+            if self
+                .server
+                .clients
+                .delete_unapproved(&client.client_id)
+                .await?
+            {
+                removed += 1;
+                self.server.audit.emit(AuditEvent::ClientDeleted {
+                    client_id: client.client_id.clone(),
+                });
+            }
+        }
+        Ok(removed)
     }
 
     /// Revoke one grant: its access and refresh tokens stop working at once.

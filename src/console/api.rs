@@ -31,7 +31,8 @@ impl McpOAuth {
     }
 
     /// Every client known: the pre-registered one, registered ones, and metadata-document clients
-    /// that hold grants.
+    /// that hold grants. Those with grants first, then the other approved ones, then those never
+    /// approved.
     ///
     /// # Errors
     ///
@@ -50,6 +51,17 @@ impl McpOAuth {
     /// [`ConsoleError::NotFound`] for an unknown one, or a store failure.
     pub async fn delete_client(&self, client_id: &str) -> Result<usize, ConsoleError> {
         self.admin().delete_client(client_id).await
+    }
+
+    /// Remove every dynamically registered client the owner never approved and that holds no
+    /// grant (what a flood of registrations leaves behind); returns how many were removed. A
+    /// client approved while this runs is kept.
+    ///
+    /// # Errors
+    ///
+    /// A store failed.
+    pub async fn remove_unapproved_clients(&self) -> Result<usize, StoreError> {
+        self.admin().remove_unapproved_clients().await
     }
 
     /// The owner's passkeys, in registration order.

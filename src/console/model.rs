@@ -50,6 +50,18 @@ pub struct ClientInfo {
     pub redirect_uris: Vec<String>,
     /// How many live grants it holds.
     pub grants: usize,
+    /// A dynamically registered client the owner has never approved: what a stranger can
+    /// register in bulk, and what [`remove_unapproved_clients`](crate::McpOAuth::remove_unapproved_clients)
+    /// removes when it holds no grant.
+    pub never_approved: bool,
+}
+
+impl ClientInfo {
+    /// Whether the owner's bulk removal of never-approved clients takes this one: never approved,
+    /// and holding no grant (a registration from before approvals were recorded may hold one).
+    pub fn is_removable_as_unapproved(&self) -> bool {
+        self.never_approved && self.grants == 0
+    }
 }
 
 /// One approval by the owner, and the tokens it has produced.

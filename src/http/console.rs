@@ -2,7 +2,7 @@
 //! ones needs a live session (an HttpOnly, SameSite=Strict cookie made by a passkey assertion) and
 //! its CSRF token in the `X-CSRF-Token` header; all sit behind the same-origin check.
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -151,8 +151,21 @@ fn done() -> Response {
     json_no_store(StatusCode::OK, &json!({ "status": "ok" }))
 }
 
-/// `GET /oauth/console`: the console when signed in, else the sign-in view.
-pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// The page of the client list asked for with `?clients=N`; the first for anything else.
+fn clients_page(query: Option<&str>) -> usize {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(key, _)| key == "clients")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(1)
+}
+
+/// `GET /oauth/console`: the console when signed in, else the sign-in view. `?clients=N` shows
+/// the Nth page of the client list.
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let result = async {
         let Some(signed_in) = signed_in(&state, &headers).await? else {
             return Ok(pages::console_login(
@@ -176,6 +189,7 @@ pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> R
             signed_in_with: label,
             grants: &grants,
             clients: &clients,
+            clients_page: clients_page(query.as_deref()),
             passkeys: &passkeys,
             traces: &traces,
         }))
@@ -286,6 +300,24 @@ pub(crate) async fn delete_client(
             &json!({ "status": "ok", "grants_revoked": revoked }),
         ),
         Err(error) => console_error(error),
+    }
+}
+
+/// Remove every never-approved client that holds no grant.
+pub(crate) async fn remove_unapproved_clients(
+    State(state): State<AppState>,
+    _: Authorised,
+    JsonBody(_): JsonBody<serde_json::Map<String, serde_json::Value>>,
+) -> Response {
+    let admin = Admin {
+        server: &state.server,
+    };
+    match admin.remove_unapproved_clients().await {
+        Ok(removed) => json_no_store(
+            StatusCode::OK,
+            &json!({ "status": "ok", "removed": removed }),
+        ),
+        Err(error) => OAuthError::from(error).into_response(),
     }
 }
 

@@ -58,6 +58,10 @@ pub(crate) fn router(
             post(console::delete_client),
         )
         .route(
+            "/oauth/console/clients/remove-unapproved",
+            post(console::remove_unapproved_clients),
+        )
+        .route(
             "/oauth/console/passkeys/rename",
             post(console::rename_passkey),
         )

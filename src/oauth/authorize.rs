@@ -196,6 +196,14 @@ impl AuthServer {
     /// The owner approved (their passkey has been verified): issue a code.
     pub(crate) async fn approve(&self, request_id: &str) -> Result<Decision, OAuthError> {
         let (record, pending) = self.take_pending(request_id).await?;
+        // Before any code exists: a registration approved from here on is kept like any approved
+        // client, never capped or lapsing early.
+        if !self.record_client_approval(&pending.client_id).await? {
+            return Err(OAuthError::invalid_request(
+                "this client's registration lapsed or was removed before the approval; \
+                 start again from the application",
+            ));
+        }
         let code = secret::generate(secret::prefix::CODE);
         let grant = CodeGrant {
             client_id: pending.client_id.clone(),

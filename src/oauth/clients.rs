@@ -95,6 +95,24 @@ impl AuthServer {
         }
         Ok(find_registered(&*self.clients, client_id).await?)
     }
+
+    /// Record the owner's approval of a client: a dynamically registered one becomes approved and
+    /// gets the configured lifetime, so it no longer counts toward the cap on unapproved
+    /// registrations. Clients the store does not hold (the pre-registered one, metadata-document
+    /// clients) need nothing. `false` if the registration lapsed or was removed meanwhile.
+    pub(crate) async fn record_client_approval(&self, client_id: &str) -> Result<bool, StoreError> {
+        let is_document =
+            self.metadata_documents.is_some() && client_metadata::is_url_client_id(client_id);
+        if client_id == self.settings.pre_registered.client_id || is_document {
+            return Ok(true);
+        }
+        let now = UnixTime::now();
+        let expires_at = self
+            .settings
+            .client_lifetime_secs
+            .map(|secs| now.plus(secs));
+        self.clients.mark_approved(client_id, now, expires_at).await
+    }
 }
 
 /// A dynamically registered client. `None` if unknown or lapsed.

@@ -32,6 +32,11 @@ pub(crate) const MAX_CLIENT_NAME_CHARS: usize = 200;
 /// a native callback).
 pub(crate) const MAX_REDIRECT_URIS: usize = 10;
 
+/// All of a registration's redirect URIs together, in bytes: room for several long ones, while the
+/// largest registration a stranger can make stays about 8.5 KiB (with the longest name, URI and
+/// scope), so that the cap on unapproved registrations also bounds their bytes.
+pub(crate) const MAX_REDIRECT_URIS_TOTAL_BYTES: usize = 4096;
+
 /// Redirect URIs in a metadata document: a published document cannot adapt to one server's
 /// limits, so it gets more room; the document itself is at most 5 KiB.
 #[cfg(feature = "cimd")]

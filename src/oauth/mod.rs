@@ -33,6 +33,7 @@ pub use bearer::TokenInfo;
 pub(crate) use error::log_store_error;
 pub use error::{ErrorCode, OAuthError};
 pub use mcp_scopes::McpScopes;
+pub(crate) use register::RegisterError;
 pub(crate) use resource::Resource;
 
 use crate::store::{ClientStore, TokenStore};
@@ -62,7 +63,12 @@ pub(crate) struct Settings {
     /// Whether URL client ids are resolved through Client ID Metadata Documents (the `cimd`
     /// feature is on and so is the configuration flag).
     pub(crate) client_id_metadata_documents: bool,
+    /// How long a registered client lives once approved; `None`: forever.
     pub(crate) client_lifetime_secs: Option<u64>,
+    /// How many registrations may await their first approval at once.
+    pub(crate) max_unapproved_clients: u64,
+    /// How long a registration lives until its first approval.
+    pub(crate) unapproved_client_lifetime_secs: u64,
     pub(crate) native_redirect_uris: Vec<String>,
     pub(crate) pre_registered: PreRegistered,
 }

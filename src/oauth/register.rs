@@ -6,12 +6,12 @@ use serde_json::{Map, Value};
 use crate::audit::AuditEvent;
 
 use super::limits::{
-    MAX_CLIENT_NAME_CHARS, MAX_REDIRECT_URIS, MAX_SCOPE_BYTES, MAX_URI_BYTES, check_bytes,
-    check_chars,
+    MAX_CLIENT_NAME_CHARS, MAX_REDIRECT_URIS, MAX_REDIRECT_URIS_TOTAL_BYTES, MAX_SCOPE_BYTES,
+    MAX_URI_BYTES, check_bytes, check_chars,
 };
 use super::secret::{self, Secret};
 use super::{AuthServer, ErrorCode, OAuthError, redirect};
-use crate::store::{ClientRecord, TokenEndpointAuthMethod, TokenHash, UnixTime};
+use crate::store::{ClientRecord, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime};
 
 const GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
 
@@ -39,14 +39,100 @@ pub(crate) struct Registration {
     application_type: Option<String>,
 }
 
+/// A registration about to be stored.
+struct NewClient {
+    record: ClientRecord,
+    /// The raw secret, shown once in the response; the record keeps its hash.
+    client_secret: Option<Secret>,
+    /// When the registration will lapse once approved; `None` for never.
+    approved_expires_at: Option<UnixTime>,
+}
+
+/// Why a registration was not made.
+#[derive(Debug)]
+pub(crate) enum RegisterError {
+    /// The request is refused (RFC 7591 §3.2.2), or a store failed.
+    Refused(OAuthError),
+    /// As many registrations as allowed await the owner's approval: try again later. Nothing was
+    /// evicted to make room.
+    Full,
+}
+
+impl RegisterError {
+    /// How long a client is told to wait when registrations are full: a place frees up whenever
+    /// a waiting registration is approved, lapses or is removed by the owner.
+    pub(crate) const RETRY_AFTER_SECS: u64 = 60;
+
+    /// The error as an OAuth error response body. RFC 7591 has no code for "try again later";
+    /// `temporarily_unavailable` is the OAuth vocabulary's (RFC 6749 §4.1.2.1).
+    pub(crate) fn oauth_error(&self) -> OAuthError {
+        match self {
+            Self::Refused(error) => error.clone(),
+            Self::Full => OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "too many registered clients are awaiting the owner's approval; try again later",
+            ),
+        }
+    }
+}
+
+impl From<OAuthError> for RegisterError {
+    fn from(error: OAuthError) -> Self {
+        Self::Refused(error)
+    }
+}
+
+impl From<StoreError> for RegisterError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::CapacityReached { .. } => Self::Full,
+            other => Self::Refused(other.into()),
+        }
+    }
+}
+
 impl AuthServer {
-    /// Register a client from its JSON metadata.
+    /// Register a client from its JSON metadata. The registration lives
+    /// `unapproved_client_lifetime_secs` and counts toward `max_unapproved_clients` until the owner
+    /// first approves the client ([`AuthServer::approve`]).
     ///
     /// # Errors
     ///
     /// `invalid_redirect_uri` or `invalid_client_metadata` naming the problem; `invalid_request`
-    /// when registration is switched off.
-    pub(crate) async fn register(&self, body: &[u8]) -> Result<Registration, OAuthError> {
+    /// when registration is switched off; [`RegisterError::Full`] when the cap is reached.
+    pub(crate) async fn register(&self, body: &[u8]) -> Result<Registration, RegisterError> {
+        let NewClient {
+            record,
+            client_secret,
+            approved_expires_at,
+        } = self.new_client(body)?;
+        self.clients
+            .insert(record.clone(), self.settings.max_unapproved_clients)
+            .await?;
+        self.audit.emit(AuditEvent::ClientRegistered {
+            client_id: record.client_id.clone(),
+            auth_method: record.auth_method.as_str(),
+        });
+        Ok(Registration {
+            client_id: record.client_id,
+            client_id_issued_at: record.issued_at.0,
+            client_secret_expires_at: client_secret
+                .as_ref()
+                .map(|_| approved_expires_at.map_or(0, |t| t.0)),
+            client_secret,
+            redirect_uris: record.redirect_uris,
+            token_endpoint_auth_method: record.auth_method.as_str(),
+            grant_types: record.grant_types,
+            response_types: ["code"],
+            client_name: record.client_name,
+            client_uri: record.client_uri,
+            scope: record.scope,
+            application_type: record.application_type,
+        })
+    }
+
+    /// The record a registration request asks for, not yet approved, and its secret.
+    fn new_client(&self, body: &[u8]) -> Result<NewClient, OAuthError> {
         if !self.settings.dynamic_registration {
             return Err(OAuthError::invalid_request(
                 "dynamic client registration is disabled",
@@ -85,7 +171,8 @@ impl AuthServer {
         let scope = bounded_str(&metadata, "scope", MAX_SCOPE_BYTES)?.map(str::to_owned);
 
         let now = UnixTime::now();
-        let expires_at = self
+        // What approval will give: the response has no field for the short wait before it.
+        let approved_expires_at = self
             .settings
             .client_lifetime_secs
             .map(|secs| now.plus(secs));
@@ -103,28 +190,13 @@ impl AuthServer {
             scope,
             application_type,
             issued_at: now,
-            expires_at,
+            expires_at: Some(now.plus(self.settings.unapproved_client_lifetime_secs)),
+            approved_at: None,
         };
-        self.clients.insert(record.clone()).await?;
-        self.audit.emit(AuditEvent::ClientRegistered {
-            client_id: record.client_id.clone(),
-            auth_method: auth_method.as_str(),
-        });
-        Ok(Registration {
-            client_id: record.client_id,
-            client_id_issued_at: now.0,
-            client_secret_expires_at: client_secret
-                .as_ref()
-                .map(|_| expires_at.map_or(0, |t| t.0)),
+        Ok(NewClient {
+            record,
             client_secret: client_secret.map(Secret::from),
-            redirect_uris: record.redirect_uris,
-            token_endpoint_auth_method: auth_method.as_str(),
-            grant_types: record.grant_types,
-            response_types: ["code"],
-            client_name: record.client_name,
-            client_uri: record.client_uri,
-            scope: record.scope,
-            application_type: record.application_type,
+            approved_expires_at,
         })
     }
 
@@ -141,6 +213,7 @@ impl AuthServer {
             )));
         }
         let mut uris = Vec::with_capacity(values.len());
+        let mut total = 0;
         for value in values {
             let Value::String(uri) = value else {
                 return Err(invalid("redirect_uris must contain strings".into()));
@@ -149,8 +222,14 @@ impl AuthServer {
                 |reason| invalid(format!("{reason}: {}", super::params::printable(uri))),
             )?;
             if !uris.contains(uri) {
+                total += uri.len();
                 uris.push(uri.clone());
             }
+        }
+        if total > MAX_REDIRECT_URIS_TOTAL_BYTES {
+            return Err(invalid(format!(
+                "redirect_uris are longer than {MAX_REDIRECT_URIS_TOTAL_BYTES} bytes in all"
+            )));
         }
         Ok(uris)
     }

@@ -19,9 +19,14 @@ pub(crate) struct ConsolePage<'a> {
     pub(crate) signed_in_with: &'a str,
     pub(crate) grants: &'a [GrantInfo],
     pub(crate) clients: &'a [ClientInfo],
+    /// Which page of the client list to show, from 1.
+    pub(crate) clients_page: usize,
     pub(crate) passkeys: &'a [PasskeyInfo],
     pub(crate) traces: &'a [ConnectionTrace],
 }
+
+/// Clients shown per page: a flood of registrations must not make the console unusable.
+const CLIENTS_PER_PAGE: usize = 50;
 
 #[derive(Template)]
 #[template(path = "console.html", config = "src/pages/askama.toml")]
@@ -32,6 +37,13 @@ struct ConsoleView<'a> {
     signed_in_with: &'a str,
     grants: Vec<GrantRow<'a>>,
     clients: Vec<ClientRow<'a>>,
+    clients_total: usize,
+    never_approved: usize,
+    removable: usize,
+    page: usize,
+    pages: usize,
+    previous_page: Option<usize>,
+    next_page: Option<usize>,
     passkeys: Vec<PasskeyRow<'a>>,
     can_remove_passkeys: bool,
     traces: Vec<TraceView>,
@@ -66,6 +78,7 @@ struct ClientRow<'a> {
     redirect_uris: String,
     grants: usize,
     deletable: bool,
+    never_approved: bool,
 }
 
 struct PasskeyRow<'a> {
@@ -149,6 +162,8 @@ fn client_label(name: Option<&str>) -> String {
 
 /// `200` with the signed-in console.
 pub(crate) fn console(page: &ConsolePage<'_>) -> Response {
+    let pages = page.clients.len().div_ceil(CLIENTS_PER_PAGE).max(1);
+    let current = page.clients_page.clamp(1, pages);
     let view = ConsoleView {
         assets: &ASSETS,
         app_name: page.app_name,
@@ -170,9 +185,22 @@ pub(crate) fn console(page: &ConsolePage<'_>) -> Response {
                 refresh_expires_at: Time::of(g.refresh_expires_at),
             })
             .collect(),
+        clients_total: page.clients.len(),
+        never_approved: page.clients.iter().filter(|c| c.never_approved).count(),
+        removable: page
+            .clients
+            .iter()
+            .filter(|c| c.is_removable_as_unapproved())
+            .count(),
+        page: current,
+        pages,
+        previous_page: (current > 1).then(|| current - 1),
+        next_page: (current < pages).then(|| current + 1),
         clients: page
             .clients
             .iter()
+            .skip((current - 1) * CLIENTS_PER_PAGE)
+            .take(CLIENTS_PER_PAGE)
             .map(|c| ClientRow {
                 client_id: &c.client_id,
                 name: client_label(c.name.as_deref()),
@@ -184,6 +212,7 @@ pub(crate) fn console(page: &ConsolePage<'_>) -> Response {
                 redirect_uris: c.redirect_uris.join(" "),
                 grants: c.grants,
                 deletable: c.registration != Registration::PreRegistered,
+                never_approved: c.never_approved,
             })
             .collect(),
         passkeys: page

@@ -64,8 +64,13 @@ pub struct ClientRecord {
     pub application_type: Option<String>,
     /// When the registration happened.
     pub issued_at: UnixTime,
-    /// When the registration lapses; `None` for never.
+    /// When the registration lapses; `None` for never. Short until the owner first approves the
+    /// client, then the configured lifetime.
     pub expires_at: Option<UnixTime>,
+    /// When the owner last approved the client on the consent page; `None` while it never was.
+    /// Records stored before this field existed read as `None`.
+    #[serde(default)]
+    pub approved_at: Option<UnixTime>,
 }
 
 impl ClientRecord {
@@ -73,9 +78,21 @@ impl ClientRecord {
     pub fn is_live(&self, now: UnixTime) -> bool {
         self.expires_at.is_none_or(|at| at.is_after(now))
     }
+
+    /// Whether the owner has ever approved the client. Registrations nobody approved are what a
+    /// stranger can create, so they are capped and short-lived; approved ones are neither.
+    pub fn is_approved(&self) -> bool {
+        self.approved_at.is_some()
+    }
 }
 
 /// Storage for dynamically registered clients.
+///
+/// Anyone can register a client, so the store holds two kinds: clients the owner approved
+/// (`approved_at` set), which only the owner's actions create and remove, and registrations nobody
+/// approved yet, which a stranger can create in bulk. The second kind is capped, and a full store
+/// refuses a registration rather than make room: a flood of registrations must never evict or
+/// hide a client that holds the owner's approval.
 ///
 /// # Contract
 ///
@@ -83,18 +100,43 @@ impl ClientRecord {
 ///
 /// - make [`insert`](ClientStore::insert) insert-if-absent: under concurrent inserts of one
 ///   `client_id`, exactly one succeeds and the others get [`StoreError::AlreadyExists`];
-/// - treat a record whose `expires_at` is not after the current time as absent in `get`;
+/// - admit an unapproved client (`approved_at` is `None`) only while fewer than `max_unapproved`
+///   live unapproved clients are stored, counting and inserting as one atomic step (under
+///   concurrent inserts, on every instance sharing the store, at most `max_unapproved` are ever
+///   live at once); otherwise fail with [`StoreError::CapacityReached`] and change nothing;
+/// - never remove or hide a live client to make room for another;
+/// - treat a record whose `expires_at` is not after the current time as absent in `get`, and not
+///   count it toward the cap;
+/// - make [`mark_approved`](ClientStore::mark_approved) and
+///   [`delete_unapproved`](ClientStore::delete_unapproved) atomic on their record;
 /// - never store a raw client secret (records carry only its hash).
 #[async_trait]
 pub trait ClientStore: Send + Sync + 'static {
-    /// Insert if absent.
-    async fn insert(&self, client: ClientRecord) -> Result<(), StoreError>;
+    /// Insert if absent. A client never approved is refused with
+    /// [`StoreError::CapacityReached`] when `max_unapproved` live unapproved clients are already
+    /// stored; an approved one is admitted whatever the count.
+    async fn insert(&self, client: ClientRecord, max_unapproved: u64) -> Result<(), StoreError>;
 
     /// The live record, or `None`.
     async fn get(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
 
+    /// Record the owner's approval of a live client: set `approved_at` and `expires_at` (the
+    /// approved lifetime; `None` for never). From then on the client no longer counts toward the
+    /// cap on unapproved clients. Returns `false` (and changes nothing) if the client is absent or
+    /// lapsed.
+    async fn mark_approved(
+        &self,
+        client_id: &str,
+        approved_at: UnixTime,
+        expires_at: Option<UnixTime>,
+    ) -> Result<bool, StoreError>;
+
     /// Remove a client. Idempotent; returns whether something was removed.
     async fn delete(&self, client_id: &str) -> Result<bool, StoreError>;
+
+    /// Remove a client only if it was never approved, as one atomic step (a client approved
+    /// meanwhile stays). Returns whether a live client was removed.
+    async fn delete_unapproved(&self, client_id: &str) -> Result<bool, StoreError>;
 
     /// Every live client, for the owner console. Called only when the owner looks, never on a
     /// request path, so a scan is acceptable.

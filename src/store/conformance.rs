@@ -106,8 +106,20 @@ pub fn live_client() -> ClientRecord {
         application_type: Some("native".into()),
         issued_at: UnixTime::now(),
         expires_at: Some(an_hour_from_now()),
+        approved_at: None,
     }
 }
+
+/// A live client the owner approved (an hour ago), otherwise as [`live_client`].
+pub fn approved_client() -> ClientRecord {
+    ClientRecord {
+        approved_at: Some(UnixTime(UnixTime::now().0.saturating_sub(3600))),
+        ..live_client()
+    }
+}
+
+/// A cap on unapproved clients that checks not about the cap never reach.
+const NO_CAP: u64 = 1 << 40;
 
 /// A passkey record with a fresh random credential id and user handle.
 ///
@@ -646,7 +658,7 @@ pub async fn token_list_grants(store: &dyn TokenStore) {
 /// none of the optional fields and no expiry.
 pub async fn client_round_trip(store: &dyn ClientStore) {
     let client = live_client();
-    store.insert(client.clone()).await.expect("insert");
+    store.insert(client.clone(), NO_CAP).await.expect("insert");
     assert_eq!(
         store.get(&client.client_id).await.expect("get"),
         Some(client),
@@ -662,13 +674,13 @@ pub async fn client_round_trip(store: &dyn ClientStore) {
         scope: None,
         application_type: None,
         expires_at: None,
-        ..live_client()
+        ..approved_client()
     };
-    store.insert(public.clone()).await.expect("insert");
+    store.insert(public.clone(), NO_CAP).await.expect("insert");
     assert_eq!(
         store.get(&public.client_id).await.expect("get"),
         Some(public),
-        "a public client without optional fields or expiry reads back exactly"
+        "an approved public client without optional fields or expiry reads back exactly"
     );
     assert_eq!(
         store.get("no-such-client").await.expect("get"),
@@ -680,13 +692,13 @@ pub async fn client_round_trip(store: &dyn ClientStore) {
 /// A second insert of a live id is `AlreadyExists` and does not overwrite.
 pub async fn client_insert_never_overwrites(store: &dyn ClientStore) {
     let client = live_client();
-    store.insert(client.clone()).await.expect("insert");
+    store.insert(client.clone(), NO_CAP).await.expect("insert");
     let other = ClientRecord {
         client_id: client.client_id.clone(),
         ..live_client()
     };
     assert!(
-        is_already_exists(&store.insert(other).await),
+        is_already_exists(&store.insert(other, NO_CAP).await),
         "a duplicate client id is StoreError::AlreadyExists"
     );
     assert_eq!(
@@ -704,7 +716,7 @@ pub async fn client_concurrent_insert_has_one_winner(store: Arc<dyn ClientStore>
             client_name: Some(format!("racer {i}")),
             ..client.clone()
         };
-        async move { store.insert(client).await }
+        async move { store.insert(client, NO_CAP).await }
     })
     .await;
     let won = insert_winners(results, "client");
@@ -721,7 +733,7 @@ pub async fn client_expired_is_invisible(store: &dyn ClientStore) {
         ..live_client()
     };
     store
-        .insert(client.clone())
+        .insert(client.clone(), NO_CAP)
         .await
         .expect("inserting an expired client succeeds");
     assert_eq!(
@@ -734,7 +746,7 @@ pub async fn client_expired_is_invisible(store: &dyn ClientStore) {
         ..client
     };
     store
-        .insert(renewed.clone())
+        .insert(renewed.clone(), NO_CAP)
         .await
         .expect("an expired client does not block an insert of its id");
     assert_eq!(
@@ -747,7 +759,7 @@ pub async fn client_expired_is_invisible(store: &dyn ClientStore) {
 /// `delete` removes a client and is idempotent.
 pub async fn client_delete_is_idempotent(store: &dyn ClientStore) {
     let client = live_client();
-    store.insert(client.clone()).await.expect("insert");
+    store.insert(client.clone(), NO_CAP).await.expect("insert");
     assert!(
         store.delete(&client.client_id).await.expect("delete"),
         "delete of a live client reports a removal"
@@ -775,7 +787,7 @@ pub async fn client_delete_expired_keeps_live(store: &dyn ClientStore) {
         ..live_client()
     };
     for client in [&live, &forever, &expired] {
-        store.insert(client.clone()).await.expect("insert");
+        store.insert(client.clone(), NO_CAP).await.expect("insert");
     }
     store.delete_expired().await.expect("delete_expired");
     assert_eq!(
@@ -803,7 +815,7 @@ pub async fn client_list(store: &dyn ClientStore) {
         ..live_client()
     };
     for client in [&live, &forever, &deleted, &expired] {
-        store.insert(client.clone()).await.expect("insert");
+        store.insert(client.clone(), NO_CAP).await.expect("insert");
     }
     store.delete(&deleted.client_id).await.expect("delete");
     let listed = store.list().await.expect("list");
@@ -826,6 +838,208 @@ pub async fn client_list(store: &dyn ClientStore) {
         find(&expired.client_id).is_none(),
         "an expired client is not listed"
     );
+}
+
+/// How many live unapproved clients the store lists: the baseline the cap checks count from, so
+/// they need no other writer of unapproved clients while they run (each check gets its own store
+/// from the macros).
+async fn unapproved_count(store: &dyn ClientStore) -> u64 {
+    let listed = store.list().await.expect("list");
+    listed.iter().filter(|c| !c.is_approved()).count() as u64
+}
+
+fn is_capacity_reached<T>(result: &Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::CapacityReached { .. }))
+}
+
+/// At the cap, an unapproved client is refused with `CapacityReached` and nothing is evicted;
+/// an approved client is admitted whatever the count.
+pub async fn client_unapproved_cap_refuses_without_evicting(store: &dyn ClientStore) {
+    let approved = approved_client();
+    store
+        .insert(approved.clone(), NO_CAP)
+        .await
+        .expect("insert approved");
+    let cap = unapproved_count(store).await + 3;
+    let mut admitted = Vec::new();
+    for _ in 0..3 {
+        let client = live_client();
+        store
+            .insert(client.clone(), cap)
+            .await
+            .expect("an unapproved client below the cap is admitted");
+        admitted.push(client);
+    }
+    let refused = live_client();
+    assert!(
+        is_capacity_reached(&store.insert(refused.clone(), cap).await),
+        "an unapproved client at the cap is StoreError::CapacityReached"
+    );
+    assert_eq!(
+        store.get(&refused.client_id).await.expect("get"),
+        None,
+        "a refused client is not stored"
+    );
+    for client in admitted.iter().chain([&approved]) {
+        assert_eq!(
+            store.get(&client.client_id).await.expect("get"),
+            Some(client.clone()),
+            "a refused registration evicts nobody"
+        );
+    }
+    let late_approved = approved_client();
+    store
+        .insert(late_approved.clone(), cap)
+        .await
+        .expect("an approved client is admitted at the cap");
+    assert!(
+        is_capacity_reached(&store.insert(live_client(), 0).await),
+        "a cap of 0 admits no unapproved client"
+    );
+}
+
+/// Of 32 concurrent unapproved registrations with room for 5, exactly 5 are admitted; the others
+/// are `CapacityReached`.
+pub async fn client_concurrent_unapproved_inserts_respect_the_cap(store: Arc<dyn ClientStore>) {
+    const ROOM: u64 = 5;
+    let cap = unapproved_count(&*store).await + ROOM;
+    let results = race(Arc::clone(&store), move |store, _| async move {
+        store.insert(live_client(), cap).await
+    })
+    .await;
+    let mut admitted = 0;
+    for result in results {
+        match result {
+            Ok(()) => admitted += 1,
+            Err(StoreError::CapacityReached { .. }) => {}
+            Err(e) => panic!("a concurrent registration failed with another error: {e:?}"),
+        }
+    }
+    assert_eq!(
+        admitted, ROOM,
+        "{RACERS} concurrent registrations with room for {ROOM} admit exactly {ROOM}"
+    );
+}
+
+/// Lapsed unapproved clients do not count toward the cap.
+pub async fn client_lapsed_unapproved_do_not_count(store: &dyn ClientStore) {
+    let cap = unapproved_count(store).await + 1;
+    for _ in 0..3 {
+        let lapsed = ClientRecord {
+            expires_at: Some(a_minute_ago()),
+            ..live_client()
+        };
+        store
+            .insert(lapsed, cap)
+            .await
+            .expect("a lapsed client is accepted (and invisible)");
+    }
+    store
+        .insert(live_client(), cap)
+        .await
+        .expect("lapsed unapproved clients leave the room to a live one");
+}
+
+/// `mark_approved` records the approval and the new lifetime, and the client stops counting
+/// toward the cap; an unknown or lapsed client is not approved.
+pub async fn client_mark_approved(store: &dyn ClientStore) {
+    let cap = unapproved_count(store).await + 1;
+    let client = live_client();
+    store.insert(client.clone(), cap).await.expect("insert");
+    assert!(
+        is_capacity_reached(&store.insert(live_client(), cap).await),
+        "the cap is reached"
+    );
+    let approved_at = UnixTime::now();
+    assert!(
+        store
+            .mark_approved(&client.client_id, approved_at, None)
+            .await
+            .expect("mark_approved"),
+        "a live client is approved"
+    );
+    assert_eq!(
+        store.get(&client.client_id).await.expect("get"),
+        Some(ClientRecord {
+            approved_at: Some(approved_at),
+            expires_at: None,
+            ..client
+        }),
+        "an approved client carries its approval and its new lifetime"
+    );
+    store
+        .insert(live_client(), cap)
+        .await
+        .expect("an approved client no longer counts toward the cap");
+    assert!(
+        !store
+            .mark_approved("no-such-client", approved_at, None)
+            .await
+            .expect("mark_approved"),
+        "an unknown client is not approved"
+    );
+    let lapsed = ClientRecord {
+        expires_at: Some(a_minute_ago()),
+        ..live_client()
+    };
+    store.insert(lapsed.clone(), NO_CAP).await.expect("insert");
+    assert!(
+        !store
+            .mark_approved(&lapsed.client_id, approved_at, None)
+            .await
+            .expect("mark_approved"),
+        "a lapsed client is not approved"
+    );
+    assert_eq!(
+        store.get(&lapsed.client_id).await.expect("get"),
+        None,
+        "a lapsed client stays invisible"
+    );
+}
+
+/// `delete_unapproved` removes a never-approved client and frees its place, and leaves an
+/// approved one alone.
+pub async fn client_delete_unapproved_spares_approved(store: &dyn ClientStore) {
+    let cap = unapproved_count(store).await + 1;
+    let unapproved = live_client();
+    let approved = approved_client();
+    store.insert(unapproved.clone(), cap).await.expect("insert");
+    store.insert(approved.clone(), cap).await.expect("insert");
+    assert!(
+        !store
+            .delete_unapproved(&approved.client_id)
+            .await
+            .expect("delete_unapproved"),
+        "an approved client is not removed"
+    );
+    assert_eq!(
+        store.get(&approved.client_id).await.expect("get"),
+        Some(approved),
+        "the approved client is intact"
+    );
+    assert!(
+        store
+            .delete_unapproved(&unapproved.client_id)
+            .await
+            .expect("delete_unapproved"),
+        "a never-approved client is removed"
+    );
+    assert_eq!(
+        store.get(&unapproved.client_id).await.expect("get"),
+        None,
+        "the removed client is gone"
+    );
+    assert!(
+        !store
+            .delete_unapproved(&unapproved.client_id)
+            .await
+            .expect("delete_unapproved again"),
+        "a second removal removes nothing"
+    );
+    store
+        .insert(live_client(), cap)
+        .await
+        .expect("a removed client's place is free again");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1160,8 +1374,11 @@ macro_rules! client_store_conformance {
     ($make:expr $(,)?) => {
         $crate::__conformance_tests!($make, ClientStore:
             client_round_trip, client_insert_never_overwrites, client_expired_is_invisible,
-            client_delete_is_idempotent, client_delete_expired_keeps_live, client_list;
-            concurrent: client_concurrent_insert_has_one_winner);
+            client_delete_is_idempotent, client_delete_expired_keeps_live, client_list,
+            client_unapproved_cap_refuses_without_evicting, client_lapsed_unapproved_do_not_count,
+            client_mark_approved, client_delete_unapproved_spares_approved;
+            concurrent: client_concurrent_insert_has_one_winner,
+            client_concurrent_unapproved_inserts_respect_the_cap);
     };
 }
 

@@ -13,6 +13,14 @@ pub enum StoreError {
         /// What was being inserted, e.g. `"token"` or `"passkey"`.
         what: &'static str,
     },
+    /// The store holds as many records of this kind as it may: the insert was refused, and
+    /// nothing was removed to make room. For registrations nobody approved yet
+    /// ([`ClientStore::insert`](super::ClientStore::insert)).
+    #[error("too many {what}s are stored")]
+    CapacityReached {
+        /// What was being inserted, e.g. `"unapproved client"`.
+        what: &'static str,
+    },
     /// A stored value could not be encoded or decoded.
     #[error("{backend}: malformed stored record: {source}")]
     Codec {

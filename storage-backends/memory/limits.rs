@@ -3,7 +3,10 @@
 use crate::store::ClientRecord;
 
 /// The limits of a [`MemoryStore`](super::MemoryStore): for each table, how many records and how
-/// many bytes. Whichever is reached first makes room, by the table's eviction order.
+/// many bytes. In a token table, whichever is reached first makes room, by the table's eviction
+/// order. The client limits bound the registrations nobody approved yet, and past either one a
+/// new registration is refused (evicting would let strangers push out approved clients); clients
+/// the owner approved are not counted.
 ///
 /// Bytes are counted as each record's variable-length contents plus a fixed estimate of its
 /// bookkeeping; the process's resident memory for a table stays within a small factor of its byte
@@ -47,7 +50,8 @@ impl MemoryLimits {
     pub const BYTES_PER_TOKEN: u64 = 1024;
 
     /// The default byte budget per registered client. A real registration counts 300–600 bytes;
-    /// the largest one allowed (ten 2,000-byte redirect URIs) about 21 KiB.
+    /// the largest one allowed (redirect URIs of 4 KiB in all, the longest name, URI and scope)
+    /// about 8.5 KiB.
     pub const BYTES_PER_CLIENT: u64 = 2048;
 
     /// How many access and refresh tokens; the same again for pending requests, codes and
@@ -65,33 +69,26 @@ impl MemoryLimits {
         self
     }
 
-    /// How many registered clients.
+    /// How many registered clients nobody approved yet (the configured
+    /// [`max_unapproved_clients`](crate::OAuthConfig::max_unapproved_clients) applies too; the
+    /// lower of the two binds).
     #[must_use]
     pub const fn clients(mut self, records: u64) -> Self {
         self.clients = records;
         self
     }
 
-    /// Bytes for the registered clients.
+    /// Bytes for the registered clients nobody approved yet.
     #[must_use]
     pub const fn client_bytes(mut self, bytes: u64) -> Self {
         self.client_bytes = bytes;
         self
     }
-
-    /// What a client weighs in the client cache: its bytes, but never less than its share of the
-    /// budget, so that the cache, which bounds only the total weight, also holds at most
-    /// `clients` of them.
-    pub(super) fn client_weight(&self, client: &ClientRecord) -> u32 {
-        let share = self.client_bytes / self.clients.max(1);
-        let weight = u64::try_from(client_bytes(client)).unwrap_or(u64::MAX);
-        u32::try_from(weight.max(share).max(1)).unwrap_or(u32::MAX)
-    }
 }
 
 impl Default for MemoryLimits {
-    /// 100,000 tokens and 10,000 clients, with the default byte budgets: about 100 MiB for each
-    /// token table and 20 MiB for clients at most.
+    /// 100,000 tokens and 10,000 unapproved clients, with the default byte budgets: about 100 MiB
+    /// for each token table and 20 MiB for unapproved clients at most.
     fn default() -> Self {
         Self::new(
             super::MemoryStore::DEFAULT_TOKEN_CAPACITY,
@@ -100,15 +97,17 @@ impl Default for MemoryLimits {
     }
 }
 
-/// The bookkeeping a cached client costs beyond its strings: the record, its key, moka's entry.
+/// The bookkeeping a stored client costs beyond its strings: the record, its key, its place in
+/// the expiry order.
 const CLIENT_OVERHEAD: usize = 384;
 
-/// A client's bytes, as counted against the budget: its id twice (key and record), its strings,
+/// A client's bytes, as counted against the budget: its id three times (key, record, expiry
+/// order), its strings,
 /// and [`CLIENT_OVERHEAD`].
-fn client_bytes(client: &ClientRecord) -> usize {
+pub(super) fn client_bytes(client: &ClientRecord) -> usize {
     let optional = |text: &Option<String>| text.as_ref().map_or(0, String::len);
     CLIENT_OVERHEAD
-        + 2 * client.client_id.len()
+        + 3 * client.client_id.len()
         + client.redirect_uris.iter().map(String::len).sum::<usize>()
         + client.grant_types.iter().map(String::len).sum::<usize>()
         + optional(&client.client_name)

@@ -45,7 +45,11 @@
 //! | Malformed input anywhere, malformed WebAuthn payloads | `malformed::*`, `properties::*` |
 //! | Registration flooding: per-address rate limit, spoofed `X-Forwarded-For` | `rate_limits::a_flood_gets_429_with_retry_after_then_other_addresses_still_pass`, `rate_limits::forwarded_for_is_ignored_unless_the_proxy_is_trusted` |
 //! | Every client keyed to the proxy (a dual-stack `[::]` listener sees it as `::ffff:127.0.0.1`; hops in mapped form), so one client's failures lock out all | `proxies::forwarded_clients_are_keyed_apart_on_both_stacks` |
-//! | Registration flooding from many addresses: bounded memory | `attacks::a_registration_flood_is_bounded_by_the_store_capacity` |
+//! | Registration flooding from many addresses: bounded memory, refused (never evicting) past the store's capacity, cleared by the owner | `attacks::a_registration_flood_is_refused_at_the_store_capacity_until_the_owner_clears_it` |
+//! | A registration flood (more than the cap, or than the memory store holds) evicting or hiding an approved client, on memory, SQLite and Redis | `registrations::a_flood_cannot_evict_an_approved_client_from_memory`, `…_from_sqlite`, `…_from_redis`; store contract `conformance::client_unapproved_cap_refuses_without_evicting`, `client_concurrent_unapproved_inserts_respect_the_cap` (every backend, `tests/stores`) |
+//! | Unapproved registrations kept for the full client lifetime; an approved client still counted or short-lived | `registrations::approval_frees_a_place_and_unapproved_registrations_lapse_on_memory`, `…_on_sqlite`, `…_on_redis` |
+//! | Registrations made as large as the per-value limits allow (10 × 2,000-byte redirect URIs) | `limits::redirect_uris_are_bounded_in_all_at_registration` |
+//! | The console made unusable by a flood of clients | `console::the_console_pages_its_clients_and_removes_the_never_approved_in_bulk` |
 //! | Oversized `state` (60,000 bytes) kept until the owner decides | `limits::an_oversized_state_gets_no_consent_page_stores_nothing_and_is_not_echoed` |
 //! | Oversized `scope` or `resource` on `/authorize` | `limits::oversized_scope_and_resource_are_invalid_request_with_the_state_echoed` |
 //! | Oversized `client_id` or `redirect_uri` on `/authorize` | `limits::an_oversized_client_id_or_redirect_uri_gets_the_error_page_and_stores_nothing` |
@@ -491,7 +495,7 @@ async fn every_html_page_refuses_to_be_framed() {
 }
 
 #[tokio::test]
-async fn a_registration_flood_is_bounded_by_the_store_capacity() {
+async fn a_registration_flood_is_refused_at_the_store_capacity_until_the_owner_clears_it() {
     const CAPACITY: u64 = 50;
     let mut config = config();
     // Addresses are cheap for an attacker with a botnet: the store's bound is the last line.
@@ -499,25 +503,33 @@ async fn a_registration_flood_is_bounded_by_the_store_capacity() {
     let stores = Stores::of(MemoryStore::with_capacity(1_000, CAPACITY));
     let server = TestServer::on(stores.clone(), config, mcp_routes());
     server.register_passkey(SETUP_TOKEN).await;
-    let mut last = String::new();
+    let mut admitted = 0;
     for n in 0..(CAPACITY * 8) {
-        last = server
-            .client_id_for(json!({
-                "redirect_uris": [LOOPBACK_REDIRECT],
-                "token_endpoint_auth_method": "none",
-                "client_name": format!("flood {n} {}", "x".repeat(100)),
-            }))
+        let reply = server
+            .post_json(
+                "/register",
+                &json!({
+                    "redirect_uris": [LOOPBACK_REDIRECT],
+                    "token_endpoint_auth_method": "none",
+                    "client_name": format!("flood {n} {}", "x".repeat(100)),
+                }),
+            )
             .await;
+        match reply.status {
+            StatusCode::CREATED => admitted += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                reply.assert_oauth_error(503, "temporarily_unavailable");
+            }
+            other => panic!("registration {n}: {other} {}", reply.text()),
+        }
     }
-    stores.clients.delete_expired().await.unwrap();
+    assert_eq!(
+        admitted, CAPACITY,
+        "the store admits its capacity, then refuses"
+    );
     let held = stores.clients.list().await.unwrap().len() as u64;
     assert!(held <= CAPACITY, "{held} clients held, capacity {CAPACITY}");
-    // The service still works: the newest registration and the configured client connect.
-    let (code, verifier) = server.code_for(&last, LOOPBACK_REDIRECT).await;
-    let reply = server
-        .exchange(&last, &code, &verifier, LOOPBACK_REDIRECT)
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    // The configured client still connects.
     let (_, challenge) = pkce();
     assert!(
         server
@@ -525,4 +537,11 @@ async fn a_registration_flood_is_bounded_by_the_store_capacity() {
             .await
             .is_ok()
     );
+    // The owner clears the flood; registrations are admitted and connect again.
+    assert_eq!(
+        server.oauth.remove_unapproved_clients().await.unwrap() as u64,
+        CAPACITY
+    );
+    let (client_id, _) = server.connected_client().await;
+    assert!(!client_id.is_empty());
 }

@@ -719,3 +719,91 @@ async fn tokens_minted_while_a_revocation_runs_are_taken_back() {
     }
     assert!(server.oauth.grants().await.unwrap().is_empty());
 }
+
+/// A page request for the console with `?query`.
+async fn console_page_at(server: &TestServer, session: &Session, query: &str) -> String {
+    let request = Request::get(format!("/oauth/console?{query}"))
+        .header(header::COOKIE, &session.cookie)
+        .body(Body::empty())
+        .unwrap();
+    let reply = server.send(request).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    reply.text()
+}
+
+#[tokio::test]
+async fn the_console_pages_its_clients_and_removes_the_never_approved_in_bulk() {
+    const FLOOD: usize = 120;
+    let mut config = config();
+    config.rate_limits.enabled = false;
+    let server = TestServer::with_config(config).await;
+    server.register_passkey(SETUP_TOKEN).await;
+    let (connected, tokens) = server.connected_client().await;
+    for n in 0..FLOOD {
+        server
+            .client_id_for(json!({
+                "redirect_uris": [LOOPBACK_REDIRECT],
+                "token_endpoint_auth_method": "none",
+                "client_name": format!("flood {n}"),
+            }))
+            .await;
+    }
+    let session = sign_in(&server).await;
+
+    // 122 clients (the flood, the connected one, the pre-registered one), 50 a page, those
+    // holding access first.
+    let first = console_page(&server, Some(&session.cookie)).await;
+    assert_eq!(first.matches("class=\"client-entry\"").count(), 50);
+    assert!(first.contains("Page 1 of 3"), "{first}");
+    let connected_at = first
+        .find(&connected)
+        .expect("the connected client is on page 1");
+    assert!(
+        connected_at < first.find("flood ").unwrap(),
+        "clients holding access come before the never-approved"
+    );
+    assert!(first.contains(&format!("Remove {FLOOD} never-approved clients")));
+    let last = console_page_at(&server, &session, "clients=3").await;
+    assert_eq!(last.matches("class=\"client-entry\"").count(), 22);
+    assert!(last.contains("Never approved"));
+    // Nonsense asks for the first page; past the end, the last.
+    let odd = console_page_at(&server, &session, "clients=zero").await;
+    assert!(odd.contains("Page 1 of 3"));
+    let beyond = console_page_at(&server, &session, "clients=99").await;
+    assert!(beyond.contains("Page 3 of 3"));
+
+    // The bulk removal is a console operation like the others: session, CSRF, same origin.
+    let path = "/oauth/console/clients/remove-unapproved";
+    console_post(&server, None, None, path, json!({}))
+        .await
+        .assert_oauth_error(401, "login_required");
+    console_post(&server, Some(&session), Some(""), path, json!({}))
+        .await
+        .assert_oauth_error(403, "invalid_request");
+    let cross_site = server
+        .send(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ORIGIN, "https://evil.example")
+                .header(header::COOKIE, &session.cookie)
+                .header("x-csrf-token", &session.csrf)
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
+    assert_eq!(server.oauth.clients().await.unwrap().len(), FLOOD + 2);
+
+    let reply = console_post(&server, Some(&session), None, path, json!({})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["removed"], FLOOD);
+    let after = console_page(&server, Some(&session.cookie)).await;
+    assert_eq!(after.matches("class=\"client-entry\"").count(), 2);
+    assert!(!after.contains("remove-unapproved") && !after.contains("clients-pager"));
+    // The approved client keeps working; the Rust API finds nothing more to remove.
+    let refreshed = server
+        .refresh(&connected, tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
+    assert_eq!(server.oauth.remove_unapproved_clients().await.unwrap(), 0);
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use axum::http::{Request, StatusCode};
-use mcp_oauth::store::{ClientRecord, ClientStore, StoreError, TokenKind};
+use mcp_oauth::store::{ClientRecord, ClientStore, StoreError, TokenKind, UnixTime};
 use mcp_oauth::{FailureLimit, MemoryStore, RateLimit};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -26,8 +26,8 @@ struct GatedClients {
 
 #[async_trait]
 impl ClientStore for GatedClients {
-    async fn insert(&self, client: ClientRecord) -> Result<(), StoreError> {
-        self.store.insert(client).await
+    async fn insert(&self, client: ClientRecord, max_unapproved: u64) -> Result<(), StoreError> {
+        self.store.insert(client, max_unapproved).await
     }
     async fn get(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
         let gated = self.gated.lock().unwrap().as_deref() == Some(client_id);
@@ -39,8 +39,21 @@ impl ClientStore for GatedClients {
         }
         ClientStore::get(&self.store, client_id).await
     }
+    async fn mark_approved(
+        &self,
+        client_id: &str,
+        approved_at: UnixTime,
+        expires_at: Option<UnixTime>,
+    ) -> Result<bool, StoreError> {
+        self.store
+            .mark_approved(client_id, approved_at, expires_at)
+            .await
+    }
     async fn delete(&self, client_id: &str) -> Result<bool, StoreError> {
         ClientStore::delete(&self.store, client_id).await
+    }
+    async fn delete_unapproved(&self, client_id: &str) -> Result<bool, StoreError> {
+        self.store.delete_unapproved(client_id).await
     }
     async fn list(&self) -> Result<Vec<ClientRecord>, StoreError> {
         ClientStore::list(&self.store).await

@@ -21,6 +21,7 @@ const MAX_SCOPE_BYTES: usize = 1024;
 const MAX_URI_BYTES: usize = 2000;
 const MAX_CLIENT_NAME_CHARS: usize = 200;
 const MAX_REDIRECT_URIS: usize = 10;
+const MAX_REDIRECT_URIS_TOTAL_BYTES: usize = 4096;
 
 /// Counts the pending authorization requests stored.
 #[derive(Clone, Default)]
@@ -283,6 +284,55 @@ async fn every_stored_metadata_field_is_bounded_at_registration() {
     for field in ["client_name", "client_uri", "scope", "redirect_uris"] {
         assert_eq!(body[field], at_limits[field], "{field}");
     }
+}
+
+/// Ten redirect URIs of 2,000 bytes each pass the per-URI limit but would make one registration
+/// 20 KiB, and the cap on unapproved registrations would then bound little: the URIs are bounded
+/// in all too.
+#[tokio::test]
+async fn redirect_uris_are_bounded_in_all_at_registration() {
+    let server = TestServer::new().await;
+    // Distinct URIs of the given lengths.
+    let uris = |lengths: &[usize]| -> Vec<String> {
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(i, len)| {
+                let base = format!("https://claude.ai/{i}/");
+                format!("{base}{}", "u".repeat(len - base.len()))
+            })
+            .collect()
+    };
+    let largest = uris(&[MAX_URI_BYTES; MAX_REDIRECT_URIS]);
+    let reply = server
+        .post_json(
+            "/register",
+            &registration(&json!({ "redirect_uris": largest })),
+        )
+        .await;
+    reply.assert_oauth_error(400, "invalid_redirect_uri");
+    assert!(
+        reply.json()["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("redirect_uris are longer than 4096 bytes in all"),
+        "{}",
+        reply.text()
+    );
+    // At the limit exactly, and one byte over.
+    let at_limit = uris(&[1366, 1365, 1365]);
+    assert_eq!(at_limit.concat().len(), MAX_REDIRECT_URIS_TOTAL_BYTES);
+    let body = server
+        .register_client(registration(&json!({ "redirect_uris": at_limit })))
+        .await;
+    assert_eq!(body["redirect_uris"], json!(at_limit));
+    server
+        .post_json(
+            "/register",
+            &registration(&json!({ "redirect_uris": uris(&[1366, 1366, 1365]) })),
+        )
+        .await
+        .assert_oauth_error(400, "invalid_redirect_uri");
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ mod proxies;
 mod races;
 mod rate_limits;
 mod register;
+mod registrations;
 mod revoke;
 mod rmcp_server;
 mod secrets;

@@ -9,13 +9,13 @@ mcp_oauth::passkey_store_conformance!(|| async { MemoryStore::new() });
 mod byte_budget {
     use mcp_oauth::MemoryStore;
     use mcp_oauth::store::{
-        ClientRecord, ClientStore, GrantId, TokenEndpointAuthMethod, TokenHash, TokenKind,
-        TokenRecord, TokenStore, UnixTime,
+        ClientRecord, ClientStore, GrantId, StoreError, TokenEndpointAuthMethod, TokenHash,
+        TokenKind, TokenRecord, TokenStore, UnixTime,
     };
 
     /// The default byte budget for a capacity of 1,000 tokens: 1 KiB a record, per table.
     const TOKEN_BYTES: usize = 1_000 * 1024;
-    /// The default byte budget for a capacity of 100 clients: 2 KiB a client.
+    /// The default byte budget for a capacity of 100 unapproved clients: 2 KiB a client.
     const CLIENT_BYTES: usize = 100 * 2 * 1024;
 
     fn record(kind: TokenKind, secret: &str, expires_in: u64, payload: usize) -> TokenRecord {
@@ -104,29 +104,64 @@ mod byte_budget {
             scope: None,
             application_type: None,
             issued_at: UnixTime::now(),
-            expires_at: None,
+            expires_at: Some(UnixTime::now().plus(3_600)),
+            approved_at: None,
         }
     }
 
     #[tokio::test]
-    async fn a_flood_of_large_clients_stays_within_the_byte_budget() {
+    async fn a_flood_of_large_clients_is_refused_past_the_byte_budget_evicting_nobody() {
         let store = MemoryStore::with_capacity(1_000, 100);
+        let approved = ClientRecord {
+            client_id: "approved".into(),
+            approved_at: Some(UnixTime::now()),
+            ..client(0)
+        };
+        ClientStore::insert(&store, approved.clone(), 1_000)
+            .await
+            .unwrap();
         let size: usize = client(0).redirect_uris.iter().map(String::len).sum();
+        let (mut admitted, mut refused) = (0, 0);
         for n in 0..100 {
-            ClientStore::insert(&store, client(n)).await.unwrap();
+            match ClientStore::insert(&store, client(n), 1_000).await {
+                Ok(()) => admitted += 1,
+                Err(StoreError::CapacityReached { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
         }
-        ClientStore::delete_expired(&store).await.unwrap();
-        let held = ClientStore::list(&store).await.unwrap().len();
         assert!(
-            held * size <= CLIENT_BYTES,
-            "{held} clients of {size} bytes are held: more than the {CLIENT_BYTES}-byte budget"
+            admitted * size <= CLIENT_BYTES && refused > 0,
+            "{admitted} clients of {size} bytes admitted, {refused} refused: more than the \
+             {CLIENT_BYTES}-byte budget"
         );
-        assert!(
-            ClientStore::get(&store, "client-99")
-                .await
-                .unwrap()
-                .is_some(),
-            "the newest registration is kept"
+        for n in 0..admitted {
+            let id = format!("client-{n}");
+            assert!(
+                ClientStore::get(&store, &id).await.unwrap().is_some(),
+                "{id} was admitted, and a refused registration evicts nobody"
+            );
+        }
+        assert_eq!(
+            ClientStore::get(&store, "approved").await.unwrap(),
+            Some(approved),
+            "the approved client is kept"
         );
+    }
+
+    #[tokio::test]
+    async fn the_stores_client_capacity_binds_below_the_callers_cap() {
+        let store = MemoryStore::with_capacity(1_000, 10);
+        let small = |n: usize| ClientRecord {
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            client_name: None,
+            ..client(n)
+        };
+        for n in 0..10 {
+            ClientStore::insert(&store, small(n), 1_000).await.unwrap();
+        }
+        assert!(matches!(
+            ClientStore::insert(&store, small(10), 1_000).await,
+            Err(StoreError::CapacityReached { .. })
+        ));
     }
 }

@@ -198,8 +198,11 @@ redis_conformance!(TokenStore:
 
 redis_conformance!(ClientStore:
     client_round_trip, client_insert_never_overwrites, client_expired_is_invisible,
-    client_delete_is_idempotent, client_delete_expired_keeps_live;
-    concurrent: client_concurrent_insert_has_one_winner);
+    client_delete_is_idempotent, client_delete_expired_keeps_live, client_list,
+    client_unapproved_cap_refuses_without_evicting, client_lapsed_unapproved_do_not_count,
+    client_mark_approved, client_delete_unapproved_spares_approved;
+    concurrent: client_concurrent_insert_has_one_winner,
+    client_concurrent_unapproved_inserts_respect_the_cap);
 
 redis_conformance!(PasskeyStore:
     passkey_round_trip, passkey_duplicate_is_refused, passkey_update,
@@ -245,10 +248,10 @@ async fn keys_carry_the_prefix_and_expire_at_the_records_expiry() {
         expires_at: None,
         ..live_client()
     };
-    ClientStore::insert(&store, expiring_client.clone())
+    ClientStore::insert(&store, expiring_client.clone(), 1_000)
         .await
         .unwrap();
-    ClientStore::insert(&store, permanent_client.clone())
+    ClientStore::insert(&store, permanent_client.clone(), 1_000)
         .await
         .unwrap();
     let passkey = passkey_record();
@@ -265,6 +268,9 @@ async fn keys_carry_the_prefix_and_expire_at_the_records_expiry() {
         expiring_client.expires_at,
     );
     expected.insert(format!("{prefix}c:{}", permanent_client.client_id), None);
+    // The ids of the clients nobody approved yet, for the cap: lapsed members are dropped by
+    // registrations, so the set itself never expires.
+    expected.insert(format!("{prefix}cu"), None);
     expected.insert(format!("{prefix}p"), None);
     expected.insert(format!("{prefix}s"), None);
 
@@ -314,7 +320,9 @@ async fn an_expired_insert_leaves_no_key() {
         expires_at: Some(past),
         ..live_client()
     };
-    ClientStore::insert(&store, client.clone()).await.unwrap();
+    ClientStore::insert(&store, client.clone(), 1_000)
+        .await
+        .unwrap();
     assert!(
         keys(&store).await.is_empty(),
         "no token, grant set or client key was written"
@@ -551,7 +559,9 @@ async fn two_instances_share_everything_at_once() {
     );
 
     let client = live_client();
-    ClientStore::insert(&a, client.clone()).await.unwrap();
+    ClientStore::insert(&a, client.clone(), 1_000)
+        .await
+        .unwrap();
     assert_eq!(
         ClientStore::get(&b, &client.client_id).await.unwrap(),
         Some(client)

@@ -33,7 +33,7 @@ async fn fresh_file() -> SqliteStore {
 }
 
 /// How many migrations this build applies.
-const MIGRATIONS: i64 = 2;
+const MIGRATIONS: i64 = 3;
 
 async fn count(store: &SqliteStore, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
@@ -109,7 +109,9 @@ async fn everything_survives_a_restart() {
         let store = SqliteStore::connect(&url).await.unwrap();
         TokenStore::insert(&store, code.clone()).await.unwrap();
         TokenStore::insert(&store, refresh.clone()).await.unwrap();
-        ClientStore::insert(&store, client.clone()).await.unwrap();
+        ClientStore::insert(&store, client.clone(), 1_000)
+            .await
+            .unwrap();
         PasskeyStore::insert(&store, passkey.clone()).await.unwrap();
         let before = UnixTime::now();
         let first = store.consume(code.kind, &code.hash).await.unwrap();
@@ -330,7 +332,11 @@ async fn migrations_use_their_own_table_beside_the_applications() {
             .unwrap();
     assert_eq!(
         ours,
-        [(1, "init".to_owned()), (2, "used setup tokens".to_owned())]
+        [
+            (1, "init".to_owned()),
+            (2, "used setup tokens".to_owned()),
+            (3, "unapproved clients".to_owned())
+        ]
     );
     let app_after: Vec<(i64, String, Vec<u8>)> =
         sqlx::query_as("SELECT version, description, checksum FROM _sqlx_migrations")
@@ -379,7 +385,7 @@ async fn delete_expired_purges_expired_rows_and_keeps_live_ones() {
         ..live_client()
     };
     for client in [live_client(), forever, expired_client] {
-        ClientStore::insert(&store, client).await.unwrap();
+        ClientStore::insert(&store, client, 1_000).await.unwrap();
     }
 
     assert_eq!(
@@ -578,4 +584,62 @@ async fn an_upgraded_database_keeps_the_setup_tokens_it_had_used() {
         PasskeyStore::insert(&store, again).await,
         Err(StoreError::AlreadyExists { .. })
     ));
+}
+
+/// A database made by a release before the cap on unapproved clients (schema version 1) opens:
+/// its clients read as never approved, keep their lifetime, do not count toward the cap, and can
+/// be approved or removed as never-approved.
+#[tokio::test]
+async fn clients_from_schema_version_1_are_read_and_not_counted() {
+    let url = new_db_url();
+    let old = live_client();
+    {
+        let options: sqlx::sqlite::SqliteConnectOptions = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/0001_init.sql").into_sql_str())
+            .execute(&pool)
+            .await
+            .unwrap();
+        // The record as version 1 wrote it: no `approved_at`.
+        let mut json = serde_json::to_value(&old).unwrap();
+        json.as_object_mut().unwrap().remove("approved_at");
+        sqlx::query(
+            "INSERT INTO mcp_oauth_clients (client_id, expires_at, record) VALUES (?1, ?2, ?3)",
+        )
+        .bind(&old.client_id)
+        .bind(old.expires_at.map(|at| at.0 as i64))
+        .bind(json.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = SqliteStore::connect(&url).await.unwrap();
+    assert_eq!(
+        ClientStore::get(&store, &old.client_id).await.unwrap(),
+        Some(old.clone()),
+        "an old row reads as a client never approved, with its lifetime"
+    );
+    ClientStore::insert(&store, live_client(), 1)
+        .await
+        .expect("an old row does not count toward the cap");
+    assert!(
+        store
+            .mark_approved(&old.client_id, UnixTime::now(), None)
+            .await
+            .unwrap(),
+        "an old row can be approved"
+    );
+    let approved = ClientStore::get(&store, &old.client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(approved.is_approved() && approved.expires_at.is_none());
+    assert!(
+        !store.delete_unapproved(&old.client_id).await.unwrap(),
+        "once approved, it is not removed as never-approved"
+    );
 }

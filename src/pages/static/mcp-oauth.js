@@ -483,6 +483,13 @@
         act(button, "Deleting the client…", () => postJson("/oauth/console/clients/delete", { client_id: row.dataset.clientId }, csrf),
           "Client deleted, and its access revoked."));
     }
+    const removeUnapproved = root.querySelector("#remove-unapproved");
+    if (removeUnapproved) {
+      removeUnapproved.addEventListener("click", () =>
+        act(removeUnapproved, "Removing never-approved clients…",
+          () => postJson("/oauth/console/clients/remove-unapproved", {}, csrf),
+          "Never-approved clients removed."));
+    }
     for (const button of root.querySelectorAll(".rename-passkey")) {
       const row = rowOf(button, "tr");
       const input = row.querySelector(".passkey-label");
