@@ -44,8 +44,10 @@ impl Minted {
     pub(crate) fn add(&mut self, kind: TokenKind, hash: TokenHash, expires_at: UnixTime) {
         self.tokens.push((kind, hash));
         match kind {
+            TokenKind::AccessToken => self.access_expires_at = Some(expires_at),
             TokenKind::RefreshToken => self.refresh_expires_at = Some(expires_at),
-            _ => self.access_expires_at = Some(expires_at),
+            // A kept successor pair is taken back with the tokens, but is not one the grant shows.
+            _ => {}
         }
     }
 }

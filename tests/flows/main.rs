@@ -22,6 +22,7 @@ mod passkeys;
 mod properties;
 mod races;
 mod rate_limits;
+mod refresh_chain;
 mod register;
 mod revoke;
 mod rmcp_server;
