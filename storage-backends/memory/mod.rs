@@ -72,7 +72,8 @@ impl Expiry<String, Arc<ClientRecord>> for ByRecord {
 /// Cloning is cheap and shares the data.
 #[derive(Clone)]
 pub struct MemoryStore {
-    /// Access and refresh tokens, and setup-token markers: created only after the owner's approval.
+    /// Access and refresh tokens, the pairs kept for refresh retries, and setup-token markers:
+    /// created only after the owner's approval.
     long_lived: Arc<TokenTable>,
     /// Pending requests, codes and ceremonies: minutes long, and what an anonymous visitor can create.
     transient: Arc<TokenTable>,
