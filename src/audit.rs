@@ -77,9 +77,9 @@ pub enum AuditEvent {
         /// The revoked grant.
         grant_id: GrantId,
     },
-    /// A just-rotated refresh token came back within the grace window, but its rotation never
-    /// kept the pair it issued (it failed midway): refused, and the grant kept.
-    RefreshRetryUnanswered {
+    /// A just-rotated refresh token came back within the grace window, and its rotation had
+    /// failed midway (a store outage, a crash) without answering anyone: the retry rotated it.
+    RefreshRetryRotated {
         /// The client.
         client_id: String,
         /// The grant.
@@ -145,7 +145,7 @@ impl AuditEvent {
             Self::RefreshRedelivered { .. } => "refresh_redelivered",
             Self::RefreshReuseRevoked { .. } => "refresh_reuse_revoked",
             Self::RefreshStaleRetryRevoked { .. } => "refresh_stale_retry_revoked",
-            Self::RefreshRetryUnanswered { .. } => "refresh_retry_unanswered",
+            Self::RefreshRetryRotated { .. } => "refresh_retry_rotated",
             Self::TokenRevoked { .. } => "token_revoked",
             Self::PasskeyRegistered { .. } => "passkey_registered",
             Self::PasskeyRemoved { .. } => "passkey_removed",
@@ -227,10 +227,6 @@ impl Audit {
             "invalid_grant",
             "a rotated refresh token came back after the one it was rotated into was used; the grant was revoked",
         );
-        const UNANSWERED: (&str, &str) = (
-            "invalid_grant",
-            "a retried refresh found no pair: the rotation it retried did not finish",
-        );
         let (client_id, kind, error, detail) = match event {
             AuditEvent::ClientRegistered {
                 client_id,
@@ -270,9 +266,12 @@ impl Audit {
             AuditEvent::RefreshStaleRetryRevoked { client_id, .. } => {
                 (client_id, StepKind::Refresh, Some(STALE), None)
             }
-            AuditEvent::RefreshRetryUnanswered { client_id, .. } => {
-                (client_id, StepKind::Refresh, Some(UNANSWERED), None)
-            }
+            AuditEvent::RefreshRetryRotated { client_id, .. } => (
+                client_id,
+                StepKind::Refresh,
+                None,
+                Some("a retry within the grace window, after a rotation that failed midway"),
+            ),
             AuditEvent::TokenRevoked {
                 client_id, kind, ..
             } => (client_id, StepKind::Revocation, None, Some(*kind)),

@@ -88,11 +88,17 @@ impl AuthServer {
         {
             return Ok(());
         }
+        self.take_back(minted).await?;
+        self.tokens.delete(TokenKind::Grant, &key).await?;
+        Err(OAuthError::invalid_grant("the grant was revoked"))
+    }
+
+    /// Delete tokens just minted, before anyone was answered with them.
+    pub(crate) async fn take_back(&self, minted: &Minted) -> Result<(), StoreError> {
         for (kind, hash) in &minted.tokens {
             self.tokens.delete(*kind, hash).await?;
         }
-        self.tokens.delete(TokenKind::Grant, &key).await?;
-        Err(OAuthError::invalid_grant("the grant was revoked"))
+        Ok(())
     }
 
     /// Replace the grant record with one that lives as long as the newest tokens. A concurrent

@@ -1,10 +1,13 @@
 //! The `refresh_token` grant: rotation, and what a rotated refresh token gets when it comes back.
 //!
-//! Within the grace window a retry (a client refreshing from several nodes, or retrying a lost
-//! response) gets the pair the first rotation issued, kept sealed in the store for the window
-//! ([`successor`](super::successor)): everyone holding the token shares one chain, so two parties
-//! can never both keep refreshing. Whoever rotates a shared token second, after the window, or
-//! comes back after the chain moved on, is reuse, and the grant is revoked.
+//! Every refresh token has one successor slot in the store, keyed by its hash: the pair its
+//! rotation issued, sealed ([`successor`](super::successor)), kept for the grace window. Filling
+//! the slot is an insert-if-absent, so however many requests rotate one token (the first consume,
+//! and retries that found it stuck), exactly one pair is kept, and every answer for that token is
+//! that pair. Within the window a retry (a client refreshing from several nodes, or retrying a lost
+//! response) gets it again: everyone holding the token shares one chain, and two parties can never
+//! both keep refreshing. Whoever rotates a shared token second after the window, or comes back
+//! after the chain moved on, is reuse, and the grant is revoked.
 
 use std::time::Duration;
 
@@ -17,13 +20,18 @@ use super::{AuthServer, ErrorCode, OAuthError, scope, successor};
 use crate::audit::AuditEvent;
 use crate::store::{Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, UnixTime};
 
-/// How long a retry waits for the rotation it raced to keep its pair. A rotation stores two tokens
-/// and the pair within milliseconds; one that has not after this long failed or died, and its pair
-/// will never come.
-const SUCCESSOR_WAIT: Duration = Duration::from_secs(2);
+/// How long a retry waits for the rotation it raced to keep its pair before rotating the token
+/// itself. A rotation stores its tokens and the pair within milliseconds; one that has not after
+/// this long most likely failed midway (a store outage, a crash) and answered no one.
+const SUCCESSOR_WAIT: Duration = Duration::from_secs(1);
 /// The first pause between looks for the pair; each pause doubles, up to [`LONGEST_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
-const LONGEST_PAUSE: Duration = Duration::from_millis(250);
+const LONGEST_PAUSE: Duration = Duration::from_millis(200);
+/// How long a kept pair outlives the grace window. A retry still inside the window must never find
+/// the slot empty because the pair just expired (that would start a second chain): the margin
+/// covers the time between its check of the window and its insert, and clock skew between
+/// instances.
+const SUCCESSOR_MARGIN_SECS: u64 = 30;
 
 impl AuthServer {
     pub(super) async fn refresh(
@@ -83,9 +91,12 @@ impl AuthServer {
             }) => {
                 // Only a replay by the token's own client, for this resource, counts: anyone else's
                 // is refused without touching the grant.
-                check(&records::decode(&record)?)?;
+                let grant: TokenGrant = records::decode(&record)?;
+                let scopes = check(&grant)?;
                 if self.within_grace(consumed_at) {
-                    return self.answer_retry(client, presented, &record.grant_id).await;
+                    return self
+                        .answer_retry(presented, &record, &grant, &scopes, consumed_at)
+                        .await;
                 }
                 self.revoke_grant(&record.grant_id).await?;
                 self.audit.emit(AuditEvent::RefreshReuseRevoked {
@@ -109,9 +120,10 @@ impl AuthServer {
         grace > 0 && UnixTime::now().0 <= consumed_at.0.saturating_add(grace)
     }
 
-    /// Keep the pair a rotation of `presented` issued, sealed, for the grace window. Called after
-    /// the new tokens are stored, so a retry that finds the pair also finds its refresh token
-    /// unless that was rotated on, and before the answer, so a retry waits as briefly as it can.
+    /// Fill the successor slot of `presented` with the pair its rotation issued, sealed; whether
+    /// this pair is the one kept (`false`: another request's pair was kept first). Called after
+    /// the new tokens are stored, so a pair found in the slot always had its refresh token stored,
+    /// and before anyone is answered, so no one holds a pair that was not kept.
     pub(super) async fn keep_successor(
         &self,
         presented: &str,
@@ -119,38 +131,83 @@ impl AuthServer {
         pair: &SuccessorPair,
         now: UnixTime,
         minted: &mut Minted,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let grace = self.settings.refresh_grace_secs;
         if grace == 0 {
-            return Ok(());
+            // Strict rotation: a retry is reuse, so there is nothing to keep.
+            return Ok(true);
         }
-        // One second past the window, which includes its last second (see `within_grace`).
-        let expires_at = now.plus(grace.saturating_add(1));
+        let expires_at = now.plus(grace.saturating_add(SUCCESSOR_MARGIN_SECS));
         let record = successor::seal(presented, grant_id, pair, expires_at)?;
-        minted.add(record.kind, record.hash, record.expires_at);
-        self.tokens.insert(record).await
+        let (kind, hash) = (record.kind, record.hash);
+        match self.tokens.insert(record).await {
+            Ok(()) => {
+                // Only our own pair is taken back if the grant turns out revoked.
+                minted.add(kind, hash, expires_at);
+                Ok(true)
+            }
+            Err(StoreError::AlreadyExists { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
-    /// A rotated refresh token within the grace window gets the pair its rotation issued, as long
-    /// as that pair's refresh token is still the head of the chain.
+    /// A rotated refresh token within the grace window gets the pair kept for it, waiting briefly
+    /// for a rotation still under way. If none comes, the rotation failed before keeping a pair
+    /// and answered no one, so the retry rotates the token itself, through the same slot.
     async fn answer_retry(
         &self,
-        client: &Client,
+        presented: &str,
+        record: &TokenRecord,
+        grant: &TokenGrant,
+        scopes: &[String],
+        consumed_at: UnixTime,
+    ) -> Result<TokenResponse, OAuthError> {
+        if let Some(kept) = self.await_successor(&record.hash).await? {
+            return self
+                .answer_with_pair(presented, &record.grant_id, &grant.client_id, &kept)
+                .await;
+        }
+        if !self.within_grace(consumed_at) {
+            // The window closed while waiting: too late to rotate, but no evidence of theft.
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; authorize again",
+            ));
+        }
+        self.audit.emit(AuditEvent::RefreshRetryRotated {
+            client_id: grant.client_id.clone(),
+            grant_id: record.grant_id.clone(),
+        });
+        let minting = Minting::Rotation { presented };
+        self.issue(&record.grant_id, grant, scopes, minting).await
+    }
+
+    /// The answer for `presented` when another request filled its successor slot first.
+    pub(super) async fn answer_with_kept_pair(
+        &self,
         presented: &str,
         grant_id: &GrantId,
+        client_id: &str,
     ) -> Result<TokenResponse, OAuthError> {
-        let Some(record) = self.await_successor(&TokenHash::of(presented)).await? else {
-            // The rotation failed before keeping its pair, or the pair was taken back with a
-            // revoked grant: nothing to hand out. Not evidence of theft, so the grant stays.
-            self.audit.emit(AuditEvent::RefreshRetryUnanswered {
-                client_id: client.client_id.clone(),
-                grant_id: grant_id.clone(),
-            });
-            return Err(OAuthError::invalid_grant(
-                "the refresh token was already used, and the pair it was rotated into is unavailable; authorize again",
-            ));
-        };
-        let pair = successor::open(presented, &record)?;
+        let hash = TokenHash::of(presented);
+        match self.tokens.get(TokenKind::RefreshSuccessor, &hash).await? {
+            Some(kept) => {
+                self.answer_with_pair(presented, grant_id, client_id, &kept)
+                    .await
+            }
+            // Taken back since: that rotation found the grant revoked.
+            None => Err(OAuthError::invalid_grant("the grant was revoked")),
+        }
+    }
+
+    /// Answer with the kept pair, as long as its refresh token is still the head of the chain.
+    async fn answer_with_pair(
+        &self,
+        presented: &str,
+        grant_id: &GrantId,
+        client_id: &str,
+        kept: &TokenRecord,
+    ) -> Result<TokenResponse, OAuthError> {
+        let pair = successor::open(presented, kept)?;
         let head = TokenHash::of(&pair.refresh_token);
         if self
             .tokens
@@ -162,7 +219,7 @@ impl AuthServer {
             // whoever presents it is a second holder.
             self.revoke_grant(grant_id).await?;
             self.audit.emit(AuditEvent::RefreshStaleRetryRevoked {
-                client_id: client.client_id.clone(),
+                client_id: client_id.to_owned(),
                 grant_id: grant_id.clone(),
             });
             return Err(OAuthError::invalid_grant(
@@ -170,7 +227,7 @@ impl AuthServer {
             ));
         }
         self.audit.emit(AuditEvent::RefreshRedelivered {
-            client_id: client.client_id.clone(),
+            client_id: client_id.to_owned(),
             grant_id: grant_id.clone(),
         });
         let expires_in = pair.access_expires_at.0.saturating_sub(UnixTime::now().0);
@@ -182,7 +239,7 @@ impl AuthServer {
         ))
     }
 
-    /// The kept pair of the refresh token hashed to `hash`, waiting (briefly, see
+    /// The pair kept for the refresh token hashed to `hash`, waiting (briefly, see
     /// [`SUCCESSOR_WAIT`]) for a rotation still under way to keep it.
     async fn await_successor(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
         let deadline = tokio::time::Instant::now() + SUCCESSOR_WAIT;

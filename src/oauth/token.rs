@@ -164,7 +164,8 @@ impl AuthServer {
     }
 
     /// Mint an access token (and a refresh token, when the client may refresh) within a grant.
-    /// A rotation's pair is kept before the revocation check, which takes it back with the tokens.
+    /// A rotation's pair is kept before the revocation check, which takes it back with the tokens;
+    /// if another request kept a pair for the same refresh token first, the answer is that pair.
     pub(super) async fn issue(
         &self,
         grant_id: &GrantId,
@@ -227,8 +228,17 @@ impl AuthServer {
                 refresh_token: refresh_token.clone(),
                 scopes: access_scopes.to_vec(),
             };
-            self.keep_successor(presented, grant_id, &pair, now, &mut minted)
-                .await?;
+            if !self
+                .keep_successor(presented, grant_id, &pair, now, &mut minted)
+                .await?
+            {
+                // Another request rotated this token meanwhile (a retry that found this rotation
+                // slow): its pair is the one chain, and ours goes before anyone sees it.
+                self.take_back(&minted).await?;
+                return self
+                    .answer_with_kept_pair(presented, grant_id, &grant.client_id)
+                    .await;
+            }
         }
         self.settle_issue(grant_id, grant, &minted).await?;
         Ok(TokenResponse::bearer(
