@@ -164,7 +164,7 @@ impl AuthServer {
     ) -> Result<TokenResponse, OAuthError> {
         if let Some(kept) = self.await_successor(&record.hash).await? {
             return self
-                .answer_with_pair(presented, &record.grant_id, &grant.client_id, &kept)
+                .answer_with_pair(presented, &record.grant_id, grant, &kept)
                 .await;
         }
         if !self.within_grace(consumed_at) {
@@ -186,12 +186,12 @@ impl AuthServer {
         &self,
         presented: &str,
         grant_id: &GrantId,
-        client_id: &str,
+        grant: &TokenGrant,
     ) -> Result<TokenResponse, OAuthError> {
         let hash = TokenHash::of(presented);
         match self.tokens.get(TokenKind::RefreshSuccessor, &hash).await? {
             Some(kept) => {
-                self.answer_with_pair(presented, grant_id, client_id, &kept)
+                self.answer_with_pair(presented, grant_id, grant, &kept)
                     .await
             }
             // Taken back since: that rotation found the grant revoked.
@@ -204,30 +204,32 @@ impl AuthServer {
         &self,
         presented: &str,
         grant_id: &GrantId,
-        client_id: &str,
+        grant: &TokenGrant,
         kept: &TokenRecord,
     ) -> Result<TokenResponse, OAuthError> {
         let pair = successor::open(presented, kept)?;
         let head = TokenHash::of(&pair.refresh_token);
-        if self
-            .tokens
-            .get(TokenKind::RefreshToken, &head)
-            .await?
-            .is_none()
-        {
+        let Some(head_record) = self.tokens.get(TokenKind::RefreshToken, &head).await? else {
             // Its successor was rotated on (or revoked): the chain has moved past this token, so
             // whoever presents it is a second holder.
             self.revoke_grant(grant_id).await?;
             self.audit.emit(AuditEvent::RefreshStaleRetryRevoked {
-                client_id: client_id.to_owned(),
+                client_id: grant.client_id.clone(),
                 grant_id: grant_id.clone(),
             });
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used, and so was the one it was rotated into; the grant is revoked, authorize again",
             ));
-        }
+        };
+        // Settle as the rotation that kept the pair did, or would have had it not failed after
+        // keeping it (a store outage): the grant listed with this pair, and not revoked.
+        let mut minted = Minted::default();
+        let access = TokenHash::of(&pair.access_token);
+        minted.add(TokenKind::AccessToken, access, pair.access_expires_at);
+        minted.add(TokenKind::RefreshToken, head, head_record.expires_at);
+        self.settle_issue(grant_id, grant, &minted).await?;
         self.audit.emit(AuditEvent::RefreshRedelivered {
-            client_id: client_id.to_owned(),
+            client_id: grant.client_id.clone(),
             grant_id: grant_id.clone(),
         });
         let expires_in = pair.access_expires_at.0.saturating_sub(UnixTime::now().0);

@@ -235,9 +235,7 @@ impl AuthServer {
                 // Another request rotated this token meanwhile (a retry that found this rotation
                 // slow): its pair is the one chain, and ours goes before anyone sees it.
                 self.take_back(&minted).await?;
-                return self
-                    .answer_with_kept_pair(presented, grant_id, &grant.client_id)
-                    .await;
+                return self.answer_with_kept_pair(presented, grant_id, grant).await;
             }
         }
         self.settle_issue(grant_id, grant, &minted).await?;
