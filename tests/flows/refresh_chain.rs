@@ -358,6 +358,48 @@ async fn a_rotation_slower_than_its_retry_still_yields_one_chain() {
     assert_retries_share_one_pair(&server, &client_id, &refresh_token(&tokens)).await;
 }
 
+/// Once armed, the next write of a grant's record fails after the record was removed (a store
+/// outage between the two steps of listing the grant anew).
+#[derive(Clone, Default)]
+struct GrantListingFailsOnce(Arc<AtomicBool>);
+
+#[async_trait]
+impl StoreHooks for GrantListingFailsOnce {
+    async fn after_insert(
+        &self,
+        store: &MemoryStore,
+        record: &TokenRecord,
+    ) -> Result<(), StoreError> {
+        if record.kind != TokenKind::Grant || !self.0.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        TokenStore::delete(store, record.kind, &record.hash).await?;
+        Err(StoreError::backend("test", "the store went away"))
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_a_rotation_failed_while_listing_the_grant_lists_it_again() {
+    let armed = GrantListingFailsOnce::default();
+    let server = hooked_server(armed.clone());
+    server.register_passkey(SETUP_TOKEN).await;
+    let (client_id, tokens) = server.connected_client().await;
+    let old = refresh_token(&tokens);
+    armed.0.store(true, Ordering::SeqCst);
+    server
+        .refresh(&client_id, &old)
+        .await
+        .assert_oauth_error(503, "temporarily_unavailable");
+    let retry = server.refresh(&client_id, &old).await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text());
+    let caller = server.mcp(Some(&access_token(&retry.json()))).await.json();
+    let grants = server.oauth.grants().await.unwrap();
+    assert!(
+        grants.iter().any(|g| g.grant_id.0 == caller["grant_id"]),
+        "the owner's console lists the grant the retry holds"
+    );
+}
+
 /// Every record written, for a look at what is at rest.
 #[derive(Clone, Default)]
 struct Written(Arc<Mutex<Vec<TokenRecord>>>);
