@@ -53,8 +53,9 @@ pub enum AuditEvent {
         /// The grant.
         grant_id: GrantId,
     },
-    /// A just-rotated refresh token came back within the grace window and got a fresh pair.
-    RefreshReusedWithinGrace {
+    /// A just-rotated refresh token came back within the grace window and got the pair its
+    /// rotation issued, again: one chain, shared.
+    RefreshRedelivered {
         /// The client.
         client_id: String,
         /// The grant.
@@ -65,6 +66,23 @@ pub enum AuditEvent {
         /// The client.
         client_id: String,
         /// The revoked grant.
+        grant_id: GrantId,
+    },
+    /// A just-rotated refresh token came back within the grace window, but the refresh token it
+    /// was rotated into had been rotated on already: two parties hold the chain; the grant was
+    /// revoked.
+    RefreshStaleRetryRevoked {
+        /// The client.
+        client_id: String,
+        /// The revoked grant.
+        grant_id: GrantId,
+    },
+    /// A just-rotated refresh token came back within the grace window, and its rotation had
+    /// failed midway (a store outage, a crash) without answering anyone: the retry rotated it.
+    RefreshRetryRotated {
+        /// The client.
+        client_id: String,
+        /// The grant.
         grant_id: GrantId,
     },
     /// A client revoked one of its tokens (RFC 7009).
@@ -124,8 +142,10 @@ impl AuditEvent {
             Self::CodeRedeemed { .. } => "code_redeemed",
             Self::CodeReplayed { .. } => "code_replayed",
             Self::RefreshRotated { .. } => "refresh_rotated",
-            Self::RefreshReusedWithinGrace { .. } => "refresh_reused_within_grace",
+            Self::RefreshRedelivered { .. } => "refresh_redelivered",
             Self::RefreshReuseRevoked { .. } => "refresh_reuse_revoked",
+            Self::RefreshStaleRetryRevoked { .. } => "refresh_stale_retry_revoked",
+            Self::RefreshRetryRotated { .. } => "refresh_retry_rotated",
             Self::TokenRevoked { .. } => "token_revoked",
             Self::PasskeyRegistered { .. } => "passkey_registered",
             Self::PasskeyRemoved { .. } => "passkey_removed",
@@ -143,6 +163,7 @@ impl AuditEvent {
             self,
             Self::CodeReplayed { .. }
                 | Self::RefreshReuseRevoked { .. }
+                | Self::RefreshStaleRetryRevoked { .. }
                 | Self::SetupTokenRefused
                 | Self::PasskeyRejected { .. }
         )
@@ -202,6 +223,10 @@ impl Audit {
             "invalid_grant",
             "a rotated refresh token came back after the grace window; the grant was revoked",
         );
+        const STALE: (&str, &str) = (
+            "invalid_grant",
+            "a rotated refresh token came back after the one it was rotated into was used; the grant was revoked",
+        );
         let (client_id, kind, error, detail) = match event {
             AuditEvent::ClientRegistered {
                 client_id,
@@ -229,15 +254,24 @@ impl Audit {
             AuditEvent::RefreshRotated { client_id, .. } => {
                 (client_id, StepKind::Refresh, None, None)
             }
-            AuditEvent::RefreshReusedWithinGrace { client_id, .. } => (
+            AuditEvent::RefreshRedelivered { client_id, .. } => (
                 client_id,
                 StepKind::Refresh,
                 None,
-                Some("a retry within the grace window"),
+                Some("a retry within the grace window, answered with the same pair"),
             ),
             AuditEvent::RefreshReuseRevoked { client_id, .. } => {
                 (client_id, StepKind::Refresh, Some(REUSED), None)
             }
+            AuditEvent::RefreshStaleRetryRevoked { client_id, .. } => {
+                (client_id, StepKind::Refresh, Some(STALE), None)
+            }
+            AuditEvent::RefreshRetryRotated { client_id, .. } => (
+                client_id,
+                StepKind::Refresh,
+                None,
+                Some("a retry within the grace window, after a rotation that failed midway"),
+            ),
             AuditEvent::TokenRevoked {
                 client_id, kind, ..
             } => (client_id, StepKind::Revocation, None, Some(*kind)),

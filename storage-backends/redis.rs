@@ -29,6 +29,9 @@
 //!   out until a new one is registered with a setup token. Run Redis with `appendonly yes` (or at
 //!   least `save` rules), or keep passkeys in a
 //!   [`PasskeyFileStore`](crate::backends::PasskeyFileStore) on one instance.
+//! - **No eviction** (`maxmemory-policy noeviction`, Redis's default): an evicted record is a
+//!   forgotten one, such as the consumed refresh token that catches reuse, or the pair kept for a
+//!   refresh retry, without which a retry would rotate the token a second time.
 //! - **Synchronised clocks** (NTP) on every instance: expiry is checked against the local clock of
 //!   the instance asking, and written to Redis as an absolute time (`EXPIREAT`).
 //!

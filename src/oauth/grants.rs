@@ -44,8 +44,10 @@ impl Minted {
     pub(crate) fn add(&mut self, kind: TokenKind, hash: TokenHash, expires_at: UnixTime) {
         self.tokens.push((kind, hash));
         match kind {
+            TokenKind::AccessToken => self.access_expires_at = Some(expires_at),
             TokenKind::RefreshToken => self.refresh_expires_at = Some(expires_at),
-            _ => self.access_expires_at = Some(expires_at),
+            // A kept successor pair is taken back with the tokens, but is not one the grant shows.
+            _ => {}
         }
     }
 }
@@ -86,11 +88,17 @@ impl AuthServer {
         {
             return Ok(());
         }
+        self.take_back(minted).await?;
+        self.tokens.delete(TokenKind::Grant, &key).await?;
+        Err(OAuthError::invalid_grant("the grant was revoked"))
+    }
+
+    /// Delete tokens just minted, before anyone was answered with them.
+    pub(crate) async fn take_back(&self, minted: &Minted) -> Result<(), StoreError> {
         for (kind, hash) in &minted.tokens {
             self.tokens.delete(*kind, hash).await?;
         }
-        self.tokens.delete(TokenKind::Grant, &key).await?;
-        Err(OAuthError::invalid_grant("the grant was revoked"))
+        Ok(())
     }
 
     /// Replace the grant record with one that lives as long as the newest tokens. A concurrent

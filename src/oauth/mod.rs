@@ -17,11 +17,13 @@ pub(crate) mod params;
 pub(crate) mod pkce;
 mod records;
 pub(crate) mod redirect;
+mod refresh;
 mod register;
 mod resource;
 mod revoke;
 pub(crate) mod scope;
 pub(crate) mod secret;
+mod successor;
 mod token;
 
 use std::collections::BTreeMap;

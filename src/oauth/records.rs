@@ -6,10 +6,13 @@
 //! parsing cost more than everything else they do but hashing. Records written before the tag
 //! existed are JSON objects (first byte `{`), and are still read. Postcard is not
 //! self-describing: a change to any of these structs needs a new tag.
+//!
+//! One record is encrypted on top: a [`SuccessorPair`] is encoded here, then sealed by
+//! [`successor`](super::successor) before it is stored.
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{StoreError, TokenRecord};
+use crate::store::{StoreError, TokenRecord, UnixTime};
 
 /// A validated authorization request awaiting the owner's decision.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,6 +43,26 @@ pub(crate) struct TokenGrant {
     pub(crate) resource: String,
 }
 
+/// The pair a refresh token was rotated into, as the rotation answered it: what a retry of that
+/// refresh token within the grace window gets again. Holds secrets, so it is only ever stored
+/// sealed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SuccessorPair {
+    pub(crate) access_token: String,
+    pub(crate) access_expires_at: UnixTime,
+    pub(crate) refresh_token: String,
+    pub(crate) scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for SuccessorPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SuccessorPair")
+            .field("access_expires_at", &self.access_expires_at)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A [`TokenGrant`] as the bearer guard reads it on every request: the resource is only compared,
 /// so it is borrowed from the payload rather than allocated.
 #[derive(Debug, Deserialize)]
@@ -59,11 +82,16 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 pub(crate) fn decode<'a, T: Deserialize<'a>>(record: &'a TokenRecord) -> Result<T, StoreError> {
-    match record.payload.split_first() {
+    decode_bytes(&record.payload)
+}
+
+/// [`decode`] for bytes that are not a record's payload as stored (an opened [`SuccessorPair`]).
+pub(crate) fn decode_bytes<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, StoreError> {
+    match payload.split_first() {
         Some((&POSTCARD, rest)) => {
             postcard::from_bytes(rest).map_err(|e| StoreError::codec("payload", e))
         }
-        _ => serde_json::from_slice(&record.payload).map_err(|e| StoreError::codec("payload", e)),
+        _ => serde_json::from_slice(payload).map_err(|e| StoreError::codec("payload", e)),
     }
 }
 

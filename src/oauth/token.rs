@@ -1,4 +1,5 @@
-//! The token endpoint: the `authorization_code` and `refresh_token` grants.
+//! The token endpoint: the `authorization_code` grant, and minting tokens for both grants (the
+//! `refresh_token` grant is in [`refresh`](super::refresh)).
 
 use serde::Serialize;
 
@@ -6,7 +7,7 @@ use super::budget::{Budget, Refused};
 use super::clients::Client;
 use super::grants::Minted;
 use super::params::Params;
-use super::records::{self, CodeGrant, TokenGrant};
+use super::records::{self, CodeGrant, SuccessorPair, TokenGrant};
 use super::secret::{self, Secret};
 use super::{AuthServer, ErrorCode, OAuthError, pkce, scope};
 use crate::audit::AuditEvent;
@@ -21,6 +22,32 @@ pub(crate) struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<Secret>,
     scope: String,
+}
+
+impl TokenResponse {
+    pub(super) fn bearer(
+        access_token: String,
+        expires_in: u64,
+        refresh_token: Option<String>,
+        scopes: &[String],
+    ) -> Self {
+        Self {
+            access_token: access_token.into(),
+            token_type: "Bearer",
+            expires_in,
+            refresh_token: refresh_token.map(Secret::from),
+            scope: scope::join(scopes),
+        }
+    }
+}
+
+/// What tokens are minted for. (No `Debug`: a rotation holds the presented secret.)
+#[derive(Clone, Copy)]
+pub(super) enum Minting<'a> {
+    /// Redeeming a code: with a refresh token when the client may refresh.
+    Code { with_refresh: bool },
+    /// Rotating the refresh token `presented`: the new pair is kept, sealed, for its retries.
+    Rotation { presented: &'a str },
 }
 
 impl AuthServer {
@@ -118,7 +145,9 @@ impl AuthServer {
                     &record.grant_id,
                     &token_grant,
                     &token_grant.scopes,
-                    client.may_refresh,
+                    Minting::Code {
+                        with_refresh: client.may_refresh,
+                    },
                 )
                 .await
             }
@@ -142,98 +171,15 @@ impl AuthServer {
         }
     }
 
-    async fn refresh(
-        &self,
-        client: &Client,
-        params: &Params<'_>,
-    ) -> Result<TokenResponse, OAuthError> {
-        let presented = params.require("refresh_token")?;
-        self.settings.resource.check(params.get("resource"))?;
-        let hash = TokenHash::of(presented);
-        let check = |grant: &TokenGrant| -> Result<Vec<String>, OAuthError> {
-            if grant.client_id != client.client_id {
-                return Err(OAuthError::invalid_grant(
-                    "the refresh token was issued to another client",
-                ));
-            }
-            if grant.resource != self.settings.resource.as_str() {
-                return Err(OAuthError::invalid_grant(
-                    "the refresh token was issued for another resource",
-                ));
-            }
-            scope::narrow(params.get("scope"), &grant.scopes, &self.settings.scopes).map_err(|s| {
-                OAuthError::new(
-                    ErrorCode::InvalidScope,
-                    format!("scope {} was not granted", super::params::printable(&s)),
-                )
-            })
-        };
-
-        let mut checked = None;
-        if let Some(record) = self.tokens.get(TokenKind::RefreshToken, &hash).await? {
-            let grant: TokenGrant = records::decode(&record)?;
-            let scopes = check(&grant)?;
-            checked = Some((record.payload, grant, scopes));
-        }
-        match self.tokens.consume(TokenKind::RefreshToken, &hash).await? {
-            Some(Consumed::First(record)) => {
-                let (grant, scopes) = match checked {
-                    // What was consumed is what was just checked: no need to decode it again.
-                    Some((payload, grant, scopes)) if payload == record.payload => (grant, scopes),
-                    _ => {
-                        let grant: TokenGrant = records::decode(&record)?;
-                        let scopes = check(&grant)?;
-                        (grant, scopes)
-                    }
-                };
-                self.audit.emit(AuditEvent::RefreshRotated {
-                    client_id: client.client_id.clone(),
-                    grant_id: record.grant_id.clone(),
-                });
-                self.issue(&record.grant_id, &grant, &scopes, true).await
-            }
-            Some(Consumed::Replayed {
-                record,
-                consumed_at,
-            }) => {
-                let grant: TokenGrant = records::decode(&record)?;
-                let scopes = check(&grant)?;
-                // Times are whole seconds, so the window is inclusive: a retry in the same breath
-                // is always inside a grace of 1 s or more. A grace of 0 means strict.
-                let grace = self.settings.refresh_grace_secs;
-                let within_grace =
-                    grace > 0 && UnixTime::now().0 <= consumed_at.0.saturating_add(grace);
-                if within_grace {
-                    // A client refreshing from several nodes at once, or retrying a lost response:
-                    // give it a working pair of its own rather than log the user out.
-                    self.audit.emit(AuditEvent::RefreshReusedWithinGrace {
-                        client_id: client.client_id.clone(),
-                        grant_id: record.grant_id.clone(),
-                    });
-                    return self.issue(&record.grant_id, &grant, &scopes, true).await;
-                }
-                self.revoke_grant(&record.grant_id).await?;
-                self.audit.emit(AuditEvent::RefreshReuseRevoked {
-                    client_id: client.client_id.clone(),
-                    grant_id: record.grant_id.clone(),
-                });
-                Err(OAuthError::invalid_grant(
-                    "the refresh token was already used; the grant is revoked, authorize again",
-                ))
-            }
-            None => Err(OAuthError::invalid_grant(
-                "the refresh token is invalid, expired or revoked",
-            )),
-        }
-    }
-
     /// Mint an access token (and a refresh token, when the client may refresh) within a grant.
-    async fn issue(
+    /// A rotation's pair is kept before the revocation check, which takes it back with the tokens;
+    /// if another request kept a pair for the same refresh token first, the answer is that pair.
+    pub(super) async fn issue(
         &self,
         grant_id: &GrantId,
         grant: &TokenGrant,
         access_scopes: &[String],
-        with_refresh: bool,
+        minting: Minting<'_>,
     ) -> Result<TokenResponse, OAuthError> {
         let now = UnixTime::now();
         let mut minted = Minted::default();
@@ -257,12 +203,13 @@ impl AuthServer {
             expires_at: now.plus(self.settings.token_lifetime_secs),
             payload: access_payload,
         };
-        minted.add(
-            access_record.kind,
-            access_record.hash,
-            access_record.expires_at,
-        );
+        let access_expires_at = access_record.expires_at;
+        minted.add(access_record.kind, access_record.hash, access_expires_at);
         self.tokens.insert(access_record).await?;
+        let with_refresh = match minting {
+            Minting::Code { with_refresh } => with_refresh,
+            Minting::Rotation { .. } => true,
+        };
         let refresh_token = if with_refresh {
             let token = secret::generate(secret::prefix::REFRESH_TOKEN);
             let refresh_record = TokenRecord {
@@ -282,14 +229,30 @@ impl AuthServer {
         } else {
             None
         };
+        if let (Minting::Rotation { presented }, Some(refresh_token)) = (minting, &refresh_token) {
+            let pair = SuccessorPair {
+                access_token: access_token.clone(),
+                access_expires_at,
+                refresh_token: refresh_token.clone(),
+                scopes: access_scopes.to_vec(),
+            };
+            if !self
+                .keep_successor(presented, grant_id, &pair, now, &mut minted)
+                .await?
+            {
+                // Another request rotated this token meanwhile (a retry that found this rotation
+                // slow): its pair is the one chain, and ours goes before anyone sees it.
+                self.take_back(&minted).await?;
+                return self.answer_with_kept_pair(presented, grant_id, grant).await;
+            }
+        }
         self.settle_issue(grant_id, grant, &minted).await?;
-        Ok(TokenResponse {
-            access_token: access_token.into(),
-            token_type: "Bearer",
-            expires_in: self.settings.token_lifetime_secs,
-            refresh_token: refresh_token.map(Secret::from),
-            scope: scope::join(access_scopes),
-        })
+        Ok(TokenResponse::bearer(
+            access_token,
+            self.settings.token_lifetime_secs,
+            refresh_token,
+            access_scopes,
+        ))
     }
 }
 

@@ -16,6 +16,10 @@ pub enum TokenKind {
     AccessToken,
     /// A refresh token.
     RefreshToken,
+    /// The access and refresh tokens a refresh token was rotated into, sealed with a key only that
+    /// refresh token yields, keyed by its hash and kept for the grace window, so a retry gets the
+    /// same pair back.
+    RefreshSuccessor,
     /// WebAuthn ceremony state (registration or authentication), single use.
     PasskeyCeremony,
     /// A marker that a setup token has been used, written by earlier versions of this crate (uses
@@ -34,11 +38,12 @@ pub enum TokenKind {
 
 impl TokenKind {
     /// Every kind, for backends that iterate key spaces.
-    pub const ALL: [TokenKind; 9] = [
+    pub const ALL: [TokenKind; 10] = [
         TokenKind::AuthorizationRequest,
         TokenKind::AuthorizationCode,
         TokenKind::AccessToken,
         TokenKind::RefreshToken,
+        TokenKind::RefreshSuccessor,
         TokenKind::PasskeyCeremony,
         TokenKind::SetupTokenUse,
         TokenKind::Grant,
@@ -53,6 +58,7 @@ impl TokenKind {
             TokenKind::AuthorizationCode => "code",
             TokenKind::AccessToken => "access",
             TokenKind::RefreshToken => "refresh",
+            TokenKind::RefreshSuccessor => "refresh_successor",
             TokenKind::PasskeyCeremony => "ceremony",
             TokenKind::SetupTokenUse => "setup_use",
             TokenKind::Grant => "grant",

@@ -49,8 +49,8 @@ use tokens::TokenTable;
 /// Cloning is cheap and shares the data.
 #[derive(Clone)]
 pub struct MemoryStore {
-    /// Access and refresh tokens (and, from earlier versions, setup-token markers): created only
-    /// after the owner's approval.
+    /// Access and refresh tokens, the pairs kept for refresh retries (and, from earlier versions,
+    /// setup-token markers): created only after the owner's approval.
     long_lived: Arc<TokenTable>,
     /// Pending requests, codes and ceremonies: minutes long, and what an anonymous visitor can create.
     transient: Arc<TokenTable>,

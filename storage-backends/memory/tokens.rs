@@ -252,7 +252,10 @@ impl TokenTable {
     }
 
     fn shard_of(&self, key: &Key) -> &RwLock<Shard> {
-        // A different byte of the hash than the table hash uses, so shards fill evenly.
+        // A different byte of the hash than the table hash uses, so shards fill evenly. Not the
+        // kind: a consumed refresh token and the pair kept for its retries share a shard, where
+        // consumed records are evicted first, so the pair never goes while the token can still
+        // be retried (a retry finding no pair would rotate the token again).
         &self.shards[usize::from(key.hash.0[31]) & (self.shards.len() - 1)]
     }
 
@@ -474,6 +477,41 @@ mod tests {
             table.get(code.kind, &code.hash).is_some(),
             "a code the owner approved outlasts a flood of requests nobody approved"
         );
+    }
+
+    #[test]
+    fn a_kept_pair_is_never_evicted_before_the_consumed_refresh_token_it_answers_for() {
+        let table = TokenTable::new(4_096, u64::MAX);
+        let mut rotated = Vec::new();
+        for i in 0..200 {
+            let refresh = TokenRecord {
+                kind: TokenKind::RefreshToken,
+                ..record(&format!("rt-{i}"), "g", 30 * 86_400)
+            };
+            assert!(table.insert(refresh.clone()));
+            table.consume(refresh.kind, &refresh.hash);
+            let pair = TokenRecord {
+                kind: TokenKind::RefreshSuccessor,
+                ..record(&format!("rt-{i}"), "g", 90)
+            };
+            assert!(table.insert(pair));
+            rotated.push(refresh.hash);
+        }
+        for i in 0..20_000 {
+            table.insert(record(&format!("flood-{i}"), "flood", 86_400));
+        }
+        let mut evicted = 0;
+        for hash in &rotated {
+            if table.get(TokenKind::RefreshSuccessor, hash).is_none() {
+                evicted += 1;
+                assert_eq!(
+                    table.consume(TokenKind::RefreshToken, hash),
+                    None,
+                    "a pair went while its token could still be retried"
+                );
+            }
+        }
+        assert!(evicted > 0, "the flood evicted kept pairs");
     }
 
     #[test]

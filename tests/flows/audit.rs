@@ -26,7 +26,15 @@ async fn every_security_event_is_reported_without_secrets() {
     let (client_id, tokens) = server.connected_client().await;
     let refresh = tokens["refresh_token"].as_str().unwrap();
     let rotated = server.refresh(&client_id, refresh).await.json();
-    server.refresh(&client_id, refresh).await; // within grace
+    server.refresh(&client_id, refresh).await; // within grace: the same pair again
+    // A second grant: its token comes back within grace after the chain moved on, which revokes.
+    let (second_client, stale) = server.connected_client().await;
+    let stale = stale["refresh_token"].as_str().unwrap();
+    let moved_on = server.refresh(&second_client, stale).await.json();
+    server
+        .refresh(&second_client, moved_on["refresh_token"].as_str().unwrap())
+        .await;
+    server.refresh(&second_client, stale).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     server.refresh(&client_id, refresh).await; // after grace: revokes
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
@@ -61,7 +69,8 @@ async fn every_security_event_is_reported_without_secrets() {
         "authorization_approved",
         "code_redeemed",
         "refresh_rotated",
-        "refresh_reused_within_grace",
+        "refresh_redelivered",
+        "refresh_stale_retry_revoked",
         "refresh_reuse_revoked",
         "code_replayed",
         "authorization_denied",

@@ -27,6 +27,7 @@ mod properties;
 mod proxies;
 mod races;
 mod rate_limits;
+mod refresh_chain;
 mod register;
 mod registrations;
 mod revoke;
