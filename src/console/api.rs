@@ -42,8 +42,9 @@ impl McpOAuth {
     }
 
     /// Revoke every grant of a client and delete its registration; returns how many grants were
-    /// revoked. A client registered dynamically has to register again to connect; a
-    /// metadata-document client has to be approved again.
+    /// listed and revoked. Tokens being minted for the client at that moment, on any instance
+    /// sharing the store, are revoked too. A client registered dynamically has to register again
+    /// to connect; a metadata-document client has to be approved again.
     ///
     /// # Errors
     ///
