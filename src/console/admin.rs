@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::{ClientInfo, ConsoleError, GrantInfo, Registration};
 use crate::audit::AuditEvent;
 use crate::oauth::grants::GrantSummary;
-use crate::oauth::{AuthServer, redirect};
+use crate::oauth::{AuthServer, client_metadata, redirect};
 use crate::store::{ClientRecord, GrantId, StoreError};
 
 /// The owner's view of one authorization server.
@@ -187,7 +187,11 @@ impl Admin<'_> {
             self.server.revoke_grant(grant_id).await?;
             self.owner_revoked(summary, grant_id);
         }
-        if !deleted && grants.is_empty() {
+        // A metadata-document client has no registration, and its one grant may be the one the
+        // listing missed: it is found as long as its URL is a client id here.
+        let is_document_client = self.server.metadata_documents.is_some()
+            && client_metadata::is_url_client_id(client_id);
+        if !deleted && grants.is_empty() && !is_document_client {
             return Err(ConsoleError::NotFound("client"));
         }
         self.server.audit.emit(AuditEvent::ClientDeleted {

@@ -49,7 +49,8 @@ impl McpOAuth {
     /// # Errors
     ///
     /// [`ConsoleError::PreRegistered`] for the configured client (revoke its grants instead),
-    /// [`ConsoleError::NotFound`] for an unknown one, or a store failure.
+    /// [`ConsoleError::NotFound`] for an unknown one (neither registered, nor holding a grant, nor
+    /// a metadata-document URL when those are on), or a store failure.
     pub async fn delete_client(&self, client_id: &str) -> Result<usize, ConsoleError> {
         self.admin().delete_client(client_id).await
     }

@@ -219,7 +219,7 @@ mod metadata_document_clients {
     }
 
     #[tokio::test]
-    async fn a_code_approved_as_the_client_is_deleted_is_refused_and_a_later_approval_works() {
+    async fn a_code_approved_as_its_client_is_deleted_is_refused() {
         let docs = DocumentHost::start().await;
         let (server, memory, tokens) = server().await;
         let client_id = &docs.client_id;
@@ -254,6 +254,16 @@ mod metadata_document_clients {
             .refresh(client_id, first["refresh_token"].as_str().unwrap())
             .await
             .assert_oauth_error(400, "invalid_grant");
+        assert!(server.oauth.grants().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_deleted_metadata_document_client_approved_again_works_until_deleted_again() {
+        let docs = DocumentHost::start().await;
+        let (server, memory, tokens) = server().await;
+        let client_id = &docs.client_id;
+        connect(&server, client_id).await;
+        assert_eq!(server.oauth.delete_client(client_id).await.unwrap(), 1);
 
         // Approved again after the deletion: a new grant, and it works.
         next_second().await;
@@ -265,9 +275,23 @@ mod metadata_document_clients {
             .await;
         assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
         let grants = server.oauth.grants().await.unwrap();
-        assert_eq!(
-            grants.iter().filter(|g| &g.client_id == client_id).count(),
-            1
-        );
+        assert_eq!(grants.len(), 1);
+
+        // Deleted again while it refreshes: the listing misses its one grant, and the new
+        // deletion's marker (not the first one's, older than this grant) revokes it.
+        let refresh_token = refreshed.json()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (reply, revoked) = delete_during(
+            &server,
+            &tokens.hooks,
+            client_id,
+            server.refresh(client_id, &refresh_token),
+        )
+        .await;
+        assert_eq!(revoked, 0, "the listing missed the grant");
+        assert_no_token_lives(&memory, &tokens.hooks).await;
+        reply.assert_oauth_error(400, "invalid_grant");
     }
 }
