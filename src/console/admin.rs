@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::{ClientInfo, ConsoleError, GrantInfo, Registration};
 use crate::audit::AuditEvent;
 use crate::oauth::grants::GrantSummary;
-use crate::oauth::{AuthServer, redirect};
+use crate::oauth::{AuthServer, client_metadata, redirect};
 use crate::store::{ClientRecord, GrantId, StoreError};
 
 /// The owner's view of one authorization server.
@@ -164,10 +164,18 @@ impl Admin<'_> {
     /// Revoke every grant of a client and delete its registration. Returns how many grants were
     /// revoked. The pre-registered client cannot be deleted (it is configuration); a
     /// metadata-document client loses its grants but may ask for approval again.
+    ///
+    /// In this order: first the client's revocation marker, which every issuance checks after
+    /// writing its tokens, so a grant the listing misses (its record being written at that moment)
+    /// is revoked by the issuance itself; then the registration, so that a grant approved after
+    /// the marker belongs to a client nothing can authenticate as any more (a metadata-document
+    /// client approved again may connect again); then the listed grants.
     pub(crate) async fn delete_client(&self, client_id: &str) -> Result<usize, ConsoleError> {
         if client_id == self.server.settings.pre_registered.client_id {
             return Err(ConsoleError::PreRegistered);
         }
+        self.server.mark_client_revoked(client_id).await?;
+        let deleted = self.server.clients.delete(client_id).await?;
         let grants: Vec<_> = self
             .server
             .list_grants()
@@ -179,8 +187,11 @@ impl Admin<'_> {
             self.server.revoke_grant(grant_id).await?;
             self.owner_revoked(summary, grant_id);
         }
-        let deleted = self.server.clients.delete(client_id).await?;
-        if !deleted && grants.is_empty() {
+        // A metadata-document client has no registration, and its one grant may be the one the
+        // listing missed: it is found as long as its URL is a client id here.
+        let is_document_client = self.server.metadata_documents.is_some()
+            && client_metadata::is_url_client_id(client_id);
+        if !deleted && grants.is_empty() && !is_document_client {
             return Err(ConsoleError::NotFound("client"));
         }
         self.server.audit.emit(AuditEvent::ClientDeleted {

@@ -42,13 +42,15 @@ impl McpOAuth {
     }
 
     /// Revoke every grant of a client and delete its registration; returns how many grants were
-    /// revoked. A client registered dynamically has to register again to connect; a
-    /// metadata-document client has to be approved again.
+    /// listed and revoked. Tokens being minted for the client at that moment, on any instance
+    /// sharing the store, are revoked too. A client registered dynamically has to register again
+    /// to connect; a metadata-document client has to be approved again.
     ///
     /// # Errors
     ///
     /// [`ConsoleError::PreRegistered`] for the configured client (revoke its grants instead),
-    /// [`ConsoleError::NotFound`] for an unknown one, or a store failure.
+    /// [`ConsoleError::NotFound`] for an unknown one (neither registered, nor holding a grant, nor
+    /// a metadata-document URL when those are on), or a store failure.
     pub async fn delete_client(&self, client_id: &str) -> Result<usize, ConsoleError> {
         self.admin().delete_client(client_id).await
     }

@@ -71,7 +71,9 @@ impl AuthServer {
     }
 
     /// After tokens were minted in a grant: bring its record up to date, then make sure the grant
-    /// was not revoked meanwhile. If it was, the new tokens are deleted and the request fails.
+    /// was not revoked meanwhile, nor its client deleted. If it was, the new tokens are deleted
+    /// and the request fails; if the client was, the whole grant is revoked (the deletion may not
+    /// have seen it).
     pub(crate) async fn settle_issue(
         &self,
         grant_id: &GrantId,
@@ -79,7 +81,14 @@ impl AuthServer {
         minted: &Minted,
     ) -> Result<(), OAuthError> {
         let key = key(grant_id);
-        self.touch(grant_id, key, grant, minted).await?;
+        let approved_at = self.touch(grant_id, key, grant, minted).await?;
+        if self
+            .is_revoked_with_client(&grant.client_id, approved_at)
+            .await?
+        {
+            self.revoke_grant(grant_id).await?;
+            return Err(OAuthError::invalid_grant("the client was deleted"));
+        }
         if self
             .tokens
             .get(TokenKind::GrantRevoked, &key)
@@ -103,27 +112,28 @@ impl AuthServer {
 
     /// Replace the grant record with one that lives as long as the newest tokens. A concurrent
     /// replacement (two refreshes within the grace window) that wins the insert is as good.
+    /// Returns when the grant was approved, as its record said; `None` without a record.
     async fn touch(
         &self,
         grant_id: &GrantId,
         key: TokenHash,
         grant: &TokenGrant,
         minted: &Minted,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<UnixTime>, StoreError> {
         let now = UnixTime::now();
         let existing = self.tokens.get(TokenKind::Grant, &key).await?;
-        let mut summary = existing
-            .and_then(|record| records::decode::<GrantSummary>(&record).ok())
-            .unwrap_or_else(|| GrantSummary {
-                client_id: grant.client_id.clone(),
-                scopes: grant.scopes.clone(),
-                resource: grant.resource.clone(),
-                redirect_uri: None,
-                approved_at: now,
-                last_issued_at: None,
-                access_expires_at: None,
-                refresh_expires_at: None,
-            });
+        let existing = existing.and_then(|record| records::decode::<GrantSummary>(&record).ok());
+        let approved_at = existing.as_ref().map(|summary| summary.approved_at);
+        let mut summary = existing.unwrap_or_else(|| GrantSummary {
+            client_id: grant.client_id.clone(),
+            scopes: grant.scopes.clone(),
+            resource: grant.resource.clone(),
+            redirect_uri: None,
+            approved_at: now,
+            last_issued_at: None,
+            access_expires_at: None,
+            refresh_expires_at: None,
+        });
         summary.last_issued_at = Some(now);
         summary.access_expires_at = minted.access_expires_at.or(summary.access_expires_at);
         summary.refresh_expires_at = minted.refresh_expires_at.or(summary.refresh_expires_at);
@@ -143,7 +153,7 @@ impl AuthServer {
             })
             .await
         {
-            Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(approved_at),
             Err(error) => Err(error),
         }
     }

@@ -34,11 +34,15 @@ pub enum TokenKind {
     GrantRevoked,
     /// An owner console session, created by a passkey assertion.
     ConsoleSession,
+    /// A marker that the owner deleted a client: every grant of the client approved until then is
+    /// revoked, including one whose record was being rewritten while the console listed them.
+    /// Keyed by the hash of the client id; stored under a grant id of its own.
+    ClientRevoked,
 }
 
 impl TokenKind {
     /// Every kind, for backends that iterate key spaces.
-    pub const ALL: [TokenKind; 10] = [
+    pub const ALL: [TokenKind; 11] = [
         TokenKind::AuthorizationRequest,
         TokenKind::AuthorizationCode,
         TokenKind::AccessToken,
@@ -49,6 +53,7 @@ impl TokenKind {
         TokenKind::Grant,
         TokenKind::GrantRevoked,
         TokenKind::ConsoleSession,
+        TokenKind::ClientRevoked,
     ];
 
     /// A short stable name, used in keys and table rows.
@@ -64,6 +69,7 @@ impl TokenKind {
             TokenKind::Grant => "grant",
             TokenKind::GrantRevoked => "grant_revoked",
             TokenKind::ConsoleSession => "console_session",
+            TokenKind::ClientRevoked => "client_revoked",
         }
     }
 

@@ -38,6 +38,7 @@
 //! | WebAuthn: a replayed assertion under a fresh challenge, or a spent ceremony | `attacks::a_replayed_assertion_is_refused_under_any_ceremony` |
 //! | CSRF on the consent page's endpoints | `authorize::approval_endpoints_refuse_cross_site_requests` |
 //! | CSRF on the console | `console::every_operation_needs_a_session_and_its_csrf_token` |
+//! | Deleting a client while it refreshes, exchanges a code or is being approved: the grant whose record is being rewritten escapes the console's listing, and its tokens outlive the client | `client_deletion::a_refresh_racing_the_clients_deletion_leaves_no_live_token`, `client_deletion::a_code_exchange_racing_the_clients_deletion_leaves_no_live_token`, `client_deletion::metadata_document_clients::a_code_approved_as_its_client_is_deleted_is_refused`, `client_deletion::metadata_document_clients::a_deleted_metadata_document_client_approved_again_works_until_deleted_again` |
 //! | Clickjacking: every HTML page refuses framing | `attacks::every_html_page_refuses_to_be_framed` |
 //! | XSS through `client_name` | `authorize::consent_page_shows_the_client_and_escapes_what_it_says`, `console::the_console_escapes_what_clients_say_about_themselves` |
 //! | XSS through every client-supplied field (name, URI, redirect, scope, state) on every page | `attacks::client_supplied_fields_are_escaped_on_every_page` |

@@ -12,6 +12,7 @@ mod bearer;
 mod budgets;
 #[cfg(feature = "cimd")]
 mod cimd;
+mod client_deletion;
 mod console;
 mod cors;
 mod discovery;
