@@ -110,13 +110,13 @@ pub struct OAuthConfig {
     /// **Dangerous, for tests only.** Also fetch metadata documents from
     /// `http://127.0.0.1:PORT/…`, `http://[::1]:PORT/…` and `http://localhost:PORT/…`, so tests can
     /// serve them from a local server. It opens the loopback interface to anyone who can send an
-    /// authorization request, so it is refused unless `server_url` is itself a localhost URL.
+    /// authorization request, so it is refused unless `server_url` is itself a localhost URL. The
+    /// ports are still only those in [`cimd_allowed_ports`](OAuthConfig::cimd_allowed_ports).
     pub cimd_allow_loopback_http_for_testing: bool,
     /// The ports a metadata document URL may name. Default: 443 alone, so that a `client_id`
     /// cannot point the fetcher at the other services of a public host (SSH, mail, admin panels
     /// that trust this server's address); a URL naming another port is refused before any
-    /// connection. Add a port only for a client you know serves its document there. The testing
-    /// switch is held to this too: its tests list their local servers' ports here.
+    /// connection. Add a port only for a client you know serves its document there.
     pub cimd_allowed_ports: Vec<u16>,
     /// Non-`https`, non-loopback redirect URIs that clients may register, matched exactly (for example
     /// Cursor's private-use scheme).

@@ -189,7 +189,9 @@ pub(crate) fn check_url(client_id: &str, rules: &UrlRules) -> Result<Target, Str
     {
         return Err("it points at a private, loopback or otherwise non-public address".into());
     }
-    if !loopback_http && url.host_str() == Some(rules.own_host.as_str()) {
+    // `mcp.example.com.` is the same host as `mcp.example.com`.
+    let same_host = |host: &str| host.trim_end_matches('.') == rules.own_host.trim_end_matches('.');
+    if !loopback_http && url.host_str().is_some_and(same_host) {
         return Err("it names this server's own host".into());
     }
     rules.check_port(port)?;
@@ -350,6 +352,8 @@ mod tests {
             "https://mcp.example.com/.well-known/oauth-authorization-server",
             "https://mcp.example.com/oauth/client.json",
             "https://mcp.example.com:8443/oauth/client.json",
+            "https://mcp.example.com./oauth/client.json",
+            "https://MCP.example.com/oauth/client.json",
         ] {
             let reason = check_url(id, &opted_in).unwrap_err();
             assert!(reason.contains("own host"), "{id}: {reason}");

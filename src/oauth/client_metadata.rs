@@ -29,7 +29,9 @@ pub(crate) fn is_url_client_id(client_id: &str) -> bool {
     lower.starts_with("https://") || lower.starts_with("http://")
 }
 
-/// Why a URL client id has no usable metadata document.
+/// Why a URL client id has no usable metadata document. The reasons it carries are what the
+/// network said, for the log and the owner ([`DocumentError::detail`]); the client and the public
+/// page hear a category ([`DocumentError::public_description`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct DocumentError {
     /// The document URL, ASCII-serialised (safe to show).

@@ -1007,6 +1007,7 @@ async fn the_servers_own_host_is_never_fetched() {
         "https://mcp.example.com/.well-known/oauth-authorization-server",
         "https://mcp.example.com/oauth/client.json",
         "https://mcp.example.com:8443/oauth/client.json",
+        "https://mcp.example.com./oauth/client.json",
     ] {
         let started = Instant::now();
         let reply = authorize(&server, client_id, "http://127.0.0.1:5555/callback").await;
