@@ -129,7 +129,7 @@ impl ConnectionTrace {
         if let Some((code, description)) = &last.error {
             if let Some(cause) = self.document_failure() {
                 return Some(format!(
-                    "Stopped at “{}”: {code}, because {cause}. The client was told only that its document could not be fetched or is invalid.",
+                    "Stopped at “{}”: {code}, because {cause}.",
                     last.kind.describe()
                 ));
             }
@@ -183,9 +183,7 @@ impl ConnectionTrace {
         };
         Some(verdict.to_owned())
     }
-}
 
-impl ConnectionTrace {
     /// The failed metadata document fetch behind the last step: that step itself, or the one just
     /// before (the endpoint's own refusal is recorded after it).
     fn document_failure(&self) -> Option<&str> {

@@ -1,9 +1,9 @@
 //! Finding a client: pre-registered in the configuration, registered dynamically, or described by a
 //! Client ID Metadata Document at its URL client id.
 
+use super::AuthServer;
 use super::client_metadata::{self, DocumentError};
 use super::limits::MAX_REGISTERED_CLIENT_ID_BYTES;
-use super::{AuthServer, ErrorCode};
 use crate::console::{Source, StepKind};
 use crate::store::{
     ClientRecord, ClientStore, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime,
@@ -103,11 +103,7 @@ impl AuthServer {
     /// full: the client and the public page are told a category only
     /// ([`DocumentError::public_description`]).
     fn note_document_failure(&self, client_id: &str, error: &DocumentError) {
-        let code = if error.is_temporary() {
-            ErrorCode::TemporarilyUnavailable
-        } else {
-            ErrorCode::InvalidClient
-        };
+        let code = error.token_error().code;
         self.audit.journal().record(
             Source::of(Some(client_id), None),
             StepKind::MetadataDocument,
