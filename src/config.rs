@@ -110,8 +110,14 @@ pub struct OAuthConfig {
     /// **Dangerous, for tests only.** Also fetch metadata documents from
     /// `http://127.0.0.1:PORT/…`, `http://[::1]:PORT/…` and `http://localhost:PORT/…`, so tests can
     /// serve them from a local server. It opens the loopback interface to anyone who can send an
-    /// authorization request, so it is refused unless `server_url` is itself a localhost URL.
+    /// authorization request, so it is refused unless `server_url` is itself a localhost URL. The
+    /// ports are still only those in [`cimd_allowed_ports`](OAuthConfig::cimd_allowed_ports).
     pub cimd_allow_loopback_http_for_testing: bool,
+    /// The ports a metadata document URL may name. Default: 443 alone, so that a `client_id`
+    /// cannot point the fetcher at the other services of a public host (SSH, mail, admin panels
+    /// that trust this server's address); a URL naming another port is refused before any
+    /// connection. Add a port only for a client you know serves its document there.
+    pub cimd_allowed_ports: Vec<u16>,
     /// Non-`https`, non-loopback redirect URIs that clients may register, matched exactly (for example
     /// Cursor's private-use scheme).
     pub native_redirect_uris: Vec<String>,
@@ -152,6 +158,7 @@ impl std::fmt::Debug for OAuthConfig {
             unapproved_client_lifetime_secs,
             client_id_metadata_documents,
             cimd_allow_loopback_http_for_testing,
+            cimd_allowed_ports,
             native_redirect_uris,
             rate_limits,
             trusted_proxies,
@@ -191,6 +198,7 @@ impl std::fmt::Debug for OAuthConfig {
                 "cimd_allow_loopback_http_for_testing",
                 cimd_allow_loopback_http_for_testing,
             )
+            .field("cimd_allowed_ports", cimd_allowed_ports)
             .field("native_redirect_uris", native_redirect_uris)
             .field("rate_limits", rate_limits)
             .field("trusted_proxies", trusted_proxies)
@@ -321,6 +329,7 @@ impl OAuthConfig {
             unapproved_client_lifetime_secs: 3600,
             client_id_metadata_documents: true,
             cimd_allow_loopback_http_for_testing: false,
+            cimd_allowed_ports: vec![443],
             native_redirect_uris: DEFAULT_NATIVE_REDIRECT_URIS.map(String::from).to_vec(),
             rate_limits: RateLimits::default(),
             trusted_proxies: Vec::new(),
@@ -493,6 +502,12 @@ impl OAuthConfig {
             return bad(
                 "cimd_allow_loopback_http_for_testing",
                 "is for tests only, and allowed only when server_url is a localhost URL",
+            );
+        }
+        if self.cimd_allowed_ports.is_empty() || self.cimd_allowed_ports.contains(&0) {
+            return bad(
+                "cimd_allowed_ports",
+                "must list at least one port, none of them 0 (the default is [443])",
             );
         }
         let failures = self.rate_limits.failures;
@@ -716,6 +731,14 @@ mod tests {
             (
                 "cimd_allow_loopback_http_for_testing",
                 Box::new(|c| c.cimd_allow_loopback_http_for_testing = true),
+            ),
+            (
+                "cimd_allowed_ports",
+                Box::new(|c| c.cimd_allowed_ports = Vec::new()),
+            ),
+            (
+                "cimd_allowed_ports",
+                Box::new(|c| c.cimd_allowed_ports = vec![443, 0]),
             ),
         ];
         for (field, mutate) in cases {

@@ -219,7 +219,7 @@ impl McpOAuthBuilder {
             )?),
         };
 
-        let metadata_documents = metadata_documents(&config)?;
+        let metadata_documents = metadata_documents(&config, &server_url)?;
         let issuer = config.server_url.clone();
         let resource = Resource::new(&issuer, &config.resource_path)
             .map_err(|e| Error::invalid("resource_path", &e.to_string()))?;
@@ -300,7 +300,10 @@ impl McpOAuthBuilder {
 
 /// The resolver for URL client ids, when metadata documents are on.
 #[cfg(feature = "cimd")]
-fn metadata_documents(config: &OAuthConfig) -> Result<Option<Arc<dyn MetadataDocuments>>, Error> {
+fn metadata_documents(
+    config: &OAuthConfig,
+    server_url: &url::Url,
+) -> Result<Option<Arc<dyn MetadataDocuments>>, Error> {
     if !config.client_id_metadata_documents {
         return Ok(None);
     }
@@ -310,17 +313,22 @@ fn metadata_documents(config: &OAuthConfig) -> Result<Option<Arc<dyn MetadataDoc
             "cimd_allow_loopback_http_for_testing is on: client metadata documents are fetched from http loopback URLs; never use this outside tests"
         );
     }
-    let documents = crate::cimd::Documents::new(
-        config.native_redirect_uris.clone(),
-        config.cimd_allow_loopback_http_for_testing,
-    )
-    .map_err(|reason| Error::invalid("client_id_metadata_documents", &reason))?;
+    let rules = crate::cimd::UrlRules {
+        allowed_ports: config.cimd_allowed_ports.clone(),
+        own_host: server_url.host_str().unwrap_or_default().to_owned(),
+        allow_loopback_http: config.cimd_allow_loopback_http_for_testing,
+    };
+    let documents = crate::cimd::Documents::new(config.native_redirect_uris.clone(), rules)
+        .map_err(|reason| Error::invalid("client_id_metadata_documents", &reason))?;
     Ok(Some(Arc::new(documents)))
 }
 
 /// Without the `cimd` feature, URL client ids are unknown clients.
 #[cfg(not(feature = "cimd"))]
-fn metadata_documents(_: &OAuthConfig) -> Result<Option<Arc<dyn MetadataDocuments>>, Error> {
+fn metadata_documents(
+    _: &OAuthConfig,
+    _: &url::Url,
+) -> Result<Option<Arc<dyn MetadataDocuments>>, Error> {
     Ok(None)
 }
 

@@ -378,6 +378,15 @@ mod tests {
 
     use super::*;
 
+    /// The rules with the testing switch on, allowing `port`.
+    fn loopback_rules(port: u16) -> ssrf::UrlRules {
+        ssrf::UrlRules {
+            allowed_ports: vec![443, port],
+            own_host: "localhost".into(),
+            allow_loopback_http: true,
+        }
+    }
+
     fn headers(pairs: &[(hyper::header::HeaderName, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
@@ -452,7 +461,7 @@ mod tests {
     async fn names_resolving_to_non_public_addresses_are_refused() {
         // `localhost` resolves from the hosts file, no network needed. The URL rules refuse it by
         // name first; this checks the filter applied after resolution as well.
-        let mut target = ssrf::check_url("https://claude.ai/meta", false).unwrap();
+        let mut target = ssrf::check_url("https://claude.ai/meta", &loopback_rules(443)).unwrap();
         target.host = TargetHost::Name("localhost".into());
         let error = resolve(&target).await.unwrap_err();
         assert!(
@@ -468,7 +477,11 @@ mod tests {
     async fn fetching_an_ip_literal_target_connects_to_it_only() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let target = ssrf::check_url(&format!("http://127.0.0.1:{port}/doc"), true).unwrap();
+        let target = ssrf::check_url(
+            &format!("http://127.0.0.1:{port}/doc"),
+            &loopback_rules(port),
+        )
+        .unwrap();
         assert_eq!(
             resolve(&target).await.unwrap(),
             vec![SocketAddr::from(([127, 0, 0, 1], port))]
@@ -520,7 +533,11 @@ mod tests {
                 });
             }
         });
-        ssrf::check_url(&format!("http://127.0.0.1:{port}/doc"), true).unwrap()
+        ssrf::check_url(
+            &format!("http://127.0.0.1:{port}/doc"),
+            &loopback_rules(port),
+        )
+        .unwrap()
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use crate::oauth::client_metadata::{DocumentError, DocumentProblem, MetadataDocuments};
 use crate::oauth::clients::Client;
 use cache::{Cached, DocumentCache};
+pub(crate) use ssrf::UrlRules;
 
 /// The resolver behind URL client ids.
 #[derive(Debug)]
@@ -24,25 +25,19 @@ pub(crate) struct Documents {
     fetcher: fetch::Fetcher,
     cache: DocumentCache,
     native_redirect_uris: Vec<String>,
-    allow_loopback_http: bool,
+    rules: UrlRules,
 }
 
 impl Documents {
-    /// `allow_loopback_http` is the testing switch
-    /// ([`OAuthConfig::cimd_allow_loopback_http_for_testing`](crate::OAuthConfig)).
-    ///
     /// # Errors
     ///
     /// The TLS configuration could not be built.
-    pub(crate) fn new(
-        native_redirect_uris: Vec<String>,
-        allow_loopback_http: bool,
-    ) -> Result<Self, String> {
+    pub(crate) fn new(native_redirect_uris: Vec<String>, rules: UrlRules) -> Result<Self, String> {
         Ok(Self {
             fetcher: fetch::Fetcher::new()?,
             cache: DocumentCache::new(),
             native_redirect_uris,
-            allow_loopback_http,
+            rules,
         })
     }
 
@@ -72,11 +67,9 @@ impl Documents {
 #[async_trait]
 impl MetadataDocuments for Documents {
     async fn client(&self, client_id: &str) -> Result<Client, DocumentError> {
-        let target = ssrf::check_url(client_id, self.allow_loopback_http).map_err(|reason| {
-            DocumentError {
-                url: crate::oauth::params::printable(client_id),
-                problem: DocumentProblem::Refused(reason),
-            }
+        let target = ssrf::check_url(client_id, &self.rules).map_err(|reason| DocumentError {
+            url: crate::oauth::params::printable(client_id),
+            problem: DocumentProblem::Refused(reason),
         })?;
         let error = |problem| DocumentError {
             url: target.url.as_str().to_owned(),
@@ -99,17 +92,19 @@ impl MetadataDocuments for Documents {
                 }
                 Ok(client)
             }
+            // The detail goes to the log (and, through the caller, to the owner's connection
+            // doctor); the client and the public page get a category only.
             Err(error) => match stale {
                 Some(client) => {
-                    tracing::warn!(target: "mcp_oauth::cimd", error = %error, "using the last good copy of a client metadata document");
+                    tracing::warn!(target: "mcp_oauth::cimd", url = %error.url, detail = %error.detail(), "using the last good copy of a client metadata document");
                     Ok(client)
                 }
                 None if error.is_temporary() => {
-                    tracing::warn!(target: "mcp_oauth::cimd", error = %error, "client metadata document unavailable for now");
+                    tracing::warn!(target: "mcp_oauth::cimd", url = %error.url, detail = %error.detail(), "client metadata document unavailable for now");
                     Err(error)
                 }
                 None => {
-                    tracing::warn!(target: "mcp_oauth::cimd", error = %error, "client metadata document refused");
+                    tracing::warn!(target: "mcp_oauth::cimd", url = %error.url, detail = %error.detail(), "client metadata document refused");
                     Err(error)
                 }
             },
@@ -163,7 +158,13 @@ mod tests {
     #[tokio::test]
     async fn a_failed_refetch_serves_the_stale_copy_and_a_good_one_replaces_it() {
         let base = serve().await;
-        let documents = Documents::new(Vec::new(), true).unwrap();
+        let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+        let rules = UrlRules {
+            allowed_ports: vec![port],
+            own_host: "localhost".into(),
+            allow_loopback_http: true,
+        };
+        let documents = Documents::new(Vec::new(), rules).unwrap();
         let now = Instant::now();
 
         let gone = format!("{base}/gone");

@@ -5,6 +5,10 @@
 //!
 //! - the URL is `https`, canonical, with a non-root path, no fragment, no user info, no `.`/`..`
 //!   segments; its host is a public DNS name (with a dot, not `localhost`) or a public IP literal;
+//! - its port is 443 unless the operator allowed others, so that the fetcher cannot be pointed at
+//!   every service of a public host (a port scan with the server's address as the source);
+//! - its host is not this server's own: a fetch of itself, or of what shares its name, on an
+//!   attacker's behalf, from an address that may be trusted;
 //! - every address the name resolves to must be public (if any one is not, none is used), and the
 //!   connection goes to those vetted addresses only, so a second resolution cannot swap them
 //!   (DNS rebinding).
@@ -95,13 +99,45 @@ impl Target {
     }
 }
 
-/// Check a client id against the URL rules. `allow_loopback_http` is the testing switch: it also
-/// admits `http://127.0.0.1:PORT/…`, `http://[::1]:PORT/…` and `http://localhost:PORT/…`.
+/// What the operator decided about metadata document URLs.
+#[derive(Clone, Debug)]
+pub(crate) struct UrlRules {
+    /// The ports a URL may name ([`OAuthConfig::cimd_allowed_ports`](crate::OAuthConfig)).
+    pub(crate) allowed_ports: Vec<u16>,
+    /// This server's own host (the issuer's), never fetched.
+    pub(crate) own_host: String,
+    /// The testing switch: it also admits `http://127.0.0.1:PORT/…`, `http://[::1]:PORT/…` and
+    /// `http://localhost:PORT/…`. It opens the loopback interface, the server's own machine, so
+    /// such a URL is exempt from the own-host rule; it is still held to the port rule.
+    pub(crate) allow_loopback_http: bool,
+}
+
+impl UrlRules {
+    /// Whether a URL may name `port`, and if not, why, in words that only repeat the rule (the
+    /// URL is the client's own input).
+    fn check_port(&self, port: u16) -> Result<(), String> {
+        if self.allowed_ports.contains(&port) {
+            return Ok(());
+        }
+        let allowed: Vec<String> = self.allowed_ports.iter().map(u16::to_string).collect();
+        Err(match allowed.as_slice() {
+            [one] => format!("it names port {port}, and only port {one} is allowed"),
+            _ => format!(
+                "it names port {port}, and only ports {} are allowed",
+                allowed.join(", ")
+            ),
+        })
+    }
+}
+
+/// Check a client id against the URL rules.
 ///
 /// # Errors
 ///
-/// A plain-words reason, for "the client_id … is not an acceptable … URL: {reason}".
-pub(crate) fn check_url(client_id: &str, allow_loopback_http: bool) -> Result<Target, String> {
+/// A plain-words reason, for "the client_id … is not an acceptable … URL: {reason}". It is about
+/// the client id's text alone, never about the network, so it may be shown to anyone.
+pub(crate) fn check_url(client_id: &str, rules: &UrlRules) -> Result<Target, String> {
+    let allow_loopback_http = rules.allow_loopback_http;
     if client_id.len() > MAX_URI_BYTES {
         return Err(format!("it is longer than {MAX_URI_BYTES} bytes"));
     }
@@ -153,6 +189,12 @@ pub(crate) fn check_url(client_id: &str, allow_loopback_http: bool) -> Result<Ta
     {
         return Err("it points at a private, loopback or otherwise non-public address".into());
     }
+    // `mcp.example.com.` is the same host as `mcp.example.com`.
+    let same_host = |host: &str| host.trim_end_matches('.') == rules.own_host.trim_end_matches('.');
+    if !loopback_http && url.host_str().is_some_and(same_host) {
+        return Err("it names this server's own host".into());
+    }
+    rules.check_port(port)?;
     // Last, so that the reasons above win: the parser would also "canonicalise" an obfuscated
     // address such as `https://2130706433/`.
     if url.as_str() != client_id {
@@ -237,8 +279,17 @@ fn has_dot_segment(client_id: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The default rules, as configured for `https://mcp.example.com`.
+    fn rules(allow_loopback_http: bool) -> UrlRules {
+        UrlRules {
+            allowed_ports: vec![443],
+            own_host: "mcp.example.com".into(),
+            allow_loopback_http,
+        }
+    }
+
     fn refused(id: &str) -> String {
-        match check_url(id, false) {
+        match check_url(id, &rules(false)) {
             Ok(target) => panic!("{id} was accepted: {target:?}"),
             Err(reason) => reason,
         }
@@ -251,19 +302,64 @@ mod tests {
             "https://claude.ai/oauth/mcp-oauth-client-metadata",
             "https://chatgpt.com/oauth/codex/client.json",
             "https://vscode.dev/oauth/client-metadata.json",
-            "https://client.example.com:8443/meta?v=1",
+            "https://client.example.com/meta?v=1",
             "https://93.184.215.14/client.json",
+            "https://mcp.example.com.evil.example/meta",
         ] {
-            let target = check_url(id, false).unwrap_or_else(|e| panic!("{id}: {e}"));
+            let target = check_url(id, &rules(false)).unwrap_or_else(|e| panic!("{id}: {e}"));
             assert!(!target.loopback_only);
             assert_eq!(target.url.as_str(), id);
         }
-        let target = check_url("https://claude.ai/oauth/x", false).unwrap();
+        let target = check_url("https://claude.ai/oauth/x", &rules(false)).unwrap();
         assert_eq!(target.host, TargetHost::Name("claude.ai".into()));
         assert_eq!(target.port, 443);
         assert_eq!(target.display_host(), "claude.ai");
-        let target = check_url("https://client.example.com:8443/m", false).unwrap();
+    }
+
+    #[test]
+    fn only_port_443_unless_the_operator_allows_others() {
+        for id in [
+            "https://client.example.com:8443/m",
+            "https://client.example.com:22/m",
+            "https://client.example.com:80/m",
+            "https://93.184.215.14:8080/m",
+            "https://[2606:4700:4700::1111]:25/m",
+        ] {
+            let reason = refused(id);
+            assert!(
+                reason.contains("only port 443 is allowed"),
+                "{id}: {reason}"
+            );
+        }
+        let mut opted_in = rules(false);
+        opted_in.allowed_ports = vec![443, 8443];
+        let target = check_url("https://client.example.com:8443/m", &opted_in).unwrap();
+        assert_eq!(target.port, 8443);
         assert_eq!(target.display_host(), "client.example.com:8443");
+        assert!(check_url("https://client.example.com/m", &opted_in).is_ok());
+        let reason = check_url("https://client.example.com:22/m", &opted_in).unwrap_err();
+        assert!(
+            reason.contains("only ports 443, 8443 are allowed"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn this_servers_own_host_is_refused_on_any_port() {
+        let mut opted_in = rules(false);
+        opted_in.allowed_ports = vec![443, 8443];
+        for id in [
+            "https://mcp.example.com/.well-known/oauth-authorization-server",
+            "https://mcp.example.com/oauth/client.json",
+            "https://mcp.example.com:8443/oauth/client.json",
+            "https://mcp.example.com./oauth/client.json",
+            "https://MCP.example.com/oauth/client.json",
+        ] {
+            let reason = check_url(id, &opted_in).unwrap_err();
+            assert!(reason.contains("own host"), "{id}: {reason}");
+        }
+        // Another name on the same domain is another host.
+        assert!(check_url("https://api.mcp.example.com/client.json", &opted_in).is_ok());
     }
 
     #[test]
@@ -326,15 +422,25 @@ mod tests {
 
     #[test]
     fn the_testing_switch_admits_http_loopback_only() {
+        let mut switched = rules(true);
+        switched.allowed_ports = vec![443, 8123];
+        // The test server is `http://localhost:PORT`: the switch opens loopback, its own host too.
+        switched.own_host = "localhost".into();
         for id in [
             "http://127.0.0.1:8123/doc",
             "http://localhost:8123/doc",
             "http://[::1]:8123/doc",
         ] {
-            assert!(check_url(id, false).is_err(), "{id} without the switch");
-            let target = check_url(id, true).unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert!(
+                check_url(id, &rules(false)).is_err(),
+                "{id} without the switch"
+            );
+            let target = check_url(id, &switched).unwrap_or_else(|e| panic!("{id}: {e}"));
             assert!(target.loopback_only);
         }
+        // It opens no port: only those allowed.
+        let reason = check_url("http://127.0.0.1:8124/doc", &switched).unwrap_err();
+        assert!(reason.contains("port 8124"), "{reason}");
         for id in [
             "https://127.0.0.1/x",
             "https://localhost/x",
@@ -342,10 +448,10 @@ mod tests {
             "http://10.0.0.1:8080/x",
             "https://10.0.0.1/x",
         ] {
-            assert!(check_url(id, true).is_err(), "{id} with the switch");
+            assert!(check_url(id, &switched).is_err(), "{id} with the switch");
         }
         // A public https URL under the switch is still held to the public-address rule.
-        let target = check_url("https://claude.ai/x", true).unwrap();
+        let target = check_url("https://claude.ai/x", &switched).unwrap();
         assert!(!target.loopback_only);
         assert!(!address_allowed("10.0.0.1".parse().unwrap(), false));
         assert!(address_allowed("127.0.0.1".parse().unwrap(), true));

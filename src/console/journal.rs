@@ -30,6 +30,9 @@ pub enum StepKind {
     ServerMetadata,
     /// Dynamic client registration (RFC 7591).
     Registration,
+    /// The client's metadata document (its `client_id` is a URL) could not be fetched or used;
+    /// the error says exactly why, which the client itself is not told.
+    MetadataDocument,
     /// The authorization request: the consent page, or why it could not be shown.
     Authorize,
     /// The owner approved with a passkey.
@@ -56,6 +59,7 @@ impl StepKind {
             Self::ResourceMetadata => "resource_metadata",
             Self::ServerMetadata => "server_metadata",
             Self::Registration => "registration",
+            Self::MetadataDocument => "metadata_document",
             Self::Authorize => "authorize",
             Self::Approval => "approval",
             Self::Denial => "denial",
@@ -74,6 +78,7 @@ impl StepKind {
             Self::ResourceMetadata => "Fetched the protected resource metadata",
             Self::ServerMetadata => "Fetched the authorization server metadata",
             Self::Registration => "Registered itself (dynamic client registration)",
+            Self::MetadataDocument => "Fetching its client metadata document failed",
             Self::Authorize => "Opened the consent page",
             Self::Approval => "Approved by the owner",
             Self::Denial => "Denied by the owner",
@@ -122,6 +127,12 @@ impl ConnectionTrace {
         let last = self.steps.last()?;
         let took = |kind: StepKind| self.steps.iter().any(|s| s.kind == kind);
         if let Some((code, description)) = &last.error {
+            if let Some(cause) = self.document_failure() {
+                return Some(format!(
+                    "Stopped at “{}”: {code}, because {cause}.",
+                    last.kind.describe()
+                ));
+            }
             let why = match (last.kind, code.as_str()) {
                 (StepKind::Refresh, "invalid_grant") => {
                     " The refresh token is no longer valid: the client has to connect again."
@@ -171,6 +182,18 @@ impl ConnectionTrace {
             _ => return None,
         };
         Some(verdict.to_owned())
+    }
+
+    /// The failed metadata document fetch behind the last step: that step itself, or the one just
+    /// before (the endpoint's own refusal is recorded after it).
+    fn document_failure(&self) -> Option<&str> {
+        self.steps
+            .iter()
+            .rev()
+            .take(2)
+            .find(|step| step.kind == StepKind::MetadataDocument)
+            .and_then(|step| step.error.as_ref())
+            .map(|(_, detail)| detail.as_str())
     }
 }
 
@@ -405,6 +428,29 @@ mod tests {
         let failed = trace(&[(StepKind::Refresh, Some(("invalid_grant", "gone")))]);
         let text = failed.diagnosis().unwrap();
         assert!(text.contains("invalid_grant (gone)") && text.contains("connect again"));
+        let document = trace(&[
+            (
+                StepKind::MetadataDocument,
+                Some((
+                    "invalid_client",
+                    "its metadata document could not be fetched: it answered HTTP 404 Not Found",
+                )),
+            ),
+            (
+                StepKind::Authorize,
+                Some((
+                    "invalid_request",
+                    "the client's metadata document could not be fetched or is invalid",
+                )),
+            ),
+        ]);
+        let text = document.diagnosis().unwrap();
+        assert!(
+            text.contains(
+                "because its metadata document could not be fetched: it answered HTTP 404"
+            ),
+            "{text}"
+        );
         let no_discovery = trace(&[(StepKind::Challenge, None)]);
         assert!(
             no_discovery

@@ -88,7 +88,7 @@ impl AuthServer {
                 return Err(error.into());
             }
             Err(FindError::Document(error)) => {
-                tracing::info!(target: "mcp_oauth::cimd", error = %error, "no usable metadata document at a token endpoint");
+                tracing::info!(target: "mcp_oauth::cimd", url = %error.url, detail = %error.detail(), "no usable metadata document at a token endpoint");
                 if error.is_temporary() {
                     // Not the client's doing, and no secret was checked: 503, nothing spent.
                     attempt.refund();

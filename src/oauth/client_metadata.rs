@@ -29,7 +29,9 @@ pub(crate) fn is_url_client_id(client_id: &str) -> bool {
     lower.starts_with("https://") || lower.starts_with("http://")
 }
 
-/// Why a URL client id has no usable metadata document.
+/// Why a URL client id has no usable metadata document. The reasons it carries are what the
+/// network said, for the log and the owner ([`DocumentError::detail`]); the client and the public
+/// page hear a category ([`DocumentError::public_description`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct DocumentError {
     /// The document URL, ASCII-serialised (safe to show).
@@ -92,6 +94,21 @@ impl Unavailable {
     }
 }
 
+/// What anyone may be told about a document that could not be had right now: "try again", and
+/// nothing of what the network said.
+const TRY_AGAIN: &str =
+    "the client's metadata document could not be fetched right now; try again later";
+
+/// What anyone may be told about a document that cannot be used: whether it was missing, served
+/// wrongly or broke the rules stays between the server and its owner, or the fetcher would tell a
+/// stranger how any host (one trusting this server's address, say) answers.
+const NO_DOCUMENT: &str = "the client's metadata document could not be fetched or is invalid";
+
+/// Where the owner finds the detail, for the error page (which the owner is usually the one
+/// reading).
+const WHERE_THE_DETAIL_IS: &str =
+    "the server's owner can see why in the connection doctor of the console";
+
 impl DocumentError {
     /// Whether this is a failure to try again after (503), not a verdict on the client (401).
     pub(crate) fn is_temporary(&self) -> bool {
@@ -106,68 +123,55 @@ impl DocumentError {
         } else {
             ErrorCode::InvalidClient
         };
-        OAuthError::new(code, self.token_description())
+        OAuthError::new(code, self.public_description())
     }
 
     /// The error the authorization endpoint shows on its page (never a redirect: the client is
     /// not known to be genuine, so neither is its redirect URI): "try again" (503) while the
-    /// document cannot be had, otherwise what is wrong with it.
+    /// document cannot be had, otherwise that it cannot be used.
     pub(crate) fn page_error(&self) -> OAuthError {
         let code = if self.is_temporary() {
             ErrorCode::TemporarilyUnavailable
         } else {
             ErrorCode::InvalidRequest
         };
-        OAuthError::new(code, self.page_description())
+        let description = match &self.problem {
+            DocumentProblem::Refused(_) => self.public_description(),
+            _ => format!("{}; {WHERE_THE_DETAIL_IS}", self.public_description()),
+        };
+        OAuthError::new(code, description)
     }
 
-    /// For the error page: names the URL, says what is wrong.
-    pub(crate) fn page_description(&self) -> String {
+    /// What the public may be told: a category. Only a refused URL says which rule it broke:
+    /// that is about the client id's own text, which its sender already knows.
+    pub(crate) fn public_description(&self) -> String {
         match &self.problem {
-            DocumentProblem::Refused(reason) => format!(
-                "the client_id {} is not an acceptable client metadata document URL: {reason}",
-                self.url
-            ),
-            DocumentProblem::Unavailable(why) => format!(
-                "the client's metadata document at {} could not be fetched right now ({}); \
-                 try again in a moment",
-                self.url,
-                why.reason()
-            ),
-            DocumentProblem::BadAnswer(reason) => format!(
-                "the client's metadata document at {} could not be fetched: {reason}",
-                self.url
-            ),
-            DocumentProblem::Invalid(reason) => format!(
-                "the client's metadata document at {} is not valid: {reason}",
-                self.url
-            ),
+            DocumentProblem::Refused(reason) => {
+                format!("the client_id is not an acceptable client metadata document URL: {reason}")
+            }
+            DocumentProblem::Unavailable(_) => TRY_AGAIN.to_owned(),
+            DocumentProblem::BadAnswer(_) | DocumentProblem::Invalid(_) => NO_DOCUMENT.to_owned(),
         }
     }
 
-    /// For an `error_description` at the token endpoints: the client knows its own URL.
-    pub(crate) fn token_description(&self) -> String {
+    /// Everything known, for the log and the owner's connection doctor only: what the network
+    /// said (statuses, content types, connection and TLS errors, parse positions).
+    pub(crate) fn detail(&self) -> String {
         match &self.problem {
             DocumentProblem::Refused(reason) => {
                 format!("the client_id is not an acceptable client metadata document URL: {reason}")
             }
             DocumentProblem::Unavailable(why) => format!(
-                "the client's metadata document could not be fetched right now ({}); try again later",
+                "its metadata document could not be fetched right now: {}",
                 why.reason()
             ),
             DocumentProblem::BadAnswer(reason) => {
-                format!("the client's metadata document could not be fetched: {reason}")
+                format!("its metadata document could not be fetched: {reason}")
             }
             DocumentProblem::Invalid(reason) => {
-                format!("the client's metadata document is not valid: {reason}")
+                format!("its metadata document is not valid: {reason}")
             }
         }
-    }
-}
-
-impl fmt::Display for DocumentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.page_description())
     }
 }
 
@@ -196,19 +200,100 @@ mod tests {
         }
     }
 
+    /// One of each failure, with the detail only the owner may see.
+    fn every_failure() -> Vec<(DocumentProblem, &'static str)> {
+        vec![
+            (
+                DocumentProblem::Unavailable(Unavailable::NotConnected(
+                    "connection refused".into(),
+                )),
+                "connection refused",
+            ),
+            (
+                DocumentProblem::Unavailable(Unavailable::TimedOut(5)),
+                "timed out after 5 seconds",
+            ),
+            (
+                DocumentProblem::Unavailable(Unavailable::TlsFailed(
+                    "invalid peer certificate: UnknownIssuer".into(),
+                )),
+                "invalid peer certificate: UnknownIssuer",
+            ),
+            (
+                DocumentProblem::Unavailable(Unavailable::ConnectionLost(
+                    "connection reset".into(),
+                )),
+                "connection reset",
+            ),
+            (
+                DocumentProblem::Unavailable(Unavailable::HostBusy(500)),
+                "HTTP 500",
+            ),
+            (
+                DocumentProblem::Unavailable(Unavailable::NotResolved),
+                "could not be resolved",
+            ),
+            (
+                DocumentProblem::BadAnswer("it answered HTTP 404 Not Found".into()),
+                "HTTP 404",
+            ),
+            (
+                DocumentProblem::BadAnswer("it was served as text/html, not as JSON".into()),
+                "text/html",
+            ),
+            (
+                DocumentProblem::BadAnswer(
+                    "its host name resolves to a private, loopback or otherwise non-public address"
+                        .into(),
+                ),
+                "non-public address",
+            ),
+            (
+                DocumentProblem::Invalid("it is not valid JSON (line 1, column 14)".into()),
+                "line 1, column 14",
+            ),
+        ]
+    }
+
     #[test]
-    fn descriptions_name_the_problem() {
+    fn the_public_hears_a_category_and_the_detail_stays_with_the_owner() {
+        for (problem, detail) in every_failure() {
+            let error = DocumentError {
+                url: "https://client.example/meta".into(),
+                problem,
+            };
+            let public = [
+                error.public_description(),
+                error.page_error().description.into_owned(),
+                error.token_error().description.into_owned(),
+            ];
+            for said in &public {
+                assert!(!said.contains(detail), "{detail:?} made public: {said}");
+                assert!(!said.contains("client.example"), "{said}");
+            }
+            let category = if error.is_temporary() {
+                TRY_AGAIN
+            } else {
+                NO_DOCUMENT
+            };
+            assert_eq!(error.token_error().description, category);
+            assert!(error.page_error().description.starts_with(category));
+            assert!(error.detail().contains(detail), "{}", error.detail());
+        }
+    }
+
+    #[test]
+    fn a_refused_url_says_which_rule_it_broke() {
         let error = DocumentError {
-            url: "https://client.example/meta".into(),
-            problem: DocumentProblem::BadAnswer("it answered HTTP 404 Not Found".into()),
+            url: "https://client.example:22/meta".into(),
+            problem: DocumentProblem::Refused(
+                "it names port 22, and only port 443 is allowed".into(),
+            ),
         };
-        assert_eq!(
-            error.page_description(),
-            "the client's metadata document at https://client.example/meta could not be fetched: \
-             it answered HTTP 404 Not Found"
-        );
-        assert!(!error.token_description().contains("client.example"));
-        assert!(!error.is_temporary());
+        let expected = "the client_id is not an acceptable client metadata document URL: \
+                        it names port 22, and only port 443 is allowed";
+        assert_eq!(error.token_error().description, expected);
+        assert_eq!(error.page_error().description, expected);
         assert_eq!(error.token_error().code, ErrorCode::InvalidClient);
         assert_eq!(error.page_error().code, ErrorCode::InvalidRequest);
     }
@@ -220,13 +305,8 @@ mod tests {
             problem: DocumentProblem::Unavailable(Unavailable::TimedOut(5)),
         };
         assert!(error.is_temporary());
-        assert_eq!(
-            error.page_description(),
-            "the client's metadata document at https://client.example/meta could not be fetched \
-             right now (timed out after 5 seconds); try again in a moment"
-        );
-        assert!(error.token_description().contains("try again later"));
         assert_eq!(error.token_error().code, ErrorCode::TemporarilyUnavailable);
         assert_eq!(error.page_error().code, ErrorCode::TemporarilyUnavailable);
+        assert!(error.page_error().description.contains("connection doctor"));
     }
 }

@@ -4,6 +4,7 @@
 use super::AuthServer;
 use super::client_metadata::{self, DocumentError};
 use super::limits::MAX_REGISTERED_CLIENT_ID_BYTES;
+use crate::console::{Source, StepKind};
 use crate::store::{
     ClientRecord, ClientStore, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime,
 };
@@ -87,13 +88,28 @@ impl AuthServer {
         if let Some(documents) = &self.metadata_documents
             && client_metadata::is_url_client_id(client_id)
         {
-            return documents
-                .client(client_id)
-                .await
-                .map(Some)
-                .map_err(FindError::Document);
+            return match documents.client(client_id).await {
+                Ok(client) => Ok(Some(client)),
+                Err(error) => {
+                    self.note_document_failure(client_id, &error);
+                    Err(FindError::Document(error))
+                }
+            };
         }
         Ok(find_registered(&*self.clients, client_id).await?)
+    }
+
+    /// Tell the owner's connection doctor what went wrong with a client's metadata document, in
+    /// full: the client and the public page are told a category only
+    /// ([`DocumentError::public_description`]).
+    fn note_document_failure(&self, client_id: &str, error: &DocumentError) {
+        let code = error.token_error().code;
+        self.audit.journal().record(
+            Source::of(Some(client_id), None),
+            StepKind::MetadataDocument,
+            Some((code.as_str(), &error.detail())),
+            None,
+        );
     }
 
     /// Record the owner's approval of a client: a dynamically registered one becomes approved and

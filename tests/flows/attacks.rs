@@ -66,6 +66,9 @@
 //! | A stalling metadata-document host holding every fetch slot, starving other clients' documents | `cimd::a_stalling_host_cannot_starve_the_fetches_of_other_hosts` (and `cimd::fetch::tests::waiting_for_a_slot_does_not_count_against_the_time_limit` in the crate) |
 //! | A document host that is down, slow or overloaded read as "invalid client" (clients would drop their tokens) | `cimd::a_client_whose_document_host_is_down_gets_503_never_401`, `cimd::a_slow_document_times_out_within_the_cap` |
 //! | A store outage read as "unauthorized" (clients would drop their tokens) | `bearer::a_store_outage_is_503_never_401` |
+//! | Port-scanning through the metadata-document fetcher (a `client_id` naming port 8443, 22, 80, or a local port under the testing switch) | `cimd::client_ids_naming_a_port_other_than_443_are_refused_before_any_connection` (connections counted on a listener) |
+//! | The metadata-document fetcher aimed at the server's own host | `cimd::the_servers_own_host_is_never_fetched` |
+//! | Reading how a host answers from the public error text (refused vs timed out, status, content type, TLS error, JSON parse position) | `cimd::every_fetch_failure_says_only_its_category_and_the_doctor_keeps_the_detail` (and `oauth::client_metadata::tests::the_public_hears_a_category_and_the_detail_stays_with_the_owner` in the crate, for TLS) |
 
 use std::sync::Arc;
 

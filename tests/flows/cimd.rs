@@ -118,6 +118,10 @@ impl StallingServer {
         format!("{}/{name}", self.base)
     }
 
+    fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     /// Until at least `n` connections have been accepted.
     async fn wait_for_accepted(&self, n: usize) {
         self.accepted
@@ -228,16 +232,24 @@ async fn serve(State((base, hits)): State<DocState>, Path(name): Path<String>) -
             document["client_name"] = json!("n".repeat(201));
             json_response(&document, json, None)
         }
+        "not-json" => (
+            [(header::CONTENT_TYPE, json)],
+            "{\"client_id\": \"cut short",
+        )
+            .into_response(),
+        "broken" => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         "overloaded" => StatusCode::SERVICE_UNAVAILABLE.into_response(),
         "rate-limited" => StatusCode::TOO_MANY_REQUESTS.into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
-/// A server with the owner's passkey, fetching documents from loopback through the testing switch.
-async fn server() -> TestServer {
+/// A server with the owner's passkey, fetching documents from loopback through the testing switch,
+/// on 443 and the given ports only: the switch is held to the port rule like any URL.
+async fn server(ports: &[u16]) -> TestServer {
     let mut config = config();
     config.cimd_allow_loopback_http_for_testing = true;
+    config.cimd_allowed_ports = [443].iter().chain(ports).copied().collect();
     let server = TestServer::with_config(config).await;
     let registered = server.register_passkey(SETUP_TOKEN).await;
     assert_eq!(registered.status, StatusCode::OK, "{}", registered.text());
@@ -318,7 +330,7 @@ async fn token_with_bogus_code(server: &TestServer, client_id: &str) -> Reply {
 #[tokio::test]
 async fn claude_code_like_client_connects_end_to_end() {
     let docs = DocumentServer::start().await;
-    let server = server().await;
+    let server = server(&[docs.port()]).await;
     let client_id = docs.url("claude-code");
 
     let metadata = server
@@ -426,7 +438,7 @@ async fn claude_code_like_client_connects_end_to_end() {
 #[tokio::test]
 async fn redirect_uris_are_matched_against_the_document() {
     let docs = DocumentServer::start().await;
-    let server = server().await;
+    let server = server(&[docs.port()]).await;
     let client_id = docs.url("claude-code");
     for ok in [
         "http://localhost:3000/callback",
@@ -450,7 +462,7 @@ async fn redirect_uris_are_matched_against_the_document() {
 #[tokio::test]
 async fn chatgpt_like_private_key_jwt_with_none_is_a_public_client() {
     let docs = DocumentServer::start().await;
-    let server = server().await;
+    let server = server(&[docs.port()]).await;
     let reply = authorize(
         &server,
         &docs.url("chatgpt"),
@@ -477,7 +489,7 @@ async fn chatgpt_like_private_key_jwt_with_none_is_a_public_client() {
 #[tokio::test]
 async fn bad_documents_get_the_error_page_and_invalid_client() {
     let docs = DocumentServer::start().await;
-    let server = server().await;
+    let server = server(&[docs.port()]).await;
     for (name, reason) in [
         (
             "mismatch",
@@ -511,13 +523,12 @@ async fn bad_documents_get_the_error_page_and_invalid_client() {
     ] {
         let client_id = docs.url(name);
         let reply = authorize(&server, &client_id, "http://127.0.0.1:5555/callback").await;
+        // The page and the client hear that there is no usable document; the owner hears why.
         assert_error_page(
             &reply,
-            &[
-                &format!("The client's metadata document at {client_id}"),
-                reason,
-            ],
+            &["The client's metadata document could not be fetched or is invalid"],
         );
+        assert!(!unescape(&reply.text()).contains(reason), "{name}");
 
         let token = token_with_bogus_code(&server, &client_id).await;
         token.assert_oauth_error(401, "invalid_client");
@@ -525,7 +536,12 @@ async fn bad_documents_get_the_error_page_and_invalid_client() {
             .as_str()
             .unwrap()
             .to_owned();
-        assert!(description.contains("metadata document"), "{description}");
+        assert_eq!(
+            description,
+            "the client's metadata document could not be fetched or is invalid"
+        );
+        let notes = doctor_notes(&server, &client_id);
+        assert!(notes.contains(reason), "{name}: {notes}");
     }
     // The redirect was not followed; failures were not cached (authorize and token each fetched).
     assert_eq!(docs.hits("claude-code"), 0);
@@ -577,7 +593,7 @@ fn assert_try_again_later(reply: &Reply) {
 #[tokio::test]
 async fn a_slow_document_times_out_within_the_cap() {
     let docs = DocumentServer::start().await;
-    let server = server().await;
+    let server = server(&[docs.port()]).await;
     let client_id = docs.url("slow");
     let started = Instant::now();
     let (page, token) = tokio::join!(
@@ -586,8 +602,10 @@ async fn a_slow_document_times_out_within_the_cap() {
     );
     let elapsed = started.elapsed();
     // Not the document's fault, as far as anyone can tell: try again, not "invalid client".
-    assert_try_again_page(&page, &["timed out after 5 seconds"]);
+    assert_try_again_page(&page, &[]);
     assert_try_again_later(&token);
+    let notes = doctor_notes(&server, &client_id);
+    assert!(notes.contains("timed out after 5 seconds"), "{notes}");
     assert!(
         elapsed < Duration::from_secs(8),
         "the error came after {elapsed:?}"
@@ -599,7 +617,8 @@ async fn a_slow_document_times_out_within_the_cap() {
 #[tokio::test]
 async fn a_client_whose_document_host_is_down_gets_503_never_401() {
     let docs = DocumentServer::start().await;
-    let server = server().await;
+    let busy = DocumentServer::start().await;
+    let server = server(&[docs.port(), busy.port()]).await;
     // `no-store`: nothing cached to fall back on, as after the cached copy has run out.
     let client_id = docs.url("no-store");
     let redirect_uri = "http://127.0.0.1:5555/callback";
@@ -628,14 +647,12 @@ async fn a_client_whose_document_host_is_down_gets_503_never_401() {
     assert_eq!(server.mcp(Some(access)).await.status, StatusCode::OK);
 
     // A host that answers 503 or 429 is busy, not saying the client does not exist.
-    let docs = DocumentServer::start().await;
     for name in ["overloaded", "rate-limited"] {
-        let client_id = docs.url(name);
+        let client_id = busy.url(name);
         assert_try_again_later(&token_with_bogus_code(&server, &client_id).await);
-        assert_try_again_page(
-            &authorize(&server, &client_id, redirect_uri).await,
-            &["it answered HTTP"],
-        );
+        assert_try_again_page(&authorize(&server, &client_id, redirect_uri).await, &[]);
+        let notes = doctor_notes(&server, &client_id);
+        assert!(notes.contains("it answered HTTP"), "{notes}");
     }
 }
 
@@ -646,7 +663,7 @@ async fn a_stalling_host_cannot_starve_the_fetches_of_other_hosts() {
     const STALLED: usize = 20;
     let stalling = StallingServer::start().await;
     let docs = DocumentServer::start_as("localhost").await;
-    let server = server().await;
+    let server = server(&[stalling.port(), docs.port()]).await;
     let redirect_uri = "http://127.0.0.1:5555/callback";
 
     let stalled_ids: Vec<String> = (0..STALLED)
@@ -688,7 +705,7 @@ async fn a_stalling_host_cannot_starve_the_fetches_of_other_hosts() {
 #[tokio::test]
 async fn documents_are_cached_per_cache_control() {
     let docs = DocumentServer::start().await;
-    let server = server().await;
+    let server = server(&[docs.port()]).await;
     let redirect_uri = "http://127.0.0.1:5555/callback";
 
     // max-age=300: the second authorization uses the cached copy.
@@ -800,7 +817,7 @@ async fn non_public_and_non_https_client_ids_are_refused_before_any_connection()
 
 #[tokio::test]
 async fn the_testing_switch_opens_loopback_http_only() {
-    let server = server().await;
+    let server = server(&[]).await;
     for (client_id, reason) in [
         ("https://10.0.0.1/x", "non-public address"),
         ("https://192.168.1.10/x", "non-public address"),
@@ -811,5 +828,199 @@ async fn the_testing_switch_opens_loopback_http_only() {
     ] {
         let reply = authorize(&server, client_id, "http://127.0.0.1:5555/callback").await;
         assert_error_page(&reply, &[reason]);
+    }
+}
+
+/// The message of an error page, unescaped.
+fn lead_of(reply: &Reply) -> String {
+    let page = unescape(&reply.text());
+    let start =
+        page.find("<p class=\"lead\">").expect("an error page") + "<p class=\"lead\">".len();
+    let end = page[start..].find("</p>").unwrap() + start;
+    page[start..end].to_owned()
+}
+
+/// What the doctor recorded for a client id: every failed step's description, joined.
+fn doctor_notes(server: &TestServer, client_id: &str) -> String {
+    server
+        .oauth
+        .connection_traces()
+        .iter()
+        .filter(|t| t.client_id.as_deref() == Some(client_id))
+        .flat_map(|t| t.steps.iter())
+        .filter_map(|s| s.error.as_ref().map(|(_, description)| description.clone()))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// An anonymous user probing through the fetcher learns a category, never what the network said:
+/// every kind of failure gives the same words on the page and at `/token`, while the owner's
+/// connection doctor keeps the detail.
+#[tokio::test]
+async fn every_fetch_failure_says_only_its_category_and_the_doctor_keeps_the_detail() {
+    const TRY_AGAIN: &str =
+        "the client's metadata document could not be fetched right now; try again later";
+    const NO_DOCUMENT: &str = "the client's metadata document could not be fetched or is invalid";
+    // What the network said, in the words the fetcher logs it; none may reach the public.
+    const DETAILS: [&str; 16] = [
+        "refused",
+        "timed out",
+        "could not connect",
+        "HTTP",
+        "404",
+        "500",
+        "503",
+        "text/html",
+        "line",
+        "column",
+        "TLS",
+        "redirect",
+        "KiB",
+        "JSON",
+        "differs",
+        "127.0.0.1",
+    ];
+    let docs = DocumentServer::start().await;
+    let down = DocumentServer::start().await;
+    down.stop().await;
+    let server = server(&[docs.port(), down.port()]).await;
+    let redirect_uri = "http://127.0.0.1:5555/callback";
+
+    let kinds = [
+        (down.url("claude-code"), TRY_AGAIN, "could not connect"),
+        (docs.url("broken"), TRY_AGAIN, "HTTP 500"),
+        (docs.url("overloaded"), TRY_AGAIN, "HTTP 503"),
+        (docs.url("missing"), NO_DOCUMENT, "HTTP 404"),
+        (docs.url("html"), NO_DOCUMENT, "text/html"),
+        (docs.url("redirect"), NO_DOCUMENT, "redirect"),
+        (docs.url("oversize"), NO_DOCUMENT, "larger than 5 KiB"),
+        (
+            docs.url("not-json"),
+            NO_DOCUMENT,
+            "not valid JSON (line 1, column",
+        ),
+        (
+            docs.url("mismatch"),
+            NO_DOCUMENT,
+            "its client_id differs from the URL",
+        ),
+    ];
+    let check = |client_id: String, category: &'static str, detail: &'static str| {
+        let server = &server;
+        async move {
+            let (page, token) = tokio::join!(
+                authorize(server, &client_id, redirect_uri),
+                token_with_bogus_code(server, &client_id)
+            );
+            let lead = lead_of(&page);
+            let description = token.json()["error_description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                lead.to_lowercase().starts_with(category),
+                "{client_id}: the page says {lead:?}"
+            );
+            assert_eq!(description, category, "{client_id} at /token");
+            for said in [&lead, &description] {
+                for secret in DETAILS {
+                    assert!(
+                        !said.contains(secret),
+                        "{client_id}: {secret:?} reached the public in {said:?}"
+                    );
+                }
+            }
+            if category == TRY_AGAIN {
+                assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{client_id}");
+                token.assert_oauth_error(503, "temporarily_unavailable");
+            } else {
+                assert_eq!(page.status, StatusCode::BAD_REQUEST, "{client_id}");
+                token.assert_oauth_error(401, "invalid_client");
+            }
+            let notes = doctor_notes(server, &client_id);
+            assert!(
+                notes.contains(detail),
+                "{client_id}: the doctor has {notes:?}, not {detail:?}"
+            );
+        }
+    };
+    // The slow one holds its fetches for the whole time limit; the others go meanwhile.
+    tokio::join!(
+        check(docs.url("slow"), TRY_AGAIN, "timed out after 5 seconds"),
+        async {
+            for (client_id, category, detail) in kinds {
+                check(client_id, category, detail).await;
+            }
+        }
+    );
+
+    // The owner sees the detail on the console too; no one else does.
+    let stranger = unescape(&crate::console::console_page(&server, None).await);
+    assert!(!stranger.contains("HTTP 404"));
+    let session = crate::console::sign_in(&server).await;
+    let console = unescape(&crate::console::console_page(&server, Some(&session.cookie)).await);
+    assert!(console.contains("HTTP 404"), "{console}");
+    assert!(console.contains("text/html"));
+}
+
+/// The fetcher is no port scanner: a client id naming any port but 443 is refused from its text,
+/// before any connection, unless the operator opted in to that port.
+#[tokio::test]
+async fn client_ids_naming_a_port_other_than_443_are_refused_before_any_connection() {
+    // Through the testing switch a loopback port is the one place a connection could be counted.
+    let listener = StallingServer::start().await;
+    // The testing switch is on; the listener's port is not among the allowed.
+    let server = server(&[]).await;
+    let refused = [
+        listener.url("claude-code"),
+        "https://client.example.com:8443/meta".to_owned(),
+        "https://client.example.com:22/meta".to_owned(),
+        "https://client.example.com:80/meta".to_owned(),
+        "https://93.184.215.14:8443/client.json".to_owned(),
+    ];
+    for client_id in &refused {
+        let reply = authorize(&server, client_id, "http://127.0.0.1:5555/callback").await;
+        assert_error_page(
+            &reply,
+            &[
+                "is not an acceptable client metadata document URL",
+                "only port 443",
+            ],
+        );
+        let token = token_with_bogus_code(&server, client_id).await;
+        token.assert_oauth_error(401, "invalid_client");
+        let description = token.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(description.contains("only port 443"), "{description}");
+    }
+    assert_eq!(listener.accepted(), 0, "a connection was made");
+}
+
+/// Fetching its own host would have the server ask itself (or the services beside it, which may
+/// trust its address) on an attacker's behalf.
+#[tokio::test]
+async fn the_servers_own_host_is_never_fetched() {
+    let mut config = config();
+    config.server_url = "https://mcp.example.com".into();
+    let server = TestServer::with_config(config).await;
+    for client_id in [
+        "https://mcp.example.com/.well-known/oauth-authorization-server",
+        "https://mcp.example.com/oauth/client.json",
+        "https://mcp.example.com:8443/oauth/client.json",
+        "https://mcp.example.com./oauth/client.json",
+    ] {
+        let reply = authorize(&server, client_id, "http://127.0.0.1:5555/callback").await;
+        assert_error_page(
+            &reply,
+            &[
+                "is not an acceptable client metadata document URL",
+                "this server's own host",
+            ],
+        );
+        token_with_bogus_code(&server, client_id)
+            .await
+            .assert_oauth_error(401, "invalid_client");
     }
 }
