@@ -195,9 +195,17 @@ mod metadata_document_clients {
 
     const REDIRECT: &str = "http://127.0.0.1:54321/callback";
 
-    async fn server() -> (TestServer, MemoryStore, Arc<Hooked<HoldsGrantWrite>>) {
+    /// A server that fetches metadata documents from `docs` (plain http on loopback, its port).
+    async fn server(
+        docs: &DocumentHost,
+    ) -> (TestServer, MemoryStore, Arc<Hooked<HoldsGrantWrite>>) {
         let mut config = config();
         config.cimd_allow_loopback_http_for_testing = true;
+        let port = url::Url::parse(&docs.client_id)
+            .ok()
+            .and_then(|url| url.port())
+            .expect("the document host's port");
+        config.cimd_allowed_ports = vec![443, port];
         hooked_server(config).await
     }
 
@@ -221,7 +229,7 @@ mod metadata_document_clients {
     #[tokio::test]
     async fn a_code_approved_as_its_client_is_deleted_is_refused() {
         let docs = DocumentHost::start().await;
-        let (server, memory, tokens) = server().await;
+        let (server, memory, tokens) = server(&docs).await;
         let client_id = &docs.client_id;
         let first = connect(&server, client_id).await;
 
@@ -260,7 +268,7 @@ mod metadata_document_clients {
     #[tokio::test]
     async fn a_deleted_metadata_document_client_approved_again_works_until_deleted_again() {
         let docs = DocumentHost::start().await;
-        let (server, memory, tokens) = server().await;
+        let (server, memory, tokens) = server(&docs).await;
         let client_id = &docs.client_id;
         connect(&server, client_id).await;
         assert_eq!(server.oauth.delete_client(client_id).await.unwrap(), 1);
