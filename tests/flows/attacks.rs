@@ -32,6 +32,8 @@
 //! | Setup token raced by two registrations | `passkeys::two_registrations_racing_on_one_setup_token_yield_one_passkey` |
 //! | Used setup token replayed after its passkey is removed and the server restarted | `passkeys::a_used_setup_token_stays_used_after_its_passkey_is_removed_and_a_restart` (and `_in_sqlite_`, `_in_redis_`) |
 //! | WebAuthn: a stranger's or forged assertion | `passkeys::a_stranger_passkey_cannot_approve` |
+//! | WebAuthn: the owner's credential ids and their number read from the assertion options served to anyone (consent page, console sign-in, enrolment approval) | `passkeys::assertion_options_name_none_of_the_owners_passkeys` |
+//! | WebAuthn: a stranger's discoverable passkey for the same relying party, with its own or the owner's user handle | `passkeys::a_strangers_discoverable_passkey_cannot_approve`, `console::passkeys_are_renamed_added_and_removed_but_never_the_last` (a removed passkey still signs; it is refused) |
 //! | WebAuthn: an assertion spent on another request or purpose | `passkeys::an_assertion_approves_only_the_request_it_was_made_for_and_only_once`, `console::a_sign_in_assertion_cannot_approve_a_client_and_an_approval_cannot_sign_in` |
 //! | WebAuthn: an assertion made for another origin | `attacks::an_assertion_made_for_another_origin_is_refused` |
 //! | WebAuthn: a registration made for another origin | `attacks::a_passkey_made_for_another_origin_is_not_registered` |

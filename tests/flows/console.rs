@@ -14,7 +14,6 @@ use mcp_oauth::{McpOAuth, MemoryStore};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::common::*;
 
@@ -24,7 +23,7 @@ pub(crate) struct Session {
     pub(crate) csrf: String,
 }
 
-async fn sign_in_with(server: &TestServer, key: &Mutex<SoftPasskey>) -> Session {
+async fn sign_in_with(server: &TestServer, key: &Mutex<SoftAuthenticator>) -> Session {
     let challenge = server
         .post_json("/oauth/console/signin/start", &json!({}))
         .await;
@@ -441,7 +440,7 @@ async fn passkeys_are_renamed_added_and_removed_but_never_the_last() {
     .assert_oauth_error(400, "invalid_request");
 
     // Add a second passkey, on another authenticator, from the console.
-    let phone = Arc::new(Mutex::new(SoftPasskey::new(true)));
+    let phone = Arc::new(Mutex::new(SoftAuthenticator::new(true)));
     let start = console_post(
         &server,
         Some(&session),
@@ -493,17 +492,19 @@ async fn passkeys_are_renamed_added_and_removed_but_never_the_last() {
     )
     .await
     .assert_oauth_error(409, "conflict");
+    // Its authenticator still holds the credential and signs when asked; the server refuses it.
     let challenge = server
         .post_json("/oauth/console/signin/start", &json!({}))
         .await
         .json();
-    let options: mcp_oauth::webauthn_rs::prelude::RequestChallengeResponse =
-        serde_json::from_value(challenge["options"].clone()).unwrap();
-    let old_key = server.key.lock().await.do_authentication(
-        mcp_oauth::webauthn_rs::prelude::Url::parse(SERVER_URL).unwrap(),
-        options,
-    );
-    assert!(old_key.is_err(), "the removed passkey is no longer offered");
+    let old_key = server.assert_with(&server.key, &challenge).await;
+    server
+        .post_json(
+            "/oauth/console/signin/finish",
+            &json!({ "ceremony_id": challenge["ceremony_id"], "credential": old_key }),
+        )
+        .await
+        .assert_oauth_error(403, "access_denied");
 }
 
 #[tokio::test]
