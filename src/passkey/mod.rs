@@ -24,7 +24,9 @@ use webauthn_rs_proto::ResidentKeyRequirement;
 use crate::audit::{Audit, AuditEvent};
 use crate::oauth::secret::Secret;
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime};
+use crate::store::{
+    PasskeyChange, PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime,
+};
 use ceremony::Ceremony;
 pub(crate) use ceremony::Purpose;
 pub(crate) use setup::SetupToken;
@@ -193,24 +195,25 @@ impl Passkeys {
             .finish_discoverable_authentication_v2(credential, state, passkey)
             .map_err(|e| self.denied("passkey verification failed", &e))?;
         let credential_id = URL_SAFE_NO_PAD.encode(result.cred_id());
-        let mut record = match self.store.get(&credential_id).await? {
-            Some(record) if record.user_id == user_id => record,
+        match self.store.get(&credential_id).await? {
+            Some(record) if record.user_id == user_id => {}
             Some(_) => {
                 return Err(self.denied(
                     "passkey verification failed",
                     &"the user handle is not the owner's",
                 ));
             }
-            None => {
-                return Err(OAuthError::new(
-                    ErrorCode::AccessDenied,
-                    "this passkey is no longer registered",
-                ));
-            }
+            None => return Err(no_longer_registered()),
+        }
+        // The store applies the use to the record as it is now: a counter recorded meanwhile by
+        // another approval never goes back, a rename is kept, and nothing new writes nothing.
+        let used = PasskeyChange::Used {
+            result,
+            at: UnixTime::now(),
         };
-        record.passkey.update_credential(&result);
-        record.last_used_at = Some(UnixTime::now());
-        self.store.update(record).await?;
+        if self.store.modify(&credential_id, &used).await?.is_none() {
+            return Err(no_longer_registered());
+        }
         Ok(credential_id)
     }
 
@@ -363,6 +366,13 @@ fn require_discoverable(options: &mut CreationChallengeResponse) {
         .get_or_insert_with(Default::default);
     selection.resident_key = Some(ResidentKeyRequirement::Required);
     selection.require_resident_key = true;
+}
+
+fn no_longer_registered() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::AccessDenied,
+        "this passkey is no longer registered",
+    )
 }
 
 fn setup_token_used() -> OAuthError {
