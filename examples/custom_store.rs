@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::routing::post;
 use mcp_oauth::store::{
-    ClientRecord, ClientStore, Consumed, GrantId, PasskeyRecord, PasskeyStore, StoreError,
-    TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
+    ClientRecord, ClientStore, Consumed, GrantId, PasskeyChange, PasskeyRecord, PasskeyStore,
+    StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
 };
 use mcp_oauth::{McpOAuth, OAuthConfig, TokenInfo};
 
@@ -259,15 +259,17 @@ impl PasskeyStore for HashMapStore {
         Ok(self.tables()?.used_setup_tokens.contains(hash))
     }
 
-    async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {
+    /// Under the lock, on the record as it is, so a use and a rename racing are both kept.
+    async fn modify(
+        &self,
+        credential_id: &str,
+        change: &PasskeyChange,
+    ) -> Result<Option<bool>, StoreError> {
         let mut tables = self.tables()?;
-        match tables.passkeys.get_mut(&record.credential_id) {
-            Some(slot) => {
-                *slot = record;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(tables
+            .passkeys
+            .get_mut(credential_id)
+            .map(|record| change.apply(record)))
     }
 
     async fn delete(&self, credential_id: &str) -> Result<bool, StoreError> {

@@ -26,6 +26,30 @@ pub const DEFAULT_MCP_SCOPE_DESCRIPTION: &str = "Use this MCP server's tools and
 /// The longest scope description, in characters: the consent page is read on phones too.
 const MAX_SCOPE_DESCRIPTION_CHARS: usize = 200;
 
+/// One day, in seconds.
+const DAY_SECS: u64 = 24 * 3600;
+/// One year, in seconds.
+const YEAR_SECS: u64 = 365 * DAY_SECS;
+
+/// The longest access token: a year. Access tokens cannot be taken back from a resource server that
+/// caches them; a day is usual.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = YEAR_SECS;
+/// The longest authorization code: 10 minutes (OAuth 2.1 §4.1.2).
+pub const MAX_CODE_LIFETIME_SECS: u64 = 600;
+/// The longest refresh token, and the longest a registered client lives: ten years, far past any
+/// real deployment.
+pub const MAX_LONG_LIFETIME_SECS: u64 = 10 * YEAR_SECS;
+/// The longest refresh grace: an hour. Retries and refreshes from several nodes come within
+/// seconds, and every second of grace is one in which a stolen refresh token still works.
+pub const MAX_REFRESH_GRACE_SECS: u64 = 3600;
+/// The longest consent page, unapproved registration and failure window: a day. Each is a wait a
+/// person sits through, or a hold on an address; past a day it is a typo, not a policy.
+pub const MAX_SHORT_LIFETIME_SECS: u64 = DAY_SECS;
+/// The most requests per minute, and the largest burst, of a rate-limit tier. The time a bucket
+/// takes to refill (`burst` cells of `60 / per_minute` seconds, in nanoseconds) stays far from
+/// overflowing; to lift the limits, turn them off with `enabled: false`.
+pub const MAX_RATE_LIMIT: u32 = 1_000_000;
+
 /// Redirect URIs with a private-use scheme that real MCP clients use, accepted by exact match only.
 pub const DEFAULT_NATIVE_REDIRECT_URIS: [&str; 1] =
     ["cursor://anysphere.cursor-mcp/oauth/callback"];
@@ -59,17 +83,19 @@ pub struct OAuthConfig {
     /// One-time token for registering a passkey. `None`: one is generated at start while no passkey
     /// exists. A configured token can be used once, ever.
     pub setup_token: Option<String>,
-    /// Access token lifetime.
+    /// Access token lifetime. At most [`MAX_TOKEN_LIFETIME_SECS`] (a year).
     pub token_lifetime_secs: u64,
-    /// Authorization code lifetime.
+    /// Authorization code lifetime. At most [`MAX_CODE_LIFETIME_SECS`] (10 minutes).
     pub code_lifetime_secs: u64,
-    /// Refresh token lifetime; each rotation starts it again.
+    /// Refresh token lifetime; each rotation starts it again. At most [`MAX_LONG_LIFETIME_SECS`]
+    /// (ten years).
     pub refresh_token_lifetime_secs: u64,
     /// How long a just-rotated refresh token may be presented again without revoking the grant, for
     /// clients that refresh from several nodes at once or retry a lost response. Each such retry gets
-    /// a fresh working pair. `0`: strict, any reuse revokes the grant.
+    /// a fresh working pair. `0`: strict, any reuse revokes the grant. At most
+    /// [`MAX_REFRESH_GRACE_SECS`] (an hour).
     pub refresh_grace_secs: u64,
-    /// How long the consent page stays valid.
+    /// How long the consent page stays valid. At most [`MAX_SHORT_LIFETIME_SECS`] (a day).
     pub consent_lifetime_secs: u64,
     /// Path of the protected MCP endpoint, e.g. `/mcp`. The OAuth resource is
     /// `{server_url}{resource_path}`.
@@ -91,7 +117,7 @@ pub struct OAuthConfig {
     /// Whether `POST /register` (RFC 7591 dynamic client registration) is offered.
     pub dynamic_registration: bool,
     /// How long a dynamically registered client lives once the owner has approved it (counted
-    /// from the latest approval). `None`: forever.
+    /// from the latest approval). `None`: forever. At most [`MAX_LONG_LIFETIME_SECS`] (ten years).
     pub registered_client_lifetime_secs: Option<u64>,
     /// How many dynamically registered clients may await the owner's first approval at once,
     /// across every instance sharing the client store. Past it, `POST /register` answers `503`
@@ -100,7 +126,8 @@ pub struct OAuthConfig {
     pub max_unapproved_clients: u64,
     /// How long a registration lives until the owner first approves the client. Clients register
     /// just before they send the owner to the consent page, so an hour is plenty; keep it longer
-    /// than [`consent_lifetime_secs`](OAuthConfig::consent_lifetime_secs).
+    /// than [`consent_lifetime_secs`](OAuthConfig::consent_lifetime_secs). At most
+    /// [`MAX_SHORT_LIFETIME_SECS`] (a day).
     pub unapproved_client_lifetime_secs: u64,
     /// Whether a `client_id` that is an `https` URL is resolved through its Client ID Metadata
     /// Document (how Claude, Claude Code, VS Code and ChatGPT identify themselves without
@@ -252,16 +279,16 @@ pub struct RateLimits {
 pub struct FailureLimit {
     /// Failures allowed within a window.
     pub max_failures: u32,
-    /// The window, in seconds.
+    /// The window, in seconds. At most [`MAX_SHORT_LIFETIME_SECS`] (a day).
     pub window_secs: u64,
 }
 
 /// One tier: a token bucket per client IP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
-    /// Sustained requests per minute.
+    /// Sustained requests per minute. At most [`MAX_RATE_LIMIT`].
     pub per_minute: u32,
-    /// Requests allowed at once before the sustained rate applies.
+    /// Requests allowed at once before the sustained rate applies. At most [`MAX_RATE_LIMIT`].
     pub burst: u32,
 }
 
@@ -390,11 +417,18 @@ impl OAuthConfig {
                 return bad(field, "must be greater than zero");
             }
         }
-        if self.code_lifetime_secs > 600 {
-            return bad(
-                "code_lifetime_secs",
-                "must be at most 600 (OAuth 2.1 §4.1.2)",
-            );
+        for duration in self.durations() {
+            if let Some(secs) = duration.secs
+                && secs > duration.max
+            {
+                return bad(
+                    duration.field,
+                    &format!(
+                        "must be at most {} seconds ({})",
+                        duration.max, duration.why
+                    ),
+                );
+            }
         }
         if self.refresh_grace_secs >= self.refresh_token_lifetime_secs {
             return bad(
@@ -495,6 +529,14 @@ impl OAuthConfig {
             if tier.per_minute == 0 || tier.burst == 0 {
                 return bad(field, "per_minute and burst must be greater than zero");
             }
+            if tier.per_minute > MAX_RATE_LIMIT || tier.burst > MAX_RATE_LIMIT {
+                return bad(
+                    field,
+                    &format!(
+                        "per_minute and burst must be at most {MAX_RATE_LIMIT}; to lift the limits, set rate_limits.enabled to false"
+                    ),
+                );
+            }
         }
         if self.cimd_allow_loopback_http_for_testing
             && !crate::oauth::redirect::is_loopback_host(&server_url)
@@ -521,6 +563,124 @@ impl OAuthConfig {
             return bad("max_body_bytes", "must be at least 1024");
         }
         Ok(())
+    }
+}
+
+/// One duration of the configuration, in seconds, and its upper bound.
+struct DurationField {
+    field: &'static str,
+    /// `None`: not set (forever, where the field allows it).
+    secs: Option<u64>,
+    max: u64,
+    /// Why the bound, for the error.
+    why: &'static str,
+}
+
+impl OAuthConfig {
+    /// Every duration in the configuration, with its bound: nothing added to a clock reading can
+    /// then overflow. Destructured in full, like `Debug`, so that a new field does not compile until
+    /// someone decides whether it is a duration.
+    fn durations(&self) -> [DurationField; 8] {
+        let Self {
+            server_url: _,
+            client_id: _,
+            client_secret: _,
+            client_redirect_uris: _,
+            client_name: _,
+            app_name: _,
+            passkey_store_path: _,
+            setup_token: _,
+            token_lifetime_secs,
+            code_lifetime_secs,
+            refresh_token_lifetime_secs,
+            refresh_grace_secs,
+            consent_lifetime_secs,
+            resource_path: _,
+            scopes: _,
+            default_scopes: _,
+            scope_descriptions: _,
+            introspection_clients: _,
+            dynamic_registration: _,
+            registered_client_lifetime_secs,
+            max_unapproved_clients: _,
+            unapproved_client_lifetime_secs,
+            client_id_metadata_documents: _,
+            cimd_allow_loopback_http_for_testing: _,
+            cimd_allowed_ports: _,
+            native_redirect_uris: _,
+            rate_limits:
+                RateLimits {
+                    enabled: _,
+                    auth: _,
+                    registration: _,
+                    general: _,
+                    mcp: _,
+                    refused: _,
+                    failures:
+                        FailureLimit {
+                            max_failures: _,
+                            window_secs,
+                        },
+                },
+            trusted_proxies: _,
+            max_body_bytes: _,
+        } = self;
+        let field = |field, secs: u64, max, why| DurationField {
+            field,
+            secs: Some(secs),
+            max,
+            why,
+        };
+        [
+            field(
+                "token_lifetime_secs",
+                *token_lifetime_secs,
+                MAX_TOKEN_LIFETIME_SECS,
+                "a year",
+            ),
+            field(
+                "code_lifetime_secs",
+                *code_lifetime_secs,
+                MAX_CODE_LIFETIME_SECS,
+                "OAuth 2.1 §4.1.2",
+            ),
+            field(
+                "refresh_token_lifetime_secs",
+                *refresh_token_lifetime_secs,
+                MAX_LONG_LIFETIME_SECS,
+                "ten years",
+            ),
+            field(
+                "refresh_grace_secs",
+                *refresh_grace_secs,
+                MAX_REFRESH_GRACE_SECS,
+                "an hour: a longer grace is a longer life for a stolen refresh token",
+            ),
+            field(
+                "consent_lifetime_secs",
+                *consent_lifetime_secs,
+                MAX_SHORT_LIFETIME_SECS,
+                "a day",
+            ),
+            DurationField {
+                field: "registered_client_lifetime_secs",
+                secs: *registered_client_lifetime_secs,
+                max: MAX_LONG_LIFETIME_SECS,
+                why: "ten years; None for forever",
+            },
+            field(
+                "unapproved_client_lifetime_secs",
+                *unapproved_client_lifetime_secs,
+                MAX_SHORT_LIFETIME_SECS,
+                "a day",
+            ),
+            field(
+                "rate_limits.failures.window_secs",
+                *window_secs,
+                MAX_SHORT_LIFETIME_SECS,
+                "a day",
+            ),
+        ]
     }
 }
 
@@ -746,6 +906,80 @@ mod tests {
             mutate(&mut c);
             assert_eq!(field_of(&c), field);
         }
+    }
+
+    /// Every duration field, and how to set it. Kept by hand on purpose: a duration added to
+    /// `durations()` without a row here fails `every_duration_is_listed`.
+    /// Sets one field of a configuration.
+    type Setter = fn(&mut OAuthConfig, u64);
+
+    fn duration_fields() -> Vec<(&'static str, Setter)> {
+        vec![
+            ("token_lifetime_secs", |c, v| c.token_lifetime_secs = v),
+            ("code_lifetime_secs", |c, v| c.code_lifetime_secs = v),
+            ("refresh_token_lifetime_secs", |c, v| {
+                c.refresh_token_lifetime_secs = v;
+            }),
+            ("refresh_grace_secs", |c, v| c.refresh_grace_secs = v),
+            ("consent_lifetime_secs", |c, v| c.consent_lifetime_secs = v),
+            ("registered_client_lifetime_secs", |c, v| {
+                c.registered_client_lifetime_secs = Some(v);
+            }),
+            ("unapproved_client_lifetime_secs", |c, v| {
+                c.unapproved_client_lifetime_secs = v;
+            }),
+            ("rate_limits.failures.window_secs", |c, v| {
+                c.rate_limits.failures.window_secs = v;
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_duration_is_listed() {
+        let listed: Vec<_> = duration_fields().iter().map(|(field, _)| *field).collect();
+        let checked: Vec<_> = config().durations().iter().map(|d| d.field).collect();
+        assert_eq!(listed, checked);
+    }
+
+    #[test]
+    fn a_huge_duration_is_refused_by_name() {
+        for (field, set) in duration_fields() {
+            let mut c = config();
+            set(&mut c, u64::MAX);
+            assert_eq!(field_of(&c), field, "{field} = u64::MAX");
+            let message = c.validate().unwrap_err().to_string();
+            assert!(message.contains("at most"), "{message}");
+        }
+    }
+
+    #[test]
+    fn every_duration_at_its_maximum_is_accepted() {
+        for duration in config().durations() {
+            let (_, set) = duration_fields()
+                .into_iter()
+                .find(|(field, _)| *field == duration.field)
+                .unwrap();
+            let mut c = config();
+            set(&mut c, duration.max);
+            c.refresh_token_lifetime_secs = MAX_LONG_LIFETIME_SECS;
+            c.validate()
+                .unwrap_or_else(|e| panic!("{} at its maximum: {e}", duration.field));
+        }
+    }
+
+    #[test]
+    fn a_huge_rate_limit_is_refused_by_name() {
+        for tier in [
+            RateLimit::new(MAX_RATE_LIMIT + 1, 1),
+            RateLimit::new(1, u32::MAX),
+        ] {
+            let mut c = config();
+            c.rate_limits.general = tier;
+            assert_eq!(field_of(&c), "rate_limits.general", "{tier:?}");
+        }
+        let mut c = config();
+        c.rate_limits.general = RateLimit::new(1, MAX_RATE_LIMIT);
+        c.validate().unwrap();
     }
 
     #[test]

@@ -26,7 +26,11 @@ pub mod backends;
 use axum::Router;
 
 pub use audit::AuditEvent;
-pub use config::{FailureLimit, OAuthConfig, RateLimit, RateLimits};
+pub use config::{
+    FailureLimit, MAX_CODE_LIFETIME_SECS, MAX_LONG_LIFETIME_SECS, MAX_RATE_LIMIT,
+    MAX_REFRESH_GRACE_SECS, MAX_SHORT_LIFETIME_SECS, MAX_TOKEN_LIFETIME_SECS, OAuthConfig,
+    RateLimit, RateLimits,
+};
 pub use error::Error;
 pub use http::{Bearer, BearerLayer};
 pub use layer::{McpOAuth, McpOAuthBuilder};

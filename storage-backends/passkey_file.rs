@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::passkey_list::PasskeyList;
-use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash};
+use crate::store::{PasskeyChange, PasskeyRecord, PasskeyStore, StoreError, TokenHash};
 
 const BACKEND: &str = "passkey file";
 /// The version this build writes.
@@ -310,13 +310,18 @@ impl PasskeyStore for PasskeyFileStore {
         Ok(self.inner.passkeys.lock().await.setup_token_used(hash))
     }
 
-    async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {
+    /// Under the lock, on the list as it is: the file is written only when something changed.
+    async fn modify(
+        &self,
+        credential_id: &str,
+        change: &PasskeyChange,
+    ) -> Result<Option<bool>, StoreError> {
+        let (credential_id, change) = (credential_id.to_owned(), change.clone());
         self.mutate(move |current| {
             let mut next = current.clone();
-            Ok(if next.update(record) {
-                Change::Write(next, true)
-            } else {
-                Change::None(false)
+            Ok(match next.modify(&credential_id, &change) {
+                Some(true) => Change::Write(next, Some(true)),
+                unchanged => Change::None(unchanged),
             })
         })
         .await

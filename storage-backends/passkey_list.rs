@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::store::{PasskeyRecord, StoreError, TokenHash};
+use crate::store::{PasskeyChange, PasskeyRecord, StoreError, TokenHash};
 
 /// Passkeys in registration order, and the hashes of the setup tokens that registered any of them,
 /// kept after the passkey is gone.
@@ -65,19 +65,13 @@ impl PasskeyList {
         Ok(())
     }
 
-    /// Replace a registered passkey's record; `false` for an unknown one.
-    pub(crate) fn update(&mut self, record: PasskeyRecord) -> bool {
-        match self
-            .records
+    /// Apply `change` to a registered passkey: `None` for an unknown one, else whether anything
+    /// changed.
+    pub(crate) fn modify(&mut self, credential_id: &str, change: &PasskeyChange) -> Option<bool> {
+        self.records
             .iter_mut()
-            .find(|p| p.credential_id == record.credential_id)
-        {
-            Some(slot) => {
-                *slot = record;
-                true
-            }
-            None => false,
-        }
+            .find(|p| p.credential_id == credential_id)
+            .map(|record| change.apply(record))
     }
 
     /// Remove a passkey (its setup token stays used); whether there was one.

@@ -72,8 +72,9 @@
 //!   changed meanwhile; `delete` and `delete_unapproved`: one script each, removing the record and
 //!   its id in the set together (the latter only if the record has no `approved_at`);
 //! - passkey `insert`: `HSETNX`; with a setup token, one script that checks the credential id and
-//!   the setup token, then adds the token to the used set and writes the passkey; `update`: one
-//!   script (`HEXISTS` then `HSET`); `delete`: `HDEL` (the used set keeps the setup token).
+//!   the setup token, then adds the token to the used set and writes the passkey; `modify`: `HGET`,
+//!   then a compare-and-swap script on the text read (retried if it changed meanwhile), nothing
+//!   written when nothing changes; `delete`: `HDEL` (the used set keeps the setup token).
 //!
 //! Passkeys stored by earlier versions, before the used set existed, carry their setup token only
 //! in their record: both scripts that ask whether a setup token was used look there too.
@@ -105,8 +106,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
 
 use crate::store::{
-    ClientRecord, ClientStore, Consumed, GrantId, PasskeyRecord, PasskeyStore, StoreError,
-    TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
+    ClientRecord, ClientStore, Consumed, GrantId, MAX_SWAP_ATTEMPTS, PasskeyChange, PasskeyRecord,
+    PasskeyStore, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
+    apply_to_json,
 };
 
 const BACKEND: &str = "redis";
@@ -306,17 +308,18 @@ return json
     )
 });
 
-/// Replace a passkey only if present.
+/// Replace a passkey's record only if it is still the one read: a compare-and-swap.
 ///
-/// KEYS: passkey hash key. ARGV: credential id, record JSON. Returns 1 when replaced.
+/// KEYS: passkey hash key. ARGV: credential id, record JSON as read, new record JSON. Returns 1
+/// when replaced, 0 when the record changed or went meanwhile.
 ///
-/// Atomic because it is one script: a concurrent `delete` cannot slip between the check and the
-/// write and be undone by it.
-static UPDATE_PASSKEY: LazyLock<Script> = LazyLock::new(|| {
+/// Atomic because it is one script: neither a concurrent change nor a `delete` can slip between
+/// the comparison and the write and be undone by it.
+static SWAP_PASSKEY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
   return 1
 end
 return 0
@@ -992,17 +995,42 @@ impl PasskeyStore for RedisStore {
         Ok(used == 1)
     }
 
-    /// One script: replaces the record only if its credential id is registered.
-    async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(&record).map_err(codec)?;
-        let replaced: i64 = UPDATE_PASSKEY
-            .key(self.passkey_key())
-            .arg(&record.credential_id)
-            .arg(json)
-            .invoke_async(&mut self.connection())
-            .await
-            .map_err(backend)?;
-        Ok(replaced == 1)
+    /// `HGET`, then a compare-and-swap script on the text read, retried when another writer
+    /// changed the record in between; nothing is written when nothing changes.
+    async fn modify(
+        &self,
+        credential_id: &str,
+        change: &PasskeyChange,
+    ) -> Result<Option<bool>, StoreError> {
+        for _ in 0..MAX_SWAP_ATTEMPTS {
+            let stored: Option<String> = redis::cmd("HGET")
+                .arg(self.passkey_key())
+                .arg(credential_id)
+                .query_async(&mut self.connection())
+                .await
+                .map_err(backend)?;
+            let Some(stored) = stored else {
+                return Ok(None);
+            };
+            let Some(next) = apply_to_json(&stored, change, BACKEND)? else {
+                return Ok(Some(false));
+            };
+            let replaced: i64 = SWAP_PASSKEY
+                .key(self.passkey_key())
+                .arg(credential_id)
+                .arg(&stored)
+                .arg(next)
+                .invoke_async(&mut self.connection())
+                .await
+                .map_err(backend)?;
+            if replaced == 1 {
+                return Ok(Some(true));
+            }
+        }
+        Err(StoreError::backend(
+            BACKEND,
+            format!("passkey record kept changing during {MAX_SWAP_ATTEMPTS} attempts"),
+        ))
     }
 
     async fn delete(&self, credential_id: &str) -> Result<bool, StoreError> {

@@ -117,8 +117,9 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, SqlSafeStr};
 
 use crate::store::{
-    BoxError, ClientRecord, ClientStore, Consumed, GrantId, PasskeyRecord, PasskeyStore,
-    StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
+    BoxError, ClientRecord, ClientStore, Consumed, GrantId, MAX_SWAP_ATTEMPTS, PasskeyChange,
+    PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore,
+    UnixTime, apply_to_json,
 };
 
 const BACKEND: &str = "sqlite";
@@ -340,7 +341,9 @@ const SETUP_TOKEN_USED: &str =
     "SELECT EXISTS (SELECT 1 FROM mcp_oauth_used_setup_tokens WHERE hash = ?1)";
 
 /// ?1 credential_id, ?2 record.
-const UPDATE_PASSKEY: &str = "UPDATE mcp_oauth_passkeys SET record = ?2 WHERE credential_id = ?1";
+/// Replace a passkey's record only if it is still the one read: a compare-and-swap.
+const SWAP_PASSKEY: &str =
+    "UPDATE mcp_oauth_passkeys SET record = ?3 WHERE credential_id = ?1 AND record = ?2";
 
 /// ?1 credential_id.
 const DELETE_PASSKEY: &str = "DELETE FROM mcp_oauth_passkeys WHERE credential_id = ?1";
@@ -789,15 +792,40 @@ impl PasskeyStore for SqliteStore {
             .map_err(sql_error("setup token"))
     }
 
-    async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(&record).map_err(codec)?;
-        let done = sqlx::query(UPDATE_PASSKEY)
-            .bind(&record.credential_id)
-            .bind(json)
-            .execute(&self.pool)
-            .await
-            .map_err(sql_error("passkey"))?;
-        Ok(done.rows_affected() > 0)
+    /// A compare-and-swap on the stored text, retried when another writer changed the record
+    /// between the read and the write; nothing is written when nothing changes.
+    async fn modify(
+        &self,
+        credential_id: &str,
+        change: &PasskeyChange,
+    ) -> Result<Option<bool>, StoreError> {
+        for _ in 0..MAX_SWAP_ATTEMPTS {
+            let stored: Option<String> = sqlx::query_scalar(GET_PASSKEY)
+                .bind(credential_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql_error("passkey"))?;
+            let Some(stored) = stored else {
+                return Ok(None);
+            };
+            let Some(next) = apply_to_json(&stored, change, BACKEND)? else {
+                return Ok(Some(false));
+            };
+            let done = sqlx::query(SWAP_PASSKEY)
+                .bind(credential_id)
+                .bind(&stored)
+                .bind(next)
+                .execute(&self.pool)
+                .await
+                .map_err(sql_error("passkey"))?;
+            if done.rows_affected() > 0 {
+                return Ok(Some(true));
+            }
+        }
+        Err(StoreError::backend(
+            BACKEND,
+            format!("passkey record kept changing during {MAX_SWAP_ATTEMPTS} attempts"),
+        ))
     }
 
     async fn delete(&self, credential_id: &str) -> Result<bool, StoreError> {

@@ -8,6 +8,10 @@
 //!   each test named after the client it imitates.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// The flows' software passkey, which holds discoverable credentials.
+#[path = "flows/common/soft_key.rs"]
+mod soft_key;
+
 // An inline module, so its files live under `tests/clients/`.
 mod clients {
     mod live;

@@ -3,6 +3,12 @@
 //! OAuth flow run through the real endpoints to get tokens shaped exactly as clients get them.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// The tests' software passkey, which holds discoverable credentials as the server requires.
+#[path = "../../tests/flows/common/soft_key.rs"]
+mod soft_key;
+
+use soft_key::SoftAuthenticator;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -19,7 +25,6 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 pub(crate) const SERVER_URL: &str = "http://localhost:8080";
 pub(crate) const RESOURCE: &str = "http://localhost:8080/mcp";
@@ -98,7 +103,7 @@ pub(crate) struct Bench {
     /// `/mcp` behind the bearer guard alone.
     pub(crate) guarded: Router,
     pub(crate) client_id: String,
-    key: SoftPasskey,
+    key: SoftAuthenticator,
 }
 
 /// One client's tokens.
@@ -132,7 +137,7 @@ impl Bench {
             full,
             guarded,
             client_id: String::new(),
-            key: SoftPasskey::new(true),
+            key: SoftAuthenticator::new(true),
         };
         bench.register_passkey().await;
         bench.client_id = bench.register_client().await;

@@ -15,12 +15,15 @@
 
 use std::time::{Duration, Instant};
 
+// The tests' software passkey, which holds discoverable credentials as the server requires.
 mod client;
 mod flow;
 #[path = "../../tests/faults/redis_process.rs"]
 mod redis_process;
 mod rss;
 mod server;
+#[path = "../../tests/flows/common/soft_key.rs"]
+mod soft_key;
 mod tally;
 
 use server::Backend;

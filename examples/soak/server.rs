@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use crate::soft_key::SoftAuthenticator;
 use axum::routing::post;
 use axum::{Json, Router};
 use mcp_oauth::webauthn_rs::prelude::{CreationChallengeResponse, Url};
@@ -10,7 +11,6 @@ use mcp_oauth::{McpOAuth, MemoryStore, OAuthConfig, RedisStore, SqliteStore, Tok
 use serde_json::json;
 use tokio::sync::Mutex;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::client::Client;
 use crate::redis_process::RedisProcess;
@@ -46,7 +46,7 @@ impl Backend {
 
 pub(crate) struct Running {
     pub(crate) client: Client,
-    pub(crate) key: Mutex<SoftPasskey>,
+    pub(crate) key: Mutex<SoftAuthenticator>,
     serving: tokio::task::JoinHandle<()>,
     // Kept for as long as the server runs.
     _redis: Option<RedisProcess>,
@@ -114,7 +114,7 @@ impl Running {
         });
         let running = Self {
             client: Client::new(port),
-            key: Mutex::new(SoftPasskey::new(true)),
+            key: Mutex::new(SoftAuthenticator::new(true)),
             serving,
             _redis: redis,
             _dir: dir,

@@ -2,6 +2,10 @@
 //! passkey already registered), a single-threaded runtime created once, and the invariants every
 //! target asserts on what comes back.
 
+// The tests' software passkey, which holds discoverable credentials as the server requires.
+#[path = "../../tests/flows/common/soft_key.rs"]
+mod soft_key;
+
 use std::sync::{LazyLock, Mutex};
 
 use axum::Router;
@@ -19,7 +23,8 @@ use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 use url::Url;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+
+use soft_key::SoftAuthenticator;
 
 pub mod assert;
 pub mod edit;
@@ -80,7 +85,7 @@ pub struct Ceremony {
 pub struct Harness {
     runtime: tokio::runtime::Runtime,
     app: Router,
-    key: Mutex<SoftPasskey>,
+    key: Mutex<SoftAuthenticator>,
     /// A dynamically registered public client whose only redirect URI is [`LOOPBACK_REDIRECT`].
     pub public_client: String,
     /// A valid access token for the public client.
@@ -144,7 +149,7 @@ impl Harness {
         let mut harness = Self {
             runtime,
             app: oauth.router(mcp_routes()),
-            key: Mutex::new(SoftPasskey::new(true)),
+            key: Mutex::new(SoftAuthenticator::new(true)),
             public_client: String::new(),
             access_token: String::new(),
         };
@@ -340,7 +345,7 @@ impl Harness {
         let start = self.start_enrolment();
         let options: CreationChallengeResponse =
             serde_json::from_value(start["options"].clone()).expect("creation options");
-        let created = SoftPasskey::new(true)
+        let created = SoftAuthenticator::new(true)
             .do_registration(Url::parse(SERVER_URL).expect("url"), options)
             .expect("soft passkey registration");
         (

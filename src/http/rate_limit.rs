@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use super::client_ip::{ClientAddresses, rate_limit_key};
 use super::grant_limit::GrantLimits;
 use super::refusals::Refusals;
-use crate::config::{RateLimit, RateLimits};
+use crate::config::{MAX_RATE_LIMIT, RateLimit, RateLimits};
 use crate::oauth::budget::Failures;
 use crate::oauth::{ErrorCode, OAuthError};
 
@@ -85,8 +85,11 @@ fn tier_of(path: &str) -> Tier {
 pub(crate) fn limiter<K: std::hash::Hash + Eq + Clone>(
     limit: RateLimit,
 ) -> DefaultKeyedRateLimiter<K> {
-    let per_minute = NonZeroU32::new(limit.per_minute).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+    // Held to the bounds the configuration enforces: governor multiplies the cell by the burst in
+    // nanoseconds, which overflows (a panic) past them.
+    let bounded = |n: u32| NonZeroU32::new(n.min(MAX_RATE_LIMIT)).unwrap_or(NonZeroU32::MIN);
+    let per_minute = bounded(limit.per_minute);
+    let burst = bounded(limit.burst);
     RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst))
 }
 

@@ -21,7 +21,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 
 use super::rate_limit::limiter;
-use crate::config::RateLimit;
+use crate::config::{MAX_RATE_LIMIT, RateLimit};
 
 /// Past this many tracked addresses, the idle ones are dropped.
 const MAX_TRACKED: usize = 50_000;
@@ -60,7 +60,7 @@ impl Refusals {
             buckets: limiter(limit).with_middleware::<StateInformationMiddleware>(),
             over: Mutex::default(),
             over_until: AtomicU64::new(0),
-            cell: Duration::from_secs(60) / limit.per_minute.max(1),
+            cell: Duration::from_secs(60) / limit.per_minute.clamp(1, MAX_RATE_LIMIT),
             epoch: Instant::now(),
             spent: AtomicU64::new(0),
         }
@@ -209,6 +209,18 @@ mod tests {
         assert_eq!(refusals.check(|| stranger), Ok(()), "the first one through");
         let wait = refusals.check(|| stranger).unwrap_err();
         assert!((59..=60).contains(&wait), "the rest wait a cell: {wait}");
+    }
+
+    #[test]
+    fn a_tier_past_the_limit_is_held_to_it_and_never_overflows() {
+        // The configuration refuses such tiers; the arithmetic does not rely on it.
+        for tier in [RateLimit::new(1, u32::MAX), RateLimit::new(u32::MAX, 1)] {
+            let refusals = Refusals::new(tier);
+            let stranger = ip("192.0.2.1");
+            refusals.spend(stranger);
+            refusals.spend(stranger);
+            let _ = refusals.check(|| stranger);
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{ErrorCode, OAuthError};
-use crate::config::FailureLimit;
+use crate::config::{FailureLimit, MAX_SHORT_LIFETIME_SECS};
 use crate::store::{StoreError, TokenHash};
 
 /// Past this many tracked keys, closed windows are dropped; if all are open, the oldest go.
@@ -61,6 +61,9 @@ struct Window {
 /// Failures per key in fixed windows.
 pub(crate) struct Failures {
     budget: FailureLimit,
+    /// The window, at most a day whatever the budget says, so that adding it to an `Instant`
+    /// cannot overflow (which panics).
+    window: Duration,
     windows: Mutex<HashMap<FailureKey, Window>>,
 }
 
@@ -180,12 +183,9 @@ impl Failures {
     pub(crate) fn new(budget: FailureLimit) -> Self {
         Self {
             budget,
+            window: Duration::from_secs(budget.window_secs.min(MAX_SHORT_LIFETIME_SECS)),
             windows: Mutex::default(),
         }
-    }
-
-    fn window(&self) -> Duration {
-        Duration::from_secs(self.budget.window_secs)
     }
 
     fn windows(&self) -> MutexGuard<'_, HashMap<FailureKey, Window>> {
@@ -197,7 +197,7 @@ impl Failures {
 
     /// Take a unit of `key`'s budget for a check about to run; the window it was taken in.
     fn reserve(&self, key: FailureKey, now: Instant) -> Result<Instant, Exhausted> {
-        let window_length = self.window();
+        let window_length = self.window;
         let mut windows = self.windows();
         if windows.len() >= MAX_TRACKED && !windows.contains_key(&key) {
             windows.retain(|_, w| w.opened + window_length > now);
@@ -259,6 +259,24 @@ mod tests {
             address: ip.parse().unwrap(),
             guessed: Guessed::client("a-client"),
         }
+    }
+
+    #[test]
+    fn a_window_past_the_limit_is_held_to_a_day_and_never_overflows() {
+        // The configuration refuses such a window; the arithmetic does not rely on it.
+        let failures = Failures::new(FailureLimit {
+            max_failures: 1,
+            window_secs: u64::MAX,
+        });
+        let ip = key("192.0.2.1");
+        let now = Instant::now();
+        failures.reserve(ip, now).unwrap();
+        assert_eq!(
+            failures.reserve(ip, now),
+            Err(Exhausted {
+                wait_secs: MAX_SHORT_LIFETIME_SECS
+            })
+        );
     }
 
     #[test]

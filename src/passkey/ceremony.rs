@@ -1,7 +1,7 @@
 //! WebAuthn ceremony state, kept server-side in the token store: single use, short-lived.
 
 use serde::{Deserialize, Serialize};
-use webauthn_rs::prelude::{PasskeyAuthentication, PasskeyRegistration, Uuid};
+use webauthn_rs::prelude::{DiscoverableAuthentication, Passkey, PasskeyRegistration, Uuid};
 
 use super::CEREMONY_LIFETIME_SECS;
 use crate::oauth::{OAuthError, secret};
@@ -27,7 +27,10 @@ pub(super) enum Ceremony {
         setup_token_hash: Option<TokenHash>,
     },
     Authentication {
-        state: PasskeyAuthentication,
+        state: DiscoverableAuthentication,
+        /// The owner's credentials when the ceremony started, to verify against: kept here, never
+        /// sent. (A use recorded meanwhile by another ceremony must not fail this one.)
+        credentials: Vec<Passkey>,
         purpose: Purpose,
     },
 }

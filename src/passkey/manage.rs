@@ -3,7 +3,7 @@
 use super::{Passkeys, clean_label};
 use crate::audit::AuditEvent;
 use crate::console::{ConsoleError, PasskeyInfo};
-use crate::store::StoreError;
+use crate::store::{PasskeyChange, StoreError};
 
 impl Passkeys {
     /// Every passkey, in registration order.
@@ -37,16 +37,14 @@ impl Passkeys {
             return Err(ConsoleError::EmptyLabel);
         }
         let label = clean_label(Some(label), 0);
-        let mut record = self
+        // Applied by the store to the record as it is: an approval recorded meanwhile is kept.
+        match self
             .store
-            .get(credential_id)
+            .modify(credential_id, &PasskeyChange::Renamed { label })
             .await?
-            .ok_or(ConsoleError::NotFound("passkey"))?;
-        record.label = label;
-        if self.store.update(record).await? {
-            Ok(())
-        } else {
-            Err(ConsoleError::NotFound("passkey"))
+        {
+            Some(_) => Ok(()),
+            None => Err(ConsoleError::NotFound("passkey")),
         }
     }
 

@@ -19,11 +19,14 @@ use webauthn_rs::prelude::{
     CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,
     RequestChallengeResponse, Uuid, Webauthn, WebauthnBuilder,
 };
+use webauthn_rs_proto::ResidentKeyRequirement;
 
 use crate::audit::{Audit, AuditEvent};
 use crate::oauth::secret::Secret;
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime};
+use crate::store::{
+    PasskeyChange, PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime,
+};
 use ceremony::Ceremony;
 pub(crate) use ceremony::Purpose;
 pub(crate) use setup::SetupToken;
@@ -116,30 +119,38 @@ impl Passkeys {
             .then(|| token.to_owned()))
     }
 
-    /// Start an assertion with the registered passkeys, for `purpose`.
+    /// Start an assertion for `purpose` with a discoverable credential: the options name no
+    /// credential (empty `allowCredentials`), so whoever asks learns neither the owner's credential
+    /// ids nor how many there are (WebAuthn §14.6.3); the authenticator offers its own.
     pub(crate) async fn start_authentication(
         &self,
         purpose: Purpose,
     ) -> Result<Challenge<RequestChallengeResponse>, OAuthError> {
-        let passkeys: Vec<_> = self
+        let credentials: Vec<_> = self
             .store
             .list()
             .await?
             .into_iter()
             .map(|r| r.passkey)
             .collect();
-        if passkeys.is_empty() {
+        if credentials.is_empty() {
             return Err(OAuthError::new(
                 ErrorCode::AccessDenied,
                 "no passkey is registered yet; register one first",
             ));
         }
-        let (options, state) = self
+        let (mut options, state) = self
             .webauthn
-            .start_passkey_authentication(&passkeys)
+            .start_discoverable_authentication()
             .map_err(|e| server_error("start authentication", &e))?;
-        let ceremony_id =
-            ceremony::save(&*self.tokens, &Ceremony::Authentication { state, purpose }).await?;
+        // webauthn-rs asks for conditional (autofill) mediation; the pages ask on a button press.
+        options.mediation = None;
+        let ceremony = Ceremony::Authentication {
+            state,
+            credentials,
+            purpose,
+        };
+        let ceremony_id = ceremony::save(&*self.tokens, &ceremony).await?;
         Ok(Challenge {
             ceremony_id,
             options,
@@ -156,6 +167,7 @@ impl Passkeys {
     ) -> Result<String, OAuthError> {
         let Ceremony::Authentication {
             state,
+            credentials,
             purpose: started_for,
         } = ceremony::take(&*self.tokens, ceremony_id).await?
         else {
@@ -164,20 +176,44 @@ impl Passkeys {
         if &started_for != purpose {
             return Err(ceremony::mismatch());
         }
+        // The authenticator chose the credential: find it among the owner's.
+        let (user_id, raw_id) = self
+            .webauthn
+            .identify_discoverable_authentication(credential)
+            .map_err(|e| self.denied("passkey verification failed", &e))?;
+        let passkey = credentials
+            .iter()
+            .find(|p| p.cred_id().as_slice() == raw_id)
+            .ok_or_else(|| {
+                self.denied(
+                    "passkey verification failed",
+                    &"not one of the owner's passkeys",
+                )
+            })?;
         let result = self
             .webauthn
-            .finish_passkey_authentication(credential, &state)
+            .finish_discoverable_authentication_v2(credential, state, passkey)
             .map_err(|e| self.denied("passkey verification failed", &e))?;
         let credential_id = URL_SAFE_NO_PAD.encode(result.cred_id());
-        let mut record = self.store.get(&credential_id).await?.ok_or_else(|| {
-            OAuthError::new(
-                ErrorCode::AccessDenied,
-                "this passkey is no longer registered",
-            )
-        })?;
-        record.passkey.update_credential(&result);
-        record.last_used_at = Some(UnixTime::now());
-        self.store.update(record).await?;
+        match self.store.get(&credential_id).await? {
+            Some(record) if record.user_id == user_id => {}
+            Some(_) => {
+                return Err(self.denied(
+                    "passkey verification failed",
+                    &"the user handle is not the owner's",
+                ));
+            }
+            None => return Err(no_longer_registered()),
+        }
+        // The store applies the use to the record as it is now: a counter recorded meanwhile by
+        // another approval never goes back, a rename is kept, and nothing new writes nothing.
+        let used = PasskeyChange::Used {
+            result,
+            at: UnixTime::now(),
+        };
+        if self.store.modify(&credential_id, &used).await?.is_none() {
+            return Err(no_longer_registered());
+        }
         Ok(credential_id)
     }
 
@@ -215,7 +251,7 @@ impl Passkeys {
             .iter()
             .map(|r| r.passkey.cred_id().clone())
             .collect();
-        let (options, state) = self
+        let (mut options, state) = self
             .webauthn
             .start_passkey_registration(
                 user_id,
@@ -224,6 +260,7 @@ impl Passkeys {
                 Some(exclude),
             )
             .map_err(|e| server_error("start registration", &e))?;
+        require_discoverable(&mut options);
         let label = clean_label(label, existing.len());
         let ceremony = Ceremony::Registration {
             state,
@@ -315,6 +352,27 @@ impl Passkeys {
             .has_legacy_use_marker(&*self.tokens, hash)
             .await?)
     }
+}
+
+/// Ask for a discoverable (resident) credential: assertions name no credential, so a passkey the
+/// authenticator cannot find by itself could never sign. `required` rather than `preferred`: a
+/// security key out of resident slots then fails at registration, in front of the owner, instead of
+/// registering a passkey that can never approve. (webauthn-rs does not check it at the finish; it
+/// only shapes the request.)
+fn require_discoverable(options: &mut CreationChallengeResponse) {
+    let selection = options
+        .public_key
+        .authenticator_selection
+        .get_or_insert_with(Default::default);
+    selection.resident_key = Some(ResidentKeyRequirement::Required);
+    selection.require_resident_key = true;
+}
+
+fn no_longer_registered() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::AccessDenied,
+        "this passkey is no longer registered",
+    )
 }
 
 fn setup_token_used() -> OAuthError {

@@ -45,8 +45,9 @@ use tokio::sync::Barrier;
 use webauthn_rs::prelude::{Passkey, Uuid};
 
 use super::{
-    ClientRecord, ClientStore, Consumed, GrantId, PasskeyRecord, PasskeyStore, StoreError,
-    TokenEndpointAuthMethod, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
+    ClientRecord, ClientStore, Consumed, GrantId, LAST_USED_RESOLUTION_SECS, PasskeyChange,
+    PasskeyRecord, PasskeyStore, StoreError, TokenEndpointAuthMethod, TokenHash, TokenKind,
+    TokenRecord, TokenStore, UnixTime,
 };
 
 /// A real passkey (a P-256 credential made by webauthn-authenticator-rs' software authenticator
@@ -1151,44 +1152,114 @@ pub async fn passkey_concurrent_insert_has_one_winner(store: Arc<dyn PasskeyStor
     assert_eq!(copies, 1, "list shows the credential id once");
 }
 
-/// `update` replaces an existing record, and returns `false` for an unknown one without adding it.
-pub async fn passkey_update(store: &dyn PasskeyStore) {
+/// A verified use of the fixture passkey at `at`, as webauthn-rs reports it after an assertion
+/// with sign counter `counter`.
+pub fn passkey_use(counter: u32, at: UnixTime) -> PasskeyChange {
+    let fixture = serde_json::to_value(passkey_record().passkey).expect("passkey serializes");
+    let result = serde_json::from_value(serde_json::json!({
+        "cred_id": fixture["cred"]["cred_id"],
+        "needs_update": true,
+        "user_verified": true,
+        "backup_state": false,
+        "backup_eligible": false,
+        "counter": counter,
+        "extensions": {},
+    }))
+    .expect("an AuthenticationResult");
+    PasskeyChange::Used { result, at }
+}
+
+/// The sign counter stored in a passkey record.
+pub fn stored_counter(record: &PasskeyRecord) -> u64 {
+    serde_json::to_value(&record.passkey).expect("passkey serializes")["cred"]["counter"]
+        .as_u64()
+        .expect("a counter")
+}
+
+/// `modify` applies a use (counter forward only, last use to the minute) and a rename to the
+/// record as stored, reports whether anything changed, leaves other passkeys alone, and returns
+/// `None` for an unknown one without adding it.
+pub async fn passkey_modify(store: &dyn PasskeyStore) {
     let record = passkey_record();
     let other = passkey_record();
     store.insert(record.clone()).await.expect("insert");
     store.insert(other.clone()).await.expect("insert");
-    let updated = PasskeyRecord {
-        last_used_at: Some(UnixTime::now()),
-        label: "Renamed".into(),
-        ..record.clone()
-    };
-    assert!(
-        store.update(updated.clone()).await.expect("update"),
-        "update of a registered passkey reports success"
+    let id = &record.credential_id;
+    let read = || async { store.get(id).await.expect("get").expect("present") };
+    let now = UnixTime::now();
+
+    assert_eq!(
+        store.modify(id, &passkey_use(5, now)).await.expect("use"),
+        Some(true),
+        "a first use is recorded"
     );
-    let read = store
-        .get(&record.credential_id)
-        .await
-        .expect("get")
-        .expect("present");
+    let used = read().await;
+    assert_eq!(stored_counter(&used), 5, "the counter moves forward");
+    assert_eq!(used.last_used_at, Some(now), "the use is dated");
+    assert_eq!(
+        store
+            .modify(id, &passkey_use(5, now.plus(1)))
+            .await
+            .expect("use"),
+        Some(false),
+        "the same counter a second later changes nothing"
+    );
+    assert_eq!(
+        store
+            .modify(id, &passkey_use(0, now.plus(2)))
+            .await
+            .expect("use"),
+        Some(false),
+        "a counter of 0 (a synced passkey) changes nothing within the minute"
+    );
     assert!(
-        same_passkey(&read, &updated),
-        "get returns the updated record"
+        same_passkey(&read().await, &used),
+        "an unchanged use leaves the record as it was"
+    );
+    let later = now.plus(LAST_USED_RESOLUTION_SECS);
+    assert_eq!(
+        store.modify(id, &passkey_use(3, later)).await.expect("use"),
+        Some(true),
+        "a use a minute later moves the last use"
+    );
+    let after = read().await;
+    assert_eq!(stored_counter(&after), 5, "the counter never goes back");
+    assert_eq!(after.last_used_at, Some(later));
+
+    let renamed = PasskeyChange::Renamed {
+        label: "Renamed".into(),
+    };
+    assert_eq!(
+        store.modify(id, &renamed).await.expect("rename"),
+        Some(true)
+    );
+    assert_eq!(
+        store.modify(id, &renamed).await.expect("rename"),
+        Some(false),
+        "the same label again changes nothing"
+    );
+    let after = read().await;
+    assert_eq!(after.label, "Renamed");
+    assert_eq!(stored_counter(&after), 5, "a rename keeps the counter");
+    assert_eq!(
+        after.last_used_at,
+        Some(later),
+        "a rename keeps the last use"
     );
     let listed = store.list().await.expect("list");
     assert!(
-        listed.iter().any(|p| same_passkey(p, &updated)),
-        "list returns the updated record"
-    );
-    assert!(
         listed.iter().any(|p| same_passkey(p, &other)),
-        "update leaves other passkeys alone"
+        "modify leaves other passkeys alone"
     );
 
     let unknown = passkey_record();
-    assert!(
-        !store.update(unknown.clone()).await.expect("update unknown"),
-        "update of an unknown credential id returns false"
+    assert_eq!(
+        store
+            .modify(&unknown.credential_id, &renamed)
+            .await
+            .expect("modify unknown"),
+        None,
+        "modify of an unknown credential id returns None"
     );
     assert!(
         store
@@ -1196,7 +1267,46 @@ pub async fn passkey_update(store: &dyn PasskeyStore) {
             .await
             .expect("get")
             .is_none(),
-        "update never inserts"
+        "modify never inserts"
+    );
+}
+
+/// Of 31 uses (each a minute apart, counters 1 to 31) and one rename racing on one passkey, every
+/// one lands: the label is the new one and the counter the highest, never an earlier one written
+/// last from a stale read.
+pub async fn passkey_concurrent_uses_and_a_rename_are_all_kept(store: Arc<dyn PasskeyStore>) {
+    let record = passkey_record();
+    store.insert(record.clone()).await.expect("insert");
+    let start = UnixTime::now();
+    let id = record.credential_id.clone();
+    let results = race(Arc::clone(&store), |store, i| {
+        let id = id.clone();
+        let change = if i == 0 {
+            PasskeyChange::Renamed {
+                label: "Renamed during approvals".into(),
+            }
+        } else {
+            let n = u32::try_from(i).expect("few racers");
+            passkey_use(n, start.plus(u64::from(n) * LAST_USED_RESOLUTION_SECS))
+        };
+        async move { store.modify(&id, &change).await }
+    })
+    .await;
+    for result in results {
+        assert!(
+            matches!(result, Ok(Some(_))),
+            "every modify of a registered passkey succeeds: {result:?}"
+        );
+    }
+    let after = store.get(&id).await.expect("get").expect("present");
+    assert_eq!(
+        after.label, "Renamed during approvals",
+        "the rename is kept"
+    );
+    assert_eq!(
+        stored_counter(&after),
+        (RACERS - 1) as u64,
+        "the highest counter is kept"
     );
 }
 
@@ -1255,14 +1365,19 @@ pub async fn passkey_setup_token_stays_used(store: &dyn PasskeyStore) {
         !used(TokenHash::of(&unique("setup"))).await,
         "other setup tokens stay unused"
     );
-    let forgetful = PasskeyRecord {
-        setup_token_hash: None,
-        ..first.clone()
+    let renamed = PasskeyChange::Renamed {
+        label: "Renamed".into(),
     };
-    assert!(store.update(forgetful).await.expect("update"));
+    assert_eq!(
+        store
+            .modify(&first.credential_id, &renamed)
+            .await
+            .expect("modify"),
+        Some(true)
+    );
     assert!(
         used(hash).await,
-        "a setup token stays used when its passkey's record is updated"
+        "a setup token stays used when its passkey's record is modified"
     );
     assert!(store.delete(&first.credential_id).await.expect("delete"));
     assert!(
@@ -1388,11 +1503,12 @@ macro_rules! client_store_conformance {
 macro_rules! passkey_store_conformance {
     ($make:expr $(,)?) => {
         $crate::__conformance_tests!($make, PasskeyStore:
-            passkey_round_trip, passkey_duplicate_is_refused, passkey_update,
+            passkey_round_trip, passkey_duplicate_is_refused, passkey_modify,
             passkey_delete_is_idempotent, passkey_setup_token_stays_used,
             passkey_refused_insert_uses_no_setup_token;
             concurrent: passkey_concurrent_insert_has_one_winner,
-            passkey_concurrent_setup_token_use_has_one_winner);
+            passkey_concurrent_setup_token_use_has_one_winner,
+            passkey_concurrent_uses_and_a_rename_are_all_kept);
     };
 }
 

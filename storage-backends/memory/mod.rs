@@ -13,8 +13,8 @@ use tokio::sync::RwLock;
 
 use super::passkey_list::PasskeyList;
 use crate::store::{
-    ClientRecord, ClientStore, Consumed, GrantId, PasskeyRecord, PasskeyStore, StoreError,
-    TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
+    ClientRecord, ClientStore, Consumed, GrantId, PasskeyChange, PasskeyRecord, PasskeyStore,
+    StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
 };
 use clients::ClientTable;
 pub use limits::MemoryLimits;
@@ -219,8 +219,12 @@ impl PasskeyStore for MemoryStore {
         Ok(self.passkeys.read().await.setup_token_used(hash))
     }
 
-    async fn update(&self, record: PasskeyRecord) -> Result<bool, StoreError> {
-        Ok(self.passkeys.write().await.update(record))
+    async fn modify(
+        &self,
+        credential_id: &str,
+        change: &PasskeyChange,
+    ) -> Result<Option<bool>, StoreError> {
+        Ok(self.passkeys.write().await.modify(credential_id, change))
     }
 
     async fn delete(&self, credential_id: &str) -> Result<bool, StoreError> {

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex as StdMutex};
 
+use crate::soft_key::SoftAuthenticator;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -25,7 +26,6 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use url::Url;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 pub(crate) const CLIENT_ID: &str = "pre-registered";
 pub(crate) const CLIENT_SECRET: &str = "pre-registered-secret-0123456789";
@@ -211,7 +211,7 @@ pub(crate) struct LiveServer {
     /// `{url}/mcp`.
     pub(crate) mcp_url: String,
     pub(crate) oauth: McpOAuth,
-    key: Mutex<SoftPasskey>,
+    key: Mutex<SoftAuthenticator>,
     log: Log,
     /// A browser-like client: no redirects followed, no proxy.
     http: reqwest::Client,
@@ -267,7 +267,7 @@ impl LiveServer {
             mcp_url: format!("{url}/mcp"),
             url,
             oauth,
-            key: Mutex::new(SoftPasskey::new(true)),
+            key: Mutex::new(SoftAuthenticator::new(true)),
             log,
             http: http_client(),
             task,

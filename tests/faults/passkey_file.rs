@@ -9,7 +9,6 @@ use mcp_oauth::store::PasskeyStore;
 use mcp_oauth::{McpOAuth, PasskeyFileStore};
 use serde_json::json;
 use tokio::sync::Mutex;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::common::*;
 
@@ -107,7 +106,7 @@ async fn an_unwritable_directory_fails_registration_cleanly_and_loses_nothing() 
         .await;
     let reply = match start.status {
         StatusCode::OK => {
-            let phone = Mutex::new(SoftPasskey::new(true));
+            let phone = Mutex::new(SoftAuthenticator::new(true));
             let options = serde_json::from_value(start.json()["options"].clone()).unwrap();
             let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
                 &mut *phone.lock().await,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use mcp_oauth::SqliteStore;
 use tokio::sync::Mutex;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::common::*;
 use crate::flow::{self, Statuses, unlimited_config};
@@ -17,7 +16,7 @@ const REFRESHES: usize = 3;
 async fn concurrent_flows_on_two_pools_lose_no_write() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("oauth.db").display());
-    let key = Arc::new(Mutex::new(SoftPasskey::new(true)));
+    let key = Arc::new(Mutex::new(SoftAuthenticator::new(true)));
     let mut instances = Vec::new();
     for _ in 0..2 {
         let stores = Stores::of(SqliteStore::connect(&url).await.unwrap());

@@ -14,7 +14,6 @@ use mcp_oauth::{McpOAuth, MemoryStore};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::common::*;
 
@@ -24,7 +23,7 @@ pub(crate) struct Session {
     pub(crate) csrf: String,
 }
 
-async fn sign_in_with(server: &TestServer, key: &Mutex<SoftPasskey>) -> Session {
+async fn sign_in_with(server: &TestServer, key: &Mutex<SoftAuthenticator>) -> Session {
     let challenge = server
         .post_json("/oauth/console/signin/start", &json!({}))
         .await;
@@ -441,7 +440,7 @@ async fn passkeys_are_renamed_added_and_removed_but_never_the_last() {
     .assert_oauth_error(400, "invalid_request");
 
     // Add a second passkey, on another authenticator, from the console.
-    let phone = Arc::new(Mutex::new(SoftPasskey::new(true)));
+    let phone = Arc::new(Mutex::new(SoftAuthenticator::new(true)));
     let start = console_post(
         &server,
         Some(&session),
@@ -493,17 +492,19 @@ async fn passkeys_are_renamed_added_and_removed_but_never_the_last() {
     )
     .await
     .assert_oauth_error(409, "conflict");
+    // Its authenticator still holds the credential and signs when asked; the server refuses it.
     let challenge = server
         .post_json("/oauth/console/signin/start", &json!({}))
         .await
         .json();
-    let options: mcp_oauth::webauthn_rs::prelude::RequestChallengeResponse =
-        serde_json::from_value(challenge["options"].clone()).unwrap();
-    let old_key = server.key.lock().await.do_authentication(
-        mcp_oauth::webauthn_rs::prelude::Url::parse(SERVER_URL).unwrap(),
-        options,
-    );
-    assert!(old_key.is_err(), "the removed passkey is no longer offered");
+    let old_key = server.assert_with(&server.key, &challenge).await;
+    server
+        .post_json(
+            "/oauth/console/signin/finish",
+            &json!({ "ceremony_id": challenge["ceremony_id"], "credential": old_key }),
+        )
+        .await
+        .assert_oauth_error(403, "access_denied");
 }
 
 #[tokio::test]
@@ -806,4 +807,74 @@ async fn the_console_pages_its_clients_and_removes_the_never_approved_in_bulk() 
         .await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
     assert_eq!(server.oauth.remove_unapproved_clients().await.unwrap(), 0);
+}
+
+/// The sign counter of the owner's one passkey, as stored.
+async fn stored_counter(server: &TestServer) -> u64 {
+    let passkeys = server.stores.passkeys.list().await.unwrap();
+    serde_json::to_value(&passkeys[0].passkey).unwrap()["cred"]["counter"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rename_racing_approvals_is_kept_and_the_counter_never_goes_back() {
+    const APPROVALS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let memory = MemoryStore::new();
+    let stores = Stores {
+        tokens: Arc::new(memory.clone()),
+        clients: Arc::new(memory),
+        passkeys: Arc::new(
+            mcp_oauth::PasskeyFileStore::open(dir.path().join("passkeys.json")).unwrap(),
+        ),
+    };
+    let server = TestServer::on(stores, config(), mcp_routes());
+    server.register_passkey(SETUP_TOKEN).await;
+    let session = sign_in_with(&server, &server.key).await;
+    let credential_id = server.stores.passkeys.list().await.unwrap()[0]
+        .credential_id
+        .clone();
+    let signed_in_at = stored_counter(&server).await;
+
+    // Approvals signed one after another (counters rising), sent all at once with a rename.
+    let client_id = server.register_public_client().await;
+    let mut approvals = Vec::new();
+    for _ in 0..APPROVALS {
+        let request_id = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
+        let challenge = server
+            .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
+            .await
+            .json();
+        let assertion = server.assert_with(&server.key, &challenge).await;
+        approvals.push(json!({ "request_id": request_id, "ceremony_id": challenge["ceremony_id"], "credential": assertion }));
+    }
+    let rename = console_post(
+        &server,
+        Some(&session),
+        None,
+        "/oauth/console/passkeys/rename",
+        json!({ "credential_id": credential_id, "label": "Renamed mid-approval" }),
+    );
+    let approve = futures::future::join_all(
+        approvals
+            .iter()
+            .map(|body| server.post_json("/authorize/approve", body)),
+    );
+    let (renamed, approved) = tokio::join!(rename, approve);
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text());
+    for reply in approved {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+
+    let passkeys = server.stores.passkeys.list().await.unwrap();
+    assert_eq!(
+        passkeys[0].label, "Renamed mid-approval",
+        "the rename is kept"
+    );
+    assert_eq!(
+        stored_counter(&server).await,
+        signed_in_at + APPROVALS as u64,
+        "the counter is the highest signed, never an earlier one written last"
+    );
 }

@@ -6,14 +6,13 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::json;
 use tokio::sync::Mutex;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::common::*;
 
 /// Register at A, consent page at B, passkey challenge at A and assertion at B, redeem at A,
 /// refresh at B, both guards accept, revocation at B is seen by A at once.
 async fn one_service_across_two_instances(stores_a: Stores, stores_b: Stores) {
-    let key = Arc::new(Mutex::new(SoftPasskey::new(true)));
+    let key = Arc::new(Mutex::new(SoftAuthenticator::new(true)));
     let a = TestServer::instance(stores_a, Arc::clone(&key));
     let b = TestServer::instance(stores_b, key);
 
@@ -123,7 +122,6 @@ mod sqlite {
     use axum::http::StatusCode;
     use mcp_oauth::backends::sqlite::SqliteStore;
     use tokio::sync::Mutex;
-    use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
     use crate::common::*;
 
@@ -146,7 +144,7 @@ mod sqlite {
     async fn tokens_clients_and_passkeys_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("oauth.db");
-        let key = Arc::new(Mutex::new(SoftPasskey::new(true)));
+        let key = Arc::new(Mutex::new(SoftAuthenticator::new(true)));
 
         let before = TestServer::instance(open(&path).await, Arc::clone(&key));
         before.register_passkey(SETUP_TOKEN).await;

@@ -1,9 +1,10 @@
 //! Passkey enrolment and approval.
 
 use axum::http::StatusCode;
-use serde_json::json;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::common::*;
 
@@ -62,7 +63,7 @@ async fn two_registrations_racing_on_one_setup_token_yield_one_passkey() {
         )
         .await
         .json();
-    let other_key = Mutex::new(SoftPasskey::new(true));
+    let other_key = Mutex::new(SoftAuthenticator::new(true));
     let first = server.finish_registration(a).await;
     // Finish the second with another authenticator, through the same server.
     let options = serde_json::from_value(b["options"].clone()).unwrap();
@@ -105,7 +106,7 @@ async fn a_further_passkey_needs_an_existing_passkeys_approval() {
         )
         .await;
     assert_eq!(start.status, StatusCode::OK, "{}", start.text());
-    let second_key = Mutex::new(SoftPasskey::new(true));
+    let second_key = Mutex::new(SoftAuthenticator::new(true));
     let options = serde_json::from_value(start.json()["options"].clone()).unwrap();
     let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
         &mut *second_key.lock().await,
@@ -207,6 +208,98 @@ async fn a_stranger_passkey_cannot_approve() {
     reply.assert_oauth_error(403, "access_denied");
 }
 
+/// The assertion options anyone can ask for: the consent page's, the console sign-in's, and the
+/// approval of a new passkey's.
+async fn anonymous_assertion_options(server: &TestServer) -> Vec<(&'static str, Value)> {
+    let client_id = server.register_public_client().await;
+    let request_id = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
+    let mut served = Vec::new();
+    for (path, body) in [
+        ("/authorize/challenge", json!({ "request_id": request_id })),
+        ("/oauth/console/signin/start", json!({})),
+        ("/passkey/register/approval", json!({})),
+    ] {
+        let reply = server.post_json(path, &body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+        served.push((path, reply.json()));
+    }
+    served
+}
+
+#[tokio::test]
+async fn assertion_options_name_none_of_the_owners_passkeys() {
+    let server = TestServer::ready().await;
+    let phone = Mutex::new(SoftAuthenticator::new(true));
+    add_passkey_approved_by_the_owner(&server, &phone).await;
+    let ids: Vec<String> = server
+        .stores
+        .passkeys
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.credential_id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for (path, challenge) in anonymous_assertion_options(&server).await {
+        let allowed = &challenge["options"]["publicKey"]["allowCredentials"];
+        assert!(
+            allowed.is_null() || allowed.as_array().is_some_and(Vec::is_empty),
+            "{path} lists credentials: {allowed}"
+        );
+        let served = challenge.to_string();
+        for id in &ids {
+            assert!(!served.contains(id.as_str()), "{path} reveals {id}");
+        }
+    }
+    // Both passkeys still approve, each finding its own credential.
+    let client_id = server.register_public_client().await;
+    for key in [&*server.key, &phone] {
+        let request_id = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
+        let challenge = server
+            .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
+            .await
+            .json();
+        let assertion = server.assert_with(key, &challenge).await;
+        let approved = server
+            .post_json(
+                "/authorize/approve",
+                &json!({ "request_id": request_id, "ceremony_id": challenge["ceremony_id"], "credential": assertion }),
+            )
+            .await;
+        assert_eq!(approved.status, StatusCode::OK, "{}", approved.text());
+    }
+}
+
+#[tokio::test]
+async fn a_strangers_discoverable_passkey_cannot_approve() {
+    let server = TestServer::ready().await;
+    // The stranger's authenticator holds a discoverable credential for this very relying party,
+    // made on another server with the same URL: it signs when asked, under its own user handle.
+    let elsewhere = TestServer::ready().await;
+    let stranger = &elsewhere.key;
+    let owner = server.stores.passkeys.list().await.unwrap()[0].user_id;
+    let client_id = server.register_public_client().await;
+    for claim_the_owners_handle in [false, true] {
+        let request_id = server.pending_request(&client_id, LOOPBACK_REDIRECT).await;
+        let challenge = server
+            .post_json("/authorize/challenge", &json!({ "request_id": request_id }))
+            .await
+            .json();
+        let mut assertion = server.assert_with(stranger, &challenge).await;
+        if claim_the_owners_handle {
+            assertion["response"]["userHandle"] = json!(URL_SAFE_NO_PAD.encode(owner.as_bytes()));
+        }
+        let reply = server
+            .post_json(
+                "/authorize/approve",
+                &json!({ "request_id": request_id, "ceremony_id": challenge["ceremony_id"], "credential": assertion }),
+            )
+            .await;
+        reply.assert_oauth_error(403, "access_denied");
+    }
+}
+
 #[tokio::test]
 async fn use_updates_the_stored_credential() {
     let server = TestServer::ready().await;
@@ -230,7 +323,7 @@ async fn registration_page_has_the_contract_ids() {
 }
 
 /// Add a passkey on `key`, approved by the server's current one, through the public endpoints.
-async fn add_passkey_approved_by_the_owner(server: &TestServer, key: &Mutex<SoftPasskey>) {
+async fn add_passkey_approved_by_the_owner(server: &TestServer, key: &Mutex<SoftAuthenticator>) {
     let challenge = server
         .post_json("/passkey/register/approval", &json!({}))
         .await
@@ -277,7 +370,7 @@ where
     let first_id = before.oauth.passkeys().await.unwrap()[0]
         .credential_id
         .clone();
-    add_passkey_approved_by_the_owner(&before, &Mutex::new(SoftPasskey::new(true))).await;
+    add_passkey_approved_by_the_owner(&before, &Mutex::new(SoftAuthenticator::new(true))).await;
     before.oauth.remove_passkey(&first_id).await.unwrap();
     drop(before);
 

@@ -282,3 +282,45 @@ async fn starting_a_ceremony_without_a_secret_is_held_to_the_auth_tier() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_failure_window_past_a_day_fails_the_build_and_a_days_window_still_holds() {
+    let mut huge = config();
+    huge.rate_limits.failures.window_secs = u64::MAX;
+    match mcp_oauth::McpOAuth::builder(huge)
+        .stores(mcp_oauth::MemoryStore::new())
+        .build()
+    {
+        Err(mcp_oauth::Error::InvalidConfig { field, .. }) => {
+            assert_eq!(field, "rate_limits.failures.window_secs");
+        }
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+
+    let mut config = config();
+    config.rate_limits.failures = mcp_oauth::FailureLimit {
+        max_failures: 2,
+        window_secs: mcp_oauth::MAX_SHORT_LIFETIME_SECS,
+    };
+    let server = TestServer::with_config(config).await;
+    let attempt = |secret: &'static str| {
+        form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "x"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", secret),
+        ])
+    };
+    for _ in 0..2 {
+        server
+            .post_form("/token", &attempt("wrong-guess-wrong-guess"), &[])
+            .await
+            .assert_oauth_error(401, "invalid_client");
+    }
+    let blocked = server
+        .post_form("/token", &attempt(CLIENT_SECRET), &[])
+        .await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = blocked.header("retry-after").unwrap().parse().unwrap();
+    assert!(wait > 86_000 && wait <= 86_400, "{wait}");
+}

@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use mcp_oauth::MemoryStore;
 use mcp_oauth::store::{StoreError, TokenHash, TokenKind, TokenRecord, TokenStore};
 use serde_json::Value;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::common::*;
 
@@ -34,7 +33,10 @@ fn short_grace() -> mcp_oauth::OAuthConfig {
 }
 
 /// An instance of a service with a one-second grace window, with the owner's key.
-fn short_grace_instance(stores: Stores, key: Arc<tokio::sync::Mutex<SoftPasskey>>) -> TestServer {
+fn short_grace_instance(
+    stores: Stores,
+    key: Arc<tokio::sync::Mutex<SoftAuthenticator>>,
+) -> TestServer {
     TestServer {
         key,
         ..TestServer::on(stores, short_grace(), mcp_routes())
@@ -122,7 +124,7 @@ async fn an_owner_and_a_thief_share_one_chain(owner: TestServer, thief: TestServ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_and_a_thief_share_one_chain_on_memory() {
     let stores = Stores::memory();
-    let key = Arc::new(tokio::sync::Mutex::new(SoftPasskey::new(true)));
+    let key = Arc::new(tokio::sync::Mutex::new(SoftAuthenticator::new(true)));
     an_owner_and_a_thief_share_one_chain(
         short_grace_instance(stores.clone(), Arc::clone(&key)),
         short_grace_instance(stores, key),
@@ -137,7 +139,7 @@ async fn an_owner_and_a_thief_share_one_chain_on_sqlite() {
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("oauth.db").display());
-    let key = Arc::new(tokio::sync::Mutex::new(SoftPasskey::new(true)));
+    let key = Arc::new(tokio::sync::Mutex::new(SoftAuthenticator::new(true)));
     an_owner_and_a_thief_share_one_chain(
         short_grace_instance(
             Stores::of(SqliteStore::connect(&url).await.unwrap()),
@@ -163,7 +165,7 @@ async fn an_owner_and_a_thief_share_one_chain_on_redis() {
                 .with_prefix(prefix.clone()),
         )
     };
-    let key = Arc::new(tokio::sync::Mutex::new(SoftPasskey::new(true)));
+    let key = Arc::new(tokio::sync::Mutex::new(SoftAuthenticator::new(true)));
     an_owner_and_a_thief_share_one_chain(
         short_grace_instance(open().await, Arc::clone(&key)),
         short_grace_instance(open().await, key),

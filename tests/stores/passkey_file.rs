@@ -4,8 +4,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use mcp_oauth::PasskeyFileStore;
-use mcp_oauth::store::conformance::passkey_record;
-use mcp_oauth::store::{PasskeyStore, StoreError};
+use std::os::unix::fs::MetadataExt;
+
+use mcp_oauth::store::conformance::{passkey_record, passkey_use};
+use mcp_oauth::store::{PasskeyChange, PasskeyStore, StoreError, UnixTime};
 
 /// A store in a directory that lives as long as the test process; each store gets its own.
 fn fresh() -> PasskeyFileStore {
@@ -23,9 +25,10 @@ async fn survives_reopening() {
     {
         let store = PasskeyFileStore::open(&path).unwrap();
         store.insert(record.clone()).await.unwrap();
-        let mut used = record.clone();
-        used.label = "Used".into();
-        store.update(used).await.unwrap();
+        let renamed = PasskeyChange::Renamed {
+            label: "Used".into(),
+        };
+        store.modify(&record.credential_id, &renamed).await.unwrap();
     }
     let reopened = PasskeyFileStore::open(&path).unwrap();
     let listed = reopened.list().await.unwrap();
@@ -34,6 +37,37 @@ async fn survives_reopening() {
     assert_eq!(listed[0].label, "Used");
     let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(raw["version"], 2);
+}
+
+#[tokio::test]
+async fn a_use_that_changes_nothing_does_not_rewrite_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passkeys.json");
+    let store = PasskeyFileStore::open(&path).unwrap();
+    let record = passkey_record();
+    store.insert(record.clone()).await.unwrap();
+    let now = UnixTime::now();
+    let id = &record.credential_id;
+    assert_eq!(
+        store.modify(id, &passkey_use(0, now)).await.unwrap(),
+        Some(true)
+    );
+    // Each write renames a new file over the old one: a new inode.
+    let written = std::fs::metadata(&path).unwrap().ino();
+    // Approvals in a row with a passkey that keeps its counter at 0, and a rename to the same label.
+    for second in 1..5 {
+        let again = passkey_use(0, now.plus(second));
+        assert_eq!(store.modify(id, &again).await.unwrap(), Some(false));
+    }
+    let same = PasskeyChange::Renamed {
+        label: record.label.clone(),
+    };
+    assert_eq!(store.modify(id, &same).await.unwrap(), Some(false));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().ino(),
+        written,
+        "the file was not rewritten"
+    );
 }
 
 #[tokio::test]
@@ -121,9 +155,10 @@ async fn a_write_into_a_vanished_directory_changes_nothing() {
     std::fs::write(&dir, b"not a directory").unwrap();
 
     assert!(store.insert(passkey_record()).await.is_err());
-    let mut used = first.clone();
-    used.label = "Used".into();
-    assert!(store.update(used).await.is_err());
+    let renamed = PasskeyChange::Renamed {
+        label: "Used".into(),
+    };
+    assert!(store.modify(&first.credential_id, &renamed).await.is_err());
     assert!(store.delete(&first.credential_id).await.is_err());
     let listed = store.list().await.unwrap();
     assert_eq!(listed.len(), 1, "the in-memory list did not change");

@@ -205,11 +205,12 @@ redis_conformance!(ClientStore:
     client_concurrent_unapproved_inserts_respect_the_cap);
 
 redis_conformance!(PasskeyStore:
-    passkey_round_trip, passkey_duplicate_is_refused, passkey_update,
+    passkey_round_trip, passkey_duplicate_is_refused, passkey_modify,
     passkey_delete_is_idempotent, passkey_setup_token_stays_used,
     passkey_refused_insert_uses_no_setup_token;
     concurrent: passkey_concurrent_insert_has_one_winner,
-    passkey_concurrent_setup_token_use_has_one_winner);
+    passkey_concurrent_setup_token_use_has_one_winner,
+    passkey_concurrent_uses_and_a_rename_are_all_kept);
 
 // ---------------------------------------------------------------------------------------------
 // Keys and native expiry

@@ -2,10 +2,12 @@
 #![allow(dead_code)]
 
 mod hooked;
+mod soft_key;
 
 // Not every test target that includes this module uses them.
 #[allow(unused_imports)]
 pub(crate) use hooked::{Hooked, StoreHooks};
+pub(crate) use soft_key::SoftAuthenticator;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +28,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use tower::ServiceExt;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 pub(crate) const SERVER_URL: &str = "http://localhost:8080";
 pub(crate) const RESOURCE: &str = "http://localhost:8080/mcp";
@@ -162,7 +163,7 @@ pub(crate) struct TestServer {
     pub(crate) app: Router,
     pub(crate) oauth: McpOAuth,
     pub(crate) stores: Stores,
-    pub(crate) key: Arc<Mutex<SoftPasskey>>,
+    pub(crate) key: Arc<Mutex<SoftAuthenticator>>,
     pub(crate) peer: SocketAddr,
 }
 
@@ -195,13 +196,13 @@ impl TestServer {
             app: oauth.router(routes),
             oauth,
             stores,
-            key: Arc::new(Mutex::new(SoftPasskey::new(true))),
+            key: Arc::new(Mutex::new(SoftAuthenticator::new(true))),
             peer: "127.0.0.1:40000".parse().unwrap(),
         }
     }
 
     /// Another instance of the same service: same stores and configuration, the same owner's key.
-    pub(crate) fn instance(stores: Stores, key: Arc<Mutex<SoftPasskey>>) -> Self {
+    pub(crate) fn instance(stores: Stores, key: Arc<Mutex<SoftAuthenticator>>) -> Self {
         Self {
             key,
             ..Self::on(stores, config(), mcp_routes())
@@ -297,7 +298,11 @@ impl TestServer {
     }
 
     /// Sign a challenge with the owner's passkey.
-    pub(crate) async fn assert_with(&self, key: &Mutex<SoftPasskey>, challenge: &Value) -> Value {
+    pub(crate) async fn assert_with(
+        &self,
+        key: &Mutex<SoftAuthenticator>,
+        challenge: &Value,
+    ) -> Value {
         let options: RequestChallengeResponse =
             serde_json::from_value(challenge["options"].clone()).unwrap();
         let credential = key
