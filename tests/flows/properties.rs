@@ -359,7 +359,9 @@ proptest! {
         let Ok(header) = HeaderValue::from_str(&value) else { return Ok(()) };
         let request = Request::post("/mcp").header("authorization", header).body(Body::empty()).unwrap();
         let reply = send(request);
-        let well_formed = scheme.eq_ignore_ascii_case("bearer") && spaces > 0 && before.trim_start_matches(' ').is_empty() && after.is_empty();
+        // `before` made of spaces only widens the gap after the scheme (one or more is right).
+        let only_spaces_before = before.trim_start_matches(' ').is_empty();
+        let well_formed = scheme.eq_ignore_ascii_case("bearer") && spaces + before.len() > 0 && only_spaces_before && after.is_empty();
         if well_formed {
             prop_assert_eq!(reply.status.as_u16(), 200, "{:?}: {}", value, reply.text());
         } else {
