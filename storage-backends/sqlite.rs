@@ -405,8 +405,13 @@ impl SqliteStore {
         // No `journal_mode` here: sqlx would switch every connection as it opens, and a switch
         // that meets another fails at once (see `switch_to_wal`). WAL mode is stored in the file,
         // so once the probe below has switched it, every connection opens in WAL mode.
+        // Never SQLite's shared cache (which SQLite itself discourages), even when the URL asks:
+        // its table locks fail at once with `SQLITE_LOCKED_SHAREDCACHE` instead of waiting in the
+        // busy handler, so connections racing on a new file would fail. A pool over a file does
+        // not need it, and an in-memory database here keeps one connection.
         let options = SqliteConnectOptions::from_str(url)
             .map_err(sql_error("database"))?
+            .shared_cache(false)
             .create_if_missing(true)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT);

@@ -202,11 +202,7 @@ impl Failures {
         if windows.len() >= MAX_TRACKED && !windows.contains_key(&key) {
             windows.retain(|_, w| w.opened + window_length > now);
             if windows.len() >= MAX_TRACKED {
-                // Every window is open: forget the oldest half rather than grow without bound.
-                let mut opened: Vec<Instant> = windows.values().map(|w| w.opened).collect();
-                opened.sort_unstable();
-                let cutoff = opened[opened.len() / 2];
-                windows.retain(|_, w| w.opened > cutoff);
+                forget_the_cheapest(&mut windows);
             }
         }
         let window = windows.entry(key).or_insert(Window {
@@ -240,6 +236,22 @@ impl Failures {
                 windows.remove(&key);
             }
         }
+    }
+}
+
+/// Every window is open and the table is full: forget an eighth of it rather than grow without
+/// bound, cheapest to build again first: the fewest units spent, and among equals the newest.
+/// So a spent budget outlives a flood of fresh keys (forgetting it would hand its guesser a new
+/// budget), and a flood of spent ones forgets its own newest keys before anyone's older ones.
+fn forget_the_cheapest(windows: &mut HashMap<FailureKey, Window>) {
+    let mut by_cost: Vec<(u32, std::cmp::Reverse<Instant>, FailureKey)> = windows
+        .iter()
+        .map(|(key, w)| (w.spent, std::cmp::Reverse(w.opened), *key))
+        .collect();
+    by_cost.sort_unstable_by_key(|(spent, newest, _)| (*spent, *newest));
+    let forget = windows.len() - MAX_TRACKED / 8 * 7;
+    for (_, _, key) in by_cost.into_iter().take(forget) {
+        windows.remove(&key);
     }
 }
 
@@ -402,5 +414,30 @@ mod tests {
             let _ = failures.reserve(key, start + Duration::from_millis(u64::from(i)));
         }
         assert!(failures.windows().len() <= MAX_TRACKED);
+    }
+
+    #[test]
+    fn a_flood_of_fresh_keys_does_not_forget_a_spent_budget() {
+        let failures = failures(3);
+        let start = Instant::now();
+        let guesser = key("192.0.2.1");
+        for _ in 0..3 {
+            failures.reserve(guesser, start).unwrap();
+        }
+        // Fresh keys, one failure each, until the table has been full several times over.
+        for i in 0..(4 * MAX_TRACKED as u32) {
+            let flood = FailureKey {
+                address: IpAddr::from(std::net::Ipv4Addr::from(i)),
+                guessed: Guessed::UnknownClient,
+            };
+            let _ = failures.reserve(flood, start + Duration::from_millis(u64::from(i % 1000)));
+            assert!(failures.windows().len() <= MAX_TRACKED, "bounded");
+        }
+        assert!(
+            failures
+                .reserve(guesser, start + Duration::from_secs(1))
+                .is_err(),
+            "the guesser's spent budget survives the flood"
+        );
     }
 }

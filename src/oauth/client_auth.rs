@@ -5,7 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::budget::{Attempt, Budget, Guessed, Refused};
+use super::budget::{Budget, Guessed, Refused};
 use super::clients::{Client, FindError};
 use super::params::Params;
 use super::{AuthServer, OAuthError};
@@ -20,8 +20,9 @@ struct Presented {
 
 impl AuthServer {
     /// Authenticate the calling client. `authorization` is the raw `Authorization` header, if any.
-    /// The check spends `budget` for the client named, reserved before the client is even looked
-    /// up; a client id that names no client spends the address's budget for unknown clients.
+    /// A secret compared spends `budget` for the client named, reserved right before the
+    /// comparison and given back if it matches; a client id that names no client spends the
+    /// address's budget for unknown clients. Public clients spend nothing.
     ///
     /// # Errors
     ///
@@ -76,32 +77,31 @@ impl AuthServer {
     }
 
     async fn authenticate(&self, presented: Presented, budget: &Budget) -> Result<Client, Refused> {
-        let attempt = budget.reserve(Guessed::client(&presented.client_id))?;
+        // The client is looked up before any unit is taken: a request still waiting on the store
+        // or on a metadata document guesses nothing, and must not hold a unit of its client's
+        // budget while it waits (concurrent requests of one busy client would get 429). The unit
+        // is taken right before the comparison, which awaits nothing, so concurrent guesses are
+        // still held to the budget exactly, and a right guess past it is never checked.
         let client = match self.find_client(&presented.client_id).await {
             Ok(Some(client)) => client,
             Ok(None) => {
                 let error = OAuthError::invalid_client("unknown client; register again");
-                return Err(unknown_client(budget, attempt, error));
+                return Err(unknown_client(budget, error));
             }
-            Err(FindError::Store(error)) => {
-                attempt.refund();
-                return Err(error.into());
-            }
+            Err(FindError::Store(error)) => return Err(error.into()),
             Err(FindError::Document(error)) => {
                 tracing::info!(target: "mcp_oauth::cimd", url = %error.url, detail = %error.detail(), "no usable metadata document at a token endpoint");
                 if error.is_temporary() {
                     // Not the client's doing, and no secret was checked: 503, nothing spent.
-                    attempt.refund();
                     return Err(error.token_error().into());
                 }
-                return Err(unknown_client(budget, attempt, error.token_error()));
+                return Err(unknown_client(budget, error.token_error()));
             }
         };
         let Some(expected) = &client.secret_hash else {
             // A public client has no secret to guess. Its id is no secret either, and is shared by
             // every user of a client described by a metadata document, so a failure here must not
             // spend a budget that the others behind the same address rely on.
-            attempt.refund();
             return match presented.secret {
                 Some(_) => Err(OAuthError::invalid_client(
                     "this client is public and has no secret",
@@ -110,6 +110,7 @@ impl AuthServer {
                 None => Ok(client),
             };
         };
+        let attempt = budget.reserve(Guessed::client(&presented.client_id))?;
         match &presented.secret {
             Some(secret) if secret::hash_matches(secret.expose(), expected) => {
                 attempt.refund();
@@ -130,10 +131,9 @@ impl AuthServer {
     }
 }
 
-/// A client id that names no client guesses no client's secret: its unit moves from that id's
-/// budget to the address's budget for unknown clients, which it keeps.
-fn unknown_client(budget: &Budget, attempt: Attempt<'_>, error: OAuthError) -> Refused {
-    attempt.refund();
+/// A client id that names no client guesses no client's secret: it spends a unit of the
+/// address's budget for unknown clients.
+fn unknown_client(budget: &Budget, error: OAuthError) -> Refused {
     match budget.reserve(Guessed::UnknownClient) {
         Ok(unknown) => {
             unknown.spend();

@@ -23,6 +23,7 @@ mod introspect;
 mod journey;
 mod limits;
 mod malformed;
+mod outside_review;
 mod passkeys;
 mod properties;
 mod proxies;

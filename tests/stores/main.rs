@@ -8,3 +8,5 @@ mod passkey_file;
 mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_connect_forms;
