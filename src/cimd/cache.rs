@@ -7,11 +7,17 @@
 //! [`STALE_FOR`] more: client documents have had outages (HTML instead of JSON, bot-protection
 //! 403s, 404s) and a short one should not log everyone out. A document that changes validly
 //! replaces the old copy at once.
+//!
+//! The cache is shared by every URL client id anyone sends, so a flood of strangers' ids pushes
+//! documents out of it. The last good copy of a client the owner approved is therefore also kept
+//! apart, in a map only approvals add to: it is the fallback (within the same time bound) however
+//! many other ids arrive. Both live in this process; another instance keeps its own.
 
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::future::Cache;
+use moka::ops::compute::Op;
 
 use super::fetch::Freshness;
 use crate::oauth::clients::Client;
@@ -26,6 +32,9 @@ pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 pub(crate) const STALE_FOR: Duration = Duration::from_secs(3600);
 /// Documents kept at most.
 const CAPACITY: u64 = 1_000;
+/// Approved clients whose last good copy is kept apart. Only the owner's approvals add to it, so a
+/// flood cannot fill it.
+const APPROVED_CAPACITY: u64 = 10_000;
 
 /// How long a document may be used without fetching it again; `None`: not at all.
 pub(crate) fn time_to_live(freshness: Freshness) -> Option<Duration> {
@@ -64,16 +73,26 @@ impl Entry {
     }
 }
 
+/// What is kept for a client the owner approved: its last good copy, once there is one.
+#[derive(Clone, Debug)]
+struct Approved {
+    last_good: Option<Entry>,
+}
+
 /// The cache, keyed by client id (the document URL as sent).
 #[derive(Clone)]
 pub(crate) struct DocumentCache {
     entries: Cache<String, Entry>,
+    /// Approved clients, apart from `entries`; not expiring with the copy they hold, so a client
+    /// idle past its copy's time bound is still known as approved when it is next fetched.
+    approved: Cache<String, Approved>,
 }
 
 impl std::fmt::Debug for DocumentCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DocumentCache")
             .field("entries", &self.entries.entry_count())
+            .field("approved", &self.approved.entry_count())
             .finish()
     }
 }
@@ -103,11 +122,16 @@ impl DocumentCache {
                 .max_capacity(CAPACITY)
                 .expire_after(KeepUntil)
                 .build(),
+            approved: Cache::new(APPROVED_CAPACITY),
         }
     }
 
+    /// The shared copy or, when strangers' ids pushed it out, an approved client's own.
     pub(crate) async fn get(&self, client_id: &str, now: Instant) -> Option<Cached> {
-        self.entries.get(client_id).await?.at(now)
+        if let Some(entry) = self.entries.get(client_id).await {
+            return entry.at(now);
+        }
+        self.approved.get(client_id).await?.last_good?.at(now)
     }
 
     /// Keep a validated document for `ttl`, and as a fallback for [`STALE_FOR`] after.
@@ -124,11 +148,47 @@ impl DocumentCache {
             fresh_until,
             keep_until: fresh_until + STALE_FOR,
         };
-        self.entries.insert(client_id.to_owned(), entry).await;
+        self.entries
+            .insert(client_id.to_owned(), entry.clone())
+            .await;
+        self.set_approved_copy(client_id, Some(entry)).await;
     }
 
+    /// Forget the document (its server asked not to keep it), but not that its client is approved.
     pub(crate) async fn remove(&self, client_id: &str) {
         self.entries.invalidate(client_id).await;
+        self.set_approved_copy(client_id, None).await;
+    }
+
+    /// The owner approved the client: keep its last good copy apart from now on. A copy already
+    /// kept from an earlier approval stays when the shared one was pushed out meanwhile.
+    pub(crate) async fn approve(&self, client_id: &str) {
+        let shared = self.entries.get(client_id).await;
+        self.approved
+            .entry_by_ref(client_id)
+            .and_compute_with(|held| async move {
+                let last_good = shared.or_else(|| held.and_then(|h| h.into_value().last_good));
+                Op::Put(Approved { last_good })
+            })
+            .await;
+    }
+
+    /// The owner removed the client: it is no longer approved.
+    pub(crate) async fn forget_approval(&self, client_id: &str) {
+        self.approved.invalidate(client_id).await;
+    }
+
+    /// Replace an approved client's own copy; nothing for a client not approved.
+    async fn set_approved_copy(&self, client_id: &str, last_good: Option<Entry>) {
+        self.approved
+            .entry_by_ref(client_id)
+            .and_compute_with(|held| async move {
+                match held {
+                    Some(_) => Op::Put(Approved { last_good }),
+                    None => Op::Nop,
+                }
+            })
+            .await;
     }
 }
 
@@ -195,6 +255,50 @@ mod tests {
             Some(Cached::Stale(_))
         ));
         cache.remove(id).await;
+        assert!(cache.get(id, now).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_approved_clients_copy_outlives_the_shared_one_within_its_time_bound() {
+        let cache = DocumentCache::new();
+        let id = "https://client.example/meta";
+        let now = Instant::now();
+        cache.insert(id, client(), MIN_TTL, now).await;
+        cache.approve(id).await;
+        // Pushed out of the shared cache, as by a flood of other ids.
+        cache.entries.invalidate(id).await;
+        assert!(matches!(cache.get(id, now).await, Some(Cached::Fresh(_))));
+        assert!(matches!(
+            cache.get(id, now + MIN_TTL).await,
+            Some(Cached::Stale(_))
+        ));
+        assert!(cache.get(id, now + MIN_TTL + STALE_FOR).await.is_none());
+
+        // A later good fetch refreshes the approved copy; `no-store` clears it.
+        let later = now + MIN_TTL + STALE_FOR;
+        cache.insert(id, client(), MIN_TTL, later).await;
+        cache.entries.invalidate(id).await;
+        assert!(matches!(cache.get(id, later).await, Some(Cached::Fresh(_))));
+        cache.remove(id).await;
+        assert!(cache.get(id, later).await.is_none());
+
+        // Still approved without a copy: the next good fetch is kept apart again.
+        cache.insert(id, client(), MIN_TTL, later).await;
+        cache.entries.invalidate(id).await;
+        assert!(matches!(cache.get(id, later).await, Some(Cached::Fresh(_))));
+
+        // Removed by the owner: nothing kept apart any more.
+        cache.forget_approval(id).await;
+        assert!(cache.get(id, later).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_client_never_approved_has_no_copy_apart() {
+        let cache = DocumentCache::new();
+        let id = "https://client.example/meta";
+        let now = Instant::now();
+        cache.insert(id, client(), MIN_TTL, now).await;
+        cache.entries.invalidate(id).await;
         assert!(cache.get(id, now).await.is_none());
     }
 }

@@ -110,6 +110,14 @@ impl MetadataDocuments for Documents {
             },
         }
     }
+
+    async fn approved(&self, client_id: &str) {
+        self.cache.approve(client_id).await;
+    }
+
+    async fn removed(&self, client_id: &str) {
+        self.cache.forget_approval(client_id).await;
+    }
 }
 
 #[cfg(test)]

@@ -175,6 +175,15 @@ impl Admin<'_> {
             return Err(ConsoleError::PreRegistered);
         }
         self.server.mark_client_revoked(client_id).await?;
+        // A metadata-document client is no longer approved (until an approval from here on).
+        let document_client = self
+            .server
+            .metadata_documents
+            .as_ref()
+            .filter(|_| client_metadata::is_url_client_id(client_id));
+        if let Some(documents) = document_client {
+            documents.removed(client_id).await;
+        }
         let deleted = self.server.clients.delete(client_id).await?;
         let grants: Vec<_> = self
             .server
@@ -189,9 +198,7 @@ impl Admin<'_> {
         }
         // A metadata-document client has no registration, and its one grant may be the one the
         // listing missed: it is found as long as its URL is a client id here.
-        let is_document_client = self.server.metadata_documents.is_some()
-            && client_metadata::is_url_client_id(client_id);
-        if !deleted && grants.is_empty() && !is_document_client {
+        if !deleted && grants.is_empty() && document_client.is_none() {
             return Err(ConsoleError::NotFound("client"));
         }
         self.server.audit.emit(AuditEvent::ClientDeleted {

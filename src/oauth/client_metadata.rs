@@ -19,6 +19,13 @@ pub(crate) trait MetadataDocuments: Send + Sync + fmt::Debug {
     ///
     /// A [`DocumentError`] saying in plain words why there is no usable document.
     async fn client(&self, client_id: &str) -> Result<Client, DocumentError>;
+
+    /// The owner approved the client at `client_id`: from now on its last good document stays
+    /// available as the fallback for its host's outages, whatever other client ids anyone sends.
+    async fn approved(&self, client_id: &str);
+
+    /// The owner removed the client at `client_id`: it is no longer approved.
+    async fn removed(&self, client_id: &str);
 }
 
 /// Whether a client id is meant as a metadata document URL (as opposed to an opaque id): it starts

@@ -114,12 +114,17 @@ impl AuthServer {
 
     /// Record the owner's approval of a client: a dynamically registered one becomes approved and
     /// gets the configured lifetime, so it no longer counts toward the cap on unapproved
-    /// registrations. Clients the store does not hold (the pre-registered one, metadata-document
-    /// clients) need nothing. `false` if the registration lapsed or was removed meanwhile.
+    /// registrations. A metadata-document client's last good document is kept where no flood of
+    /// other client ids can push it out. The pre-registered client needs nothing. `false` if the
+    /// registration lapsed or was removed meanwhile.
     pub(crate) async fn record_client_approval(&self, client_id: &str) -> Result<bool, StoreError> {
-        let is_document =
-            self.metadata_documents.is_some() && client_metadata::is_url_client_id(client_id);
-        if client_id == self.settings.pre_registered.client_id || is_document {
+        if client_id == self.settings.pre_registered.client_id {
+            return Ok(true);
+        }
+        if let Some(documents) = &self.metadata_documents
+            && client_metadata::is_url_client_id(client_id)
+        {
+            documents.approved(client_id).await;
             return Ok(true);
         }
         let now = UnixTime::now();

@@ -72,6 +72,7 @@
 //! | Secrets printed by `{:?}` of the configuration, the builder or the layer | `secrets::debug_output_of_public_types_holds_no_secret` |
 //! | A stalling metadata-document host holding every fetch slot, starving other clients' documents | `cimd::a_stalling_host_cannot_starve_the_fetches_of_other_hosts` (and `cimd::fetch::tests::waiting_for_a_slot_does_not_count_against_the_time_limit` in the crate) |
 //! | A document host that is down, slow or overloaded read as "invalid client" (clients would drop their tokens) | `cimd::a_client_whose_document_host_is_down_gets_503_never_401`, `cimd::a_slow_document_times_out_within_the_cap` |
+//! | A flood of strangers' URL client ids (3,000, within the rate limits) pushing an approved metadata-document client's last good copy out of the shared cache, so its refresh during its host's outage gets 401 | `cimd::a_flood_of_url_client_ids_does_not_evict_an_approved_clients_document` (and `cimd::cache::tests::an_approved_clients_copy_outlives_the_shared_one_within_its_time_bound` in the crate) |
 //! | A store outage read as "unauthorized" (clients would drop their tokens) | `bearer::a_store_outage_is_503_never_401` |
 //! | Port-scanning through the metadata-document fetcher (a `client_id` naming port 8443, 22, 80, or a local port under the testing switch) | `cimd::client_ids_naming_a_port_other_than_443_are_refused_before_any_connection` (connections counted on a listener) |
 //! | The metadata-document fetcher aimed at the server's own host | `cimd::the_servers_own_host_is_never_fetched` |

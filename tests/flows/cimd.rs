@@ -3,12 +3,15 @@
 //! the SSRF refusals that happen before any connection.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -1023,4 +1026,137 @@ async fn the_servers_own_host_is_never_fetched() {
             .await
             .assert_oauth_error(401, "invalid_client");
     }
+}
+
+/// A host for the flood: `/victim` is an approved client's document (cached for a day), or, once
+/// [`FloodHost::take_down`] was called, the HTML page a bot-protection outage serves instead;
+/// any other name is a valid document of the attacker's.
+struct FloodHost {
+    base: String,
+    down: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FloodHost {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FloodHost {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let down = Arc::new(AtomicBool::new(false));
+        let app = Router::new()
+            .route("/{name}", get(serve_flood))
+            .with_state((base.clone(), Arc::clone(&down)));
+        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { base, down, task }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("{}/{name}", self.base)
+    }
+
+    fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn take_down(&self) {
+        self.down.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn serve_flood(
+    State((base, down)): State<(String, Arc<AtomicBool>)>,
+    Path(name): Path<String>,
+) -> Response {
+    if name == "victim" && down.load(Ordering::SeqCst) {
+        return (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "<!doctype html><title>Just a moment...</title>",
+        )
+            .into_response();
+    }
+    let mut document = claude_code(&format!("{base}/{name}"));
+    document["client_name"] = json!(name);
+    json_response(&document, "application/json", Some("public, max-age=86400"))
+}
+
+/// `/token` with a made-up code for `client_id`, sent from `peer` (the attacker spreads its
+/// requests over its /48 to stay within the per-address rate limits).
+async fn bogus_code_from(server: &TestServer, peer: IpAddr, client_id: &str) -> StatusCode {
+    let (verifier, _) = pkce();
+    let mut request = Request::post("/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "not-a-code"),
+            ("code_verifier", &verifier),
+            ("client_id", client_id),
+            ("redirect_uri", "http://127.0.0.1:5555/callback"),
+        ])))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(peer, 40_000)));
+    tower::ServiceExt::oneshot(server.app.clone(), request)
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The `n`th /64 of an attacker's IPv6 /48 (a rate-limit key of its own).
+fn attacker_address(n: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x77, n, 0, 0, 0, 1))
+}
+
+/// The cache of documents is bounded (1,000) and shared by every URL client id anyone sends. A
+/// stranger sends 3,000 URL client ids of its own (valid documents, each a few times, within the
+/// default rate limits): the approved client's last good document must still be there as the
+/// fallback during its host's outage, or its refresh gets 401 and it throws its tokens away.
+#[tokio::test]
+async fn a_flood_of_url_client_ids_does_not_evict_an_approved_clients_document() {
+    let docs = FloodHost::start().await;
+    let server = server(&[docs.port()]).await;
+
+    let victim = docs.url("victim");
+    let redirect_uri = "http://127.0.0.1:5555/callback";
+    let (code, verifier) = server.code_for(&victim, redirect_uri).await;
+    let tokens = server
+        .exchange(&victim, &code, &verifier, redirect_uri)
+        .await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+    let mut refresh_token = tokens.json()["refresh_token"].as_str().unwrap().to_owned();
+
+    // The host's outage begins; the cached copy carries the client through it.
+    docs.take_down();
+    let refreshed = server.refresh(&victim, &refresh_token).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
+    refresh_token = refreshed.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The flood: 3,000 URL client ids, each sent 4 times, 50 requests per /64.
+    let mut sent = 0u32;
+    for n in 0..3000u32 {
+        let client_id = docs.url(&format!("f{n}"));
+        for _ in 0..4 {
+            let peer = attacker_address(2000 + u16::try_from(sent / 50).unwrap());
+            let status = bogus_code_from(&server, peer, &client_id).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "the flood got a bad code");
+            sent += 1;
+        }
+    }
+
+    let refreshed = server.refresh(&victim, &refresh_token).await;
+    assert_eq!(
+        refreshed.status,
+        StatusCode::OK,
+        "after a flood of {sent} requests naming other URL client ids, the approved client's \
+         refresh during its host's outage got: {}",
+        refreshed.text()
+    );
 }
