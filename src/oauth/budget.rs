@@ -3,9 +3,10 @@
 //! of that thing from that address are answered 429 before anything is checked, until the window
 //! ends, so guessing is held to a few attempts per window whatever the request rate.
 //!
-//! Keyed by what is guessed, one party's failures never deny another party's valid credentials
-//! from the same address (a NAT, a hosted client's egress, an untrusted proxy): wrong secrets for
-//! one client leave every other client's budget and the owner's sign-in alone.
+//! Keyed by what is guessed, failures against one credential never deny another credential from
+//! the same address (a NAT, a hosted client's egress, an untrusted proxy): wrong secrets for one
+//! client leave every other client's budget and the owner's sign-in alone. (Guesses against one
+//! credential do hold that credential back from that address: that is the limit.)
 //!
 //! Each check reserves its unit before it runs and gives it back if it succeeds, so checks under
 //! way count against the budget: a burst of concurrent guesses cannot all pass a check that only
@@ -21,7 +22,8 @@ use super::{ErrorCode, OAuthError};
 use crate::config::{FailureLimit, MAX_SHORT_LIFETIME_SECS};
 use crate::store::{StoreError, TokenHash};
 
-/// Past this many tracked keys, closed windows are dropped; if all are open, the oldest go.
+/// Past this many tracked keys, closed windows are dropped; if all are open, the cheapest to
+/// rebuild go (see [`forget_the_cheapest`]).
 const MAX_TRACKED: usize = 10_000;
 
 /// What a credential check is guessing.
