@@ -14,18 +14,9 @@ use mcp_oauth::MemoryStore;
 use mcp_oauth::store::{
     Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore,
 };
-use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::common::*;
-
-fn refresh_token(tokens: &Value) -> String {
-    tokens["refresh_token"].as_str().unwrap().to_owned()
-}
-
-fn access_token(tokens: &Value) -> String {
-    tokens["access_token"].as_str().unwrap().to_owned()
-}
 
 /// A memory store that can (a) fail the next insert of a kept successor pair, before storing it,
 /// as a store outage in the middle of a rotation would; (b) revoke a grant over HTTP, through

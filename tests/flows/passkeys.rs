@@ -93,34 +93,8 @@ async fn a_further_passkey_needs_an_existing_passkeys_approval() {
         .await;
     reply.assert_oauth_error(400, "invalid_request");
     // Approval by the existing passkey.
-    let challenge = server
-        .post_json("/passkey/register/approval", &json!({}))
-        .await;
-    assert_eq!(challenge.status, StatusCode::OK);
-    let challenge = challenge.json();
-    let assertion = server.assert_with(&server.key, &challenge).await;
-    let start = server
-        .post_json(
-            "/passkey/register/start",
-            &json!({ "approval": { "ceremony_id": challenge["ceremony_id"], "credential": assertion }, "label": "phone" }),
-        )
-        .await;
-    assert_eq!(start.status, StatusCode::OK, "{}", start.text());
     let second_key = Mutex::new(SoftAuthenticator::new(true));
-    let options = serde_json::from_value(start.json()["options"].clone()).unwrap();
-    let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
-        &mut *second_key.lock().await,
-        url::Url::parse(SERVER_URL).unwrap(),
-        options,
-    )
-    .unwrap();
-    let done = server
-        .post_json(
-            "/passkey/register/finish",
-            &json!({ "ceremony_id": start.json()["ceremony_id"], "credential": credential }),
-        )
-        .await;
-    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+    add_passkey_approved_by_the_owner(&server, &second_key).await;
     assert_eq!(server.stores.passkeys.list().await.unwrap().len(), 2);
     // The new passkey approves clients too.
     let client_id = server.register_public_client().await;

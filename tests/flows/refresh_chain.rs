@@ -11,20 +11,11 @@ use async_trait::async_trait;
 use axum::http::StatusCode;
 use mcp_oauth::MemoryStore;
 use mcp_oauth::store::{StoreError, TokenHash, TokenKind, TokenRecord, TokenStore};
-use serde_json::Value;
 
 use crate::common::*;
 
 /// Rounds of the owner and the thief refreshing at once.
 const ROUNDS: usize = 20;
-
-fn refresh_token(tokens: &Value) -> String {
-    tokens["refresh_token"].as_str().unwrap().to_owned()
-}
-
-fn access_token(tokens: &Value) -> String {
-    tokens["access_token"].as_str().unwrap().to_owned()
-}
 
 fn short_grace() -> mcp_oauth::OAuthConfig {
     let mut config = config();

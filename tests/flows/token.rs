@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::*;
 
@@ -301,10 +301,6 @@ async fn unsupported_grant_types_are_refused() {
             .await
             .assert_oauth_error(400, "unsupported_grant_type");
     }
-}
-
-fn refresh_token(tokens: &Value) -> String {
-    tokens["refresh_token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

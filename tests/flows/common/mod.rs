@@ -524,3 +524,13 @@ pub(crate) fn jsonrpc_message(reply: &Reply) -> Value {
         .unwrap_or(text.trim());
     serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
+
+/// The refresh token of a token response.
+pub(crate) fn refresh_token(tokens: &Value) -> String {
+    tokens["refresh_token"].as_str().unwrap().to_owned()
+}
+
+/// The access token of a token response.
+pub(crate) fn access_token(tokens: &Value) -> String {
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
