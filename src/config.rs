@@ -239,11 +239,11 @@ struct Redacted;
 
 impl std::fmt::Debug for Redacted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(crate::oauth::secret::REDACTED)
+        f.write_str(crate::rules::secret::REDACTED)
     }
 }
 
-/// Rate limits: the three per-IP tiers of DESIGN §7 over the OAuth endpoints and pages, a per-grant
+/// Rate limits: three per-IP tiers over the OAuth endpoints and pages, a per-grant
 /// limit on the MCP routes (many users can share one client's egress address), a per-IP limit on
 /// the requests the bearer guard refuses, and a per-IP budget of failed credential checks against
 /// guessing.
@@ -382,7 +382,7 @@ impl OAuthConfig {
             return bad("client_secret", "must be at least 16 characters");
         }
         for uri in &self.client_redirect_uris {
-            crate::oauth::redirect::validate_registrable(uri, &self.native_redirect_uris)
+            crate::rules::redirect_uri::validate_registrable(uri, &self.native_redirect_uris)
                 .map_err(|reason| Error::invalid("client_redirect_uris", &reason))?;
         }
         if self.client_name.trim().is_empty() {
@@ -539,7 +539,7 @@ impl OAuthConfig {
             }
         }
         if self.cimd_allow_loopback_http_for_testing
-            && !crate::oauth::redirect::is_loopback_host(&server_url)
+            && !crate::rules::redirect_uri::is_loopback_host(&server_url)
         {
             return bad(
                 "cimd_allow_loopback_http_for_testing",
@@ -692,7 +692,7 @@ pub(crate) fn parse_server_url(server_url: &str) -> Result<Url, Error> {
         .map_err(|e| Error::invalid(field, &format!("not an absolute URL: {e}")))?;
     match url.scheme() {
         "https" => {}
-        "http" if crate::oauth::redirect::is_loopback_host(&url) => {}
+        "http" if crate::rules::redirect_uri::is_loopback_host(&url) => {}
         "http" => {
             return Err(Error::invalid(
                 field,

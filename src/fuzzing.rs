@@ -10,12 +10,13 @@ pub fn pkce_verifier_is_valid(verifier: &str) -> bool {
 ///
 /// # Errors
 ///
-/// The `invalid_request` error the authorization endpoint returns.
+/// The error code and description the authorization endpoint returns.
 pub fn pkce_check_challenge(
     challenge: Option<&str>,
     method: Option<&str>,
-) -> Result<String, crate::OAuthError> {
+) -> Result<String, (&'static str, String)> {
     crate::oauth::pkce::check_challenge(challenge, method)
+        .map_err(|error| (error.code.as_str(), error.description.into_owned()))
 }
 
 /// Whether `verifier` hashes (S256) to `challenge`, compared in constant time.
@@ -29,10 +30,10 @@ pub fn pkce_verify(verifier: &str, challenge: &str) -> bool {
 ///
 /// The sentence the registration endpoint returns.
 pub fn redirect_validate_registrable(uri: &str, native_allowlist: &[String]) -> Result<(), String> {
-    crate::oauth::redirect::validate_registrable(uri, native_allowlist)
+    crate::rules::redirect_uri::validate_registrable(uri, native_allowlist)
 }
 
 /// Whether a requested redirect URI matches a registered one.
 pub fn redirect_matches(registered: &str, requested: &str) -> bool {
-    crate::oauth::redirect::matches(registered, requested)
+    crate::rules::redirect_uri::matches(registered, requested)
 }

@@ -1,4 +1,17 @@
 #![doc = include_str!("../README.md")]
+//!
+//! # Module map
+//!
+//! Dependencies point one way, down this list; modules on one line may use each other only
+//! without forming a cycle. `cargo test --test architecture` checks it from the source.
+//!
+//! | layer | modules | job |
+//! |---|---|---|
+//! | entry points | `mcp_oauth` ([`McpOAuth`], its builder), `http` (axum handlers, router, [`BearerLayer`], rate limits) | assemble the parts and speak HTTP |
+//! | features | `pages` (HTML), [`console`] (the owner's operations), `passkey` (WebAuthn ceremonies; its verified assertion is the proof of the owner's presence), `cimd` (client metadata documents) | what the owner and clients see |
+//! | protocol | `oauth` | the OAuth rules, no HTTP framework |
+//! | shared rules | `audit` (events, the connection doctor), [`config`], `error`, `rules` (secrets, redirect URIs, limits) | used everywhere, depend on nothing above the store |
+//! | storage | [`store`] (the traits and records), [`backends`] (memory, SQLite, Redis, the passkey file; they use `store` alone) | keep state |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audit;
@@ -12,13 +25,14 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
-mod layer;
+mod mcp_oauth;
 mod oauth;
 mod pages;
 mod passkey;
+mod rules;
 pub mod store;
 
-// Backends live outside `src/` (DESIGN §2) but compile into this one crate, so sqlx's migrations and
+// Backends live outside `src/` but compile into this one crate, so sqlx's migrations and
 // the traits never drift apart. This is the only `#[path]` in the crate.
 #[path = "../storage-backends/mod.rs"]
 pub mod backends;
@@ -33,8 +47,8 @@ pub use config::{
 };
 pub use error::Error;
 pub use http::{Bearer, BearerLayer};
-pub use layer::{McpOAuth, McpOAuthBuilder};
-pub use oauth::{ErrorCode, McpScopes, OAuthError, TokenInfo};
+pub use mcp_oauth::{McpOAuth, McpOAuthBuilder};
+pub use oauth::{McpScopes, TokenInfo};
 pub use store::{ClientStore, PasskeyStore, TokenStore};
 pub use webauthn_rs;
 

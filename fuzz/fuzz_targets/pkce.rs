@@ -4,7 +4,6 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mcp_oauth::ErrorCode;
 use mcp_oauth::fuzzing::{pkce_check_challenge, pkce_verifier_is_valid, pkce_verify};
 use mcp_oauth_fuzz::assert::is_rfc6749_text;
 use mcp_oauth_fuzz::s256;
@@ -55,9 +54,9 @@ fuzz_target!(|input: Input| {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             );
         }
-        Err(error) => {
-            assert_eq!(error.code, ErrorCode::InvalidRequest);
-            assert!(is_rfc6749_text(&error.description));
+        Err((code, description)) => {
+            assert_eq!(code, "invalid_request");
+            assert!(is_rfc6749_text(&description));
         }
     }
 });

@@ -4,11 +4,11 @@
 use serde_json::{Map, Value};
 
 use crate::oauth::clients::Client;
-use crate::oauth::limits::{
+use crate::oauth::params::printable;
+use crate::rules::limits::{
     MAX_CLIENT_NAME_CHARS, MAX_DOCUMENT_REDIRECT_URIS as MAX_REDIRECT_URIS, check_chars,
 };
-use crate::oauth::params::printable;
-use crate::oauth::redirect;
+use crate::rules::redirect_uri;
 
 /// Token endpoint methods built on a shared secret, which a public document cannot carry.
 const SYMMETRIC_METHODS: [&str; 3] = [
@@ -150,7 +150,7 @@ fn redirect_uris(document: &Map<String, Value>, native: &[String]) -> Result<Vec
         let Value::String(uri) = value else {
             return Err("its redirect_uris contain something other than strings".into());
         };
-        redirect::validate_registrable(uri, native)
+        redirect_uri::validate_registrable(uri, native)
             .map_err(|reason| format!("redirect URI {}: {reason}", printable(uri)))?;
         if !uris.contains(uri) {
             uris.push(uri.clone());

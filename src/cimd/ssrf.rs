@@ -23,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 use url::{Host, Url};
 
-use crate::oauth::limits::MAX_URI_BYTES;
+use crate::rules::limits::MAX_URI_BYTES;
 
 /// IPv4 ranges that are not public beyond what `Ipv4Addr`'s stable methods cover.
 const NON_PUBLIC_V4: [Ipv4Net; 7] = [
@@ -150,7 +150,7 @@ pub(crate) fn check_url(client_id: &str, rules: &UrlRules) -> Result<Target, Str
     let url = Url::parse(client_id).map_err(|e| format!("it is not a valid URL ({e})"))?;
     let loopback_http = allow_loopback_http
         && url.scheme() == "http"
-        && crate::oauth::redirect::is_loopback_host(&url);
+        && crate::rules::redirect_uri::is_loopback_host(&url);
     if url.scheme() != "https" && !loopback_http {
         return Err("it must use https".into());
     }

@@ -1,28 +1,110 @@
-//! The owner's operations over the stores: list and revoke grants, list and delete clients.
+//! The owner's operations: list and revoke grants, list and delete clients, manage passkeys, read
+//! the connection doctor. The console's endpoints call them, and so can an application's own
+//! admin surface, through [`McpOAuth::admin`](crate::McpOAuth::admin).
 
 use std::collections::HashMap;
 
-use super::{ClientInfo, ConsoleError, GrantInfo, Registration};
+use super::{ClientInfo, ConnectionTrace, ConsoleError, GrantInfo, PasskeyInfo, Registration};
 use crate::audit::AuditEvent;
 use crate::oauth::grants::GrantSummary;
-use crate::oauth::{AuthServer, client_metadata, redirect};
+use crate::oauth::{AuthServer, client_metadata};
+use crate::passkey::Passkeys;
+use crate::rules::redirect_uri;
 use crate::store::{ClientRecord, GrantId, StoreError};
 
-/// The owner's view of one authorization server.
-pub(crate) struct Admin<'a> {
-    pub(crate) server: &'a AuthServer,
+/// The owner's operations on one server, from [`McpOAuth::admin`](crate::McpOAuth::admin).
+///
+/// ```no_run
+/// # async fn run(oauth: mcp_oauth::McpOAuth) -> Result<(), Box<dyn std::error::Error>> {
+/// for grant in oauth.admin().grants().await? {
+///     println!("{} holds {:?}", grant.client_id, grant.scopes);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy)]
+pub struct Admin<'a> {
+    server: &'a AuthServer,
+    passkeys: &'a Passkeys,
 }
 
-impl Admin<'_> {
-    /// Every live grant, the most recently approved first.
-    pub(crate) async fn grants(&self) -> Result<Vec<GrantInfo>, StoreError> {
+impl std::fmt::Debug for Admin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl<'a> Admin<'a> {
+    pub(crate) fn new(server: &'a AuthServer, passkeys: &'a Passkeys) -> Self {
+        Self { server, passkeys }
+    }
+
+    /// Every live grant (one per approval), the most recently approved first.
+    ///
+    /// # Errors
+    ///
+    /// A store failed.
+    pub async fn grants(&self) -> Result<Vec<GrantInfo>, StoreError> {
         Ok(self.overview().await?.0)
     }
 
-    /// Every client known: registered ones, the pre-registered one, and metadata-document clients
-    /// holding grants. Those with grants first, then by name.
-    pub(crate) async fn clients(&self) -> Result<Vec<ClientInfo>, StoreError> {
+    /// Every client known: the pre-registered one, registered ones, and metadata-document clients
+    /// that hold grants. Those with grants first, then the other approved ones, then those never
+    /// approved.
+    ///
+    /// # Errors
+    ///
+    /// A store failed.
+    pub async fn clients(&self) -> Result<Vec<ClientInfo>, StoreError> {
         Ok(self.overview().await?.1)
+    }
+
+    /// The owner's passkeys, in registration order.
+    ///
+    /// # Errors
+    ///
+    /// A store failed.
+    pub async fn passkeys(&self) -> Result<Vec<PasskeyInfo>, StoreError> {
+        Ok(self
+            .passkeys
+            .list()
+            .await?
+            .into_iter()
+            .map(|record| PasskeyInfo {
+                credential_id: record.credential_id,
+                label: record.label,
+                created_at: record.created_at,
+                last_used_at: record.last_used_at,
+            })
+            .collect())
+    }
+
+    /// Give a passkey a new label (control characters dropped, at most 64 characters).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsoleError::EmptyLabel`], [`ConsoleError::NotFound`], or a store failure.
+    pub async fn rename_passkey(
+        &self,
+        credential_id: &str,
+        label: &str,
+    ) -> Result<(), ConsoleError> {
+        Ok(self.passkeys.rename(credential_id, label).await?)
+    }
+
+    /// Remove a passkey. Console sessions signed in with it end.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsoleError::LastPasskey`] for the only passkey, [`ConsoleError::NotFound`], or a store
+    /// failure.
+    pub async fn remove_passkey(&self, credential_id: &str) -> Result<(), ConsoleError> {
+        Ok(self.passkeys.remove(credential_id).await?)
+    }
+
+    /// The connection doctor: the recent steps of each client's connection attempts, most
+    /// recently active first. Kept in this process's memory, bounded, without secrets.
+    pub fn connection_traces(&self) -> Vec<ConnectionTrace> {
+        self.server.audit.doctor().traces()
     }
 
     /// Grants and clients from one listing of each store (a listing may scan a whole store).
@@ -38,14 +120,14 @@ impl Admin<'_> {
         grants: Vec<(GrantId, GrantSummary)>,
         clients: &HashMap<String, ClientRecord>,
     ) -> Vec<GrantInfo> {
-        let journal = self.server.audit.journal();
+        let journal = self.server.audit.doctor();
         let mut out: Vec<GrantInfo> = grants
             .into_iter()
             .map(|(grant_id, summary)| {
                 let (client_name, registration) = self.describe(&summary.client_id, clients);
                 let last_used_at = journal.last_used(&grant_id).max(summary.last_issued_at);
                 GrantInfo {
-                    redirect_origin: summary.redirect_uri.as_deref().map(redirect::origin_of),
+                    redirect_origin: summary.redirect_uri.as_deref().map(redirect_uri::origin_of),
                     client_id: summary.client_id,
                     client_name,
                     registration,
@@ -119,10 +201,14 @@ impl Admin<'_> {
         out
     }
 
-    /// Remove every registration the owner never approved and that holds no grant; returns how
-    /// many were removed. Each removal is atomic in the store and spares a client approved
-    /// meanwhile.
-    pub(crate) async fn remove_unapproved_clients(&self) -> Result<usize, StoreError> {
+    /// Remove every dynamically registered client the owner never approved and that holds no
+    /// grant (what a flood of registrations leaves behind); returns how many were removed. A
+    /// client approved while this runs is kept.
+    ///
+    /// # Errors
+    ///
+    /// A store failed.
+    pub async fn remove_unapproved_clients(&self) -> Result<usize, StoreError> {
         let (_, clients) = self.overview().await?;
         let mut removed = 0;
         for client in clients.iter().filter(|c| c.is_removable_as_unapproved()) {
@@ -141,8 +227,13 @@ impl Admin<'_> {
         Ok(removed)
     }
 
-    /// Revoke one grant: its access and refresh tokens stop working at once.
-    pub(crate) async fn revoke_grant(&self, grant_id: &GrantId) -> Result<(), ConsoleError> {
+    /// Revoke a grant: its access and refresh tokens stop working at once, on every instance
+    /// sharing the store, including tokens minted while the revocation runs.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsoleError::NotFound`] if no such grant is live, or a store failure.
+    pub async fn revoke_grant(&self, grant_id: &GrantId) -> Result<(), ConsoleError> {
         let summary = self
             .server
             .list_grants()
@@ -161,16 +252,23 @@ impl Admin<'_> {
         }
     }
 
-    /// Revoke every grant of a client and delete its registration. Returns how many grants were
-    /// revoked. The pre-registered client cannot be deleted (it is configuration); a
-    /// metadata-document client loses its grants but may ask for approval again.
+    /// Revoke every grant of a client and delete its registration; returns how many grants were
+    /// listed and revoked. Tokens being minted for the client at that moment, on any instance
+    /// sharing the store, are revoked too. A client registered dynamically has to register again
+    /// to connect; a metadata-document client has to be approved again.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsoleError::PreRegistered`] for the configured client (revoke its grants instead),
+    /// [`ConsoleError::NotFound`] for an unknown one (neither registered, nor holding a grant, nor
+    /// a metadata-document URL when those are on), or a store failure.
     ///
     /// In this order: first the client's revocation marker, which every issuance checks after
     /// writing its tokens, so a grant the listing misses (its record being written at that moment)
     /// is revoked by the issuance itself; then the registration, so that a grant approved after
     /// the marker belongs to a client nothing can authenticate as any more (a metadata-document
     /// client approved again may connect again); then the listed grants.
-    pub(crate) async fn delete_client(&self, client_id: &str) -> Result<usize, ConsoleError> {
+    pub async fn delete_client(&self, client_id: &str) -> Result<usize, ConsoleError> {
         if client_id == self.server.settings.pre_registered.client_id {
             return Err(ConsoleError::PreRegistered);
         }

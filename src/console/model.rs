@@ -51,7 +51,7 @@ pub struct ClientInfo {
     /// How many live grants it holds.
     pub grants: usize,
     /// A dynamically registered client the owner has never approved: what a stranger can
-    /// register in bulk, and what [`remove_unapproved_clients`](crate::McpOAuth::remove_unapproved_clients)
+    /// register in bulk, and what [`remove_unapproved_clients`](crate::console::Admin::remove_unapproved_clients)
     /// removes when it holds no grant.
     pub never_approved: bool,
 }
@@ -123,4 +123,16 @@ pub enum ConsoleError {
     /// A store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<crate::passkey::ChangeRefused> for ConsoleError {
+    fn from(refused: crate::passkey::ChangeRefused) -> Self {
+        use crate::passkey::ChangeRefused;
+        match refused {
+            ChangeRefused::NotFound => Self::NotFound("passkey"),
+            ChangeRefused::LastPasskey => Self::LastPasskey,
+            ChangeRefused::EmptyLabel => Self::EmptyLabel,
+            ChangeRefused::Store(error) => Self::Store(error),
+        }
+    }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::oauth::secret::{self, Secret};
+use crate::rules::secret::{self, Secret};
 use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime};
 
 /// How long a sign-in lasts; then the owner signs in again with a passkey.

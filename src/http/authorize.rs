@@ -9,10 +9,11 @@ use webauthn_rs::prelude::PublicKeyCredential;
 use super::body::JsonBody;
 use super::response::{RETRY_AFTER_SECS, json_no_store};
 use super::{AppState, doctor};
-use crate::console::StepKind;
-use crate::oauth::{ErrorCode, OAuthError, Rejection, redirect};
+use crate::audit::StepKind;
+use crate::oauth::{ErrorCode, OAuthError, Rejection};
 use crate::pages;
 use crate::passkey::Purpose;
+use crate::rules::redirect_uri;
 use crate::store::TokenHash;
 
 pub(crate) async fn page(
@@ -39,7 +40,7 @@ pub(crate) async fn page(
         Ok(consent) => consent,
         Err(Rejection::Page(error)) => return error_page(&state, &error, None),
         Err(Rejection::Link { error, redirect_to }) => {
-            let origin = redirect::origin_of(&redirect_to);
+            let origin = redirect_uri::origin_of(&redirect_to);
             let link = pages::ReturnLink {
                 href: &redirect_to,
                 origin: &origin,
@@ -51,7 +52,7 @@ pub(crate) async fn page(
         Ok(any) => any,
         Err(error) => return error_page(&state, &error.into(), None),
     };
-    let redirect_origin = redirect::origin_of(&consent.redirect_uri);
+    let redirect_origin = redirect_uri::origin_of(&consent.redirect_uri);
     pages::consent(&pages::ConsentPage {
         app_name: &state.app_name,
         client_name: consent.client.name.as_deref(),
@@ -60,7 +61,7 @@ pub(crate) async fn page(
         verified_host: consent.client.metadata_host.as_deref(),
         redirect_origin: &redirect_origin,
         redirect_is_loopback: url::Url::parse(&consent.redirect_uri)
-            .is_ok_and(|u| redirect::is_loopback_host(&u)),
+            .is_ok_and(|u| redirect_uri::is_loopback_host(&u)),
         scopes: &consent.scopes,
         scope_descriptions: &state.server.settings.scope_descriptions,
         resource: state.server.settings.resource.as_str(),

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
 use super::rate_limit::{Limits, too_many_requests};
-use crate::console::{Source, StepKind};
+use crate::audit::{Source, StepKind};
 use crate::oauth::{AuthServer, BearerError, ErrorCode, McpScopes, OAuthError, TokenInfo};
 
 /// Requires a valid access token for this server's resource on every request except CORS
@@ -194,9 +194,9 @@ impl BearerLayer {
 
     /// Tell the connection doctor about a token's use: the first one per grant is a step.
     fn note_use(&self, info: &TokenInfo) {
-        let journal = self.server.audit.journal();
-        if journal.grant_used(&info.grant_id) {
-            journal.record(
+        let doctor = self.server.audit.doctor();
+        if doctor.grant_used(&info.grant_id) {
+            doctor.record(
                 Source::of(Some(&info.client_id), None),
                 StepKind::FirstMcpCall,
                 None,
@@ -219,7 +219,7 @@ impl BearerLayer {
             .get(header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .and_then(challenge_error);
-        self.server.audit.journal().record(
+        self.server.audit.doctor().record(
             Source::of(None, user_agent),
             kind,
             error.map(|code| (code, "")),

@@ -15,13 +15,13 @@ use super::body::JsonBody;
 use super::response::unavailable_page;
 use super::response::{json_no_store, no_store};
 use crate::audit::AuditEvent;
+use crate::console::ConsoleError;
 use crate::console::session::{self, SESSION_LIFETIME_SECS, Session};
-use crate::console::{Admin, ConsoleError};
 use crate::oauth::OAuthError;
 use crate::oauth::budget::{Budget, Guessed};
-use crate::oauth::secret::Secret;
 use crate::pages;
 use crate::passkey::{Enrolment, Purpose};
+use crate::rules::secret::Secret;
 use crate::store::{GrantId, StoreError};
 
 pub(crate) const CONSOLE_PATH: &str = "/oauth/console";
@@ -173,12 +173,10 @@ pub(crate) async fn page(
                 state.passkeys.any_registered().await?,
             ));
         };
-        let admin = Admin {
-            server: &state.server,
-        };
+        let admin = state.admin();
         let (grants, clients) = admin.overview().await?;
-        let passkeys = state.passkeys.infos().await?;
-        let traces = state.server.audit.journal().traces();
+        let passkeys = admin.passkeys().await?;
+        let traces = admin.connection_traces();
         let label = passkeys
             .iter()
             .find(|p| p.credential_id == signed_in.session.credential_id)
@@ -272,9 +270,7 @@ pub(crate) async fn revoke_grant(
     _: Authorised,
     JsonBody(body): JsonBody<GrantRef>,
 ) -> Response {
-    let admin = Admin {
-        server: &state.server,
-    };
+    let admin = state.admin();
     match admin.revoke_grant(&GrantId(body.grant_id)).await {
         Ok(()) => done(),
         Err(error) => console_error(error),
@@ -291,9 +287,7 @@ pub(crate) async fn delete_client(
     _: Authorised,
     JsonBody(body): JsonBody<ClientRef>,
 ) -> Response {
-    let admin = Admin {
-        server: &state.server,
-    };
+    let admin = state.admin();
     match admin.delete_client(&body.client_id).await {
         Ok(revoked) => json_no_store(
             StatusCode::OK,
@@ -309,9 +303,7 @@ pub(crate) async fn remove_unapproved_clients(
     _: Authorised,
     JsonBody(_): JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> Response {
-    let admin = Admin {
-        server: &state.server,
-    };
+    let admin = state.admin();
     match admin.remove_unapproved_clients().await {
         Ok(removed) => json_no_store(
             StatusCode::OK,
@@ -333,8 +325,8 @@ pub(crate) async fn rename_passkey(
     JsonBody(body): JsonBody<Rename>,
 ) -> Response {
     match state
-        .passkeys
-        .rename(&body.credential_id, &body.label)
+        .admin()
+        .rename_passkey(&body.credential_id, &body.label)
         .await
     {
         Ok(()) => done(),
@@ -352,7 +344,7 @@ pub(crate) async fn remove_passkey(
     _: Authorised,
     JsonBody(body): JsonBody<PasskeyRef>,
 ) -> Response {
-    match state.passkeys.remove(&body.credential_id).await {
+    match state.admin().remove_passkey(&body.credential_id).await {
         Ok(()) => done(),
         Err(error) => console_error(error),
     }

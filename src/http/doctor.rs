@@ -4,7 +4,7 @@
 use axum::http::{HeaderMap, header};
 
 use super::AppState;
-use crate::console::{Source, StepKind};
+use crate::audit::{Source, StepKind};
 use crate::oauth::OAuthError;
 use crate::oauth::client_auth::claimed_client;
 
@@ -22,7 +22,7 @@ pub(crate) fn note(
     kind: StepKind,
     error: Option<&OAuthError>,
 ) {
-    state.server.audit.journal().record(
+    state.server.audit.doctor().record(
         Source::of(client_id, user_agent(headers)),
         kind,
         error.map(|e| (e.code.as_str(), &*e.description)),

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{AppState, doctor};
-use crate::console::StepKind;
+use crate::audit::StepKind;
 
 pub(crate) async fn authorization_server(
     State(state): State<AppState>,

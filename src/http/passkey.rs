@@ -12,9 +12,9 @@ use super::response::json_no_store;
 use super::response::unavailable_page;
 use crate::oauth::OAuthError;
 use crate::oauth::budget::{Budget, Guessed};
-use crate::oauth::secret::Secret;
 use crate::pages;
 use crate::passkey::{Enrolment, Purpose};
+use crate::rules::secret::Secret;
 
 pub(crate) async fn page(State(state): State<AppState>) -> Response {
     match state.passkeys.any_registered().await {

@@ -1,4 +1,4 @@
-//! Per-IP rate limits in three tiers (DESIGN §7), with bounded state, over the OAuth endpoints and
+//! Per-IP rate limits in three tiers, with bounded state, over the OAuth endpoints and
 //! pages. The MCP routes are limited per grant instead ([`super::grant_limit`]).
 
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,6 +1,6 @@
 //! A per-address budget of requests the bearer guard refuses (no token, an invalid one, too few
 //! scopes). A refusal costs the server a hash, a store read (a round trip, with Redis) and a
-//! journal entry; once an address has spent its budget, the guard answers 429 before any of that
+//! connection-doctor entry; once an address has spent its budget, the guard answers 429 before any of that
 //! until the budget refills. Valid tokens spend nothing, and while no address is over its budget,
 //! the check costs a request one atomic load.
 //!

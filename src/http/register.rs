@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use super::body::RawJson;
 use super::response::json_no_store;
 use super::{AppState, doctor};
-use crate::console::StepKind;
+use crate::audit::StepKind;
 use crate::oauth::RegisterError;
 
 pub(crate) async fn register(

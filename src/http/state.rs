@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 
 use super::Limits;
+use crate::console::Admin;
 use crate::oauth::AuthServer;
 use crate::passkey::Passkeys;
 
@@ -22,4 +23,11 @@ pub(crate) struct AppState {
     /// The discovery documents, serialised once.
     pub(crate) authorization_server_metadata: Bytes,
     pub(crate) protected_resource_metadata: Bytes,
+}
+
+impl AppState {
+    /// The owner's operations, for the console's endpoints.
+    pub(crate) fn admin(&self) -> Admin<'_> {
+        Admin::new(&self.server, &self.passkeys)
+    }
 }

@@ -6,10 +6,11 @@ use crate::audit::AuditEvent;
 
 use super::clients::{Client, FindError};
 use super::grants::GrantSummary;
-use super::limits::{self, MAX_SCOPE_BYTES, MAX_STATE_BYTES, MAX_URI_BYTES};
 use super::params::Params;
-use super::records::{self, CodeGrant, PendingRequest};
-use super::{AuthServer, ErrorCode, OAuthError, pkce, redirect, scope, secret};
+use super::payload::{self, CodeGrant, PendingRequest};
+use super::{AuthServer, ErrorCode, OAuthError, pkce, scope};
+use crate::rules::limits::{MAX_SCOPE_BYTES, MAX_STATE_BYTES, MAX_URI_BYTES, check_bytes};
+use crate::rules::{redirect_uri, secret};
 use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, UnixTime};
 
 /// Why an authorization request cannot go ahead.
@@ -84,7 +85,7 @@ impl AuthServer {
                 if !client
                     .redirect_uris
                     .iter()
-                    .any(|r| redirect::matches(r, uri))
+                    .any(|r| redirect_uri::matches(r, uri))
                 {
                     return Err(OAuthError::invalid_request(
                         "the return address (redirect_uri) is not one this application registered; \
@@ -107,8 +108,7 @@ impl AuthServer {
         // An over-long state is not echoed: the return link would be as long, past what the
         // client's own callback accepts, and a client that sent it cannot be helped by it anyway
         // (without its state it drops the response, as it must).
-        if let Err(error) = limits::request_parameter("state", params.get("state"), MAX_STATE_BYTES)
-        {
+        if let Err(error) = request_parameter("state", params.get("state"), MAX_STATE_BYTES) {
             return Err(Rejection::Link {
                 redirect_to: self.error_redirect(&redirect_uri, &error, None),
                 error,
@@ -119,9 +119,8 @@ impl AuthServer {
             redirect_to: self.error_redirect(&redirect_uri, &error, state.as_deref()),
             error,
         };
-        limits::request_parameter("scope", params.get("scope"), MAX_SCOPE_BYTES).map_err(link)?;
-        limits::request_parameter("resource", params.get("resource"), MAX_URI_BYTES)
-            .map_err(link)?;
+        request_parameter("scope", params.get("scope"), MAX_SCOPE_BYTES).map_err(link)?;
+        request_parameter("resource", params.get("resource"), MAX_URI_BYTES).map_err(link)?;
 
         match params.get("response_type") {
             Some("code") => {}
@@ -172,7 +171,7 @@ impl AuthServer {
                 hash: TokenHash::of(&request_id),
                 grant_id: GrantId::generate(),
                 expires_at: UnixTime::now().plus(self.settings.consent_lifetime_secs),
-                payload: records::encode(&pending),
+                payload: payload::encode(&pending),
             })
             .await
             .map_err(OAuthError::from)?;
@@ -218,7 +217,7 @@ impl AuthServer {
                 hash: TokenHash::of(&code),
                 grant_id: record.grant_id.clone(),
                 expires_at: UnixTime::now().plus(self.settings.code_lifetime_secs),
-                payload: records::encode(&grant),
+                payload: payload::encode(&grant),
             })
             .await?;
         let summary = GrantSummary {
@@ -274,7 +273,7 @@ impl AuthServer {
             .await?
         {
             Some(Consumed::First(record)) => {
-                let pending = records::decode(&record)?;
+                let pending = payload::decode(&record)?;
                 Ok((record, pending))
             }
             Some(Consumed::Replayed { .. }) => Err(OAuthError::invalid_request(
@@ -313,6 +312,13 @@ fn expired_request() -> OAuthError {
 
 fn parse_redirect(uri: &str) -> Result<Url, OAuthError> {
     Url::parse(uri).map_err(|_| OAuthError::invalid_request("stored redirect URI is not a URL"))
+}
+
+/// An authorization request parameter over its limit: `invalid_request`.
+fn request_parameter(field: &str, value: Option<&str>, max: usize) -> Result<(), OAuthError> {
+    value.map_or(Ok(()), |value| {
+        check_bytes(field, value, max).map_err(OAuthError::invalid_request)
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Access-token validation for the resource server: the work the bearer guard does per request.
 
-use super::records::{self, TokenGrantView};
+use super::payload::{self, TokenGrantView};
 use super::{AuthServer, log_store_error};
 use crate::store::{GrantId, TokenHash, TokenKind, UnixTime};
 
@@ -59,7 +59,7 @@ impl AuthServer {
         if !record.expires_at.is_after(UnixTime::now()) {
             return Err(BearerError::Invalid);
         }
-        let grant: TokenGrantView<'_> = records::decode(&record).map_err(|e| {
+        let grant: TokenGrantView<'_> = payload::decode(&record).map_err(|e| {
             log_store_error(&e);
             BearerError::Unavailable
         })?;

@@ -9,7 +9,7 @@ use super::budget::{Budget, Guessed, Refused};
 use super::clients::{Client, FindError};
 use super::params::Params;
 use super::{AuthServer, OAuthError};
-use crate::oauth::secret::{self, Secret};
+use crate::rules::secret::{self, Secret};
 
 /// Credentials as presented.
 #[derive(Debug)]

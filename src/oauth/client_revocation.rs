@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::AuthServer;
-use super::records;
+use super::payload;
 use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, UnixTime};
 
 /// The payload of a [`TokenKind::ClientRevoked`] marker.
@@ -58,7 +58,7 @@ impl AuthServer {
             // Not a grant id `revoke_grant` is ever called with, so revoking keeps the marker.
             grant_id: GrantId(format!("client-revoked.{}", key.to_hex())),
             expires_at: now.plus(lifetime),
-            payload: records::encode(&ClientRevocation { revoked_at: now }),
+            payload: payload::encode(&ClientRevocation { revoked_at: now }),
         };
         // A marker left by an earlier deletion is replaced: the new one also covers the grants
         // approved since. A concurrent deletion's marker, as recent, is as good.
@@ -83,7 +83,7 @@ impl AuthServer {
         else {
             return Ok(false);
         };
-        Ok(records::decode::<ClientRevocation>(&marker)
+        Ok(payload::decode::<ClientRevocation>(&marker)
             .map_or(true, |revocation| revocation.covers(approved_at)))
     }
 }

@@ -3,8 +3,8 @@
 
 use super::AuthServer;
 use super::client_metadata::{self, DocumentError};
-use super::limits::MAX_REGISTERED_CLIENT_ID_BYTES;
-use crate::console::{Source, StepKind};
+use crate::audit::{Source, StepKind};
+use crate::rules::limits::MAX_REGISTERED_CLIENT_ID_BYTES;
 use crate::store::{
     ClientRecord, ClientStore, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime,
 };
@@ -104,7 +104,7 @@ impl AuthServer {
     /// ([`DocumentError::public_description`]).
     fn note_document_failure(&self, client_id: &str, error: &DocumentError) {
         let code = error.token_error().code;
-        self.audit.journal().record(
+        self.audit.doctor().record(
             Source::of(Some(client_id), None),
             StepKind::MetadataDocument,
             Some((code.as_str(), &error.detail())),

@@ -6,8 +6,7 @@ use crate::store::StoreError;
 
 /// The `error` code of an OAuth error response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorCode {
+pub(crate) enum ErrorCode {
     /// Malformed or missing parameter.
     InvalidRequest,
     /// Client authentication failed or the client is unknown.
@@ -30,8 +29,6 @@ pub enum ErrorCode {
     InvalidRedirectUri,
     /// RFC 7591: other client metadata is not acceptable.
     InvalidClientMetadata,
-    /// RFC 7009: revocation of this token type is not supported.
-    UnsupportedTokenType,
     /// RFC 6750: the bearer token is missing, bad, expired or foreign.
     InvalidToken,
     /// RFC 6750: the token lacks a needed scope.
@@ -44,7 +41,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The wire name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidClient => "invalid_client",
@@ -57,7 +54,6 @@ impl ErrorCode {
             Self::AccessDenied => "access_denied",
             Self::InvalidRedirectUri => "invalid_redirect_uri",
             Self::InvalidClientMetadata => "invalid_client_metadata",
-            Self::UnsupportedTokenType => "unsupported_token_type",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
@@ -69,16 +65,16 @@ impl ErrorCode {
 /// An OAuth error: a code and a human-readable description (ASCII, no secrets).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {description}", code.as_str())]
-pub struct OAuthError {
+pub(crate) struct OAuthError {
     /// The `error` value.
-    pub code: ErrorCode,
+    pub(crate) code: ErrorCode,
     /// The `error_description` value.
-    pub description: Cow<'static, str>,
+    pub(crate) description: Cow<'static, str>,
 }
 
 impl OAuthError {
     /// An error with a description.
-    pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
         Self {
             code,
             description: description.into(),
@@ -86,17 +82,17 @@ impl OAuthError {
     }
 
     /// `invalid_request`.
-    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidRequest, description)
     }
 
     /// `invalid_client`.
-    pub fn invalid_client(description: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn invalid_client(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidClient, description)
     }
 
     /// `invalid_grant`.
-    pub fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidGrant, description)
     }
 }

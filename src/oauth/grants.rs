@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::records::{self, TokenGrant};
+use super::payload::{self, TokenGrant};
 use super::{AuthServer, OAuthError};
 use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, UnixTime};
 
@@ -65,7 +65,7 @@ impl AuthServer {
                 hash: key(grant_id),
                 grant_id: grant_id.clone(),
                 expires_at: summary.approved_at.plus(self.settings.code_lifetime_secs),
-                payload: records::encode(summary),
+                payload: payload::encode(summary),
             })
             .await
     }
@@ -122,7 +122,7 @@ impl AuthServer {
     ) -> Result<Option<UnixTime>, StoreError> {
         let now = UnixTime::now();
         let existing = self.tokens.get(TokenKind::Grant, &key).await?;
-        let existing = existing.and_then(|record| records::decode::<GrantSummary>(&record).ok());
+        let existing = existing.and_then(|record| payload::decode::<GrantSummary>(&record).ok());
         let approved_at = existing.as_ref().map(|summary| summary.approved_at);
         let mut summary = existing.unwrap_or_else(|| GrantSummary {
             client_id: grant.client_id.clone(),
@@ -149,7 +149,7 @@ impl AuthServer {
                 hash: key,
                 grant_id: grant_id.clone(),
                 expires_at,
-                payload: records::encode(&summary),
+                payload: payload::encode(&summary),
             })
             .await
         {
@@ -186,7 +186,7 @@ impl AuthServer {
         Ok(records
             .into_iter()
             .filter_map(|record| {
-                let summary = records::decode::<GrantSummary>(&record).ok()?;
+                let summary = payload::decode::<GrantSummary>(&record).ok()?;
                 Some((record.grant_id, summary))
             })
             .filter(|(_, summary)| summary.resource == self.settings.resource.as_str())

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::budget::{Budget, Refused};
 use super::clients::Client;
 use super::params::Params;
-use super::records::{self, TokenGrant};
+use super::payload::{self, TokenGrant};
 use super::{AuthServer, OAuthError, scope};
 use crate::store::{TokenHash, TokenKind, TokenRecord, UnixTime};
 
@@ -73,7 +73,7 @@ impl AuthServer {
         record: &TokenRecord,
         caller: &Client,
     ) -> Result<Introspection, OAuthError> {
-        let grant: TokenGrant = records::decode(record)?;
+        let grant: TokenGrant = payload::decode(record)?;
         let is_access = kind == TokenKind::AccessToken;
         if !record.expires_at.is_after(UnixTime::now())
             || grant.resource != self.settings.resource.as_str()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::clients::Client;
 use super::grants::Minted;
 use super::params::Params;
-use super::records::{self, SuccessorPair, TokenGrant};
+use super::payload::{self, SuccessorPair, TokenGrant};
 use super::token::{Minting, TokenResponse};
 use super::{AuthServer, ErrorCode, OAuthError, scope, successor};
 use crate::audit::AuditEvent;
@@ -63,7 +63,7 @@ impl AuthServer {
 
         let mut checked = None;
         if let Some(record) = self.tokens.get(TokenKind::RefreshToken, &hash).await? {
-            let grant: TokenGrant = records::decode(&record)?;
+            let grant: TokenGrant = payload::decode(&record)?;
             let scopes = check(&grant)?;
             checked = Some((record.payload, grant, scopes));
         }
@@ -73,7 +73,7 @@ impl AuthServer {
                     // What was consumed is what was just checked: no need to decode it again.
                     Some((payload, grant, scopes)) if payload == record.payload => (grant, scopes),
                     _ => {
-                        let grant: TokenGrant = records::decode(&record)?;
+                        let grant: TokenGrant = payload::decode(&record)?;
                         let scopes = check(&grant)?;
                         (grant, scopes)
                     }
@@ -91,7 +91,7 @@ impl AuthServer {
             }) => {
                 // Only a replay by the token's own client, for this resource, counts: anyone else's
                 // is refused without touching the grant.
-                let grant: TokenGrant = records::decode(&record)?;
+                let grant: TokenGrant = payload::decode(&record)?;
                 let scopes = check(&grant)?;
                 if self.within_grace(consumed_at) {
                     return self

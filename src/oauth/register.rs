@@ -5,12 +5,13 @@ use serde_json::{Map, Value};
 
 use crate::audit::AuditEvent;
 
-use super::limits::{
+use super::{AuthServer, ErrorCode, OAuthError};
+use crate::rules::limits::{
     MAX_CLIENT_NAME_CHARS, MAX_REDIRECT_URIS, MAX_REDIRECT_URIS_TOTAL_BYTES, MAX_SCOPE_BYTES,
     MAX_URI_BYTES, check_bytes, check_chars,
 };
-use super::secret::{self, Secret};
-use super::{AuthServer, ErrorCode, OAuthError, redirect};
+use crate::rules::redirect_uri;
+use crate::rules::secret::{self, Secret};
 use crate::store::{ClientRecord, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime};
 
 const GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
@@ -218,7 +219,7 @@ impl AuthServer {
             let Value::String(uri) = value else {
                 return Err(invalid("redirect_uris must contain strings".into()));
             };
-            redirect::validate_registrable(uri, &self.settings.native_redirect_uris).map_err(
+            redirect_uri::validate_registrable(uri, &self.settings.native_redirect_uris).map_err(
                 |reason| invalid(format!("{reason}: {}", super::params::printable(uri))),
             )?;
             if !uris.contains(uri) {

@@ -3,7 +3,7 @@
 use super::AuthServer;
 use super::budget::{Budget, Refused};
 use super::params::Params;
-use super::records::{self, TokenGrant};
+use super::payload::{self, TokenGrant};
 use crate::audit::AuditEvent;
 use crate::store::{TokenHash, TokenKind};
 
@@ -31,7 +31,7 @@ impl AuthServer {
             let Some(record) = self.tokens.get(kind, &hash).await? else {
                 continue;
             };
-            let grant: TokenGrant = records::decode(&record)?;
+            let grant: TokenGrant = payload::decode(&record)?;
             if grant.client_id != client.client_id {
                 return Ok(());
             }

@@ -15,7 +15,7 @@ use aes_gcm::{Aes256Gcm, Key};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use super::records::{self, SuccessorPair};
+use super::payload::{self, SuccessorPair};
 use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, UnixTime};
 
 /// The first byte of a sealed pair: the layout below and the key derivation's label.
@@ -39,7 +39,7 @@ pub(crate) fn seal(
         .encrypt(
             &Nonce::<Aes256Gcm>::from(nonce),
             Payload {
-                msg: &records::encode(pair),
+                msg: &payload::encode(pair),
                 aad: grant_id.0.as_bytes(),
             },
         )
@@ -80,7 +80,7 @@ pub(crate) fn open(presented: &str, record: &TokenRecord) -> Result<SuccessorPai
             },
         )
         .map_err(|_| damaged())?;
-    records::decode_bytes(&plain)
+    payload::decode_bytes(&plain)
 }
 
 /// AES-256-GCM keyed by HKDF-SHA256 of the refresh token and the salt.

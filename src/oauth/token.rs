@@ -7,10 +7,10 @@ use super::budget::{Budget, Refused};
 use super::clients::Client;
 use super::grants::Minted;
 use super::params::Params;
-use super::records::{self, CodeGrant, SuccessorPair, TokenGrant};
-use super::secret::{self, Secret};
+use super::payload::{self, CodeGrant, SuccessorPair, TokenGrant};
 use super::{AuthServer, ErrorCode, OAuthError, pkce, scope};
 use crate::audit::AuditEvent;
+use crate::rules::secret::{self, Secret};
 use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, UnixTime};
 
 /// A successful token response (OAuth 2.1 §3.2.3).
@@ -122,7 +122,7 @@ impl AuthServer {
 
         // Check before using the code up, so a stolen code without its verifier cannot burn it.
         if let Some(record) = self.tokens.get(TokenKind::AuthorizationCode, &hash).await? {
-            check(&records::decode(&record)?)?;
+            check(&payload::decode(&record)?)?;
         }
         match self
             .tokens
@@ -130,7 +130,7 @@ impl AuthServer {
             .await?
         {
             Some(Consumed::First(record)) => {
-                let grant: CodeGrant = records::decode(&record)?;
+                let grant: CodeGrant = payload::decode(&record)?;
                 check(&grant)?;
                 let token_grant = TokenGrant {
                     client_id: grant.client_id,
@@ -154,7 +154,7 @@ impl AuthServer {
             Some(Consumed::Replayed { record, .. }) => {
                 // RFC 6749 §4.1.2 / OAuth 2.1 §4.1.3: a replayed code revokes what it produced, but
                 // only when the replay is otherwise valid, or anyone could revoke anyone's grant.
-                if check(&records::decode(&record)?).is_ok() {
+                if check(&payload::decode(&record)?).is_ok() {
                     self.revoke_grant(&record.grant_id).await?;
                     self.audit.emit(AuditEvent::CodeReplayed {
                         client_id: client.client_id.clone(),
@@ -186,11 +186,11 @@ impl AuthServer {
         let access_token = secret::generate(secret::prefix::ACCESS_TOKEN);
         // The refresh token keeps the grant's full scope even when this access token was narrowed
         // (OAuth 2.1 §4.3.3); usually they are the same, and so is the payload.
-        let grant_payload = records::encode(grant);
+        let grant_payload = payload::encode(grant);
         let access_payload = if access_scopes == grant.scopes {
             grant_payload.clone()
         } else {
-            records::encode(&TokenGrant {
+            payload::encode(&TokenGrant {
                 client_id: grant.client_id.clone(),
                 scopes: access_scopes.to_vec(),
                 resource: grant.resource.clone(),

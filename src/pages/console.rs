@@ -8,7 +8,7 @@ use axum::response::Response;
 
 use super::{ASSETS, Assets, display_name, render};
 use crate::console::{ClientInfo, ConnectionTrace, GrantInfo, PasskeyInfo, Registration};
-use crate::oauth::secret::Secret;
+use crate::rules::secret::Secret;
 use crate::store::UnixTime;
 
 /// What the signed-in console shows.

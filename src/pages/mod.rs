@@ -5,9 +5,6 @@
 //! escaped). Pages contain no inline script or style: the CSP below allows only same-origin files, which
 //! are embedded in the binary and served by [`script`] and [`style`].
 
-// The http layer is the only caller; until it is wired up the items below look unused.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{DiscoverableAuthentication, Passkey, PasskeyRegistration, Uuid};
 
 use super::CEREMONY_LIFETIME_SECS;
-use crate::oauth::{OAuthError, secret};
+use crate::oauth::OAuthError;
+use crate::rules::secret;
 use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime};
 
 /// What an assertion is for. An assertion made for one purpose cannot be spent on another.

@@ -2,24 +2,30 @@
 
 use super::{Passkeys, clean_label};
 use crate::audit::AuditEvent;
-use crate::console::{ConsoleError, PasskeyInfo};
-use crate::store::{PasskeyChange, StoreError};
+use crate::store::{PasskeyChange, PasskeyRecord, StoreError};
+
+/// Why a change to the owner's passkeys was refused.
+#[derive(Debug)]
+pub(crate) enum ChangeRefused {
+    /// No passkey has that credential id.
+    NotFound,
+    /// It is the only passkey: without one nobody could approve or sign in again.
+    LastPasskey,
+    /// The label is empty after cleaning.
+    EmptyLabel,
+    Store(StoreError),
+}
+
+impl From<StoreError> for ChangeRefused {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
 
 impl Passkeys {
     /// Every passkey, in registration order.
-    pub(crate) async fn infos(&self) -> Result<Vec<PasskeyInfo>, StoreError> {
-        Ok(self
-            .store
-            .list()
-            .await?
-            .into_iter()
-            .map(|record| PasskeyInfo {
-                credential_id: record.credential_id,
-                label: record.label,
-                created_at: record.created_at,
-                last_used_at: record.last_used_at,
-            })
-            .collect())
+    pub(crate) async fn list(&self) -> Result<Vec<PasskeyRecord>, StoreError> {
+        self.store.list().await
     }
 
     /// Whether the passkey is still registered.
@@ -32,9 +38,9 @@ impl Passkeys {
         &self,
         credential_id: &str,
         label: &str,
-    ) -> Result<(), ConsoleError> {
+    ) -> Result<(), ChangeRefused> {
         if label.chars().all(|c| c.is_control() || c.is_whitespace()) {
-            return Err(ConsoleError::EmptyLabel);
+            return Err(ChangeRefused::EmptyLabel);
         }
         let label = clean_label(Some(label), 0);
         // Applied by the store to the record as it is: an approval recorded meanwhile is kept.
@@ -44,30 +50,30 @@ impl Passkeys {
             .await?
         {
             Some(_) => Ok(()),
-            None => Err(ConsoleError::NotFound("passkey")),
+            None => Err(ChangeRefused::NotFound),
         }
     }
 
     /// Remove a passkey, refusing to remove the last one: without a passkey nobody could approve a
     /// client or sign in here again.
-    pub(crate) async fn remove(&self, credential_id: &str) -> Result<(), ConsoleError> {
+    pub(crate) async fn remove(&self, credential_id: &str) -> Result<(), ChangeRefused> {
         let all = self.store.list().await?;
         let record = all
             .iter()
             .find(|p| p.credential_id == credential_id)
             .cloned()
-            .ok_or(ConsoleError::NotFound("passkey"))?;
+            .ok_or(ChangeRefused::NotFound)?;
         if all.len() <= 1 {
-            return Err(ConsoleError::LastPasskey);
+            return Err(ChangeRefused::LastPasskey);
         }
         if !self.store.delete(credential_id).await? {
-            return Err(ConsoleError::NotFound("passkey"));
+            return Err(ChangeRefused::NotFound);
         }
         // Two removals racing on the last two passkeys both pass the check above; the loser puts
         // its passkey back.
         if self.store.list().await?.is_empty() {
             self.store.insert(record).await?;
-            return Err(ConsoleError::LastPasskey);
+            return Err(ChangeRefused::LastPasskey);
         }
         self.audit.emit(AuditEvent::PasskeyRemoved {
             credential_id: credential_id.to_owned(),

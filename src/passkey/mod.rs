@@ -22,13 +22,14 @@ use webauthn_rs::prelude::{
 use webauthn_rs_proto::ResidentKeyRequirement;
 
 use crate::audit::{Audit, AuditEvent};
-use crate::oauth::secret::Secret;
 use crate::oauth::{ErrorCode, OAuthError};
+use crate::rules::secret::Secret;
 use crate::store::{
     PasskeyChange, PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime,
 };
 use ceremony::Ceremony;
 pub(crate) use ceremony::Purpose;
+pub(crate) use manage::ChangeRefused;
 pub(crate) use setup::SetupToken;
 
 /// How long a ceremony may take: webauthn-rs's default authenticator timeout.

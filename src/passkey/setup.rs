@@ -1,6 +1,6 @@
 //! The setup token that authorises registering a passkey without an existing one.
 
-use crate::oauth::secret::{self, Secret};
+use crate::rules::secret::{self, Secret};
 use crate::store::{StoreError, TokenHash, TokenKind, TokenStore};
 
 /// The setup token: configured, or generated at start.

@@ -190,7 +190,7 @@ where
 /// Insert, then read back byte for byte: every kind, a 16 KiB binary payload and an empty one.
 /// `get` has no side effect: a record read twice can still be consumed.
 pub async fn token_round_trip(store: &dyn TokenStore) {
-    for kind in TokenKind::ALL {
+    for &kind in TokenKind::ALL {
         let mut record = live_token(kind);
         record.payload = (0..16 * 1024).map(|i| (i % 251) as u8).collect();
         store.insert(record.clone()).await.expect("insert");
@@ -347,7 +347,7 @@ pub async fn token_kinds_are_separate(store: &dyn TokenStore) {
 /// An expired record is accepted, never visible to `get` or `consume`, and does not block a new
 /// record with its key.
 pub async fn token_expired_is_invisible(store: &dyn TokenStore) {
-    for kind in TokenKind::ALL {
+    for &kind in TokenKind::ALL {
         let record = expired_token(kind);
         store
             .insert(record.clone())
@@ -469,7 +469,7 @@ pub async fn token_concurrent_consume_has_one_winner(store: Arc<dyn TokenStore>)
 pub async fn token_revoke_grant(store: &dyn TokenStore) {
     let grant = GrantId(unique("grant"));
     let mut records = Vec::new();
-    for kind in TokenKind::ALL {
+    for &kind in TokenKind::ALL {
         let record = TokenRecord {
             grant_id: grant.clone(),
             ..live_token(kind)
@@ -481,7 +481,7 @@ pub async fn token_revoke_grant(store: &dyn TokenStore) {
         .consume(records[0].kind, &records[0].hash)
         .await
         .expect("consume");
-    let bystanders: Vec<_> = TokenKind::ALL.into_iter().map(live_token).collect();
+    let bystanders: Vec<_> = TokenKind::ALL.iter().copied().map(live_token).collect();
     for bystander in &bystanders {
         store
             .insert(bystander.clone())
@@ -585,7 +585,7 @@ pub async fn token_delete_expired_keeps_live(store: &dyn TokenStore) {
         .consume(consumed.kind, &consumed.hash)
         .await
         .expect("consume");
-    for kind in TokenKind::ALL {
+    for &kind in TokenKind::ALL {
         store
             .insert(expired_token(kind))
             .await

@@ -42,7 +42,7 @@ pub enum TokenKind {
 
 impl TokenKind {
     /// Every kind, for backends that iterate key spaces.
-    pub const ALL: [TokenKind; 11] = [
+    pub const ALL: &'static [TokenKind] = &[
         TokenKind::AuthorizationRequest,
         TokenKind::AuthorizationCode,
         TokenKind::AccessToken,
@@ -75,7 +75,7 @@ impl TokenKind {
 
     /// The inverse of [`TokenKind::as_str`].
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+        Self::ALL.iter().copied().find(|kind| kind.as_str() == name)
     }
 }
 
@@ -162,5 +162,37 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Physically remove expired records. Backends with native expiry may keep this default.
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenKind;
+
+    /// Each kind's place in [`TokenKind::ALL`]. A new kind does not compile here until it is
+    /// given a place, and the test then fails until `ALL` lists it.
+    fn place(kind: TokenKind) -> usize {
+        match kind {
+            TokenKind::AuthorizationRequest => 0,
+            TokenKind::AuthorizationCode => 1,
+            TokenKind::AccessToken => 2,
+            TokenKind::RefreshToken => 3,
+            TokenKind::RefreshSuccessor => 4,
+            TokenKind::PasskeyCeremony => 5,
+            TokenKind::SetupTokenUse => 6,
+            TokenKind::Grant => 7,
+            TokenKind::GrantRevoked => 8,
+            TokenKind::ConsoleSession => 9,
+            TokenKind::ClientRevoked => 10,
+        }
+    }
+
+    #[test]
+    fn all_lists_every_kind_once_and_names_round_trip() {
+        let places: Vec<usize> = TokenKind::ALL.iter().map(|&kind| place(kind)).collect();
+        assert_eq!(places, (0..=10).collect::<Vec<_>>());
+        for &kind in TokenKind::ALL {
+            assert_eq!(TokenKind::parse(kind.as_str()), Some(kind));
+        }
     }
 }

@@ -131,8 +131,8 @@ async fn redis_killed_under_load_is_503_then_everything_issued_still_works() {
         assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
     }
     // Nothing duplicated: each connection is one grant and one client, listed once.
-    let grants = server.oauth.grants().await.unwrap();
-    let clients = server.oauth.clients().await.unwrap();
+    let grants = server.oauth.admin().grants().await.unwrap();
+    let clients = server.oauth.admin().clients().await.unwrap();
     for connection in &connections {
         let listed = grants
             .iter()

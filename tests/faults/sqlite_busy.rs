@@ -64,8 +64,8 @@ async fn concurrent_flows_on_two_pools_lose_no_write() {
     // No lost write: both instances see every client, grant and newest token, and the newest
     // refresh token of each flow refreshes.
     for server in &instances {
-        let grants = server.oauth.grants().await.unwrap();
-        let clients = server.oauth.clients().await.unwrap();
+        let grants = server.oauth.admin().grants().await.unwrap();
+        let clients = server.oauth.admin().clients().await.unwrap();
         for connection in &connections {
             assert_eq!(
                 grants

@@ -552,7 +552,12 @@ async fn a_registration_flood_is_refused_at_the_store_capacity_until_the_owner_c
     );
     // The owner clears the flood; registrations are admitted and connect again.
     assert_eq!(
-        server.oauth.remove_unapproved_clients().await.unwrap() as u64,
+        server
+            .oauth
+            .admin()
+            .remove_unapproved_clients()
+            .await
+            .unwrap() as u64,
         CAPACITY
     );
     let (client_id, _) = server.connected_client().await;

@@ -847,6 +847,7 @@ fn lead_of(reply: &Reply) -> String {
 fn doctor_notes(server: &TestServer, client_id: &str) -> String {
     server
         .oauth
+        .admin()
         .connection_traces()
         .iter()
         .filter(|t| t.client_id.as_deref() == Some(client_id))

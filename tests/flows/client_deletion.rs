@@ -80,6 +80,7 @@ where
         hooks.holding.notified().await;
         let revoked = server
             .oauth
+            .admin()
             .delete_client(client_id)
             .await
             .expect("the deletion succeeds");
@@ -121,7 +122,7 @@ async fn a_refresh_racing_the_clients_deletion_leaves_no_live_token() {
         .mcp(issued["access_token"].as_str())
         .await
         .assert_oauth_error(401, "invalid_token");
-    let grants = server.oauth.grants().await.unwrap();
+    let grants = server.oauth.admin().grants().await.unwrap();
     assert!(grants.iter().all(|g| g.client_id != client_id));
 }
 
@@ -141,7 +142,7 @@ async fn a_code_exchange_racing_the_clients_deletion_leaves_no_live_token() {
 
     assert_no_token_lives(&memory, &tokens.hooks).await;
     reply.assert_oauth_error(400, "invalid_grant");
-    let grants = server.oauth.grants().await.unwrap();
+    let grants = server.oauth.admin().grants().await.unwrap();
     assert!(grants.iter().all(|g| g.client_id != client_id));
 }
 
@@ -247,7 +248,7 @@ mod metadata_document_clients {
         tokens.hooks.armed.store(true, Ordering::SeqCst);
         let (redirect, revoked) = tokio::join!(server.approve(&request_id), async {
             tokens.hooks.holding.notified().await;
-            let revoked = server.oauth.delete_client(client_id).await;
+            let revoked = server.oauth.admin().delete_client(client_id).await;
             tokens.hooks.release.notify_one();
             revoked
         });
@@ -262,7 +263,7 @@ mod metadata_document_clients {
             .refresh(client_id, first["refresh_token"].as_str().unwrap())
             .await
             .assert_oauth_error(400, "invalid_grant");
-        assert!(server.oauth.grants().await.unwrap().is_empty());
+        assert!(server.oauth.admin().grants().await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -271,7 +272,10 @@ mod metadata_document_clients {
         let (server, memory, tokens) = server(&docs).await;
         let client_id = &docs.client_id;
         connect(&server, client_id).await;
-        assert_eq!(server.oauth.delete_client(client_id).await.unwrap(), 1);
+        assert_eq!(
+            server.oauth.admin().delete_client(client_id).await.unwrap(),
+            1
+        );
 
         // Approved again after the deletion: a new grant, and it works.
         next_second().await;
@@ -282,7 +286,7 @@ mod metadata_document_clients {
             .refresh(client_id, again["refresh_token"].as_str().unwrap())
             .await;
         assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
-        let grants = server.oauth.grants().await.unwrap();
+        let grants = server.oauth.admin().grants().await.unwrap();
         assert_eq!(grants.len(), 1);
 
         // Deleted again while it refreshes: the listing misses its one grant, and the new

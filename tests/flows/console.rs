@@ -266,7 +266,7 @@ async fn revoking_a_grant_in_the_console_stops_its_tokens_at_once() {
     let session = sign_in(&server).await;
     let page = console_page(&server, Some(&session.cookie)).await;
     assert!(page.contains("Test Client") && page.contains(&client_id));
-    let grants = server.oauth.grants().await.unwrap();
+    let grants = server.oauth.admin().grants().await.unwrap();
     assert_eq!(grants.len(), 1);
     let grant = &grants[0];
     assert_eq!(grant.client_id, client_id);
@@ -296,7 +296,7 @@ async fn revoking_a_grant_in_the_console_stops_its_tokens_at_once() {
         .refresh(&client_id, refresh)
         .await
         .assert_oauth_error(400, "invalid_grant");
-    assert!(server.oauth.grants().await.unwrap().is_empty());
+    assert!(server.oauth.admin().grants().await.unwrap().is_empty());
     assert!(
         console_page(&server, Some(&session.cookie))
             .await
@@ -316,19 +316,21 @@ async fn grants_track_refreshes_and_the_rust_api_revokes_too() {
         .as_str()
         .unwrap()
         .to_owned();
-    let grants = server.oauth.grants().await.unwrap();
+    let grants = server.oauth.admin().grants().await.unwrap();
     assert_eq!(grants.len(), 1, "a refresh stays within its grant");
     assert!(grants[0].refresh_expires_at.unwrap() > UnixTime::now().plus(3600));
 
     assert!(matches!(
         server
             .oauth
+            .admin()
             .revoke_grant(&GrantId("no-such-grant".into()))
             .await,
         Err(ConsoleError::NotFound(_))
     ));
     server
         .oauth
+        .admin()
         .revoke_grant(&grants[0].grant_id)
         .await
         .unwrap();
@@ -371,7 +373,7 @@ async fn deleting_a_client_revokes_its_grants_and_its_registration() {
         StatusCode::OK,
         "another client is untouched"
     );
-    let clients = server.oauth.clients().await.unwrap();
+    let clients = server.oauth.admin().clients().await.unwrap();
     assert!(clients.iter().all(|c| c.client_id != client_id));
     assert!(
         clients
@@ -404,7 +406,7 @@ async fn deleting_a_client_revokes_its_grants_and_its_registration() {
 async fn passkeys_are_renamed_added_and_removed_but_never_the_last() {
     let server = TestServer::ready().await;
     let session = sign_in(&server).await;
-    let first = server.oauth.passkeys().await.unwrap()[0]
+    let first = server.oauth.admin().passkeys().await.unwrap()[0]
         .credential_id
         .clone();
 
@@ -428,7 +430,10 @@ async fn passkeys_are_renamed_added_and_removed_but_never_the_last() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(server.oauth.passkeys().await.unwrap()[0].label, "Laptop");
+    assert_eq!(
+        server.oauth.admin().passkeys().await.unwrap()[0].label,
+        "Laptop"
+    );
     console_post(
         &server,
         Some(&session),
@@ -469,12 +474,12 @@ async fn passkeys_are_renamed_added_and_removed_but_never_the_last() {
     )
     .await;
     assert_eq!(added.status, StatusCode::OK, "{}", added.text());
-    assert_eq!(server.oauth.passkeys().await.unwrap().len(), 2);
+    assert_eq!(server.oauth.admin().passkeys().await.unwrap().len(), 2);
 
     // Now the first can go, and the session it signed in ends with it.
     let reply = remove_first().await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    let passkeys = server.oauth.passkeys().await.unwrap();
+    let passkeys = server.oauth.admin().passkeys().await.unwrap();
     assert_eq!(passkeys.len(), 1);
     assert_eq!(passkeys[0].label, "Phone");
     remove_first()
@@ -572,7 +577,7 @@ async fn the_doctor_shows_each_step_in_order_and_where_it_failed() {
         .await
         .assert_oauth_error(400, "invalid_grant");
 
-    let traces = server.oauth.connection_traces();
+    let traces = server.oauth.admin().connection_traces();
     let by_agent = traces
         .iter()
         .find(|t| t.user_agent.as_deref() == Some(agent))
@@ -622,7 +627,7 @@ async fn the_doctor_shows_each_step_in_order_and_where_it_failed() {
 
     // "OAuth completes, then silence": tokens issued, no MCP request ever arrives.
     let (silent, _) = server.connected_client().await;
-    let traces = server.oauth.connection_traces();
+    let traces = server.oauth.admin().connection_traces();
     let silent = traces
         .iter()
         .find(|t| t.client_id.as_deref() == Some(&silent))
@@ -718,7 +723,7 @@ async fn tokens_minted_while_a_revocation_runs_are_taken_back() {
             "a {kind:?} minted during the revocation was taken back"
         );
     }
-    assert!(server.oauth.grants().await.unwrap().is_empty());
+    assert!(server.oauth.admin().grants().await.unwrap().is_empty());
 }
 
 /// A page request for the console with `?query`.
@@ -793,7 +798,10 @@ async fn the_console_pages_its_clients_and_removes_the_never_approved_in_bulk() 
         )
         .await;
     assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
-    assert_eq!(server.oauth.clients().await.unwrap().len(), FLOOD + 2);
+    assert_eq!(
+        server.oauth.admin().clients().await.unwrap().len(),
+        FLOOD + 2
+    );
 
     let reply = console_post(&server, Some(&session), None, path, json!({})).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -806,7 +814,15 @@ async fn the_console_pages_its_clients_and_removes_the_never_approved_in_bulk() 
         .refresh(&connected, tokens["refresh_token"].as_str().unwrap())
         .await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
-    assert_eq!(server.oauth.remove_unapproved_clients().await.unwrap(), 0);
+    assert_eq!(
+        server
+            .oauth
+            .admin()
+            .remove_unapproved_clients()
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 /// The sign counter of the owner's one passkey, as stored.

@@ -341,11 +341,16 @@ where
     let before = TestServer::on(fresh_stores(open_passkeys().await), config(), mcp_routes());
     let first = before.register_passkey(SETUP_TOKEN).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
-    let first_id = before.oauth.passkeys().await.unwrap()[0]
+    let first_id = before.oauth.admin().passkeys().await.unwrap()[0]
         .credential_id
         .clone();
     add_passkey_approved_by_the_owner(&before, &Mutex::new(SoftAuthenticator::new(true))).await;
-    before.oauth.remove_passkey(&first_id).await.unwrap();
+    before
+        .oauth
+        .admin()
+        .remove_passkey(&first_id)
+        .await
+        .unwrap();
     drop(before);
 
     let after = TestServer::on(fresh_stores(open_passkeys().await), config(), mcp_routes());

@@ -79,7 +79,7 @@ async fn a_refresh_token_thief_racing_its_owner_keeps_nothing() {
         server.mcp(tokens["access_token"].as_str()).await.status,
         StatusCode::UNAUTHORIZED
     );
-    assert!(server.oauth.grants().await.unwrap().is_empty());
+    assert!(server.oauth.admin().grants().await.unwrap().is_empty());
 }
 
 #[tokio::test]

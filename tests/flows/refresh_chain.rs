@@ -386,7 +386,7 @@ async fn a_retry_after_a_rotation_failed_while_listing_the_grant_lists_it_again(
     let retry = server.refresh(&client_id, &old).await;
     assert_eq!(retry.status, StatusCode::OK, "{}", retry.text());
     let caller = server.mcp(Some(&access_token(&retry.json()))).await.json();
-    let grants = server.oauth.grants().await.unwrap();
+    let grants = server.oauth.admin().grants().await.unwrap();
     assert!(
         grants.iter().any(|g| g.grant_id.0 == caller["grant_id"]),
         "the owner's console lists the grant the retry holds"

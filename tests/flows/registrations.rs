@@ -144,7 +144,15 @@ async fn approval_frees_a_place_and_unapproved_registrations_lapse(stores: Store
         "approval records itself and gives the approved lifetime: {record:?}"
     );
     let waiting = server.client_id_for(public()).await;
-    assert_eq!(server.oauth.remove_unapproved_clients().await.unwrap(), 1);
+    assert_eq!(
+        server
+            .oauth
+            .admin()
+            .remove_unapproved_clients()
+            .await
+            .unwrap(),
+        1
+    );
     assert!(stores.clients.get(&waiting).await.unwrap().is_none());
 
     // Registrations that live one second: two places.

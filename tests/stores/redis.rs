@@ -223,7 +223,7 @@ async fn keys_carry_the_prefix_and_expire_at_the_records_expiry() {
     let now = UnixTime::now();
     let grant = GrantId::generate();
     let mut tokens = Vec::new();
-    for (i, kind) in TokenKind::ALL.into_iter().enumerate() {
+    for (i, kind) in TokenKind::ALL.iter().copied().enumerate() {
         // Expiries differ per kind; the latest is the refresh token's.
         let lifetime = if kind == TokenKind::RefreshToken {
             7200
@@ -305,7 +305,7 @@ async fn an_expired_insert_leaves_no_key() {
     };
     let past = UnixTime(UnixTime::now().0 - 60);
     let grant = GrantId::generate();
-    for kind in TokenKind::ALL {
+    for &kind in TokenKind::ALL {
         TokenStore::insert(&store, in_grant(kind, &grant, past))
             .await
             .unwrap();

@@ -365,7 +365,7 @@ async fn migrations_use_their_own_table_beside_the_applications() {
 #[tokio::test]
 async fn delete_expired_purges_expired_rows_and_keeps_live_ones() {
     let store = fresh_file().await;
-    for kind in TokenKind::ALL {
+    for &kind in TokenKind::ALL {
         TokenStore::insert(&store, expired_token(kind))
             .await
             .unwrap();

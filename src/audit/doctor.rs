@@ -232,7 +232,7 @@ struct Traces {
 
 /// The doctor's bounded memory, shared by every handler.
 #[derive(Debug, Default)]
-pub(crate) struct Journal {
+pub(crate) struct ConnectionDoctor {
     traces: Mutex<Traces>,
     /// Unix seconds per grant. Read-locked on the hot path: the guard updates an entry in place,
     /// so concurrent requests with the same token do not queue on a lock.
@@ -252,7 +252,7 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Journal {
+impl ConnectionDoctor {
     /// Record a step.
     pub(crate) fn record(
         &self,
@@ -355,18 +355,18 @@ mod tests {
 
     #[test]
     fn steps_are_kept_in_order_and_bounded_per_source() {
-        let journal = Journal::default();
+        let doctor = ConnectionDoctor::default();
         let source = Source::of(Some("client-1"), None);
         for _ in 0..MAX_STEPS + 5 {
-            journal.record(source.clone(), StepKind::Refresh, None, None);
+            doctor.record(source.clone(), StepKind::Refresh, None, None);
         }
-        journal.record(
+        doctor.record(
             source,
             StepKind::CodeExchange,
             Some(("invalid_grant", "the code expired")),
             None,
         );
-        let traces = journal.traces();
+        let traces = doctor.traces();
         assert_eq!(traces.len(), 1);
         assert_eq!(traces[0].steps.len(), MAX_STEPS);
         let last = traces[0].steps.last().unwrap();
@@ -376,17 +376,17 @@ mod tests {
 
     #[test]
     fn sources_are_bounded() {
-        let journal = Journal::default();
+        let doctor = ConnectionDoctor::default();
         for i in 0..MAX_SOURCES + 50 {
             let agent = format!("agent {i}");
-            journal.record(
+            doctor.record(
                 Source::of(None, Some(&agent)),
                 StepKind::Challenge,
                 None,
                 None,
             );
         }
-        assert_eq!(journal.traces().len(), MAX_SOURCES);
+        assert_eq!(doctor.traces().len(), MAX_SOURCES);
     }
 
     #[test]
@@ -462,10 +462,10 @@ mod tests {
 
     #[test]
     fn first_use_of_a_grant_is_reported_once() {
-        let journal = Journal::default();
+        let doctor = ConnectionDoctor::default();
         let grant = GrantId("g".into());
-        assert!(journal.grant_used(&grant));
-        assert!(!journal.grant_used(&grant));
-        assert!(journal.last_used(&grant).is_some());
+        assert!(doctor.grant_used(&grant));
+        assert!(!doctor.grant_used(&grant));
+        assert!(doctor.last_used(&grant).is_some());
     }
 }

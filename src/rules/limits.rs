@@ -6,8 +6,6 @@
 //! Values the server does not keep (`logo_uri`, `contacts`, `software_id` and other metadata it
 //! ignores, requested grant types it drops) need no limit beyond the request body's.
 
-use super::OAuthError;
-
 /// `state` on `/authorize`, in bytes. Claude and ChatGPT send 43 random characters; a signed or
 /// encrypted state (a JWT carrying a return URL) runs to 500–800. Kept until the owner decides
 /// and echoed in the redirect, so it also keeps that URL within what browsers and servers accept.
@@ -60,17 +58,6 @@ pub(crate) fn check_chars(field: &str, value: &str, max: usize) -> Result<(), St
     }
 }
 
-/// An authorization request parameter over its limit: `invalid_request`.
-pub(crate) fn request_parameter(
-    field: &str,
-    value: Option<&str>,
-    max: usize,
-) -> Result<(), OAuthError> {
-    value.map_or(Ok(()), |value| {
-        check_bytes(field, value, max).map_err(OAuthError::invalid_request)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +71,5 @@ mod tests {
         );
         assert!(check_chars("client_name", &"名".repeat(200), 200).is_ok());
         assert!(check_chars("client_name", &"名".repeat(201), 200).is_err());
-        assert!(request_parameter("scope", None, 1).is_ok());
     }
 }

@@ -135,6 +135,12 @@ impl McpOAuth {
         })
     }
 
+    /// The owner's operations: grants, clients, passkeys and the connection doctor, for an
+    /// application's own admin surface (the console at `/oauth/console` uses the same).
+    pub fn admin(&self) -> crate::console::Admin<'_> {
+        crate::console::Admin::new(&self.state.server, &self.state.passkeys)
+    }
+
     /// The page for registering a passkey, with the setup token in its fragment (which browsers do
     /// not send to the server), while a setup token is usable. `None` once it has been used.
     ///

@@ -1,10 +1,15 @@
 //! Audit events: what happened to whom, for the log and for an optional application callback.
-//! Events carry identifiers (client ids, grant ids, credential ids), never a secret.
+//! Events carry identifiers (client ids, grant ids, credential ids), never a secret. Beside them,
+//! the connection doctor's memory of each client's connection steps, which events feed.
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::console::{Journal, Source, StepKind};
+mod doctor;
+
+pub(crate) use doctor::{ConnectionDoctor, Source};
+pub use doctor::{ConnectionStep, ConnectionTrace, StepKind};
+
 use crate::store::GrantId;
 
 /// A security-relevant event. Emitted as a `tracing` event on the target `mcp_oauth::audit`
@@ -177,7 +182,7 @@ pub(crate) type AuditCallback = Arc<dyn Fn(&AuditEvent) + Send + Sync>;
 #[derive(Clone, Default)]
 pub(crate) struct Audit {
     callback: Option<AuditCallback>,
-    journal: Arc<Journal>,
+    doctor: Arc<ConnectionDoctor>,
 }
 
 impl fmt::Debug for Audit {
@@ -192,13 +197,13 @@ impl Audit {
     pub(crate) fn new(callback: Option<AuditCallback>) -> Self {
         Self {
             callback,
-            journal: Arc::default(),
+            doctor: Arc::default(),
         }
     }
 
     /// The connection doctor's memory, which events are also written to.
-    pub(crate) fn journal(&self) -> &Arc<Journal> {
-        &self.journal
+    pub(crate) fn doctor(&self) -> &Arc<ConnectionDoctor> {
+        &self.doctor
     }
 
     pub(crate) fn emit(&self, event: AuditEvent) {
@@ -283,7 +288,7 @@ impl Audit {
             ),
             _ => return,
         };
-        self.journal
+        self.doctor
             .record(Source::of(Some(client_id), None), kind, error, detail);
     }
 }
