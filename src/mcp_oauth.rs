@@ -96,12 +96,12 @@ impl McpOAuth {
 
     /// The issuer: the configured server URL.
     pub fn issuer(&self) -> &str {
-        &self.state.server.settings.issuer
+        self.state.server.issuer()
     }
 
     /// The protected resource: the server URL and the MCP path.
     pub fn resource(&self) -> &str {
-        self.state.server.settings.resource.as_str()
+        self.state.server.resource().as_str()
     }
 
     /// Purge expired records from the token and client stores every `period`, for backends without
@@ -119,10 +119,7 @@ impl McpOAuth {
             interval.tick().await;
             loop {
                 interval.tick().await;
-                for result in [
-                    server.tokens.delete_expired().await,
-                    server.clients.delete_expired().await,
-                ] {
+                for result in server.purge_expired().await {
                     match result {
                         Ok(0) => {}
                         Ok(purged) => {
@@ -273,13 +270,7 @@ impl McpOAuthBuilder {
             setup,
             audit.clone(),
         )?;
-        let server = AuthServer {
-            settings,
-            audit,
-            tokens,
-            clients,
-            metadata_documents,
-        };
+        let server = AuthServer::new(settings, audit, tokens, clients, metadata_documents);
         let state = AppState {
             server: Arc::new(server),
             passkeys: Arc::new(passkeys),

@@ -5,9 +5,8 @@
 use std::collections::HashMap;
 
 use super::{ClientInfo, ConnectionTrace, ConsoleError, GrantInfo, PasskeyInfo, Registration};
-use crate::audit::AuditEvent;
 use crate::oauth::grants::GrantSummary;
-use crate::oauth::{AuthServer, client_metadata};
+use crate::oauth::{AuthServer, DeleteClientError};
 use crate::passkey::Passkeys;
 use crate::rules::redirect_uri;
 use crate::store::{ClientRecord, GrantId, StoreError};
@@ -104,7 +103,7 @@ impl<'a> Admin<'a> {
     /// The connection doctor: the recent steps of each client's connection attempts, most
     /// recently active first. Kept in this process's memory, bounded, without secrets.
     pub fn connection_traces(&self) -> Vec<ConnectionTrace> {
-        self.server.audit.doctor().traces()
+        self.server.audit().doctor().traces()
     }
 
     /// Grants and clients from one listing of each store (a listing may scan a whole store).
@@ -120,12 +119,12 @@ impl<'a> Admin<'a> {
         grants: Vec<(GrantId, GrantSummary)>,
         clients: &HashMap<String, ClientRecord>,
     ) -> Vec<GrantInfo> {
-        let journal = self.server.audit.doctor();
+        let doctor = self.server.audit().doctor();
         let mut out: Vec<GrantInfo> = grants
             .into_iter()
             .map(|(grant_id, summary)| {
                 let (client_name, registration) = self.describe(&summary.client_id, clients);
-                let last_used_at = journal.last_used(&grant_id).max(summary.last_issued_at);
+                let last_used_at = doctor.last_used(&grant_id).max(summary.last_issued_at);
                 GrantInfo {
                     redirect_origin: summary.redirect_uri.as_deref().map(redirect_uri::origin_of),
                     client_id: summary.client_id,
@@ -153,7 +152,7 @@ impl<'a> Admin<'a> {
         for (_, summary) in grants {
             *grant_counts.entry(summary.client_id.clone()).or_default() += 1;
         }
-        let pre = &self.server.settings.pre_registered;
+        let pre = &self.server.pre_registered();
         let mut out = vec![ClientInfo {
             client_id: pre.client_id.clone(),
             name: Some(pre.name.clone()),
@@ -214,14 +213,10 @@ impl<'a> Admin<'a> {
         for client in clients.iter().filter(|c| c.is_removable_as_unapproved()) {
             if self
                 .server
-                .clients
-                .delete_unapproved(&client.client_id)
+                .delete_unapproved_client(&client.client_id)
                 .await?
             {
                 removed += 1;
-                self.server.audit.emit(AuditEvent::ClientDeleted {
-                    client_id: client.client_id.clone(),
-                });
             }
         }
         Ok(removed)
@@ -234,21 +229,10 @@ impl<'a> Admin<'a> {
     ///
     /// [`ConsoleError::NotFound`] if no such grant is live, or a store failure.
     pub async fn revoke_grant(&self, grant_id: &GrantId) -> Result<(), ConsoleError> {
-        let summary = self
-            .server
-            .list_grants()
-            .await?
-            .into_iter()
-            .find(|(id, _)| id == grant_id)
-            .map(|(_, summary)| summary);
-        let removed = self.server.revoke_grant(grant_id).await?;
-        match summary {
-            Some(summary) => {
-                self.owner_revoked(&summary, grant_id);
-                Ok(())
-            }
-            None if removed > 0 => Ok(()),
-            None => Err(ConsoleError::NotFound("grant")),
+        if self.server.revoke_grant_for_owner(grant_id).await? {
+            Ok(())
+        } else {
+            Err(ConsoleError::NotFound("grant"))
         }
     }
 
@@ -262,61 +246,21 @@ impl<'a> Admin<'a> {
     /// [`ConsoleError::PreRegistered`] for the configured client (revoke its grants instead),
     /// [`ConsoleError::NotFound`] for an unknown one (neither registered, nor holding a grant, nor
     /// a metadata-document URL when those are on), or a store failure.
-    ///
-    /// In this order: first the client's revocation marker, which every issuance checks after
-    /// writing its tokens, so a grant the listing misses (its record being written at that moment)
-    /// is revoked by the issuance itself; then the registration, so that a grant approved after
-    /// the marker belongs to a client nothing can authenticate as any more (a metadata-document
-    /// client approved again may connect again); then the listed grants.
     pub async fn delete_client(&self, client_id: &str) -> Result<usize, ConsoleError> {
-        if client_id == self.server.settings.pre_registered.client_id {
-            return Err(ConsoleError::PreRegistered);
-        }
-        self.server.mark_client_revoked(client_id).await?;
-        // A metadata-document client is no longer approved (until an approval from here on).
-        let document_client = self
-            .server
-            .metadata_documents
-            .as_ref()
-            .filter(|_| client_metadata::is_url_client_id(client_id));
-        if let Some(documents) = document_client {
-            documents.removed(client_id).await;
-        }
-        let deleted = self.server.clients.delete(client_id).await?;
-        let grants: Vec<_> = self
-            .server
-            .list_grants()
-            .await?
-            .into_iter()
-            .filter(|(_, summary)| summary.client_id == client_id)
-            .collect();
-        for (grant_id, summary) in &grants {
-            self.server.revoke_grant(grant_id).await?;
-            self.owner_revoked(summary, grant_id);
-        }
-        // A metadata-document client has no registration, and its one grant may be the one the
-        // listing missed: it is found as long as its URL is a client id here.
-        if !deleted && grants.is_empty() && document_client.is_none() {
-            return Err(ConsoleError::NotFound("client"));
-        }
-        self.server.audit.emit(AuditEvent::ClientDeleted {
-            client_id: client_id.to_owned(),
-        });
-        Ok(grants.len())
-    }
-
-    fn owner_revoked(&self, summary: &GrantSummary, grant_id: &GrantId) {
-        self.server.audit.emit(AuditEvent::GrantRevokedByOwner {
-            client_id: summary.client_id.clone(),
-            grant_id: grant_id.clone(),
-        });
+        self.server
+            .delete_client(client_id)
+            .await
+            .map_err(|error| match error {
+                DeleteClientError::PreRegistered => ConsoleError::PreRegistered,
+                DeleteClientError::NotFound => ConsoleError::NotFound("client"),
+                DeleteClientError::Store(error) => ConsoleError::Store(error),
+            })
     }
 
     async fn registered_clients(&self) -> Result<HashMap<String, ClientRecord>, StoreError> {
         Ok(self
             .server
-            .clients
-            .list()
+            .registered_clients()
             .await?
             .into_iter()
             .map(|client| (client.client_id.clone(), client))
@@ -329,7 +273,7 @@ impl<'a> Admin<'a> {
         client_id: &str,
         registered: &HashMap<String, ClientRecord>,
     ) -> (Option<String>, Registration) {
-        let pre = &self.server.settings.pre_registered;
+        let pre = &self.server.pre_registered();
         if client_id == pre.client_id {
             return (Some(pre.name.clone()), Registration::PreRegistered);
         }

@@ -63,8 +63,8 @@ pub(crate) async fn page(
         redirect_is_loopback: url::Url::parse(&consent.redirect_uri)
             .is_ok_and(|u| redirect_uri::is_loopback_host(&u)),
         scopes: &consent.scopes,
-        scope_descriptions: &state.server.settings.scope_descriptions,
-        resource: state.server.settings.resource.as_str(),
+        scope_descriptions: state.server.scope_descriptions(),
+        resource: state.server.resource().as_str(),
         request_id: &consent.request_id,
         has_passkeys,
         register_path: "/passkey/register",

@@ -60,10 +60,7 @@ impl std::fmt::Debug for BearerLayer {
 
 impl BearerLayer {
     pub(crate) fn new(server: Arc<AuthServer>, limits: Option<Arc<Limits>>) -> Self {
-        let challenge = challenge_value(
-            &server,
-            &[("scope", server.settings.default_scopes.join(" "))],
-        );
+        let challenge = challenge_value(&server, &[("scope", server.default_scopes().join(" "))]);
         Self {
             server,
             required_scopes: Arc::from(Vec::new()),
@@ -91,7 +88,7 @@ impl BearerLayer {
     /// [`McpOAuthBuilder::scope_policy`](crate::McpOAuthBuilder::scope_policy) refuses one instead.
     #[must_use]
     pub fn scope_policy(self, policy: McpScopes) -> Self {
-        if let Err(reason) = policy.validate(&self.server.settings.scopes) {
+        if let Err(reason) = policy.validate(self.server.scopes()) {
             tracing::warn!(target: "mcp_oauth", "scope policy: {reason}");
         }
         if policy.is_empty() {
@@ -180,7 +177,7 @@ impl BearerLayer {
         if missing.is_empty() {
             return None;
         }
-        let scope = challenge_scopes(&self.server.settings.scopes, needed, &info.scopes).join(" ");
+        let scope = challenge_scopes(self.server.scopes(), needed, &info.scopes).join(" ");
         let value = challenge_value(
             &self.server,
             &[("error", "insufficient_scope".into()), ("scope", scope)],
@@ -194,7 +191,7 @@ impl BearerLayer {
 
     /// Tell the connection doctor about a token's use: the first one per grant is a step.
     fn note_use(&self, info: &TokenInfo) {
-        let doctor = self.server.audit.doctor();
+        let doctor = self.server.audit().doctor();
         if doctor.grant_used(&info.grant_id) {
             doctor.record(
                 Source::of(Some(&info.client_id), None),
@@ -219,7 +216,7 @@ impl BearerLayer {
             .get(header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .and_then(challenge_error);
-        self.server.audit.doctor().record(
+        self.server.audit().doctor().record(
             Source::of(None, user_agent),
             kind,
             error.map(|code| (code, "")),
@@ -402,7 +399,7 @@ fn challenge_error(challenge: &str) -> Option<&str> {
 fn challenge_value(server: &AuthServer, params: &[(&str, String)]) -> HeaderValue {
     let mut value = format!(
         "Bearer resource_metadata=\"{}\"",
-        server.settings.resource_metadata_url
+        server.resource_metadata_url()
     );
     for (key, param) in params {
         let param: String = param

@@ -22,7 +22,7 @@ pub(crate) fn note(
     kind: StepKind,
     error: Option<&OAuthError>,
 ) {
-    state.server.audit.doctor().record(
+    state.server.audit().doctor().record(
         Source::of(client_id, user_agent(headers)),
         kind,
         error.map(|e| (e.code.as_str(), &*e.description)),

@@ -13,6 +13,7 @@ pub(crate) mod grants;
 mod introspect;
 mod mcp_scopes;
 pub(crate) mod metadata;
+mod owner;
 pub(crate) mod params;
 mod payload;
 pub(crate) mod pkce;
@@ -33,6 +34,7 @@ pub use bearer::TokenInfo;
 pub(crate) use error::log_store_error;
 pub(crate) use error::{ErrorCode, OAuthError};
 pub use mcp_scopes::McpScopes;
+pub(crate) use owner::DeleteClientError;
 pub(crate) use register::RegisterError;
 pub(crate) use resource::Resource;
 
@@ -81,6 +83,72 @@ pub(crate) struct AuthServer {
     pub(crate) clients: Arc<dyn ClientStore>,
     /// The resolver for URL client ids; `None` when metadata documents are off.
     pub(crate) metadata_documents: Option<Arc<dyn MetadataDocuments>>,
+}
+
+impl AuthServer {
+    pub(crate) fn new(
+        settings: Settings,
+        audit: crate::audit::Audit,
+        tokens: Arc<dyn TokenStore>,
+        clients: Arc<dyn ClientStore>,
+        metadata_documents: Option<Arc<dyn MetadataDocuments>>,
+    ) -> Self {
+        Self {
+            settings,
+            audit,
+            tokens,
+            clients,
+            metadata_documents,
+        }
+    }
+
+    /// The issuer: the configured server URL.
+    pub(crate) fn issuer(&self) -> &str {
+        &self.settings.issuer
+    }
+
+    /// The protected resource (the server URL and the MCP path).
+    pub(crate) fn resource(&self) -> &Resource {
+        &self.settings.resource
+    }
+
+    /// The protected resource metadata URL that every challenge names.
+    pub(crate) fn resource_metadata_url(&self) -> &str {
+        &self.settings.resource_metadata_url
+    }
+
+    /// The scopes this server knows.
+    pub(crate) fn scopes(&self) -> &[String] {
+        &self.settings.scopes
+    }
+
+    /// The scopes granted when a client asks for none.
+    pub(crate) fn default_scopes(&self) -> &[String] {
+        &self.settings.default_scopes
+    }
+
+    /// Plain-language descriptions of the scopes, for the consent page.
+    pub(crate) fn scope_descriptions(&self) -> &BTreeMap<String, String> {
+        &self.settings.scope_descriptions
+    }
+
+    /// The client configured in [`OAuthConfig`](crate::OAuthConfig).
+    pub(crate) fn pre_registered(&self) -> &PreRegistered {
+        &self.settings.pre_registered
+    }
+
+    /// Where events go: the log, the application's callback, the connection doctor.
+    pub(crate) fn audit(&self) -> &crate::audit::Audit {
+        &self.audit
+    }
+
+    /// Purge expired records from the token and client stores; how many went from each.
+    pub(crate) async fn purge_expired(&self) -> [Result<u64, crate::store::StoreError>; 2] {
+        [
+            self.tokens.delete_expired().await,
+            self.clients.delete_expired().await,
+        ]
+    }
 }
 
 impl std::fmt::Debug for AuthServer {
