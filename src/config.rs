@@ -13,7 +13,7 @@ pub const DEFAULT_REFRESH_TOKEN_LIFETIME_SECS: u64 = 30 * 24 * 3600;
 
 /// Redirect URIs of Claude.ai's hosted connector (and Claude Code's loopback callbacks), accepted for
 /// the pre-registered client by default.
-pub const DEFAULT_CLIENT_REDIRECT_URIS: [&str; 4] = [
+pub const DEFAULT_CLIENT_REDIRECT_URIS: &[&str] = &[
     "https://claude.ai/api/mcp/auth_callback",
     "https://claude.com/api/mcp/auth_callback",
     "http://localhost/callback",
@@ -51,8 +51,7 @@ pub const MAX_SHORT_LIFETIME_SECS: u64 = DAY_SECS;
 pub const MAX_RATE_LIMIT: u32 = 1_000_000;
 
 /// Redirect URIs with a private-use scheme that real MCP clients use, accepted by exact match only.
-pub const DEFAULT_NATIVE_REDIRECT_URIS: [&str; 1] =
-    ["cursor://anysphere.cursor-mcp/oauth/callback"];
+pub const DEFAULT_NATIVE_REDIRECT_URIS: &[&str] = &["cursor://anysphere.cursor-mcp/oauth/callback"];
 
 /// Configuration of the OAuth layer.
 ///
@@ -333,7 +332,7 @@ impl OAuthConfig {
             introspection_clients: vec![client_id.clone()],
             client_id,
             client_secret: client_secret.into(),
-            client_redirect_uris: DEFAULT_CLIENT_REDIRECT_URIS.map(String::from).to_vec(),
+            client_redirect_uris: strings(DEFAULT_CLIENT_REDIRECT_URIS),
             client_name: "Pre-registered client".to_owned(),
             app_name: app_name.into(),
             passkey_store_path: passkey_store_path.into(),
@@ -357,7 +356,7 @@ impl OAuthConfig {
             client_id_metadata_documents: true,
             cimd_allow_loopback_http_for_testing: false,
             cimd_allowed_ports: vec![443],
-            native_redirect_uris: DEFAULT_NATIVE_REDIRECT_URIS.map(String::from).to_vec(),
+            native_redirect_uris: strings(DEFAULT_NATIVE_REDIRECT_URIS),
             rate_limits: RateLimits::default(),
             trusted_proxies: Vec::new(),
             max_body_bytes: 64 * 1024,
@@ -682,6 +681,10 @@ impl OAuthConfig {
             ),
         ]
     }
+}
+
+fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|&value| value.to_owned()).collect()
 }
 
 /// Parse and check `server_url`: absolute http(s), no path, query, fragment or credentials, http only

@@ -416,7 +416,7 @@ mod pure_rules {
 
         #[test]
         fn redirect_rules_hold(uri in redirect_uris(), requested in redirect_uris()) {
-            let native = mcp_oauth::config::DEFAULT_NATIVE_REDIRECT_URIS.map(String::from);
+            let native = mcp_oauth::config::DEFAULT_NATIVE_REDIRECT_URIS.iter().map(|&uri| uri.to_owned()).collect::<Vec<_>>();
             prop_assert_eq!(redirect_validate_registrable(&uri, &native).is_ok(), is_registrable(&uri), "{:?}", uri);
             prop_assert!(redirect_matches(&uri, &uri));
             if redirect_matches(&uri, &requested) && uri != requested {
