@@ -4,6 +4,7 @@
 mod authorize;
 mod bearer;
 pub(crate) mod budget;
+mod challenge;
 pub(crate) mod client_auth;
 pub(crate) mod client_metadata;
 mod client_revocation;
@@ -33,6 +34,10 @@ use std::sync::Arc;
 pub(crate) use authorize::Rejection;
 pub(crate) use bearer::BearerError;
 pub use bearer::TokenInfo;
+pub(crate) use bearer::sent_credentials;
+#[cfg(test)]
+pub(crate) use challenge::BearerRules;
+pub(crate) use challenge::{Challenge, Refusal};
 pub(crate) use error::log_store_error;
 pub use error::{ErrorCode, OAuthError};
 pub use mcp_scopes::McpScopes;
