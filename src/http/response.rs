@@ -57,9 +57,19 @@ impl IntoResponse for Refusal<'_> {
     }
 }
 
+/// A response that must not be cached (tokens, credentials, one-time URLs): whatever `T` answers,
+/// with `Cache-Control: no-store` and `Pragma: no-cache`.
+pub(crate) struct NoStore<T>(pub(crate) T);
+
+impl<T: IntoResponse> IntoResponse for NoStore<T> {
+    fn into_response(self) -> Response {
+        no_store(self.0.into_response())
+    }
+}
+
 /// A JSON success response that must not be cached (tokens, credentials, one-time URLs).
 pub(crate) fn json_no_store<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    no_store((status, Json(body)).into_response())
+    (status, NoStore(Json(body))).into_response()
 }
 
 /// `Cache-Control: no-store` and `Pragma: no-cache` (OAuth 2.1 §3.2.3).
