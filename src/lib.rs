@@ -10,7 +10,7 @@
 //! | entry points | `mcp_oauth` ([`McpOAuth`], its builder), `http` (axum handlers, router, [`BearerLayer`], rate limits) | assemble the parts and speak HTTP |
 //! | features | `pages` (HTML), [`console`] (the owner's operations), `passkey` (WebAuthn ceremonies; its verified assertion is the proof of the owner's presence), `cimd` (client metadata documents) | what the owner and clients see |
 //! | protocol | `oauth` | the OAuth rules, no HTTP framework |
-//! | shared rules | `audit` (events, the connection doctor), [`config`], `error`, `rules` (secrets, redirect URIs, limits) | used everywhere, depend on nothing above the store |
+//! | shared rules | `audit` (events, the connection doctor), [`config`], `error`, `paths` (every route's path, once), `rules` (secrets, redirect URIs, limits) | used everywhere, depend on nothing above the store |
 //! | storage | [`store`] (the traits and records), [`backends`] (memory, SQLite, Redis, the passkey file; they use `store` alone) | keep state |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -29,6 +29,7 @@ mod mcp_oauth;
 mod oauth;
 mod pages;
 mod passkey;
+mod paths;
 mod rules;
 pub mod store;
 

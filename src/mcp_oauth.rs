@@ -13,6 +13,7 @@ use crate::oauth::client_metadata::MetadataDocuments;
 use crate::oauth::clients::PreRegistered;
 use crate::oauth::{AuthServer, McpScopes, Resource, Settings, metadata};
 use crate::passkey::{Passkeys, SetupToken};
+use crate::paths;
 use crate::store::{ClientStore, PasskeyStore, StoreError, TokenHash, TokenStore};
 
 /// The OAuth layer, ready to wrap MCP routes.
@@ -146,7 +147,13 @@ impl McpOAuth {
     /// The passkey or token store failed.
     pub async fn setup_url(&self) -> Result<Option<String>, StoreError> {
         let token = self.state.passkeys.usable_setup_token().await?;
-        Ok(token.map(|token| format!("{}/passkey/register#setup_token={token}", self.issuer())))
+        Ok(token.map(|token| {
+            format!(
+                "{}{}#setup_token={token}",
+                self.issuer(),
+                paths::PASSKEY_REGISTER
+            )
+        }))
     }
 }
 
@@ -228,8 +235,8 @@ impl McpOAuthBuilder {
             .map_err(|e| Error::invalid("resource_path", &e.to_string()))?;
         let settings = Settings {
             resource_metadata_url: format!(
-                "{issuer}/.well-known/oauth-protected-resource{}",
-                config.resource_path
+                "{issuer}{}",
+                paths::protected_resource_metadata(&config.resource_path)
             ),
             issuer: issuer.clone(),
             app_name: config.app_name.clone(),
@@ -378,8 +385,9 @@ fn announce_setup_url(oauth: &McpOAuth) {
             Ok(false) => {
                 tracing::warn!(
                     target: "mcp_oauth",
-                    "no passkey is registered yet; register one at {}/passkey/register with the configured setup token",
-                    oauth.issuer()
+                    "no passkey is registered yet; register one at {}{} with the configured setup token",
+                    oauth.issuer(),
+                    paths::PASSKEY_REGISTER
                 );
             }
             Ok(true) => {}

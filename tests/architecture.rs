@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("protocol", &["oauth"]),
     (
         "shared rules",
-        &["audit", "config", "error", "rules", "clock"],
+        &["audit", "config", "error", "paths", "rules", "clock"],
     ),
     ("storage", &["store", "backends"]),
 ];
@@ -70,12 +70,21 @@ use crate::{oauth::x, audit};
 // crate::pages in a comment
 fn f<'a>(x: &'a str) { crate::config::g("*/*", '"', "crate::cimd"); $crate::macro_only!(); }
 /* crate::http */ fn g() { crate::error::h(r"crate::console") }
+#[cfg(test)]
+mod tests { fn t() { if x { crate::mcp_oauth::y(); } } }
+#[cfg(all(test, feature = "memory"))]
+mod more_tests { use crate::http::z; }
+#[cfg(feature = "cimd")]
+fn kept() { crate::cimd::w(); }
+fn after_tests() { crate::rules::z(); }
 "#;
     let found = paths_used(source, &BTreeMap::new());
-    let expected: BTreeSet<String> = ["store", "oauth", "audit", "config", "error"]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let expected: BTreeSet<String> = [
+        "store", "oauth", "audit", "config", "error", "rules", "cimd",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     assert_eq!(found, expected);
     let graph = BTreeMap::from([
         ("a".to_owned(), BTreeSet::from(["b".to_owned()])),
@@ -148,9 +157,10 @@ fn root_reexports(lib: &str) -> BTreeMap<String, String> {
     map
 }
 
-/// The top-level modules named by `crate::` paths in `source`, outside comments.
+/// The top-level modules named by `crate::` paths in `source`, outside comments and unit-test
+/// modules (a test may build the whole server; what ships is what the map is about).
 fn paths_used(source: &str, reexports: &BTreeMap<String, String>) -> BTreeSet<String> {
-    let code = code_only(source);
+    let code = without_test_modules(&code_only(source));
     let mut used = BTreeSet::new();
     let mut rest = code.as_str();
     while let Some(at) = rest.find("crate::") {
@@ -173,6 +183,42 @@ fn paths_used(source: &str, reexports: &BTreeMap<String, String>) -> BTreeSet<St
         }
     }
     used
+}
+
+/// `code` without test modules (`#[cfg(test)] mod … { … }`, also `#[cfg(all(test, …))]`);
+/// comments and literals are already gone, so the braces balance.
+fn without_test_modules(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(at) = rest.find("#[cfg(") {
+        out.push_str(&rest[..at]);
+        let attribute_end = rest[at..].find(']').map_or(rest.len(), |end| at + end + 1);
+        let attribute = &rest[at..attribute_end];
+        let after = &rest[attribute_end..];
+        let for_tests = attribute
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|word| word == "test");
+        let open = after
+            .find('{')
+            .filter(|_| for_tests && after.trim_start().starts_with("mod "));
+        let Some(open) = open else {
+            out.push_str(attribute);
+            rest = after;
+            continue;
+        };
+        let mut depth = 0;
+        let close = after[open..].char_indices().find_map(|(i, c)| {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(open + i + 1)
+        });
+        rest = close.map_or("", |close| &after[close..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The first path segment of each item in a `{…}` group (up to its closing brace).

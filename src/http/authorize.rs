@@ -67,7 +67,7 @@ pub(crate) async fn page(
         resource: state.server.resource().as_str(),
         request_id: &consent.request_id,
         has_passkeys,
-        register_path: "/passkey/register",
+        register_path: crate::paths::PASSKEY_REGISTER,
     })
 }
 

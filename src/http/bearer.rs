@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
 use super::rate_limit::{Limits, too_many_requests};
 use crate::audit::{Source, StepKind};
-use crate::oauth::{AuthServer, BearerError, ErrorCode, McpScopes, OAuthError, TokenInfo};
+use crate::oauth::{
+    AuthServer, Challenge, ErrorCode, McpScopes, Refusal, TokenInfo, sent_credentials,
+};
 
 /// Requires a valid access token for this server's resource on every request except CORS
 /// preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, which browsers send
@@ -44,7 +46,6 @@ pub struct BearerLayer {
     server: Arc<AuthServer>,
     required_scopes: Arc<[String]>,
     scope_policy: Option<Arc<McpScopes>>,
-    challenge: HeaderValue,
     /// For the budget of refused requests; `None` when rate limits are off.
     limits: Option<Arc<Limits>>,
 }
@@ -60,12 +61,10 @@ impl std::fmt::Debug for BearerLayer {
 
 impl BearerLayer {
     pub(crate) fn new(server: Arc<AuthServer>, limits: Option<Arc<Limits>>) -> Self {
-        let challenge = challenge_value(&server, &[("scope", server.default_scopes().join(" "))]);
         Self {
             server,
             required_scopes: Arc::from(Vec::new()),
             scope_policy: None,
-            challenge,
             limits,
         }
     }
@@ -106,44 +105,6 @@ impl BearerLayer {
         self
     }
 
-    fn reject(&self, error: BearerError) -> Response {
-        match error {
-            BearerError::Missing => {
-                let body = OAuthError::new(ErrorCode::InvalidToken, "an access token is required");
-                with_challenge(body, StatusCode::UNAUTHORIZED, self.challenge.clone())
-            }
-            BearerError::Malformed(description) => {
-                let value = challenge_value(&self.server, &[("error", "invalid_request".into())]);
-                with_challenge(
-                    OAuthError::invalid_request(description),
-                    StatusCode::BAD_REQUEST,
-                    value,
-                )
-            }
-            BearerError::Invalid => {
-                let description =
-                    "the access token is invalid, expired, revoked or for another resource";
-                let value = challenge_value(
-                    &self.server,
-                    &[
-                        ("error", "invalid_token".into()),
-                        ("error_description", description.into()),
-                    ],
-                );
-                with_challenge(
-                    OAuthError::new(ErrorCode::InvalidToken, description),
-                    StatusCode::UNAUTHORIZED,
-                    value,
-                )
-            }
-            BearerError::Unavailable => OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                "authorization is temporarily unavailable, try again shortly",
-            )
-            .into_response(),
-        }
-    }
-
     /// Every scope this request needs: the route's, then those its MCP messages need. May read
     /// the body (and put it back); `Err` is the answer for a body that cannot be read.
     async fn needed_scopes(
@@ -163,32 +124,6 @@ impl BearerLayer {
         Ok((request, needed))
     }
 
-    /// `None` if `info` satisfies every scope in `needed`; else the 403 challenge.
-    fn insufficient_scope(&self, needed: &[String], info: &TokenInfo) -> Option<Response> {
-        let satisfied = |scope: &String| match &self.scope_policy {
-            Some(policy) => policy.satisfied_by(scope, &info.scopes),
-            None => info.has_scope(scope),
-        };
-        let missing: Vec<&str> = needed
-            .iter()
-            .filter(|scope| !satisfied(scope))
-            .map(String::as_str)
-            .collect();
-        if missing.is_empty() {
-            return None;
-        }
-        let scope = challenge_scopes(self.server.scopes(), needed, &info.scopes).join(" ");
-        let value = challenge_value(
-            &self.server,
-            &[("error", "insufficient_scope".into()), ("scope", scope)],
-        );
-        let body = OAuthError::new(
-            ErrorCode::InsufficientScope,
-            format!("this request needs scope: {}", missing.join(" ")),
-        );
-        Some(with_challenge(body, StatusCode::FORBIDDEN, value))
-    }
-
     /// Tell the connection doctor about a token's use: the first one per grant is a step.
     fn note_use(&self, info: &TokenInfo) {
         let doctor = self.server.audit().doctor();
@@ -203,26 +138,23 @@ impl BearerLayer {
     }
 
     /// Tell the connection doctor about a refused MCP request (the client is unknown: grouped by
-    /// user agent), and pass the refusal on.
-    fn refused(&self, user_agent: Option<&HeaderValue>, response: Response) -> Response {
-        let kind = match response.status() {
-            StatusCode::UNAUTHORIZED => StepKind::Challenge,
-            StatusCode::FORBIDDEN => StepKind::InsufficientScope,
-            _ => return response,
+    /// user agent), and render the refusal.
+    fn refuse(&self, user_agent: Option<&HeaderValue>, refusal: Refusal<'_>) -> Response {
+        let kind = match refusal.error.code {
+            ErrorCode::InvalidToken => Some(StepKind::Challenge),
+            ErrorCode::InsufficientScope => Some(StepKind::InsufficientScope),
+            _ => None,
         };
-        let user_agent = user_agent.and_then(|v| v.to_str().ok());
-        let error = response
-            .headers()
-            .get(header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(challenge_error);
-        self.server.audit().doctor().record(
-            Source::of(None, user_agent),
-            kind,
-            error.map(|code| (code, "")),
-            None,
-        );
-        response
+        if let Some(kind) = kind {
+            let error = refusal.challenge.as_ref().and_then(Challenge::error);
+            self.server.audit().doctor().record(
+                Source::of(None, user_agent.and_then(|v| v.to_str().ok())),
+                kind,
+                error.map(|code| (code.as_str(), "")),
+                None,
+            );
+        }
+        refusal.into_response()
     }
 
     /// The 429 while the caller's address has no refusal left; looked up before any other work.
@@ -247,37 +179,23 @@ impl BearerLayer {
         response
     }
 
-    /// The one `Authorization` header value, or why there is none to check.
-    fn credentials<'r>(
-        headers: &'r HeaderMap,
-        query: Option<&str>,
-    ) -> Result<&'r HeaderValue, BearerError> {
-        let mut values = headers.get_all(header::AUTHORIZATION).iter();
-        let first = values.next();
-        if values.next().is_some() {
-            return Err(BearerError::Malformed("send one Authorization header"));
-        }
-        if query.is_some_and(has_access_token_param) {
-            return Err(BearerError::Malformed(
-                "access tokens are accepted only in the Authorization header",
-            ));
-        }
-        first.ok_or(BearerError::Missing)
-    }
-
     /// The caller, from a valid token for this resource; else the refusal.
     async fn authenticate(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Result<TokenInfo, Response> {
-        let checked = match Self::credentials(headers, query) {
-            Ok(credentials) => self.server.check_bearer(credentials.as_bytes()).await,
+        let authorization = headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(HeaderValue::as_bytes);
+        let checked = match sent_credentials(authorization, query) {
+            Ok(credentials) => self.server.check_bearer(credentials).await,
             Err(error) => Err(error),
         };
         checked.map_err(|error| {
-            let user_agent = headers.get(header::USER_AGENT);
-            self.refused(user_agent, self.reject(error))
+            let refusal = self.server.bearer_rules().refuse(error);
+            self.refuse(headers.get(header::USER_AGENT), refusal)
         })
     }
 
@@ -295,14 +213,14 @@ impl BearerLayer {
     ) -> Result<Request<Body>, Response> {
         // Reading the body consumes the request; keep what the doctor needs (a reference count).
         let user_agent = request.headers().get(header::USER_AGENT).cloned();
-        let (request, needed) = self
-            .needed_scopes(request)
-            .await
-            .map_err(|response| self.refused(user_agent.as_ref(), response))?;
-        match self.insufficient_scope(&needed, info) {
-            Some(response) => Err(self.refused(user_agent.as_ref(), response)),
-            None => Ok(request),
-        }
+        // A body the policy cannot read is the client's mistake, not a missing scope: the doctor
+        // records no step for it.
+        let (request, needed) = self.needed_scopes(request).await?;
+        self.server
+            .bearer_rules()
+            .check_scopes(&needed, &info.scopes, self.scope_policy.as_deref())
+            .map_err(|refusal| self.refuse(user_agent.as_ref(), refusal))?;
+        Ok(request)
     }
 }
 
@@ -386,83 +304,4 @@ fn is_preflight(request: &Request<Body>) -> bool {
         && request
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-}
-
-/// The `error` parameter of a challenge this guard wrote, if any.
-fn challenge_error(challenge: &str) -> Option<&str> {
-    let start = challenge.find("error=\"")? + "error=\"".len();
-    let rest = &challenge[start..];
-    Some(&rest[..rest.find('"')?])
-}
-
-/// `Bearer resource_metadata="…", k="v", …` with values quoted (RFC 6750 §3, RFC 9728 §5.1).
-fn challenge_value(server: &AuthServer, params: &[(&str, String)]) -> HeaderValue {
-    let mut value = format!(
-        "Bearer resource_metadata=\"{}\"",
-        server.resource_metadata_url()
-    );
-    for (key, param) in params {
-        let param: String = param
-            .chars()
-            .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-            .collect();
-        value.push_str(&format!(", {key}=\"{param}\""));
-    }
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
-}
-
-/// The `scope` of an `insufficient_scope` challenge: the scopes the request needs and the configured
-/// ones the token holds, in configuration order (needed scopes that are not configured last).
-fn challenge_scopes(configured: &[String], needed: &[String], held: &[String]) -> Vec<String> {
-    let mut scopes: Vec<String> = configured
-        .iter()
-        .filter(|scope| needed.contains(scope) || held.contains(scope))
-        .cloned()
-        .collect();
-    for scope in needed {
-        if !scopes.contains(scope) {
-            scopes.push(scope.clone());
-        }
-    }
-    scopes
-}
-
-fn with_challenge(error: OAuthError, status: StatusCode, challenge: HeaderValue) -> Response {
-    let mut response = error.into_response();
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, challenge);
-    response
-}
-
-fn has_access_token_param(query: &str) -> bool {
-    form_urlencoded::parse(query.as_bytes()).any(|(key, _)| key == "access_token")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(list: &[&str]) -> Vec<String> {
-        list.iter().map(|x| (*x).to_owned()).collect()
-    }
-
-    #[test]
-    fn challenge_names_needed_and_held_scopes_in_configured_order() {
-        let configured = s(&["mcp", "files:write", "admin", "billing"]);
-        assert_eq!(
-            challenge_scopes(&configured, &s(&["admin", "files:write"]), &s(&["mcp"])),
-            s(&["mcp", "files:write", "admin"])
-        );
-        assert_eq!(
-            challenge_scopes(&configured, &s(&["admin"]), &s(&["mcp", "gone"])),
-            s(&["mcp", "admin"]),
-            "held scopes no longer configured are not asked for again"
-        );
-        assert_eq!(
-            challenge_scopes(&configured, &s(&["unconfigured"]), &s(&["mcp"])),
-            s(&["mcp", "unconfigured"])
-        );
-    }
 }

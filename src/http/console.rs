@@ -24,7 +24,6 @@ use crate::passkey::{Enrolment, Purpose};
 use crate::rules::secret::Secret;
 use crate::store::{GrantId, StoreError};
 
-pub(crate) const CONSOLE_PATH: &str = "/oauth/console";
 const CSRF_HEADER: &str = "x-csrf-token";
 
 /// A signed-in request: the session and the cookie value it was found by.

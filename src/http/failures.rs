@@ -27,15 +27,17 @@ impl FromRequestParts<AppState> for Budget {
 }
 
 /// 429 with `Retry-After`: nothing was checked.
-pub(crate) fn limited(exhausted: Exhausted) -> Response {
-    too_many_requests(exhausted.wait_secs)
+impl IntoResponse for Exhausted {
+    fn into_response(self) -> Response {
+        too_many_requests(self.wait_secs)
+    }
 }
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         match self {
             Self::Error(error) => error.into_response(),
-            Self::Limited(exhausted) => limited(exhausted),
+            Self::Limited(exhausted) => exhausted.into_response(),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Discovery: RFC 8414 and RFC 9728 documents, prepared at start.
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
 
 use super::{AppState, doctor};
 use crate::audit::StepKind;
@@ -10,7 +11,7 @@ use crate::audit::StepKind;
 pub(crate) async fn authorization_server(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Response {
+) -> impl IntoResponse {
     doctor::note(&state, None, &headers, StepKind::ServerMetadata, None);
     json_document(state.authorization_server_metadata.clone())
 }
@@ -18,21 +19,18 @@ pub(crate) async fn authorization_server(
 pub(crate) async fn protected_resource(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Response {
+) -> impl IntoResponse {
     doctor::note(&state, None, &headers, StepKind::ResourceMetadata, None);
     json_document(state.protected_resource_metadata.clone())
 }
 
-fn json_document(body: axum::body::Bytes) -> Response {
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    response
+/// A public document: the same for everyone, and fine to cache for an hour.
+fn json_document(body: Bytes) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
 }

@@ -1,14 +1,17 @@
 //! Per-IP rate limits in three tiers, with bounded state, over the OAuth endpoints and
-//! pages. The MCP routes are limited per grant instead ([`super::grant_limit`]).
+//! pages. Each group of routes is held to its tier where the router adds it ([`super::routes`]),
+//! never by matching paths here. The MCP routes are limited per grant instead
+//! ([`super::grant_limit`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -17,6 +20,7 @@ use ipnet::IpNet;
 use super::client_ip::{ClientAddresses, rate_limit_key};
 use super::grant_limit::GrantLimits;
 use super::refusals::Refusals;
+use super::state::AppState;
 use crate::config::{MAX_RATE_LIMIT, RateLimit, RateLimits};
 use crate::oauth::budget::Failures;
 use crate::oauth::{ErrorCode, OAuthError};
@@ -54,31 +58,84 @@ impl std::fmt::Debug for Limits {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Tier {
+/// A per-address tier: how often one address may call a group of routes, by what each call costs
+/// the server (the bounds are [`RateLimits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// A credential is checked or a passkey ceremony is stored.
     Auth,
+    /// Something lasting is created: a client, a passkey.
     Registration,
+    /// Everything else: discovery, the pages' assets, the console; and paths no route matches.
     General,
 }
 
-fn tier_of(path: &str) -> Tier {
-    if path == "/token"
-        || path == "/revoke"
-        || path == "/introspect"
-        || path == "/authorize"
-        || path.starts_with("/authorize/")
-        // Each stores a passkey ceremony for minutes, and the first needs no secret at all.
-        || path == "/oauth/console/signin/start"
-        || path == "/oauth/console/passkeys/add/start"
-    {
-        Tier::Auth
-    } else if path == "/register"
-        || path == "/passkey/register"
-        || path.starts_with("/passkey/register/")
-    {
-        Tier::Registration
-    } else {
-        Tier::General
+/// What an address over its tier is answered: JSON for clients and scripts, or, for a person's
+/// browser opening a page (`GET`), a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Json,
+    Page,
+}
+
+/// The middleware's state: the limits, and the tier and answer of the group it guards.
+#[derive(Clone)]
+struct Held {
+    limits: Arc<Limits>,
+    tier: Tier,
+    answer: Answer,
+}
+
+/// The OAuth routes, each group held to its tier as it is added. Only [`Tiers::hold`] adds routes,
+/// so a route cannot be added without a tier; paths no route matches get the general tier.
+pub(super) struct Tiers {
+    limits: Option<Arc<Limits>>,
+    routes: Router<AppState>,
+}
+
+impl Tiers {
+    /// No routes yet; `limits` is `None` when rate limiting is off.
+    pub(super) fn new(limits: Option<Arc<Limits>>) -> Self {
+        Self {
+            limits,
+            routes: Router::new(),
+        }
+    }
+
+    /// Add `routes`, every one held to `tier` whatever the method (a wrong method's 405 too).
+    pub(super) fn hold(mut self, tier: Tier, answer: Answer, routes: Router<AppState>) -> Self {
+        let routes = match &self.limits {
+            Some(limits) => routes.route_layer(from_fn_with_state(
+                Held {
+                    limits: Arc::clone(limits),
+                    tier,
+                    answer,
+                },
+                enforce,
+            )),
+            None => routes,
+        };
+        self.routes = self.routes.merge(routes);
+        self
+    }
+
+    /// The routes, and for paths none of them matches the general tier: a layer over an empty
+    /// router holds only its fallback, and `merge` keeps its argument's fallback.
+    pub(super) fn finish(self) -> Router<AppState> {
+        match self.limits {
+            Some(limits) => {
+                let unmatched = Router::new().layer(from_fn_with_state(
+                    Held {
+                        limits,
+                        tier: Tier::General,
+                        answer: Answer::Json,
+                    },
+                    enforce,
+                ));
+                self.routes.merge(unmatched)
+            }
+            None => self.routes,
+        }
     }
 }
 
@@ -156,9 +213,9 @@ impl Limits {
         }
     }
 
-    /// `Err(wait_secs)` when `request` is over its tier's limit.
-    fn check(&self, request: &Request) -> Result<(), u64> {
-        let limiter = self.limiter(tier_of(request.uri().path()));
+    /// `Err(wait_secs)` when `request` is over `tier`'s limit.
+    fn check(&self, tier: Tier, request: &Request) -> Result<(), u64> {
+        let limiter = self.limiter(tier);
         self.sweep(limiter);
         let mut key = self.key(request);
         if limiter.len() >= MAX_TRACKED {
@@ -171,15 +228,19 @@ impl Limits {
 }
 
 /// The middleware: 429 with `Retry-After` over the limit, never 401.
-pub(crate) async fn enforce(
-    State(limits): State<Arc<Limits>>,
+async fn enforce(
+    State(Held {
+        limits,
+        tier,
+        answer,
+    }): State<Held>,
     request: Request,
     next: Next,
 ) -> Response {
-    match limits.check(&request) {
+    match limits.check(tier, &request) {
         Ok(()) => next.run(request).await,
         // A person's browser opening a page gets a page, not JSON.
-        Err(wait) if is_page(&request) => {
+        Err(wait) if answer == Answer::Page && request.method() == Method::GET => {
             let message = format!(
                 "Too many requests from your address. Try again in {}.",
                 seconds(wait)
@@ -198,12 +259,6 @@ pub(crate) async fn enforce(
         }
         Err(wait) => too_many_requests(wait),
     }
-}
-
-/// The HTML pages: `GET /authorize` and `GET /passkey/register`.
-fn is_page(request: &Request) -> bool {
-    request.method() == axum::http::Method::GET
-        && matches!(request.uri().path(), "/authorize" | "/passkey/register")
 }
 
 /// `1 second`, `5 seconds`.
@@ -235,36 +290,4 @@ pub(crate) fn too_many_requests(wait_secs: u64) -> Response {
 pub(crate) fn wait_secs(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
     let wait = not_until.wait_time_from(DefaultClock::default().now());
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_map_to_tiers() {
-        assert!(matches!(tier_of("/token"), Tier::Auth));
-        assert!(matches!(tier_of("/authorize"), Tier::Auth));
-        assert!(matches!(tier_of("/authorize/approve"), Tier::Auth));
-        assert!(matches!(tier_of("/revoke"), Tier::Auth));
-        assert!(matches!(tier_of("/introspect"), Tier::Auth));
-        assert!(matches!(tier_of("/register"), Tier::Registration));
-        assert!(matches!(
-            tier_of("/passkey/register/start"),
-            Tier::Registration
-        ));
-        assert!(matches!(tier_of("/oauth/console/signin/start"), Tier::Auth));
-        assert!(matches!(
-            tier_of("/oauth/console/passkeys/add/start"),
-            Tier::Auth
-        ));
-        assert!(matches!(
-            tier_of("/passkey/register/approval"),
-            Tier::Registration
-        ));
-        assert!(matches!(tier_of("/oauth/console"), Tier::General));
-        assert!(matches!(tier_of("/mcp"), Tier::General));
-        assert!(matches!(tier_of("/tokens"), Tier::General));
-        assert!(matches!(tier_of("/authorized"), Tier::General));
-    }
 }

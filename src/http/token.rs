@@ -1,12 +1,12 @@
-//! `POST /token` and `POST /revoke`.
+//! `POST /token`, `POST /revoke` and `POST /introspect`.
 
+use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::body::FormBody;
-use super::failures::limited;
-use super::response::json_no_store;
+use super::response::NoStore;
 use super::{AppState, doctor};
 use crate::oauth::budget::{Budget, Refused};
 use crate::oauth::{ErrorCode, OAuthError};
@@ -15,47 +15,47 @@ pub(crate) async fn token(
     State(state): State<AppState>,
     budget: Budget,
     FormBody { headers, body }: FormBody,
-) -> Response {
+) -> Result<impl IntoResponse, ClientRefusal> {
     let authorization = authorization(&headers);
-    match state.server.token(&body, authorization, &budget).await {
-        Ok(tokens) => json_no_store(StatusCode::OK, &tokens),
-        Err(Refused::Error(error)) => {
-            doctor::note_token_failure(&state, &body, authorization, &headers, &error);
-            client_error(error, authorization)
-        }
-        Err(Refused::Limited(exhausted)) => limited(exhausted),
-    }
+    let tokens = state
+        .server
+        .token(&body, authorization, &budget)
+        .await
+        .inspect_err(|refused| {
+            if let Refused::Error(error) = refused {
+                doctor::note_token_failure(&state, &body, authorization, &headers, error);
+            }
+        })
+        .map_err(|refused| ClientRefusal::new(refused, authorization))?;
+    Ok(NoStore(Json(tokens)))
 }
 
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     budget: Budget,
     FormBody { headers, body }: FormBody,
-) -> Response {
+) -> Result<impl IntoResponse, ClientRefusal> {
     let authorization = authorization(&headers);
-    match state.server.revoke(&body, authorization, &budget).await {
-        Ok(()) => super::response::no_store(StatusCode::OK.into_response()),
-        Err(refused) => refusal(refused, authorization),
-    }
+    state
+        .server
+        .revoke(&body, authorization, &budget)
+        .await
+        .map_err(|refused| ClientRefusal::new(refused, authorization))?;
+    Ok(NoStore(()))
 }
 
 pub(crate) async fn introspect(
     State(state): State<AppState>,
     budget: Budget,
     FormBody { headers, body }: FormBody,
-) -> Response {
+) -> Result<impl IntoResponse, ClientRefusal> {
     let authorization = authorization(&headers);
-    match state.server.introspect(&body, authorization, &budget).await {
-        Ok(introspection) => json_no_store(StatusCode::OK, &introspection),
-        Err(refused) => refusal(refused, authorization),
-    }
-}
-
-fn refusal(refused: Refused, authorization: Option<&str>) -> Response {
-    match refused {
-        Refused::Error(error) => client_error(error, authorization),
-        Refused::Limited(exhausted) => limited(exhausted),
-    }
+    let introspection = state
+        .server
+        .introspect(&body, authorization, &budget)
+        .await
+        .map_err(|refused| ClientRefusal::new(refused, authorization))?;
+    Ok(NoStore(Json(introspection)))
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
@@ -64,21 +64,45 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// RFC 6749 §5.2: a client that authenticated with the `Authorization` header gets a 401 with a
-/// matching `WWW-Authenticate` challenge.
-fn client_error(error: OAuthError, authorization: Option<&str>) -> Response {
-    let used_basic = authorization.is_some_and(|a| {
-        a.trim_start()
-            .get(..6)
-            .is_some_and(|s| s.eq_ignore_ascii_case("basic "))
-    });
-    let is_client_error = error.code == ErrorCode::InvalidClient;
-    let mut response = error.into_response();
-    if is_client_error && used_basic {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"token\""),
-        );
+/// A refusal at an endpoint where clients authenticate: the error, and whether the client sent
+/// its credentials in the `Authorization` header (HTTP Basic).
+pub(crate) struct ClientRefusal {
+    refused: Refused,
+    used_basic: bool,
+}
+
+impl ClientRefusal {
+    fn new(refused: Refused, authorization: Option<&str>) -> Self {
+        let used_basic = authorization.is_some_and(|a| {
+            a.trim_start()
+                .get(..6)
+                .is_some_and(|s| s.eq_ignore_ascii_case("basic "))
+        });
+        Self {
+            refused,
+            used_basic,
+        }
     }
-    response
+}
+
+/// RFC 6749 §5.2: a client that authenticated with the `Authorization` header and failed gets its
+/// 401 with a matching `WWW-Authenticate` challenge. A spent failure budget is 429.
+impl IntoResponse for ClientRefusal {
+    fn into_response(self) -> Response {
+        let challenge = matches!(
+            &self.refused,
+            Refused::Error(OAuthError {
+                code: ErrorCode::InvalidClient,
+                ..
+            })
+        ) && self.used_basic;
+        let mut response = self.refused.into_response();
+        if challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"token\""),
+            );
+        }
+        response
+    }
 }

@@ -75,6 +75,27 @@ impl AuthServer {
     }
 }
 
+/// The one credential a request sent (RFC 6750 §2: one method per request, and this server takes
+/// only the `Authorization` header), from its `Authorization` header values and its query.
+pub(crate) fn sent_credentials<'r>(
+    mut authorization: impl Iterator<Item = &'r [u8]>,
+    query: Option<&str>,
+) -> Result<&'r [u8], BearerError> {
+    let first = authorization.next();
+    if authorization.next().is_some() {
+        return Err(BearerError::Malformed("send one Authorization header"));
+    }
+    let has_access_token_param = |query: &str| {
+        form_urlencoded::parse(query.as_bytes()).any(|(key, _)| key == "access_token")
+    };
+    if query.is_some_and(has_access_token_param) {
+        return Err(BearerError::Malformed(
+            "access tokens are accepted only in the Authorization header",
+        ));
+    }
+    first.ok_or(BearerError::Missing)
+}
+
 /// The b64token characters (RFC 6750 §2.1), as a table: checked for every byte of every token.
 static B64TOKEN: [bool; 256] = {
     let mut table = [false; 256];
@@ -109,6 +130,38 @@ fn parse_bearer(value: &[u8]) -> Result<&str, BearerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_credential_in_the_header_only() {
+        let sent = |headers: &[&'static str], query| {
+            sent_credentials(headers.iter().map(|h| h.as_bytes()), query)
+        };
+        assert_eq!(sent(&["Bearer abc"], None), Ok(&b"Bearer abc"[..]));
+        assert_eq!(sent(&["Bearer abc"], Some("a=1")), Ok(&b"Bearer abc"[..]));
+        assert_eq!(sent(&[], None), Err(BearerError::Missing));
+        assert_eq!(
+            sent(&[], Some("access_tokens=x")),
+            Err(BearerError::Missing)
+        );
+        assert!(matches!(
+            sent(&["Bearer a", "Bearer a"], None),
+            Err(BearerError::Malformed(_))
+        ));
+        // RFC 6750 §2.3 is not offered: a token in the query is refused even beside a header.
+        for query in ["access_token=x", "a=1&access_token=", "access%5Ftoken=x"] {
+            assert!(
+                matches!(
+                    sent(&["Bearer abc"], Some(query)),
+                    Err(BearerError::Malformed(_))
+                ),
+                "{query}"
+            );
+            assert!(matches!(
+                sent(&[], Some(query)),
+                Err(BearerError::Malformed(_))
+            ));
+        }
+    }
 
     #[test]
     fn bearer_header_forms() {

@@ -4,15 +4,16 @@
 use serde_json::{Value, json};
 
 use super::Settings;
+use crate::paths;
 
-/// `/.well-known/oauth-authorization-server`.
+/// [`paths::AUTHORIZATION_SERVER_METADATA`].
 pub(crate) fn authorization_server(s: &Settings) -> Value {
     let issuer = &s.issuer;
     let mut doc = json!({
         "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/authorize"),
-        "token_endpoint": format!("{issuer}/token"),
-        "revocation_endpoint": format!("{issuer}/revoke"),
+        "authorization_endpoint": format!("{issuer}{}", paths::AUTHORIZE),
+        "token_endpoint": format!("{issuer}{}", paths::TOKEN),
+        "revocation_endpoint": format!("{issuer}{}", paths::REVOKE),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -27,13 +28,13 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
         if s.dynamic_registration {
             map.insert(
                 "registration_endpoint".into(),
-                json!(format!("{issuer}/register")),
+                json!(format!("{issuer}{}", paths::REGISTER)),
             );
         }
         if !s.introspection_clients.is_empty() {
             map.insert(
                 "introspection_endpoint".into(),
-                json!(format!("{issuer}/introspect")),
+                json!(format!("{issuer}{}", paths::INTROSPECT)),
             );
             map.insert(
                 "introspection_endpoint_auth_methods_supported".into(),
@@ -49,7 +50,7 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
     doc
 }
 
-/// `/.well-known/oauth-protected-resource[/<mcp path>]`.
+/// [`paths::PROTECTED_RESOURCE_METADATA`], with or without the MCP path after it.
 pub(crate) fn protected_resource(s: &Settings) -> Value {
     json!({
         "resource": s.resource.as_str(),

@@ -4,6 +4,7 @@
 mod authorize;
 mod bearer;
 pub(crate) mod budget;
+mod challenge;
 pub(crate) mod client_auth;
 pub(crate) mod client_metadata;
 mod client_revocation;
@@ -31,6 +32,10 @@ use std::sync::Arc;
 pub(crate) use authorize::Rejection;
 pub(crate) use bearer::BearerError;
 pub use bearer::TokenInfo;
+pub(crate) use bearer::sent_credentials;
+#[cfg(test)]
+pub(crate) use challenge::BearerRules;
+pub(crate) use challenge::{Challenge, Refusal};
 pub(crate) use error::log_store_error;
 pub(crate) use error::{ErrorCode, OAuthError};
 pub use mcp_scopes::McpScopes;
@@ -112,19 +117,9 @@ impl AuthServer {
         &self.settings.resource
     }
 
-    /// The protected resource metadata URL that every challenge names.
-    pub(crate) fn resource_metadata_url(&self) -> &str {
-        &self.settings.resource_metadata_url
-    }
-
     /// The scopes this server knows.
     pub(crate) fn scopes(&self) -> &[String] {
         &self.settings.scopes
-    }
-
-    /// The scopes granted when a client asks for none.
-    pub(crate) fn default_scopes(&self) -> &[String] {
-        &self.settings.default_scopes
     }
 
     /// Plain-language descriptions of the scopes, for the consent page.

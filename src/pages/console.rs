@@ -55,6 +55,7 @@ struct LoginView<'a> {
     assets: &'static Assets,
     app_name: &'a str,
     has_passkeys: bool,
+    register_path: &'static str,
 }
 
 struct GrantRow<'a> {
@@ -289,6 +290,7 @@ pub(crate) fn console_login(app_name: &str, has_passkeys: bool) -> Response {
             assets: &ASSETS,
             app_name,
             has_passkeys,
+            register_path: crate::paths::PASSKEY_REGISTER,
         },
     )
 }

@@ -16,14 +16,13 @@ use axum::http::header::{
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::paths;
+
 mod console;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use console::{ConsolePage, console, console_login};
-
-pub(crate) const SCRIPT_PATH: &str = "/oauth/static/mcp-oauth.js";
-pub(crate) const STYLE_PATH: &str = "/oauth/static/mcp-oauth.css";
 
 const SCRIPT: &str = include_str!("static/mcp-oauth.js");
 const STYLE: &str = include_str!("static/mcp-oauth.css");
@@ -36,12 +35,12 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// page (above all the redirect origin) out of view.
 const MAX_CLIENT_NAME_CHARS: usize = 120;
 
-/// `GET` [`SCRIPT_PATH`].
+/// `GET` [`paths::SCRIPT`].
 pub(crate) async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
 }
 
-/// `GET` [`STYLE_PATH`].
+/// `GET` [`paths::STYLE`].
 pub(crate) async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
@@ -127,8 +126,8 @@ struct Assets {
 impl Assets {
     fn new() -> Self {
         Self {
-            script: format!("{SCRIPT_PATH}?v={:08x}", fnv1a(SCRIPT.as_bytes())),
-            style: format!("{STYLE_PATH}?v={:08x}", fnv1a(STYLE.as_bytes())),
+            script: format!("{}?v={:08x}", paths::SCRIPT, fnv1a(SCRIPT.as_bytes())),
+            style: format!("{}?v={:08x}", paths::STYLE, fnv1a(STYLE.as_bytes())),
         }
     }
 }
@@ -247,7 +246,7 @@ fn render(status: StatusCode, view: &impl Template) -> Response {
         // than panic.
         Err(_) => html(
             StatusCode::INTERNAL_SERVER_ERROR,
-            FALLBACK_PAGE.replace("{STYLE_PATH}", STYLE_PATH),
+            FALLBACK_PAGE.replace("{STYLE_PATH}", paths::STYLE),
         ),
     }
 }

@@ -40,7 +40,7 @@ fn consent_page<'a>(scopes: &'a [String], client_name: Option<&'a str>) -> Conse
         resource: "https://notes.example.com/mcp",
         request_id: "req-abc",
         has_passkeys: true,
-        register_path: "/passkey/register",
+        register_path: paths::PASSKEY_REGISTER,
     }
 }
 
@@ -72,7 +72,7 @@ fn assert_self_contained(html: &str) {
     assert_eq!(scripts.len(), 1, "exactly one script element");
     let script = scripts[0];
     assert!(
-        script.starts_with(&format!("<script src=\"{SCRIPT_PATH}?v=")),
+        script.starts_with(&format!("<script src=\"{}?v=", paths::SCRIPT)),
         "{script:.80}"
     );
     assert!(script.contains("></script>"));
@@ -82,7 +82,10 @@ fn assert_self_contained(html: &str) {
         "script element must be empty"
     );
 
-    assert!(html.contains(&format!("<link rel=\"stylesheet\" href=\"{STYLE_PATH}?v=")));
+    assert!(html.contains(&format!(
+        "<link rel=\"stylesheet\" href=\"{}?v=",
+        paths::STYLE
+    )));
     assert_eq!(html.matches("rel=\"stylesheet\"").count(), 1);
     assert!(!html.contains("<style"), "no inline <style>");
     assert!(!html.contains("style="), "no style attributes");
@@ -329,13 +332,24 @@ async fn static_assets_have_their_types_and_cache_headers() {
 
 #[test]
 fn the_script_uses_the_contract_endpoints_and_no_external_resources() {
+    // The script is a static file: it spells each path itself, and must spell the router's.
     for endpoint in [
-        "/authorize/challenge",
-        "/authorize/approve",
-        "/authorize/deny",
-        "/passkey/register/approval",
-        "/passkey/register/start",
-        "/passkey/register/finish",
+        paths::AUTHORIZE_CHALLENGE,
+        paths::AUTHORIZE_APPROVE,
+        paths::AUTHORIZE_DENY,
+        paths::PASSKEY_REGISTER_APPROVAL,
+        paths::PASSKEY_REGISTER_START,
+        paths::PASSKEY_REGISTER_FINISH,
+        paths::CONSOLE_SIGNIN_START,
+        paths::CONSOLE_SIGNIN_FINISH,
+        paths::CONSOLE_SIGNOUT,
+        paths::CONSOLE_GRANTS_REVOKE,
+        paths::CONSOLE_CLIENTS_DELETE,
+        paths::CONSOLE_CLIENTS_REMOVE_UNAPPROVED,
+        paths::CONSOLE_PASSKEYS_RENAME,
+        paths::CONSOLE_PASSKEYS_REMOVE,
+        paths::CONSOLE_PASSKEYS_ADD_START,
+        paths::CONSOLE_PASSKEYS_ADD_FINISH,
     ] {
         assert!(SCRIPT.contains(&format!("\"{endpoint}\"")), "{endpoint}");
     }
@@ -369,6 +383,14 @@ async fn a_blank_client_name_counts_as_unnamed() {
 fn asset_urls_change_with_content() {
     assert_ne!(fnv1a(b"a"), fnv1a(b"b"));
     let assets = Assets::new();
-    assert!(assets.script.starts_with(SCRIPT_PATH));
-    assert!(assets.style.starts_with(STYLE_PATH));
+    assert!(assets.script.starts_with(paths::SCRIPT));
+    assert!(assets.style.starts_with(paths::STYLE));
+}
+
+#[tokio::test]
+async fn the_sign_in_view_without_passkeys_links_to_registration() {
+    let html = body_of(console_login("Notes MCP", false)).await;
+    assert!(html.contains(&format!("href=\"{}\"", paths::PASSKEY_REGISTER)));
+    let html = body_of(console_login("Notes MCP", true)).await;
+    assert!(!html.contains("No passkey is registered yet"));
 }

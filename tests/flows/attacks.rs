@@ -52,6 +52,7 @@
 //! | Header injection through `state` (CR/LF) | `attacks::state_cannot_inject_headers_and_stays_encoded_in_the_redirect` |
 //! | Oversize bodies and deeply nested JSON | `malformed::oversize_bodies_are_413`, `malformed::deeply_nested_json_is_a_4xx` |
 //! | Malformed input anywhere, malformed WebAuthn payloads | `malformed::*`, `properties::*` |
+//! | Flooding a route that landed in a looser rate-limit tier than it needs, or in none (a route added, or moved, without its tier) | `http::routes::tests::every_route_is_held_to_its_tier` (in the crate: every path, both methods, over HTTP), `http::routes::tests::every_path_has_an_expected_tier` |
 //! | Registration flooding: per-address rate limit, spoofed `X-Forwarded-For` | `rate_limits::a_flood_gets_429_with_retry_after_then_other_addresses_still_pass`, `rate_limits::forwarded_for_is_ignored_unless_the_proxy_is_trusted` |
 //! | Every client keyed to the proxy (a dual-stack `[::]` listener sees it as `::ffff:127.0.0.1`; hops in mapped form), so one client's failures lock out all | `proxies::forwarded_clients_are_keyed_apart_on_both_stacks` |
 //! | Registration flooding from many addresses: bounded memory, refused (never evicting) past the store's capacity, cleared by the owner | `attacks::a_registration_flood_is_refused_at_the_store_capacity_until_the_owner_clears_it` |

@@ -120,9 +120,7 @@ fn too_large(limit: usize) -> Response {
 
 /// An RFC 6749-shaped `invalid_request` with `status`.
 fn refuse(status: StatusCode, description: String) -> Response {
-    let mut response = OAuthError::invalid_request(description).into_response();
-    *response.status_mut() = status;
-    response
+    (status, OAuthError::invalid_request(description)).into_response()
 }
 
 #[cfg(test)]
