@@ -36,3 +36,70 @@ pub fn redirect_validate_registrable(uri: &str, native_allowlist: &[String]) -> 
 pub fn redirect_matches(registered: &str, requested: &str) -> bool {
     crate::oauth::redirect::matches(registered, requested)
 }
+
+/// The proofs of the owner's presence, shown here only so that these examples can check, against
+/// the public API as any outside code sees it, that none can be made by hand. Inside the crate,
+/// approving a request takes an [`Approval`](presence::Approval), starting a console session a
+/// [`SignIn`](presence::SignIn), and enrolling a passkey an [`Enrol`](presence::Enrol) or a
+/// [`LiveSession`](presence::LiveSession) (or the setup token); only the check of a passkey
+/// assertion made for that purpose, or the session lookup, returns one.
+///
+/// An approval of a pending request cannot be written by hand:
+///
+/// ```compile_fail,E0451
+/// use mcp_oauth::fuzzing::presence::Approval;
+/// use mcp_oauth::store::TokenHash;
+///
+/// let forged = Approval { request: TokenHash::of("mcp_rq_any-request") };
+/// ```
+///
+/// Nor a console sign-in, from which a console session is made:
+///
+/// ```compile_fail,E0451
+/// use mcp_oauth::fuzzing::presence::SignIn;
+///
+/// let forged = SignIn { credential_id: "a-credential-id".to_owned() };
+/// ```
+///
+/// Nor an existing passkey's approval to enrol another:
+///
+/// ```compile_fail,E0451
+/// use mcp_oauth::fuzzing::presence::Enrol;
+///
+/// let forged = Enrol { _verified: () };
+/// ```
+///
+/// Nor a live console session, which also authorises enrolling a passkey:
+///
+/// ```compile_fail,E0451
+/// use mcp_oauth::fuzzing::presence::LiveSession;
+///
+/// let forged = LiveSession { token: todo!(), credential_id: "a-credential-id".to_owned() };
+/// ```
+///
+/// A proof is spent once: it cannot be copied,
+///
+/// ```compile_fail,E0599
+/// use mcp_oauth::fuzzing::presence::Approval;
+///
+/// fn approve_twice(approval: Approval) -> (Approval, Approval) {
+///     (approval.clone(), approval)
+/// }
+/// ```
+///
+/// made up as a default,
+///
+/// ```compile_fail,E0599
+/// let forged = mcp_oauth::fuzzing::presence::SignIn::default();
+/// ```
+///
+/// or read from data:
+///
+/// ```compile_fail,E0277
+/// let forged: mcp_oauth::fuzzing::presence::Approval =
+///     serde_json::from_str(r#"{"request":[0]}"#).unwrap();
+/// ```
+pub mod presence {
+    pub use crate::console::session::LiveSession;
+    pub use crate::presence::{Approval, Enrol, SignIn};
+}

@@ -16,6 +16,7 @@ mod layer;
 mod oauth;
 mod pages;
 mod passkey;
+mod presence;
 pub mod store;
 
 // Backends live outside `src/` (DESIGN §2) but compile into this one crate, so sqlx's migrations and

@@ -6,26 +6,53 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::oauth::secret::{self, Secret};
+use crate::presence::{SignIn, Verifier};
 use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime};
 
 /// How long a sign-in lasts; then the owner signs in again with a passkey.
 pub(crate) const SESSION_LIFETIME_SECS: u64 = 15 * 60;
 
 /// What a session remembers.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Session {
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
     /// The passkey that signed in; the session ends if it is removed.
-    pub(crate) credential_id: String,
+    credential_id: String,
 }
 
-/// Start a session; returns the cookie value.
-pub(crate) async fn create(
-    tokens: &dyn TokenStore,
-    credential_id: &str,
-) -> Result<String, StoreError> {
+/// A live console session: its cookie value is one the store holds, unexpired, and the passkey
+/// that signed in is still registered. Only [`find`] makes one (no constructor, no `Clone`, no
+/// `Deserialize`), so an operation that takes it, such as enrolling another passkey from the
+/// console, cannot run without the session lookup.
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+#[derive(Debug)]
+pub struct LiveSession {
+    token: Secret,
+    credential_id: String,
+}
+
+impl LiveSession {
+    /// The passkey that signed in.
+    pub(crate) fn credential_id(&self) -> &str {
+        &self.credential_id
+    }
+
+    /// The CSRF token of this session.
+    pub(crate) fn csrf_token(&self) -> Secret {
+        csrf_token(self.token.expose())
+    }
+
+    /// Whether `presented` is this session's CSRF token, in constant time.
+    pub(crate) fn csrf_matches(&self, presented: &str) -> bool {
+        csrf_matches(self.token.expose(), presented)
+    }
+}
+
+/// Start a session for the owner who just signed in (the sign-in is spent); returns the cookie
+/// value.
+pub(crate) async fn create(tokens: &dyn TokenStore, signed_in: SignIn) -> Result<String, StoreError> {
     let token = secret::generate(secret::prefix::CONSOLE_SESSION);
-    let session = Session {
-        credential_id: credential_id.to_owned(),
+    let stored = Stored {
+        credential_id: signed_in.credential_id().to_owned(),
     };
     tokens
         .insert(TokenRecord {
@@ -33,24 +60,35 @@ pub(crate) async fn create(
             hash: TokenHash::of(&token),
             grant_id: GrantId::generate(),
             expires_at: UnixTime::now().plus(SESSION_LIFETIME_SECS),
-            payload: serde_json::to_vec(&session).unwrap_or_default(),
+            payload: serde_json::to_vec(&stored).unwrap_or_default(),
         })
         .await?;
     Ok(token)
 }
 
-/// The live session behind a cookie value, if any.
+/// The live session behind a cookie value, if any. A session ends with the passkey that made it:
+/// once that passkey is removed, its sessions are not found.
 pub(crate) async fn find(
     tokens: &dyn TokenStore,
+    passkeys: &Verifier,
     token: &str,
-) -> Result<Option<Session>, StoreError> {
+) -> Result<Option<LiveSession>, StoreError> {
     let Some(record) = tokens
         .get(TokenKind::ConsoleSession, &TokenHash::of(token))
         .await?
     else {
         return Ok(None);
     };
-    Ok(serde_json::from_slice(&record.payload).ok())
+    let Ok(stored) = serde_json::from_slice::<Stored>(&record.payload) else {
+        return Ok(None);
+    };
+    if !passkeys.still_registered(&stored.credential_id).await? {
+        return Ok(None);
+    }
+    Ok(Some(LiveSession {
+        token: token.into(),
+        credential_id: stored.credential_id,
+    }))
 }
 
 /// End a session.
@@ -63,7 +101,7 @@ pub(crate) async fn end(tokens: &dyn TokenStore, token: &str) -> Result<(), Stor
 
 /// The CSRF token for a session: derived from the session token, which only the cookie carries,
 /// so a page on another site can neither read nor compute it.
-pub(crate) fn csrf_token(session_token: &str) -> Secret {
+fn csrf_token(session_token: &str) -> Secret {
     let digest = Sha256::new()
         .chain_update(b"mcp-oauth console csrf\0")
         .chain_update(session_token.as_bytes())
@@ -72,7 +110,7 @@ pub(crate) fn csrf_token(session_token: &str) -> Secret {
 }
 
 /// Whether `presented` is the session's CSRF token, in constant time.
-pub(crate) fn csrf_matches(session_token: &str, presented: &str) -> bool {
+fn csrf_matches(session_token: &str, presented: &str) -> bool {
     let expected = csrf_token(session_token);
     expected
         .expose()

@@ -2,7 +2,7 @@
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use webauthn_rs::prelude::PublicKeyCredential;
 
@@ -10,7 +10,7 @@ use super::body::JsonBody;
 use super::response::{RETRY_AFTER_SECS, json_no_store};
 use super::{AppState, doctor};
 use crate::console::StepKind;
-use crate::oauth::{ErrorCode, OAuthError, Rejection, redirect};
+use crate::oauth::{Decision, ErrorCode, OAuthError, Rejection, redirect};
 use crate::pages;
 use crate::passkey::Purpose;
 use crate::store::TokenHash;
@@ -119,54 +119,44 @@ pub(crate) struct Approval {
 pub(crate) async fn challenge(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RequestRef>,
-) -> Response {
-    let result = async {
-        state.server.pending_request(&body.request_id).await?;
-        let purpose = Purpose::Approve {
-            request: TokenHash::of(&body.request_id),
-        };
-        state.passkeys.start_authentication(purpose).await
+) -> Result<Response, OAuthError> {
+    state.server.pending_request(&body.request_id).await?;
+    let purpose = Purpose::Approve {
+        request: TokenHash::of(&body.request_id),
     };
-    match result.await {
-        Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
-        Err(error) => error.into_response(),
-    }
+    let challenge = state.passkeys.start_authentication(purpose).await?;
+    Ok(json_no_store(StatusCode::OK, &challenge))
 }
 
+/// Approve with an assertion made for this request: the check returns the approval, which names
+/// the request and is spent approving it.
 pub(crate) async fn approve(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Approval>,
-) -> Response {
-    let result = async {
-        let purpose = Purpose::Approve {
-            request: TokenHash::of(&body.request_id),
-        };
-        state
-            .passkeys
-            .finish_authentication(&body.ceremony_id, &body.credential, &purpose)
-            .await?;
-        state.server.approve(&body.request_id).await
-    };
-    match result.await {
-        Ok(decision) => json_no_store(
-            StatusCode::OK,
-            &serde_json::json!({ "redirect_to": decision.redirect_to }),
-        ),
-        Err(error) => error.into_response(),
-    }
+) -> Result<Response, OAuthError> {
+    let approval = state
+        .passkeys
+        .presence()
+        .approval(&body.ceremony_id, &body.credential, &body.request_id)
+        .await?;
+    let decision = state.server.approve(approval).await?;
+    Ok(redirect_to(&decision))
 }
 
 pub(crate) async fn deny(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RequestRef>,
-) -> Response {
-    match state.server.deny(&body.request_id).await {
-        Ok(decision) => json_no_store(
-            StatusCode::OK,
-            &serde_json::json!({ "redirect_to": decision.redirect_to }),
-        ),
-        Err(error) => error.into_response(),
-    }
+) -> Result<Response, OAuthError> {
+    let decision = state.server.deny(&body.request_id).await?;
+    Ok(redirect_to(&decision))
+}
+
+/// Where the consent page's script sends the browser after the owner's decision.
+fn redirect_to(decision: &Decision) -> Response {
+    json_no_store(
+        StatusCode::OK,
+        &serde_json::json!({ "redirect_to": decision.redirect_to }),
+    )
 }
 
 /// The `client_id` an authorization request names, for the doctor.
