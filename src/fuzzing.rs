@@ -74,7 +74,9 @@ pub fn redirect_matches(registered: &str, requested: &str) -> bool {
 /// ```compile_fail,E0451
 /// use mcp_oauth::fuzzing::presence::LiveSession;
 ///
-/// let forged = LiveSession { token: todo!(), credential_id: "a-credential-id".to_owned() };
+/// fn forge(signed_in_with: &str) -> LiveSession {
+///     LiveSession { credential_id: signed_in_with.to_owned(), ..todo!() }
+/// }
 /// ```
 ///
 /// A proof is spent once: it cannot be copied,
