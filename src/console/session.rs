@@ -49,7 +49,10 @@ impl LiveSession {
 
 /// Start a session for the owner who just signed in (the sign-in is spent); returns the cookie
 /// value.
-pub(crate) async fn create(tokens: &dyn TokenStore, signed_in: SignIn) -> Result<String, StoreError> {
+pub(crate) async fn create(
+    tokens: &dyn TokenStore,
+    signed_in: SignIn,
+) -> Result<String, StoreError> {
     let token = secret::generate(secret::prefix::CONSOLE_SESSION);
     let stored = Stored {
         credential_id: signed_in.credential_id().to_owned(),
@@ -121,7 +124,80 @@ fn csrf_matches(session_token: &str, presented: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use webauthn_rs::prelude::{Url, WebauthnBuilder};
+
     use super::*;
+    use crate::audit::Audit;
+    use crate::backends::MemoryStore;
+    use crate::store::PasskeyStore;
+    use crate::store::conformance::passkey_record;
+
+    /// A session as `create` stores it, signed in with `credential_id`. (Only the assertion check
+    /// makes the `SignIn` that `create` takes; the test writes the stored form directly.)
+    async fn stored_session(tokens: &dyn TokenStore, credential_id: &str) -> String {
+        let token = secret::generate(secret::prefix::CONSOLE_SESSION);
+        let stored = Stored {
+            credential_id: credential_id.to_owned(),
+        };
+        tokens
+            .insert(TokenRecord {
+                kind: TokenKind::ConsoleSession,
+                hash: TokenHash::of(&token),
+                grant_id: GrantId::generate(),
+                expires_at: UnixTime::now().plus(SESSION_LIFETIME_SECS),
+                payload: serde_json::to_vec(&stored).unwrap(),
+            })
+            .await
+            .unwrap();
+        token
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_with_the_passkey_that_signed_in() {
+        let store = Arc::new(MemoryStore::new());
+        let url = Url::parse("http://localhost:8080").unwrap();
+        let verifier = Verifier {
+            webauthn: WebauthnBuilder::new("localhost", &url)
+                .unwrap()
+                .build()
+                .unwrap(),
+            store: store.clone(),
+            tokens: store.clone(),
+            audit: Audit::new(None),
+        };
+        let (kept, removed) = (passkey_record(), passkey_record());
+        for record in [&kept, &removed] {
+            PasskeyStore::insert(&*store, record.clone()).await.unwrap();
+        }
+        let with_kept = stored_session(&*store, &kept.credential_id).await;
+        let with_removed = stored_session(&*store, &removed.credential_id).await;
+        assert!(
+            PasskeyStore::delete(&*store, &removed.credential_id)
+                .await
+                .unwrap()
+        );
+
+        let live = find(&*store, &verifier, &with_kept).await.unwrap();
+        assert_eq!(
+            live.expect("its passkey is registered").credential_id(),
+            kept.credential_id
+        );
+        assert!(
+            find(&*store, &verifier, &with_removed)
+                .await
+                .unwrap()
+                .is_none(),
+            "a session whose passkey was removed is not live"
+        );
+        assert!(
+            find(&*store, &verifier, "mcp_os_unknown")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
 
     #[test]
     fn csrf_tokens_are_per_session_and_checked_exactly() {

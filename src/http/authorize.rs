@@ -2,7 +2,7 @@
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use webauthn_rs::prelude::PublicKeyCredential;
 
@@ -19,7 +19,7 @@ pub(crate) async fn page(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> Result<Response, RefusedPage> {
     let query = query.unwrap_or_default();
     let outcome = state.server.begin_authorization(query.as_bytes()).await;
     let (client_id, error) = match &outcome {
@@ -35,24 +35,18 @@ pub(crate) async fn page(
         StepKind::Authorize,
         error,
     );
-    let consent = match outcome {
-        Ok(consent) => consent,
-        Err(Rejection::Page(error)) => return error_page(&state, &error, None),
-        Err(Rejection::Link { error, redirect_to }) => {
-            let origin = redirect::origin_of(&redirect_to);
-            let link = pages::ReturnLink {
-                href: &redirect_to,
-                origin: &origin,
-            };
-            return error_page(&state, &error, Some(link));
-        }
+    let refused = |rejection| RefusedPage {
+        app_name: state.app_name.clone(),
+        rejection,
     };
-    let has_passkeys = match state.passkeys.any_registered().await {
-        Ok(any) => any,
-        Err(error) => return error_page(&state, &error.into(), None),
-    };
+    let consent = outcome.map_err(refused)?;
+    let has_passkeys = state
+        .passkeys
+        .any_registered()
+        .await
+        .map_err(|error| refused(Rejection::from(error)))?;
     let redirect_origin = redirect::origin_of(&consent.redirect_uri);
-    pages::consent(&pages::ConsentPage {
+    Ok(pages::consent(&pages::ConsentPage {
         app_name: &state.app_name,
         client_name: consent.client.name.as_deref(),
         client_id: &consent.client.client_id,
@@ -67,41 +61,54 @@ pub(crate) async fn page(
         request_id: &consent.request_id,
         has_passkeys,
         register_path: "/passkey/register",
-    })
+    }))
 }
 
-fn error_page(
-    state: &AppState,
-    error: &OAuthError,
-    return_to: Option<pages::ReturnLink<'_>>,
-) -> Response {
-    let (status, title) = match error.code {
-        ErrorCode::TemporarilyUnavailable => {
-            (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable")
+/// An authorization request refused: an error page, never a redirect; with a link back to the
+/// application when its redirect URI is known to be its own.
+pub(crate) struct RefusedPage {
+    app_name: std::sync::Arc<str>,
+    rejection: Rejection,
+}
+
+impl IntoResponse for RefusedPage {
+    fn into_response(self) -> Response {
+        let (error, return_to) = match &self.rejection {
+            Rejection::Page(error) => (error, None),
+            Rejection::Link { error, redirect_to } => (error, Some(redirect_to)),
+        };
+        let origin = return_to.map(|href| redirect::origin_of(href));
+        let return_to = return_to
+            .zip(origin.as_deref())
+            .map(|(href, origin)| pages::ReturnLink { href, origin });
+        let (status, title) = match error.code {
+            ErrorCode::TemporarilyUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable")
+            }
+            _ if return_to.is_some() => (
+                StatusCode::BAD_REQUEST,
+                "The application sent an invalid request",
+            ),
+            _ => (
+                StatusCode::BAD_REQUEST,
+                "This connection request can’t be used",
+            ),
+        };
+        let mut page = pages::error(&pages::ErrorPage {
+            app_name: &self.app_name,
+            status,
+            title,
+            message: &as_sentence(&error.description),
+            return_to,
+        });
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            page.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
         }
-        _ if return_to.is_some() => (
-            StatusCode::BAD_REQUEST,
-            "The application sent an invalid request",
-        ),
-        _ => (
-            StatusCode::BAD_REQUEST,
-            "This connection request can’t be used",
-        ),
-    };
-    let mut page = pages::error(&pages::ErrorPage {
-        app_name: &state.app_name,
-        status,
-        title,
-        message: &as_sentence(&error.description),
-        return_to,
-    });
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        page.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
+        page
     }
-    page
 }
 
 #[derive(Debug, Deserialize)]

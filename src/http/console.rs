@@ -216,7 +216,10 @@ pub(crate) async fn sign_in_start(
     State(state): State<AppState>,
     JsonBody(_): JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Response, PasskeyError> {
-    let challenge = state.passkeys.start_authentication(Purpose::Console).await?;
+    let challenge = state
+        .passkeys
+        .start_authentication(Purpose::Console)
+        .await?;
     Ok(json_no_store(StatusCode::OK, &challenge))
 }
 

@@ -86,10 +86,9 @@ pub(crate) async fn start(
         (Some(token), None) => Authority::SetupToken(token.expose().trim().into()),
         (None, Some(approval)) => Authority::Approval(approval),
         (Some(_), Some(_)) => {
-            return Err(OAuthError::invalid_request(
-                "send a setup token or an approval, not both",
-            )
-            .into());
+            return Err(
+                OAuthError::invalid_request("send a setup token or an approval, not both").into(),
+            );
         }
         (None, None) => {
             return Err(OAuthError::invalid_request(

@@ -24,8 +24,8 @@ use webauthn_rs_proto::ResidentKeyRequirement;
 use crate::audit::{Audit, AuditEvent};
 use crate::console::session::LiveSession;
 use crate::oauth::secret::{self, Secret};
-pub(crate) use crate::presence::{Enrol, PasskeyError, Purpose};
 use crate::presence::{self, Ceremony, Verifier};
+pub(crate) use crate::presence::{Enrol, PasskeyError, Purpose};
 use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime};
 pub(crate) use setup::SetupToken;
 

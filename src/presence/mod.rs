@@ -4,9 +4,9 @@
 //! enrolling another passkey) takes one of the proofs below by value. Their fields are private and
 //! they have no constructor, no `Clone`, no `Default` and no `Deserialize`: the only way to hold
 //! one is [`Verifier`]'s check of an assertion made for that very purpose, and spending it uses it
-//! up. This module sits below [`oauth`](crate::oauth) (it depends on the stores and the audit log
-//! only), so the authorization server can name the approval it requires without depending on the
-//! passkey ceremonies above it.
+//! up. This module sits below `oauth` (it depends on the stores and the audit log only), so the
+//! authorization server can name the approval it requires without depending on the passkey
+//! ceremonies above it.
 
 mod ceremony;
 mod error;
@@ -86,9 +86,7 @@ impl Verifier {
         request_id: &str,
     ) -> Result<Approval, PasskeyError> {
         let request = TokenHash::of(request_id);
-        let purpose = Purpose::Approve {
-            request: request.clone(),
-        };
+        let purpose = Purpose::Approve { request };
         self.verify(ceremony_id, credential, &purpose).await?;
         Ok(Approval { request })
     }
@@ -182,11 +180,7 @@ impl Verifier {
     }
 
     /// Refuse a ceremony that did not verify, and record it.
-    pub(crate) fn denied(
-        &self,
-        what: &'static str,
-        error: &dyn std::fmt::Display,
-    ) -> PasskeyError {
+    pub(crate) fn denied(&self, what: &'static str, error: &dyn std::fmt::Display) -> PasskeyError {
         tracing::debug!(target: "mcp_oauth::passkey", error = %error, "{what}");
         self.audit
             .emit(AuditEvent::PasskeyRejected { during: what });
