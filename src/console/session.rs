@@ -158,15 +158,11 @@ mod tests {
     async fn a_session_ends_with_the_passkey_that_signed_in() {
         let store = Arc::new(MemoryStore::new());
         let url = Url::parse("http://localhost:8080").unwrap();
-        let verifier = Verifier {
-            webauthn: WebauthnBuilder::new("localhost", &url)
-                .unwrap()
-                .build()
-                .unwrap(),
-            store: store.clone(),
-            tokens: store.clone(),
-            audit: Audit::new(None),
-        };
+        let webauthn = WebauthnBuilder::new("localhost", &url)
+            .unwrap()
+            .build()
+            .unwrap();
+        let verifier = Verifier::new(webauthn, store.clone(), store.clone(), Audit::new(None));
         let (kept, removed) = (passkey_record(), passkey_record());
         for record in [&kept, &removed] {
             PasskeyStore::insert(&*store, record.clone()).await.unwrap();

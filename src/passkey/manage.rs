@@ -64,7 +64,7 @@ impl Passkeys {
             self.store().insert(record).await?;
             return Err(ConsoleError::LastPasskey);
         }
-        self.presence.audit.emit(AuditEvent::PasskeyRemoved {
+        self.presence.audit().emit(AuditEvent::PasskeyRemoved {
             credential_id: credential_id.to_owned(),
         });
         Ok(())

@@ -82,12 +82,7 @@ impl Passkeys {
                 )
             })?;
         Ok(Self {
-            presence: Verifier {
-                webauthn,
-                store,
-                tokens,
-                audit,
-            },
+            presence: Verifier::new(webauthn, store, tokens, audit),
             setup,
             app_name: app_name.to_owned(),
         })
@@ -99,11 +94,11 @@ impl Passkeys {
     }
 
     fn store(&self) -> &dyn PasskeyStore {
-        &*self.presence.store
+        self.presence.store()
     }
 
     fn tokens(&self) -> &dyn TokenStore {
-        &*self.presence.tokens
+        self.presence.tokens()
     }
 
     /// Whether any passkey is registered.
@@ -146,7 +141,7 @@ impl Passkeys {
         }
         let (mut options, state) = self
             .presence
-            .webauthn
+            .webauthn()
             .start_discoverable_authentication()
             .map_err(|e| server_error("start authentication", &e))?;
         // webauthn-rs asks for conditional (autofill) mediation; the pages ask on a button press.
@@ -173,7 +168,7 @@ impl Passkeys {
             Enrolment::SetupToken(token) => {
                 let hash = TokenHash::of(token.expose());
                 if !self.setup.matches(token.expose()) || !self.setup_token_usable(&hash).await? {
-                    self.presence.audit.emit(AuditEvent::SetupTokenRefused);
+                    self.presence.audit().emit(AuditEvent::SetupTokenRefused);
                     return Err(PasskeyError::Denied(
                         "the setup token is wrong or was already used",
                     ));
@@ -198,7 +193,7 @@ impl Passkeys {
             .collect();
         let (mut options, state) = self
             .presence
-            .webauthn
+            .webauthn()
             .start_passkey_registration(
                 user_id,
                 "owner",
@@ -239,7 +234,7 @@ impl Passkeys {
         };
         let passkey = self
             .presence
-            .webauthn
+            .webauthn()
             .finish_passkey_registration(credential, &state)
             .map_err(|e| self.presence.denied("passkey registration failed", &e))?;
         if let Some(hash) = &setup_token_hash
@@ -270,7 +265,7 @@ impl Passkeys {
             }
             Err(e) => return Err(e.into()),
         }
-        self.presence.audit.emit(AuditEvent::PasskeyRegistered {
+        self.presence.audit().emit(AuditEvent::PasskeyRegistered {
             credential_id,
             label: label.clone(),
         });

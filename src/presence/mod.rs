@@ -62,13 +62,13 @@ pub struct Enrol {
     _verified: (),
 }
 
-/// Checks assertions against the owner's passkeys.
-#[derive(Clone)]
+/// Checks assertions against the owner's passkeys: the relying party, the passkey store, and the
+/// token store that keeps ceremonies.
 pub(crate) struct Verifier {
-    pub(crate) webauthn: Webauthn,
-    pub(crate) store: Arc<dyn PasskeyStore>,
-    pub(crate) tokens: Arc<dyn TokenStore>,
-    pub(crate) audit: Audit,
+    webauthn: Webauthn,
+    store: Arc<dyn PasskeyStore>,
+    tokens: Arc<dyn TokenStore>,
+    audit: Audit,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -78,6 +78,37 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
+    pub(crate) fn new(
+        webauthn: Webauthn,
+        store: Arc<dyn PasskeyStore>,
+        tokens: Arc<dyn TokenStore>,
+        audit: Audit,
+    ) -> Self {
+        Self {
+            webauthn,
+            store,
+            tokens,
+            audit,
+        }
+    }
+
+    /// The relying party, for starting ceremonies.
+    pub(crate) fn webauthn(&self) -> &Webauthn {
+        &self.webauthn
+    }
+
+    pub(crate) fn store(&self) -> &dyn PasskeyStore {
+        &*self.store
+    }
+
+    pub(crate) fn tokens(&self) -> &dyn TokenStore {
+        &*self.tokens
+    }
+
+    pub(crate) fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
     /// An assertion made to approve the pending request `request_id`.
     pub(crate) async fn approval(
         &self,
