@@ -1,5 +1,6 @@
 //! Thin wrappers over crate-private pure rules, for the fuzz targets in `fuzz/` and the property
-//! tests. Only with the non-default `fuzzing` feature; not part of the supported API.
+//! tests, and the proofs of the owner's presence, for the examples that show they cannot be forged.
+//! Only with the non-default `fuzzing` feature; not part of the supported API.
 
 /// RFC 7636 §4.1 verifier syntax, as the token endpoint checks it.
 pub fn pkce_verifier_is_valid(verifier: &str) -> bool {
