@@ -8,8 +8,9 @@
 //! | layer | modules | job |
 //! |---|---|---|
 //! | entry points | `mcp_oauth` ([`McpOAuth`], its builder), `http` (axum handlers, router, [`BearerLayer`], rate limits) | assemble the parts and speak HTTP |
-//! | features | `pages` (HTML), [`console`] (the owner's operations), `passkey` (WebAuthn ceremonies; its verified assertion is the proof of the owner's presence), `cimd` (client metadata documents) | what the owner and clients see |
+//! | features | `pages` (HTML), [`console`] (the owner's operations), `passkey` (WebAuthn ceremonies, enrolment, the setup token), `cimd` (client metadata documents) | what the owner and clients see |
 //! | protocol | `oauth` | the OAuth rules, no HTTP framework |
+//! | the owner's presence | `presence` (the passkey assertion check, the proofs it alone makes, console sessions) | what approving, signing in and enrolling require |
 //! | shared rules | `audit` (events, the connection doctor), [`config`], `error`, `paths` (every route's path, once), `rules` (secrets, redirect URIs, limits) | used everywhere, depend on nothing above the store |
 //! | storage | [`store`] (the traits and records), [`backends`] (memory, SQLite, Redis, the passkey file; they use `store` alone) | keep state |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -30,6 +31,7 @@ mod oauth;
 mod pages;
 mod passkey;
 mod paths;
+mod presence;
 mod rules;
 pub mod store;
 

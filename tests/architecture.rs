@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("entry points", &["lib", "mcp_oauth", "http", "fuzzing"]),
     ("features", &["pages", "console", "passkey", "cimd"]),
     ("protocol", &["oauth"]),
+    ("the owner's presence", &["presence"]),
     (
         "shared rules",
         &["audit", "config", "error", "paths", "rules", "clock"],

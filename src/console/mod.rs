@@ -6,7 +6,6 @@
 
 mod admin;
 mod model;
-pub(crate) mod session;
 
 pub use crate::audit::{ConnectionStep, ConnectionTrace, StepKind};
 pub use admin::Admin;

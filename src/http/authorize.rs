@@ -10,7 +10,7 @@ use super::body::JsonBody;
 use super::response::{RETRY_AFTER_SECS, json_no_store};
 use super::{AppState, doctor};
 use crate::audit::StepKind;
-use crate::oauth::{ErrorCode, OAuthError, Rejection};
+use crate::oauth::{Decision, ErrorCode, OAuthError, Rejection};
 use crate::pages;
 use crate::passkey::Purpose;
 use crate::rules::redirect_uri;
@@ -20,7 +20,7 @@ pub(crate) async fn page(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> Result<Response, RefusedPage> {
     let query = query.unwrap_or_default();
     let outcome = state.server.begin_authorization(query.as_bytes()).await;
     let (client_id, error) = match &outcome {
@@ -36,24 +36,18 @@ pub(crate) async fn page(
         StepKind::Authorize,
         error,
     );
-    let consent = match outcome {
-        Ok(consent) => consent,
-        Err(Rejection::Page(error)) => return error_page(&state, &error, None),
-        Err(Rejection::Link { error, redirect_to }) => {
-            let origin = redirect_uri::origin_of(&redirect_to);
-            let link = pages::ReturnLink {
-                href: &redirect_to,
-                origin: &origin,
-            };
-            return error_page(&state, &error, Some(link));
-        }
+    let refused = |rejection| RefusedPage {
+        app_name: state.app_name.clone(),
+        rejection,
     };
-    let has_passkeys = match state.passkeys.any_registered().await {
-        Ok(any) => any,
-        Err(error) => return error_page(&state, &error.into(), None),
-    };
+    let consent = outcome.map_err(refused)?;
+    let has_passkeys = state
+        .passkeys
+        .any_registered()
+        .await
+        .map_err(|error| refused(Rejection::from(error)))?;
     let redirect_origin = redirect_uri::origin_of(&consent.redirect_uri);
-    pages::consent(&pages::ConsentPage {
+    Ok(pages::consent(&pages::ConsentPage {
         app_name: &state.app_name,
         client_name: consent.client.name.as_deref(),
         client_id: &consent.client.client_id,
@@ -68,41 +62,54 @@ pub(crate) async fn page(
         request_id: &consent.request_id,
         has_passkeys,
         register_path: crate::paths::PASSKEY_REGISTER,
-    })
+    }))
 }
 
-fn error_page(
-    state: &AppState,
-    error: &OAuthError,
-    return_to: Option<pages::ReturnLink<'_>>,
-) -> Response {
-    let (status, title) = match error.code {
-        ErrorCode::TemporarilyUnavailable => {
-            (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable")
+/// An authorization request refused: an error page, never a redirect; with a link back to the
+/// application when its redirect URI is known to be its own.
+pub(crate) struct RefusedPage {
+    app_name: std::sync::Arc<str>,
+    rejection: Rejection,
+}
+
+impl IntoResponse for RefusedPage {
+    fn into_response(self) -> Response {
+        let (error, return_to) = match &self.rejection {
+            Rejection::Page(error) => (error, None),
+            Rejection::Link { error, redirect_to } => (error, Some(redirect_to)),
+        };
+        let origin = return_to.map(|href| redirect_uri::origin_of(href));
+        let return_to = return_to
+            .zip(origin.as_deref())
+            .map(|(href, origin)| pages::ReturnLink { href, origin });
+        let (status, title) = match error.code {
+            ErrorCode::TemporarilyUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable")
+            }
+            _ if return_to.is_some() => (
+                StatusCode::BAD_REQUEST,
+                "The application sent an invalid request",
+            ),
+            _ => (
+                StatusCode::BAD_REQUEST,
+                "This connection request can’t be used",
+            ),
+        };
+        let mut page = pages::error(&pages::ErrorPage {
+            app_name: &self.app_name,
+            status,
+            title,
+            message: &as_sentence(&error.description),
+            return_to,
+        });
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            page.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
         }
-        _ if return_to.is_some() => (
-            StatusCode::BAD_REQUEST,
-            "The application sent an invalid request",
-        ),
-        _ => (
-            StatusCode::BAD_REQUEST,
-            "This connection request can’t be used",
-        ),
-    };
-    let mut page = pages::error(&pages::ErrorPage {
-        app_name: &state.app_name,
-        status,
-        title,
-        message: &as_sentence(&error.description),
-        return_to,
-    });
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        page.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
+        page
     }
-    page
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,54 +127,44 @@ pub(crate) struct Approval {
 pub(crate) async fn challenge(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RequestRef>,
-) -> Response {
-    let result = async {
-        state.server.pending_request(&body.request_id).await?;
-        let purpose = Purpose::Approve {
-            request: TokenHash::of(&body.request_id),
-        };
-        state.passkeys.start_authentication(purpose).await
+) -> Result<Response, OAuthError> {
+    state.server.pending_request(&body.request_id).await?;
+    let purpose = Purpose::Approve {
+        request: TokenHash::of(&body.request_id),
     };
-    match result.await {
-        Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
-        Err(error) => error.into_response(),
-    }
+    let challenge = state.passkeys.start_authentication(purpose).await?;
+    Ok(json_no_store(StatusCode::OK, &challenge))
 }
 
+/// Approve with an assertion made for this request: the check returns the approval, which names
+/// the request and is spent approving it.
 pub(crate) async fn approve(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Approval>,
-) -> Response {
-    let result = async {
-        let purpose = Purpose::Approve {
-            request: TokenHash::of(&body.request_id),
-        };
-        state
-            .passkeys
-            .finish_authentication(&body.ceremony_id, &body.credential, &purpose)
-            .await?;
-        state.server.approve(&body.request_id).await
-    };
-    match result.await {
-        Ok(decision) => json_no_store(
-            StatusCode::OK,
-            &serde_json::json!({ "redirect_to": decision.redirect_to }),
-        ),
-        Err(error) => error.into_response(),
-    }
+) -> Result<Response, OAuthError> {
+    let approval = state
+        .passkeys
+        .presence()
+        .approval(&body.ceremony_id, &body.credential, &body.request_id)
+        .await?;
+    let decision = state.server.approve(approval).await?;
+    Ok(redirect_to(&decision))
 }
 
 pub(crate) async fn deny(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RequestRef>,
-) -> Response {
-    match state.server.deny(&body.request_id).await {
-        Ok(decision) => json_no_store(
-            StatusCode::OK,
-            &serde_json::json!({ "redirect_to": decision.redirect_to }),
-        ),
-        Err(error) => error.into_response(),
-    }
+) -> Result<Response, OAuthError> {
+    let decision = state.server.deny(&body.request_id).await?;
+    Ok(redirect_to(&decision))
+}
+
+/// Where the consent page's script sends the browser after the owner's decision.
+fn redirect_to(decision: &Decision) -> Response {
+    json_no_store(
+        StatusCode::OK,
+        &serde_json::json!({ "redirect_to": decision.redirect_to }),
+    )
 }
 
 /// The `client_id` an authorization request names, for the doctor.

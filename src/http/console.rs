@@ -12,25 +12,19 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
 use super::body::JsonBody;
+use super::passkey::registered;
 use super::response::unavailable_page;
 use super::response::{json_no_store, no_store};
 use crate::audit::AuditEvent;
 use crate::console::ConsoleError;
-use crate::console::session::{self, SESSION_LIFETIME_SECS, Session};
 use crate::oauth::OAuthError;
-use crate::oauth::budget::{Budget, Guessed};
+use crate::oauth::budget::{Budget, Guessed, Refused};
 use crate::pages;
-use crate::passkey::{Enrolment, Purpose};
-use crate::rules::secret::Secret;
+use crate::passkey::{Enrolment, PasskeyError, Purpose};
+use crate::presence::session::{self, LiveSession, SESSION_LIFETIME_SECS};
 use crate::store::{GrantId, StoreError};
 
 const CSRF_HEADER: &str = "x-csrf-token";
-
-/// A signed-in request: the session and the cookie value it was found by.
-struct SignedIn {
-    token: Secret,
-    session: Session,
-}
 
 /// `__Host-` binds the cookie to this exact origin (Secure, Path=/, no Domain); browsers accept
 /// the prefix only over https, so plain-http development uses the bare name.
@@ -66,58 +60,75 @@ fn set_cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<SignedIn>, StoreError> {
+/// The live session behind the request's cookie, if any.
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<LiveSession>, StoreError> {
     let Some(token) = cookie_value(headers, cookie_name(state)) else {
         return Ok(None);
     };
-    let Some(session) = session::find(&*state.server.tokens, token).await? else {
-        return Ok(None);
-    };
-    // A session ends with the passkey that made it.
-    if !state.passkeys.exists(&session.credential_id).await? {
-        return Ok(None);
-    }
-    Ok(Some(SignedIn {
-        token: token.into(),
-        session,
-    }))
+    session::find(state.passkeys.presence(), token).await
 }
 
-/// A JSON request from a signed-in console: the session, with its CSRF token checked. As an
+/// A JSON request from a signed-in console: the live session, with its CSRF token checked. As an
 /// extractor, it answers 401 `login_required` or 403 before the handler runs.
-pub(crate) struct Authorised;
+pub(crate) struct Authorised(LiveSession);
 
 impl FromRequestParts<AppState> for Authorised {
-    type Rejection = Response;
+    type Rejection = NotAuthorised;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        authorised(state, &parts.headers).await.map(|_| Self)
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, NotAuthorised> {
+        let session = signed_in(state, &parts.headers)
+            .await?
+            .ok_or(NotAuthorised::LoginRequired)?;
+        let csrf = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !session.csrf_matches(csrf) {
+            return Err(NotAuthorised::NoCsrfToken);
+        }
+        Ok(Self(session))
     }
 }
 
-async fn authorised(state: &AppState, headers: &HeaderMap) -> Result<SignedIn, Response> {
-    let signed_in = signed_in(state, headers)
-        .await
-        .map_err(|e| OAuthError::from(e).into_response())?
-        .ok_or_else(|| {
-            refusal(
+/// Why a console request was not let through to its handler.
+pub(crate) enum NotAuthorised {
+    /// No live session: none, expired, ended, or its passkey was removed.
+    LoginRequired,
+    /// The session's CSRF token is missing or wrong.
+    NoCsrfToken,
+    /// The session could not be looked up.
+    Store(StoreError),
+}
+
+impl From<StoreError> for NotAuthorised {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+impl IntoResponse for NotAuthorised {
+    fn into_response(self) -> Response {
+        match self {
+            Self::LoginRequired => refusal(
                 StatusCode::UNAUTHORIZED,
                 "login_required",
                 "your sign-in has expired; sign in again with your passkey",
-            )
-        })?;
-    let csrf = headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !session::csrf_matches(signed_in.token.expose(), csrf) {
-        return Err(refusal(
-            StatusCode::FORBIDDEN,
-            "invalid_request",
-            "the request lacks this session's CSRF token; reload the console",
-        ));
+            ),
+            Self::NoCsrfToken => refusal(
+                StatusCode::FORBIDDEN,
+                "invalid_request",
+                "the request lacks this session's CSRF token; reload the console",
+            ),
+            Self::Store(error) => OAuthError::from(error).into_response(),
+        }
     }
-    Ok(signed_in)
 }
 
 fn refusal(status: StatusCode, error: &str, description: &str) -> Response {
@@ -127,22 +138,24 @@ fn refusal(status: StatusCode, error: &str, description: &str) -> Response {
     )
 }
 
-fn console_error(error: ConsoleError) -> Response {
-    match error {
-        ConsoleError::NotFound(what) => refusal(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no such {what}; reload the console"),
-        ),
-        ConsoleError::LastPasskey | ConsoleError::PreRegistered => {
-            refusal(StatusCode::CONFLICT, "conflict", &error.to_string())
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        match self {
+            ConsoleError::NotFound(what) => refusal(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no such {what}; reload the console"),
+            ),
+            ConsoleError::LastPasskey | ConsoleError::PreRegistered => {
+                refusal(StatusCode::CONFLICT, "conflict", &self.to_string())
+            }
+            ConsoleError::EmptyLabel => refusal(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "give the passkey a name",
+            ),
+            ConsoleError::Store(error) => OAuthError::from(error).into_response(),
         }
-        ConsoleError::EmptyLabel => refusal(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "give the passkey a name",
-        ),
-        ConsoleError::Store(error) => OAuthError::from(error).into_response(),
     }
 }
 
@@ -165,8 +178,8 @@ pub(crate) async fn page(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let result = async {
-        let Some(signed_in) = signed_in(&state, &headers).await? else {
+    let page = async {
+        let Some(session) = signed_in(&state, &headers).await? else {
             return Ok(pages::console_login(
                 &state.app_name,
                 state.passkeys.any_registered().await?,
@@ -178,11 +191,11 @@ pub(crate) async fn page(
         let traces = admin.connection_traces();
         let label = passkeys
             .iter()
-            .find(|p| p.credential_id == signed_in.session.credential_id)
+            .find(|p| p.credential_id == session.credential_id())
             .map_or("a passkey", |p| p.label.as_str());
         Ok::<_, StoreError>(pages::console(&pages::ConsolePage {
             app_name: &state.app_name,
-            csrf_token: &session::csrf_token(signed_in.token.expose()),
+            csrf_token: &session.csrf_token(),
             signed_in_with: label,
             grants: &grants,
             clients: &clients,
@@ -191,21 +204,20 @@ pub(crate) async fn page(
             traces: &traces,
         }))
     };
-    match result.await {
-        Ok(page) => page,
-        Err(error) => unavailable_page(&state, error),
-    }
+    page.await
+        .unwrap_or_else(|error| unavailable_page(&state, error))
 }
 
 /// Start a sign-in assertion.
 pub(crate) async fn sign_in_start(
     State(state): State<AppState>,
     JsonBody(_): JsonBody<serde_json::Map<String, serde_json::Value>>,
-) -> Response {
-    match state.passkeys.start_authentication(Purpose::Console).await {
-        Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
-        Err(error) => error.into_response(),
-    }
+) -> Result<Response, PasskeyError> {
+    let challenge = state
+        .passkeys
+        .start_authentication(Purpose::Console)
+        .await?;
+    Ok(json_no_store(StatusCode::OK, &challenge))
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,49 +226,43 @@ pub(crate) struct Assertion {
     credential: Box<PublicKeyCredential>,
 }
 
-/// Finish the sign-in: verify the assertion, start a session, set its cookie.
+/// Finish the sign-in: verify the assertion, start a session with it, set its cookie.
 pub(crate) async fn sign_in_finish(
     State(state): State<AppState>,
     budget: Budget,
     JsonBody(body): JsonBody<Assertion>,
-) -> Response {
-    let verified = state.passkeys.finish_authentication(
-        &body.ceremony_id,
-        &body.credential,
-        &Purpose::Console,
-    );
-    let credential_id = match budget.check(Guessed::Owner, verified).await {
-        Ok(credential_id) => credential_id,
-        Err(refused) => return refused.into_response(),
+) -> Result<Response, Refused> {
+    let verified = async {
+        state
+            .passkeys
+            .presence()
+            .sign_in(&body.ceremony_id, &body.credential)
+            .await
+            .map_err(OAuthError::from)
     };
-    let token = match session::create(&*state.server.tokens, &credential_id).await {
-        Ok(token) => token,
-        Err(error) => return OAuthError::from(error).into_response(),
-    };
+    let signed_in = budget.check(Guessed::Owner, verified).await?;
+    let credential_id = signed_in.credential_id().to_owned();
+    let token = session::create(state.passkeys.presence(), signed_in).await?;
     state
         .server
         .audit
         .emit(AuditEvent::ConsoleSignedIn { credential_id });
-    let mut response = done();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        set_cookie(&state, &token, SESSION_LIFETIME_SECS),
-    );
-    response
+    let cookie = set_cookie(&state, &token, SESSION_LIFETIME_SECS);
+    Ok(([(header::SET_COOKIE, cookie)], done()).into_response())
 }
 
 /// End the session (if any) and clear the cookie.
-pub(crate) async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = cookie_value(&headers, cookie_name(&state))
-        && let Err(error) = session::end(&*state.server.tokens, token).await
-    {
-        return OAuthError::from(error).into_response();
+pub(crate) async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, OAuthError> {
+    if let Some(token) = cookie_value(&headers, cookie_name(&state)) {
+        session::end(state.passkeys.presence(), token).await?;
     }
-    let mut response = no_store(StatusCode::NO_CONTENT.into_response());
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, set_cookie(&state, "", 0));
-    response
+    let cookie = set_cookie(&state, "", 0);
+    Ok(no_store(
+        (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,12 +274,10 @@ pub(crate) async fn revoke_grant(
     State(state): State<AppState>,
     _: Authorised,
     JsonBody(body): JsonBody<GrantRef>,
-) -> Response {
+) -> Result<Response, ConsoleError> {
     let admin = state.admin();
-    match admin.revoke_grant(&GrantId(body.grant_id)).await {
-        Ok(()) => done(),
-        Err(error) => console_error(error),
-    }
+    admin.revoke_grant(&GrantId(body.grant_id)).await?;
+    Ok(done())
 }
 
 #[derive(Debug, Deserialize)]
@@ -285,15 +289,13 @@ pub(crate) async fn delete_client(
     State(state): State<AppState>,
     _: Authorised,
     JsonBody(body): JsonBody<ClientRef>,
-) -> Response {
+) -> Result<Response, ConsoleError> {
     let admin = state.admin();
-    match admin.delete_client(&body.client_id).await {
-        Ok(revoked) => json_no_store(
-            StatusCode::OK,
-            &json!({ "status": "ok", "grants_revoked": revoked }),
-        ),
-        Err(error) => console_error(error),
-    }
+    let revoked = admin.delete_client(&body.client_id).await?;
+    Ok(json_no_store(
+        StatusCode::OK,
+        &json!({ "status": "ok", "grants_revoked": revoked }),
+    ))
 }
 
 /// Remove every never-approved client that holds no grant.
@@ -301,15 +303,13 @@ pub(crate) async fn remove_unapproved_clients(
     State(state): State<AppState>,
     _: Authorised,
     JsonBody(_): JsonBody<serde_json::Map<String, serde_json::Value>>,
-) -> Response {
+) -> Result<Response, OAuthError> {
     let admin = state.admin();
-    match admin.remove_unapproved_clients().await {
-        Ok(removed) => json_no_store(
-            StatusCode::OK,
-            &json!({ "status": "ok", "removed": removed }),
-        ),
-        Err(error) => OAuthError::from(error).into_response(),
-    }
+    let removed = admin.remove_unapproved_clients().await?;
+    Ok(json_no_store(
+        StatusCode::OK,
+        &json!({ "status": "ok", "removed": removed }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -322,15 +322,12 @@ pub(crate) async fn rename_passkey(
     State(state): State<AppState>,
     _: Authorised,
     JsonBody(body): JsonBody<Rename>,
-) -> Response {
-    match state
+) -> Result<Response, ConsoleError> {
+    state
         .admin()
         .rename_passkey(&body.credential_id, &body.label)
-        .await
-    {
-        Ok(()) => done(),
-        Err(error) => console_error(error),
-    }
+        .await?;
+    Ok(done())
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,11 +339,9 @@ pub(crate) async fn remove_passkey(
     State(state): State<AppState>,
     _: Authorised,
     JsonBody(body): JsonBody<PasskeyRef>,
-) -> Response {
-    match state.admin().remove_passkey(&body.credential_id).await {
-        Ok(()) => done(),
-        Err(error) => console_error(error),
-    }
+) -> Result<Response, ConsoleError> {
+    state.admin().remove_passkey(&body.credential_id).await?;
+    Ok(done())
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,20 +349,17 @@ pub(crate) struct AddStart {
     label: Option<String>,
 }
 
-/// Start registering another passkey, authorised by the session.
+/// Start registering another passkey, authorised by the live session (spent here).
 pub(crate) async fn add_passkey_start(
     State(state): State<AppState>,
-    _: Authorised,
+    Authorised(session): Authorised,
     JsonBody(body): JsonBody<AddStart>,
-) -> Response {
-    match state
+) -> Result<Response, PasskeyError> {
+    let challenge = state
         .passkeys
-        .start_registration(Enrolment::ConsoleSession, body.label.as_deref())
-        .await
-    {
-        Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
-        Err(error) => error.into_response(),
-    }
+        .start_registration(Enrolment::ConsoleSession(session), body.label.as_deref())
+        .await?;
+    Ok(json_no_store(StatusCode::OK, &challenge))
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,16 +372,10 @@ pub(crate) async fn add_passkey_finish(
     State(state): State<AppState>,
     _: Authorised,
     JsonBody(body): JsonBody<AddFinish>,
-) -> Response {
-    match state
+) -> Result<Response, PasskeyError> {
+    let label = state
         .passkeys
         .finish_registration(&body.ceremony_id, &body.credential)
-        .await
-    {
-        Ok(label) => json_no_store(
-            StatusCode::OK,
-            &json!({ "status": "registered", "label": label }),
-        ),
-        Err(error) => error.into_response(),
-    }
+        .await?;
+    Ok(registered(&label))
 }

@@ -1,4 +1,5 @@
-//! `GET /passkey/register` and the JSON endpoints its script calls.
+//! `GET /passkey/register` and the JSON endpoints its script calls; and how a passkey error
+//! answers.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,11 +11,30 @@ use super::AppState;
 use super::body::JsonBody;
 use super::response::json_no_store;
 use super::response::unavailable_page;
-use crate::oauth::OAuthError;
-use crate::oauth::budget::{Budget, Guessed};
+use crate::oauth::budget::{Budget, Guessed, Refused};
+use crate::oauth::{ErrorCode, OAuthError};
 use crate::pages;
-use crate::passkey::{Enrolment, Purpose};
+use crate::passkey::{Enrolment, PasskeyError, Purpose};
 use crate::rules::secret::Secret;
+
+/// In the protocol's terms: a presence not shown is `access_denied` (403, and it spends the
+/// failure budget), an unusable ceremony `invalid_request`, an outage `temporarily_unavailable`.
+impl From<PasskeyError> for OAuthError {
+    fn from(error: PasskeyError) -> Self {
+        match error {
+            PasskeyError::Denied(description) => Self::new(ErrorCode::AccessDenied, description),
+            PasskeyError::Unusable(description) => Self::invalid_request(description),
+            PasskeyError::Internal(description) => Self::new(ErrorCode::ServerError, description),
+            PasskeyError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl IntoResponse for PasskeyError {
+    fn into_response(self) -> Response {
+        OAuthError::from(self).into_response()
+    }
+}
 
 pub(crate) async fn page(State(state): State<AppState>) -> Response {
     match state.passkeys.any_registered().await {
@@ -30,11 +50,9 @@ pub(crate) async fn page(State(state): State<AppState>) -> Response {
 pub(crate) async fn approval(
     State(state): State<AppState>,
     JsonBody(_): JsonBody<serde_json::Map<String, serde_json::Value>>,
-) -> Response {
-    match state.passkeys.start_authentication(Purpose::Enrol).await {
-        Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
-        Err(error) => error.into_response(),
-    }
+) -> Result<Response, PasskeyError> {
+    let challenge = state.passkeys.start_authentication(Purpose::Enrol).await?;
+    Ok(json_no_store(StatusCode::OK, &challenge))
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,42 +68,58 @@ pub(crate) struct ApprovalAssertion {
     credential: Box<PublicKeyCredential>,
 }
 
+/// What authorises a registration, as the request says; checked on the caller's failure budget.
+enum Authority {
+    SetupToken(Secret),
+    Approval(ApprovalAssertion),
+}
+
 pub(crate) async fn start(
     State(state): State<AppState>,
     budget: Budget,
     JsonBody(body): JsonBody<Start>,
-) -> Response {
-    let enrolment = match (
+) -> Result<Response, Refused> {
+    let authority = match (
         body.setup_token.filter(|t| !t.expose().trim().is_empty()),
         body.approval,
     ) {
-        (Some(token), None) => Enrolment::SetupToken(token.expose().trim().into()),
-        (None, Some(approval)) => Enrolment::Approval {
-            ceremony_id: approval.ceremony_id,
-            credential: approval.credential,
-        },
+        (Some(token), None) => Authority::SetupToken(token.expose().trim().into()),
+        (None, Some(approval)) => Authority::Approval(approval),
         (Some(_), Some(_)) => {
-            return OAuthError::invalid_request("send a setup token or an approval, not both")
-                .into_response();
+            return Err(
+                OAuthError::invalid_request("send a setup token or an approval, not both").into(),
+            );
         }
         (None, None) => {
-            return OAuthError::invalid_request(
+            return Err(OAuthError::invalid_request(
                 "a setup token, or approval by an existing passkey, is required",
             )
-            .into_response();
+            .into());
         }
     };
-    let guessed = match enrolment {
-        Enrolment::SetupToken(_) => Guessed::SetupToken,
-        Enrolment::Approval { .. } | Enrolment::ConsoleSession => Guessed::Owner,
+    let guessed = match authority {
+        Authority::SetupToken(_) => Guessed::SetupToken,
+        Authority::Approval(_) => Guessed::Owner,
     };
-    let started = state
-        .passkeys
-        .start_registration(enrolment, body.label.as_deref());
-    match budget.check(guessed, started).await {
-        Ok(challenge) => json_no_store(StatusCode::OK, &challenge),
-        Err(refused) => refused.into_response(),
-    }
+    let started = async {
+        let enrolment = match authority {
+            Authority::SetupToken(token) => Enrolment::SetupToken(token),
+            Authority::Approval(assertion) => Enrolment::Approved(
+                state
+                    .passkeys
+                    .presence()
+                    .enrolment(&assertion.ceremony_id, &assertion.credential)
+                    .await?,
+            ),
+        };
+        state
+            .passkeys
+            .start_registration(enrolment, body.label.as_deref())
+            .await
+            .map_err(OAuthError::from)
+    };
+    let challenge = budget.check(guessed, started).await?;
+    Ok(json_no_store(StatusCode::OK, &challenge))
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,16 +131,18 @@ pub(crate) struct Finish {
 pub(crate) async fn finish(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Finish>,
-) -> Response {
-    match state
+) -> Result<Response, PasskeyError> {
+    let label = state
         .passkeys
         .finish_registration(&body.ceremony_id, &body.credential)
-        .await
-    {
-        Ok(label) => json_no_store(
-            StatusCode::OK,
-            &serde_json::json!({ "status": "registered", "label": label }),
-        ),
-        Err(error) => error.into_response(),
-    }
+        .await?;
+    Ok(registered(&label))
+}
+
+/// A passkey was registered under `label`.
+pub(crate) fn registered(label: &str) -> Response {
+    json_no_store(
+        StatusCode::OK,
+        &serde_json::json!({ "status": "registered", "label": label }),
+    )
 }

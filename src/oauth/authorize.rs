@@ -3,6 +3,7 @@
 use url::Url;
 
 use crate::audit::AuditEvent;
+use crate::presence::Approval;
 
 use super::clients::{Client, FindError};
 use super::grants::GrantSummary;
@@ -192,9 +193,11 @@ impl AuthServer {
             .ok_or_else(expired_request)
     }
 
-    /// The owner approved (their passkey has been verified): issue a code.
-    pub(crate) async fn approve(&self, request_id: &str) -> Result<Decision, OAuthError> {
-        let (record, pending) = self.take_pending(request_id).await?;
+    /// The owner approved the request their passkey assertion was made for: issue a code. The
+    /// approval is the assertion check's proof, spent here; no other request can be approved
+    /// with it.
+    pub(crate) async fn approve(&self, approval: Approval) -> Result<Decision, OAuthError> {
+        let (record, pending) = self.take_pending(approval.request()).await?;
         // Before any code exists: a registration approved from here on is kept like any approved
         // client, never capped or lapsing early.
         if !self.record_client_approval(&pending.client_id).await? {
@@ -251,7 +254,7 @@ impl AuthServer {
 
     /// The owner said no.
     pub(crate) async fn deny(&self, request_id: &str) -> Result<Decision, OAuthError> {
-        let (_, pending) = self.take_pending(request_id).await?;
+        let (_, pending) = self.take_pending(&TokenHash::of(request_id)).await?;
         self.audit.emit(AuditEvent::AuthorizationDenied {
             client_id: pending.client_id.clone(),
         });
@@ -265,11 +268,11 @@ impl AuthServer {
 
     async fn take_pending(
         &self,
-        request_id: &str,
+        request: &TokenHash,
     ) -> Result<(TokenRecord, PendingRequest), OAuthError> {
         match self
             .tokens
-            .consume(TokenKind::AuthorizationRequest, &TokenHash::of(request_id))
+            .consume(TokenKind::AuthorizationRequest, request)
             .await?
         {
             Some(Consumed::First(record)) => {

@@ -29,7 +29,7 @@ mod token;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub(crate) use authorize::Rejection;
+pub(crate) use authorize::{Decision, Rejection};
 pub(crate) use bearer::BearerError;
 pub use bearer::TokenInfo;
 pub(crate) use bearer::sent_credentials;

@@ -25,12 +25,7 @@ impl From<StoreError> for ChangeRefused {
 impl Passkeys {
     /// Every passkey, in registration order.
     pub(crate) async fn list(&self) -> Result<Vec<PasskeyRecord>, StoreError> {
-        self.store.list().await
-    }
-
-    /// Whether the passkey is still registered.
-    pub(crate) async fn exists(&self, credential_id: &str) -> Result<bool, StoreError> {
-        Ok(self.store.get(credential_id).await?.is_some())
+        self.store().list().await
     }
 
     /// Give a passkey a new label (cleaned as at registration).
@@ -45,7 +40,7 @@ impl Passkeys {
         let label = clean_label(Some(label), 0);
         // Applied by the store to the record as it is: an approval recorded meanwhile is kept.
         match self
-            .store
+            .store()
             .modify(credential_id, &PasskeyChange::Renamed { label })
             .await?
         {
@@ -57,7 +52,7 @@ impl Passkeys {
     /// Remove a passkey, refusing to remove the last one: without a passkey nobody could approve a
     /// client or sign in here again.
     pub(crate) async fn remove(&self, credential_id: &str) -> Result<(), ChangeRefused> {
-        let all = self.store.list().await?;
+        let all = self.store().list().await?;
         let record = all
             .iter()
             .find(|p| p.credential_id == credential_id)
@@ -66,16 +61,16 @@ impl Passkeys {
         if all.len() <= 1 {
             return Err(ChangeRefused::LastPasskey);
         }
-        if !self.store.delete(credential_id).await? {
+        if !self.store().delete(credential_id).await? {
             return Err(ChangeRefused::NotFound);
         }
         // Two removals racing on the last two passkeys both pass the check above; the loser puts
         // its passkey back.
-        if self.store.list().await?.is_empty() {
-            self.store.insert(record).await?;
+        if self.store().list().await?.is_empty() {
+            self.store().insert(record).await?;
             return Err(ChangeRefused::LastPasskey);
         }
-        self.audit.emit(AuditEvent::PasskeyRemoved {
+        self.presence.audit().emit(AuditEvent::PasskeyRemoved {
             credential_id: credential_id.to_owned(),
         });
         Ok(())

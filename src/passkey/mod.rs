@@ -3,9 +3,9 @@
 //! The owner approves every client with a passkey. The first passkey is registered with the setup
 //! token; later ones need an existing passkey's approval or a fresh configured setup token. Ceremony
 //! state lives server-side in the [`TokenStore`], single use and short-lived, so a ceremony started
-//! on one instance can finish on another that shares the store.
+//! on one instance can finish on another that shares the store. The check of an assertion, and
+//! the proofs of the owner's presence it returns, live in [`presence`](crate::presence).
 
-mod ceremony;
 mod manage;
 mod setup;
 
@@ -16,24 +16,19 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use url::Url;
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,
-    RequestChallengeResponse, Uuid, Webauthn, WebauthnBuilder,
+    CreationChallengeResponse, RegisterPublicKeyCredential, RequestChallengeResponse, Uuid,
+    WebauthnBuilder,
 };
 use webauthn_rs_proto::ResidentKeyRequirement;
 
 use crate::audit::{Audit, AuditEvent};
-use crate::oauth::{ErrorCode, OAuthError};
-use crate::rules::secret::Secret;
-use crate::store::{
-    PasskeyChange, PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime,
-};
-use ceremony::Ceremony;
-pub(crate) use ceremony::Purpose;
+use crate::presence::session::LiveSession;
+use crate::presence::{self, Ceremony, Verifier};
+pub(crate) use crate::presence::{Enrol, PasskeyError, Purpose};
+use crate::rules::secret::{self, Secret};
+use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime};
 pub(crate) use manage::ChangeRefused;
 pub(crate) use setup::SetupToken;
-
-/// How long a ceremony may take: webauthn-rs's default authenticator timeout.
-const CEREMONY_LIFETIME_SECS: u64 = 300;
 
 /// A started ceremony: the id to finish it with, and the options for `navigator.credentials`.
 #[derive(Debug, Serialize)]
@@ -42,28 +37,24 @@ pub(crate) struct Challenge<T> {
     pub(crate) options: T,
 }
 
-/// How a new passkey's registration is authorised.
+/// How a new passkey's registration is authorised. Every variant holds a value only its check
+/// makes: the setup token (compared here), an existing passkey's approval (made by the assertion
+/// check), or a live console session (made by the session lookup).
 #[derive(Debug)]
 pub(crate) enum Enrolment {
     /// With the setup token.
     SetupToken(Secret),
     /// With an assertion by an existing passkey.
-    Approval {
-        ceremony_id: String,
-        credential: Box<PublicKeyCredential>,
-    },
-    /// From the owner console, whose session a passkey assertion created.
-    ConsoleSession,
+    Approved(Enrol),
+    /// From the owner console, signed in with a passkey that is still registered.
+    ConsoleSession(LiveSession),
 }
 
 /// The WebAuthn relying party and the owner's credentials.
 pub(crate) struct Passkeys {
-    webauthn: Webauthn,
-    store: Arc<dyn PasskeyStore>,
-    tokens: Arc<dyn TokenStore>,
+    presence: Verifier,
     setup: SetupToken,
     app_name: String,
-    audit: Audit,
 }
 
 impl std::fmt::Debug for Passkeys {
@@ -92,18 +83,28 @@ impl Passkeys {
                 )
             })?;
         Ok(Self {
-            webauthn,
-            store,
-            tokens,
+            presence: Verifier::new(webauthn, store, tokens, audit),
             setup,
             app_name: app_name.to_owned(),
-            audit,
         })
+    }
+
+    /// The check of assertions, which returns the proofs of the owner's presence.
+    pub(crate) fn presence(&self) -> &Verifier {
+        &self.presence
+    }
+
+    fn store(&self) -> &dyn PasskeyStore {
+        self.presence.store()
+    }
+
+    fn tokens(&self) -> &dyn TokenStore {
+        self.presence.tokens()
     }
 
     /// Whether any passkey is registered.
     pub(crate) async fn any_registered(&self) -> Result<bool, StoreError> {
-        Ok(!self.store.list().await?.is_empty())
+        Ok(!self.store().list().await?.is_empty())
     }
 
     /// Whether the setup token was generated at start (rather than configured).
@@ -126,22 +127,22 @@ impl Passkeys {
     pub(crate) async fn start_authentication(
         &self,
         purpose: Purpose,
-    ) -> Result<Challenge<RequestChallengeResponse>, OAuthError> {
+    ) -> Result<Challenge<RequestChallengeResponse>, PasskeyError> {
         let credentials: Vec<_> = self
-            .store
+            .store()
             .list()
             .await?
             .into_iter()
             .map(|r| r.passkey)
             .collect();
         if credentials.is_empty() {
-            return Err(OAuthError::new(
-                ErrorCode::AccessDenied,
+            return Err(PasskeyError::Denied(
                 "no passkey is registered yet; register one first",
             ));
         }
         let (mut options, state) = self
-            .webauthn
+            .presence
+            .webauthn()
             .start_discoverable_authentication()
             .map_err(|e| server_error("start authentication", &e))?;
         // webauthn-rs asks for conditional (autofill) mediation; the pages ask on a button press.
@@ -151,109 +152,49 @@ impl Passkeys {
             credentials,
             purpose,
         };
-        let ceremony_id = ceremony::save(&*self.tokens, &ceremony).await?;
+        let ceremony_id = self.save(&ceremony).await?;
         Ok(Challenge {
             ceremony_id,
             options,
         })
     }
 
-    /// Verify an assertion for a ceremony started for `purpose`, and record the use. Returns the
-    /// credential id of the passkey that signed.
-    pub(crate) async fn finish_authentication(
-        &self,
-        ceremony_id: &str,
-        credential: &PublicKeyCredential,
-        purpose: &Purpose,
-    ) -> Result<String, OAuthError> {
-        let Ceremony::Authentication {
-            state,
-            credentials,
-            purpose: started_for,
-        } = ceremony::take(&*self.tokens, ceremony_id).await?
-        else {
-            return Err(ceremony::mismatch());
-        };
-        if &started_for != purpose {
-            return Err(ceremony::mismatch());
-        }
-        // The authenticator chose the credential: find it among the owner's.
-        let (user_id, raw_id) = self
-            .webauthn
-            .identify_discoverable_authentication(credential)
-            .map_err(|e| self.denied("passkey verification failed", &e))?;
-        let passkey = credentials
-            .iter()
-            .find(|p| p.cred_id().as_slice() == raw_id)
-            .ok_or_else(|| {
-                self.denied(
-                    "passkey verification failed",
-                    &"not one of the owner's passkeys",
-                )
-            })?;
-        let result = self
-            .webauthn
-            .finish_discoverable_authentication_v2(credential, state, passkey)
-            .map_err(|e| self.denied("passkey verification failed", &e))?;
-        let credential_id = URL_SAFE_NO_PAD.encode(result.cred_id());
-        match self.store.get(&credential_id).await? {
-            Some(record) if record.user_id == user_id => {}
-            Some(_) => {
-                return Err(self.denied(
-                    "passkey verification failed",
-                    &"the user handle is not the owner's",
-                ));
-            }
-            None => return Err(no_longer_registered()),
-        }
-        // The store applies the use to the record as it is now: a counter recorded meanwhile by
-        // another approval never goes back, a rename is kept, and nothing new writes nothing.
-        let used = PasskeyChange::Used {
-            result,
-            at: UnixTime::now(),
-        };
-        if self.store.modify(&credential_id, &used).await?.is_none() {
-            return Err(no_longer_registered());
-        }
-        Ok(credential_id)
-    }
-
-    /// Start registering a passkey, authorised by `enrolment`.
+    /// Start registering a passkey, authorised by `enrolment` (spent here).
     pub(crate) async fn start_registration(
         &self,
         enrolment: Enrolment,
         label: Option<&str>,
-    ) -> Result<Challenge<CreationChallengeResponse>, OAuthError> {
+    ) -> Result<Challenge<CreationChallengeResponse>, PasskeyError> {
         let setup_token_hash = match enrolment {
             Enrolment::SetupToken(token) => {
                 let hash = TokenHash::of(token.expose());
                 if !self.setup.matches(token.expose()) || !self.setup_token_usable(&hash).await? {
-                    self.audit.emit(AuditEvent::SetupTokenRefused);
-                    return Err(OAuthError::new(
-                        ErrorCode::AccessDenied,
+                    self.presence.audit().emit(AuditEvent::SetupTokenRefused);
+                    return Err(PasskeyError::Denied(
                         "the setup token is wrong or was already used",
                     ));
                 }
                 Some(hash)
             }
-            Enrolment::Approval {
-                ceremony_id,
-                credential,
-            } => {
-                self.finish_authentication(&ceremony_id, &credential, &Purpose::Enrol)
-                    .await?;
+            Enrolment::Approved(Enrol { .. }) => None,
+            Enrolment::ConsoleSession(session) => {
+                tracing::debug!(
+                    target: "mcp_oauth::passkey",
+                    signed_in_with = session.credential_id(),
+                    "enrolment from the console"
+                );
                 None
             }
-            Enrolment::ConsoleSession => None,
         };
-        let existing = self.store.list().await?;
+        let existing = self.store().list().await?;
         let user_id = existing.first().map_or_else(Uuid::new_v4, |r| r.user_id);
         let exclude = existing
             .iter()
             .map(|r| r.passkey.cred_id().clone())
             .collect();
         let (mut options, state) = self
-            .webauthn
+            .presence
+            .webauthn()
             .start_passkey_registration(
                 user_id,
                 "owner",
@@ -269,7 +210,7 @@ impl Passkeys {
             label,
             setup_token_hash,
         };
-        let ceremony_id = ceremony::save(&*self.tokens, &ceremony).await?;
+        let ceremony_id = self.save(&ceremony).await?;
         Ok(Challenge {
             ceremony_id,
             options,
@@ -282,20 +223,21 @@ impl Passkeys {
         &self,
         ceremony_id: &str,
         credential: &RegisterPublicKeyCredential,
-    ) -> Result<String, OAuthError> {
+    ) -> Result<String, PasskeyError> {
         let Ceremony::Registration {
             state,
             user_id,
             label,
             setup_token_hash,
-        } = ceremony::take(&*self.tokens, ceremony_id).await?
+        } = presence::take(self.tokens(), ceremony_id).await?
         else {
-            return Err(ceremony::mismatch());
+            return Err(presence::mismatch());
         };
         let passkey = self
-            .webauthn
+            .presence
+            .webauthn()
             .finish_passkey_registration(credential, &state)
-            .map_err(|e| self.denied("passkey registration failed", &e))?;
+            .map_err(|e| self.presence.denied("passkey registration failed", &e))?;
         if let Some(hash) = &setup_token_hash
             && !self.setup_token_usable(hash).await?
         {
@@ -314,29 +256,28 @@ impl Passkeys {
         // The store uses the setup token up in the same atomic step as the insert: of two
         // registrations racing on one token exactly one gets here, and a failed insert (a full
         // disk, an outage) leaves the token usable, so the owner is not locked out.
-        match self.store.insert(record).await {
+        match self.store().insert(record).await {
             Ok(()) => {}
             Err(StoreError::AlreadyExists { .. }) => {
                 return Err(match &setup_token_hash {
-                    Some(hash) if self.store.setup_token_used(hash).await? => setup_token_used(),
-                    _ => OAuthError::invalid_request("this passkey is already registered"),
+                    Some(hash) if self.store().setup_token_used(hash).await? => setup_token_used(),
+                    _ => PasskeyError::Unusable("this passkey is already registered"),
                 });
             }
             Err(e) => return Err(e.into()),
         }
-        self.audit.emit(AuditEvent::PasskeyRegistered {
+        self.presence.audit().emit(AuditEvent::PasskeyRegistered {
             credential_id,
             label: label.clone(),
         });
         Ok(label)
     }
 
-    /// Refuse a ceremony that did not verify, and record it.
-    fn denied(&self, what: &'static str, error: &dyn std::fmt::Display) -> OAuthError {
-        tracing::debug!(target: "mcp_oauth::passkey", error = %error, "{what}");
-        self.audit
-            .emit(AuditEvent::PasskeyRejected { during: what });
-        OAuthError::new(ErrorCode::AccessDenied, what)
+    /// Keep a ceremony under a fresh id, and return the id.
+    async fn save(&self, ceremony: &Ceremony) -> Result<String, PasskeyError> {
+        let id = secret::generate(secret::prefix::CEREMONY);
+        presence::save(self.tokens(), &id, ceremony).await?;
+        Ok(id)
     }
 
     /// A setup token can be used if it never registered a passkey, and a generated one only while
@@ -345,12 +286,12 @@ impl Passkeys {
         if self.setup.is_generated() && self.any_registered().await? {
             return Ok(false);
         }
-        if self.store.setup_token_used(hash).await? {
+        if self.store().setup_token_used(hash).await? {
             return Ok(false);
         }
         Ok(!self
             .setup
-            .has_legacy_use_marker(&*self.tokens, hash)
+            .has_legacy_use_marker(self.tokens(), hash)
             .await?)
     }
 }
@@ -369,15 +310,8 @@ fn require_discoverable(options: &mut CreationChallengeResponse) {
     selection.require_resident_key = true;
 }
 
-fn no_longer_registered() -> OAuthError {
-    OAuthError::new(
-        ErrorCode::AccessDenied,
-        "this passkey is no longer registered",
-    )
-}
-
-fn setup_token_used() -> OAuthError {
-    OAuthError::new(ErrorCode::AccessDenied, "the setup token was already used")
+fn setup_token_used() -> PasskeyError {
+    PasskeyError::Denied("the setup token was already used")
 }
 
 /// A readable label: control characters dropped, at most 64 characters, a default when empty.
@@ -396,12 +330,9 @@ pub(crate) fn clean_label(label: Option<&str>, existing: usize) -> String {
     }
 }
 
-fn server_error(what: &'static str, error: &dyn std::fmt::Display) -> OAuthError {
+fn server_error(what: &'static str, error: &dyn std::fmt::Display) -> PasskeyError {
     tracing::error!(target: "mcp_oauth::passkey", error = %error, "could not {what}");
-    OAuthError::new(
-        ErrorCode::ServerError,
-        "the passkey ceremony could not be started",
-    )
+    PasskeyError::Internal("the passkey ceremony could not be started")
 }
 
 #[cfg(test)]

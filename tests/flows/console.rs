@@ -512,6 +512,56 @@ async fn passkeys_are_renamed_added_and_removed_but_never_the_last() {
         .assert_oauth_error(403, "access_denied");
 }
 
+/// A session ends with the passkey that signed in, wherever the passkey is removed (here through
+/// the Rust API, not the console): the page is the sign-in view again, and no operation, adding a
+/// passkey included, is let through.
+#[tokio::test]
+async fn a_session_whose_passkey_was_removed_elsewhere_can_do_nothing() {
+    let server = TestServer::ready().await;
+    let phone = Arc::new(Mutex::new(SoftAuthenticator::new(true)));
+    crate::passkeys::add_passkey_approved_by_the_owner(&server, &phone).await;
+    let session = sign_in_with(&server, &phone).await;
+    let phone_id = server
+        .oauth
+        .admin()
+        .passkeys()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.label == "phone")
+        .expect("the added passkey")
+        .credential_id;
+    server
+        .oauth
+        .admin()
+        .remove_passkey(&phone_id)
+        .await
+        .unwrap();
+
+    let page = console_page(&server, Some(&session.cookie)).await;
+    assert!(page.contains("id=\"console-signin\""), "{page}");
+    assert!(
+        !page.contains("data-csrf"),
+        "no CSRF token for a dead session"
+    );
+    for (path, body) in [
+        (
+            "/oauth/console/passkeys/add/start",
+            json!({ "label": "thief" }),
+        ),
+        ("/oauth/console/grants/revoke", json!({ "grant_id": "any" })),
+        (
+            "/oauth/console/passkeys/remove",
+            json!({ "credential_id": phone_id }),
+        ),
+    ] {
+        console_post(&server, Some(&session), None, path, body)
+            .await
+            .assert_oauth_error(401, "login_required");
+    }
+    assert_eq!(server.oauth.admin().passkeys().await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn the_console_escapes_what_clients_say_about_themselves() {
     let server = TestServer::ready().await;

@@ -297,7 +297,10 @@ async fn registration_page_has_the_contract_ids() {
 }
 
 /// Add a passkey on `key`, approved by the server's current one, through the public endpoints.
-async fn add_passkey_approved_by_the_owner(server: &TestServer, key: &Mutex<SoftAuthenticator>) {
+pub(crate) async fn add_passkey_approved_by_the_owner(
+    server: &TestServer,
+    key: &Mutex<SoftAuthenticator>,
+) {
     let challenge = server
         .post_json("/passkey/register/approval", &json!({}))
         .await

@@ -3,10 +3,13 @@
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{DiscoverableAuthentication, Passkey, PasskeyRegistration, Uuid};
 
-use super::CEREMONY_LIFETIME_SECS;
-use crate::oauth::OAuthError;
-use crate::rules::secret;
-use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime};
+use super::PasskeyError;
+use crate::store::{
+    Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
+};
+
+/// How long a ceremony may take: webauthn-rs's default authenticator timeout.
+const CEREMONY_LIFETIME_SECS: u64 = 300;
 
 /// What an assertion is for. An assertion made for one purpose cannot be spent on another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +23,7 @@ pub(crate) enum Purpose {
 }
 
 #[derive(Serialize, Deserialize)]
-pub(super) enum Ceremony {
+pub(crate) enum Ceremony {
     Registration {
         state: PasskeyRegistration,
         user_id: Uuid,
@@ -36,45 +39,43 @@ pub(super) enum Ceremony {
     },
 }
 
-pub(super) async fn save(
+/// Keep a ceremony under `id` (a fresh random secret the caller made) until it is taken or lapses.
+pub(crate) async fn save(
     tokens: &dyn TokenStore,
+    id: &str,
     ceremony: &Ceremony,
-) -> Result<String, OAuthError> {
-    let id = secret::generate(secret::prefix::CEREMONY);
-    let payload = serde_json::to_vec(ceremony).map_err(|_| {
-        OAuthError::new(
-            crate::oauth::ErrorCode::ServerError,
-            "could not save the ceremony",
-        )
-    })?;
+) -> Result<(), PasskeyError> {
+    let payload = serde_json::to_vec(ceremony)
+        .map_err(|_| PasskeyError::Internal("could not save the ceremony"))?;
     tokens
         .insert(TokenRecord {
             kind: TokenKind::PasskeyCeremony,
-            hash: TokenHash::of(&id),
+            hash: TokenHash::of(id),
             grant_id: GrantId::generate(),
             expires_at: UnixTime::now().plus(CEREMONY_LIFETIME_SECS),
             payload,
         })
         .await?;
-    Ok(id)
+    Ok(())
 }
 
-pub(super) async fn take(tokens: &dyn TokenStore, id: &str) -> Result<Ceremony, OAuthError> {
+/// Use up the ceremony kept under `id`.
+pub(crate) async fn take(tokens: &dyn TokenStore, id: &str) -> Result<Ceremony, PasskeyError> {
     match tokens
         .consume(TokenKind::PasskeyCeremony, &TokenHash::of(id))
         .await?
     {
         Some(Consumed::First(record)) => serde_json::from_slice(&record.payload)
-            .map_err(|e| crate::store::StoreError::codec("ceremony", e).into()),
-        Some(Consumed::Replayed { .. }) => Err(OAuthError::invalid_request(
+            .map_err(|e| StoreError::codec("ceremony", e).into()),
+        Some(Consumed::Replayed { .. }) => Err(PasskeyError::Unusable(
             "this passkey challenge was already used; try again",
         )),
-        None => Err(OAuthError::invalid_request(
+        None => Err(PasskeyError::Unusable(
             "the passkey challenge expired; try again",
         )),
     }
 }
 
-pub(super) fn mismatch() -> OAuthError {
-    OAuthError::invalid_request("this passkey challenge was started for something else")
+pub(crate) fn mismatch() -> PasskeyError {
+    PasskeyError::Unusable("this passkey challenge was started for something else")
 }
