@@ -5,6 +5,7 @@ mod authorize;
 mod bearer;
 pub(crate) mod budget;
 pub(crate) mod client_auth;
+pub(crate) mod client_format;
 pub(crate) mod client_metadata;
 mod client_revocation;
 pub(crate) mod clients;

@@ -57,7 +57,7 @@
 //! | Registration flooding from many addresses: bounded memory, refused (never evicting) past the store's capacity, cleared by the owner | `attacks::a_registration_flood_is_refused_at_the_store_capacity_until_the_owner_clears_it` |
 //! | A registration flood (more than the cap, or than the memory store holds) evicting or hiding an approved client, on memory, SQLite and Redis | `registrations::a_flood_cannot_evict_an_approved_client_from_memory`, `…_from_sqlite`, `…_from_redis`; store contract `conformance::client_unapproved_cap_refuses_without_evicting`, `client_concurrent_unapproved_inserts_respect_the_cap` (every backend, `tests/stores`) |
 //! | Unapproved registrations kept for the full client lifetime; an approved client still counted or short-lived | `registrations::approval_frees_a_place_and_unapproved_registrations_lapse_on_memory`, `…_on_sqlite`, `…_on_redis` |
-//! | Registrations made as large as the per-value limits allow (10 × 2,000-byte redirect URIs) | `limits::redirect_uris_are_bounded_in_all_at_registration` |
+//! | Registrations made as large as the per-value limits allow (20 × 2,000-byte redirect URIs) | `limits::redirect_uris_are_bounded_in_all_at_registration` |
 //! | The console made unusable by a flood of clients | `console::the_console_pages_its_clients_and_removes_the_never_approved_in_bulk` |
 //! | Oversized `state` (60,000 bytes) kept until the owner decides | `limits::an_oversized_state_gets_no_consent_page_stores_nothing_and_is_not_echoed` |
 //! | Oversized `scope` or `resource` on `/authorize` | `limits::oversized_scope_and_resource_are_invalid_request_with_the_state_echoed` |

@@ -235,6 +235,17 @@ async fn serve(State((base, hits)): State<DocState>, Path(name): Path<String>) -
             document["client_name"] = json!("n".repeat(201));
             json_response(&document, json, None)
         }
+        // `uris-{count}-{length}`: a valid document listing `count` distinct loopback redirect
+        // URIs of `length` bytes each (`redirect_uris_of`).
+        spec if spec.starts_with("uris-") => {
+            let mut numbers = spec["uris-".len()..]
+                .split('-')
+                .map(|n| n.parse::<usize>().unwrap());
+            let (count, length) = (numbers.next().unwrap(), numbers.next().unwrap());
+            let mut document = claude_code(&id);
+            document["redirect_uris"] = json!(redirect_uris_of(count, length));
+            json_response(&document, json, None)
+        }
         "not-json" => (
             [(header::CONTENT_TYPE, json)],
             "{\"client_id\": \"cut short",
@@ -550,6 +561,72 @@ async fn bad_documents_get_the_error_page_and_invalid_client() {
     assert_eq!(docs.hits("claude-code"), 0);
     assert_eq!(docs.hits("redirect"), 2);
     assert_eq!(docs.hits("mismatch"), 2);
+}
+
+/// `count` distinct loopback redirect URIs of `length` bytes each.
+fn redirect_uris_of(count: usize, length: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let base = format!("http://127.0.0.1/callback/{i}/");
+            format!("{base}{}", "u".repeat(length - base.len()))
+        })
+        .collect()
+}
+
+/// Registration and metadata documents describe a client in one format, parsed once: the limits
+/// on redirect URIs (how many, how many bytes in all) are the same on both paths, so a client
+/// refused on one is refused on the other and none accepted on one is refused on the other.
+#[tokio::test]
+async fn registration_and_metadata_documents_share_the_redirect_uri_limits() {
+    // README "Limits", restated so that a change is a visible choice.
+    const MAX_REDIRECT_URIS: usize = 20;
+    const MAX_REDIRECT_URIS_TOTAL_BYTES: usize = 4096;
+    let docs = DocumentServer::start().await;
+    let server = server(&[docs.port()]).await;
+    let short = 40;
+    let long = MAX_REDIRECT_URIS_TOTAL_BYTES / 3 + 1;
+    for (count, length, accepted) in [
+        (MAX_REDIRECT_URIS, short, true),
+        (MAX_REDIRECT_URIS + 1, short, false),
+        (3, MAX_REDIRECT_URIS_TOTAL_BYTES / 3, true),
+        (3, long, false),
+    ] {
+        let uris = redirect_uris_of(count, length);
+        let case = format!("{count} URIs of {length} bytes");
+
+        let registered = server
+            .post_json(
+                "/register",
+                &json!({ "redirect_uris": uris, "token_endpoint_auth_method": "none" }),
+            )
+            .await;
+        if accepted {
+            assert_eq!(
+                registered.status,
+                StatusCode::CREATED,
+                "{case}: {}",
+                registered.text()
+            );
+        } else {
+            registered.assert_oauth_error(400, "invalid_redirect_uri");
+        }
+
+        let client_id = docs.url(&format!("uris-{count}-{length}"));
+        let reply = authorize(&server, &client_id, &uris[0]).await;
+        if accepted {
+            assert_eq!(reply.status, StatusCode::OK, "{case}: {}", reply.text());
+        } else {
+            assert_error_page(
+                &reply,
+                &["The client's metadata document could not be fetched or is invalid"],
+            );
+            let notes = doctor_notes(&server, &client_id);
+            assert!(
+                notes.contains("is not valid: its redirect_uris"),
+                "{case}: {notes}"
+            );
+        }
+    }
 }
 
 /// The error page for a document that cannot be had right now: 503 with `Retry-After`, saying

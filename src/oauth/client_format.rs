@@ -1,0 +1,309 @@
+//! The client metadata format (RFC 7591 §2), parsed once for both ways a client describes itself:
+//! a registration request and a Client ID Metadata Document. Every rule on a member's type, size
+//! and meaning lives here, with the limits of [`super::limits`]; what differs by source (who picks
+//! the authentication method, what a public document may not carry) is a short rule the caller
+//! applies to the [`ClientMetadata`] it gets.
+
+use serde::{Deserialize, Deserializer, de::DeserializeOwned};
+use serde_json::Value;
+
+use super::limits::{
+    MAX_CLIENT_NAME_CHARS, MAX_REDIRECT_URIS, MAX_REDIRECT_URIS_TOTAL_BYTES, MAX_SCOPE_BYTES,
+    MAX_URI_BYTES, check_bytes, check_chars,
+};
+use super::params::printable;
+use super::redirect;
+
+/// The grant types this server supports, in the order they are shown.
+const GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
+
+/// Client metadata that meets every rule of the format: redirect URIs acceptable and within the
+/// limits, every kept string within its limit, the name cleaned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientMetadata {
+    /// Distinct, each registrable, at most [`MAX_REDIRECT_URIS`] and
+    /// [`MAX_REDIRECT_URIS_TOTAL_BYTES`] in all.
+    pub(crate) redirect_uris: Vec<String>,
+    /// The method as named, if any: what it means, and the default, depend on the source.
+    pub(crate) token_endpoint_auth_method: Option<String>,
+    /// The supported grant types asked for; others (say `client_credentials`) are dropped, as
+    /// RFC 7591 §2 allows. Always holds `authorization_code`, which is all when none were named.
+    pub(crate) grant_types: Vec<String>,
+    /// Cleaned by [`clean_client_name`]; `None` when absent or nothing is left of it.
+    pub(crate) client_name: Option<String>,
+    /// Only an `http(s)` URI is kept: it becomes a link.
+    pub(crate) client_uri: Option<String>,
+    pub(crate) scope: Option<String>,
+    /// `native` or `web` (OpenID Connect Registration §2).
+    pub(crate) application_type: Option<String>,
+    /// Members a registration request does not use.
+    pub(crate) document: DocumentMembers,
+}
+
+/// Members only a metadata document is judged by. A registration request ignores them, as RFC
+/// 7591 §2 has a server ignore whatever it does not use, so their types are checked by the
+/// document's rules, not here.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct DocumentMembers {
+    pub(crate) client_id: Sent<String>,
+    /// A document may offer several methods; an asymmetric preferred one is usable only with
+    /// `none` among them.
+    pub(crate) token_endpoint_auth_methods_supported: Sent<Vec<String>>,
+    /// `client_secret` or `client_secret_expires_at` is present.
+    pub(crate) carries_client_secret: bool,
+    pub(crate) jwks: Option<Value>,
+}
+
+/// Why metadata was refused, in the words of RFC 7591 §3.2.2. Each source says the first two in
+/// its own words (a request body, a fetched document); the descriptions of the others start with
+/// the member's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MetadataError {
+    NotJson {
+        line: usize,
+        column: usize,
+    },
+    NotAnObject,
+    /// `invalid_redirect_uri`.
+    RedirectUris(String),
+    /// `invalid_client_metadata`.
+    Member(String),
+}
+
+/// A member as sent: absent (or `null`), of the type expected, or of another, which only the
+/// member's rule can put in words. Decoding it never fails, so one wrong member is refused by name
+/// instead of failing the whole body with a parser's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Sent<T> {
+    Absent,
+    Given(T),
+    WrongType,
+}
+
+impl<T> Default for Sent<T> {
+    fn default() -> Self {
+        Self::Absent
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Sent<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(deserializer)? {
+            Value::Null => Self::Absent,
+            value => serde_json::from_value(value).map_or(Self::WrongType, Self::Given),
+        })
+    }
+}
+
+/// The members this server understands. There is no `deny_unknown_fields`: RFC 7591 §2 has a
+/// server ignore metadata it does not understand (`logo_uri`, `contacts`, `software_id`, …), and
+/// a metadata document is client metadata too.
+#[derive(Deserialize)]
+struct Members {
+    #[serde(default)]
+    redirect_uris: Sent<Vec<String>>,
+    #[serde(default)]
+    token_endpoint_auth_method: Sent<String>,
+    #[serde(default)]
+    token_endpoint_auth_methods_supported: Sent<Vec<String>>,
+    #[serde(default)]
+    grant_types: Sent<Vec<String>>,
+    #[serde(default)]
+    response_types: Sent<Vec<String>>,
+    #[serde(default)]
+    application_type: Sent<String>,
+    #[serde(default)]
+    client_name: Sent<String>,
+    #[serde(default)]
+    client_uri: Sent<String>,
+    #[serde(default)]
+    scope: Sent<String>,
+    #[serde(default)]
+    client_id: Sent<String>,
+    #[serde(default)]
+    client_secret: Sent<Value>,
+    #[serde(default)]
+    client_secret_expires_at: Sent<Value>,
+    #[serde(default)]
+    jwks: Sent<Value>,
+}
+
+impl ClientMetadata {
+    /// Parse a JSON object of client metadata, with `native_redirect_uris` the private-use redirect
+    /// URIs that may be registered besides `https` and loopback `http`.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, in the order registration has always checked them.
+    pub(crate) fn parse(
+        body: &[u8],
+        native_redirect_uris: &[String],
+    ) -> Result<Self, MetadataError> {
+        let object = match serde_json::from_slice(body) {
+            Ok(object @ Value::Object(_)) => object,
+            Ok(_) => return Err(MetadataError::NotAnObject),
+            Err(e) => {
+                return Err(MetadataError::NotJson {
+                    line: e.line(),
+                    column: e.column(),
+                });
+            }
+        };
+        // Every member takes any value (`Sent`) and unknown ones are skipped, so an object always
+        // decodes; the error arm only keeps this total.
+        let members = Members::deserialize(object).map_err(|_| MetadataError::NotAnObject)?;
+        let redirect_uris = redirect_uris(members.redirect_uris, native_redirect_uris)?;
+        let token_endpoint_auth_method = text(
+            members.token_endpoint_auth_method,
+            "token_endpoint_auth_method",
+        )?;
+        let grant_types = grant_types(members.grant_types)?;
+        response_types(members.response_types)?;
+        let application_type = match text(members.application_type, "application_type")? {
+            None => None,
+            Some(t) if t == "native" || t == "web" => Some(t),
+            Some(_) => return Err(member("application_type must be native or web")),
+        };
+        let client_name = match text(members.client_name, "client_name")? {
+            None => None,
+            Some(name) => {
+                check_chars("client_name", &name, MAX_CLIENT_NAME_CHARS).map_err(member)?;
+                clean_client_name(&name)
+            }
+        };
+        let client_uri = bounded(members.client_uri, "client_uri", MAX_URI_BYTES)?
+            .filter(|uri| uri.starts_with("https://") || uri.starts_with("http://"));
+        let scope = bounded(members.scope, "scope", MAX_SCOPE_BYTES)?;
+        Ok(Self {
+            redirect_uris,
+            token_endpoint_auth_method,
+            grant_types,
+            client_name,
+            client_uri,
+            scope,
+            application_type,
+            document: DocumentMembers {
+                client_id: members.client_id,
+                token_endpoint_auth_methods_supported: members
+                    .token_endpoint_auth_methods_supported,
+                carries_client_secret: !matches!(
+                    (members.client_secret, members.client_secret_expires_at),
+                    (Sent::Absent, Sent::Absent)
+                ),
+                jwks: match members.jwks {
+                    Sent::Given(jwks) => Some(jwks),
+                    Sent::Absent | Sent::WrongType => None,
+                },
+            },
+        })
+    }
+}
+
+/// A client name fit to keep and show: control and bidirectional-formatting characters removed
+/// (they could make the name read as something else), each run of whitespace made one space, and
+/// trimmed; `None` when nothing is left.
+pub(crate) fn clean_client_name(name: &str) -> Option<String> {
+    let visible: String = name
+        .chars()
+        .filter(|c| !c.is_control() && !is_bidi_control(*c))
+        .collect();
+    let cleaned = visible.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+fn member(description: impl Into<String>) -> MetadataError {
+    MetadataError::Member(description.into())
+}
+
+/// A string member; an empty string is no value.
+fn text(sent: Sent<String>, name: &str) -> Result<Option<String>, MetadataError> {
+    match sent {
+        Sent::Absent => Ok(None),
+        Sent::Given(s) if s.is_empty() => Ok(None),
+        Sent::Given(s) => Ok(Some(s)),
+        Sent::WrongType => Err(member(format!("{name} must be a string"))),
+    }
+}
+
+/// A string member kept for the client's lifetime: refused past `max` bytes.
+fn bounded(sent: Sent<String>, name: &str, max: usize) -> Result<Option<String>, MetadataError> {
+    let value = text(sent, name)?;
+    if let Some(value) = &value {
+        check_bytes(name, value, max).map_err(member)?;
+    }
+    Ok(value)
+}
+
+fn list(sent: Sent<Vec<String>>, name: &str) -> Result<Option<Vec<String>>, MetadataError> {
+    match sent {
+        Sent::Absent => Ok(None),
+        Sent::Given(values) => Ok(Some(values)),
+        Sent::WrongType => Err(member(format!("{name} must be an array of strings"))),
+    }
+}
+
+/// Required, each registrable, counted and measured after duplicates are dropped.
+fn redirect_uris(sent: Sent<Vec<String>>, native: &[String]) -> Result<Vec<String>, MetadataError> {
+    let invalid = MetadataError::RedirectUris;
+    let values = match sent {
+        Sent::Given(values) => values,
+        Sent::Absent | Sent::WrongType => {
+            return Err(invalid(
+                "redirect_uris must be a non-empty array of URIs".into(),
+            ));
+        }
+    };
+    if values.is_empty() || values.len() > MAX_REDIRECT_URIS {
+        return Err(invalid(format!(
+            "redirect_uris must list between 1 and {MAX_REDIRECT_URIS} URIs"
+        )));
+    }
+    let mut uris: Vec<String> = Vec::with_capacity(values.len());
+    let mut total = 0;
+    for uri in values {
+        redirect::validate_registrable(&uri, native)
+            .map_err(|reason| invalid(format!("{reason}: {}", printable(&uri))))?;
+        if !uris.contains(&uri) {
+            total += uri.len();
+            uris.push(uri);
+        }
+    }
+    if total > MAX_REDIRECT_URIS_TOTAL_BYTES {
+        return Err(invalid(format!(
+            "redirect_uris are longer than {MAX_REDIRECT_URIS_TOTAL_BYTES} bytes in all"
+        )));
+    }
+    Ok(uris)
+}
+
+fn grant_types(sent: Sent<Vec<String>>) -> Result<Vec<String>, MetadataError> {
+    let Some(requested) = list(sent, "grant_types")? else {
+        return Ok(vec!["authorization_code".to_owned()]);
+    };
+    let granted: Vec<String> = GRANT_TYPES
+        .iter()
+        .filter(|g| requested.iter().any(|r| r == *g))
+        .map(|g| (*g).to_owned())
+        .collect();
+    if !granted.iter().any(|g| g == "authorization_code") {
+        return Err(member("grant_types must include authorization_code"));
+    }
+    Ok(granted)
+}
+
+/// The response types the client will use: `code` must be among them, and is all it gets.
+fn response_types(sent: Sent<Vec<String>>) -> Result<(), MetadataError> {
+    match list(sent, "response_types")? {
+        Some(types) if !types.iter().any(|t| t == "code") => {
+            Err(member("response_types must include code"))
+        }
+        _ => Ok(()),
+    }
+}
