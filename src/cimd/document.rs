@@ -131,6 +131,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::oauth::limits::{
+        MAX_CLIENT_NAME_CHARS, MAX_REDIRECT_URIS, MAX_REDIRECT_URIS_TOTAL_BYTES,
+    };
 
     const ID: &str = "https://claude.ai/oauth/claude-code-client-metadata";
 
@@ -281,6 +284,54 @@ mod tests {
                 .unwrap_err()
                 .contains("not valid JSON")
         );
+    }
+
+    /// The limits are registration's, from the one set in `oauth::limits`: a document gets no
+    /// more room, and no less.
+    #[test]
+    fn a_document_is_held_to_the_shared_limits() {
+        let uris = |count: usize, length: usize| -> Vec<String> {
+            (0..count)
+                .map(|i| {
+                    let base = format!("http://127.0.0.1/callback/{i}/");
+                    format!("{base}{}", "u".repeat(length - base.len()))
+                })
+                .collect()
+        };
+        let third = MAX_REDIRECT_URIS_TOTAL_BYTES / 3;
+        for (changes, accepted) in [
+            (
+                json!({ "redirect_uris": uris(MAX_REDIRECT_URIS, 40) }),
+                true,
+            ),
+            (
+                json!({ "redirect_uris": uris(MAX_REDIRECT_URIS + 1, 40) }),
+                false,
+            ),
+            (json!({ "redirect_uris": uris(3, third) }), true),
+            (json!({ "redirect_uris": uris(3, third + 1) }), false),
+            (
+                json!({ "client_name": "名".repeat(MAX_CLIENT_NAME_CHARS) }),
+                true,
+            ),
+            (
+                json!({ "client_name": "名".repeat(MAX_CLIENT_NAME_CHARS + 1) }),
+                false,
+            ),
+        ] {
+            assert_eq!(check(&with(changes.clone())).is_ok(), accepted, "{changes}");
+        }
+    }
+
+    #[test]
+    fn the_name_is_cleaned_as_registration_cleans_it() {
+        let document = with(json!({ "client_name": " Claude\u{202E}\n  Code " }));
+        let name = check(&document).unwrap().name;
+        assert_eq!(
+            name,
+            crate::oauth::client_format::clean_client_name(" Claude\u{202E}\n  Code ")
+        );
+        assert_eq!(name.as_deref(), Some("Claude Code"));
     }
 
     #[test]

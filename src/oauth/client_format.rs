@@ -307,3 +307,249 @@ fn response_types(sent: Sent<Vec<String>>) -> Result<(), MetadataError> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const CURSOR: &str = "cursor://anysphere.cursor-mcp/oauth/callback";
+
+    fn parse(metadata: &Value) -> Result<ClientMetadata, MetadataError> {
+        ClientMetadata::parse(metadata.to_string().as_bytes(), &[CURSOR.to_owned()])
+    }
+
+    /// Valid metadata with `changes` applied.
+    fn with(changes: &Value) -> Value {
+        let mut metadata = json!({ "redirect_uris": ["http://127.0.0.1/callback"] });
+        for (key, value) in changes.as_object().unwrap() {
+            metadata[key] = value.clone();
+        }
+        metadata
+    }
+
+    /// `count` distinct redirect URIs of `length` bytes each.
+    fn uris(count: usize, length: usize) -> Vec<String> {
+        (0..count)
+            .map(|i| {
+                let base = format!("https://client.example/{i}/");
+                format!("{base}{}", "u".repeat(length - base.len()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_limit_holds_at_its_edge() {
+        let third = MAX_REDIRECT_URIS_TOTAL_BYTES / 3;
+        for (changes, accepted) in [
+            (
+                json!({ "redirect_uris": uris(MAX_REDIRECT_URIS, 40) }),
+                true,
+            ),
+            (
+                json!({ "redirect_uris": uris(MAX_REDIRECT_URIS + 1, 40) }),
+                false,
+            ),
+            (json!({ "redirect_uris": uris(3, third) }), true),
+            (json!({ "redirect_uris": uris(3, third + 1) }), false),
+            (json!({ "redirect_uris": uris(1, MAX_URI_BYTES) }), true),
+            (
+                json!({ "redirect_uris": uris(1, MAX_URI_BYTES + 1) }),
+                false,
+            ),
+            (
+                json!({ "client_name": "名".repeat(MAX_CLIENT_NAME_CHARS) }),
+                true,
+            ),
+            (
+                json!({ "client_name": "名".repeat(MAX_CLIENT_NAME_CHARS + 1) }),
+                false,
+            ),
+            (json!({ "scope": "s".repeat(MAX_SCOPE_BYTES) }), true),
+            (json!({ "scope": "s".repeat(MAX_SCOPE_BYTES + 1) }), false),
+            (json!({ "client_uri": uris(1, MAX_URI_BYTES)[0] }), true),
+            (
+                json!({ "client_uri": uris(1, MAX_URI_BYTES + 1)[0] }),
+                false,
+            ),
+        ] {
+            assert_eq!(parse(&with(&changes)).is_ok(), accepted, "{changes}");
+        }
+    }
+
+    #[test]
+    fn duplicate_redirect_uris_count_once_in_the_bytes() {
+        // Three times over the bytes in all, if each copy counted.
+        let uri = uris(1, MAX_REDIRECT_URIS_TOTAL_BYTES / 3 + 1).remove(0);
+        let metadata = parse(&with(&json!({ "redirect_uris": [uri, uri, uri] }))).unwrap();
+        assert_eq!(metadata.redirect_uris, [uri]);
+    }
+
+    #[test]
+    fn a_member_of_the_wrong_type_is_refused_by_name_with_its_rfc_7591_error() {
+        let redirect = |d: &str| MetadataError::RedirectUris(d.to_owned());
+        let member = |d: &str| MetadataError::Member(d.to_owned());
+        for (changes, expected) in [
+            (
+                json!({ "redirect_uris": "https://client.example/cb" }),
+                redirect("redirect_uris must be a non-empty array of URIs"),
+            ),
+            (
+                json!({ "redirect_uris": [42] }),
+                redirect("redirect_uris must be a non-empty array of URIs"),
+            ),
+            (
+                json!({ "redirect_uris": { "0": "https://client.example/cb" } }),
+                redirect("redirect_uris must be a non-empty array of URIs"),
+            ),
+            (
+                json!({ "token_endpoint_auth_method": 3 }),
+                member("token_endpoint_auth_method must be a string"),
+            ),
+            (
+                json!({ "grant_types": "authorization_code" }),
+                member("grant_types must be an array of strings"),
+            ),
+            (
+                json!({ "response_types": [true] }),
+                member("response_types must be an array of strings"),
+            ),
+            (
+                json!({ "client_name": ["x"] }),
+                member("client_name must be a string"),
+            ),
+            (
+                json!({ "client_uri": { "href": "https://client.example" } }),
+                member("client_uri must be a string"),
+            ),
+            (json!({ "scope": 1.5 }), member("scope must be a string")),
+            (
+                json!({ "application_type": false }),
+                member("application_type must be a string"),
+            ),
+        ] {
+            assert_eq!(parse(&with(&changes)), Err(expected), "{changes}");
+        }
+        assert_eq!(parse(&json!([1, 2])), Err(MetadataError::NotAnObject));
+        assert_eq!(parse(&json!("x")), Err(MetadataError::NotAnObject));
+        assert_eq!(
+            ClientMetadata::parse(b"{\"redirect_uris\": [", &[]),
+            Err(MetadataError::NotJson {
+                line: 1,
+                column: 19
+            })
+        );
+    }
+
+    #[test]
+    fn null_and_empty_strings_are_absent() {
+        let metadata = parse(&with(&json!({
+            "token_endpoint_auth_method": null, "client_name": "", "scope": null,
+            "client_uri": "", "application_type": "", "grant_types": null, "response_types": null,
+            "client_secret": null, "jwks": null,
+        })))
+        .unwrap();
+        assert_eq!(metadata.token_endpoint_auth_method, None);
+        assert_eq!(metadata.client_name, None);
+        assert_eq!(metadata.scope, None);
+        assert_eq!(metadata.client_uri, None);
+        assert_eq!(metadata.application_type, None);
+        assert_eq!(metadata.grant_types, ["authorization_code"]);
+        assert_eq!(metadata.document, DocumentMembers::default());
+    }
+
+    #[test]
+    fn unknown_members_are_ignored() {
+        let metadata = parse(&with(&json!({
+            "logo_uri": 7,
+            "contacts": [{ "nested": [null] }],
+            "software_statement": "eyJ...",
+            "Client_Name": ["not the member client_name"],
+            "x": { "redirect_uris": 1 },
+        })))
+        .unwrap();
+        assert_eq!(metadata.client_name, None);
+        assert_eq!(metadata.redirect_uris, ["http://127.0.0.1/callback"]);
+    }
+
+    #[test]
+    fn grant_and_response_types_keep_what_is_supported_and_require_the_code_flow() {
+        let metadata = parse(&with(&json!({
+            "grant_types": ["urn:ietf:params:oauth:grant-type:jwt-bearer", "refresh_token", "authorization_code"],
+            "response_types": ["code", "token"],
+        })))
+        .unwrap();
+        assert_eq!(
+            metadata.grant_types,
+            ["authorization_code", "refresh_token"]
+        );
+        for changes in [
+            json!({ "grant_types": ["refresh_token"] }),
+            json!({ "grant_types": [] }),
+            json!({ "response_types": ["token"] }),
+            json!({ "response_types": [] }),
+            json!({ "application_type": "desktop" }),
+        ] {
+            assert!(
+                matches!(parse(&with(&changes)), Err(MetadataError::Member(_))),
+                "{changes}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_an_http_client_uri_is_kept() {
+        let kept = |uri: &str| {
+            parse(&with(&json!({ "client_uri": uri })))
+                .unwrap()
+                .client_uri
+        };
+        assert_eq!(
+            kept("https://client.example").as_deref(),
+            Some("https://client.example")
+        );
+        assert_eq!(kept("javascript:alert(1)"), None);
+    }
+
+    #[test]
+    fn members_a_document_is_judged_by_are_passed_on_unjudged() {
+        let metadata = parse(&with(&json!({
+            "client_id": 7,
+            "client_secret_expires_at": 0,
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+            "jwks": { "keys": [] },
+        })))
+        .unwrap();
+        assert_eq!(
+            metadata.document,
+            DocumentMembers {
+                client_id: Sent::WrongType,
+                token_endpoint_auth_methods_supported: Sent::Given(vec![
+                    "private_key_jwt".into(),
+                    "none".into()
+                ]),
+                carries_client_secret: true,
+                jwks: Some(json!({ "keys": [] })),
+            }
+        );
+    }
+
+    #[test]
+    fn the_name_is_cleaned_once_for_every_use() {
+        for (raw, cleaned) in [
+            ("Claude", Some("Claude")),
+            ("  Claude \n Code\t", Some("Claude Code")),
+            ("evil\u{202E}cod.exe", Some("evilcod.exe")),
+            ("a\u{2066}b\u{2069}c\u{200F}d\u{061C}e", Some("abcde")),
+            ("bell\u{0007}ed\u{0000}", Some("belled")),
+            ("名前 の クライアント", Some("名前 の クライアント")),
+            (" \u{200F} \u{0007} ", None),
+            ("", None),
+        ] {
+            assert_eq!(clean_client_name(raw).as_deref(), cleaned, "{raw:?}");
+        }
+        let metadata = parse(&with(&json!({ "client_name": " Claude\u{202E}\n Code " }))).unwrap();
+        assert_eq!(metadata.client_name.as_deref(), Some("Claude Code"));
+    }
+}

@@ -200,3 +200,78 @@ fn refusal(error: MetadataError) -> OAuthError {
 fn metadata_error(description: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClientMetadata, description)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn code_of(body: &[u8]) -> ErrorCode {
+        requested(body, &[]).unwrap_err().code
+    }
+
+    fn json_code(metadata: &Value) -> ErrorCode {
+        code_of(metadata.to_string().as_bytes())
+    }
+
+    #[test]
+    fn bad_redirect_uris_are_invalid_redirect_uri_and_everything_else_invalid_client_metadata() {
+        for metadata in [
+            json!({}),
+            json!({ "redirect_uris": null }),
+            json!({ "redirect_uris": "https://client.example/cb" }),
+            json!({ "redirect_uris": [42] }),
+            json!({ "redirect_uris": [] }),
+            json!({ "redirect_uris": ["http://client.example/cb"] }),
+        ] {
+            assert_eq!(
+                json_code(&metadata),
+                ErrorCode::InvalidRedirectUri,
+                "{metadata}"
+            );
+        }
+        let cb = json!(["https://client.example/cb"]);
+        for metadata in [
+            json!({ "redirect_uris": cb, "token_endpoint_auth_method": 3 }),
+            json!({ "redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt" }),
+            json!({ "redirect_uris": cb, "grant_types": { "0": "authorization_code" } }),
+            json!({ "redirect_uris": cb, "client_name": 7 }),
+            json!({ "redirect_uris": cb, "scope": ["mcp"] }),
+            json!([{ "redirect_uris": cb }]),
+        ] {
+            assert_eq!(
+                json_code(&metadata),
+                ErrorCode::InvalidClientMetadata,
+                "{metadata}"
+            );
+        }
+        for body in [&b""[..], b"{", b"\xff", b"null"] {
+            assert_eq!(code_of(body), ErrorCode::InvalidClientMetadata, "{body:?}");
+        }
+        let description = requested(b"{", &[]).unwrap_err().description;
+        assert_eq!(description, "the body is not valid JSON (line 1, column 1)");
+    }
+
+    #[test]
+    fn registration_names_its_method_or_gets_client_secret_basic() {
+        let method = |metadata: Value| requested(metadata.to_string().as_bytes(), &[]).unwrap().1;
+        let cb = json!(["https://client.example/cb"]);
+        assert_eq!(
+            method(json!({ "redirect_uris": cb })),
+            TokenEndpointAuthMethod::ClientSecretBasic
+        );
+        assert_eq!(
+            method(json!({ "redirect_uris": cb, "token_endpoint_auth_method": "none" })),
+            TokenEndpointAuthMethod::None
+        );
+        // A document's members mean nothing here (RFC 7591 §2: ignore what is not used).
+        assert_eq!(
+            method(json!({
+                "redirect_uris": cb, "token_endpoint_auth_method": "client_secret_post",
+                "client_id": 7, "client_secret": "chosen", "jwks": { "keys": [{ "d": "x" }] },
+            })),
+            TokenEndpointAuthMethod::ClientSecretPost
+        );
+    }
+}
