@@ -73,17 +73,12 @@ pub(crate) enum MetadataError {
 /// A member as sent: absent (or `null`), of the type expected, or of another, which only the
 /// member's rule can put in words. Decoding it never fails, so one wrong member is refused by name
 /// instead of failing the whole body with a parser's message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) enum Sent<T> {
+    #[default]
     Absent,
     Given(T),
     WrongType,
-}
-
-impl<T> Default for Sent<T> {
-    fn default() -> Self {
-        Self::Absent
-    }
 }
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Sent<T> {
@@ -98,33 +93,21 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Sent<T> {
 /// The members this server understands. There is no `deny_unknown_fields`: RFC 7591 §2 has a
 /// server ignore metadata it does not understand (`logo_uri`, `contacts`, `software_id`, …), and
 /// a metadata document is client metadata too.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct Members {
-    #[serde(default)]
     redirect_uris: Sent<Vec<String>>,
-    #[serde(default)]
     token_endpoint_auth_method: Sent<String>,
-    #[serde(default)]
     token_endpoint_auth_methods_supported: Sent<Vec<String>>,
-    #[serde(default)]
     grant_types: Sent<Vec<String>>,
-    #[serde(default)]
     response_types: Sent<Vec<String>>,
-    #[serde(default)]
     application_type: Sent<String>,
-    #[serde(default)]
     client_name: Sent<String>,
-    #[serde(default)]
     client_uri: Sent<String>,
-    #[serde(default)]
     scope: Sent<String>,
-    #[serde(default)]
     client_id: Sent<String>,
-    #[serde(default)]
     client_secret: Sent<Value>,
-    #[serde(default)]
     client_secret_expires_at: Sent<Value>,
-    #[serde(default)]
     jwks: Sent<Value>,
 }
 

@@ -64,6 +64,7 @@
 //! | Oversized `client_id` or `redirect_uri` on `/authorize` | `limits::an_oversized_client_id_or_redirect_uri_gets_the_error_page_and_stores_nothing` |
 //! | Oversized client metadata kept for the client's lifetime (each field, redirect URI count and length) | `limits::every_stored_metadata_field_is_bounded_at_registration` |
 //! | Oversized field in a client metadata document | `cimd::bad_documents_get_the_error_page_and_invalid_client` |
+//! | Registration and metadata-document rules drifting apart (a redirect-URI list or name refused on one path and kept on the other) | `cimd::registration_and_metadata_documents_share_their_limits` (and `oauth::client_format::tests::every_limit_holds_at_its_edge`, `cimd::document::tests::a_document_is_held_to_the_shared_limits` in the crate) |
 //! | A flood of the largest records a stranger can create, against the memory store | `tests/stores/memory.rs`: `byte_budget::a_flood_of_large_pending_requests_stays_within_the_byte_budget`, `byte_budget::a_flood_of_large_clients_stays_within_the_byte_budget`; over HTTP `limits::a_flood_of_large_pending_requests_keeps_approved_tokens_within_the_byte_budget` |
 //! | Console ceremony starts (no secret) flooded at the general tier's rate | `rate_limits::starting_a_ceremony_without_a_secret_is_held_to_the_auth_tier` |
 //! | Introspection by a self-registered confidential client | `introspect::a_self_registered_client_with_a_secret_cannot_introspect`, `introspect::the_configured_resource_servers_and_only_they_may_introspect` |
