@@ -1,14 +1,14 @@
 //! The rules a Client ID Metadata Document must meet (CIMD draft -00 and MCP 2025-11-25), kept
-//! apart from fetching so the validator can follow the draft as it evolves.
+//! apart from fetching so the validator can follow the draft as it evolves. The document is client
+//! metadata, read by the one parser registration uses ([`ClientMetadata`]); what is added here is
+//! what a public document must be on top: its own URL as `client_id`, a name, no secret, no
+//! private key, and a public client's authentication.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use crate::oauth::client_format::{ClientMetadata, MetadataError, Sent};
 use crate::oauth::clients::Client;
 use crate::oauth::params::printable;
-use crate::rules::limits::{
-    MAX_CLIENT_NAME_CHARS, MAX_DOCUMENT_REDIRECT_URIS as MAX_REDIRECT_URIS, check_chars,
-};
-use crate::rules::redirect_uri;
 
 /// Token endpoint methods built on a shared secret, which a public document cannot carry.
 const SYMMETRIC_METHODS: [&str; 3] = [
@@ -32,49 +32,30 @@ pub(crate) fn validate(
     body: &[u8],
     native_redirect_uris: &[String],
 ) -> Result<Client, String> {
-    let document: Map<String, Value> = match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => return Err("it is not a JSON object".into()),
-        Err(e) => {
-            return Err(format!(
-                "it is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ));
-        }
-    };
-    match document.get("client_id") {
-        Some(Value::String(id)) if id == client_id => {}
-        Some(Value::String(_)) => {
+    let metadata = ClientMetadata::parse(body, native_redirect_uris).map_err(reason)?;
+    match &metadata.document.client_id {
+        Sent::Given(id) if id == client_id => {}
+        Sent::Given(_) => {
             return Err("its client_id differs from the URL it was fetched from".into());
         }
-        Some(_) => return Err("its client_id is not a string".into()),
-        None => return Err("it has no client_id".into()),
+        Sent::WrongType => return Err("its client_id is not a string".into()),
+        Sent::Absent => return Err("it has no client_id".into()),
     }
-    if document.contains_key("client_secret") || document.contains_key("client_secret_expires_at") {
+    if metadata.document.carries_client_secret {
         return Err("it contains a client secret, which a public document must never carry".into());
     }
-    if has_private_key_material(document.get("jwks")) {
+    if has_private_key_material(metadata.document.jwks.as_ref()) {
         return Err("it contains private key material".into());
     }
-    check_auth_method(&document)?;
-    let name = client_name(&document)?;
-    let redirect_uris = redirect_uris(&document, native_redirect_uris)?;
-    let grant_types = string_list(&document, "grant_types")?;
-    let may_refresh = match &grant_types {
-        None => false,
-        Some(types) if types.contains(&"authorization_code") => types.contains(&"refresh_token"),
-        Some(_) => return Err("its grant_types do not include authorization_code".into()),
+    check_auth_method(&metadata)?;
+    let may_refresh = metadata.grant_types.iter().any(|g| g == "refresh_token");
+    let Some(name) = metadata.client_name else {
+        return Err("it has no client_name, or an empty one".into());
     };
-    if let Some(types) = string_list(&document, "response_types")?
-        && !types.contains(&"code")
-    {
-        return Err("its response_types do not include code".into());
-    }
     Ok(Client {
         client_id: client_id.to_owned(),
         secret_hash: None,
-        redirect_uris,
+        redirect_uris: metadata.redirect_uris,
         name: Some(name),
         pre_registered: false,
         may_refresh,
@@ -83,19 +64,36 @@ pub(crate) fn validate(
     })
 }
 
+/// A refusal by the shared rules, said of the document.
+fn reason(error: MetadataError) -> String {
+    match error {
+        MetadataError::NotJson { line, column } => {
+            format!("it is not valid JSON (line {line}, column {column})")
+        }
+        MetadataError::NotAnObject => "it is not a JSON object".into(),
+        MetadataError::RedirectUris(description) | MetadataError::Member(description) => {
+            format!("its {description}")
+        }
+    }
+}
+
 /// `token_endpoint_auth_method` absent or `none`: public. `private_key_jwt` (or another asymmetric
 /// method) only when `token_endpoint_auth_methods_supported` also offers `none`, since this server
 /// does not verify client assertions. A shared-secret method is never acceptable.
-fn check_auth_method(document: &Map<String, Value>) -> Result<(), String> {
-    let preferred = match document.get("token_endpoint_auth_method") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(method)) => Some(method.as_str()),
-        Some(_) => return Err("its token_endpoint_auth_method is not a string".into()),
+fn check_auth_method(metadata: &ClientMetadata) -> Result<(), String> {
+    let preferred = metadata.token_endpoint_auth_method.as_deref();
+    let offered: &[String] = match &metadata.document.token_endpoint_auth_methods_supported {
+        Sent::Absent => &[],
+        Sent::Given(methods) => methods,
+        Sent::WrongType => {
+            return Err(
+                "its token_endpoint_auth_methods_supported is not a list of strings".into(),
+            );
+        }
     };
-    let offered = string_list(document, "token_endpoint_auth_methods_supported")?;
     if let Some(method) = preferred
         .into_iter()
-        .chain(offered.iter().flatten().copied())
+        .chain(offered.iter().map(String::as_str))
         .find(|m| SYMMETRIC_METHODS.contains(m))
     {
         return Err(format!(
@@ -104,7 +102,7 @@ fn check_auth_method(document: &Map<String, Value>) -> Result<(), String> {
     }
     match preferred {
         None | Some("none") => Ok(()),
-        Some(_) if offered.as_ref().is_some_and(|o| o.contains(&"none")) => Ok(()),
+        Some(_) if offered.iter().any(|m| m == "none") => Ok(()),
         Some("private_key_jwt") => {
             Err("private_key_jwt client authentication is not supported (only none)".into())
         }
@@ -112,68 +110,6 @@ fn check_auth_method(document: &Map<String, Value>) -> Result<(), String> {
             "token_endpoint_auth_method {} is not supported (only none)",
             printable(method)
         )),
-    }
-}
-
-fn client_name(document: &Map<String, Value>) -> Result<String, String> {
-    let Some(value) = document.get("client_name") else {
-        return Err("it has no client_name".into());
-    };
-    let Value::String(raw) = value else {
-        return Err("its client_name is not a string".into());
-    };
-    check_chars("client_name", raw, MAX_CLIENT_NAME_CHARS).map_err(|why| format!("its {why}"))?;
-    let name: String = raw.chars().filter(|c| !c.is_control()).collect();
-    let name = name.trim();
-    if name.is_empty() {
-        return Err("its client_name is empty".into());
-    }
-    Ok(name.to_owned())
-}
-
-/// The same rules as dynamic registration: https, or http on loopback (matched with any port),
-/// or a configured private-use URI; no fragments.
-fn redirect_uris(document: &Map<String, Value>, native: &[String]) -> Result<Vec<String>, String> {
-    let Some(Value::Array(values)) = document.get("redirect_uris") else {
-        return Err("it has no redirect_uris list".into());
-    };
-    if values.is_empty() {
-        return Err("its redirect_uris list is empty".into());
-    }
-    if values.len() > MAX_REDIRECT_URIS {
-        return Err(format!(
-            "it lists more than {MAX_REDIRECT_URIS} redirect_uris"
-        ));
-    }
-    let mut uris = Vec::with_capacity(values.len());
-    for value in values {
-        let Value::String(uri) = value else {
-            return Err("its redirect_uris contain something other than strings".into());
-        };
-        redirect_uri::validate_registrable(uri, native)
-            .map_err(|reason| format!("redirect URI {}: {reason}", printable(uri)))?;
-        if !uris.contains(uri) {
-            uris.push(uri.clone());
-        }
-    }
-    Ok(uris)
-}
-
-fn string_list<'a>(
-    document: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<Vec<&'a str>>, String> {
-    match document.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(values)) => values
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| format!("its {field} contain something other than strings"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(format!("its {field} is not a list")),
     }
 }
 
@@ -195,6 +131,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::rules::limits::{
+        MAX_CLIENT_NAME_CHARS, MAX_REDIRECT_URIS, MAX_REDIRECT_URIS_TOTAL_BYTES,
+    };
 
     const ID: &str = "https://claude.ai/oauth/claude-code-client-metadata";
 
@@ -291,7 +230,7 @@ mod tests {
             (with(json!({ "client_name": null })), "no client_name"),
             (with(json!({ "client_name": " \u{0007} " })), "empty"),
             (with(json!({ "redirect_uris": null })), "redirect_uris"),
-            (with(json!({ "redirect_uris": [] })), "empty"),
+            (with(json!({ "redirect_uris": [] })), "between 1 and"),
             (
                 with(json!({ "redirect_uris": ["http://evil.example/cb"] })),
                 "loopback",
@@ -345,6 +284,54 @@ mod tests {
                 .unwrap_err()
                 .contains("not valid JSON")
         );
+    }
+
+    /// The limits are registration's, from the one set in `oauth::limits`: a document gets no
+    /// more room, and no less.
+    #[test]
+    fn a_document_is_held_to_the_shared_limits() {
+        let uris = |count: usize, length: usize| -> Vec<String> {
+            (0..count)
+                .map(|i| {
+                    let base = format!("http://127.0.0.1/callback/{i}/");
+                    format!("{base}{}", "u".repeat(length - base.len()))
+                })
+                .collect()
+        };
+        let third = MAX_REDIRECT_URIS_TOTAL_BYTES / 3;
+        for (changes, accepted) in [
+            (
+                json!({ "redirect_uris": uris(MAX_REDIRECT_URIS, 40) }),
+                true,
+            ),
+            (
+                json!({ "redirect_uris": uris(MAX_REDIRECT_URIS + 1, 40) }),
+                false,
+            ),
+            (json!({ "redirect_uris": uris(3, third) }), true),
+            (json!({ "redirect_uris": uris(3, third + 1) }), false),
+            (
+                json!({ "client_name": "名".repeat(MAX_CLIENT_NAME_CHARS) }),
+                true,
+            ),
+            (
+                json!({ "client_name": "名".repeat(MAX_CLIENT_NAME_CHARS + 1) }),
+                false,
+            ),
+        ] {
+            assert_eq!(check(&with(changes.clone())).is_ok(), accepted, "{changes}");
+        }
+    }
+
+    #[test]
+    fn the_name_is_cleaned_as_registration_cleans_it() {
+        let document = with(json!({ "client_name": " Claude\u{202E}\n  Code " }));
+        let name = check(&document).unwrap().name;
+        assert_eq!(
+            name,
+            crate::oauth::client_format::clean_client_name(" Claude\u{202E}\n  Code ")
+        );
+        assert_eq!(name.as_deref(), Some("Claude Code"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod bearer;
 pub(crate) mod budget;
 mod challenge;
 pub(crate) mod client_auth;
+pub(crate) mod client_format;
 pub(crate) mod client_metadata;
 mod client_revocation;
 pub(crate) mod clients;

@@ -1,20 +1,13 @@
 //! RFC 7591 dynamic client registration.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use crate::audit::AuditEvent;
 
+use super::client_format::{ClientMetadata, MetadataError};
 use super::{AuthServer, ErrorCode, OAuthError};
-use crate::rules::limits::{
-    MAX_CLIENT_NAME_CHARS, MAX_REDIRECT_URIS, MAX_REDIRECT_URIS_TOTAL_BYTES, MAX_SCOPE_BYTES,
-    MAX_URI_BYTES, check_bytes, check_chars,
-};
-use crate::rules::redirect_uri;
 use crate::rules::secret::{self, Secret};
 use crate::store::{ClientRecord, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime};
-
-const GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
 
 /// The registration response (RFC 7591 §3.2.1): the client's id, its secret when it has one, and
 /// everything registered.
@@ -139,38 +132,7 @@ impl AuthServer {
                 "dynamic client registration is disabled",
             ));
         }
-        let metadata: Map<String, Value> = match serde_json::from_slice(body) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(metadata_error("the body must be a JSON object")),
-            Err(e) => {
-                return Err(metadata_error(format!(
-                    "the body is not valid JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                )));
-            }
-        };
-        let redirect_uris = self.redirect_uris(&metadata)?;
-        let auth_method = match optional_str(&metadata, "token_endpoint_auth_method")? {
-            // RFC 7591 §2: the default is client_secret_basic.
-            None => TokenEndpointAuthMethod::ClientSecretBasic,
-            Some(name) => TokenEndpointAuthMethod::parse(name).ok_or_else(|| {
-                metadata_error("token_endpoint_auth_method must be none, client_secret_post or client_secret_basic")
-            })?,
-        };
-        let grant_types = grant_types(&metadata)?;
-        response_types(&metadata)?;
-        let application_type = match optional_str(&metadata, "application_type")? {
-            None => None,
-            Some(t @ ("native" | "web")) => Some(t.to_owned()),
-            Some(_) => return Err(metadata_error("application_type must be native or web")),
-        };
-        let client_name = client_name(&metadata)?;
-        let client_uri = bounded_str(&metadata, "client_uri", MAX_URI_BYTES)?
-            .filter(|uri| uri.starts_with("https://") || uri.starts_with("http://"))
-            .map(str::to_owned);
-        let scope = bounded_str(&metadata, "scope", MAX_SCOPE_BYTES)?.map(str::to_owned);
-
+        let (metadata, auth_method) = requested(body, &self.settings.native_redirect_uris)?;
         let now = UnixTime::now();
         // What approval will give: the response has no field for the short wait before it.
         let approved_expires_at = self
@@ -184,12 +146,12 @@ impl AuthServer {
             client_id: secret::identifier(secret::prefix::CLIENT_ID),
             secret_hash: client_secret.as_deref().map(TokenHash::of),
             auth_method,
-            redirect_uris,
-            grant_types,
-            client_name,
-            client_uri,
-            scope,
-            application_type,
+            redirect_uris: metadata.redirect_uris,
+            grant_types: metadata.grant_types,
+            client_name: metadata.client_name,
+            client_uri: metadata.client_uri,
+            scope: metadata.scope,
+            application_type: metadata.application_type,
             issued_at: now,
             expires_at: Some(now.plus(self.settings.unapproved_client_lifetime_secs)),
             approved_at: None,
@@ -200,39 +162,38 @@ impl AuthServer {
             approved_expires_at,
         })
     }
+}
 
-    fn redirect_uris(&self, metadata: &Map<String, Value>) -> Result<Vec<String>, OAuthError> {
-        let invalid = |d: String| OAuthError::new(ErrorCode::InvalidRedirectUri, d);
-        let Some(Value::Array(values)) = metadata.get("redirect_uris") else {
-            return Err(invalid(
-                "redirect_uris must be a non-empty array of URIs".into(),
-            ));
-        };
-        if values.is_empty() || values.len() > MAX_REDIRECT_URIS {
-            return Err(invalid(format!(
-                "redirect_uris must list between 1 and {MAX_REDIRECT_URIS} URIs"
-            )));
+/// The metadata a registration request asks for, by the rules every client description meets,
+/// and the one rule of registration's own: the client names its authentication method, and one
+/// it does not name is `client_secret_basic` (RFC 7591 §2).
+fn requested(
+    body: &[u8],
+    native_redirect_uris: &[String],
+) -> Result<(ClientMetadata, TokenEndpointAuthMethod), OAuthError> {
+    let metadata = ClientMetadata::parse(body, native_redirect_uris).map_err(refusal)?;
+    let auth_method = match metadata.token_endpoint_auth_method.as_deref() {
+        None => TokenEndpointAuthMethod::ClientSecretBasic,
+        Some(name) => TokenEndpointAuthMethod::parse(name).ok_or_else(|| {
+            metadata_error(
+                "token_endpoint_auth_method must be none, client_secret_post or client_secret_basic",
+            )
+        })?,
+    };
+    Ok((metadata, auth_method))
+}
+
+/// A refusal in RFC 7591 §3.2.2 terms, the body named as what a registration sent.
+fn refusal(error: MetadataError) -> OAuthError {
+    match error {
+        MetadataError::NotJson { line, column } => metadata_error(format!(
+            "the body is not valid JSON (line {line}, column {column})"
+        )),
+        MetadataError::NotAnObject => metadata_error("the body must be a JSON object"),
+        MetadataError::RedirectUris(description) => {
+            OAuthError::new(ErrorCode::InvalidRedirectUri, description)
         }
-        let mut uris = Vec::with_capacity(values.len());
-        let mut total = 0;
-        for value in values {
-            let Value::String(uri) = value else {
-                return Err(invalid("redirect_uris must contain strings".into()));
-            };
-            redirect_uri::validate_registrable(uri, &self.settings.native_redirect_uris).map_err(
-                |reason| invalid(format!("{reason}: {}", super::params::printable(uri))),
-            )?;
-            if !uris.contains(uri) {
-                total += uri.len();
-                uris.push(uri.clone());
-            }
-        }
-        if total > MAX_REDIRECT_URIS_TOTAL_BYTES {
-            return Err(invalid(format!(
-                "redirect_uris are longer than {MAX_REDIRECT_URIS_TOTAL_BYTES} bytes in all"
-            )));
-        }
-        Ok(uris)
+        MetadataError::Member(description) => metadata_error(description),
     }
 }
 
@@ -240,85 +201,77 @@ fn metadata_error(description: impl Into<std::borrow::Cow<'static, str>>) -> OAu
     OAuthError::new(ErrorCode::InvalidClientMetadata, description)
 }
 
-fn optional_str<'a>(
-    metadata: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<&'a str>, OAuthError> {
-    match metadata.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(metadata_error(format!("{field} must be a string"))),
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn code_of(body: &[u8]) -> ErrorCode {
+        requested(body, &[]).unwrap_err().code
     }
-}
 
-/// A string kept for the client's lifetime: refused past `max` bytes.
-fn bounded_str<'a>(
-    metadata: &'a Map<String, Value>,
-    field: &'static str,
-    max: usize,
-) -> Result<Option<&'a str>, OAuthError> {
-    let value = optional_str(metadata, field)?;
-    if let Some(value) = value {
-        check_bytes(field, value, max).map_err(metadata_error)?;
+    fn json_code(metadata: &Value) -> ErrorCode {
+        code_of(metadata.to_string().as_bytes())
     }
-    Ok(value)
-}
 
-/// The display name: refused past its length, control characters dropped, trimmed.
-fn client_name(metadata: &Map<String, Value>) -> Result<Option<String>, OAuthError> {
-    let Some(name) = optional_str(metadata, "client_name")? else {
-        return Ok(None);
-    };
-    check_chars("client_name", name, MAX_CLIENT_NAME_CHARS).map_err(metadata_error)?;
-    let name: String = name.chars().filter(|c| !c.is_control()).collect();
-    let name = name.trim();
-    Ok((!name.is_empty()).then(|| name.to_owned()))
-}
-
-fn string_list<'a>(
-    metadata: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<Vec<&'a str>>, OAuthError> {
-    match metadata.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(values)) => values
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| metadata_error(format!("{field} must contain strings")))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(metadata_error(format!(
-            "{field} must be an array of strings"
-        ))),
+    #[test]
+    fn bad_redirect_uris_are_invalid_redirect_uri_and_everything_else_invalid_client_metadata() {
+        for metadata in [
+            json!({}),
+            json!({ "redirect_uris": null }),
+            json!({ "redirect_uris": "https://client.example/cb" }),
+            json!({ "redirect_uris": [42] }),
+            json!({ "redirect_uris": [] }),
+            json!({ "redirect_uris": ["http://client.example/cb"] }),
+        ] {
+            assert_eq!(
+                json_code(&metadata),
+                ErrorCode::InvalidRedirectUri,
+                "{metadata}"
+            );
+        }
+        let cb = json!(["https://client.example/cb"]);
+        for metadata in [
+            json!({ "redirect_uris": cb, "token_endpoint_auth_method": 3 }),
+            json!({ "redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt" }),
+            json!({ "redirect_uris": cb, "grant_types": { "0": "authorization_code" } }),
+            json!({ "redirect_uris": cb, "client_name": 7 }),
+            json!({ "redirect_uris": cb, "scope": ["mcp"] }),
+            json!([{ "redirect_uris": cb }]),
+        ] {
+            assert_eq!(
+                json_code(&metadata),
+                ErrorCode::InvalidClientMetadata,
+                "{metadata}"
+            );
+        }
+        for body in [&b""[..], b"{", b"\xff", b"null"] {
+            assert_eq!(code_of(body), ErrorCode::InvalidClientMetadata, "{body:?}");
+        }
+        let description = requested(b"{", &[]).unwrap_err().description;
+        assert_eq!(description, "the body is not valid JSON (line 1, column 1)");
     }
-}
 
-/// Supported grant types among those asked for; others (say `client_credentials`) are dropped and
-/// the response shows what was registered, as RFC 7591 §2 allows.
-fn grant_types(metadata: &Map<String, Value>) -> Result<Vec<String>, OAuthError> {
-    let Some(requested) = string_list(metadata, "grant_types")? else {
-        return Ok(vec!["authorization_code".to_owned()]);
-    };
-    let granted: Vec<String> = GRANT_TYPES
-        .iter()
-        .filter(|g| requested.contains(g))
-        .map(|g| (*g).to_owned())
-        .collect();
-    if !granted.iter().any(|g| g == "authorization_code") {
-        return Err(metadata_error(
-            "grant_types must include authorization_code",
-        ));
-    }
-    Ok(granted)
-}
-
-fn response_types(metadata: &Map<String, Value>) -> Result<(), OAuthError> {
-    match string_list(metadata, "response_types")? {
-        None => Ok(()),
-        Some(types) if types.iter().all(|t| *t == "code") && !types.is_empty() => Ok(()),
-        Some(_) => Err(metadata_error("response_types may contain only code")),
+    #[test]
+    fn registration_names_its_method_or_gets_client_secret_basic() {
+        let method = |metadata: Value| requested(metadata.to_string().as_bytes(), &[]).unwrap().1;
+        let cb = json!(["https://client.example/cb"]);
+        assert_eq!(
+            method(json!({ "redirect_uris": cb })),
+            TokenEndpointAuthMethod::ClientSecretBasic
+        );
+        assert_eq!(
+            method(json!({ "redirect_uris": cb, "token_endpoint_auth_method": "none" })),
+            TokenEndpointAuthMethod::None
+        );
+        // A document's members mean nothing here (RFC 7591 §2: ignore what is not used).
+        assert_eq!(
+            method(json!({
+                "redirect_uris": cb, "token_endpoint_auth_method": "client_secret_post",
+                "client_id": 7, "client_secret": "chosen", "jwks": { "keys": [{ "d": "x" }] },
+            })),
+            TokenEndpointAuthMethod::ClientSecretPost
+        );
     }
 }

@@ -16,6 +16,7 @@ use axum::http::header::{
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::oauth::client_format::clean_client_name;
 use crate::paths;
 
 mod console;
@@ -257,33 +258,14 @@ const FALLBACK_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charse
 <h1>Something went wrong</h1><p class=\"lead\">This page could not be shown. Please try again.</p>\
 </div></main></body></html>";
 
-/// A client name as shown: control and bidirectional-formatting characters removed (they could make
-/// the name appear to be something else), whitespace runs collapsed, and cut to a sane length.
+/// A client name as shown: cleaned as it is when kept ([`clean_client_name`]; names from the
+/// configuration and older records are cleaned here too), and cut to what a page has room for.
 fn display_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .filter(|c| !c.is_control() && !is_bidi_control(*c))
-        .collect();
-    let mut words = cleaned.split_whitespace();
-    let mut out = String::new();
-    if let Some(first) = words.next() {
-        out.push_str(first);
-        for word in words {
-            out.push(' ');
-            out.push_str(word);
-        }
+    let cleaned = clean_client_name(name).unwrap_or_default();
+    match cleaned.char_indices().nth(MAX_CLIENT_NAME_CHARS) {
+        Some((cut, _)) => format!("{}…", cleaned[..cut].trim_end()),
+        None => cleaned,
     }
-    match out.char_indices().nth(MAX_CLIENT_NAME_CHARS) {
-        Some((cut, _)) => format!("{}…", out[..cut].trim_end()),
-        None => out,
-    }
-}
-
-fn is_bidi_control(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
-    )
 }
 
 fn is_http_url(href: &str) -> bool {

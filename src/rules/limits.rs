@@ -1,7 +1,8 @@
 //! The longest value a client may make this server keep: what an authorization request leaves
 //! pending until the owner decides, and what a registration or a metadata document keeps for the
-//! client's lifetime. Each limit is far above what real clients send and small enough that the
-//! largest record stays a few kilobytes; the stores bound how many records there are.
+//! client's lifetime (one set for both, applied by [`super::client_format`]). Each limit is far
+//! above what real clients send and small enough that the largest record stays a few kilobytes;
+//! the stores bound how many records there are.
 //!
 //! Values the server does not keep (`logo_uri`, `contacts`, `software_id` and other metadata it
 //! ignores, requested grant types it drops) need no limit beyond the request body's.
@@ -26,19 +27,16 @@ pub(crate) const MAX_REGISTERED_CLIENT_ID_BYTES: usize = 256;
 /// characters so that a name in any script gets the same room.
 pub(crate) const MAX_CLIENT_NAME_CHARS: usize = 200;
 
-/// Redirect URIs in a registration: clients register one to three (loopback variants, a web and
-/// a native callback).
-pub(crate) const MAX_REDIRECT_URIS: usize = 10;
+/// Redirect URIs a client lists, at registration or in a metadata document: clients list one to
+/// three (loopback variants, a web and a native callback). A published document cannot adapt to
+/// one server's limits, so the room is generous; the bytes in all, not the count, bound a record.
+pub(crate) const MAX_REDIRECT_URIS: usize = 20;
 
-/// All of a registration's redirect URIs together, in bytes: room for several long ones, while the
+/// All of a client's redirect URIs together, in bytes: room for several long ones, while the
 /// largest registration a stranger can make stays about 8.5 KiB (with the longest name, URI and
-/// scope), so that the cap on unapproved registrations also bounds their bytes.
+/// scope), so that the cap on unapproved registrations also bounds their bytes. A metadata
+/// document (at most 5 KiB) is held to the same.
 pub(crate) const MAX_REDIRECT_URIS_TOTAL_BYTES: usize = 4096;
-
-/// Redirect URIs in a metadata document: a published document cannot adapt to one server's
-/// limits, so it gets more room; the document itself is at most 5 KiB.
-#[cfg(feature = "cimd")]
-pub(crate) const MAX_DOCUMENT_REDIRECT_URIS: usize = 20;
 
 /// `Err(description)` naming `field` when `value` is longer than `max` bytes.
 pub(crate) fn check_bytes(field: &str, value: &str, max: usize) -> Result<(), String> {

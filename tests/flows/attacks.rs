@@ -60,13 +60,14 @@
 //! | Registration flooding from many addresses: bounded memory, refused (never evicting) past the store's capacity, cleared by the owner | `attacks::a_registration_flood_is_refused_at_the_store_capacity_until_the_owner_clears_it` |
 //! | A registration flood (more than the cap, or than the memory store holds) evicting or hiding an approved client, on memory, SQLite and Redis | `registrations::a_flood_cannot_evict_an_approved_client_from_memory`, `…_from_sqlite`, `…_from_redis`; store contract `conformance::client_unapproved_cap_refuses_without_evicting`, `client_concurrent_unapproved_inserts_respect_the_cap` (every backend, `tests/stores`) |
 //! | Unapproved registrations kept for the full client lifetime; an approved client still counted or short-lived | `registrations::approval_frees_a_place_and_unapproved_registrations_lapse_on_memory`, `…_on_sqlite`, `…_on_redis` |
-//! | Registrations made as large as the per-value limits allow (10 × 2,000-byte redirect URIs) | `limits::redirect_uris_are_bounded_in_all_at_registration` |
+//! | Registrations made as large as the per-value limits allow (20 × 2,000-byte redirect URIs) | `limits::redirect_uris_are_bounded_in_all_at_registration` |
 //! | The console made unusable by a flood of clients | `console::the_console_pages_its_clients_and_removes_the_never_approved_in_bulk` |
 //! | Oversized `state` (60,000 bytes) kept until the owner decides | `limits::an_oversized_state_gets_no_consent_page_stores_nothing_and_is_not_echoed` |
 //! | Oversized `scope` or `resource` on `/authorize` | `limits::oversized_scope_and_resource_are_invalid_request_with_the_state_echoed` |
 //! | Oversized `client_id` or `redirect_uri` on `/authorize` | `limits::an_oversized_client_id_or_redirect_uri_gets_the_error_page_and_stores_nothing` |
 //! | Oversized client metadata kept for the client's lifetime (each field, redirect URI count and length) | `limits::every_stored_metadata_field_is_bounded_at_registration` |
 //! | Oversized field in a client metadata document | `cimd::bad_documents_get_the_error_page_and_invalid_client` |
+//! | Registration and metadata-document rules drifting apart (a redirect-URI list or name refused on one path and kept on the other) | `cimd::registration_and_metadata_documents_share_their_limits` (and `oauth::client_format::tests::every_limit_holds_at_its_edge`, `cimd::document::tests::a_document_is_held_to_the_shared_limits` in the crate) |
 //! | A flood of the largest records a stranger can create, against the memory store | `tests/stores/memory.rs`: `byte_budget::a_flood_of_large_pending_requests_stays_within_the_byte_budget`, `byte_budget::a_flood_of_large_clients_stays_within_the_byte_budget`; over HTTP `limits::a_flood_of_large_pending_requests_keeps_approved_tokens_within_the_byte_budget` |
 //! | Console ceremony starts (no secret) flooded at the general tier's rate | `rate_limits::starting_a_ceremony_without_a_secret_is_held_to_the_auth_tier` |
 //! | Introspection by a self-registered confidential client | `introspect::a_self_registered_client_with_a_secret_cannot_introspect`, `introspect::the_configured_resource_servers_and_only_they_may_introspect` |

@@ -235,6 +235,26 @@ async fn serve(State((base, hits)): State<DocState>, Path(name): Path<String>) -
             document["client_name"] = json!("n".repeat(201));
             json_response(&document, json, None)
         }
+        // `uris-{count}-{length}`: listing `count` distinct loopback redirect URIs of `length`
+        // bytes each (`redirect_uris_of`).
+        spec if spec.starts_with("uris-") => {
+            let mut numbers = spec["uris-".len()..]
+                .split('-')
+                .map(|n| n.parse::<usize>().unwrap());
+            let (count, length) = (numbers.next().unwrap(), numbers.next().unwrap());
+            let mut document = claude_code(&id);
+            document["redirect_uris"] = json!(redirect_uris_of(count, length));
+            json_response(&document, json, None)
+        }
+        // `name-{chars}`: a `client_name` of `chars` CJK characters (three bytes each), and one
+        // redirect URI of 40 bytes.
+        spec if spec.starts_with("name-") => {
+            let chars: usize = spec["name-".len()..].parse().unwrap();
+            let mut document = claude_code(&id);
+            document["client_name"] = json!("名".repeat(chars));
+            document["redirect_uris"] = json!(redirect_uris_of(1, 40));
+            json_response(&document, json, None)
+        }
         "not-json" => (
             [(header::CONTENT_TYPE, json)],
             "{\"client_id\": \"cut short",
@@ -550,6 +570,106 @@ async fn bad_documents_get_the_error_page_and_invalid_client() {
     assert_eq!(docs.hits("claude-code"), 0);
     assert_eq!(docs.hits("redirect"), 2);
     assert_eq!(docs.hits("mismatch"), 2);
+}
+
+/// `count` distinct loopback redirect URIs of `length` bytes each.
+fn redirect_uris_of(count: usize, length: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let base = format!("http://127.0.0.1/callback/{i}/");
+            format!("{base}{}", "u".repeat(length - base.len()))
+        })
+        .collect()
+}
+
+/// Registration and metadata documents describe a client in one format, parsed once: the limits
+/// (how many redirect URIs, how many bytes in all, how long a name) are the same on both paths, so
+/// a client refused on one is refused on the other, and one accepted on one is accepted on the
+/// other.
+#[tokio::test]
+async fn registration_and_metadata_documents_share_their_limits() {
+    // README "Limits", restated so that a change is a visible choice.
+    const MAX_REDIRECT_URIS: usize = 20;
+    const MAX_REDIRECT_URIS_TOTAL_BYTES: usize = 4096;
+    const MAX_CLIENT_NAME_CHARS: usize = 200;
+    let docs = DocumentServer::start().await;
+    let server = server(&[docs.port()]).await;
+    let (short, third) = (40, MAX_REDIRECT_URIS_TOTAL_BYTES / 3);
+    let name = |chars: usize| "名".repeat(chars);
+    // (document path, what registration sends, the refusal: code and member, or `None`)
+    let cases = [
+        (
+            format!("uris-{MAX_REDIRECT_URIS}-{short}"),
+            json!({ "redirect_uris": redirect_uris_of(MAX_REDIRECT_URIS, short) }),
+            None,
+        ),
+        (
+            format!("uris-{}-{short}", MAX_REDIRECT_URIS + 1),
+            json!({ "redirect_uris": redirect_uris_of(MAX_REDIRECT_URIS + 1, short) }),
+            Some(("invalid_redirect_uri", "redirect_uris")),
+        ),
+        (
+            format!("uris-3-{third}"),
+            json!({ "redirect_uris": redirect_uris_of(3, third) }),
+            None,
+        ),
+        (
+            format!("uris-3-{}", third + 1),
+            json!({ "redirect_uris": redirect_uris_of(3, third + 1) }),
+            Some(("invalid_redirect_uri", "redirect_uris")),
+        ),
+        (
+            format!("name-{MAX_CLIENT_NAME_CHARS}"),
+            json!({ "client_name": name(MAX_CLIENT_NAME_CHARS) }),
+            None,
+        ),
+        (
+            format!("name-{}", MAX_CLIENT_NAME_CHARS + 1),
+            json!({ "client_name": name(MAX_CLIENT_NAME_CHARS + 1) }),
+            Some(("invalid_client_metadata", "client_name")),
+        ),
+    ];
+    for (path, sent, refused) in cases {
+        let mut registration = json!({
+            "redirect_uris": redirect_uris_of(1, short),
+            "token_endpoint_auth_method": "none",
+        });
+        for (key, value) in sent.as_object().unwrap() {
+            registration[key] = value.clone();
+        }
+        let redirect_uri = registration["redirect_uris"][0]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        let registered = server.post_json("/register", &registration).await;
+        match refused {
+            None => assert_eq!(
+                registered.status,
+                StatusCode::CREATED,
+                "{path}: {}",
+                registered.text()
+            ),
+            Some((code, _)) => registered.assert_oauth_error(400, code),
+        }
+
+        let client_id = docs.url(&path);
+        let reply = authorize(&server, &client_id, &redirect_uri).await;
+        match refused {
+            None => assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text()),
+            Some((_, member)) => {
+                assert_error_page(
+                    &reply,
+                    &["The client's metadata document could not be fetched or is invalid"],
+                );
+                let notes = doctor_notes(&server, &client_id);
+                assert!(
+                    notes.contains(&format!("is not valid: its {member}")),
+                    "{path}: {notes}"
+                );
+            }
+        }
+    }
 }
 
 /// The error page for a document that cannot be had right now: 503 with `Retry-After`, saying

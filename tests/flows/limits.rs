@@ -20,7 +20,7 @@ const MAX_STATE_BYTES: usize = 2048;
 const MAX_SCOPE_BYTES: usize = 1024;
 const MAX_URI_BYTES: usize = 2000;
 const MAX_CLIENT_NAME_CHARS: usize = 200;
-const MAX_REDIRECT_URIS: usize = 10;
+const MAX_REDIRECT_URIS: usize = 20;
 const MAX_REDIRECT_URIS_TOTAL_BYTES: usize = 4096;
 
 /// Counts the pending authorization requests stored.
@@ -255,7 +255,7 @@ async fn every_stored_metadata_field_is_bounded_at_registration() {
             "redirect_uris",
             json!(many),
             "invalid_redirect_uri",
-            "redirect_uris must list between 1 and 10 URIs",
+            "redirect_uris must list between 1 and 20 URIs",
         ),
     ] {
         let reply = server
@@ -286,8 +286,8 @@ async fn every_stored_metadata_field_is_bounded_at_registration() {
     }
 }
 
-/// Ten redirect URIs of 2,000 bytes each pass the per-URI limit but would make one registration
-/// 20 KiB, and the cap on unapproved registrations would then bound little: the URIs are bounded
+/// Twenty redirect URIs of 2,000 bytes each pass the per-URI limit but would make one registration
+/// 40 KiB, and the cap on unapproved registrations would then bound little: the URIs are bounded
 /// in all too.
 #[tokio::test]
 async fn redirect_uris_are_bounded_in_all_at_registration() {
