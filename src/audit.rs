@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use crate::console::{Journal, Source, StepKind};
 use crate::store::GrantId;
 
@@ -189,10 +190,11 @@ impl fmt::Debug for Audit {
 }
 
 impl Audit {
-    pub(crate) fn new(callback: Option<AuditCallback>) -> Self {
+    /// Events go to `callback` too; the journal's times come from `clock`.
+    pub(crate) fn new(callback: Option<AuditCallback>, clock: Clock) -> Self {
         Self {
             callback,
-            journal: Arc::default(),
+            journal: Arc::new(Journal::new(clock)),
         }
     }
 

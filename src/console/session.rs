@@ -18,9 +18,10 @@ pub(crate) struct Session {
     pub(crate) credential_id: String,
 }
 
-/// Start a session; returns the cookie value.
+/// Start a session at `now`; returns the cookie value.
 pub(crate) async fn create(
     tokens: &dyn TokenStore,
+    now: UnixTime,
     credential_id: &str,
 ) -> Result<String, StoreError> {
     let token = secret::generate(secret::prefix::CONSOLE_SESSION);
@@ -32,7 +33,7 @@ pub(crate) async fn create(
             kind: TokenKind::ConsoleSession,
             hash: TokenHash::of(&token),
             grant_id: GrantId::generate(),
-            expires_at: UnixTime::now().plus(SESSION_LIFETIME_SECS),
+            expires_at: now.plus(SESSION_LIFETIME_SECS),
             payload: serde_json::to_vec(&session).unwrap_or_default(),
         })
         .await?;

@@ -232,10 +232,11 @@ pub(crate) async fn sign_in_finish(
         Ok(credential_id) => credential_id,
         Err(refused) => return refused.into_response(),
     };
-    let token = match session::create(&*state.server.tokens, &credential_id).await {
-        Ok(token) => token,
-        Err(error) => return OAuthError::from(error).into_response(),
-    };
+    let token =
+        match session::create(&*state.server.tokens, state.server.now(), &credential_id).await {
+            Ok(token) => token,
+            Err(error) => return OAuthError::from(error).into_response(),
+        };
     state
         .server
         .audit

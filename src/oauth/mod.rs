@@ -39,7 +39,8 @@ pub use mcp_scopes::McpScopes;
 pub(crate) use register::RegisterError;
 pub(crate) use resource::Resource;
 
-use crate::store::{ClientStore, TokenStore};
+use crate::clock::Clock;
+use crate::store::{ClientStore, TokenStore, UnixTime};
 use client_metadata::MetadataDocuments;
 use clients::PreRegistered;
 
@@ -80,10 +81,21 @@ pub(crate) struct Settings {
 pub(crate) struct AuthServer {
     pub(crate) settings: Settings,
     pub(crate) audit: crate::audit::Audit,
+    /// Where every expiry written or checked takes its time from.
+    pub(crate) clock: Clock,
+    /// Seen through `clock`: a record past its expiry by that clock is absent.
     pub(crate) tokens: Arc<dyn TokenStore>,
+    /// Seen through `clock`, as `tokens` is.
     pub(crate) clients: Arc<dyn ClientStore>,
     /// The resolver for URL client ids; `None` when metadata documents are off.
     pub(crate) metadata_documents: Option<Arc<dyn MetadataDocuments>>,
+}
+
+impl AuthServer {
+    /// The time by the server's clock.
+    pub(crate) fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
 }
 
 impl std::fmt::Debug for AuthServer {

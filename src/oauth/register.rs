@@ -170,7 +170,7 @@ impl AuthServer {
             .map(str::to_owned);
         let scope = bounded_str(&metadata, "scope", MAX_SCOPE_BYTES)?.map(str::to_owned);
 
-        let now = UnixTime::now();
+        let now = self.now();
         // What approval will give: the response has no field for the short wait before it.
         let approved_expires_at = self
             .settings

@@ -35,8 +35,10 @@ pub(super) enum Ceremony {
     },
 }
 
+/// Keep a ceremony's state for [`CEREMONY_LIFETIME_SECS`] from `now`; returns its id.
 pub(super) async fn save(
     tokens: &dyn TokenStore,
+    now: UnixTime,
     ceremony: &Ceremony,
 ) -> Result<String, OAuthError> {
     let id = secret::generate(secret::prefix::CEREMONY);
@@ -51,7 +53,7 @@ pub(super) async fn save(
             kind: TokenKind::PasskeyCeremony,
             hash: TokenHash::of(&id),
             grant_id: GrantId::generate(),
-            expires_at: UnixTime::now().plus(CEREMONY_LIFETIME_SECS),
+            expires_at: now.plus(CEREMONY_LIFETIME_SECS),
             payload,
         })
         .await?;

@@ -22,11 +22,10 @@ use webauthn_rs::prelude::{
 use webauthn_rs_proto::ResidentKeyRequirement;
 
 use crate::audit::{Audit, AuditEvent};
+use crate::clock::Clock;
 use crate::oauth::secret::Secret;
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::store::{
-    PasskeyChange, PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime,
-};
+use crate::store::{PasskeyChange, PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore};
 use ceremony::Ceremony;
 pub(crate) use ceremony::Purpose;
 pub(crate) use setup::SetupToken;
@@ -63,6 +62,7 @@ pub(crate) struct Passkeys {
     setup: SetupToken,
     app_name: String,
     audit: Audit,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Passkeys {
@@ -80,6 +80,7 @@ impl Passkeys {
         tokens: Arc<dyn TokenStore>,
         setup: SetupToken,
         audit: Audit,
+        clock: Clock,
     ) -> Result<Self, crate::Error> {
         let rp_id = server_url.host_str().unwrap_or_default();
         let webauthn = WebauthnBuilder::new(rp_id, server_url)
@@ -97,6 +98,7 @@ impl Passkeys {
             setup,
             app_name: app_name.to_owned(),
             audit,
+            clock,
         })
     }
 
@@ -150,7 +152,7 @@ impl Passkeys {
             credentials,
             purpose,
         };
-        let ceremony_id = ceremony::save(&*self.tokens, &ceremony).await?;
+        let ceremony_id = ceremony::save(&*self.tokens, self.clock.now(), &ceremony).await?;
         Ok(Challenge {
             ceremony_id,
             options,
@@ -209,7 +211,7 @@ impl Passkeys {
         // another approval never goes back, a rename is kept, and nothing new writes nothing.
         let used = PasskeyChange::Used {
             result,
-            at: UnixTime::now(),
+            at: self.clock.now(),
         };
         if self.store.modify(&credential_id, &used).await?.is_none() {
             return Err(no_longer_registered());
@@ -268,7 +270,7 @@ impl Passkeys {
             label,
             setup_token_hash,
         };
-        let ceremony_id = ceremony::save(&*self.tokens, &ceremony).await?;
+        let ceremony_id = ceremony::save(&*self.tokens, self.clock.now(), &ceremony).await?;
         Ok(Challenge {
             ceremony_id,
             options,
@@ -306,7 +308,7 @@ impl Passkeys {
             user_id,
             passkey,
             label: label.clone(),
-            created_at: UnixTime::now(),
+            created_at: self.clock.now(),
             last_used_at: None,
             setup_token_hash,
         };
