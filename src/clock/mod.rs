@@ -115,7 +115,11 @@ mod tests {
         let hour_ahead = system_millis() + 3_600_000;
         let clock = moved_to(hour_ahead);
         let shared = Clock::Manual(clock.clone());
-        assert_eq!(shared.now().0, hour_ahead / 1_000, "shows where it was moved");
+        assert_eq!(
+            shared.now().0,
+            hour_ahead / 1_000,
+            "shows where it was moved"
+        );
         for _ in 0..8 {
             clock.advance(Duration::from_millis(250));
         }
@@ -128,7 +132,11 @@ mod tests {
     fn a_clock_never_shows_a_time_behind_the_system_clock() {
         let clock = moved_to(0);
         let system = UnixTime::now();
-        assert!(clock.now() >= system, "{:?} is behind {system:?}", clock.now());
+        assert!(
+            clock.now() >= system,
+            "{:?} is behind {system:?}",
+            clock.now()
+        );
         clock.advance(Duration::from_secs(60));
         assert!(
             clock.now().0 >= system.0 + 60,
