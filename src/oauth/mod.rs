@@ -25,6 +25,8 @@ mod revoke;
 pub(crate) mod scope;
 pub(crate) mod secret;
 mod successor;
+#[cfg(all(test, feature = "memory"))]
+pub(crate) mod tests;
 mod token;
 
 use std::collections::BTreeMap;
