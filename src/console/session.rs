@@ -86,6 +86,30 @@ pub(crate) fn csrf_matches(session_token: &str, presented: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "memory")]
+    #[tokio::test]
+    async fn a_session_ends_after_its_lifetime_by_the_servers_clock() {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use crate::clock::{Clock, ClockedTokens};
+        use crate::{ManualClock, MemoryStore};
+
+        let clock = ManualClock::new();
+        // Well ahead of the system clock: a session timed by the system clock would be over.
+        clock.advance(Duration::from_secs(3_600));
+        let tokens = ClockedTokens::new(Arc::new(MemoryStore::new()), Clock::Manual(clock.clone()));
+        let token = create(&tokens, clock.now(), "credential").await.unwrap();
+        clock.advance(Duration::from_secs(SESSION_LIFETIME_SECS - 1));
+        let session = find(&tokens, &token)
+            .await
+            .unwrap()
+            .expect("still signed in");
+        assert_eq!(session.credential_id, "credential");
+        clock.advance(Duration::from_secs(1));
+        assert!(find(&tokens, &token).await.unwrap().is_none(), "signed out");
+    }
+
     #[test]
     fn csrf_tokens_are_per_session_and_checked_exactly() {
         let a = csrf_token("mcp_os_a");
