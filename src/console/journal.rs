@@ -385,6 +385,26 @@ mod tests {
     }
 
     #[test]
+    fn steps_and_uses_are_timed_by_the_servers_clock() {
+        let clock = crate::ManualClock::new();
+        // Well ahead of the system clock, so a time taken from it would show.
+        clock.advance(std::time::Duration::from_secs(3_600));
+        let journal = Journal::new(Clock::Manual(clock.clone()));
+        journal.record(
+            Source::of(Some("client-1"), None),
+            StepKind::Refresh,
+            None,
+            None,
+        );
+        let grant = GrantId::generate();
+        journal.grant_used(&grant);
+        let traces = journal.traces();
+        assert_eq!(traces[0].steps[0].at, clock.now());
+        assert_eq!(traces[0].last_at, clock.now());
+        assert_eq!(journal.last_used(&grant), Some(clock.now()));
+    }
+
+    #[test]
     fn sources_are_bounded() {
         let journal = Journal::default();
         for i in 0..MAX_SOURCES + 50 {
