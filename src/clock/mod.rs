@@ -27,6 +27,11 @@ pub(crate) use expiry::{ClockedClients, ClockedTokens};
 /// theirs would see their stamps in its future. Clones share one time, so one clock can drive
 /// several instances over a shared store.
 ///
+/// The grace window for a retried refresh is counted from the store's stamp of the refresh token's
+/// first use, in the store's time: while the clock is ahead of the system clock, the window ends
+/// that much sooner (an hour ahead, a 60 s window is over). Test retries before moving the clock,
+/// or move it by the window to see a retry refused.
+///
 /// ```
 /// use std::time::Duration;
 /// use mcp_oauth::ManualClock;
