@@ -254,7 +254,8 @@ impl Admin<'_> {
     }
 }
 
-#[cfg(all(test, feature = "memory"))]
+#[cfg(test)]
+#[cfg(feature = "memory")]
 mod tests {
     use super::*;
     use crate::oauth::tests::{Core, config};

@@ -25,7 +25,8 @@ mod revoke;
 pub(crate) mod scope;
 pub(crate) mod secret;
 mod successor;
-#[cfg(all(test, feature = "memory"))]
+#[cfg(test)]
+#[cfg(feature = "memory")]
 pub(crate) mod tests;
 mod token;
 

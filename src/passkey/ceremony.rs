@@ -80,7 +80,8 @@ pub(super) fn mismatch() -> OAuthError {
     OAuthError::invalid_request("this passkey challenge was started for something else")
 }
 
-#[cfg(all(test, feature = "memory"))]
+#[cfg(test)]
+#[cfg(feature = "memory")]
 mod tests {
     use std::sync::Arc;
     use std::time::Duration;
