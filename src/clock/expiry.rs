@@ -5,9 +5,10 @@
 //! Backends still drop expired records by their own time (the store contract), which is the same
 //! as the core's with the system clock. With a [`ManualClock`](super::ManualClock) moved ahead,
 //! what differs is only what a backend still holds: it may still count a lapsed registration
-//! toward the cap on unapproved clients, and still refuse to insert over a key whose record the
-//! core considers expired (the core's reused keys, grant records and markers, are deleted before
-//! they are written, or tolerate the record in place).
+//! toward the cap on unapproved clients, and still refuse an insert over a key whose record the
+//! core considers expired. (The core's keys are random, or deleted before they are written again,
+//! as a grant's record and a deleted client's marker are, or written once, as a grant's revocation
+//! marker and a rotated refresh token's kept pair are.)
 
 use std::sync::Arc;
 
