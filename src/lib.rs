@@ -18,6 +18,7 @@
 mod audit;
 #[cfg(feature = "cimd")]
 mod cimd;
+mod clock;
 pub mod config;
 pub mod console;
 mod error;
@@ -43,6 +44,7 @@ pub mod backends;
 use axum::Router;
 
 pub use audit::AuditEvent;
+pub use clock::ManualClock;
 pub use config::{
     FailureLimit, MAX_CODE_LIFETIME_SECS, MAX_LONG_LIFETIME_SECS, MAX_RATE_LIMIT,
     MAX_REFRESH_GRACE_SECS, MAX_SHORT_LIFETIME_SECS, MAX_TOKEN_LIFETIME_SECS, OAuthConfig,

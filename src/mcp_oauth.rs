@@ -7,6 +7,7 @@ use axum::body::Bytes;
 
 use crate::Error;
 use crate::audit::{Audit, AuditCallback, AuditEvent};
+use crate::clock::{Clock, ClockedClients, ClockedTokens, ManualClock};
 use crate::config::{OAuthConfig, parse_server_url};
 use crate::http::{AppState, BearerLayer, Limits};
 use crate::oauth::client_metadata::MetadataDocuments;
@@ -51,6 +52,7 @@ pub struct McpOAuthBuilder {
     passkeys: Option<Arc<dyn PasskeyStore>>,
     audit: Option<AuditCallback>,
     scope_policy: Option<McpScopes>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for McpOAuthBuilder {
@@ -71,6 +73,7 @@ impl McpOAuth {
             passkeys: None,
             audit: None,
             scope_policy: None,
+            clock: Clock::System,
         }
     }
 
@@ -202,6 +205,15 @@ impl McpOAuthBuilder {
         self
     }
 
+    /// Take the time from `clock` instead of the system clock, so that a test can move time
+    /// forward and see codes, tokens, consent requests, registrations and console sessions expire
+    /// without waiting. Whatever the stores' own clocks say, a record whose expiry has passed by
+    /// this clock is treated as gone. Rate limits and the failure budget keep real time.
+    pub fn clock(mut self, clock: ManualClock) -> Self {
+        self.clock = Clock::Manual(clock);
+        self
+    }
+
     /// Validate the configuration, open the default stores, and assemble the layer.
     ///
     /// # Errors
@@ -222,6 +234,10 @@ impl McpOAuthBuilder {
             .map(Arc::new);
         let server_url = parse_server_url(&config.server_url)?;
         let (tokens, clients) = default_stores(self.tokens, self.clients)?;
+        let clock = self.clock;
+        // Every part of the core reads the stores through its clock.
+        let tokens: Arc<dyn TokenStore> = Arc::new(ClockedTokens::new(tokens, clock.clone()));
+        let clients: Arc<dyn ClientStore> = Arc::new(ClockedClients::new(clients, clock.clone()));
         let passkey_store = match self.passkeys {
             Some(store) => store,
             None => Arc::new(crate::backends::PasskeyFileStore::open(
@@ -268,7 +284,7 @@ impl McpOAuthBuilder {
         let protected_resource_metadata =
             Bytes::from(metadata::protected_resource(&settings).to_string());
         let setup = SetupToken::new(config.setup_token.as_deref());
-        let audit = Audit::new(self.audit);
+        let audit = Audit::new(self.audit, clock.clone());
         let passkeys = Passkeys::new(
             &server_url,
             &config.app_name,
@@ -276,8 +292,9 @@ impl McpOAuthBuilder {
             Arc::clone(&tokens),
             setup,
             audit.clone(),
+            clock.clone(),
         )?;
-        let server = AuthServer::new(settings, audit, tokens, clients, metadata_documents);
+        let server = AuthServer::new(settings, audit, clock, tokens, clients, metadata_documents);
         let state = AppState {
             server: Arc::new(server),
             passkeys: Arc::new(passkeys),

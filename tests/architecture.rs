@@ -106,7 +106,7 @@ fn dependency_graph() -> BTreeMap<String, BTreeSet<String>> {
     let mut files = Vec::new();
     collect_rust_files(&root.join("src"), &mut files);
     collect_rust_files(&root.join("storage-backends"), &mut files);
-    for file in files {
+    for file in files.into_iter().filter(|file| !is_test_file(file)) {
         let module = top_level_module(root, &file);
         let source = fs::read_to_string(&file).expect("readable source");
         let mut used = paths_used(&source, &reexports);
@@ -114,6 +114,15 @@ fn dependency_graph() -> BTreeMap<String, BTreeSet<String>> {
         graph.entry(module).or_default().extend(used);
     }
     graph
+}
+
+/// A file of unit tests (`tests.rs`, `…_tests.rs`, or anything under a `tests/` folder), declared
+/// under `#[cfg(test)]` by its parent; like test modules, not part of what ships.
+fn is_test_file(file: &Path) -> bool {
+    let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+    stem == "tests"
+        || stem.ends_with("_tests")
+        || file.components().any(|part| part.as_os_str() == "tests")
 }
 
 fn top_level_module(root: &Path, file: &Path) -> String {
@@ -143,7 +152,8 @@ fn root_reexports(lib: &str) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
     let code = code_only(lib);
     for statement in code.split(';') {
-        let Some(rest) = statement.trim().strip_prefix("pub use ") else {
+        // Past any attributes (`#[cfg(feature = "memory")] pub use …`).
+        let Some((_, rest)) = statement.split_once("pub use ") else {
             continue;
         };
         let Some((module, names)) = rest.split_once("::") else {

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::clock::Clock;
 use crate::store::{GrantId, UnixTime};
 
 /// How many clients (or anonymous user agents) the doctor remembers; the least recently active
@@ -233,6 +234,8 @@ struct Traces {
 /// The doctor's bounded memory, shared by every handler.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionDoctor {
+    /// Where step and last-use times come from.
+    clock: Clock,
     traces: Mutex<Traces>,
     /// Unix seconds per grant. Read-locked on the hot path: the guard updates an entry in place,
     /// so concurrent requests with the same token do not queue on a lock.
@@ -253,6 +256,13 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl ConnectionDoctor {
+    pub(crate) fn new(clock: Clock) -> Self {
+        Self {
+            clock,
+            ..Self::default()
+        }
+    }
+
     /// Record a step.
     pub(crate) fn record(
         &self,
@@ -261,7 +271,7 @@ impl ConnectionDoctor {
         error: Option<(&str, &str)>,
         detail: Option<&str>,
     ) {
-        let now = UnixTime::now();
+        let now = self.clock.now();
         let step = ConnectionStep {
             at: now,
             kind,
@@ -294,7 +304,7 @@ impl ConnectionDoctor {
     /// The hot path: a read lock, one lookup and an atomic store; the write lock only for a grant
     /// not seen before.
     pub(crate) fn grant_used(&self, grant_id: &GrantId) -> bool {
-        let now = UnixTime::now().0;
+        let now = self.clock.now().0;
         if let Some(at) = read(&self.last_use).get(grant_id) {
             at.store(now, Ordering::Relaxed);
             return false;
@@ -372,6 +382,26 @@ mod tests {
         let last = traces[0].steps.last().unwrap();
         assert_eq!(last.kind, StepKind::CodeExchange);
         assert_eq!(last.error.as_ref().unwrap().0, "invalid_grant");
+    }
+
+    #[test]
+    fn steps_and_uses_are_timed_by_the_servers_clock() {
+        let clock = crate::ManualClock::new();
+        // Well ahead of the system clock, so a time taken from it would show.
+        clock.advance(std::time::Duration::from_secs(3_600));
+        let doctor = ConnectionDoctor::new(Clock::Manual(clock.clone()));
+        doctor.record(
+            Source::of(Some("client-1"), None),
+            StepKind::Refresh,
+            None,
+            None,
+        );
+        let grant = GrantId::generate();
+        doctor.grant_used(&grant);
+        let traces = doctor.traces();
+        assert_eq!(traces[0].steps[0].at, clock.now());
+        assert_eq!(traces[0].last_at, clock.now());
+        assert_eq!(doctor.last_used(&grant), Some(clock.now()));
     }
 
     #[test]

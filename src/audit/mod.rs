@@ -10,6 +10,7 @@ mod doctor;
 pub(crate) use doctor::{ConnectionDoctor, Source};
 pub use doctor::{ConnectionStep, ConnectionTrace, StepKind};
 
+use crate::clock::Clock;
 use crate::store::GrantId;
 
 /// A security-relevant event. Emitted as a `tracing` event on the target `mcp_oauth::audit`
@@ -194,10 +195,11 @@ impl fmt::Debug for Audit {
 }
 
 impl Audit {
-    pub(crate) fn new(callback: Option<AuditCallback>) -> Self {
+    /// Events go to `callback` too; the connection doctor's times come from `clock`.
+    pub(crate) fn new(callback: Option<AuditCallback>, clock: Clock) -> Self {
         Self {
             callback,
-            doctor: Arc::default(),
+            doctor: Arc::new(ConnectionDoctor::new(clock)),
         }
     }
 

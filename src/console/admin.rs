@@ -295,3 +295,70 @@ impl<'a> Admin<'a> {
         }
     }
 }
+
+#[cfg(test)]
+#[cfg(feature = "memory")]
+mod tests {
+    use super::*;
+    use crate::oauth::tests::{Core, config};
+    use crate::store::ClientStore;
+
+    #[tokio::test]
+    async fn revoking_a_grant_nobody_holds_is_not_found() {
+        let core = Core::new();
+        let admin = core.oauth.admin();
+        let refused = admin.revoke_grant(&GrantId::generate()).await;
+        assert!(
+            matches!(refused, Err(ConsoleError::NotFound("grant"))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_a_client_ends_its_grants_and_its_registration() {
+        let core = Core::new();
+        let admin = core.oauth.admin();
+        let client = core.connect().await;
+        assert_eq!(admin.delete_client(&client.client_id).await.unwrap(), 1);
+        assert!(!core.accepts(&client.access_token).await);
+        assert!(admin.grants().await.unwrap().is_empty());
+        assert!(
+            core.server
+                .find_client(&client.client_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_owner_sees_no_lapsed_registration_and_removes_only_unapproved_ones() {
+        let core = Core::with(config(|c| c.unapproved_client_lifetime_secs = 3_600));
+        let admin = core.oauth.admin();
+        let lapsed = core.register_public_client().await;
+        core.advance(1_800);
+        let waiting = core.register_public_client().await;
+        let approved = core.connect().await.client_id;
+        core.advance(1_800);
+        let listed: Vec<String> = admin
+            .clients()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|client| client.client_id)
+            .collect();
+        assert!(!listed.contains(&lapsed), "{listed:?}");
+        assert!(
+            core.store.get(&lapsed).await.unwrap().is_some(),
+            "the store still holds it"
+        );
+        assert!(
+            listed.contains(&waiting) && listed.contains(&approved),
+            "{listed:?}"
+        );
+
+        assert_eq!(admin.remove_unapproved_clients().await.unwrap(), 1);
+        assert!(core.server.find_client(&waiting).await.unwrap().is_none());
+        assert!(core.server.find_client(&approved).await.unwrap().is_some());
+    }
+}

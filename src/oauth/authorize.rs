@@ -12,7 +12,7 @@ use super::payload::{self, CodeGrant, PendingRequest};
 use super::{AuthServer, ErrorCode, OAuthError, pkce, scope};
 use crate::rules::limits::{MAX_SCOPE_BYTES, MAX_STATE_BYTES, MAX_URI_BYTES, check_bytes};
 use crate::rules::{redirect_uri, secret};
-use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, UnixTime};
+use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord};
 
 /// Why an authorization request cannot go ahead.
 #[derive(Debug)]
@@ -171,7 +171,7 @@ impl AuthServer {
                 kind: TokenKind::AuthorizationRequest,
                 hash: TokenHash::of(&request_id),
                 grant_id: GrantId::generate(),
-                expires_at: UnixTime::now().plus(self.settings.consent_lifetime_secs),
+                expires_at: self.now().plus(self.settings.consent_lifetime_secs),
                 payload: payload::encode(&pending),
             })
             .await
@@ -206,6 +206,7 @@ impl AuthServer {
                  start again from the application",
             ));
         }
+        let now = self.now();
         let code = secret::generate(secret::prefix::CODE);
         let grant = CodeGrant {
             client_id: pending.client_id.clone(),
@@ -219,7 +220,7 @@ impl AuthServer {
                 kind: TokenKind::AuthorizationCode,
                 hash: TokenHash::of(&code),
                 grant_id: record.grant_id.clone(),
-                expires_at: UnixTime::now().plus(self.settings.code_lifetime_secs),
+                expires_at: now.plus(self.settings.code_lifetime_secs),
                 payload: payload::encode(&grant),
             })
             .await?;
@@ -228,7 +229,7 @@ impl AuthServer {
             scopes: grant.scopes.clone(),
             resource: grant.resource.clone(),
             redirect_uri: Some(pending.redirect_uri.clone()),
-            approved_at: UnixTime::now(),
+            approved_at: now,
             last_issued_at: None,
             access_expires_at: None,
             refresh_expires_at: None,

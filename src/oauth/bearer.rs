@@ -55,10 +55,6 @@ impl AuthServer {
                 BearerError::Unavailable
             })?
             .ok_or(BearerError::Invalid)?;
-        // Stores filter expired records; checking again costs nothing and survives a lax backend.
-        if !record.expires_at.is_after(UnixTime::now()) {
-            return Err(BearerError::Invalid);
-        }
         let grant: TokenGrantView<'_> = payload::decode(&record).map_err(|e| {
             log_store_error(&e);
             BearerError::Unavailable

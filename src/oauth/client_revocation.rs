@@ -44,7 +44,7 @@ impl AuthServer {
     /// Revoke every grant of `client_id` approved until now, as seen by the issuances still to
     /// check. Call before listing the client's grants.
     pub(crate) async fn mark_client_revoked(&self, client_id: &str) -> Result<(), StoreError> {
-        let now = UnixTime::now();
+        let now = self.now();
         let key = key(client_id);
         // As long as a token of a grant approved until now can live, or a code be exchanged.
         let lifetime = self

@@ -5,9 +5,7 @@ use super::AuthServer;
 use super::client_metadata::{self, DocumentError};
 use crate::audit::{Source, StepKind};
 use crate::rules::limits::MAX_REGISTERED_CLIENT_ID_BYTES;
-use crate::store::{
-    ClientRecord, ClientStore, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime,
-};
+use crate::store::{ClientRecord, ClientStore, StoreError, TokenEndpointAuthMethod, TokenHash};
 
 /// The pre-registered confidential client from the configuration.
 #[derive(Clone, Debug)]
@@ -127,7 +125,7 @@ impl AuthServer {
             documents.approved(client_id).await;
             return Ok(true);
         }
-        let now = UnixTime::now();
+        let now = self.now();
         let expires_at = self
             .settings
             .client_lifetime_secs
@@ -144,8 +142,6 @@ async fn find_registered(
     if client_id.len() > MAX_REGISTERED_CLIENT_ID_BYTES {
         return Ok(None);
     }
-    let record = store.get(client_id).await?;
-    Ok(record
-        .filter(|r| r.is_live(UnixTime::now()))
-        .map(Client::from_record))
+    // The store, seen through the server's clock, answers only with a live record.
+    Ok(store.get(client_id).await?.map(Client::from_record))
 }

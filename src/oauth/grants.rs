@@ -120,7 +120,7 @@ impl AuthServer {
         grant: &TokenGrant,
         minted: &Minted,
     ) -> Result<Option<UnixTime>, StoreError> {
-        let now = UnixTime::now();
+        let now = self.now();
         let existing = self.tokens.get(TokenKind::Grant, &key).await?;
         let existing = existing.and_then(|record| payload::decode::<GrantSummary>(&record).ok());
         let approved_at = existing.as_ref().map(|summary| summary.approved_at);
@@ -170,7 +170,7 @@ impl AuthServer {
             kind: TokenKind::GrantRevoked,
             hash: key(grant_id),
             grant_id: marker_grant(grant_id),
-            expires_at: UnixTime::now().plus(lifetime),
+            expires_at: self.now().plus(lifetime),
             payload: Vec::new(),
         };
         match self.tokens.insert(marker).await {

@@ -25,6 +25,9 @@ mod resource;
 mod revoke;
 pub(crate) mod scope;
 mod successor;
+#[cfg(test)]
+#[cfg(feature = "memory")]
+pub(crate) mod tests;
 mod token;
 
 use std::collections::BTreeMap;
@@ -44,7 +47,8 @@ pub(crate) use owner::DeleteClientError;
 pub(crate) use register::RegisterError;
 pub(crate) use resource::Resource;
 
-use crate::store::{ClientStore, TokenStore};
+use crate::clock::Clock;
+use crate::store::{ClientStore, TokenStore, UnixTime};
 use client_metadata::MetadataDocuments;
 use clients::PreRegistered;
 
@@ -85,7 +89,11 @@ pub(crate) struct Settings {
 pub(crate) struct AuthServer {
     pub(crate) settings: Settings,
     pub(crate) audit: crate::audit::Audit,
+    /// Where every expiry written or checked takes its time from.
+    pub(crate) clock: Clock,
+    /// Seen through `clock`: a record past its expiry by that clock is absent.
     pub(crate) tokens: Arc<dyn TokenStore>,
+    /// Seen through `clock`, as `tokens` is.
     pub(crate) clients: Arc<dyn ClientStore>,
     /// The resolver for URL client ids; `None` when metadata documents are off.
     pub(crate) metadata_documents: Option<Arc<dyn MetadataDocuments>>,
@@ -95,6 +103,7 @@ impl AuthServer {
     pub(crate) fn new(
         settings: Settings,
         audit: crate::audit::Audit,
+        clock: Clock,
         tokens: Arc<dyn TokenStore>,
         clients: Arc<dyn ClientStore>,
         metadata_documents: Option<Arc<dyn MetadataDocuments>>,
@@ -102,6 +111,7 @@ impl AuthServer {
         Self {
             settings,
             audit,
+            clock,
             tokens,
             clients,
             metadata_documents,
@@ -144,6 +154,11 @@ impl AuthServer {
             self.tokens.delete_expired().await,
             self.clients.delete_expired().await,
         ]
+    }
+
+    /// The time by the server's clock.
+    pub(crate) fn now(&self) -> UnixTime {
+        self.clock.now()
     }
 }
 

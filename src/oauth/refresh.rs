@@ -117,7 +117,7 @@ impl AuthServer {
     /// inside a grace of 1 s or more. A grace of 0 means strict.
     fn within_grace(&self, consumed_at: UnixTime) -> bool {
         let grace = self.settings.refresh_grace_secs;
-        grace > 0 && UnixTime::now().0 <= consumed_at.0.saturating_add(grace)
+        grace > 0 && self.now().0 <= consumed_at.0.saturating_add(grace)
     }
 
     /// Fill the successor slot of `presented` with the pair its rotation issued, sealed; whether
@@ -232,7 +232,7 @@ impl AuthServer {
             client_id: grant.client_id.clone(),
             grant_id: grant_id.clone(),
         });
-        let expires_in = pair.access_expires_at.0.saturating_sub(UnixTime::now().0);
+        let expires_in = pair.access_expires_at.0.saturating_sub(self.now().0);
         Ok(TokenResponse::bearer(
             pair.access_token,
             expires_in,

@@ -133,7 +133,7 @@ impl AuthServer {
             ));
         }
         let (metadata, auth_method) = requested(body, &self.settings.native_redirect_uris)?;
-        let now = UnixTime::now();
+        let now = self.now();
         // What approval will give: the response has no field for the short wait before it.
         let approved_expires_at = self
             .settings

@@ -11,7 +11,7 @@ use super::payload::{self, CodeGrant, SuccessorPair, TokenGrant};
 use super::{AuthServer, ErrorCode, OAuthError, pkce, scope};
 use crate::audit::AuditEvent;
 use crate::rules::secret::{self, Secret};
-use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, UnixTime};
+use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord};
 
 /// A successful token response (OAuth 2.1 §3.2.3).
 #[derive(Debug, Serialize)]
@@ -181,7 +181,7 @@ impl AuthServer {
         access_scopes: &[String],
         minting: Minting<'_>,
     ) -> Result<TokenResponse, OAuthError> {
-        let now = UnixTime::now();
+        let now = self.now();
         let mut minted = Minted::default();
         let access_token = secret::generate(secret::prefix::ACCESS_TOKEN);
         // The refresh token keeps the grant's full scope even when this access token was narrowed

@@ -6,6 +6,9 @@
 //! on one instance can finish on another that shares the store. The check of an assertion, and
 //! the proofs of the owner's presence it returns, live in [`presence`](crate::presence).
 
+#[cfg(test)]
+#[cfg(feature = "memory")]
+mod lifetime_tests;
 mod manage;
 mod setup;
 
@@ -22,11 +25,12 @@ use webauthn_rs::prelude::{
 use webauthn_rs_proto::ResidentKeyRequirement;
 
 use crate::audit::{Audit, AuditEvent};
+use crate::clock::Clock;
 use crate::presence::session::LiveSession;
 use crate::presence::{self, Ceremony, Verifier};
 pub(crate) use crate::presence::{Enrol, PasskeyError, Purpose};
 use crate::rules::secret::{self, Secret};
-use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime};
+use crate::store::{PasskeyRecord, PasskeyStore, StoreError, TokenHash, TokenStore};
 pub(crate) use manage::ChangeRefused;
 pub(crate) use setup::SetupToken;
 
@@ -72,6 +76,7 @@ impl Passkeys {
         tokens: Arc<dyn TokenStore>,
         setup: SetupToken,
         audit: Audit,
+        clock: Clock,
     ) -> Result<Self, crate::Error> {
         let rp_id = server_url.host_str().unwrap_or_default();
         let webauthn = WebauthnBuilder::new(rp_id, server_url)
@@ -83,7 +88,7 @@ impl Passkeys {
                 )
             })?;
         Ok(Self {
-            presence: Verifier::new(webauthn, store, tokens, audit),
+            presence: Verifier::new(webauthn, store, tokens, audit, clock),
             setup,
             app_name: app_name.to_owned(),
         })
@@ -249,7 +254,7 @@ impl Passkeys {
             user_id,
             passkey,
             label: label.clone(),
-            created_at: UnixTime::now(),
+            created_at: self.presence.now(),
             last_used_at: None,
             setup_token_hash,
         };
@@ -276,7 +281,7 @@ impl Passkeys {
     /// Keep a ceremony under a fresh id, and return the id.
     async fn save(&self, ceremony: &Ceremony) -> Result<String, PasskeyError> {
         let id = secret::generate(secret::prefix::CEREMONY);
-        presence::save(self.tokens(), &id, ceremony).await?;
+        presence::save(self.tokens(), &id, self.presence.now(), ceremony).await?;
         Ok(id)
     }
 

@@ -9,7 +9,7 @@ use crate::store::{
 };
 
 /// How long a ceremony may take: webauthn-rs's default authenticator timeout.
-const CEREMONY_LIFETIME_SECS: u64 = 300;
+pub(crate) const CEREMONY_LIFETIME_SECS: u64 = 300;
 
 /// What an assertion is for. An assertion made for one purpose cannot be spent on another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,10 +39,12 @@ pub(crate) enum Ceremony {
     },
 }
 
-/// Keep a ceremony under `id` (a fresh random secret the caller made) until it is taken or lapses.
+/// Keep a ceremony under `id` (a fresh random secret the caller made) for
+/// [`CEREMONY_LIFETIME_SECS`] from `now`, until it is taken or lapses.
 pub(crate) async fn save(
     tokens: &dyn TokenStore,
     id: &str,
+    now: UnixTime,
     ceremony: &Ceremony,
 ) -> Result<(), PasskeyError> {
     let payload = serde_json::to_vec(ceremony)
@@ -52,7 +54,7 @@ pub(crate) async fn save(
             kind: TokenKind::PasskeyCeremony,
             hash: TokenHash::of(id),
             grant_id: GrantId::generate(),
-            expires_at: UnixTime::now().plus(CEREMONY_LIFETIME_SECS),
+            expires_at: now.plus(CEREMONY_LIFETIME_SECS),
             payload,
         })
         .await?;

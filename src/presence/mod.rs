@@ -19,7 +19,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use webauthn_rs::prelude::{PublicKeyCredential, Webauthn};
 
 use crate::audit::{Audit, AuditEvent};
+use crate::clock::Clock;
 use crate::store::{PasskeyChange, PasskeyStore, StoreError, TokenHash, TokenStore, UnixTime};
+#[cfg(test)]
+pub(crate) use ceremony::CEREMONY_LIFETIME_SECS;
 pub(crate) use ceremony::{Ceremony, Purpose, mismatch, save, take};
 pub(crate) use error::PasskeyError;
 
@@ -34,6 +37,15 @@ pub struct Approval {
 }
 
 impl Approval {
+    /// An approval of `request_id` without an assertion, for the core's unit tests; it does not
+    /// exist outside them.
+    #[cfg(test)]
+    pub(crate) fn for_tests(request_id: &str) -> Self {
+        Self {
+            request: TokenHash::of(request_id),
+        }
+    }
+
     /// The hash of the pending request's id.
     pub(crate) fn request(&self) -> &TokenHash {
         &self.request
@@ -70,6 +82,7 @@ pub(crate) struct Verifier {
     store: Arc<dyn PasskeyStore>,
     tokens: Arc<dyn TokenStore>,
     audit: Audit,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -84,13 +97,20 @@ impl Verifier {
         store: Arc<dyn PasskeyStore>,
         tokens: Arc<dyn TokenStore>,
         audit: Audit,
+        clock: Clock,
     ) -> Self {
         Self {
             webauthn,
             store,
             tokens,
             audit,
+            clock,
         }
+    }
+
+    /// The time by the server's clock.
+    pub(crate) fn now(&self) -> UnixTime {
+        self.clock.now()
     }
 
     /// The relying party, for starting ceremonies.
@@ -198,7 +218,7 @@ impl Verifier {
         // another approval never goes back, a rename is kept, and nothing new writes nothing.
         let used = PasskeyChange::Used {
             result,
-            at: UnixTime::now(),
+            at: self.now(),
         };
         if self.store.modify(&credential_id, &used).await?.is_none() {
             return Err(no_longer_registered());

@@ -7,7 +7,7 @@ use subtle::ConstantTimeEq;
 
 use super::{SignIn, Verifier};
 use crate::rules::secret::{self, Secret};
-use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, UnixTime};
+use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord};
 
 /// How long a sign-in lasts; then the owner signs in again with a passkey.
 pub(crate) const SESSION_LIFETIME_SECS: u64 = 15 * 60;
@@ -60,7 +60,7 @@ pub(crate) async fn create(verifier: &Verifier, signed_in: SignIn) -> Result<Str
             kind: TokenKind::ConsoleSession,
             hash: TokenHash::of(&token),
             grant_id: GrantId::generate(),
-            expires_at: UnixTime::now().plus(SESSION_LIFETIME_SECS),
+            expires_at: verifier.now().plus(SESSION_LIFETIME_SECS),
             payload: serde_json::to_vec(&stored).unwrap_or_default(),
         })
         .await?;
@@ -127,25 +127,31 @@ mod tests {
 
     use webauthn_rs::prelude::{Url, WebauthnBuilder};
 
+    use std::time::Duration;
+
     use super::*;
+    use crate::ManualClock;
     use crate::audit::Audit;
     use crate::backends::MemoryStore;
+    use crate::clock::{Clock, ClockedTokens};
+    use crate::store::PasskeyStore;
     use crate::store::conformance::passkey_record;
-    use crate::store::{PasskeyStore, TokenStore};
 
-    /// A session as `create` stores it, signed in with `credential_id`. (Only the assertion check
-    /// makes the `SignIn` that `create` takes; the test writes the stored form directly.)
-    async fn stored_session(tokens: &dyn TokenStore, credential_id: &str) -> String {
+    /// A session as `create` stores it at the verifier's time, signed in with `credential_id`.
+    /// (Only the assertion check makes the `SignIn` that `create` takes; the test writes the
+    /// stored form directly.)
+    async fn stored_session(verifier: &Verifier, credential_id: &str) -> String {
         let token = secret::generate(secret::prefix::CONSOLE_SESSION);
         let stored = Stored {
             credential_id: credential_id.to_owned(),
         };
-        tokens
+        verifier
+            .tokens()
             .insert(TokenRecord {
                 kind: TokenKind::ConsoleSession,
                 hash: TokenHash::of(&token),
                 grant_id: GrantId::generate(),
-                expires_at: UnixTime::now().plus(SESSION_LIFETIME_SECS),
+                expires_at: verifier.now().plus(SESSION_LIFETIME_SECS),
                 payload: serde_json::to_vec(&stored).unwrap(),
             })
             .await
@@ -153,21 +159,51 @@ mod tests {
         token
     }
 
-    #[tokio::test]
-    async fn a_session_ends_with_the_passkey_that_signed_in() {
-        let store = Arc::new(MemoryStore::new());
+    /// A verifier over one memory store, seen through `clock` as the server sees it.
+    fn verifier(store: &Arc<MemoryStore>, clock: Clock) -> Verifier {
         let url = Url::parse("http://localhost:8080").unwrap();
         let webauthn = WebauthnBuilder::new("localhost", &url)
             .unwrap()
             .build()
             .unwrap();
-        let verifier = Verifier::new(webauthn, store.clone(), store.clone(), Audit::new(None));
+        let tokens = Arc::new(ClockedTokens::new(store.clone(), clock.clone()));
+        Verifier::new(webauthn, store.clone(), tokens, Audit::default(), clock)
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_after_its_lifetime_by_the_servers_clock() {
+        let store = Arc::new(MemoryStore::new());
+        let clock = ManualClock::new();
+        // Well ahead of the system clock: a session timed by the system clock would be over.
+        clock.advance(Duration::from_secs(3_600));
+        let verifier = verifier(&store, Clock::Manual(clock.clone()));
+        let record = passkey_record();
+        PasskeyStore::insert(&*store, record.clone()).await.unwrap();
+        let token = stored_session(&verifier, &record.credential_id).await;
+
+        clock.advance(Duration::from_secs(SESSION_LIFETIME_SECS - 1));
+        let live = find(&verifier, &token).await.unwrap();
+        assert_eq!(
+            live.expect("still signed in").credential_id(),
+            record.credential_id
+        );
+        clock.advance(Duration::from_secs(1));
+        assert!(
+            find(&verifier, &token).await.unwrap().is_none(),
+            "signed out"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_with_the_passkey_that_signed_in() {
+        let store = Arc::new(MemoryStore::new());
+        let verifier = verifier(&store, Clock::default());
         let (kept, removed) = (passkey_record(), passkey_record());
         for record in [&kept, &removed] {
             PasskeyStore::insert(&*store, record.clone()).await.unwrap();
         }
-        let with_kept = stored_session(&*store, &kept.credential_id).await;
-        let with_removed = stored_session(&*store, &removed.credential_id).await;
+        let with_kept = stored_session(&verifier, &kept.credential_id).await;
+        let with_removed = stored_session(&verifier, &removed.credential_id).await;
         assert!(
             PasskeyStore::delete(&*store, &removed.credential_id)
                 .await

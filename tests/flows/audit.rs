@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use mcp_oauth::{AuditEvent, McpOAuth};
+use mcp_oauth::{AuditEvent, ManualClock, McpOAuth};
 use serde_json::json;
 
 use crate::common::*;
@@ -14,9 +14,11 @@ async fn every_security_event_is_reported_without_secrets() {
     let mut config = config();
     config.refresh_grace_secs = 1;
     let stores = Stores::memory();
+    let clock = ManualClock::new();
     let oauth = stores
         .apply(McpOAuth::builder(config))
         .on_audit(move |event| sink.lock().unwrap().push(event.clone()))
+        .clock(clock.clone())
         .build()
         .unwrap();
     let server = TestServer::serving(oauth, stores, mcp_routes());
@@ -35,7 +37,7 @@ async fn every_security_event_is_reported_without_secrets() {
         .refresh(&second_client, moved_on["refresh_token"].as_str().unwrap())
         .await;
     server.refresh(&second_client, stale).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    clock.advance(std::time::Duration::from_secs(2));
     server.refresh(&client_id, refresh).await; // after grace: revokes
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
     server

@@ -11,7 +11,7 @@ use axum::routing::any;
 use mcp_oauth::store::{
     Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore,
 };
-use mcp_oauth::{McpOAuth, MemoryStore, TokenInfo};
+use mcp_oauth::{ManualClock, McpOAuth, MemoryStore, TokenInfo};
 
 use crate::common::*;
 
@@ -178,13 +178,15 @@ async fn a_plain_options_needs_a_token_and_only_a_preflight_passes() {
 #[tokio::test]
 async fn expired_tokens_are_refused() {
     let mut config = config();
-    config.token_lifetime_secs = 1;
-    let server = TestServer::with_config(config).await;
+    config.token_lifetime_secs = 60;
+    let clock = ManualClock::new();
+    let server = TestServer::with_clock(config, &clock);
     server.register_passkey(SETUP_TOKEN).await;
     let (_, tokens) = server.connected_client().await;
     let access = tokens["access_token"].as_str().unwrap();
+    clock.advance(std::time::Duration::from_secs(30));
     assert_eq!(server.mcp(Some(access)).await.status, StatusCode::OK);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    clock.advance(std::time::Duration::from_secs(30));
     assert_eq!(
         server.mcp(Some(access)).await.status,
         StatusCode::UNAUTHORIZED

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use mcp_oauth::store::{TokenHash, TokenKind, TokenRecord, TokenStore};
-use mcp_oauth::{McpOAuth, MemoryStore, OAuthConfig};
+use mcp_oauth::{ManualClock, McpOAuth, MemoryStore, OAuthConfig};
 use tokio::sync::Notify;
 
 use crate::common::*;
@@ -43,9 +43,10 @@ impl StoreHooks for HoldsGrantWrite {
     }
 }
 
-/// A server on a memory store whose token store holds a grant write when armed.
+/// A server on a memory store whose token store holds a grant write when armed, on `clock`.
 async fn hooked_server(
     config: OAuthConfig,
+    clock: &ManualClock,
 ) -> (TestServer, MemoryStore, Arc<Hooked<HoldsGrantWrite>>) {
     let memory = MemoryStore::new();
     let tokens = Arc::new(Hooked {
@@ -55,6 +56,7 @@ async fn hooked_server(
     let oauth = Stores::of(memory.clone())
         .apply(McpOAuth::builder(config))
         .token_store(tokens.clone())
+        .clock(clock.clone())
         .build()
         .unwrap();
     let server = TestServer::serving(oauth, Stores::of(memory.clone()), mcp_routes());
@@ -104,7 +106,7 @@ async fn assert_no_token_lives(memory: &MemoryStore, hooks: &HoldsGrantWrite) {
 
 #[tokio::test]
 async fn a_refresh_racing_the_clients_deletion_leaves_no_live_token() {
-    let (server, memory, tokens) = hooked_server(config()).await;
+    let (server, memory, tokens) = hooked_server(config(), &ManualClock::new()).await;
     let (client_id, issued) = server.connected_client().await;
     let refresh_token = issued["refresh_token"].as_str().unwrap();
 
@@ -128,7 +130,7 @@ async fn a_refresh_racing_the_clients_deletion_leaves_no_live_token() {
 
 #[tokio::test]
 async fn a_code_exchange_racing_the_clients_deletion_leaves_no_live_token() {
-    let (server, memory, tokens) = hooked_server(config()).await;
+    let (server, memory, tokens) = hooked_server(config(), &ManualClock::new()).await;
     let client_id = server.register_public_client().await;
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
 
@@ -199,6 +201,7 @@ mod metadata_document_clients {
     /// A server that fetches metadata documents from `docs` (plain http on loopback, its port).
     async fn server(
         docs: &DocumentHost,
+        clock: &ManualClock,
     ) -> (TestServer, MemoryStore, Arc<Hooked<HoldsGrantWrite>>) {
         let mut config = config();
         config.cimd_allow_loopback_http_for_testing = true;
@@ -207,7 +210,7 @@ mod metadata_document_clients {
             .and_then(|url| url.port())
             .expect("the document host's port");
         config.cimd_allowed_ports = vec![443, port];
-        hooked_server(config).await
+        hooked_server(config, clock).await
     }
 
     /// Authorize, approve and exchange: the token response.
@@ -218,19 +221,10 @@ mod metadata_document_clients {
         reply.json()
     }
 
-    /// Until the clock shows a later second than now: what comes after is a new approval, not
-    /// one made in the same second as a deletion (which counts as before it).
-    async fn next_second() {
-        let now = mcp_oauth::store::UnixTime::now();
-        while mcp_oauth::store::UnixTime::now() == now {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-
     #[tokio::test]
     async fn a_code_approved_as_its_client_is_deleted_is_refused() {
         let docs = DocumentHost::start().await;
-        let (server, memory, tokens) = server(&docs).await;
+        let (server, memory, tokens) = server(&docs, &ManualClock::new()).await;
         let client_id = &docs.client_id;
         let first = connect(&server, client_id).await;
 
@@ -269,7 +263,8 @@ mod metadata_document_clients {
     #[tokio::test]
     async fn a_deleted_metadata_document_client_approved_again_works_until_deleted_again() {
         let docs = DocumentHost::start().await;
-        let (server, memory, tokens) = server(&docs).await;
+        let clock = ManualClock::new();
+        let (server, memory, tokens) = server(&docs, &clock).await;
         let client_id = &docs.client_id;
         connect(&server, client_id).await;
         assert_eq!(
@@ -277,8 +272,9 @@ mod metadata_document_clients {
             1
         );
 
-        // Approved again after the deletion: a new grant, and it works.
-        next_second().await;
+        // Approved again after the deletion, in a later second (one in the deletion's own second
+        // counts as before it): a new grant, and it works.
+        clock.advance(std::time::Duration::from_secs(1));
         let again = connect(&server, client_id).await;
         let call = server.mcp(again["access_token"].as_str()).await;
         assert_eq!(call.status, StatusCode::OK, "{}", call.text());

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use mcp_oauth::MemoryStore;
 use mcp_oauth::store::{StoreError, TokenHash, TokenKind, TokenRecord, TokenStore};
+use mcp_oauth::{ManualClock, MemoryStore};
 
 use crate::common::*;
 
@@ -23,14 +23,15 @@ fn short_grace() -> mcp_oauth::OAuthConfig {
     config
 }
 
-/// An instance of a service with a one-second grace window, with the owner's key.
+/// An instance of a service with a one-second grace window, with the owner's key, on `clock`.
 fn short_grace_instance(
     stores: Stores,
     key: Arc<tokio::sync::Mutex<SoftAuthenticator>>,
+    clock: &ManualClock,
 ) -> TestServer {
     TestServer {
         key,
-        ..TestServer::on(stores, short_grace(), mcp_routes())
+        ..TestServer::on_clock(stores, short_grace(), mcp_routes(), clock)
     }
 }
 
@@ -60,7 +61,12 @@ async fn refresh_in_task(server: &Arc<TestServer>, client_id: &str, token: &str)
 /// The thief stole the owner's refresh token. Round after round both refresh at once, each with the
 /// token it holds, the owner at one instance and the thief at the other: there is never more than
 /// one live chain. Past the window, the second to rotate the token they share revokes the grant.
-async fn an_owner_and_a_thief_share_one_chain(owner: TestServer, thief: TestServer) {
+/// Both instances run on `clock`.
+async fn an_owner_and_a_thief_share_one_chain(
+    owner: TestServer,
+    thief: TestServer,
+    clock: &ManualClock,
+) {
     let (owner, thief) = (Arc::new(owner), Arc::new(thief));
     let registered = owner.register_passkey(SETUP_TOKEN).await;
     assert_eq!(registered.status, StatusCode::OK, "{}", registered.text());
@@ -91,7 +97,7 @@ async fn an_owner_and_a_thief_share_one_chain(owner: TestServer, thief: TestServ
     let rotated = owner.refresh(&client_id, &owners).await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
     let rotated = rotated.json();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(Duration::from_secs(2));
     thief
         .refresh(&client_id, &thiefs)
         .await
@@ -116,9 +122,11 @@ async fn an_owner_and_a_thief_share_one_chain(owner: TestServer, thief: TestServ
 async fn an_owner_and_a_thief_share_one_chain_on_memory() {
     let stores = Stores::memory();
     let key = Arc::new(tokio::sync::Mutex::new(SoftAuthenticator::new(true)));
+    let clock = ManualClock::new();
     an_owner_and_a_thief_share_one_chain(
-        short_grace_instance(stores.clone(), Arc::clone(&key)),
-        short_grace_instance(stores, key),
+        short_grace_instance(stores.clone(), Arc::clone(&key), &clock),
+        short_grace_instance(stores, key, &clock),
+        &clock,
     )
     .await;
 }
@@ -131,12 +139,19 @@ async fn an_owner_and_a_thief_share_one_chain_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("oauth.db").display());
     let key = Arc::new(tokio::sync::Mutex::new(SoftAuthenticator::new(true)));
+    let clock = ManualClock::new();
     an_owner_and_a_thief_share_one_chain(
         short_grace_instance(
             Stores::of(SqliteStore::connect(&url).await.unwrap()),
             Arc::clone(&key),
+            &clock,
         ),
-        short_grace_instance(Stores::of(SqliteStore::connect(&url).await.unwrap()), key),
+        short_grace_instance(
+            Stores::of(SqliteStore::connect(&url).await.unwrap()),
+            key,
+            &clock,
+        ),
+        &clock,
     )
     .await;
 }
@@ -157,9 +172,11 @@ async fn an_owner_and_a_thief_share_one_chain_on_redis() {
         )
     };
     let key = Arc::new(tokio::sync::Mutex::new(SoftAuthenticator::new(true)));
+    let clock = ManualClock::new();
     an_owner_and_a_thief_share_one_chain(
-        short_grace_instance(open().await, Arc::clone(&key)),
-        short_grace_instance(open().await, key),
+        short_grace_instance(open().await, Arc::clone(&key), &clock),
+        short_grace_instance(open().await, key, &clock),
+        &clock,
     )
     .await;
 }

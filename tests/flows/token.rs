@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use mcp_oauth::ManualClock;
 use serde_json::json;
 
 use crate::common::*;
@@ -137,16 +138,49 @@ async fn verifier_syntax_is_checked() {
 #[tokio::test]
 async fn code_expires() {
     let mut config = config();
-    config.code_lifetime_secs = 1;
-    let server = TestServer::with_config(config).await;
+    config.code_lifetime_secs = 60;
+    let clock = ManualClock::new();
+    let server = TestServer::with_clock(config, &clock);
     server.register_passkey(SETUP_TOKEN).await;
     let client_id = server.register_public_client().await;
     let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(Duration::from_secs(60));
     server
         .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
         .await
         .assert_oauth_error(400, "invalid_grant");
+}
+
+/// A used code that comes back after it expired is refused as any unknown code is (as a store
+/// answers once the code is gone), and revokes nothing: only a replay within the code's lifetime
+/// is evidence that it leaked.
+#[tokio::test]
+async fn a_used_code_back_after_it_expired_is_refused_as_unknown() {
+    let mut config = config();
+    config.code_lifetime_secs = 60;
+    let clock = ManualClock::new();
+    let server = TestServer::with_clock(config, &clock);
+    server.register_passkey(SETUP_TOKEN).await;
+    let client_id = server.register_public_client().await;
+    let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
+    let tokens = server
+        .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+        .await
+        .json();
+    clock.advance(Duration::from_secs(60));
+    let replay = server
+        .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+        .await;
+    replay.assert_oauth_error(400, "invalid_grant");
+    assert_eq!(
+        replay.json()["error_description"],
+        "the authorization code is invalid or expired"
+    );
+    assert_eq!(
+        server.mcp(Some(&access_token(&tokens))).await.status,
+        StatusCode::OK,
+        "the grant stands"
+    );
 }
 
 #[tokio::test]
@@ -389,12 +423,13 @@ async fn reuse_after_the_grace_window_revokes_the_grant() {
 async fn reuse_with_a_longer_grace_expires_too() {
     let mut config = config();
     config.refresh_grace_secs = 1;
-    let server = TestServer::with_config(config).await;
+    let clock = ManualClock::new();
+    let server = TestServer::with_clock(config, &clock);
     server.register_passkey(SETUP_TOKEN).await;
     let (client_id, tokens) = server.connected_client().await;
     let old = refresh_token(&tokens);
     let rotated = server.refresh(&client_id, &old).await.json();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(Duration::from_secs(2));
     server
         .refresh(&client_id, &old)
         .await

@@ -22,7 +22,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http_body_util::BodyExt;
 use mcp_oauth::store::{ClientStore, PasskeyStore, TokenStore};
 use mcp_oauth::webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
-use mcp_oauth::{McpOAuth, McpOAuthBuilder, MemoryStore, OAuthConfig, TokenInfo};
+use mcp_oauth::{ManualClock, McpOAuth, McpOAuthBuilder, MemoryStore, OAuthConfig, TokenInfo};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -185,6 +185,27 @@ impl TestServer {
     pub(crate) fn on(stores: Stores, config: OAuthConfig, routes: Router) -> Self {
         let oauth = stores
             .apply(McpOAuth::builder(config))
+            .build()
+            .expect("build");
+        Self::serving(oauth, stores, routes)
+    }
+
+    /// A server on in-memory stores whose time is `clock`: a test advances it instead of waiting
+    /// for something to expire.
+    pub(crate) fn with_clock(config: OAuthConfig, clock: &ManualClock) -> Self {
+        Self::on_clock(Stores::memory(), config, mcp_routes(), clock)
+    }
+
+    /// A server on the given stores whose time is `clock`; instances sharing stores share it too.
+    pub(crate) fn on_clock(
+        stores: Stores,
+        config: OAuthConfig,
+        routes: Router,
+        clock: &ManualClock,
+    ) -> Self {
+        let oauth = stores
+            .apply(McpOAuth::builder(config))
+            .clock(clock.clone())
             .build()
             .expect("build");
         Self::serving(oauth, stores, routes)

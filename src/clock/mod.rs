@@ -1,0 +1,151 @@
+//! Time as the core sees it: the system clock, or a [`ManualClock`] that a test moves by hand.
+//!
+//! Every expiry the core writes, and every expiry it checks, reads this clock. The stores keep
+//! their own time (they drop expired records by the system clock, Redis by its server's), so the
+//! core also treats a record whose expiry has passed by *its* clock as gone
+//! ([`ClockedTokens`], [`ClockedClients`]). A manual clock never runs behind the system clock, so
+//! a record the core holds live is one every store still holds.
+
+mod expiry;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::store::UnixTime;
+
+pub(crate) use expiry::{ClockedClients, ClockedTokens};
+
+/// A clock that moves when told to, for tests: build the layer with it
+/// ([`McpOAuthBuilder::clock`](crate::McpOAuthBuilder::clock)) and
+/// [`advance`](ManualClock::advance) it to see codes, tokens, consent requests, registrations and
+/// console sessions expire, without waiting.
+///
+/// It shows the system time until it is first advanced; then it stands still, ahead of the system
+/// clock, until moved again. It never shows a time behind the system clock: the stores keep the
+/// system's time (they stamp a refresh token's first use with it, for example), and a clock behind
+/// theirs would see their stamps in its future. Clones share one time, so one clock can drive
+/// several instances over a shared store.
+///
+/// The grace window for a retried refresh is counted from the store's stamp of the refresh token's
+/// first use, in the store's time: while the clock is ahead of the system clock, the window ends
+/// that much sooner (an hour ahead, a 60 s window is over). Test retries before moving the clock,
+/// or move it by the window to see a retry refused.
+///
+/// ```
+/// use std::time::Duration;
+/// use mcp_oauth::ManualClock;
+///
+/// let clock = ManualClock::new();
+/// let before = clock.now();
+/// clock.advance(Duration::from_secs(3_600));
+/// assert!(clock.now().0 >= before.0 + 3_600);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ManualClock {
+    /// Where it was last moved to, in milliseconds since the Unix epoch, so that advancing by
+    /// fractions of a second adds up. Shown until the system clock passes it.
+    moved_to: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock showing the system time, until it is advanced.
+    pub fn new() -> Self {
+        Self {
+            moved_to: Arc::new(AtomicU64::new(system_millis())),
+        }
+    }
+
+    /// Move the clock `by` past the time it shows now.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        // Saturating: a clock pushed to the end of time stays there rather than wrapping.
+        let _ = self
+            .moved_to
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |at| {
+                Some(at.max(system_millis()).saturating_add(by))
+            });
+    }
+
+    /// The time the clock shows, in whole seconds like every time in this crate.
+    pub fn now(&self) -> UnixTime {
+        UnixTime(self.moved_to.load(Ordering::SeqCst).max(system_millis()) / 1_000)
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn system_millis() -> u64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Where the core takes the time from.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Clock {
+    /// The system clock.
+    #[default]
+    System,
+    /// A clock a test moves.
+    Manual(ManualClock),
+}
+
+impl Clock {
+    pub(crate) fn now(&self) -> UnixTime {
+        match self {
+            Self::System => UnixTime::now(),
+            Self::Manual(clock) => clock.now(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved_to(millis: u64) -> ManualClock {
+        ManualClock {
+            moved_to: Arc::new(AtomicU64::new(millis)),
+        }
+    }
+
+    #[test]
+    fn a_clock_ahead_of_the_system_clock_stands_still_and_its_clones_share_it() {
+        let hour_ahead = system_millis() + 3_600_000;
+        let clock = moved_to(hour_ahead);
+        let shared = Clock::Manual(clock.clone());
+        assert_eq!(
+            shared.now().0,
+            hour_ahead / 1_000,
+            "shows where it was moved"
+        );
+        for _ in 0..8 {
+            clock.advance(Duration::from_millis(250));
+        }
+        assert_eq!(shared.now().0, hour_ahead / 1_000 + 2, "fractions add up");
+        clock.advance(Duration::MAX);
+        assert_eq!(shared.now().0, u64::MAX / 1_000, "saturates, never wraps");
+    }
+
+    #[test]
+    fn a_clock_never_shows_a_time_behind_the_system_clock() {
+        let clock = moved_to(0);
+        let system = UnixTime::now();
+        assert!(
+            clock.now() >= system,
+            "{:?} is behind {system:?}",
+            clock.now()
+        );
+        clock.advance(Duration::from_secs(60));
+        assert!(
+            clock.now().0 >= system.0 + 60,
+            "moved 60 s past the time it showed, not past where it stood"
+        );
+    }
+}
