@@ -12,7 +12,7 @@ use crate::config::{OAuthConfig, parse_server_url};
 use crate::http::{AppState, BearerLayer, Limits};
 use crate::oauth::client_metadata::MetadataDocuments;
 use crate::oauth::clients::PreRegistered;
-use crate::oauth::{AuthServer, McpScopes, Resource, Settings, metadata};
+use crate::oauth::{AuthServer, Resource, ScopePolicy, Settings, metadata};
 use crate::passkey::{Passkeys, SetupToken};
 use crate::paths;
 use crate::store::{ClientStore, PasskeyStore, StoreError, TokenHash, TokenStore};
@@ -38,7 +38,7 @@ use crate::store::{ClientStore, PasskeyStore, StoreError, TokenHash, TokenStore}
 pub struct McpOAuth {
     pub(crate) state: AppState,
     resource_path: String,
-    scope_policy: Option<Arc<McpScopes>>,
+    scope_policy: Option<Arc<ScopePolicy>>,
 }
 
 /// Chooses the stores, then builds an [`McpOAuth`]. Without a choice, tokens and clients live in a
@@ -51,7 +51,7 @@ pub struct McpOAuthBuilder {
     clients: Option<Arc<dyn ClientStore>>,
     passkeys: Option<Arc<dyn PasskeyStore>>,
     audit: Option<AuditCallback>,
-    scope_policy: Option<McpScopes>,
+    scope_policy: Option<ScopePolicy>,
     clock: Clock,
 }
 
@@ -200,7 +200,7 @@ impl McpOAuthBuilder {
     /// Require scopes for particular MCP methods and tools on the MCP routes (step-up
     /// authorization): a token without them gets 403 `insufficient_scope` naming the scopes to
     /// authorize again for. Checked against [`OAuthConfig::scopes`] by [`build`](Self::build).
-    pub fn scope_policy(mut self, policy: McpScopes) -> Self {
+    pub fn scope_policy(mut self, policy: ScopePolicy) -> Self {
         self.scope_policy = Some(policy);
         self
     }

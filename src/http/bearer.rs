@@ -17,7 +17,7 @@ use tower::{Layer, Service};
 use super::rate_limit::{Limits, too_many_requests};
 use crate::audit::{Source, StepKind};
 use crate::oauth::{
-    AuthServer, Challenge, ErrorCode, McpScopes, Refusal, TokenInfo, sent_credentials,
+    AuthServer, Challenge, ErrorCode, Refusal, ScopePolicy, TokenInfo, sent_credentials,
 };
 
 /// Requires a valid access token for this server's resource on every request except CORS
@@ -45,7 +45,7 @@ use crate::oauth::{
 pub struct BearerLayer {
     server: Arc<AuthServer>,
     required_scopes: Arc<[String]>,
-    scope_policy: Option<Arc<McpScopes>>,
+    scope_policy: Option<Arc<ScopePolicy>>,
     /// For the budget of refused requests; `None` when rate limits are off.
     limits: Option<Arc<Limits>>,
 }
@@ -82,11 +82,11 @@ impl BearerLayer {
     }
 
     /// Also require scopes per MCP method and tool, read from each `POST`'s JSON-RPC body (see
-    /// [`McpScopes`] for how bodies are read). A policy naming a scope that is not configured is
+    /// [`ScopePolicy`] for how bodies are read). A policy naming a scope that is not configured is
     /// logged, since no token could ever satisfy it;
     /// [`McpOAuthBuilder::scope_policy`](crate::McpOAuthBuilder::scope_policy) refuses one instead.
     #[must_use]
-    pub fn scope_policy(self, policy: McpScopes) -> Self {
+    pub fn scope_policy(self, policy: ScopePolicy) -> Self {
         if let Err(reason) = policy.validate(self.server.scopes()) {
             tracing::warn!(target: "mcp_oauth", "scope policy: {reason}");
         }
@@ -100,7 +100,7 @@ impl BearerLayer {
     }
 
     /// Use an already checked policy.
-    pub(crate) fn with_policy(mut self, policy: Arc<McpScopes>) -> Self {
+    pub(crate) fn with_policy(mut self, policy: Arc<ScopePolicy>) -> Self {
         self.scope_policy = Some(policy);
         self
     }

@@ -245,7 +245,7 @@ pub(crate) async fn sign_in_finish(
     let token = session::create(state.passkeys.presence(), signed_in).await?;
     state
         .server
-        .audit
+        .audit()
         .emit(AuditEvent::ConsoleSignedIn { credential_id });
     let cookie = set_cookie(&state, &token, SESSION_LIFETIME_SECS);
     Ok(([(header::SET_COOKIE, cookie)], done()).into_response())

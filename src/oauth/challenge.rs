@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::{AuthServer, BearerError, ErrorCode, McpScopes, OAuthError};
+use super::{AuthServer, BearerError, ErrorCode, OAuthError, ScopePolicy};
 
 /// A `WWW-Authenticate: Bearer` challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,7 +135,7 @@ impl<'a> BearerRules<'a> {
         &self,
         needed: &[String],
         held: &[String],
-        policy: Option<&McpScopes>,
+        policy: Option<&ScopePolicy>,
     ) -> Result<(), Refusal<'a>> {
         let satisfied = |scope: &str| match policy {
             Some(policy) => policy.satisfied_by(scope, held),
@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn a_policy_counts_implied_scopes_as_held() {
-        let policy = McpScopes::new().implies("admin", ["files:write"]);
+        let policy = ScopePolicy::new().implies("admin", ["files:write"]);
         with_rules(&["mcp", "files:write", "admin"], |rules| {
             let needed = s(&["files:write"]);
             assert_eq!(

@@ -13,7 +13,6 @@ pub(crate) mod clients;
 mod error;
 pub(crate) mod grants;
 mod introspect;
-mod mcp_scopes;
 pub(crate) mod metadata;
 mod owner;
 pub(crate) mod params;
@@ -24,6 +23,7 @@ mod register;
 mod resource;
 mod revoke;
 pub(crate) mod scope;
+mod scope_policy;
 mod successor;
 #[cfg(test)]
 #[cfg(feature = "memory")]
@@ -42,10 +42,10 @@ pub(crate) use challenge::BearerRules;
 pub(crate) use challenge::{Challenge, Refusal};
 pub(crate) use error::log_store_error;
 pub(crate) use error::{ErrorCode, OAuthError};
-pub use mcp_scopes::McpScopes;
 pub(crate) use owner::DeleteClientError;
 pub(crate) use register::RegisterError;
 pub(crate) use resource::Resource;
+pub use scope_policy::ScopePolicy;
 
 use crate::clock::Clock;
 use crate::store::{ClientStore, TokenStore, UnixTime};
@@ -87,16 +87,16 @@ pub(crate) struct Settings {
 
 /// The authorization server and resource-server checks over the chosen stores.
 pub(crate) struct AuthServer {
-    pub(crate) settings: Settings,
-    pub(crate) audit: crate::audit::Audit,
+    settings: Settings,
+    audit: crate::audit::Audit,
     /// Where every expiry written or checked takes its time from.
-    pub(crate) clock: Clock,
+    clock: Clock,
     /// Seen through `clock`: a record past its expiry by that clock is absent.
-    pub(crate) tokens: Arc<dyn TokenStore>,
+    tokens: Arc<dyn TokenStore>,
     /// Seen through `clock`, as `tokens` is.
-    pub(crate) clients: Arc<dyn ClientStore>,
+    clients: Arc<dyn ClientStore>,
     /// The resolver for URL client ids; `None` when metadata documents are off.
-    pub(crate) metadata_documents: Option<Arc<dyn MetadataDocuments>>,
+    metadata_documents: Option<Arc<dyn MetadataDocuments>>,
 }
 
 impl AuthServer {

@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::http::request::Parts;
 use axum::http::{Request, StatusCode};
 use axum::routing::any;
-use mcp_oauth::{Error, McpOAuth, McpScopes, OAuthConfig, TokenInfo};
+use mcp_oauth::{Error, McpOAuth, OAuthConfig, ScopePolicy, TokenInfo};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::model::{ServerCapabilities, ServerConfig};
@@ -28,8 +28,8 @@ fn step_up_config() -> OAuthConfig {
     config
 }
 
-fn policy() -> McpScopes {
-    McpScopes::new()
+fn policy() -> ScopePolicy {
+    ScopePolicy::new()
         .method("resources/write", ["files:write"])
         .tool("delete_repo", ["admin"])
         .implies("admin", ["files:write"])
@@ -415,7 +415,7 @@ async fn route_and_method_scopes_make_one_challenge() {
 async fn a_policy_naming_an_unconfigured_scope_fails_the_build() {
     let built = McpOAuth::builder(step_up_config())
         .stores(mcp_oauth::MemoryStore::new())
-        .scope_policy(McpScopes::new().tool("delete_repo", ["root"]))
+        .scope_policy(ScopePolicy::new().tool("delete_repo", ["root"]))
         .build();
     match built {
         Err(Error::InvalidConfig { field, reason }) => {

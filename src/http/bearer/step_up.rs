@@ -6,7 +6,7 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{HeaderMap, HeaderName, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::oauth::{McpScopes, OAuthError};
+use crate::oauth::{OAuthError, ScopePolicy};
 
 /// The 2026-07-28 transport's routing headers: a server may dispatch on them, so they count too.
 const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
@@ -14,10 +14,10 @@ const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 
 /// The scopes the request's MCP messages need under `policy`, and the request to pass on (its body
 /// read and put back when it was a JSON `POST`). `Err` answers a body the policy cannot read:
-/// 413, 415 or 400, never passed on (see [`McpScopes`]).
+/// 413, 415 or 400, never passed on (see [`ScopePolicy`]).
 pub(super) async fn needed_scopes(
     request: Request<Body>,
-    policy: &McpScopes,
+    policy: &ScopePolicy,
 ) -> Result<(Request<Body>, Vec<String>), Response> {
     if request.method() != Method::POST {
         return Ok((request, Vec::new()));
@@ -59,7 +59,7 @@ pub(super) async fn needed_scopes(
 }
 
 /// What `Mcp-Method` (and, for a tool call, `Mcp-Name`) ask for.
-fn by_headers(headers: &HeaderMap, policy: &McpScopes) -> Vec<String> {
+fn by_headers(headers: &HeaderMap, policy: &ScopePolicy) -> Vec<String> {
     let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     match text(&MCP_METHOD) {
         Some(method) => policy.scopes_for(method.trim(), text(&MCP_NAME).map(str::trim)),
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn routing_headers_count() {
-        let policy = McpScopes::new()
+        let policy = ScopePolicy::new()
             .tool("delete_repo", ["admin"])
             .method("resources/write", ["files:write"]);
         let mut headers = HeaderMap::new();

@@ -1,4 +1,4 @@
-//! [`McpScopes`]: which scopes each MCP method or tool needs (step-up authorization), and reading the
+//! [`ScopePolicy`]: which scopes each MCP method or tool needs (step-up authorization), and reading the
 //! methods a JSON-RPC request body asks for. No HTTP here: the bearer guard reads the body and asks.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,9 +16,9 @@ const TOOLS_CALL: &str = "tools/call";
 /// client authorizes again for the wider scope (the owner approves once more) and retries.
 ///
 /// ```
-/// use mcp_oauth::McpScopes;
+/// use mcp_oauth::ScopePolicy;
 ///
-/// let policy = McpScopes::new()
+/// let policy = ScopePolicy::new()
 ///     .method("resources/write", ["files:write"]) // any message with this method
 ///     .tool("delete_repo", ["admin"])             // `tools/call` with `params.name` = delete_repo
 ///     .implies("admin", ["files:write"]);         // a token with `admin` may also write files
@@ -38,7 +38,7 @@ const TOOLS_CALL: &str = "tools/call";
 /// How requests are read (only when the policy has a rule):
 ///
 /// - `POST` requests with a JSON media type (`application/json`, `application/…+json`) are read,
-///   up to [`max_body_bytes`](McpScopes::max_body_bytes), as one JSON-RPC message or a batch; every
+///   up to [`max_body_bytes`](ScopePolicy::max_body_bytes), as one JSON-RPC message or a batch; every
 ///   message's needs count, so a batch needs the union. The body is then handed on unchanged.
 /// - Such a body that is larger gets `413`, one that is not valid JSON or not JSON-RPC messages
 ///   (a method that is not a string, a duplicated `method`, `params` or tool `name` key, a batch
@@ -52,21 +52,21 @@ const TOOLS_CALL: &str = "tools/call";
 ///   `application/json`, and rmcp and axum's `Json` refuse anything else; a handler of your own
 ///   that parses JSON-RPC whatever the `Content-Type` must check the media type itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct McpScopes {
+pub struct ScopePolicy {
     methods: BTreeMap<String, Vec<String>>,
     tools: BTreeMap<String, Vec<String>>,
     implied: BTreeMap<String, Vec<String>>,
     max_body_bytes: usize,
 }
 
-impl Default for McpScopes {
+impl Default for ScopePolicy {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl McpScopes {
-    /// The default for [`max_body_bytes`](McpScopes::max_body_bytes): 4 MiB, what rmcp's
+impl ScopePolicy {
+    /// The default for [`max_body_bytes`](ScopePolicy::max_body_bytes): 4 MiB, what rmcp's
     /// Streamable HTTP server accepts.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -357,8 +357,8 @@ impl<'de> Deserialize<'de> for Params {
 mod tests {
     use super::*;
 
-    fn policy() -> McpScopes {
-        McpScopes::new()
+    fn policy() -> ScopePolicy {
+        ScopePolicy::new()
             .method("resources/write", ["files:write"])
             .method("tools/call", ["mcp"])
             .tool("delete_repo", ["admin"])
@@ -451,7 +451,7 @@ mod tests {
         assert!(policy.satisfied_by("files:write", &held(&["owner"])));
         assert!(policy.satisfied_by("admin", &held(&["mcp", "admin"])));
         assert!(!policy.satisfied_by("admin", &held(&["mcp", "files:write"])));
-        let cyclic = McpScopes::new().implies("a", ["b"]).implies("b", ["a"]);
+        let cyclic = ScopePolicy::new().implies("a", ["b"]).implies("b", ["a"]);
         assert!(!cyclic.satisfied_by("c", &held(&["a"])));
     }
 
@@ -461,26 +461,26 @@ mod tests {
             .map(String::from)
             .to_vec();
         assert_eq!(policy().validate(&configured), Ok(()));
-        let err = McpScopes::new()
+        let err = ScopePolicy::new()
             .tool("x", ["root"])
             .validate(&configured)
             .unwrap_err();
         assert!(err.contains("\"root\""), "{err}");
         assert!(
-            McpScopes::new()
+            ScopePolicy::new()
                 .implies("root", ["mcp"])
                 .validate(&configured)
                 .is_err()
         );
         assert!(
-            McpScopes::new()
+            ScopePolicy::new()
                 .max_body_bytes(10)
                 .validate(&configured)
                 .is_err()
         );
-        assert!(McpScopes::new().is_empty());
+        assert!(ScopePolicy::new().is_empty());
         assert!(
-            McpScopes::new()
+            ScopePolicy::new()
                 .method("x", Vec::<String>::new())
                 .is_empty()
         );
