@@ -74,9 +74,13 @@ pub(super) fn oauth(state: &AppState, resource_path: &str) -> Router<AppState> {
         )
         .hold(
             Tier::General,
+            Answer::Page,
+            Router::new().route(paths::CONSOLE, get(console::page)),
+        )
+        .hold(
+            Tier::General,
             Answer::Json,
             Router::new()
-                .route(paths::CONSOLE, get(console::page))
                 .route(paths::SCRIPT, get(pages::script))
                 .route(paths::STYLE, get(pages::style)),
         )

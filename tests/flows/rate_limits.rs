@@ -235,24 +235,31 @@ async fn guessing_the_setup_token_is_held_to_the_failure_budget() {
 
 #[tokio::test]
 async fn a_limited_page_is_a_page() {
-    let mut config = config();
-    config.rate_limits.auth = RateLimit::new(1, 2);
-    let server = TestServer::with_config(config).await;
-    let replies = [
-        server.get("/authorize").await,
-        server.get("/authorize").await,
-        server.get("/authorize").await,
-    ];
-    let limited = &replies[2];
-    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(
-        limited
-            .header("content-type")
-            .unwrap()
-            .starts_with("text/html")
-    );
-    assert!(limited.header("retry-after").is_some());
-    assert!(limited.text().contains("Try again in"));
+    // The consent page, the passkey registration page and the console: a person reads the 429.
+    for page in ["/authorize", "/passkey/register", "/oauth/console"] {
+        let mut config = config();
+        config.rate_limits.auth = RateLimit::new(1, 2);
+        config.rate_limits.registration = RateLimit::new(1, 2);
+        config.rate_limits.general = RateLimit::new(1, 2);
+        let server = TestServer::with_config(config).await;
+        let replies = [
+            server.get(page).await,
+            server.get(page).await,
+            server.get(page).await,
+        ];
+        let limited = &replies[2];
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "{page}");
+        assert!(
+            limited
+                .header("content-type")
+                .unwrap()
+                .starts_with("text/html"),
+            "{page}: {:?}",
+            limited.header("content-type")
+        );
+        assert!(limited.header("retry-after").is_some());
+        assert!(limited.text().contains("Try again in"), "{page}");
+    }
 }
 
 #[tokio::test]
