@@ -88,17 +88,18 @@ impl TokenStore for HashMapStore {
         &self,
         kind: TokenKind,
         hash: &TokenHash,
+        now: UnixTime,
     ) -> Result<Option<Consumed>, StoreError> {
         let mut tables = self.tables()?;
-        let now = UnixTime::now();
         let Some(token) = tables.tokens.get_mut(&(kind, *hash)) else {
             return Ok(None);
         };
-        if !token.record.expires_at.is_after(now) {
+        if !token.record.expires_at.is_after(UnixTime::now()) {
             return Ok(None);
         }
         Ok(Some(match token.consumed_at {
             None => {
+                // The caller's time, returned to every later caller as the first use's.
                 token.consumed_at = Some(now);
                 Consumed::First(token.record.clone())
             }

@@ -68,7 +68,7 @@ pub fn redirect_matches(registered: &str, requested: &str) -> bool {
 /// ```compile_fail,E0451
 /// use mcp_oauth::fuzzing::presence::Enrol;
 ///
-/// let forged = Enrol { _verified: () };
+/// let forged = Enrol { credential_id: "a-credential-id".to_owned() };
 /// ```
 ///
 /// Nor a live console session, which also authorises enrolling a passkey:

@@ -158,7 +158,8 @@ return 1
 
 /// Mark consumed.
 ///
-/// KEYS: token key. ARGV: now. Returns nil when absent or expired, else
+/// KEYS: token key. ARGV: now (the store's, for liveness), the caller's now (recorded once).
+/// Returns nil when absent or expired, else
 /// `{outcome, grant, exp, payload, consumed_at}` with outcome 1 for the first consume and 2 for a
 /// replay (then `consumed_at` is the first consume's).
 ///
@@ -174,10 +175,10 @@ if not v[1] or not v[2] or not v[3] or tonumber(v[2]) <= tonumber(ARGV[1]) then
 end
 local uses = redis.call('HINCRBY', KEYS[1], 'uses', 1)
 if uses == 1 then
-  redis.call('HSET', KEYS[1], 'consumed_at', ARGV[1])
-  return {1, v[1], v[2], v[3], ARGV[1]}
+  redis.call('HSET', KEYS[1], 'consumed_at', ARGV[2])
+  return {1, v[1], v[2], v[3], ARGV[2]}
 end
-return {2, v[1], v[2], v[3], v[4] or ARGV[1]}
+return {2, v[1], v[2], v[3], v[4] or ARGV[2]}
 ",
     )
 });
@@ -716,11 +717,12 @@ impl TokenStore for RedisStore {
         &self,
         kind: TokenKind,
         hash: &TokenHash,
+        consumed_at_now: UnixTime,
     ) -> Result<Option<Consumed>, StoreError> {
-        let now = UnixTime::now();
         let reply: Option<ConsumeReply> = CONSUME_TOKEN
             .key(self.token_key(kind, hash))
-            .arg(now.0)
+            .arg(UnixTime::now().0)
+            .arg(consumed_at_now.0)
             .invoke_async(&mut self.connection())
             .await
             .map_err(backend)?;

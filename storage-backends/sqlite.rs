@@ -245,10 +245,10 @@ SELECT grant_id, expires_at, payload FROM mcp_oauth_tokens
 WHERE kind = ?1 AND hash = ?2 AND expires_at > ?3 AND uses = 0";
 
 /// Count a use of a live row and return it; `uses = 1` is the first, winning consume.
-/// ?1 kind, ?2 hash, ?3 now.
+/// ?1 kind, ?2 hash, ?3 now (the store's, for liveness), ?4 the caller's now (recorded once).
 const CONSUME_TOKEN: &str = "\
 UPDATE mcp_oauth_tokens
-SET uses = uses + 1, consumed_at = COALESCE(consumed_at, ?3)
+SET uses = uses + 1, consumed_at = COALESCE(consumed_at, ?4)
 WHERE kind = ?1 AND hash = ?2 AND expires_at > ?3
 RETURNING grant_id, expires_at, payload, uses, consumed_at";
 
@@ -542,12 +542,13 @@ impl TokenStore for SqliteStore {
         &self,
         kind: TokenKind,
         hash: &TokenHash,
+        consumed_at_now: UnixTime,
     ) -> Result<Option<Consumed>, StoreError> {
-        let now = UnixTime::now();
         let row: Option<(String, i64, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(CONSUME_TOKEN)
             .bind(kind.as_str())
             .bind(&hash.0[..])
-            .bind(to_sql(now))
+            .bind(to_sql(UnixTime::now()))
+            .bind(to_sql(consumed_at_now))
             .fetch_optional(&self.pool)
             .await
             .map_err(sql_error("token"))?;
@@ -565,7 +566,7 @@ impl TokenStore for SqliteStore {
                 } else {
                     Consumed::Replayed {
                         record,
-                        consumed_at: consumed_at.map_or(now, from_sql),
+                        consumed_at: consumed_at.map_or(consumed_at_now, from_sql),
                     }
                 }
             }),

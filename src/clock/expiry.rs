@@ -58,8 +58,9 @@ impl TokenStore for ClockedTokens {
         &self,
         kind: TokenKind,
         hash: &TokenHash,
+        now: UnixTime,
     ) -> Result<Option<Consumed>, StoreError> {
-        let consumed = self.inner.consume(kind, hash).await?;
+        let consumed = self.inner.consume(kind, hash, now).await?;
         Ok(consumed.filter(|consumed| match consumed {
             Consumed::First(record) | Consumed::Replayed { record, .. } => self.is_live(record),
         }))

@@ -22,15 +22,11 @@ pub(crate) use expiry::{ClockedClients, ClockedTokens};
 /// console sessions expire, without waiting.
 ///
 /// It shows the system time until it is first advanced; then it stands still, ahead of the system
-/// clock, until moved again. It never shows a time behind the system clock: the stores keep the
-/// system's time (they stamp a refresh token's first use with it, for example), and a clock behind
-/// theirs would see their stamps in its future. Clones share one time, so one clock can drive
-/// several instances over a shared store.
-///
-/// The grace window for a retried refresh is counted from the store's stamp of the refresh token's
-/// first use, in the store's time: while the clock is ahead of the system clock, the window ends
-/// that much sooner (an hour ahead, a 60 s window is over). Test retries before moving the clock,
-/// or move it by the window to see a retry refused.
+/// clock, until moved again. It never shows a time behind the system clock: the stores drop
+/// expired records by their own time, and a clock behind theirs would hold records live that they
+/// have dropped. Clones share one time, so one clock can drive several instances over a shared
+/// store. Every time the core compares is its own, the first use of a refresh token included (the
+/// store records the time the core gives it), so the refresh grace window runs on this clock too.
 ///
 /// ```
 /// use std::time::Duration;

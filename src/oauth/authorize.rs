@@ -273,7 +273,7 @@ impl AuthServer {
     ) -> Result<(TokenRecord, PendingRequest), OAuthError> {
         match self
             .tokens
-            .consume(TokenKind::AuthorizationRequest, request)
+            .consume(TokenKind::AuthorizationRequest, request, self.now())
             .await?
         {
             Some(Consumed::First(record)) => {

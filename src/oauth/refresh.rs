@@ -67,7 +67,11 @@ impl AuthServer {
             let scopes = check(&grant)?;
             checked = Some((record.payload, grant, scopes));
         }
-        match self.tokens.consume(TokenKind::RefreshToken, &hash).await? {
+        match self
+            .tokens
+            .consume(TokenKind::RefreshToken, &hash, self.now())
+            .await?
+        {
             Some(Consumed::First(record)) => {
                 let (grant, scopes) = match checked {
                     // What was consumed is what was just checked: no need to decode it again.

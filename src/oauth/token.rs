@@ -126,7 +126,7 @@ impl AuthServer {
         }
         match self
             .tokens
-            .consume(TokenKind::AuthorizationCode, &hash)
+            .consume(TokenKind::AuthorizationCode, &hash, self.now())
             .await?
         {
             Some(Consumed::First(record)) => {

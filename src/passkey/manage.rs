@@ -65,9 +65,15 @@ impl Passkeys {
             return Err(ChangeRefused::NotFound);
         }
         // Two removals racing on the last two passkeys both pass the check above; the loser puts
-        // its passkey back.
+        // its passkey back. Without its setup token: the store refuses a record carrying a used
+        // one, and the token stays used anyway (the store remembers every use, even of a passkey
+        // since deleted).
         if self.store().list().await?.is_empty() {
-            self.store().insert(record).await?;
+            let put_back = PasskeyRecord {
+                setup_token_hash: None,
+                ..record
+            };
+            self.store().insert(put_back).await?;
             return Err(ChangeRefused::LastPasskey);
         }
         self.presence.audit().emit(AuditEvent::PasskeyRemoved {

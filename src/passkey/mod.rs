@@ -170,7 +170,7 @@ impl Passkeys {
         enrolment: Enrolment,
         label: Option<&str>,
     ) -> Result<Challenge<CreationChallengeResponse>, PasskeyError> {
-        let setup_token_hash = match enrolment {
+        let (setup_token_hash, approved_by) = match enrolment {
             Enrolment::SetupToken(token) => {
                 let hash = TokenHash::of(token.expose());
                 if !self.setup.matches(token.expose()) || !self.setup_token_usable(&hash).await? {
@@ -179,17 +179,10 @@ impl Passkeys {
                         "the setup token is wrong or was already used",
                     ));
                 }
-                Some(hash)
+                (Some(hash), None)
             }
-            Enrolment::Approved(Enrol { .. }) => None,
-            Enrolment::ConsoleSession(session) => {
-                tracing::debug!(
-                    target: "mcp_oauth::passkey",
-                    signed_in_with = session.credential_id(),
-                    "enrolment from the console"
-                );
-                None
-            }
+            Enrolment::Approved(enrol) => (None, Some(enrol.credential_id().to_owned())),
+            Enrolment::ConsoleSession(session) => (None, Some(session.credential_id().to_owned())),
         };
         let existing = self.store().list().await?;
         let user_id = existing.first().map_or_else(Uuid::new_v4, |r| r.user_id);
@@ -214,6 +207,7 @@ impl Passkeys {
             user_id,
             label,
             setup_token_hash,
+            approved_by,
         };
         let ceremony_id = self.save(&ceremony).await?;
         Ok(Challenge {
@@ -234,7 +228,8 @@ impl Passkeys {
             user_id,
             label,
             setup_token_hash,
-        } = presence::take(self.tokens(), ceremony_id).await?
+            approved_by,
+        } = presence::take(self.tokens(), ceremony_id, self.presence.now()).await?
         else {
             return Err(presence::mismatch());
         };
@@ -243,10 +238,22 @@ impl Passkeys {
             .webauthn()
             .finish_passkey_registration(credential, &state)
             .map_err(|e| self.presence.denied("passkey registration failed", &e))?;
-        if let Some(hash) = &setup_token_hash
-            && !self.setup_token_usable(hash).await?
-        {
-            return Err(setup_token_used());
+        // What authorised the registration still holds now: the setup token is unused, or the
+        // passkey that approved it (by assertion or through its console session) is still the
+        // owner's. Removing a stolen passkey thus also stops the enrolments it started.
+        match (&setup_token_hash, &approved_by) {
+            (Some(hash), _) if !self.setup_token_usable(hash).await? => {
+                return Err(setup_token_used());
+            }
+            (Some(_), _) => {}
+            (None, Some(approver)) if !self.presence.still_registered(approver).await? => {
+                return Err(PasskeyError::Denied(
+                    "the passkey that approved this registration is no longer registered",
+                ));
+            }
+            (None, Some(_)) => {}
+            // A ceremony saved before registrations recorded their approver: start again.
+            (None, None) => return Err(presence::mismatch()),
         }
         let credential_id = URL_SAFE_NO_PAD.encode(passkey.cred_id());
         let record = PasskeyRecord {

@@ -28,7 +28,12 @@ pub(crate) enum Ceremony {
         state: PasskeyRegistration,
         user_id: Uuid,
         label: String,
+        /// The setup token that authorised it, if it did; still usable when the ceremony finishes.
         setup_token_hash: Option<TokenHash>,
+        /// The passkey whose assertion or console session authorised it, if one did; still
+        /// registered when the ceremony finishes, or the registration is refused.
+        #[serde(default)]
+        approved_by: Option<String>,
     },
     Authentication {
         state: DiscoverableAuthentication,
@@ -62,9 +67,13 @@ pub(crate) async fn save(
 }
 
 /// Use up the ceremony kept under `id`.
-pub(crate) async fn take(tokens: &dyn TokenStore, id: &str) -> Result<Ceremony, PasskeyError> {
+pub(crate) async fn take(
+    tokens: &dyn TokenStore,
+    id: &str,
+    now: UnixTime,
+) -> Result<Ceremony, PasskeyError> {
     match tokens
-        .consume(TokenKind::PasskeyCeremony, &TokenHash::of(id))
+        .consume(TokenKind::PasskeyCeremony, &TokenHash::of(id), now)
         .await?
     {
         Some(Consumed::First(record)) => serde_json::from_slice(&record.payload)

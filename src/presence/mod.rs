@@ -72,7 +72,14 @@ impl SignIn {
 #[must_use = "an enrolment approval is spent by starting a registration"]
 #[derive(Debug)]
 pub struct Enrol {
-    _verified: (),
+    credential_id: String,
+}
+
+impl Enrol {
+    /// The passkey that approved the enrolment; the enrolment holds only while it is registered.
+    pub(crate) fn credential_id(&self) -> &str {
+        &self.credential_id
+    }
 }
 
 /// Checks assertions against the owner's passkeys: the relying party, the passkey store, and the
@@ -161,9 +168,10 @@ impl Verifier {
         ceremony_id: &str,
         credential: &PublicKeyCredential,
     ) -> Result<Enrol, PasskeyError> {
-        self.verify(ceremony_id, credential, &Purpose::Enrol)
+        let credential_id = self
+            .verify(ceremony_id, credential, &Purpose::Enrol)
             .await?;
-        Ok(Enrol { _verified: () })
+        Ok(Enrol { credential_id })
     }
 
     /// Verify an assertion for a ceremony started for `purpose`, and record the use. Returns the
@@ -178,7 +186,7 @@ impl Verifier {
             state,
             credentials,
             purpose: started_for,
-        } = take(&*self.tokens, ceremony_id).await?
+        } = take(&*self.tokens, ceremony_id, self.now()).await?
         else {
             return Err(mismatch());
         };

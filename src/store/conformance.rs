@@ -203,7 +203,10 @@ pub async fn token_round_trip(store: &dyn TokenStore) {
             );
         }
         assert_eq!(
-            store.consume(kind, &record.hash).await.expect("consume"),
+            store
+                .consume(kind, &record.hash, UnixTime::now())
+                .await
+                .expect("consume"),
             Some(Consumed::First(record)),
             "`get` has no side effect: the record is still unconsumed"
         );
@@ -230,7 +233,7 @@ pub async fn token_unknown_is_none(store: &dyn TokenStore) {
     );
     assert_eq!(
         store
-            .consume(record.kind, &record.hash)
+            .consume(record.kind, &record.hash, UnixTime::now())
             .await
             .expect("consume"),
         None,
@@ -322,7 +325,7 @@ pub async fn token_kinds_are_separate(store: &dyn TokenStore) {
         "each kind reads back its own record"
     );
     store
-        .consume(refresh.kind, &refresh.hash)
+        .consume(refresh.kind, &refresh.hash, UnixTime::now())
         .await
         .expect("consume");
     assert_eq!(
@@ -359,7 +362,10 @@ pub async fn token_expired_is_invisible(store: &dyn TokenStore) {
             "an expired {kind:?} record is invisible to get"
         );
         assert_eq!(
-            store.consume(kind, &record.hash).await.expect("consume"),
+            store
+                .consume(kind, &record.hash, UnixTime::now())
+                .await
+                .expect("consume"),
             None,
             "an expired {kind:?} record is invisible to consume"
         );
@@ -379,17 +385,17 @@ pub async fn token_expired_is_invisible(store: &dyn TokenStore) {
     }
 }
 
-/// Consume gives `First` with the record, then `Replayed` with the record and when, until expiry;
-/// a consumed record is invisible to `get` and still blocks an insert of its key.
+/// Consume gives `First` with the record, then `Replayed` with the record and the first
+/// consume's `now` (the caller's time, not the backend's: here ten minutes ahead of it), until
+/// expiry; a consumed record is invisible to `get` and still blocks an insert of its key.
 pub async fn token_consume_then_replayed(store: &dyn TokenStore) {
     let record = live_token(TokenKind::AuthorizationCode);
     store.insert(record.clone()).await.expect("insert");
-    let before = UnixTime::now();
+    let first_use = UnixTime::now().plus(600);
     let first = store
-        .consume(record.kind, &record.hash)
+        .consume(record.kind, &record.hash, first_use)
         .await
         .expect("consume");
-    let after = UnixTime::now();
     assert_eq!(
         first,
         Some(Consumed::First(record.clone())),
@@ -402,7 +408,7 @@ pub async fn token_consume_then_replayed(store: &dyn TokenStore) {
     );
     for attempt in 0..2 {
         match store
-            .consume(record.kind, &record.hash)
+            .consume(record.kind, &record.hash, first_use.plus(30))
             .await
             .expect("consume again")
         {
@@ -414,10 +420,10 @@ pub async fn token_consume_then_replayed(store: &dyn TokenStore) {
                     replayed, record,
                     "a replay (attempt {attempt}) carries the original record"
                 );
-                assert!(
-                    consumed_at >= before && consumed_at <= after,
-                    "consumed_at ({consumed_at:?}) is when the first consume ran \
-                     (between {before:?} and {after:?}), not the replay"
+                assert_eq!(
+                    consumed_at, first_use,
+                    "consumed_at is the `now` the first consume was given, not the replay's \
+                     nor the backend's own time"
                 );
             }
             other => panic!("a second consume must be Replayed, got {other:?}"),
@@ -438,10 +444,9 @@ pub async fn token_concurrent_consume_has_one_winner(store: Arc<dyn TokenStore>)
     let record = live_token(TokenKind::RefreshToken);
     store.insert(record.clone()).await.expect("insert");
     let (kind, hash) = (record.kind, record.hash);
-    let results = race(
-        store,
-        |store, _| async move { store.consume(kind, &hash).await },
-    )
+    let results = race(store, |store, _| async move {
+        store.consume(kind, &hash, UnixTime::now()).await
+    })
     .await;
     let (mut first, mut replayed) = (0, 0);
     for result in results {
@@ -478,7 +483,7 @@ pub async fn token_revoke_grant(store: &dyn TokenStore) {
         records.push(record);
     }
     store
-        .consume(records[0].kind, &records[0].hash)
+        .consume(records[0].kind, &records[0].hash, UnixTime::now())
         .await
         .expect("consume");
     let bystanders: Vec<_> = TokenKind::ALL.iter().copied().map(live_token).collect();
@@ -503,7 +508,7 @@ pub async fn token_revoke_grant(store: &dyn TokenStore) {
         );
         assert_eq!(
             store
-                .consume(record.kind, &record.hash)
+                .consume(record.kind, &record.hash, UnixTime::now())
                 .await
                 .expect("consume"),
             None,
@@ -555,7 +560,7 @@ pub async fn token_delete_is_idempotent(store: &dyn TokenStore) {
     let consumed = live_token(TokenKind::AuthorizationCode);
     store.insert(consumed.clone()).await.expect("insert");
     store
-        .consume(consumed.kind, &consumed.hash)
+        .consume(consumed.kind, &consumed.hash, UnixTime::now())
         .await
         .expect("consume");
     assert!(
@@ -567,7 +572,7 @@ pub async fn token_delete_is_idempotent(store: &dyn TokenStore) {
     );
     assert_eq!(
         store
-            .consume(consumed.kind, &consumed.hash)
+            .consume(consumed.kind, &consumed.hash, UnixTime::now())
             .await
             .expect("consume"),
         None,
@@ -582,7 +587,7 @@ pub async fn token_delete_expired_keeps_live(store: &dyn TokenStore) {
     store.insert(live.clone()).await.expect("insert");
     store.insert(consumed.clone()).await.expect("insert");
     store
-        .consume(consumed.kind, &consumed.hash)
+        .consume(consumed.kind, &consumed.hash, UnixTime::now())
         .await
         .expect("consume");
     for &kind in TokenKind::ALL {
@@ -600,7 +605,7 @@ pub async fn token_delete_expired_keeps_live(store: &dyn TokenStore) {
     assert!(
         matches!(
             store
-                .consume(consumed.kind, &consumed.hash)
+                .consume(consumed.kind, &consumed.hash, UnixTime::now())
                 .await
                 .expect("consume"),
             Some(Consumed::Replayed { .. })

@@ -104,7 +104,7 @@ pub enum Consumed {
     Replayed {
         /// The record as it was inserted.
         record: TokenRecord,
-        /// When the first, winning consume happened.
+        /// When the first, winning consume happened: the `now` its caller gave.
         consumed_at: UnixTime,
     },
 }
@@ -141,11 +141,15 @@ pub trait TokenStore: Send + Sync + 'static {
         hash: &TokenHash,
     ) -> Result<Option<TokenRecord>, StoreError>;
 
-    /// Atomically mark the record consumed. `None` if absent or expired.
+    /// Atomically mark the record consumed. `None` if absent or expired. `now` is the time of
+    /// this consume by the caller's clock: the first consume records it, and every later one
+    /// returns it as [`Consumed::Replayed::consumed_at`], so the caller measures how long ago the
+    /// first use was by its own clock (the refresh grace window), never the backend's.
     async fn consume(
         &self,
         kind: TokenKind,
         hash: &TokenHash,
+        now: UnixTime,
     ) -> Result<Option<Consumed>, StoreError>;
 
     /// Remove one record, consumed or not. Idempotent; returns whether a live record was removed

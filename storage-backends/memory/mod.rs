@@ -140,8 +140,9 @@ impl TokenStore for MemoryStore {
         &self,
         kind: TokenKind,
         hash: &TokenHash,
+        now: UnixTime,
     ) -> Result<Option<Consumed>, StoreError> {
-        Ok(self.table(kind).consume(kind, hash))
+        Ok(self.table(kind).consume(kind, hash, now))
     }
 
     async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError> {

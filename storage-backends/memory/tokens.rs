@@ -311,12 +311,17 @@ impl TokenTable {
         (stored.is_live(now) && stored.consumed_at.is_none()).then(|| stored.record(key))
     }
 
-    /// Mark the record consumed: the first caller gets it, later ones learn it was replayed.
-    pub(super) fn consume(&self, kind: TokenKind, hash: &TokenHash) -> Option<Consumed> {
+    /// Mark the record consumed: the first caller gets it (and its `at` is recorded), later ones
+    /// learn it was replayed, and when.
+    pub(super) fn consume(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+        at: UnixTime,
+    ) -> Option<Consumed> {
         let key = Key { kind, hash: *hash };
-        let now = UnixTime::now();
         let mut shard = Self::write(self.shard_of(&key));
-        if !shard.records.get(&key)?.is_live(now) {
+        if !shard.records.get(&key)?.is_live(UnixTime::now()) {
             shard.remove(&key);
             return None;
         }
@@ -327,7 +332,7 @@ impl TokenTable {
                 consumed_at,
             },
             None => {
-                stored.consumed_at = Some(now);
+                stored.consumed_at = Some(at);
                 Consumed::First(stored.record(key))
             }
         })
@@ -421,7 +426,7 @@ mod tests {
             let refresh = record(&format!("rotated-{i}"), "g", 30 * 86_400);
             assert!(table.insert(refresh.clone()));
             assert!(matches!(
-                table.consume(refresh.kind, &refresh.hash),
+                table.consume(refresh.kind, &refresh.hash, UnixTime::now()),
                 Some(Consumed::First(_))
             ));
         }
@@ -455,7 +460,7 @@ mod tests {
             "a new record is always admitted"
         );
         // Every way out gives the bytes back.
-        table.consume(long.kind, &long.hash);
+        table.consume(long.kind, &long.hash, UnixTime::now());
         assert!(table.delete(TokenKind::AccessToken, &TokenHash::of("large-999")));
         table.revoke(&GrantId("flood".into()));
         assert!(table.delete(long.kind, &long.hash));
@@ -489,7 +494,7 @@ mod tests {
                 ..record(&format!("rt-{i}"), "g", 30 * 86_400)
             };
             assert!(table.insert(refresh.clone()));
-            table.consume(refresh.kind, &refresh.hash);
+            table.consume(refresh.kind, &refresh.hash, UnixTime::now());
             let pair = TokenRecord {
                 kind: TokenKind::RefreshSuccessor,
                 ..record(&format!("rt-{i}"), "g", 90)
@@ -505,7 +510,7 @@ mod tests {
             if table.get(TokenKind::RefreshSuccessor, hash).is_none() {
                 evicted += 1;
                 assert_eq!(
-                    table.consume(TokenKind::RefreshToken, hash),
+                    table.consume(TokenKind::RefreshToken, hash, UnixTime::now()),
                     None,
                     "a pair went while its token could still be retried"
                 );
@@ -521,7 +526,10 @@ mod tests {
         expired.expires_at = UnixTime(UnixTime::now().0 - 60);
         assert!(table.insert(expired.clone()));
         assert_eq!(table.get(expired.kind, &expired.hash), None);
-        assert_eq!(table.consume(expired.kind, &expired.hash), None);
+        assert_eq!(
+            table.consume(expired.kind, &expired.hash, UnixTime::now()),
+            None
+        );
         assert!(
             table.insert(expired.clone()),
             "an expired record does not block its key"
@@ -550,7 +558,11 @@ mod tests {
             table.insert(record(&format!("a{i}"), "revoked", 60));
             table.insert(record(&format!("b{i}"), "kept", 60));
         }
-        table.consume(TokenKind::AccessToken, &TokenHash::of("a7"));
+        table.consume(
+            TokenKind::AccessToken,
+            &TokenHash::of("a7"),
+            UnixTime::now(),
+        );
         assert_eq!(table.revoke(&GrantId("revoked".into())), 100);
         assert_eq!(table.len(), 100);
         assert_eq!(table.revoke(&GrantId("revoked".into())), 0);

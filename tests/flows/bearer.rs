@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::routing::any;
 use mcp_oauth::store::{
-    Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore,
+    Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
 };
 use mcp_oauth::{ManualClock, McpOAuth, MemoryStore, TokenInfo};
 
@@ -273,7 +273,12 @@ impl TokenStore for DownStore {
     async fn get(&self, _: TokenKind, _: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
         Err(down())
     }
-    async fn consume(&self, _: TokenKind, _: &TokenHash) -> Result<Option<Consumed>, StoreError> {
+    async fn consume(
+        &self,
+        _: TokenKind,
+        _: &TokenHash,
+        _: UnixTime,
+    ) -> Result<Option<Consumed>, StoreError> {
         Err(down())
     }
     async fn delete(&self, _: TokenKind, _: &TokenHash) -> Result<bool, StoreError> {

@@ -24,6 +24,7 @@ mod journey;
 mod limits;
 mod malformed;
 mod outside_review;
+mod outside_review_architecture;
 mod passkeys;
 mod properties;
 mod proxies;

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use mcp_oauth::MemoryStore;
 use mcp_oauth::store::{
-    Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore,
+    Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
 };
 use tower::ServiceExt;
 
@@ -105,8 +105,9 @@ impl TokenStore for Faulty {
         &self,
         kind: TokenKind,
         hash: &TokenHash,
+        now: UnixTime,
     ) -> Result<Option<Consumed>, StoreError> {
-        self.store.consume(kind, hash).await
+        self.store.consume(kind, hash, now).await
     }
     async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError> {
         self.store.delete(kind, hash).await

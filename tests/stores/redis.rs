@@ -240,7 +240,11 @@ async fn keys_carry_the_prefix_and_expire_at_the_records_expiry() {
     TokenStore::insert(&store, short.clone()).await.unwrap();
     tokens.push(short);
     store
-        .consume(TokenKind::AuthorizationCode, &tokens[1].hash)
+        .consume(
+            TokenKind::AuthorizationCode,
+            &tokens[1].hash,
+            UnixTime::now(),
+        )
         .await
         .unwrap();
 
@@ -548,12 +552,16 @@ async fn two_instances_share_everything_at_once() {
         "B sees A's insert at once"
     );
     assert!(matches!(
-        b.consume(record.kind, &record.hash).await.unwrap(),
+        b.consume(record.kind, &record.hash, UnixTime::now())
+            .await
+            .unwrap(),
         Some(Consumed::First(_))
     ));
     assert!(
         matches!(
-            a.consume(record.kind, &record.hash).await.unwrap(),
+            a.consume(record.kind, &record.hash, UnixTime::now())
+                .await
+                .unwrap(),
             Some(Consumed::Replayed { .. })
         ),
         "A sees B's consume"
@@ -591,7 +599,7 @@ async fn two_instances_share_everything_at_once() {
             let (kind, hash) = (contested.kind, contested.hash);
             tokio::spawn(async move {
                 barrier.wait().await;
-                store.consume(kind, &hash).await
+                store.consume(kind, &hash, UnixTime::now()).await
             })
         })
         .collect();
@@ -799,7 +807,9 @@ async fn the_same_store_survives_a_redis_outage() {
         "insert while Redis is down: {inserted:?}"
     );
     let started = Instant::now();
-    let consumed = store.consume(before.kind, &before.hash).await;
+    let consumed = store
+        .consume(before.kind, &before.hash, UnixTime::now())
+        .await;
     timings.push(("consume", started.elapsed()));
     assert!(
         is_backend(&consumed),
@@ -827,7 +837,10 @@ async fn the_same_store_survives_a_redis_outage() {
         None
     );
     assert!(matches!(
-        store.consume(fresh.kind, &fresh.hash).await.unwrap(),
+        store
+            .consume(fresh.kind, &fresh.hash, UnixTime::now())
+            .await
+            .unwrap(),
         Some(Consumed::First(_))
     ));
     let passkey = passkey_record();

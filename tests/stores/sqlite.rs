@@ -114,7 +114,10 @@ async fn everything_survives_a_restart() {
             .unwrap();
         PasskeyStore::insert(&store, passkey.clone()).await.unwrap();
         let before = UnixTime::now();
-        let first = store.consume(code.kind, &code.hash).await.unwrap();
+        let first = store
+            .consume(code.kind, &code.hash, UnixTime::now())
+            .await
+            .unwrap();
         assert_eq!(first, Some(Consumed::First(code.clone())));
         store.pool().close().await;
         before
@@ -127,7 +130,11 @@ async fn everything_survives_a_restart() {
             .unwrap(),
         Some(refresh.clone())
     );
-    match store.consume(code.kind, &code.hash).await.unwrap() {
+    match store
+        .consume(code.kind, &code.hash, UnixTime::now())
+        .await
+        .unwrap()
+    {
         Some(Consumed::Replayed {
             record,
             consumed_at: at,
@@ -156,7 +163,10 @@ async fn everything_survives_a_restart() {
         serde_json::to_value(&passkey).unwrap()
     );
     assert_eq!(
-        store.consume(refresh.kind, &refresh.hash).await.unwrap(),
+        store
+            .consume(refresh.kind, &refresh.hash, UnixTime::now())
+            .await
+            .unwrap(),
         Some(Consumed::First(refresh))
     );
 }
@@ -374,7 +384,10 @@ async fn delete_expired_purges_expired_rows_and_keeps_live_ones() {
     let consumed = live_token(TokenKind::AuthorizationCode);
     TokenStore::insert(&store, live.clone()).await.unwrap();
     TokenStore::insert(&store, consumed.clone()).await.unwrap();
-    store.consume(consumed.kind, &consumed.hash).await.unwrap();
+    store
+        .consume(consumed.kind, &consumed.hash, UnixTime::now())
+        .await
+        .unwrap();
 
     let expired_client = ClientRecord {
         expires_at: Some(UnixTime(UnixTime::now().0 - 60)),
@@ -404,7 +417,10 @@ async fn delete_expired_purges_expired_rows_and_keeps_live_ones() {
     assert_eq!(TokenStore::delete_expired(&store).await.unwrap(), 0);
     assert_eq!(ClientStore::delete_expired(&store).await.unwrap(), 0);
     assert!(matches!(
-        store.consume(consumed.kind, &consumed.hash).await.unwrap(),
+        store
+            .consume(consumed.kind, &consumed.hash, UnixTime::now())
+            .await
+            .unwrap(),
         Some(Consumed::Replayed { .. })
     ));
     assert_eq!(
@@ -498,7 +514,7 @@ async fn consume_is_atomic_across_pools_on_one_file() {
                 let (kind, hash) = (record.kind, record.hash);
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    store.consume(kind, &hash).await
+                    store.consume(kind, &hash, UnixTime::now()).await
                 })
             })
             .collect();

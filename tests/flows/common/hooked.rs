@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use mcp_oauth::MemoryStore;
 use mcp_oauth::store::{
-    Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore,
+    Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
 };
 
 /// What a test adds around the memory store's own behaviour; every hook does nothing by default.
@@ -57,8 +57,9 @@ impl<H: StoreHooks> TokenStore for Hooked<H> {
         &self,
         kind: TokenKind,
         hash: &TokenHash,
+        now: UnixTime,
     ) -> Result<Option<Consumed>, StoreError> {
-        self.store.consume(kind, hash).await
+        self.store.consume(kind, hash, now).await
     }
     async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError> {
         TokenStore::delete(&self.store, kind, hash).await
