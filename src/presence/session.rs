@@ -20,9 +20,9 @@ struct Stored {
 }
 
 /// A live console session: its cookie value is one the store holds, unexpired, and the passkey
-/// that signed in is still registered. Only [`find`] makes one (no constructor, no `Clone`, no
-/// `Deserialize`), so an operation that takes it, such as enrolling another passkey from the
-/// console, cannot run without the session lookup.
+/// that signed in is still registered. Only the session lookup (`find`) makes one (no
+/// constructor, no `Clone`, no `Deserialize`), so an operation that takes it, such as enrolling
+/// another passkey from the console, cannot run without the lookup.
 #[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 #[derive(Debug)]
 pub struct LiveSession {
