@@ -10,6 +10,7 @@ use crate::audit::{Audit, AuditCallback, AuditEvent};
 use crate::clock::{Clock, ClockedClients, ClockedTokens, ManualClock};
 use crate::config::{OAuthConfig, parse_server_url};
 use crate::http::{AppState, BearerLayer, Limits};
+use crate::oauth::assertion::KeySets;
 use crate::oauth::client_metadata::MetadataDocuments;
 use crate::oauth::clients::PreRegistered;
 use crate::oauth::{AuthServer, Resource, ScopePolicy, Settings, metadata};
@@ -245,7 +246,7 @@ impl McpOAuthBuilder {
             )?),
         };
 
-        let metadata_documents = metadata_documents(&config, &server_url)?;
+        let (metadata_documents, key_sets) = metadata_documents(&config, &server_url)?;
         let issuer = config.server_url.clone();
         let resource = Resource::new(&issuer, &config.resource_path)
             .map_err(|e| Error::invalid("resource_path", &e.to_string()))?;
@@ -294,7 +295,15 @@ impl McpOAuthBuilder {
             audit.clone(),
             clock.clone(),
         )?;
-        let server = AuthServer::new(settings, audit, clock, tokens, clients, metadata_documents);
+        let server = AuthServer::new(
+            settings,
+            audit,
+            clock,
+            tokens,
+            clients,
+            metadata_documents,
+            key_sets,
+        );
         let state = AppState {
             server: Arc::new(server),
             passkeys: Arc::new(passkeys),
@@ -319,14 +328,18 @@ impl McpOAuthBuilder {
     }
 }
 
-/// The resolver for URL client ids, when metadata documents are on.
+/// The resolver for URL client ids and the fetcher of their keys.
+type Resolvers = (
+    Option<Arc<dyn MetadataDocuments>>,
+    Option<Arc<dyn KeySets>>,
+);
+
+/// The resolver for URL client ids, when metadata documents are on, and the fetcher of their
+/// `jwks_uri` (the same fetcher, under the same rules).
 #[cfg(feature = "cimd")]
-fn metadata_documents(
-    config: &OAuthConfig,
-    server_url: &url::Url,
-) -> Result<Option<Arc<dyn MetadataDocuments>>, Error> {
+fn metadata_documents(config: &OAuthConfig, server_url: &url::Url) -> Result<Resolvers, Error> {
     if !config.client_id_metadata_documents {
-        return Ok(None);
+        return Ok((None, None));
     }
     if config.cimd_allow_loopback_http_for_testing {
         tracing::warn!(
@@ -341,7 +354,8 @@ fn metadata_documents(
     };
     let documents = crate::cimd::Documents::new(config.native_redirect_uris.clone(), rules)
         .map_err(|reason| Error::invalid("client_id_metadata_documents", &reason))?;
-    Ok(Some(Arc::new(documents)))
+    let documents = Arc::new(documents);
+    Ok((Some(documents.clone()), Some(documents)))
 }
 
 /// Without the `cimd` feature, URL client ids are unknown clients.
@@ -349,8 +363,8 @@ fn metadata_documents(
 fn metadata_documents(
     _: &OAuthConfig,
     _: &url::Url,
-) -> Result<Option<Arc<dyn MetadataDocuments>>, Error> {
-    Ok(None)
+) -> Result<Resolvers, Error> {
+    Ok((None, None))
 }
 
 type TokenAndClientStores = (Arc<dyn TokenStore>, Arc<dyn ClientStore>);

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Settings;
+use super::assertion::keys::ALLOWED_ALGORITHM_NAMES;
 use crate::paths;
 
 /// [`paths::AUTHORIZATION_SERVER_METADATA`].
@@ -45,6 +46,21 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
             // Claude picks metadata documents only when this is true *and* `none` is among the
             // token endpoint methods (it always is here).
             map.insert("client_id_metadata_document_supported".into(), json!(true));
+            // Metadata document clients may sign assertions with the keys they publish.
+            for methods in [
+                "token_endpoint_auth_methods_supported",
+                "revocation_endpoint_auth_methods_supported",
+            ] {
+                if let Some(Value::Array(list)) = map.get_mut(methods) {
+                    list.push(json!("private_key_jwt"));
+                }
+            }
+            for algorithms in [
+                "token_endpoint_auth_signing_alg_values_supported",
+                "revocation_endpoint_auth_signing_alg_values_supported",
+            ] {
+                map.insert(algorithms.into(), json!(ALLOWED_ALGORITHM_NAMES));
+            }
         }
     }
     doc

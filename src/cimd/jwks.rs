@@ -1,0 +1,118 @@
+//! Clients' JWK sets at their `jwks_uri`, fetched by the same SSRF-safe fetcher as documents and
+//! kept by the same freshness policy ([`cache::time_to_live`]). An assertion naming a key the
+//! cached set lacks earns a refetch (the client may have rotated its keys), but at most one per
+//! client per [`REFETCH_INTERVAL`]: a flood of made-up key ids cannot make us fetch in a loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use moka::future::Cache;
+
+use super::cache;
+use super::fetch::{FetchError, Fetcher};
+use super::ssrf::{self, UrlRules};
+use crate::oauth::assertion::KeySetError;
+use crate::oauth::assertion::keys::public_key_set;
+use crate::oauth::client_metadata::DocumentProblem;
+
+/// The largest JWK set accepted: room for a rotation's worth of RSA-4096 keys.
+pub(crate) const MAX_JWKS_BYTES: usize = 16 * 1024;
+
+/// At most one refetch for an unknown key id per client in this interval.
+pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Sets kept at most (one per client using `jwks_uri`).
+const CAPACITY: u64 = 1_000;
+
+#[derive(Clone, Debug)]
+struct Entry {
+    uri: String,
+    set: Arc<JwkSet>,
+    fresh_until: Instant,
+}
+
+/// The cached sets, and when each client last had its set refetched for an unknown key id.
+pub(crate) struct KeySetCache {
+    entries: Cache<String, Entry>,
+    refetched: Cache<String, ()>,
+}
+
+impl std::fmt::Debug for KeySetCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySetCache")
+            .field("entries", &self.entries.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeySetCache {
+    pub(crate) fn new() -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(cache::MAX_TTL)
+                .build(),
+            refetched: Cache::builder()
+                .max_capacity(CAPACITY * 10)
+                .time_to_live(REFETCH_INTERVAL)
+                .build(),
+        }
+    }
+
+    /// The set at `uri` for `client_id`: cached while fresh; fetched otherwise, or when an
+    /// assertion named an unknown key and this client had no such refetch lately.
+    pub(crate) async fn key_set(
+        &self,
+        fetcher: &Fetcher,
+        rules: &UrlRules,
+        client_id: &str,
+        uri: &str,
+        unknown_kid: bool,
+    ) -> Result<Arc<JwkSet>, KeySetError> {
+        let cached = self
+            .entries
+            .get(client_id)
+            .await
+            .filter(|entry| entry.uri == uri && entry.fresh_until > Instant::now());
+        if let Some(entry) = &cached {
+            if !unknown_kid || self.refetched.contains_key(client_id) {
+                return Ok(Arc::clone(&entry.set));
+            }
+        }
+        if unknown_kid {
+            self.refetched.insert(client_id.to_owned(), ()).await;
+        }
+        let error = |problem| KeySetError {
+            url: crate::oauth::params::printable(uri),
+            problem,
+        };
+        let target = ssrf::check_url(uri, rules).map_err(|r| error(DocumentProblem::Refused(r)))?;
+        let fetched = fetcher
+            .fetch_up_to(&target, MAX_JWKS_BYTES)
+            .await
+            .map_err(|failure| {
+                error(match failure {
+                    FetchError::Unavailable(why) => DocumentProblem::Unavailable(why),
+                    FetchError::BadAnswer(reason) => DocumentProblem::BadAnswer(reason),
+                })
+            })?;
+        let set = serde_json::from_slice(&fetched.body)
+            .map_err(|e| format!("it is not valid JSON ({e})"))
+            .and_then(|value| public_key_set(&value))
+            .map_err(|reason| error(DocumentProblem::Invalid(reason)))?;
+        let set = Arc::new(set);
+        match cache::time_to_live(fetched.freshness) {
+            Some(ttl) => {
+                let entry = Entry {
+                    uri: uri.to_owned(),
+                    set: Arc::clone(&set),
+                    fresh_until: Instant::now() + ttl,
+                };
+                self.entries.insert(client_id.to_owned(), entry).await;
+            }
+            None => self.entries.invalidate(client_id).await,
+        }
+        Ok(set)
+    }
+}
