@@ -329,10 +329,7 @@ impl McpOAuthBuilder {
 }
 
 /// The resolver for URL client ids and the fetcher of their keys.
-type Resolvers = (
-    Option<Arc<dyn MetadataDocuments>>,
-    Option<Arc<dyn KeySets>>,
-);
+type Resolvers = (Option<Arc<dyn MetadataDocuments>>, Option<Arc<dyn KeySets>>);
 
 /// The resolver for URL client ids, when metadata documents are on, and the fetcher of their
 /// `jwks_uri` (the same fetcher, under the same rules).
@@ -360,10 +357,7 @@ fn metadata_documents(config: &OAuthConfig, server_url: &url::Url) -> Result<Res
 
 /// Without the `cimd` feature, URL client ids are unknown clients.
 #[cfg(not(feature = "cimd"))]
-fn metadata_documents(
-    _: &OAuthConfig,
-    _: &url::Url,
-) -> Result<Resolvers, Error> {
+fn metadata_documents(_: &OAuthConfig, _: &url::Url) -> Result<Resolvers, Error> {
     Ok((None, None))
 }
 

@@ -106,7 +106,8 @@ fn check_auth_method(
             "it names {method}, a shared-secret method that a public document must not use"
         ));
     }
-    let offers_none = matches!(preferred, None | Some("none")) || offered.iter().any(|m| m == "none");
+    let offers_none =
+        matches!(preferred, None | Some("none")) || offered.iter().any(|m| m == "none");
     match preferred {
         None | Some("none" | "private_key_jwt") => {}
         Some(_) if offers_none => {}
@@ -158,7 +159,8 @@ fn key_source(metadata: &ClientMetadata, rules: &UrlRules) -> Result<Option<KeyS
         (Some(_), Sent::Given(_)) => Err("it has both jwks and jwks_uri".into()),
         (_, Sent::WrongType) => Err("its jwks_uri is not a string".into()),
         (Some(jwks), Sent::Absent) => {
-            let set = keys::public_key_set(jwks).map_err(|r| format!("its jwks is refused: {r}"))?;
+            let set =
+                keys::public_key_set(jwks).map_err(|r| format!("its jwks is refused: {r}"))?;
             Ok(Some(KeySource::Inline(Arc::new(set))))
         }
         (None, Sent::Given(uri)) => {

@@ -135,8 +135,7 @@ impl Fetcher {
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
         let _slot = self.slots.acquire(target.host_key()).await?;
-        match tokio::time::timeout(self.time_limit, self.fetch_unbounded(target, max_bytes)).await
-        {
+        match tokio::time::timeout(self.time_limit, self.fetch_unbounded(target, max_bytes)).await {
             Ok(result) => result,
             Err(_) => Err(Unavailable::TimedOut(self.time_limit.as_secs()).into()),
         }

@@ -116,7 +116,11 @@ impl AuthServer {
                 .await?;
             return Ok(client);
         }
-        if client.assertion.as_ref().is_some_and(|rules| rules.required) {
+        if client
+            .assertion
+            .as_ref()
+            .is_some_and(|rules| rules.required)
+        {
             // It registered private_key_jwt alone: no downgrade to `none` or a secret.
             budget.reserve(Guessed::client(&client.client_id))?.spend();
             return Err(OAuthError::invalid_client(
@@ -244,7 +248,10 @@ fn presented(authorization: Option<&str>, params: &Params<'_>) -> Result<Present
 
 /// `client_assertion` with `client_assertion_type` exactly [`JWT_BEARER`] (RFC 7521 §4.2).
 fn assertion_of(params: &Params<'_>) -> Result<Option<String>, OAuthError> {
-    match (params.get("client_assertion_type"), params.get("client_assertion")) {
+    match (
+        params.get("client_assertion_type"),
+        params.get("client_assertion"),
+    ) {
         (None, None) => Ok(None),
         (Some(JWT_BEARER), Some(assertion)) => Ok(Some(assertion.to_owned())),
         (Some(_), Some(_)) => Err(OAuthError::invalid_client(format!(

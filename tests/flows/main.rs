@@ -25,6 +25,8 @@ mod limits;
 mod malformed;
 mod outside_review;
 mod passkeys;
+#[cfg(feature = "cimd")]
+mod private_key_jwt;
 mod properties;
 mod proxies;
 mod races;

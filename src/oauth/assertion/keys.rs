@@ -133,7 +133,10 @@ mod tests {
                 json!({ "kty": "RSA", "n": N, "e": "AQAB", "p": "x", "q": "y" }),
                 "member p",
             ),
-            (json!({ "kty": "OKP", "crv": "Ed25519", "x": "a", "d": "b" }), "member d"),
+            (
+                json!({ "kty": "OKP", "crv": "Ed25519", "x": "a", "d": "b" }),
+                "member d",
+            ),
         ] {
             let error = public_key_set(&json!({ "keys": [key] })).unwrap_err();
             assert!(error.contains(expected), "{error}");

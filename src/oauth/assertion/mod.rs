@@ -71,7 +71,10 @@ impl KeySetError {
         match &self.problem {
             DocumentProblem::Refused(reason) => format!("its jwks_uri is not acceptable: {reason}"),
             DocumentProblem::Unavailable(why) => {
-                format!("its JWK set could not be fetched right now: {}", why.reason())
+                format!(
+                    "its JWK set could not be fetched right now: {}",
+                    why.reason()
+                )
             }
             DocumentProblem::BadAnswer(reason) => {
                 format!("its JWK set could not be fetched: {reason}")
@@ -146,7 +149,9 @@ impl AuthServer {
             Ok(()) => Ok(()),
             Err(StoreError::AlreadyExists { .. }) => {
                 budget.reserve(Guessed::client(client_id))?.spend();
-                Err(refusal("the assertion's jti was used before; sign a new assertion"))
+                Err(refusal(
+                    "the assertion's jti was used before; sign a new assertion",
+                ))
             }
             Err(error) => Err(error.into()),
         }

@@ -63,7 +63,9 @@ pub(crate) fn verify(
     // The header is read only to learn its algorithm and key id; both are checked against what
     // the client registered before anything is trusted.
     let header = decode_header(assertion).map_err(|_| {
-        refused("the assertion is not a signed JWT with a supported algorithm (alg none is refused)")
+        refused(
+            "the assertion is not a signed JWT with a supported algorithm (alg none is refused)",
+        )
     })?;
     if !ALLOWED_ALGORITHMS.contains(&header.alg) {
         return Err(refused(format!(
@@ -71,7 +73,10 @@ pub(crate) fn verify(
             header.alg
         )));
     }
-    if expected.algorithm.is_some_and(|registered| registered != header.alg) {
+    if expected
+        .algorithm
+        .is_some_and(|registered| registered != header.alg)
+    {
         return Err(refused(format!(
             "the assertion's algorithm {:?} is not the one the client registered",
             header.alg
@@ -83,7 +88,9 @@ pub(crate) fn verify(
         .key_algorithm
         .is_some_and(|alg| alg != KeyAlgorithm::from(header.alg))
     {
-        return Err(refused("the assertion's algorithm is not the one its key is for"));
+        return Err(refused(
+            "the assertion's algorithm is not the one its key is for",
+        ));
     }
     let key = DecodingKey::from_jwk(jwk).map_err(|_| refused("the client's key is not usable"))?;
     let mut validation = Validation::new(header.alg);

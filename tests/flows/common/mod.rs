@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 mod hooked;
+#[cfg(feature = "cimd")]
+pub(crate) mod jose;
 mod soft_key;
 
 // Not every test target that includes this module uses them.
