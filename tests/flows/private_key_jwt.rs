@@ -768,3 +768,107 @@ async fn assertion_failures_spend_the_clients_failure_budget() {
     let genuine = token_with_assertion(&server, &key.sign(&claims(&id, jose::now()))).await;
     assert_eq!(genuine.status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// Every time check is the server's clock's: a test moves it instead of waiting. The `jti` of a
+/// used assertion is remembered for as long as the assertion would be accepted, and no longer
+/// matters after.
+#[tokio::test]
+async fn the_servers_clock_judges_every_time_claim() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let clock = mcp_oauth::ManualClock::new();
+    let server = TestServer::with_clock(cimd_config(host.port()), &clock);
+    let start = clock.now().0;
+
+    let assertion = key.sign(&claims(&id, start));
+    token_with_assertion(&server, &assertion)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    clock.advance(Duration::from_secs(80));
+    assert_refused(
+        &token_with_assertion(&server, &assertion).await,
+        "jti was used before",
+    );
+    clock.advance(Duration::from_secs(20));
+    assert_refused(&token_with_assertion(&server, &assertion).await, "expired");
+
+    let early = key.sign(&claims(&id, clock.now().0 + 120));
+    assert_refused(&token_with_assertion(&server, &early).await, "iat");
+    clock.advance(Duration::from_secs(120));
+    token_with_assertion(&server, &early)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+}
+
+/// The same assertion sent many times at once, to two instances on one store: exactly one is
+/// accepted.
+async fn concurrent_uses_of_one_assertion_have_one_winner(stores: Stores) {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let a = Arc::new(TestServer::on(
+        stores.clone(),
+        cimd_config(host.port()),
+        mcp_routes(),
+    ));
+    let b = Arc::new(TestServer::on(
+        stores,
+        cimd_config(host.port()),
+        mcp_routes(),
+    ));
+    // Warm both caches, so that the uses race on the store and not on the fetches.
+    for server in [&a, &b] {
+        let warm = key.sign(&claims(&id, jose::now()));
+        token_with_assertion(server, &warm)
+            .await
+            .assert_oauth_error(400, "invalid_grant");
+    }
+    let assertion = key.sign(&claims(&id, jose::now()));
+    let uses = (0..16).map(|i| {
+        let server = Arc::clone(if i % 2 == 0 { &a } else { &b });
+        let assertion = assertion.clone();
+        tokio::spawn(async move { token_with_assertion(&server, &assertion).await.status })
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(uses)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let accepted = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::BAD_REQUEST)
+        .count();
+    assert_eq!(accepted, 1, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::BAD_REQUEST || *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uses_of_one_assertion_have_one_winner_on_memory() {
+    concurrent_uses_of_one_assertion_have_one_winner(Stores::memory()).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uses_of_one_assertion_have_one_winner_on_sqlite() {
+    use mcp_oauth::backends::sqlite::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("oauth.db").display());
+    let stores = Stores::of(SqliteStore::connect(&url).await.unwrap());
+    concurrent_uses_of_one_assertion_have_one_winner(stores).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uses_of_one_assertion_have_one_winner_on_redis() {
+    use mcp_oauth::backends::redis::RedisStore;
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("mcp_oauth_jti_race_{:016x}:", rand::random::<u64>());
+    let store = RedisStore::connect(&url).await.unwrap().with_prefix(prefix);
+    concurrent_uses_of_one_assertion_have_one_winner(Stores::of(store)).await;
+}
