@@ -75,13 +75,10 @@ impl KeySetCache {
             .get(client_id)
             .await
             .filter(|entry| entry.uri == uri && entry.fresh_until > Instant::now());
-        if let Some(entry) = &cached {
-            if !unknown_kid || self.refetched.contains_key(client_id) {
-                return Ok(Arc::clone(&entry.set));
-            }
-        }
-        if unknown_kid {
-            self.refetched.insert(client_id.to_owned(), ()).await;
+        if let Some(entry) = &cached
+            && (!unknown_kid || !self.may_refetch(client_id).await)
+        {
+            return Ok(Arc::clone(&entry.set));
         }
         let error = |problem| KeySetError {
             url: crate::oauth::params::printable(uri),
@@ -114,5 +111,43 @@ impl KeySetCache {
             None => self.entries.invalidate(client_id).await,
         }
         Ok(set)
+    }
+
+    /// Whether `client_id` may have its set refetched for an unknown key id now; if so, it may
+    /// not again for [`REFETCH_INTERVAL`]. Atomic: of concurrent callers, one gets `true`.
+    async fn may_refetch(&self, client_id: &str) -> bool {
+        self.refetched
+            .entry_by_ref(client_id)
+            .or_insert(())
+            .await
+            .is_fresh()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burst of assertions naming unknown key ids, all at once, earns one refetch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_unknown_kids_earn_one_refetch_per_client() {
+        let cache = Arc::new(KeySetCache::new());
+        let calls = (0..32).map(|i| {
+            let cache = Arc::clone(&cache);
+            let client = if i % 2 == 0 {
+                "https://a.example/c"
+            } else {
+                "https://b.example/c"
+            };
+            tokio::spawn(async move { (client, cache.may_refetch(client).await) })
+        });
+        let results = futures::future::join_all(calls).await;
+        for client in ["https://a.example/c", "https://b.example/c"] {
+            let granted = results
+                .iter()
+                .filter(|r| matches!(r, Ok((c, true)) if *c == client))
+                .count();
+            assert_eq!(granted, 1, "{client}");
+        }
     }
 }
