@@ -118,7 +118,8 @@ impl KeySetCache {
     async fn may_refetch(&self, client_id: &str) -> bool {
         self.refetched
             .entry_by_ref(client_id)
-            .or_insert(())
+            // `or_insert_with` coalesces concurrent calls for one key (`or_insert` does not).
+            .or_insert_with(async {})
             .await
             .is_fresh()
     }
