@@ -695,6 +695,9 @@ async fn a_key_set_the_client_broke_is_401_and_one_that_cannot_be_fetched_is_503
         );
         let reply = token_with_assertion(&server, &key.sign(&claims(&id, jose::now()))).await;
         assert_refused(&reply, "could not be fetched or is invalid");
+        // The owner's connection doctor says why; the client heard a category.
+        let notes = doctor_notes(&server, &id);
+        assert!(notes.contains("JWK set"), "{what}: {notes}");
     }
 
     for name in ["jwks-down.json", "jwks-stall.json"] {

@@ -18,6 +18,7 @@ use jsonwebtoken::jwk::JwkSet;
 use super::budget::{Budget, Guessed, Refused};
 use super::client_metadata::DocumentProblem;
 use super::{AuthServer, ErrorCode, OAuthError};
+use crate::audit::{Source, StepKind};
 use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord};
 use keys::{AssertionRules, KeySource};
 use verify::{Expected, Failure};
@@ -175,7 +176,15 @@ impl AuthServer {
             .await
             .map_err(|error| {
                 tracing::warn!(target: "mcp_oauth::cimd", url = %error.url, detail = %error.detail(), "no usable JWK set for a client assertion");
-                error.token_error().into()
+                // The client hears a category; the owner's connection doctor hears why.
+                let answer = error.token_error();
+                self.audit.doctor().record(
+                    Source::of(Some(client_id), None),
+                    StepKind::MetadataDocument,
+                    Some((answer.code.as_str(), &error.detail())),
+                    None,
+                );
+                answer.into()
             })
     }
 }
