@@ -11,6 +11,7 @@ use crate::clock::{Clock, ClockedClients, ClockedTokens, ManualClock};
 use crate::config::{OAuthConfig, parse_server_url};
 use crate::http::{AppState, BearerLayer, Limits};
 use crate::oauth::assertion::KeySets;
+use crate::oauth::assertion::keys::{AssertionRules, KeySource, public_key_set};
 use crate::oauth::client_metadata::MetadataDocuments;
 use crate::oauth::clients::PreRegistered;
 use crate::oauth::{AuthServer, Resource, ScopePolicy, Settings, metadata};
@@ -278,6 +279,7 @@ impl McpOAuthBuilder {
                 secret_hash: TokenHash::of(&config.client_secret),
                 redirect_uris: config.client_redirect_uris.clone(),
                 name: config.client_name.clone(),
+                assertion: pre_registered_keys(&config)?,
             },
         };
         let authorization_server_metadata =
@@ -326,6 +328,28 @@ impl McpOAuthBuilder {
         announce_setup_url(&oauth);
         Ok(oauth)
     }
+}
+
+/// The pre-registered client's assertion rules, from `client_jwks`: its secret keeps working
+/// beside them.
+fn pre_registered_keys(config: &OAuthConfig) -> Result<Option<AssertionRules>, Error> {
+    let Some(text) = &config.client_jwks else {
+        return Ok(None);
+    };
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::invalid("client_jwks", &format!("is not valid JSON ({e})")))?;
+    let set = public_key_set(&value).map_err(|reason| Error::invalid("client_jwks", &reason))?;
+    if set.keys.is_empty() {
+        return Err(Error::invalid(
+            "client_jwks",
+            "holds no usable public signing key (RSA, EC P-256 or Ed25519)",
+        ));
+    }
+    Ok(Some(AssertionRules {
+        keys: KeySource::Inline(Arc::new(set)),
+        algorithm: None,
+        required: false,
+    }))
 }
 
 /// The resolver for URL client ids and the fetcher of their keys.

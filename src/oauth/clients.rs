@@ -15,6 +15,8 @@ pub(crate) struct PreRegistered {
     pub(crate) secret_hash: TokenHash,
     pub(crate) redirect_uris: Vec<String>,
     pub(crate) name: String,
+    /// Its public keys, if configured: it may sign assertions instead of sending its secret.
+    pub(crate) assertion: Option<AssertionRules>,
 }
 
 /// A client as the protocol rules see it.
@@ -85,7 +87,7 @@ impl AuthServer {
                 may_refresh: true,
                 may_use_code: true,
                 metadata_host: None,
-                assertion: None,
+                assertion: pre.assertion.clone(),
             }));
         }
         if let Some(documents) = &self.metadata_documents

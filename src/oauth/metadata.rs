@@ -26,27 +26,9 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
         "protected_resources": [s.resource.as_str()],
     });
     if let Some(map) = doc.as_object_mut() {
-        if s.dynamic_registration {
-            map.insert(
-                "registration_endpoint".into(),
-                json!(format!("{issuer}{}", paths::REGISTER)),
-            );
-        }
-        if !s.introspection_clients.is_empty() {
-            map.insert(
-                "introspection_endpoint".into(),
-                json!(format!("{issuer}{}", paths::INTROSPECT)),
-            );
-            map.insert(
-                "introspection_endpoint_auth_methods_supported".into(),
-                json!(["client_secret_post", "client_secret_basic"]),
-            );
-        }
-        if s.client_id_metadata_documents {
-            // Claude picks metadata documents only when this is true *and* `none` is among the
-            // token endpoint methods (it always is here).
-            map.insert("client_id_metadata_document_supported".into(), json!(true));
-            // Metadata document clients may sign assertions with the keys they publish.
+        // Metadata document clients may sign assertions with the keys they publish, and the
+        // pre-registered client with the keys configured for it.
+        if s.client_id_metadata_documents || s.pre_registered.assertion.is_some() {
             for methods in [
                 "token_endpoint_auth_methods_supported",
                 "revocation_endpoint_auth_methods_supported",
@@ -61,6 +43,35 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
             ] {
                 map.insert(algorithms.into(), json!(ALLOWED_ALGORITHM_NAMES));
             }
+        }
+        if s.dynamic_registration {
+            map.insert(
+                "registration_endpoint".into(),
+                json!(format!("{issuer}{}", paths::REGISTER)),
+            );
+        }
+        if !s.introspection_clients.is_empty() {
+            map.insert(
+                "introspection_endpoint".into(),
+                json!(format!("{issuer}{}", paths::INTROSPECT)),
+            );
+            let mut methods = vec!["client_secret_post", "client_secret_basic"];
+            if s.pre_registered.assertion.is_some() {
+                methods.push("private_key_jwt");
+                map.insert(
+                    "introspection_endpoint_auth_signing_alg_values_supported".into(),
+                    json!(ALLOWED_ALGORITHM_NAMES),
+                );
+            }
+            map.insert(
+                "introspection_endpoint_auth_methods_supported".into(),
+                json!(methods),
+            );
+        }
+        if s.client_id_metadata_documents {
+            // Claude picks metadata documents only when this is true *and* `none` is among the
+            // token endpoint methods (it always is here).
+            map.insert("client_id_metadata_document_supported".into(), json!(true));
         }
     }
     doc

@@ -13,6 +13,7 @@ mod budgets;
 #[cfg(feature = "cimd")]
 mod cimd;
 mod client_deletion;
+mod client_keys;
 mod console;
 mod cors;
 mod discovery;

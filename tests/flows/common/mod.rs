@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 mod hooked;
-#[cfg(feature = "cimd")]
 pub(crate) mod jose;
 mod soft_key;
 
