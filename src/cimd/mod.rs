@@ -1,8 +1,8 @@
 //! Client ID Metadata Documents (feature `cimd`): a client whose id is an `https` URL is described
 //! by the JSON document at that URL. This module fetches the document without exposing the
 //! server's network ([`ssrf`], [`fetch`]), validates it ([`document`]), and keeps it for a while
-//! ([`cache`]). The protocol rules see only the
-//! [`MetadataDocuments`] trait.
+//! ([`cache`]); the same fetcher brings the key sets at clients' `jwks_uri` ([`jwks`]). The
+//! protocol rules see only the [`MetadataDocuments`] and [`KeySets`] traits.
 
 mod cache;
 mod document;

@@ -25,14 +25,16 @@ struct Presented {
 impl AuthServer {
     /// Authenticate the calling client. `authorization` is the raw `Authorization` header, if any.
     /// A secret compared spends `budget` for the client named, reserved right before the
-    /// comparison and given back if it matches; a client id that names no client spends the
-    /// address's budget for unknown clients. Public clients spend nothing.
+    /// comparison and given back if it matches, and so does each assertion's signature check; a
+    /// client id that names no client spends the address's budget for unknown clients. Public
+    /// clients spend nothing.
     ///
     /// # Errors
     ///
-    /// `invalid_client` for an unknown client or wrong secret (the HTTP layer answers 401, so that
-    /// clients register again); `invalid_request` for contradictory credentials; `Limited` once the
-    /// budget for that client, or for unknown clients, is spent.
+    /// `invalid_client` for an unknown client, a wrong secret or a refused assertion (the HTTP
+    /// layer answers 401, so that clients register again); `invalid_request` for contradictory
+    /// credentials; `temporarily_unavailable` when a client's key set cannot be fetched right now;
+    /// `Limited` once the budget for that client, or for unknown clients, is spent.
     pub(crate) async fn authenticate_client(
         &self,
         authorization: Option<&str>,
@@ -44,9 +46,9 @@ impl AuthServer {
     }
 
     /// Authenticate a resource server at the introspection endpoint: a client the configuration
-    /// names, with its secret. Another client is refused before it is looked up (and spends
-    /// nothing: it guesses no secret), so a URL client id does not even cost a metadata document
-    /// fetch.
+    /// names, with its secret or a signed assertion. Another client is refused before it is
+    /// looked up (and spends nothing: it guesses no secret), so a URL client id does not even
+    /// cost a metadata document fetch.
     ///
     /// # Errors
     ///
