@@ -409,6 +409,18 @@ async fn every_bad_assertion_is_refused_naming_the_check() {
             key.sign_as("RS256", Some("k2"), &claims(&id, now)),
             "does not hold",
         ),
+        (
+            "the forger's own key embedded in the header (jwk, jku, x5u)",
+            {
+                let forger = TestKey::rsa("k1");
+                let header = json!({
+                    "alg": "RS256", "kid": "k1", "jwk": forger.jwk(),
+                    "jku": "https://evil.example/jwks.json", "x5u": "https://evil.example/c.pem",
+                });
+                forger.sign_with_header(&header, &claims(&id, now))
+            },
+            "signature does not verify",
+        ),
         ("not a JWT", "not-a-jwt".to_owned(), "no readable iss"),
     ] {
         let reply = token_with_assertion(&server, &assertion).await;

@@ -91,6 +91,12 @@ impl TestKey {
         if let Some(kid) = kid {
             header["kid"] = json!(kid);
         }
+        self.sign_with_header(&header, claims)
+    }
+
+    /// `claims` under exactly this `header` (whose `alg` must suit the key).
+    pub(crate) fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
+        let alg = header["alg"].as_str().unwrap_or_default();
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
