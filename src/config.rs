@@ -75,6 +75,11 @@ pub struct OAuthConfig {
     pub client_redirect_uris: Vec<String>,
     /// How the consent page names the pre-registered client.
     pub client_name: String,
+    /// The pre-registered client's public keys, a JWK set as JSON text: with them it may also
+    /// authenticate with a signed client assertion (`private_key_jwt`, RFC 7523) instead of its
+    /// secret. Public keys only: a set holding a private or symmetric key is refused. `None` (the
+    /// default): its secret only.
+    pub client_jwks: Option<String>,
     /// The name shown on the pages.
     pub app_name: String,
     /// The JSON file holding the owner's passkeys.
@@ -165,6 +170,7 @@ impl std::fmt::Debug for OAuthConfig {
             client_secret: _,
             client_redirect_uris,
             client_name,
+            client_jwks,
             app_name,
             passkey_store_path,
             setup_token,
@@ -196,6 +202,7 @@ impl std::fmt::Debug for OAuthConfig {
             .field("client_secret", &Redacted)
             .field("client_redirect_uris", client_redirect_uris)
             .field("client_name", client_name)
+            .field("client_jwks", client_jwks)
             .field("app_name", app_name)
             .field("passkey_store_path", passkey_store_path)
             .field("setup_token", &setup_token.as_ref().map(|_| Redacted))
@@ -334,6 +341,7 @@ impl OAuthConfig {
             client_secret: client_secret.into(),
             client_redirect_uris: strings(DEFAULT_CLIENT_REDIRECT_URIS),
             client_name: "Pre-registered client".to_owned(),
+            client_jwks: None,
             app_name: app_name.into(),
             passkey_store_path: passkey_store_path.into(),
             setup_token: None,
@@ -586,6 +594,7 @@ impl OAuthConfig {
             client_secret: _,
             client_redirect_uris: _,
             client_name: _,
+            client_jwks: _,
             app_name: _,
             passkey_store_path: _,
             setup_token: _,

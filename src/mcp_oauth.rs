@@ -10,6 +10,8 @@ use crate::audit::{Audit, AuditCallback, AuditEvent};
 use crate::clock::{Clock, ClockedClients, ClockedTokens, ManualClock};
 use crate::config::{OAuthConfig, parse_server_url};
 use crate::http::{AppState, BearerLayer, Limits};
+use crate::oauth::assertion::KeySets;
+use crate::oauth::assertion::keys::{AssertionRules, KeySource, public_key_set};
 use crate::oauth::client_metadata::MetadataDocuments;
 use crate::oauth::clients::PreRegistered;
 use crate::oauth::{AuthServer, Resource, ScopePolicy, Settings, metadata};
@@ -245,7 +247,7 @@ impl McpOAuthBuilder {
             )?),
         };
 
-        let metadata_documents = metadata_documents(&config, &server_url)?;
+        let (metadata_documents, key_sets) = metadata_documents(&config, &server_url)?;
         let issuer = config.server_url.clone();
         let resource = Resource::new(&issuer, &config.resource_path)
             .map_err(|e| Error::invalid("resource_path", &e.to_string()))?;
@@ -277,6 +279,7 @@ impl McpOAuthBuilder {
                 secret_hash: TokenHash::of(&config.client_secret),
                 redirect_uris: config.client_redirect_uris.clone(),
                 name: config.client_name.clone(),
+                assertion: pre_registered_keys(&config)?,
             },
         };
         let authorization_server_metadata =
@@ -294,7 +297,15 @@ impl McpOAuthBuilder {
             audit.clone(),
             clock.clone(),
         )?;
-        let server = AuthServer::new(settings, audit, clock, tokens, clients, metadata_documents);
+        let server = AuthServer::new(
+            settings,
+            audit,
+            clock,
+            tokens,
+            clients,
+            metadata_documents,
+            key_sets,
+        );
         let state = AppState {
             server: Arc::new(server),
             passkeys: Arc::new(passkeys),
@@ -319,14 +330,37 @@ impl McpOAuthBuilder {
     }
 }
 
-/// The resolver for URL client ids, when metadata documents are on.
-#[cfg(feature = "cimd")]
-fn metadata_documents(
-    config: &OAuthConfig,
-    server_url: &url::Url,
-) -> Result<Option<Arc<dyn MetadataDocuments>>, Error> {
-    if !config.client_id_metadata_documents {
+/// The pre-registered client's assertion rules, from `client_jwks`: its secret keeps working
+/// beside them.
+fn pre_registered_keys(config: &OAuthConfig) -> Result<Option<AssertionRules>, Error> {
+    let Some(text) = &config.client_jwks else {
         return Ok(None);
+    };
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::invalid("client_jwks", &format!("is not valid JSON ({e})")))?;
+    let set = public_key_set(&value).map_err(|reason| Error::invalid("client_jwks", &reason))?;
+    if set.keys.is_empty() {
+        return Err(Error::invalid(
+            "client_jwks",
+            "holds no usable public signing key (RSA, EC P-256 or Ed25519)",
+        ));
+    }
+    Ok(Some(AssertionRules {
+        keys: KeySource::Inline(Arc::new(set)),
+        algorithm: None,
+        required: false,
+    }))
+}
+
+/// The resolver for URL client ids and the fetcher of their keys.
+type Resolvers = (Option<Arc<dyn MetadataDocuments>>, Option<Arc<dyn KeySets>>);
+
+/// The resolver for URL client ids, when metadata documents are on, and the fetcher of their
+/// `jwks_uri` (the same fetcher, under the same rules).
+#[cfg(feature = "cimd")]
+fn metadata_documents(config: &OAuthConfig, server_url: &url::Url) -> Result<Resolvers, Error> {
+    if !config.client_id_metadata_documents {
+        return Ok((None, None));
     }
     if config.cimd_allow_loopback_http_for_testing {
         tracing::warn!(
@@ -341,16 +375,14 @@ fn metadata_documents(
     };
     let documents = crate::cimd::Documents::new(config.native_redirect_uris.clone(), rules)
         .map_err(|reason| Error::invalid("client_id_metadata_documents", &reason))?;
-    Ok(Some(Arc::new(documents)))
+    let documents = Arc::new(documents);
+    Ok((Some(documents.clone()), Some(documents)))
 }
 
 /// Without the `cimd` feature, URL client ids are unknown clients.
 #[cfg(not(feature = "cimd"))]
-fn metadata_documents(
-    _: &OAuthConfig,
-    _: &url::Url,
-) -> Result<Option<Arc<dyn MetadataDocuments>>, Error> {
-    Ok(None)
+fn metadata_documents(_: &OAuthConfig, _: &url::Url) -> Result<Resolvers, Error> {
+    Ok((None, None))
 }
 
 type TokenAndClientStores = (Arc<dyn TokenStore>, Arc<dyn ClientStore>);

@@ -206,6 +206,7 @@ mod tests {
             may_refresh: true,
             may_use_code: true,
             metadata_host: Some("client.example".into()),
+            assertion: None,
         }
     }
 

@@ -2,10 +2,12 @@
 //! apart from fetching so the validator can follow the draft as it evolves. The document is client
 //! metadata, read by the one parser registration uses ([`ClientMetadata`]); what is added here is
 //! what a public document must be on top: its own URL as `client_id`, a name, no secret, no
-//! private key, and a public client's authentication.
+//! private key, and either a public client's authentication or `private_key_jwt` with its keys.
 
-use serde_json::Value;
+use std::sync::Arc;
 
+use super::ssrf::{self, UrlRules};
+use crate::oauth::assertion::keys::{self, AssertionRules, KeySource};
 use crate::oauth::client_format::{ClientMetadata, MetadataError, Sent};
 use crate::oauth::clients::Client;
 use crate::oauth::params::printable;
@@ -17,11 +19,9 @@ const SYMMETRIC_METHODS: [&str; 3] = [
     "client_secret_jwt",
 ];
 
-/// JWK members that only a private (or symmetric) key has.
-const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
-/// Validate a fetched document for `client_id`, and describe the client it defines: always public
-/// (PKCE, no secret).
+/// Validate a fetched document for `client_id`, and describe the client it defines: never a
+/// secret; public (PKCE), or signing its assertions with the keys it publishes. A `jwks_uri` is
+/// held to `rules`, as the document's own URL is.
 ///
 /// # Errors
 ///
@@ -31,6 +31,7 @@ pub(crate) fn validate(
     host: String,
     body: &[u8],
     native_redirect_uris: &[String],
+    rules: &UrlRules,
 ) -> Result<Client, String> {
     let metadata = ClientMetadata::parse(body, native_redirect_uris).map_err(reason)?;
     match &metadata.document.client_id {
@@ -44,10 +45,10 @@ pub(crate) fn validate(
     if metadata.document.carries_client_secret {
         return Err("it contains a client secret, which a public document must never carry".into());
     }
-    if has_private_key_material(metadata.document.jwks.as_ref()) {
-        return Err("it contains private key material".into());
+    if let Some(jwks) = &metadata.document.jwks {
+        keys::public_key_set(jwks).map_err(|reason| format!("its jwks is refused: {reason}"))?;
     }
-    check_auth_method(&metadata)?;
+    let assertion = check_auth_method(&metadata, rules)?;
     let may_refresh = metadata.grant_types.iter().any(|g| g == "refresh_token");
     let Some(name) = metadata.client_name else {
         return Err("it has no client_name, or an empty one".into());
@@ -61,6 +62,7 @@ pub(crate) fn validate(
         may_refresh,
         may_use_code: true,
         metadata_host: Some(host),
+        assertion,
     })
 }
 
@@ -77,10 +79,14 @@ fn reason(error: MetadataError) -> String {
     }
 }
 
-/// `token_endpoint_auth_method` absent or `none`: public. `private_key_jwt` (or another asymmetric
-/// method) only when `token_endpoint_auth_methods_supported` also offers `none`, since this server
-/// does not verify client assertions. A shared-secret method is never acceptable.
-fn check_auth_method(metadata: &ClientMetadata) -> Result<(), String> {
+/// `token_endpoint_auth_method` absent or `none`: public. `private_key_jwt`: the client signs
+/// assertions with the keys it publishes (`jwks_uri` or `jwks`), and must, unless it offers `none`
+/// as well; then either works, and without keys it stays public as before. Another asymmetric
+/// method only beside `none`. A shared-secret method is never acceptable.
+fn check_auth_method(
+    metadata: &ClientMetadata,
+    rules: &UrlRules,
+) -> Result<Option<AssertionRules>, String> {
     let preferred = metadata.token_endpoint_auth_method.as_deref();
     let offered: &[String] = match &metadata.document.token_endpoint_auth_methods_supported {
         Sent::Absent => &[],
@@ -100,35 +106,75 @@ fn check_auth_method(metadata: &ClientMetadata) -> Result<(), String> {
             "it names {method}, a shared-secret method that a public document must not use"
         ));
     }
+    let offers_none =
+        matches!(preferred, None | Some("none")) || offered.iter().any(|m| m == "none");
     match preferred {
-        None | Some("none") => Ok(()),
-        Some(_) if offered.iter().any(|m| m == "none") => Ok(()),
-        Some("private_key_jwt") => {
-            Err("private_key_jwt client authentication is not supported (only none)".into())
+        None | Some("none" | "private_key_jwt") => {}
+        Some(_) if offers_none => {}
+        Some(method) => {
+            return Err(format!(
+                "token_endpoint_auth_method {} is not supported (only none and private_key_jwt)",
+                printable(method)
+            ));
         }
-        Some(method) => Err(format!(
-            "token_endpoint_auth_method {} is not supported (only none)",
-            printable(method)
-        )),
     }
+    let declares_jwt =
+        preferred == Some("private_key_jwt") || offered.iter().any(|m| m == "private_key_jwt");
+    if !declares_jwt {
+        return Ok(None);
+    }
+    let Some(keys) = key_source(metadata, rules)? else {
+        if offers_none {
+            return Ok(None);
+        }
+        return Err(
+            "it declares private_key_jwt but publishes no keys (neither jwks_uri nor jwks)".into(),
+        );
+    };
+    let algorithm = match &metadata.document.token_endpoint_auth_signing_alg {
+        Sent::Absent => None,
+        Sent::Given(name) => Some(keys::allowed_algorithm(name).ok_or_else(|| {
+            format!(
+                "its token_endpoint_auth_signing_alg {} is not one of {}",
+                printable(name),
+                keys::ALLOWED_ALGORITHM_NAMES.join(", ")
+            )
+        })?),
+        Sent::WrongType => {
+            return Err("its token_endpoint_auth_signing_alg is not a string".into());
+        }
+    };
+    Ok(Some(AssertionRules {
+        keys,
+        algorithm,
+        required: !offers_none,
+    }))
 }
 
-fn has_private_key_material(jwks: Option<&Value>) -> bool {
-    let Some(Value::Object(jwks)) = jwks else {
-        return false;
-    };
-    let Some(Value::Array(keys)) = jwks.get("keys") else {
-        return false;
-    };
-    keys.iter().any(|key| {
-        key.as_object()
-            .is_some_and(|key| PRIVATE_JWK_MEMBERS.iter().any(|m| key.contains_key(*m)))
-    })
+/// The keys a `private_key_jwt` document publishes: inline, or at a URL held to the same rules
+/// as the document's own (https, port, a public host); never both (RFC 7591 §2).
+fn key_source(metadata: &ClientMetadata, rules: &UrlRules) -> Result<Option<KeySource>, String> {
+    let document = &metadata.document;
+    match (&document.jwks, &document.jwks_uri) {
+        (Some(_), Sent::Given(_)) => Err("it has both jwks and jwks_uri".into()),
+        (_, Sent::WrongType) => Err("its jwks_uri is not a string".into()),
+        (Some(jwks), Sent::Absent) => {
+            let set =
+                keys::public_key_set(jwks).map_err(|r| format!("its jwks is refused: {r}"))?;
+            Ok(Some(KeySource::Inline(Arc::new(set))))
+        }
+        (None, Sent::Given(uri)) => {
+            ssrf::check_url(uri, rules)
+                .map_err(|reason| format!("its jwks_uri is not acceptable: {reason}"))?;
+            Ok(Some(KeySource::Uri(uri.clone())))
+        }
+        (None, Sent::Absent) => Ok(None),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::rules::limits::{
@@ -155,7 +201,16 @@ mod tests {
             "claude.ai".into(),
             document.to_string().as_bytes(),
             &["cursor://anysphere.cursor-mcp/oauth/callback".to_owned()],
+            &rules(),
         )
+    }
+
+    fn rules() -> UrlRules {
+        UrlRules {
+            allowed_ports: vec![443],
+            own_host: "mcp.example.com".into(),
+            allow_loopback_http: false,
+        }
     }
 
     fn with(changes: Value) -> Value {
@@ -200,21 +255,78 @@ mod tests {
     }
 
     #[test]
-    fn private_key_jwt_needs_none_as_well() {
+    fn private_key_jwt_with_none_may_use_either() {
         let chatgpt = with(json!({
             "token_endpoint_auth_method": "private_key_jwt",
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
             "jwks_uri": "https://chatgpt.com/oauth/jwks.json",
         }));
-        assert!(check(&chatgpt).is_ok());
-        let only = with(json!({ "token_endpoint_auth_method": "private_key_jwt" }));
-        let error = check(&only).unwrap_err();
-        assert!(
-            error.contains("private_key_jwt client authentication is not supported"),
-            "{error}"
-        );
+        let rules = check(&chatgpt).unwrap().assertion.unwrap();
+        assert!(!rules.required);
+        assert!(matches!(rules.keys, KeySource::Uri(ref uri) if uri.ends_with("jwks.json")));
+        // Without keys, offering `none` keeps it the public client it always was.
+        let keyless = with(json!({
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        }));
+        assert!(check(&keyless).unwrap().assertion.is_none());
         let other = with(json!({ "token_endpoint_auth_method": "tls_client_auth" }));
         assert!(check(&other).unwrap_err().contains("tls_client_auth"));
+    }
+
+    #[test]
+    fn private_key_jwt_alone_must_sign_with_the_keys_it_publishes() {
+        let chatgpt = with(json!({
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "RS256",
+            "jwks_uri": "https://chatgpt.com/oauth/jwks.json",
+        }));
+        let rules = check(&chatgpt).unwrap().assertion.unwrap();
+        assert!(rules.required);
+        assert_eq!(rules.algorithm, Some(jsonwebtoken::Algorithm::RS256));
+        let inline = with(json!({
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": { "keys": [{ "kty": "EC", "crv": "P-256", "x": "a", "y": "b" }] },
+        }));
+        assert!(matches!(
+            check(&inline).unwrap().assertion.unwrap().keys,
+            KeySource::Inline(_)
+        ));
+        for (changes, expected) in [
+            (json!({}), "publishes no keys"),
+            (
+                json!({ "jwks_uri": "https://10.0.0.1/jwks.json" }),
+                "jwks_uri is not acceptable",
+            ),
+            (
+                json!({ "jwks_uri": "http://chatgpt.com/jwks.json" }),
+                "jwks_uri is not acceptable",
+            ),
+            (json!({ "jwks_uri": 7 }), "jwks_uri is not a string"),
+            (
+                json!({ "jwks_uri": "https://chatgpt.com/j", "jwks": { "keys": [] } }),
+                "both jwks and jwks_uri",
+            ),
+            (
+                json!({ "jwks_uri": "https://chatgpt.com/j", "token_endpoint_auth_signing_alg": "HS256" }),
+                "HS256 is not one of",
+            ),
+            (
+                json!({ "jwks_uri": "https://chatgpt.com/j", "token_endpoint_auth_signing_alg": "none" }),
+                "none is not one of",
+            ),
+            (
+                json!({ "jwks": { "keys": [{ "kty": "oct", "k": "c2VjcmV0" }] } }),
+                "symmetric",
+            ),
+        ] {
+            let mut document = with(json!({ "token_endpoint_auth_method": "private_key_jwt" }));
+            for (key, value) in changes.as_object().unwrap() {
+                document[key] = value.clone();
+            }
+            let error = check(&document).unwrap_err();
+            assert!(error.contains(expected), "{changes}: {error}");
+        }
     }
 
     #[test]
@@ -280,7 +392,7 @@ mod tests {
             assert!(error.contains(expected), "{document}: {error}");
         }
         assert!(
-            validate(ID, "claude.ai".into(), b"<html>", &[])
+            validate(ID, "claude.ai".into(), b"<html>", &[], &rules())
                 .unwrap_err()
                 .contains("not valid JSON")
         );

@@ -120,14 +120,32 @@ impl Fetcher {
     /// timeout, no connection, a server error); [`FetchError::BadAnswer`] for an answer that
     /// rules the document out.
     pub(crate) async fn fetch(&self, target: &Target) -> Result<Fetched, FetchError> {
+        self.fetch_up_to(target, MAX_BYTES).await
+    }
+
+    /// [`fetch`](Self::fetch), for a body of at most `max_bytes` (a JWK set is larger than a
+    /// metadata document).
+    ///
+    /// # Errors
+    ///
+    /// As for [`fetch`](Self::fetch).
+    pub(crate) async fn fetch_up_to(
+        &self,
+        target: &Target,
+        max_bytes: usize,
+    ) -> Result<Fetched, FetchError> {
         let _slot = self.slots.acquire(target.host_key()).await?;
-        match tokio::time::timeout(self.time_limit, self.fetch_unbounded(target)).await {
+        match tokio::time::timeout(self.time_limit, self.fetch_unbounded(target, max_bytes)).await {
             Ok(result) => result,
             Err(_) => Err(Unavailable::TimedOut(self.time_limit.as_secs()).into()),
         }
     }
 
-    async fn fetch_unbounded(&self, target: &Target) -> Result<Fetched, FetchError> {
+    async fn fetch_unbounded(
+        &self,
+        target: &Target,
+        max_bytes: usize,
+    ) -> Result<Fetched, FetchError> {
         let addresses = resolve(target).await?;
         let tcp = connect(&addresses).await?;
         if target.url.scheme() == "https" {
@@ -142,10 +160,10 @@ impl Fetcher {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| Unavailable::TlsFailed(e.to_string()))?;
-            get(tls, target).await
+            get(tls, target, max_bytes).await
         } else {
             // Only reachable through the testing switch, on loopback.
-            get(tcp, target).await
+            get(tcp, target, max_bytes).await
         }
     }
 }
@@ -219,12 +237,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn get<S>(io: S, target: &Target) -> Result<Fetched, FetchError>
+async fn get<S>(io: S, target: &Target, max_bytes: usize) -> Result<Fetched, FetchError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(MAX_HEAD_BYTES.max(MAX_BYTES) * 2)
+        .max_buf_size(MAX_HEAD_BYTES.max(max_bytes) * 2)
         .max_header_size(MAX_HEAD_BYTES)
         .handshake::<_, Empty<Bytes>>(TokioIo::new(io))
         .await
@@ -279,8 +297,8 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_BYTES as u64) {
-        return Err(too_large());
+    if declared.is_some_and(|length| length > max_bytes as u64) {
+        return Err(too_large(max_bytes));
     }
     let freshness = freshness(response.headers());
 
@@ -289,8 +307,8 @@ where
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| exchange_failed(&e))?;
         if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > MAX_BYTES {
-                return Err(too_large());
+            if bytes.len() + data.len() > max_bytes {
+                return Err(too_large(max_bytes));
             }
             bytes.extend_from_slice(&data);
         }
@@ -301,8 +319,8 @@ where
     })
 }
 
-fn too_large() -> FetchError {
-    FetchError::BadAnswer(format!("it is larger than {} KiB", MAX_BYTES / 1024))
+fn too_large(max_bytes: usize) -> FetchError {
+    FetchError::BadAnswer(format!("it is larger than {} KiB", max_bytes / 1024))
 }
 
 /// `application/json` or `application/<anything>+json`, parameters ignored.

@@ -1,12 +1,13 @@
 //! Client ID Metadata Documents (feature `cimd`): a client whose id is an `https` URL is described
 //! by the JSON document at that URL. This module fetches the document without exposing the
 //! server's network ([`ssrf`], [`fetch`]), validates it ([`document`]), and keeps it for a while
-//! ([`cache`]). The protocol rules see only the
-//! [`MetadataDocuments`] trait.
+//! ([`cache`]); the same fetcher brings the key sets at clients' `jwks_uri` ([`jwks`]). The
+//! protocol rules see only the [`MetadataDocuments`] and [`KeySets`] traits.
 
 mod cache;
 mod document;
 mod fetch;
+mod jwks;
 mod slots;
 mod ssrf;
 
@@ -14,6 +15,11 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
+use std::sync::Arc;
+
+use jsonwebtoken::jwk::JwkSet;
+
+use crate::oauth::assertion::{KeySetError, KeySets};
 use crate::oauth::client_metadata::{DocumentError, DocumentProblem, MetadataDocuments};
 use crate::oauth::clients::Client;
 use cache::{Cached, DocumentCache};
@@ -24,6 +30,7 @@ pub(crate) use ssrf::UrlRules;
 pub(crate) struct Documents {
     fetcher: fetch::Fetcher,
     cache: DocumentCache,
+    key_sets: jwks::KeySetCache,
     native_redirect_uris: Vec<String>,
     rules: UrlRules,
 }
@@ -36,6 +43,7 @@ impl Documents {
         Ok(Self {
             fetcher: fetch::Fetcher::new()?,
             cache: DocumentCache::new(),
+            key_sets: jwks::KeySetCache::new(),
             native_redirect_uris,
             rules,
         })
@@ -58,6 +66,7 @@ impl Documents {
             target.display_host(),
             &fetched.body,
             &self.native_redirect_uris,
+            &self.rules,
         )
         .map_err(|reason| error(DocumentProblem::Invalid(reason)))?;
         Ok((client, fetched.freshness))
@@ -120,6 +129,20 @@ impl MetadataDocuments for Documents {
     }
 }
 
+#[async_trait]
+impl KeySets for Documents {
+    async fn key_set(
+        &self,
+        client_id: &str,
+        jwks_uri: &str,
+        unknown_kid: bool,
+    ) -> Result<Arc<JwkSet>, KeySetError> {
+        self.key_sets
+            .key_set(&self.fetcher, &self.rules, client_id, jwks_uri, unknown_kid)
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -160,6 +183,7 @@ mod tests {
             may_refresh: false,
             may_use_code: true,
             metadata_host: Some("127.0.0.1".into()),
+            assertion: None,
         }
     }
 

@@ -1,10 +1,12 @@
-//! Client authentication at the token and revocation endpoints: `client_secret_basic`,
-//! `client_secret_post`, or `none` (public clients, PKCE only; clients described by a metadata
-//! document are always public).
+//! Client authentication at the token, revocation and introspection endpoints:
+//! `client_secret_basic`, `client_secret_post`, `private_key_jwt` (a signed assertion, checked
+//! in [`assertion`](super::assertion)), or `none` (public clients, PKCE only). A metadata
+//! document client has no secret; one that registered `private_key_jwt` alone must sign.
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
+use super::assertion::JWT_BEARER;
 use super::budget::{Budget, Guessed, Refused};
 use super::clients::{Client, FindError};
 use super::params::Params;
@@ -16,19 +18,23 @@ use crate::rules::secret::{self, Secret};
 struct Presented {
     client_id: String,
     secret: Option<Secret>,
+    /// A `client_assertion` of the one accepted type, not yet verified.
+    assertion: Option<String>,
 }
 
 impl AuthServer {
     /// Authenticate the calling client. `authorization` is the raw `Authorization` header, if any.
     /// A secret compared spends `budget` for the client named, reserved right before the
-    /// comparison and given back if it matches; a client id that names no client spends the
-    /// address's budget for unknown clients. Public clients spend nothing.
+    /// comparison and given back if it matches, and so does each assertion's signature check; a
+    /// client id that names no client spends the address's budget for unknown clients. Public
+    /// clients spend nothing.
     ///
     /// # Errors
     ///
-    /// `invalid_client` for an unknown client or wrong secret (the HTTP layer answers 401, so that
-    /// clients register again); `invalid_request` for contradictory credentials; `Limited` once the
-    /// budget for that client, or for unknown clients, is spent.
+    /// `invalid_client` for an unknown client, a wrong secret or a refused assertion (the HTTP
+    /// layer answers 401, so that clients register again); `invalid_request` for contradictory
+    /// credentials; `temporarily_unavailable` when a client's key set cannot be fetched right now;
+    /// `Limited` once the budget for that client, or for unknown clients, is spent.
     pub(crate) async fn authenticate_client(
         &self,
         authorization: Option<&str>,
@@ -40,9 +46,9 @@ impl AuthServer {
     }
 
     /// Authenticate a resource server at the introspection endpoint: a client the configuration
-    /// names, with its secret. Another client is refused before it is looked up (and spends
-    /// nothing: it guesses no secret), so a URL client id does not even cost a metadata document
-    /// fetch.
+    /// names, with its secret or a signed assertion. Another client is refused before it is
+    /// looked up (and spends nothing: it guesses no secret), so a URL client id does not even
+    /// cost a metadata document fetch.
     ///
     /// # Errors
     ///
@@ -98,6 +104,32 @@ impl AuthServer {
                 return Err(unknown_client(budget, error.token_error()));
             }
         };
+        if let Some(assertion) = &presented.assertion {
+            let Some(rules) = &client.assertion else {
+                if client.secret_hash.is_some() {
+                    budget.reserve(Guessed::client(&client.client_id))?.spend();
+                }
+                return Err(OAuthError::invalid_client(
+                    "this client is not registered for private_key_jwt; authenticate as it registered",
+                )
+                .into());
+            };
+            self.check_assertion(&client.client_id, assertion, rules, budget)
+                .await?;
+            return Ok(client);
+        }
+        if client
+            .assertion
+            .as_ref()
+            .is_some_and(|rules| rules.required)
+        {
+            // It registered private_key_jwt alone: no downgrade to `none` or a secret.
+            budget.reserve(Guessed::client(&client.client_id))?.spend();
+            return Err(OAuthError::invalid_client(
+                "this client must authenticate with a client assertion (private_key_jwt)",
+            )
+            .into());
+        }
         let Some(expected) = &client.secret_hash else {
             // A public client has no secret to guess. Its id is no secret either, and is shared by
             // every user of a client described by a metadata document, so a failure here must not
@@ -160,12 +192,13 @@ pub(crate) fn claimed_client(
 }
 
 fn presented(authorization: Option<&str>, params: &Params<'_>) -> Result<Presented, OAuthError> {
+    let assertion = assertion_of(params)?;
     let basic = authorization.and_then(|value| {
         let (scheme, rest) = value.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("basic").then(|| rest.trim())
     });
     if let Some(encoded) = basic {
-        if params.get("client_secret").is_some() {
+        if params.get("client_secret").is_some() || assertion.is_some() {
             return Err(OAuthError::invalid_request(
                 "use one client authentication method, not two",
             ));
@@ -180,6 +213,29 @@ fn presented(authorization: Option<&str>, params: &Params<'_>) -> Result<Present
         return Ok(Presented {
             client_id: id,
             secret: Some(secret.into()),
+            assertion: None,
+        });
+    }
+    if let Some(assertion) = assertion {
+        if params.get("client_secret").is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            ));
+        }
+        // The client is named by the assertion's `iss` (RFC 7523 §3), read here only to find
+        // its keys: nothing in it is trusted before the signature is checked.
+        let issuer = unverified_issuer(&assertion).ok_or_else(|| {
+            OAuthError::invalid_client("client assertion refused: it has no readable iss")
+        })?;
+        if params.get("client_id").is_some_and(|id| id != issuer) {
+            return Err(OAuthError::invalid_request(
+                "client_id differs from the client assertion's iss",
+            ));
+        }
+        return Ok(Presented {
+            client_id: issuer,
+            secret: None,
+            assertion: Some(assertion),
         });
     }
     let client_id = params
@@ -188,7 +244,33 @@ fn presented(authorization: Option<&str>, params: &Params<'_>) -> Result<Present
     Ok(Presented {
         client_id: client_id.to_owned(),
         secret: params.get("client_secret").map(Secret::from),
+        assertion: None,
     })
+}
+
+/// `client_assertion` with `client_assertion_type` exactly [`JWT_BEARER`] (RFC 7521 §4.2).
+fn assertion_of(params: &Params<'_>) -> Result<Option<String>, OAuthError> {
+    match (
+        params.get("client_assertion_type"),
+        params.get("client_assertion"),
+    ) {
+        (None, None) => Ok(None),
+        (Some(JWT_BEARER), Some(assertion)) => Ok(Some(assertion.to_owned())),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_client(format!(
+            "client assertion refused: client_assertion_type must be {JWT_BEARER}"
+        ))),
+        (None, Some(_)) | (Some(_), None) => Err(OAuthError::invalid_request(
+            "client_assertion and client_assertion_type go together",
+        )),
+    }
+}
+
+/// The `iss` of a JWT, unverified: which client claims to have signed it.
+fn unverified_issuer(assertion: &str) -> Option<String> {
+    let payload = assertion.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
 }
 
 /// RFC 6749 §2.3.1: base64 of `urlencode(id) ":" urlencode(secret)`.
@@ -231,6 +313,20 @@ mod tests {
         let params = Params::parse(b"client_secret=x").unwrap();
         let header = format!("Basic {}", STANDARD.encode("a:b"));
         assert!(presented(Some(&header), &params).is_err());
+    }
+
+    #[test]
+    fn an_assertion_beside_another_method_is_refused() {
+        let assertion = format!("x.{}.y", URL_SAFE_NO_PAD.encode(r#"{"iss":"a"}"#));
+        let body = format!("client_assertion_type={JWT_BEARER}&client_assertion={assertion}");
+        let header = format!("Basic {}", STANDARD.encode("a:b"));
+        let params = Params::parse(body.as_bytes()).unwrap();
+        assert_eq!(presented(None, &params).unwrap().client_id, "a");
+        assert!(presented(Some(&header), &params).is_err());
+        let with_secret = format!("{body}&client_secret=s");
+        assert!(presented(None, &Params::parse(with_secret.as_bytes()).unwrap()).is_err());
+        let other_id = format!("{body}&client_id=b");
+        assert!(presented(None, &Params::parse(other_id.as_bytes()).unwrap()).is_err());
     }
 
     #[test]

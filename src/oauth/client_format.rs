@@ -52,6 +52,10 @@ pub(crate) struct DocumentMembers {
     /// `client_secret` or `client_secret_expires_at` is present.
     pub(crate) carries_client_secret: bool,
     pub(crate) jwks: Option<Value>,
+    /// Where the client publishes its public keys (`private_key_jwt`).
+    pub(crate) jwks_uri: Sent<String>,
+    /// The one algorithm its assertions are signed with (OpenID Connect Registration §2).
+    pub(crate) token_endpoint_auth_signing_alg: Sent<String>,
 }
 
 /// Why metadata was refused, in the words of RFC 7591 §3.2.2. Each source says the first two in
@@ -109,6 +113,8 @@ struct Members {
     client_secret: Sent<Value>,
     client_secret_expires_at: Sent<Value>,
     jwks: Sent<Value>,
+    jwks_uri: Sent<String>,
+    token_endpoint_auth_signing_alg: Sent<String>,
 }
 
 impl ClientMetadata {
@@ -177,6 +183,8 @@ impl ClientMetadata {
                     Sent::Given(jwks) => Some(jwks),
                     Sent::Absent | Sent::WrongType => None,
                 },
+                jwks_uri: members.jwks_uri,
+                token_endpoint_auth_signing_alg: members.token_endpoint_auth_signing_alg,
             },
         })
     }
@@ -502,6 +510,8 @@ mod tests {
             "client_secret_expires_at": 0,
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
             "jwks": { "keys": [] },
+            "jwks_uri": 3,
+            "token_endpoint_auth_signing_alg": "RS256",
         })))
         .unwrap();
         assert_eq!(
@@ -514,6 +524,8 @@ mod tests {
                 ]),
                 carries_client_secret: true,
                 jwks: Some(json!({ "keys": [] })),
+                jwks_uri: Sent::WrongType,
+                token_endpoint_auth_signing_alg: Sent::Given("RS256".into()),
             }
         );
     }

@@ -13,7 +13,8 @@ use super::{ErrorCode, OAuthError};
 #[async_trait]
 pub(crate) trait MetadataDocuments: Send + Sync + fmt::Debug {
     /// The client described by the document at `client_id`, validated (the document's own
-    /// `client_id` equals the URL, its redirect URIs are acceptable, it is a public client).
+    /// `client_id` equals the URL, its redirect URIs are acceptable, it has no secret: a public
+    /// client, or one signing assertions with the keys it publishes).
     ///
     /// # Errors
     ///

@@ -2,6 +2,7 @@
 //! Client ID Metadata Document at its URL client id.
 
 use super::AuthServer;
+use super::assertion::keys::AssertionRules;
 use super::client_metadata::{self, DocumentError};
 use crate::audit::{Source, StepKind};
 use crate::rules::limits::MAX_REGISTERED_CLIENT_ID_BYTES;
@@ -14,6 +15,8 @@ pub(crate) struct PreRegistered {
     pub(crate) secret_hash: TokenHash,
     pub(crate) redirect_uris: Vec<String>,
     pub(crate) name: String,
+    /// Its public keys, if configured: it may sign assertions instead of sending its secret.
+    pub(crate) assertion: Option<AssertionRules>,
 }
 
 /// A client as the protocol rules see it.
@@ -29,6 +32,8 @@ pub(crate) struct Client {
     /// For a client described by a metadata document: the host (and port, when not the default)
     /// serving it, which vouches for the client id. `None` for other clients.
     pub(crate) metadata_host: Option<String>,
+    /// How it may authenticate with a signed assertion (`private_key_jwt`); `None`: it may not.
+    pub(crate) assertion: Option<AssertionRules>,
 }
 
 impl Client {
@@ -47,6 +52,7 @@ impl Client {
             name: record.client_name,
             pre_registered: false,
             metadata_host: None,
+            assertion: None,
         }
     }
 }
@@ -81,6 +87,7 @@ impl AuthServer {
                 may_refresh: true,
                 may_use_code: true,
                 metadata_host: None,
+                assertion: pre.assertion.clone(),
             }));
         }
         if let Some(documents) = &self.metadata_documents

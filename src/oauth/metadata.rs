@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Settings;
+use super::assertion::keys::ALLOWED_ALGORITHM_NAMES;
 use crate::paths;
 
 /// [`paths::AUTHORIZATION_SERVER_METADATA`].
@@ -25,6 +26,24 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
         "protected_resources": [s.resource.as_str()],
     });
     if let Some(map) = doc.as_object_mut() {
+        // Metadata document clients may sign assertions with the keys they publish, and the
+        // pre-registered client with the keys configured for it.
+        if s.client_id_metadata_documents || s.pre_registered.assertion.is_some() {
+            for methods in [
+                "token_endpoint_auth_methods_supported",
+                "revocation_endpoint_auth_methods_supported",
+            ] {
+                if let Some(Value::Array(list)) = map.get_mut(methods) {
+                    list.push(json!("private_key_jwt"));
+                }
+            }
+            for algorithms in [
+                "token_endpoint_auth_signing_alg_values_supported",
+                "revocation_endpoint_auth_signing_alg_values_supported",
+            ] {
+                map.insert(algorithms.into(), json!(ALLOWED_ALGORITHM_NAMES));
+            }
+        }
         if s.dynamic_registration {
             map.insert(
                 "registration_endpoint".into(),
@@ -36,9 +55,17 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
                 "introspection_endpoint".into(),
                 json!(format!("{issuer}{}", paths::INTROSPECT)),
             );
+            let mut methods = vec!["client_secret_post", "client_secret_basic"];
+            if s.pre_registered.assertion.is_some() {
+                methods.push("private_key_jwt");
+                map.insert(
+                    "introspection_endpoint_auth_signing_alg_values_supported".into(),
+                    json!(ALLOWED_ALGORITHM_NAMES),
+                );
+            }
             map.insert(
                 "introspection_endpoint_auth_methods_supported".into(),
-                json!(["client_secret_post", "client_secret_basic"]),
+                json!(methods),
             );
         }
         if s.client_id_metadata_documents {

@@ -1,6 +1,7 @@
 //! The protocol rules, free of any HTTP framework: every function takes plain values (query bytes,
 //! form bytes, header strings) and returns plain results, so each rule is testable on its own.
 
+pub(crate) mod assertion;
 mod authorize;
 mod bearer;
 pub(crate) mod budget;
@@ -49,6 +50,7 @@ pub use scope_policy::ScopePolicy;
 
 use crate::clock::Clock;
 use crate::store::{ClientStore, TokenStore, UnixTime};
+use assertion::KeySets;
 use client_metadata::MetadataDocuments;
 use clients::PreRegistered;
 
@@ -97,6 +99,8 @@ pub(crate) struct AuthServer {
     clients: Arc<dyn ClientStore>,
     /// The resolver for URL client ids; `None` when metadata documents are off.
     metadata_documents: Option<Arc<dyn MetadataDocuments>>,
+    /// The fetcher for clients' `jwks_uri`; `None` when nothing may be fetched.
+    key_sets: Option<Arc<dyn KeySets>>,
 }
 
 impl AuthServer {
@@ -107,6 +111,7 @@ impl AuthServer {
         tokens: Arc<dyn TokenStore>,
         clients: Arc<dyn ClientStore>,
         metadata_documents: Option<Arc<dyn MetadataDocuments>>,
+        key_sets: Option<Arc<dyn KeySets>>,
     ) -> Self {
         Self {
             settings,
@@ -115,6 +120,7 @@ impl AuthServer {
             tokens,
             clients,
             metadata_documents,
+            key_sets,
         }
     }
 

@@ -38,6 +38,9 @@ pub enum TokenKind {
     /// revoked, including one whose record was being rewritten while the console listed them.
     /// Keyed by the hash of the client id; stored under a grant id of its own.
     ClientRevoked,
+    /// A client assertion's `jti` (RFC 7523 §3), with its client id, kept until the assertion
+    /// expires so that it is used once, across every instance sharing the store.
+    ClientAssertion,
 }
 
 impl TokenKind {
@@ -54,6 +57,7 @@ impl TokenKind {
         TokenKind::GrantRevoked,
         TokenKind::ConsoleSession,
         TokenKind::ClientRevoked,
+        TokenKind::ClientAssertion,
     ];
 
     /// A short stable name, used in keys and table rows.
@@ -70,6 +74,7 @@ impl TokenKind {
             TokenKind::GrantRevoked => "grant_revoked",
             TokenKind::ConsoleSession => "console_session",
             TokenKind::ClientRevoked => "client_revoked",
+            TokenKind::ClientAssertion => "client_assertion",
         }
     }
 
@@ -188,13 +193,14 @@ mod tests {
             TokenKind::GrantRevoked => 8,
             TokenKind::ConsoleSession => 9,
             TokenKind::ClientRevoked => 10,
+            TokenKind::ClientAssertion => 11,
         }
     }
 
     #[test]
     fn all_lists_every_kind_once_and_names_round_trip() {
         let places: Vec<usize> = TokenKind::ALL.iter().map(|&kind| place(kind)).collect();
-        assert_eq!(places, (0..=10).collect::<Vec<_>>());
+        assert_eq!(places, (0..=11).collect::<Vec<_>>());
         for &kind in TokenKind::ALL {
             assert_eq!(TokenKind::parse(kind.as_str()), Some(kind));
         }

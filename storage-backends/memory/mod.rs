@@ -112,7 +112,8 @@ impl MemoryStore {
         match kind {
             TokenKind::AuthorizationRequest
             | TokenKind::AuthorizationCode
-            | TokenKind::PasskeyCeremony => &self.transient,
+            | TokenKind::PasskeyCeremony
+            | TokenKind::ClientAssertion => &self.transient,
             _ => &self.long_lived,
         }
     }

@@ -192,10 +192,10 @@ async fn serve(State((base, hits)): State<DocState>, Path(name): Path<String>) -
             json,
             None,
         ),
+        // `private_key_jwt` alone, and no keys to check an assertion with.
         "private-key-jwt-only" => {
             let mut document = claude_code(&id);
             document["token_endpoint_auth_method"] = json!("private_key_jwt");
-            document["jwks_uri"] = json!("https://client.example/jwks.json");
             json_response(&document, json, None)
         }
         "mismatch" => json_response(&claude_code(&format!("{base}/other")), json, None),
@@ -536,7 +536,7 @@ async fn bad_documents_get_the_error_page_and_invalid_client() {
         ("symmetric", "client_secret_post, a shared-secret method"),
         (
             "private-key-jwt-only",
-            "private_key_jwt client authentication is not supported",
+            "it declares private_key_jwt but publishes no keys",
         ),
         ("not-an-object", "is not valid: it is not a JSON object"),
         (

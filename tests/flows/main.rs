@@ -13,6 +13,7 @@ mod budgets;
 #[cfg(feature = "cimd")]
 mod cimd;
 mod client_deletion;
+mod client_keys;
 mod console;
 mod cors;
 mod discovery;
@@ -26,6 +27,8 @@ mod malformed;
 mod outside_review;
 mod outside_review_architecture;
 mod passkeys;
+#[cfg(feature = "cimd")]
+mod private_key_jwt;
 mod properties;
 mod proxies;
 mod races;

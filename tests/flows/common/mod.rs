@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 mod hooked;
+pub(crate) mod jose;
 mod soft_key;
 
 // Not every test target that includes this module uses them.

@@ -1,0 +1,195 @@
+//! `private_key_jwt` client authentication (RFC 7523 §2.2 and §3, RFC 7521 §4.2): a client signs
+//! a short-lived JWT with a private key whose public half it published, and presents it at every
+//! endpoint that authenticates clients.
+//!
+//! [`keys`] says which keys and algorithms may be trusted, [`verify`] checks one assertion,
+//! and this module ties them to the client, the key fetcher ([`KeySets`], implemented by the
+//! `cimd` module, which owns the SSRF-safe fetcher), the failure budget and single use of `jti`.
+
+pub(crate) mod keys;
+pub(crate) mod verify;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jsonwebtoken::jwk::JwkSet;
+
+use super::budget::{Budget, Guessed, Refused};
+use super::client_metadata::DocumentProblem;
+use super::{AuthServer, ErrorCode, OAuthError};
+use crate::audit::{Source, StepKind};
+use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord};
+use keys::{AssertionRules, KeySource};
+use verify::{Expected, Failure};
+
+/// The one `client_assertion_type` this server accepts (RFC 7523 §2.2).
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Fetches the key set at a client's `jwks_uri`.
+#[async_trait]
+pub(crate) trait KeySets: Send + Sync + fmt::Debug {
+    /// The key set at `jwks_uri` for `client_id`, from the cache when it holds one. With
+    /// `unknown_kid`, an assertion named a key the cached set lacks: fetch again, unless this
+    /// client had its set refetched for that reason a short while ago.
+    ///
+    /// # Errors
+    ///
+    /// Why there is no usable set.
+    async fn key_set(
+        &self,
+        client_id: &str,
+        jwks_uri: &str,
+        unknown_kid: bool,
+    ) -> Result<Arc<JwkSet>, KeySetError>;
+}
+
+/// Why a client's key set could not be had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct KeySetError {
+    /// The `jwks_uri`, ASCII-serialised.
+    pub(crate) url: String,
+    pub(crate) problem: DocumentProblem,
+}
+
+impl KeySetError {
+    /// What the client hears: "try again" (503) when the set could not be fetched through no
+    /// fault of the client, otherwise `invalid_client` (401), in a category only.
+    fn token_error(&self) -> OAuthError {
+        match &self.problem {
+            DocumentProblem::Unavailable(_) => OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the client's JWK set (jwks_uri) could not be fetched right now; try again later",
+            ),
+            _ => OAuthError::invalid_client(
+                "the client's JWK set (jwks_uri) could not be fetched or is invalid",
+            ),
+        }
+    }
+
+    /// Everything known, for the log only.
+    pub(crate) fn detail(&self) -> String {
+        match &self.problem {
+            DocumentProblem::Refused(reason) => format!("its jwks_uri is not acceptable: {reason}"),
+            DocumentProblem::Unavailable(why) => {
+                format!(
+                    "its JWK set could not be fetched right now: {}",
+                    why.reason()
+                )
+            }
+            DocumentProblem::BadAnswer(reason) => {
+                format!("its JWK set could not be fetched: {reason}")
+            }
+            DocumentProblem::Invalid(reason) => format!("its JWK set is not valid: {reason}"),
+        }
+    }
+}
+
+impl AuthServer {
+    /// Authenticate `client_id` by its `assertion`, under `rules`. The unit of the client's
+    /// failure budget is reserved right before each signature check (after any fetch), and
+    /// spent by every failed check; the `jti` is then recorded until the assertion expires, so
+    /// a second use anywhere the token store is shared is refused.
+    pub(crate) async fn check_assertion(
+        &self,
+        client_id: &str,
+        assertion: &str,
+        rules: &AssertionRules,
+        budget: &Budget,
+    ) -> Result<(), Refused> {
+        // As the discovery document names it.
+        let token_endpoint = format!("{}{}", self.settings.issuer, crate::paths::TOKEN);
+        let expected = Expected {
+            client_id,
+            audiences: [&self.settings.issuer, &token_endpoint],
+            algorithm: rules.algorithm,
+            now: self.now(),
+        };
+        let mut keys = self.client_keys(client_id, &rules.keys, false).await?;
+        let mut refetched = false;
+        let verified = loop {
+            let attempt = budget.reserve(Guessed::client(client_id))?;
+            match verify::verify(assertion, &keys, &expected) {
+                Ok(verified) => {
+                    attempt.refund();
+                    break verified;
+                }
+                // Keys rotate: a kid the cached set lacks earns one refetch (which the fetcher
+                // allows once per short interval per client), and no unit is spent waiting.
+                Err(Failure::UnknownKey(_))
+                    if !refetched && matches!(rules.keys, KeySource::Uri(_)) =>
+                {
+                    attempt.refund();
+                    refetched = true;
+                    keys = self.client_keys(client_id, &rules.keys, true).await?;
+                }
+                Err(Failure::UnknownKey(kid)) => {
+                    attempt.spend();
+                    return Err(refusal(&format!(
+                        "the assertion names key {}, which the client's JWK set does not hold",
+                        super::params::printable(&kid)
+                    )));
+                }
+                Err(Failure::Refused(reason)) => {
+                    attempt.spend();
+                    return Err(refusal(&reason));
+                }
+            }
+        };
+        let hash = TokenHash::of(&format!("{client_id}\n{}", verified.jti));
+        let record = TokenRecord {
+            kind: TokenKind::ClientAssertion,
+            hash,
+            // A grant of its own, so that revoking no grant can remove it (the marker of a
+            // used assertion must outlive any grant it helped obtain).
+            grant_id: GrantId(format!("client-assertion.{}", hash.to_hex())),
+            expires_at: verified.remember_until,
+            payload: Vec::new(),
+        };
+        match self.tokens.insert(record).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists { .. }) => {
+                budget.reserve(Guessed::client(client_id))?.spend();
+                Err(refusal(
+                    "the assertion's jti was used before; sign a new assertion",
+                ))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn client_keys(
+        &self,
+        client_id: &str,
+        source: &KeySource,
+        unknown_kid: bool,
+    ) -> Result<Arc<JwkSet>, Refused> {
+        let uri = match source {
+            KeySource::Inline(set) => return Ok(Arc::clone(set)),
+            KeySource::Uri(uri) => uri,
+        };
+        let Some(key_sets) = &self.key_sets else {
+            return Err(refusal("this server cannot fetch the client's jwks_uri"));
+        };
+        key_sets
+            .key_set(client_id, uri, unknown_kid)
+            .await
+            .map_err(|error| {
+                tracing::warn!(target: "mcp_oauth::cimd", url = %error.url, detail = %error.detail(), "no usable JWK set for a client assertion");
+                // The client hears a category; the owner's connection doctor hears why.
+                let answer = error.token_error();
+                self.audit.doctor().record(
+                    Source::of(Some(client_id), None),
+                    StepKind::MetadataDocument,
+                    Some((answer.code.as_str(), &error.detail())),
+                    None,
+                );
+                answer.into()
+            })
+    }
+}
+
+/// Every failed check: 401 `invalid_client`, naming the check.
+fn refusal(reason: &str) -> Refused {
+    OAuthError::invalid_client(format!("client assertion refused: {reason}")).into()
+}

@@ -1,0 +1,266 @@
+//! Checking one client assertion (RFC 7523 §3) against a client's keys: the signature by
+//! `jsonwebtoken` (aws-lc), with the algorithm the client registered or one of the allowed ones,
+//! never whatever the header asks for; then every claim, by the server's clock.
+
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde_json::Value;
+
+use super::keys::ALLOWED_ALGORITHMS;
+use crate::store::UnixTime;
+
+/// How far a client's clock may be ahead of ours (`nbf`, `iat`) or behind it (`exp`).
+pub(crate) const CLOCK_SKEW_SECS: u64 = 30;
+
+/// The furthest ahead an `exp` may be: an assertion is for one request, and its `jti` is kept
+/// until then.
+pub(crate) const MAX_LIFETIME_SECS: u64 = 300;
+
+/// The longest `jti` accepted.
+const MAX_JTI_BYTES: usize = 256;
+
+/// What the assertion must say.
+#[derive(Debug)]
+pub(crate) struct Expected<'a> {
+    pub(crate) client_id: &'a str,
+    /// The issuer and the token endpoint URL: either may be the audience.
+    pub(crate) audiences: [&'a str; 2],
+    pub(crate) algorithm: Option<Algorithm>,
+    pub(crate) now: UnixTime,
+}
+
+/// A good assertion: what single use needs.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Verified {
+    pub(crate) jti: String,
+    /// Until when the `jti` must be remembered: past this, the assertion is refused as expired.
+    pub(crate) remember_until: UnixTime,
+}
+
+/// Why an assertion was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The header names a key id the set does not hold: the client may have rotated its keys.
+    UnknownKey(String),
+    /// Any other failed check, in plain words naming it.
+    Refused(String),
+}
+
+fn refused(reason: impl Into<String>) -> Failure {
+    Failure::Refused(reason.into())
+}
+
+/// Verify `assertion` against `keys`.
+///
+/// # Errors
+///
+/// The first check that failed.
+pub(crate) fn verify(
+    assertion: &str,
+    keys: &JwkSet,
+    expected: &Expected<'_>,
+) -> Result<Verified, Failure> {
+    // The header is read only to learn its algorithm and key id; both are checked against what
+    // the client registered before anything is trusted.
+    let header = decode_header(assertion).map_err(|_| {
+        refused(
+            "the assertion is not a signed JWT with a supported algorithm (alg none is refused)",
+        )
+    })?;
+    if !ALLOWED_ALGORITHMS.contains(&header.alg) {
+        return Err(refused(format!(
+            "the assertion's algorithm {:?} is not allowed (RS256, PS256, ES256 or EdDSA only)",
+            header.alg
+        )));
+    }
+    if expected
+        .algorithm
+        .is_some_and(|registered| registered != header.alg)
+    {
+        return Err(refused(format!(
+            "the assertion's algorithm {:?} is not the one the client registered",
+            header.alg
+        )));
+    }
+    let jwk = key_for(keys, header.kid.as_deref())?;
+    if jwk
+        .common
+        .key_algorithm
+        .is_some_and(|alg| alg != KeyAlgorithm::from(header.alg))
+    {
+        return Err(refused(
+            "the assertion's algorithm is not the one its key is for",
+        ));
+    }
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| refused("the client's key is not usable"))?;
+    let mut validation = Validation::new(header.alg);
+    // The claims are checked below, by the server's clock and in words that name each check.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims = decode::<Value>(assertion, &key, &validation)
+        .map_err(|_| refused("the assertion's signature does not verify with the client's key"))?
+        .claims;
+    check_claims(&claims, expected)
+}
+
+/// The key the header names; without a `kid`, the set's only key.
+fn key_for<'k>(keys: &'k JwkSet, kid: Option<&str>) -> Result<&'k Jwk, Failure> {
+    match kid {
+        Some(kid) => keys
+            .find(kid)
+            .ok_or_else(|| Failure::UnknownKey(kid.to_owned())),
+        None => match keys.keys.as_slice() {
+            [only] => Ok(only),
+            _ => Err(refused(
+                "the assertion names no kid, and the client has more than one key",
+            )),
+        },
+    }
+}
+
+fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<Verified, Failure> {
+    let text = |name: &str| claims.get(name).and_then(Value::as_str);
+    if text("iss") != Some(expected.client_id) {
+        return Err(refused("the assertion's iss is not the client_id"));
+    }
+    if text("sub") != Some(expected.client_id) {
+        return Err(refused("the assertion's sub is not the client_id"));
+    }
+    let audience_ok = match claims.get("aud") {
+        Some(Value::String(aud)) => expected.audiences.contains(&aud.as_str()),
+        Some(Value::Array(auds)) => auds
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|aud| expected.audiences.contains(&aud)),
+        _ => false,
+    };
+    if !audience_ok {
+        return Err(refused(
+            "the assertion's aud names neither this server's issuer nor its token endpoint",
+        ));
+    }
+    let now = expected.now.0;
+    let time = |name: &str| -> Result<Option<u64>, Failure> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(value) => value
+                .as_u64()
+                .or_else(|| value.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                .map(Some)
+                .ok_or_else(|| refused(format!("the assertion's {name} is not a time"))),
+        }
+    };
+    let Some(exp) = time("exp")? else {
+        return Err(refused("the assertion has no exp"));
+    };
+    if exp.saturating_add(CLOCK_SKEW_SECS) <= now {
+        return Err(refused("the assertion has expired (exp)"));
+    }
+    if exp > now.saturating_add(MAX_LIFETIME_SECS + CLOCK_SKEW_SECS) {
+        return Err(refused(format!(
+            "the assertion's exp is more than {MAX_LIFETIME_SECS} seconds ahead"
+        )));
+    }
+    if time("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(CLOCK_SKEW_SECS)) {
+        return Err(refused("the assertion is not valid yet (nbf)"));
+    }
+    if time("iat")?.is_some_and(|iat| iat > now.saturating_add(CLOCK_SKEW_SECS)) {
+        return Err(refused("the assertion was issued in the future (iat)"));
+    }
+    let jti = match text("jti") {
+        Some(jti) if !jti.is_empty() && jti.len() <= MAX_JTI_BYTES => jti,
+        _ => return Err(refused("the assertion has no jti, or an unusable one")),
+    };
+    Ok(Verified {
+        jti: jti.to_owned(),
+        remember_until: UnixTime(exp.saturating_add(CLOCK_SKEW_SECS)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW: UnixTime = UnixTime(1_800_000_000);
+    const ID: &str = "https://client.example/meta";
+
+    fn expected() -> Expected<'static> {
+        Expected {
+            client_id: ID,
+            audiences: ["https://as.example", "https://as.example/token"],
+            algorithm: None,
+            now: NOW,
+        }
+    }
+
+    fn claims(changes: Value) -> Value {
+        let mut claims = json!({
+            "iss": ID, "sub": ID, "aud": "https://as.example/token",
+            "exp": NOW.0 + 60, "iat": NOW.0, "jti": "j1",
+        });
+        for (key, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(key);
+            } else {
+                claims[key] = value.clone();
+            }
+        }
+        claims
+    }
+
+    #[test]
+    fn good_claims() {
+        for changes in [
+            json!({}),
+            json!({ "aud": "https://as.example" }),
+            json!({ "aud": ["https://other.example", "https://as.example"] }),
+            json!({ "exp": NOW.0 + MAX_LIFETIME_SECS, "nbf": NOW.0 + 10, "iat": null }),
+            json!({ "exp": NOW.0 - 10 }),
+        ] {
+            let verified = check_claims(&claims(changes.clone()), &expected());
+            assert!(verified.is_ok(), "{changes}: {verified:?}");
+        }
+        assert_eq!(
+            check_claims(&claims(json!({})), &expected()).unwrap(),
+            Verified {
+                jti: "j1".into(),
+                remember_until: UnixTime(NOW.0 + 60 + CLOCK_SKEW_SECS)
+            }
+        );
+    }
+
+    #[test]
+    fn each_claim_is_checked_and_named() {
+        for (changes, named) in [
+            (json!({ "iss": "https://evil.example" }), "iss"),
+            (json!({ "iss": null }), "iss"),
+            (json!({ "sub": "someone" }), "sub"),
+            (json!({ "aud": "https://as.example/other" }), "aud"),
+            (json!({ "aud": ["https://x.example"] }), "aud"),
+            (json!({ "aud": null }), "aud"),
+            (json!({ "exp": null }), "no exp"),
+            (json!({ "exp": "soon" }), "exp is not a time"),
+            (json!({ "exp": NOW.0 - CLOCK_SKEW_SECS }), "expired"),
+            (
+                json!({ "exp": NOW.0 + MAX_LIFETIME_SECS + CLOCK_SKEW_SECS + 1 }),
+                "ahead",
+            ),
+            (json!({ "nbf": NOW.0 + CLOCK_SKEW_SECS + 1 }), "nbf"),
+            (json!({ "iat": NOW.0 + CLOCK_SKEW_SECS + 1 }), "iat"),
+            (json!({ "jti": null }), "jti"),
+            (json!({ "jti": "" }), "jti"),
+            (json!({ "jti": "j".repeat(MAX_JTI_BYTES + 1) }), "jti"),
+        ] {
+            match check_claims(&claims(changes.clone()), &expected()) {
+                Err(Failure::Refused(reason)) => {
+                    assert!(reason.contains(named), "{changes}: {reason}");
+                }
+                other => panic!("{changes}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,889 @@
+//! `private_key_jwt` (RFC 7523): ChatGPT's metadata document, which offers no other method, end
+//! to end; every refusal of a bad assertion, each naming the check it failed; key rotation; key
+//! sets that cannot be used; single use of `jti` across instances on a shared store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
+use crate::common::*;
+
+const CHATGPT_REDIRECT: &str = "https://chatgpt.com/connector/oauth/c0nn3ct0r";
+
+/// A client's host on 127.0.0.1: its metadata documents and its JWK set, which a test may
+/// replace (rotation); counts the requests for each path.
+struct ClientHost {
+    base: String,
+    state: Arc<HostState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct HostState {
+    documents: Mutex<HashMap<String, Value>>,
+    jwks: Mutex<Value>,
+    hits: Mutex<HashMap<String, usize>>,
+}
+
+impl Drop for ClientHost {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ClientHost {
+    async fn start(jwks: Value) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let state = Arc::new(HostState::default());
+        *state.jwks.lock().unwrap() = jwks;
+        let app = Router::new()
+            .route("/{name}", get(serve))
+            .with_state(Arc::clone(&state));
+        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { base, state, task }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("{}/{name}", self.base)
+    }
+
+    fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Serve `document` at `/{name}`, with its `client_id` set to that URL; the client id.
+    fn publish(&self, name: &str, mut document: Value) -> String {
+        let id = self.url(name);
+        document["client_id"] = json!(id);
+        self.state
+            .documents
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), document);
+        id
+    }
+
+    fn rotate(&self, jwks: Value) {
+        *self.state.jwks.lock().unwrap() = jwks;
+    }
+
+    fn hits(&self, name: &str) -> usize {
+        self.state
+            .hits
+            .lock()
+            .unwrap()
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+async fn serve(State(state): State<Arc<HostState>>, Path(name): Path<String>) -> Response {
+    *state.hits.lock().unwrap().entry(name.clone()).or_default() += 1;
+    let json_reply = |value: &Value| {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            value.to_string(),
+        )
+            .into_response()
+    };
+    match name.as_str() {
+        "jwks.json" => {
+            let jwks = state.jwks.lock().unwrap().clone();
+            json_reply(&jwks)
+        }
+        "jwks-stall.json" => {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        "jwks-down.json" => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        _ => match state.documents.lock().unwrap().get(&name) {
+            Some(document) => json_reply(document),
+            None => StatusCode::NOT_FOUND.into_response(),
+        },
+    }
+}
+
+/// ChatGPT's document as the issue quotes it: `private_key_jwt` alone, RS256, keys at a URL.
+fn chatgpt(jwks_uri: &str) -> Value {
+    json!({
+        "client_uri": "https://chatgpt.com/",
+        "redirect_uris": [CHATGPT_REDIRECT],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "client_name": "ChatGPT",
+        "token_endpoint_auth_method": "private_key_jwt",
+        "token_endpoint_auth_signing_alg": "RS256",
+        "jwks_uri": jwks_uri,
+    })
+}
+
+fn cimd_config(port: u16) -> mcp_oauth::OAuthConfig {
+    let mut config = config();
+    config.cimd_allow_loopback_http_for_testing = true;
+    config.cimd_allowed_ports = vec![443, port];
+    config
+}
+
+/// A server with the owner's passkey, fetching from `host` through the testing switch.
+async fn server_for(host: &ClientHost) -> TestServer {
+    let server = TestServer::with_config(cimd_config(host.port())).await;
+    let registered = server.register_passkey(SETUP_TOKEN).await;
+    assert_eq!(registered.status, StatusCode::OK, "{}", registered.text());
+    server
+}
+
+/// `/token` (`refresh_token` grant, a made-up token) with these extra fields: the client is
+/// authenticated before the grant is looked at, so a good assertion gets `invalid_grant` (400)
+/// and a bad one `invalid_client` (401).
+async fn token_with(server: &TestServer, fields: &[(&str, &str)]) -> Reply {
+    let mut pairs = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "not-a-refresh-token"),
+    ];
+    pairs.extend_from_slice(fields);
+    server.post_form("/token", &form(&pairs), &[]).await
+}
+
+async fn token_with_assertion(server: &TestServer, assertion: &str) -> Reply {
+    token_with(
+        server,
+        &[
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion),
+        ],
+    )
+    .await
+}
+
+#[track_caller]
+fn assert_refused(reply: &Reply, named: &str) {
+    reply.assert_oauth_error(401, "invalid_client");
+    let description = reply.json()["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        description.contains(named),
+        "expected {named:?} in {description:?}"
+    );
+}
+
+async fn exchange_code(
+    server: &TestServer,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+    assertion: Option<String>,
+) -> Reply {
+    let mut fields = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("code_verifier", verifier),
+        ("client_id", client_id),
+        ("redirect_uri", CHATGPT_REDIRECT),
+        ("resource", RESOURCE),
+    ];
+    if let Some(assertion) = &assertion {
+        fields.push(("client_assertion_type", JWT_BEARER));
+        fields.push(("client_assertion", assertion));
+    }
+    server.post_form("/token", &form(&fields), &[]).await
+}
+
+async fn refresh_signed(server: &TestServer, token: String, assertion: String) -> Reply {
+    let body = form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &token),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", &assertion),
+    ]);
+    server.post_form("/token", &body, &[]).await
+}
+
+#[tokio::test]
+async fn chatgpt_connects_refreshes_and_revokes_with_rs256_assertions() {
+    let key = TestKey::rsa("chatgpt-2026");
+    let host = ClientHost::start(key.jwks()).await;
+    let client_id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let server = server_for(&host).await;
+
+    let metadata = server
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json();
+    for field in [
+        "token_endpoint_auth_methods_supported",
+        "revocation_endpoint_auth_methods_supported",
+    ] {
+        let methods = metadata[field].as_array().unwrap();
+        assert!(methods.contains(&json!("private_key_jwt")), "{field}");
+        assert!(methods.contains(&json!("none")), "{field}");
+    }
+    let algorithms = metadata["token_endpoint_auth_signing_alg_values_supported"]
+        .as_array()
+        .unwrap();
+    for alg in ["RS256", "PS256", "ES256", "EdDSA"] {
+        assert!(algorithms.contains(&json!(alg)), "{alg}");
+    }
+    assert!(!algorithms.contains(&json!("HS256")));
+
+    let (code, verifier) = server.code_for(&client_id, CHATGPT_REDIRECT).await;
+    let exchange =
+        |assertion: Option<String>| exchange_code(&server, &client_id, &code, &verifier, assertion);
+
+    // No downgrade to `none`: the document registered private_key_jwt alone.
+    let without = exchange(None).await;
+    assert_refused(&without, "must authenticate with a client assertion");
+
+    let tokens = exchange(Some(key.sign(&claims(&client_id, jose::now())))).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+    let tokens = tokens.json();
+    let access = access_token(&tokens);
+    let call = server.mcp(Some(&access)).await;
+    assert_eq!(call.status, StatusCode::OK, "{}", call.text());
+    assert_eq!(call.json()["client_id"], client_id.as_str());
+
+    let refresh_assertion = key.sign(&claims(&client_id, jose::now()));
+    let refresh = |token: String, assertion: String| refresh_signed(&server, token, assertion);
+    let refreshed = refresh(refresh_token(&tokens), refresh_assertion.clone()).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
+    let refreshed = refreshed.json();
+    let access = access_token(&refreshed);
+    assert_eq!(server.mcp(Some(&access)).await.status, StatusCode::OK);
+
+    // The same assertion twice: its jti was spent by the refresh.
+    let replayed = refresh(refresh_token(&refreshed), refresh_assertion).await;
+    assert_refused(&replayed, "jti was used before");
+
+    // Revocation authenticates the client the same way.
+    let unsigned = server
+        .post_form(
+            "/revoke",
+            &form(&[("token", &access), ("client_id", &client_id)]),
+            &[],
+        )
+        .await;
+    assert_refused(&unsigned, "must authenticate with a client assertion");
+    let revoked = server
+        .post_form(
+            "/revoke",
+            &form(&[
+                ("token", &access),
+                ("client_assertion_type", JWT_BEARER),
+                (
+                    "client_assertion",
+                    &key.sign(&claims(&client_id, jose::now())),
+                ),
+            ]),
+            &[],
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+    assert_eq!(
+        server.mcp(Some(&access)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // One fetch of the document and of the key set served every step.
+    assert_eq!(host.hits("client.json"), 1);
+    assert_eq!(host.hits("jwks.json"), 1);
+}
+
+#[tokio::test]
+async fn a_document_offering_none_as_well_works_with_either() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let mut document = chatgpt(&host.url("jwks.json"));
+    document["token_endpoint_auth_methods_supported"] = json!(["private_key_jwt", "none"]);
+    let client_id = host.publish("both.json", document);
+    let server = server_for(&host).await;
+
+    let signed = token_with_assertion(&server, &key.sign(&claims(&client_id, jose::now()))).await;
+    signed.assert_oauth_error(400, "invalid_grant");
+    let public = token_with(&server, &[("client_id", &client_id)]).await;
+    public.assert_oauth_error(400, "invalid_grant");
+    // Offering `none` does not make a bad signature acceptable.
+    let forged = TestKey::rsa("k1").sign(&claims(&client_id, jose::now()));
+    assert_refused(
+        &token_with_assertion(&server, &forged).await,
+        "signature does not verify",
+    );
+}
+
+#[tokio::test]
+async fn every_bad_assertion_is_refused_naming_the_check() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let server = server_for(&host).await;
+    let now = jose::now();
+    let with = |changes: Value| {
+        let mut claims = claims(&id, now);
+        for (name, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(name);
+            } else {
+                claims[name] = value.clone();
+            }
+        }
+        claims
+    };
+    let public_jwk = key.jwk().to_string();
+    let modulus = key.jwk()["n"].as_str().unwrap().to_owned();
+
+    for (what, assertion, named) in [
+        (
+            "a foreign key with the client's kid",
+            TestKey::rsa("k1").sign(&claims(&id, now)),
+            "signature does not verify",
+        ),
+        (
+            "alg none",
+            jose::unsigned("k1", &claims(&id, now)),
+            "alg none is refused",
+        ),
+        (
+            "HS256 with the public JWK as the secret",
+            jose::hs256(public_jwk.as_bytes(), "k1", &claims(&id, now)),
+            "HS256 is not allowed",
+        ),
+        (
+            "HS256 with the modulus as the secret",
+            jose::hs256(modulus.as_bytes(), "k1", &claims(&id, now)),
+            "HS256 is not allowed",
+        ),
+        (
+            "PS256 where the client registered RS256",
+            key.sign_as("PS256", Some("k1"), &claims(&id, now)),
+            "not the one the client registered",
+        ),
+        (
+            "another audience",
+            key.sign(&with(json!({ "aud": "https://other.example/token" }))),
+            "aud",
+        ),
+        (
+            "no audience",
+            key.sign(&with(json!({ "aud": null }))),
+            "aud",
+        ),
+        (
+            "another subject",
+            key.sign(&with(json!({ "sub": "someone-else" }))),
+            "sub is not the client_id",
+        ),
+        (
+            "expired",
+            key.sign(&with(json!({ "exp": now - 120, "iat": now - 180 }))),
+            "expired",
+        ),
+        (
+            "exp too far ahead",
+            key.sign(&with(json!({ "exp": now + 3600 }))),
+            "seconds ahead",
+        ),
+        ("no exp", key.sign(&with(json!({ "exp": null }))), "no exp"),
+        (
+            "not valid yet",
+            key.sign(&with(json!({ "nbf": now + 120 }))),
+            "nbf",
+        ),
+        (
+            "issued in the future",
+            key.sign(&with(json!({ "iat": now + 120 }))),
+            "iat",
+        ),
+        ("no jti", key.sign(&with(json!({ "jti": null }))), "jti"),
+        (
+            "a kid the set does not hold (already refetched)",
+            key.sign_as("RS256", Some("k2"), &claims(&id, now)),
+            "does not hold",
+        ),
+        (
+            "the forger's own key embedded in the header (jwk, jku, x5u)",
+            {
+                let forger = TestKey::rsa("k1");
+                let header = json!({
+                    "alg": "RS256", "kid": "k1", "jwk": forger.jwk(),
+                    "jku": "https://evil.example/jwks.json", "x5u": "https://evil.example/c.pem",
+                });
+                forger.sign_with_header(&header, &claims(&id, now))
+            },
+            "signature does not verify",
+        ),
+        ("not a JWT", "not-a-jwt".to_owned(), "no readable iss"),
+    ] {
+        let reply = token_with_assertion(&server, &assertion).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{what}: {}",
+            reply.text()
+        );
+        assert_refused(&reply, named);
+    }
+
+    // `iss` names the client whose keys are used: another issuer with this client's id in
+    // `client_id` disagrees with it.
+    let other_iss = key.sign(&with(json!({ "iss": "https://evil.example/client.json" })));
+    token_with(
+        &server,
+        &[
+            ("client_id", &id),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &other_iss),
+        ],
+    )
+    .await
+    .assert_oauth_error(400, "invalid_request");
+    let good = key.sign(&claims(&id, now));
+    for (what, extra) in [
+        ("a client secret as well", ("client_secret", "s3cret")),
+        (
+            "a different client_id",
+            ("client_id", "https://x.example/c"),
+        ),
+    ] {
+        let reply = token_with(
+            &server,
+            &[
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", &good),
+                extra,
+            ],
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{what}");
+        reply.assert_oauth_error(400, "invalid_request");
+    }
+    let basic_too = server
+        .post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "x"),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", &good),
+            ]),
+            &[("authorization", &basic(&id, "s3cret"))],
+        )
+        .await;
+    basic_too.assert_oauth_error(400, "invalid_request");
+    let wrong_type = token_with(
+        &server,
+        &[
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:saml2-bearer",
+            ),
+            ("client_assertion", &good),
+        ],
+    )
+    .await;
+    assert_refused(&wrong_type, "client_assertion_type must be");
+
+    // None of these spent the good assertion: it is still accepted once.
+    token_with_assertion(&server, &good)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+}
+
+#[tokio::test]
+async fn an_assertion_for_a_client_registered_with_another_method_is_refused() {
+    let host = ClientHost::start(json!({ "keys": [] })).await;
+    let server = server_for(&host).await;
+    let key = TestKey::rsa("k1");
+    // The pre-registered client authenticates with its secret.
+    let assertion = key.sign(&claims(CLIENT_ID, jose::now()));
+    assert_refused(
+        &token_with_assertion(&server, &assertion).await,
+        "not registered for private_key_jwt",
+    );
+    // A metadata document client that publishes no keys is public.
+    let public = host.publish(
+        "public.json",
+        json!({
+            "client_name": "Public",
+            "redirect_uris": [LOOPBACK_REDIRECT],
+            "token_endpoint_auth_method": "none",
+        }),
+    );
+    let assertion = key.sign(&claims(&public, jose::now()));
+    assert_refused(
+        &token_with_assertion(&server, &assertion).await,
+        "not registered for private_key_jwt",
+    );
+}
+
+#[tokio::test]
+async fn every_allowed_algorithm_verifies() {
+    let keys = [TestKey::rsa("rsa"), TestKey::ec("ec"), TestKey::ed("ed")];
+    let jwks = json!({ "keys": keys.iter().map(TestKey::jwk).collect::<Vec<_>>() });
+    let host = ClientHost::start(jwks.clone()).await;
+    let mut document = chatgpt(&host.url("jwks.json"));
+    document
+        .as_object_mut()
+        .unwrap()
+        .remove("token_endpoint_auth_signing_alg");
+    let id = host.publish("any-alg.json", document);
+    let mut inline = chatgpt("unused");
+    inline.as_object_mut().unwrap().remove("jwks_uri");
+    inline
+        .as_object_mut()
+        .unwrap()
+        .remove("token_endpoint_auth_signing_alg");
+    inline["jwks"] = jwks;
+    let inline_id = host.publish("inline.json", inline);
+    let server = server_for(&host).await;
+    for client in [&id, &inline_id] {
+        for (key, alg) in [
+            (&keys[0], "RS256"),
+            (&keys[0], "PS256"),
+            (&keys[1], "ES256"),
+            (&keys[2], "EdDSA"),
+        ] {
+            let assertion = key.sign_as(alg, Some(&key.kid), &claims(client, jose::now()));
+            let reply = token_with_assertion(&server, &assertion).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{client} {alg}: {}",
+                reply.text()
+            );
+            reply.assert_oauth_error(400, "invalid_grant");
+        }
+    }
+    // A key used with an algorithm of another family.
+    let mixed = keys[1].sign_as("ES256", Some("rsa"), &claims(&id, jose::now()));
+    assert_refused(
+        &token_with_assertion(&server, &mixed).await,
+        "signature does not verify",
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_fetched_once_and_a_flood_of_unknown_kids_fetches_nothing() {
+    let old = TestKey::rsa("2026-01");
+    let host = ClientHost::start(old.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let server = server_for(&host).await;
+
+    token_with_assertion(&server, &old.sign(&claims(&id, jose::now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    assert_eq!(host.hits("jwks.json"), 1);
+
+    let new = TestKey::rsa("2026-02");
+    host.rotate(new.jwks());
+    token_with_assertion(&server, &new.sign(&claims(&id, jose::now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    assert_eq!(host.hits("jwks.json"), 2, "one refetch for the new kid");
+
+    // Fewer than the failure budget, which would answer 429 before anything is fetched anyway.
+    for i in 0..10 {
+        let made_up = new.sign_as(
+            "RS256",
+            Some(&format!("made-up-{i}")),
+            &claims(&id, jose::now()),
+        );
+        assert_refused(
+            &token_with_assertion(&server, &made_up).await,
+            "does not hold",
+        );
+    }
+    assert_eq!(
+        host.hits("jwks.json"),
+        2,
+        "unknown kids fetched nothing more"
+    );
+    // The rotated-out key is gone from the set now in use.
+    assert_refused(
+        &token_with_assertion(&server, &old.sign(&claims(&id, jose::now()))).await,
+        "does not hold",
+    );
+}
+
+/// What the owner's connection doctor recorded for a client id.
+fn doctor_notes(server: &TestServer, client_id: &str) -> String {
+    server
+        .oauth
+        .admin()
+        .connection_traces()
+        .iter()
+        .filter(|t| t.client_id.as_deref() == Some(client_id))
+        .flat_map(|t| t.steps.iter())
+        .filter_map(|s| s.error.as_ref().map(|(_, description)| description.clone()))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[tokio::test]
+async fn documents_declaring_private_key_jwt_without_usable_keys_are_refused_at_authorize() {
+    let host = ClientHost::start(json!({ "keys": [] })).await;
+    let server = server_for(&host).await;
+    let mut keyless = chatgpt("unused");
+    keyless.as_object_mut().unwrap().remove("jwks_uri");
+    for (name, document, detail) in [
+        ("keyless.json", keyless, "publishes no keys"),
+        (
+            "private-address.json",
+            chatgpt("https://10.0.0.7/jwks.json"),
+            "jwks_uri is not acceptable",
+        ),
+        (
+            "private-members.json",
+            {
+                let mut document = chatgpt("unused");
+                document.as_object_mut().unwrap().remove("jwks_uri");
+                let mut jwk = TestKey::ec("k").jwk();
+                jwk["d"] = json!("c2VjcmV0");
+                document["jwks"] = json!({ "keys": [jwk] });
+                document
+            },
+            "private key material",
+        ),
+    ] {
+        let id = host.publish(name, document);
+        let (_, challenge) = pkce();
+        let page = server
+            .get(&format!(
+                "/authorize?{}&resource={}",
+                authorization_query(&id, CHATGPT_REDIRECT, &challenge),
+                enc(RESOURCE)
+            ))
+            .await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{name}");
+        assert!(page.header("location").is_none(), "{name}");
+        assert!(
+            page.text().contains("is invalid"),
+            "{name}: {}",
+            page.text()
+        );
+        assert!(
+            doctor_notes(&server, &id).contains(detail),
+            "{name}: {}",
+            doctor_notes(&server, &id)
+        );
+        let assertion = TestKey::rsa("k").sign(&claims(&id, jose::now()));
+        token_with_assertion(&server, &assertion)
+            .await
+            .assert_oauth_error(401, "invalid_client");
+    }
+}
+
+#[tokio::test]
+async fn a_key_set_the_client_broke_is_401_and_one_that_cannot_be_fetched_is_503() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(json!({})).await;
+    let server = server_for(&host).await;
+
+    let mut private = key.jwks();
+    private["keys"][0]["d"] = json!("c2VjcmV0");
+    let mut oversize = key.jwks();
+    oversize["padding"] = json!("x".repeat(20 * 1024));
+    for (jwks, what) in [
+        (private, "private members"),
+        (oversize, "oversize"),
+        (
+            json!({ "keys": [{ "kty": "oct", "k": "c2VjcmV0" }] }),
+            "symmetric",
+        ),
+    ] {
+        host.rotate(jwks);
+        let id = host.publish(
+            &format!("{}.json", what.replace(' ', "-")),
+            chatgpt(&host.url("jwks.json")),
+        );
+        let reply = token_with_assertion(&server, &key.sign(&claims(&id, jose::now()))).await;
+        assert_refused(&reply, "could not be fetched or is invalid");
+        // The owner's connection doctor says why; the client heard a category.
+        let notes = doctor_notes(&server, &id);
+        assert!(notes.contains("JWK set"), "{what}: {notes}");
+    }
+
+    for name in ["jwks-down.json", "jwks-stall.json"] {
+        let id = host.publish(&format!("client-{name}"), chatgpt(&host.url(name)));
+        let reply = token_with_assertion(&server, &key.sign(&claims(&id, jose::now()))).await;
+        reply.assert_oauth_error(503, "temporarily_unavailable");
+    }
+}
+
+/// Two instances on one store: an assertion accepted by one is refused by the other.
+async fn a_jti_is_single_use_across_instances(stores: Stores) {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let a = TestServer::on(stores.clone(), cimd_config(host.port()), mcp_routes());
+    let b = TestServer::on(stores, cimd_config(host.port()), mcp_routes());
+    let assertion = key.sign(&claims(&id, jose::now()));
+    token_with_assertion(&a, &assertion)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    assert_refused(
+        &token_with_assertion(&b, &assertion).await,
+        "jti was used before",
+    );
+    assert_refused(
+        &token_with_assertion(&a, &assertion).await,
+        "jti was used before",
+    );
+}
+
+#[tokio::test]
+async fn a_jti_is_single_use_across_instances_on_memory() {
+    a_jti_is_single_use_across_instances(Stores::memory()).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_jti_is_single_use_across_instances_on_sqlite() {
+    use mcp_oauth::backends::sqlite::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("oauth.db").display());
+    let stores = Stores::of(SqliteStore::connect(&url).await.unwrap());
+    a_jti_is_single_use_across_instances(stores).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_jti_is_single_use_across_instances_on_redis() {
+    use mcp_oauth::backends::redis::RedisStore;
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("mcp_oauth_jti_{:016x}:", rand::random::<u64>());
+    let store = RedisStore::connect(&url).await.unwrap().with_prefix(prefix);
+    a_jti_is_single_use_across_instances(Stores::of(store)).await;
+}
+
+#[tokio::test]
+async fn assertion_failures_spend_the_clients_failure_budget() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let server = server_for(&host).await;
+    let forger = TestKey::rsa("k1");
+    let mut statuses = Vec::new();
+    for _ in 0..21 {
+        let reply = token_with_assertion(&server, &forger.sign(&claims(&id, jose::now()))).await;
+        statuses.push(reply.status.as_u16());
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses[20], 429, "{statuses:?}");
+    // Spent from this address: the genuine key is held back too, so the guesser learns nothing.
+    let genuine = token_with_assertion(&server, &key.sign(&claims(&id, jose::now()))).await;
+    assert_eq!(genuine.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Every time check is the server's clock's: a test moves it instead of waiting. The `jti` of a
+/// used assertion is remembered for as long as the assertion would be accepted, and no longer
+/// matters after.
+#[tokio::test]
+async fn the_servers_clock_judges_every_time_claim() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let clock = mcp_oauth::ManualClock::new();
+    let server = TestServer::with_clock(cimd_config(host.port()), &clock);
+    let start = clock.now().0;
+
+    let assertion = key.sign(&claims(&id, start));
+    token_with_assertion(&server, &assertion)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    clock.advance(Duration::from_secs(80));
+    assert_refused(
+        &token_with_assertion(&server, &assertion).await,
+        "jti was used before",
+    );
+    clock.advance(Duration::from_secs(20));
+    assert_refused(&token_with_assertion(&server, &assertion).await, "expired");
+
+    let early = key.sign(&claims(&id, clock.now().0 + 120));
+    assert_refused(&token_with_assertion(&server, &early).await, "iat");
+    clock.advance(Duration::from_secs(120));
+    token_with_assertion(&server, &early)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+}
+
+/// The same assertion sent many times at once, to two instances on one store: exactly one is
+/// accepted.
+async fn concurrent_uses_of_one_assertion_have_one_winner(stores: Stores) {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let a = Arc::new(TestServer::on(
+        stores.clone(),
+        cimd_config(host.port()),
+        mcp_routes(),
+    ));
+    let b = Arc::new(TestServer::on(
+        stores,
+        cimd_config(host.port()),
+        mcp_routes(),
+    ));
+    // Warm both caches, so that the uses race on the store and not on the fetches.
+    for server in [&a, &b] {
+        let warm = key.sign(&claims(&id, jose::now()));
+        token_with_assertion(server, &warm)
+            .await
+            .assert_oauth_error(400, "invalid_grant");
+    }
+    let assertion = key.sign(&claims(&id, jose::now()));
+    let uses = (0..16).map(|i| {
+        let server = Arc::clone(if i % 2 == 0 { &a } else { &b });
+        let assertion = assertion.clone();
+        tokio::spawn(async move { token_with_assertion(&server, &assertion).await.status })
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(uses)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let accepted = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::BAD_REQUEST)
+        .count();
+    assert_eq!(accepted, 1, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::BAD_REQUEST || *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uses_of_one_assertion_have_one_winner_on_memory() {
+    concurrent_uses_of_one_assertion_have_one_winner(Stores::memory()).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uses_of_one_assertion_have_one_winner_on_sqlite() {
+    use mcp_oauth::backends::sqlite::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("oauth.db").display());
+    let stores = Stores::of(SqliteStore::connect(&url).await.unwrap());
+    concurrent_uses_of_one_assertion_have_one_winner(stores).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uses_of_one_assertion_have_one_winner_on_redis() {
+    use mcp_oauth::backends::redis::RedisStore;
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("mcp_oauth_jti_race_{:016x}:", rand::random::<u64>());
+    let store = RedisStore::connect(&url).await.unwrap().with_prefix(prefix);
+    concurrent_uses_of_one_assertion_have_one_winner(Stores::of(store)).await;
+}
