@@ -166,7 +166,10 @@ fuzz_target!(|input: Input| {
         if client == harness.public_client {
             vec![LOOPBACK_REDIRECT.to_owned()]
         } else if client == STATIC_CLIENT_ID {
-            DEFAULT_CLIENT_REDIRECT_URIS.map(String::from).to_vec()
+            DEFAULT_CLIENT_REDIRECT_URIS
+                .iter()
+                .map(|&uri| uri.to_owned())
+                .collect()
         } else {
             Vec::new()
         }

@@ -132,7 +132,10 @@ fuzz_target!(|input: Input| {
         .as_array()
         .expect("redirect_uris registered");
     assert!(!given.is_empty());
-    let native = DEFAULT_NATIVE_REDIRECT_URIS.map(String::from);
+    let native: Vec<String> = DEFAULT_NATIVE_REDIRECT_URIS
+        .iter()
+        .map(|&uri| uri.to_owned())
+        .collect();
     for uri in given {
         assert!(asked.contains(uri), "{uri} was not asked for");
         let uri = uri.as_str().expect("a string");

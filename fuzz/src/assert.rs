@@ -46,8 +46,16 @@ pub fn not_5xx(reply: &Reply) {
 #[track_caller]
 pub fn registrations_full(reply: &Reply) {
     assert_eq!(reply.status.as_u16(), 503, "{}", reply.text());
-    assert_eq!(reply.json()["error"], "temporarily_unavailable", "{}", reply.text());
-    assert!(reply.header("retry-after").is_some(), "503 without Retry-After");
+    assert_eq!(
+        reply.json()["error"],
+        "temporarily_unavailable",
+        "{}",
+        reply.text()
+    );
+    assert!(
+        reply.header("retry-after").is_some(),
+        "503 without Retry-After"
+    );
     assert_eq!(reply.header("cache-control"), Some("no-store"));
 }
 
