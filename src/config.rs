@@ -8,6 +8,10 @@ use url::Url;
 
 use crate::Error;
 
+mod machine_client;
+
+pub use machine_client::MachineClient;
+
 /// The default refresh-token lifetime: 30 days of inactivity.
 pub const DEFAULT_REFRESH_TOKEN_LIFETIME_SECS: u64 = 30 * 24 * 3600;
 
@@ -59,7 +63,7 @@ pub const DEFAULT_NATIVE_REDIRECT_URIS: &[&str] = &["cursor://anysphere.cursor-m
 /// checked by [`OAuthConfig::validate`] when the layer is built, and a bad value is an
 /// [`Error::InvalidConfig`] naming the field.
 ///
-/// Its `Debug` output shows every field but the secrets (`client_secret`, `setup_token`), which
+/// Its `Debug` output shows every field but the secrets (`client_secret`, `setup_token`, each machine client's `secret`), which
 /// print as `[redacted]`.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -80,6 +84,9 @@ pub struct OAuthConfig {
     /// secret. Public keys only: a set holding a private or symmetric key is refused. `None` (the
     /// default): its secret only.
     pub client_jwks: Option<String>,
+    /// The machine clients: programs that get tokens for themselves with `client_credentials`,
+    /// each with the scopes it may have. Empty (the default): the grant is not offered.
+    pub machine_clients: Vec<MachineClient>,
     /// The name shown on the pages.
     pub app_name: String,
     /// The JSON file holding the owner's passkeys.
@@ -171,6 +178,7 @@ impl std::fmt::Debug for OAuthConfig {
             client_redirect_uris,
             client_name,
             client_jwks,
+            machine_clients,
             app_name,
             passkey_store_path,
             setup_token,
@@ -203,6 +211,7 @@ impl std::fmt::Debug for OAuthConfig {
             .field("client_redirect_uris", client_redirect_uris)
             .field("client_name", client_name)
             .field("client_jwks", client_jwks)
+            .field("machine_clients", machine_clients)
             .field("app_name", app_name)
             .field("passkey_store_path", passkey_store_path)
             .field("setup_token", &setup_token.as_ref().map(|_| Redacted))
@@ -342,6 +351,7 @@ impl OAuthConfig {
             client_redirect_uris: strings(DEFAULT_CLIENT_REDIRECT_URIS),
             client_name: "Pre-registered client".to_owned(),
             client_jwks: None,
+            machine_clients: Vec::new(),
             app_name: app_name.into(),
             passkey_store_path: passkey_store_path.into(),
             setup_token: None,
@@ -569,7 +579,7 @@ impl OAuthConfig {
         if self.max_body_bytes < 1024 {
             return bad("max_body_bytes", "must be at least 1024");
         }
-        Ok(())
+        machine_client::validate(self)
     }
 }
 
@@ -595,6 +605,7 @@ impl OAuthConfig {
             client_redirect_uris: _,
             client_name: _,
             client_jwks: _,
+            machine_clients: _,
             app_name: _,
             passkey_store_path: _,
             setup_token: _,

@@ -47,8 +47,8 @@ pub use audit::AuditEvent;
 pub use clock::ManualClock;
 pub use config::{
     FailureLimit, MAX_CODE_LIFETIME_SECS, MAX_LONG_LIFETIME_SECS, MAX_RATE_LIMIT,
-    MAX_REFRESH_GRACE_SECS, MAX_SHORT_LIFETIME_SECS, MAX_TOKEN_LIFETIME_SECS, OAuthConfig,
-    RateLimit, RateLimits,
+    MAX_REFRESH_GRACE_SECS, MAX_SHORT_LIFETIME_SECS, MAX_TOKEN_LIFETIME_SECS, MachineClient,
+    OAuthConfig, RateLimit, RateLimits,
 };
 pub use error::Error;
 pub use http::{Bearer, BearerLayer};

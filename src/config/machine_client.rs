@@ -1,0 +1,210 @@
+//! [`MachineClient`]: a program the owner lets get tokens for itself (`client_credentials`), and
+//! the rules its configuration must meet.
+
+use super::OAuthConfig;
+use crate::Error;
+
+/// The shortest machine client secret, as for the pre-registered client's.
+const MIN_SECRET_CHARS: usize = 16;
+
+/// A machine client: a program (a CI job, a nightly report) that gets access tokens for itself
+/// with `grant_type=client_credentials`, authenticated by a signed client assertion
+/// (`private_key_jwt`, recommended) or its secret. No person approves its tokens: the owner
+/// approved it once, by naming it here with the scopes it may have, and MCP handlers see its
+/// tokens as a machine's ([`TokenSubject::Machine`](crate::TokenSubject::Machine)).
+///
+/// Its `Debug` output never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MachineClient {
+    /// Its client id: not the pre-registered client's, nor another machine's.
+    pub client_id: String,
+    /// The scopes it may have, each one of [`OAuthConfig::scopes`]; a request without `scope`
+    /// gets them all.
+    pub scopes: Vec<String>,
+    /// Its secret (`client_secret_basic` or `client_secret_post`), at least 16 characters.
+    /// `None`: it must sign.
+    pub secret: Option<String>,
+    /// Its public keys, a JWK set as JSON text, as in [`OAuthConfig::client_jwks`]: with them it
+    /// signs client assertions (`private_key_jwt`). Public keys only. `None`: its secret only.
+    pub jwks: Option<String>,
+}
+
+impl MachineClient {
+    /// A machine client that authenticates with a secret.
+    pub fn with_secret(
+        client_id: impl Into<String>,
+        secret: impl Into<String>,
+        scopes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            client_id: client_id.into(),
+            scopes: scopes.into_iter().map(Into::into).collect(),
+            secret: Some(secret.into()),
+            jwks: None,
+        }
+    }
+
+    /// A machine client that signs client assertions with the keys of `jwks` (a JWK set as JSON
+    /// text), and has no secret.
+    pub fn with_jwks(
+        client_id: impl Into<String>,
+        jwks: impl Into<String>,
+        scopes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            client_id: client_id.into(),
+            scopes: scopes.into_iter().map(Into::into).collect(),
+            secret: None,
+            jwks: Some(jwks.into()),
+        }
+    }
+}
+
+impl std::fmt::Debug for MachineClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            client_id,
+            scopes,
+            secret,
+            jwks,
+        } = self;
+        f.debug_struct("MachineClient")
+            .field("client_id", client_id)
+            .field("scopes", scopes)
+            .field("secret", &secret.as_ref().map(|_| super::Redacted))
+            .field("jwks", jwks)
+            .finish()
+    }
+}
+
+/// Check [`OAuthConfig::machine_clients`]. Whether `jwks` holds usable public keys is checked
+/// when the layer is built, where keys are read.
+pub(super) fn validate(config: &OAuthConfig) -> Result<(), Error> {
+    let bad = |id: &str, reason: &str| {
+        Err(Error::invalid(
+            "machine_clients",
+            &format!("{id:?}: {reason}"),
+        ))
+    };
+    for (i, machine) in config.machine_clients.iter().enumerate() {
+        let id = machine.client_id.as_str();
+        if id.trim().is_empty() || id.chars().any(|c| c.is_control() || c == ' ') {
+            return bad(
+                id,
+                "is not a client id (empty, or with spaces or control characters)",
+            );
+        }
+        if id == config.client_id {
+            return bad(id, "is the pre-registered client's id (client_id)");
+        }
+        if config.machine_clients[..i]
+            .iter()
+            .any(|m| m.client_id == id)
+        {
+            return bad(id, "is named twice");
+        }
+        if machine.scopes.is_empty() {
+            return bad(id, "must be allowed at least one scope");
+        }
+        if let Some(scope) = machine.scopes.iter().find(|s| !config.scopes.contains(s)) {
+            return bad(id, &format!("scope {scope:?} is not in scopes"));
+        }
+        match (&machine.secret, &machine.jwks) {
+            (None, None) => return bad(id, "needs a secret or jwks to authenticate with"),
+            (Some(secret), _) if secret.chars().count() < MIN_SECRET_CHARS => {
+                return bad(
+                    id,
+                    &format!("its secret must be at least {MIN_SECRET_CHARS} characters"),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(machine: MachineClient) -> OAuthConfig {
+        let mut config = OAuthConfig::with_defaults(
+            "https://mcp.example.com",
+            "claude",
+            "a-long-enough-secret",
+            "App",
+            "p.json",
+        );
+        config.machine_clients = vec![machine];
+        config
+    }
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let machine = MachineClient::with_secret("ci", "machine-secret-0123456789", ["mcp"]);
+        let output = format!("{:?}", config_with(machine.clone()));
+        assert!(!output.contains("machine-secret"), "{output}");
+        assert!(output.contains("\"ci\""), "{output}");
+        assert!(!format!("{machine:?}").contains("machine-secret"));
+    }
+
+    #[test]
+    fn bad_machine_clients_are_refused_naming_the_field() {
+        let secret = "machine-secret-0123456789";
+        for (machine, needle) in [
+            (
+                MachineClient::with_secret("", secret, ["mcp"]),
+                "not a client id",
+            ),
+            (
+                MachineClient::with_secret("a b", secret, ["mcp"]),
+                "not a client id",
+            ),
+            (
+                MachineClient::with_secret("claude", secret, ["mcp"]),
+                "pre-registered",
+            ),
+            (
+                MachineClient::with_secret("ci", secret, Vec::<String>::new()),
+                "at least one scope",
+            ),
+            (
+                MachineClient::with_secret("ci", secret, ["admin"]),
+                "not in scopes",
+            ),
+            (
+                MachineClient::with_secret("ci", "short", ["mcp"]),
+                "at least 16",
+            ),
+            (
+                MachineClient {
+                    secret: None,
+                    ..MachineClient::with_secret("ci", secret, ["mcp"])
+                },
+                "a secret or jwks",
+            ),
+        ] {
+            let error = config_with(machine).validate().unwrap_err();
+            let Error::InvalidConfig { field, reason } = error else {
+                panic!("{error:?}");
+            };
+            assert_eq!(field, "machine_clients");
+            assert!(reason.contains(needle), "{reason}");
+        }
+        let mut twice = config_with(MachineClient::with_secret("ci", secret, ["mcp"]));
+        twice.machine_clients.push(twice.machine_clients[0].clone());
+        assert!(matches!(
+            twice.validate(),
+            Err(Error::InvalidConfig {
+                field: "machine_clients",
+                ..
+            })
+        ));
+        assert!(
+            config_with(MachineClient::with_jwks("ci", "{}", ["mcp"]))
+                .validate()
+                .is_ok()
+        );
+    }
+}
