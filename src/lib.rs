@@ -53,7 +53,7 @@ pub use config::{
 pub use error::Error;
 pub use http::{Bearer, BearerLayer};
 pub use mcp_oauth::{McpOAuth, McpOAuthBuilder};
-pub use oauth::{ScopePolicy, TokenInfo};
+pub use oauth::{ScopePolicy, TokenInfo, TokenSubject};
 pub use store::{ClientStore, PasskeyStore, TokenStore};
 pub use webauthn_rs;
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use jsonwebtoken::jwk::JwkSet;
 
 use crate::Error;
 use crate::audit::{Audit, AuditCallback, AuditEvent};
@@ -14,6 +15,7 @@ use crate::oauth::assertion::KeySets;
 use crate::oauth::assertion::keys::{AssertionRules, KeySource, public_key_set};
 use crate::oauth::client_metadata::MetadataDocuments;
 use crate::oauth::clients::PreRegistered;
+use crate::oauth::machine::MachineClient as MachineRules;
 use crate::oauth::{AuthServer, Resource, ScopePolicy, Settings, metadata};
 use crate::passkey::{Passkeys, SetupToken};
 use crate::paths;
@@ -281,6 +283,7 @@ impl McpOAuthBuilder {
                 name: config.client_name.clone(),
                 assertion: pre_registered_keys(&config)?,
             },
+            machine_clients: machine_clients(&config)?,
         };
         let authorization_server_metadata =
             Bytes::from(metadata::authorization_server(&settings).to_string());
@@ -336,20 +339,55 @@ fn pre_registered_keys(config: &OAuthConfig) -> Result<Option<AssertionRules>, E
     let Some(text) = &config.client_jwks else {
         return Ok(None);
     };
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| Error::invalid("client_jwks", &format!("is not valid JSON ({e})")))?;
-    let set = public_key_set(&value).map_err(|reason| Error::invalid("client_jwks", &reason))?;
-    if set.keys.is_empty() {
-        return Err(Error::invalid(
-            "client_jwks",
-            "holds no usable public signing key (RSA, EC P-256 or Ed25519)",
-        ));
-    }
+    let set = inline_keys(text).map_err(|reason| Error::invalid("client_jwks", &reason))?;
     Ok(Some(AssertionRules {
         keys: KeySource::Inline(Arc::new(set)),
         algorithm: None,
         required: false,
     }))
+}
+
+/// The machine clients, with their keys read: one without a secret must sign.
+fn machine_clients(config: &OAuthConfig) -> Result<Vec<MachineRules>, Error> {
+    config
+        .machine_clients
+        .iter()
+        .map(|machine| {
+            let assertion = match &machine.jwks {
+                None => None,
+                Some(text) => {
+                    let set = inline_keys(text).map_err(|reason| {
+                        Error::invalid(
+                            "machine_clients",
+                            &format!("{:?}: jwks {reason}", machine.client_id),
+                        )
+                    })?;
+                    Some(AssertionRules {
+                        keys: KeySource::Inline(Arc::new(set)),
+                        algorithm: None,
+                        required: machine.secret.is_none(),
+                    })
+                }
+            };
+            Ok(MachineRules {
+                client_id: machine.client_id.clone(),
+                scopes: machine.scopes.clone(),
+                secret_hash: machine.secret.as_deref().map(TokenHash::of),
+                assertion,
+            })
+        })
+        .collect()
+}
+
+/// A JWK set configured inline, as JSON text: public signing keys only, at least one usable.
+fn inline_keys(text: &str) -> Result<JwkSet, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("is not valid JSON ({e})"))?;
+    let set = public_key_set(&value)?;
+    if set.keys.is_empty() {
+        return Err("holds no usable public signing key (RSA, EC P-256 or Ed25519)".to_owned());
+    }
+    Ok(set)
 }
 
 /// The resolver for URL client ids and the fetcher of their keys.

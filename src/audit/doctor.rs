@@ -46,6 +46,8 @@ pub enum StepKind {
     FirstMcpCall,
     /// A refresh token was exchanged.
     Refresh,
+    /// A machine client got a token for itself (`client_credentials`).
+    MachineToken,
     /// A token was revoked, or a grant revoked for a replay.
     Revocation,
     /// An MCP request lacked a scope it needed (`403 insufficient_scope`).
@@ -67,6 +69,7 @@ impl StepKind {
             Self::CodeExchange => "code_exchange",
             Self::FirstMcpCall => "first_mcp_call",
             Self::Refresh => "refresh",
+            Self::MachineToken => "machine_token",
             Self::Revocation => "revocation",
             Self::InsufficientScope => "insufficient_scope",
         }
@@ -86,6 +89,7 @@ impl StepKind {
             Self::CodeExchange => "Exchanged the authorization code for tokens",
             Self::FirstMcpCall => "First MCP request with its token",
             Self::Refresh => "Refreshed its tokens",
+            Self::MachineToken => "Got a token for itself as a machine client (client_credentials)",
             Self::Revocation => "Revocation",
             Self::InsufficientScope => "MCP request needed more scopes: 403",
         }

@@ -91,6 +91,16 @@ pub enum AuditEvent {
         /// The grant.
         grant_id: GrantId,
     },
+    /// A machine client the configuration names got an access token for itself
+    /// (`client_credentials`): no person approved it.
+    MachineTokenIssued {
+        /// The machine client.
+        client_id: String,
+        /// The grant the token lives in, its own.
+        grant_id: GrantId,
+        /// The scopes the token carries.
+        scopes: Vec<String>,
+    },
     /// A client revoked one of its tokens (RFC 7009).
     TokenRevoked {
         /// The client.
@@ -152,6 +162,7 @@ impl AuditEvent {
             Self::RefreshReuseRevoked { .. } => "refresh_reuse_revoked",
             Self::RefreshStaleRetryRevoked { .. } => "refresh_stale_retry_revoked",
             Self::RefreshRetryRotated { .. } => "refresh_retry_rotated",
+            Self::MachineTokenIssued { .. } => "machine_token_issued",
             Self::TokenRevoked { .. } => "token_revoked",
             Self::PasskeyRegistered { .. } => "passkey_registered",
             Self::PasskeyRemoved { .. } => "passkey_removed",
@@ -278,6 +289,12 @@ impl Audit {
                 StepKind::Refresh,
                 None,
                 Some("a retry within the grace window, after a rotation that failed midway"),
+            ),
+            AuditEvent::MachineTokenIssued { client_id, .. } => (
+                client_id,
+                StepKind::MachineToken,
+                None,
+                Some("client_credentials: a token for the machine itself, no owner approval"),
             ),
             AuditEvent::TokenRevoked {
                 client_id, kind, ..

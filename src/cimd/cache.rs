@@ -207,6 +207,7 @@ mod tests {
             may_use_code: true,
             metadata_host: Some("client.example".into()),
             assertion: None,
+            machine_scopes: None,
         }
     }
 

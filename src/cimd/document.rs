@@ -63,6 +63,7 @@ pub(crate) fn validate(
         may_use_code: true,
         metadata_host: Some(host),
         assertion,
+        machine_scopes: None,
     })
 }
 

@@ -184,6 +184,7 @@ mod tests {
             may_use_code: true,
             metadata_host: Some("127.0.0.1".into()),
             assertion: None,
+            machine_scopes: None,
         }
     }
 

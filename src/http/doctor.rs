@@ -41,6 +41,7 @@ pub(crate) fn note_token_failure(
     let (client_id, grant_type) = claimed_client(body, authorization);
     let kind = match grant_type.as_deref() {
         Some("refresh_token") => StepKind::Refresh,
+        Some("client_credentials") => StepKind::MachineToken,
         _ => StepKind::CodeExchange,
     };
     note(state, client_id.as_deref(), headers, kind, Some(error));

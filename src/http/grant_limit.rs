@@ -12,7 +12,7 @@ use governor::DefaultKeyedRateLimiter;
 
 use super::rate_limit::{Limits, limiter, too_many_requests, wait_secs};
 use crate::config::RateLimit;
-use crate::oauth::TokenInfo;
+use crate::oauth::{TokenInfo, TokenSubject};
 
 /// Idle grants are dropped every this many requests.
 const SWEEP_EVERY: u64 = 4096;
@@ -63,7 +63,12 @@ pub(crate) async fn enforce(
     let verdict = request
         .extensions()
         .get::<TokenInfo>()
-        .map(|info| limits.grants.check(&info.grant_id.0));
+        .map(|info| match info.subject {
+            // Each of a machine's tokens is a grant of its own: minting more must not buy more
+            // requests, so its tokens share one budget.
+            TokenSubject::Machine => limits.grants.check(&format!("machine:{}", info.client_id)),
+            _ => limits.grants.check(&info.grant_id.0),
+        });
     match verdict {
         Some(Err(wait)) => too_many_requests(wait),
         // No token information: a preflight, or a route outside the guard; nothing to key on.

@@ -1,5 +1,6 @@
 //! Access-token validation for the resource server: the work the bearer guard does per request.
 
+use super::machine::is_machine_grant;
 use super::payload::{self, TokenGrantView};
 use super::{AuthServer, log_store_error};
 use crate::store::{GrantId, TokenHash, TokenKind, UnixTime};
@@ -13,16 +14,39 @@ pub struct TokenInfo {
     pub client_id: String,
     /// The scopes the token carries.
     pub scopes: Vec<String>,
-    /// The grant (one approval by the owner) the token belongs to.
+    /// The grant the token belongs to: one approval by the owner, or, for a machine's token,
+    /// that token alone.
     pub grant_id: GrantId,
     /// When the token expires.
     pub expires_at: UnixTime,
+    /// On whose authority the token acts: the owner's approval, or a machine client's own.
+    pub subject: TokenSubject,
+}
+
+/// On whose authority a token acts. A handler that does something only the owner may approve
+/// (act on their data, spend their money) checks for [`TokenSubject::Owner`], or calls
+/// [`TokenInfo::is_approved_by_owner`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenSubject {
+    /// The owner approved this client with their passkey (`authorization_code`, and the
+    /// refreshes after it): the token acts for the owner.
+    Owner,
+    /// A machine client the configuration names got this token for itself
+    /// (`client_credentials`): no person approved it. [`TokenInfo::client_id`] is the machine.
+    Machine,
 }
 
 impl TokenInfo {
     /// Whether the token carries `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Whether the owner approved this token's client with their passkey: `false` for a
+    /// machine client's token.
+    pub fn is_approved_by_owner(&self) -> bool {
+        self.subject == TokenSubject::Owner
     }
 }
 
@@ -62,11 +86,21 @@ impl AuthServer {
         if grant.resource != self.settings.resource.as_str() {
             return Err(BearerError::Invalid);
         }
+        let subject = if is_machine_grant(&record.grant_id) {
+            // A machine the configuration no longer names has lost its tokens with it.
+            if self.machine_client(&grant.client_id).is_none() {
+                return Err(BearerError::Invalid);
+            }
+            TokenSubject::Machine
+        } else {
+            TokenSubject::Owner
+        };
         Ok(TokenInfo {
             client_id: grant.client_id,
             scopes: grant.scopes,
             grant_id: record.grant_id,
             expires_at: record.expires_at,
+            subject,
         })
     }
 }

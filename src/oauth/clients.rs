@@ -34,6 +34,9 @@ pub(crate) struct Client {
     pub(crate) metadata_host: Option<String>,
     /// How it may authenticate with a signed assertion (`private_key_jwt`); `None`: it may not.
     pub(crate) assertion: Option<AssertionRules>,
+    /// For a machine client: the scopes it may have with `client_credentials`. `None`: it is
+    /// no machine client, and may not use that grant.
+    pub(crate) machine_scopes: Option<Vec<String>>,
 }
 
 impl Client {
@@ -53,6 +56,7 @@ impl Client {
             pre_registered: false,
             metadata_host: None,
             assertion: None,
+            machine_scopes: None,
         }
     }
 }
@@ -88,7 +92,11 @@ impl AuthServer {
                 may_use_code: true,
                 metadata_host: None,
                 assertion: pre.assertion.clone(),
+                machine_scopes: None,
             }));
+        }
+        if let Some(machine) = self.machine_client(client_id) {
+            return Ok(Some(machine.client()));
         }
         if let Some(documents) = &self.metadata_documents
             && client_metadata::is_url_client_id(client_id)

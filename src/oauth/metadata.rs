@@ -17,7 +17,7 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
         "revocation_endpoint": format!("{issuer}{}", paths::REVOKE),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": grant_types(s),
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
@@ -28,7 +28,8 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
     if let Some(map) = doc.as_object_mut() {
         // Metadata document clients may sign assertions with the keys they publish, and the
         // pre-registered client with the keys configured for it.
-        if s.client_id_metadata_documents || s.pre_registered.assertion.is_some() {
+        let machines_sign = s.machine_clients.iter().any(|m| m.assertion.is_some());
+        if s.client_id_metadata_documents || s.pre_registered.assertion.is_some() || machines_sign {
             for methods in [
                 "token_endpoint_auth_methods_supported",
                 "revocation_endpoint_auth_methods_supported",
@@ -75,6 +76,15 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
         }
     }
     doc
+}
+
+/// `client_credentials` is offered only when some machine client may use it.
+fn grant_types(s: &Settings) -> Vec<&'static str> {
+    let mut grants = vec!["authorization_code", "refresh_token"];
+    if !s.machine_clients.is_empty() {
+        grants.push("client_credentials");
+    }
+    grants
 }
 
 /// [`paths::PROTECTED_RESOURCE_METADATA`], with or without the MCP path after it.

@@ -14,6 +14,7 @@ pub(crate) mod clients;
 mod error;
 pub(crate) mod grants;
 mod introspect;
+pub(crate) mod machine;
 pub(crate) mod metadata;
 mod owner;
 pub(crate) mod params;
@@ -36,8 +37,8 @@ use std::sync::Arc;
 
 pub(crate) use authorize::{Decision, Rejection};
 pub(crate) use bearer::BearerError;
-pub use bearer::TokenInfo;
 pub(crate) use bearer::sent_credentials;
+pub use bearer::{TokenInfo, TokenSubject};
 #[cfg(test)]
 pub(crate) use challenge::BearerRules;
 pub(crate) use challenge::{Challenge, Refusal};
@@ -85,6 +86,8 @@ pub(crate) struct Settings {
     pub(crate) unapproved_client_lifetime_secs: u64,
     pub(crate) native_redirect_uris: Vec<String>,
     pub(crate) pre_registered: PreRegistered,
+    /// The clients that may use `client_credentials`.
+    pub(crate) machine_clients: Vec<machine::MachineClient>,
 }
 
 /// The authorization server and resource-server checks over the chosen stores.

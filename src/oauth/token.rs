@@ -48,6 +48,8 @@ pub(super) enum Minting<'a> {
     Code { with_refresh: bool },
     /// Rotating the refresh token `presented`: the new pair is kept, sealed, for its retries.
     Rotation { presented: &'a str },
+    /// A machine client's `client_credentials`: an access token alone (RFC 6749 §4.4.3).
+    Machine,
 }
 
 impl AuthServer {
@@ -61,16 +63,36 @@ impl AuthServer {
     ) -> Result<TokenResponse, Refused> {
         let params = Params::parse(body)?;
         let grant_type = params.require("grant_type")?;
-        if !matches!(grant_type, "authorization_code" | "refresh_token") {
+        let machines = !self.settings.machine_clients.is_empty();
+        let supported = match grant_type {
+            "authorization_code" | "refresh_token" => true,
+            "client_credentials" => machines,
+            _ => false,
+        };
+        if !supported {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
-                "grant_type must be authorization_code or refresh_token",
+                if machines {
+                    "grant_type must be authorization_code, refresh_token or client_credentials"
+                } else {
+                    "grant_type must be authorization_code or refresh_token"
+                },
             )
             .into());
         }
         let client = self
             .authenticate_client(authorization, &params, budget)
             .await?;
+        if grant_type == "client_credentials" {
+            return Ok(self.client_credentials(&client, &params).await?);
+        }
+        if client.machine_scopes.is_some() {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "a machine client gets its tokens with client_credentials only",
+            )
+            .into());
+        }
         let tokens = if grant_type == "authorization_code" {
             self.exchange_code(&client, &params).await?
         } else {
@@ -209,6 +231,7 @@ impl AuthServer {
         let with_refresh = match minting {
             Minting::Code { with_refresh } => with_refresh,
             Minting::Rotation { .. } => true,
+            Minting::Machine => false,
         };
         let refresh_token = if with_refresh {
             let token = secret::generate(secret::prefix::REFRESH_TOKEN);

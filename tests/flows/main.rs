@@ -23,6 +23,7 @@ mod instances;
 mod introspect;
 mod journey;
 mod limits;
+mod machine_clients;
 mod malformed;
 mod outside_review;
 mod outside_review_architecture;

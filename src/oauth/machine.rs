@@ -1,0 +1,157 @@
+//! The `client_credentials` grant (RFC 6749 §4.4) for machine clients: programs the owner named in
+//! the configuration, each with the scopes it may have, that get access tokens for themselves.
+//! No refresh token (§4.4.3): a machine authenticates again instead. Each token is a grant of its
+//! own, marked in its id, so that the bearer guard can tell a machine's token from one the owner
+//! approved, and the owner can revoke it alone.
+
+use super::assertion::keys::AssertionRules;
+use super::clients::Client;
+use super::params::{self, Params};
+use super::payload::TokenGrant;
+use super::token::{Minting, TokenResponse};
+use super::{AuthServer, ErrorCode, OAuthError};
+use crate::audit::AuditEvent;
+use crate::store::{GrantId, TokenHash};
+
+/// What starts the id of every grant a machine's token lives in. Grants the owner approves have
+/// base64url ids, which never hold a `.`.
+const MACHINE_GRANT_PREFIX: &str = "machine.";
+
+/// A machine client from the configuration, as the protocol rules see it.
+#[derive(Clone, Debug)]
+pub(crate) struct MachineClient {
+    pub(crate) client_id: String,
+    /// The scopes it may have.
+    pub(crate) scopes: Vec<String>,
+    pub(crate) secret_hash: Option<TokenHash>,
+    /// Its public keys: it may sign assertions. Required when it has no secret.
+    pub(crate) assertion: Option<AssertionRules>,
+}
+
+impl MachineClient {
+    pub(super) fn client(&self) -> Client {
+        Client {
+            client_id: self.client_id.clone(),
+            secret_hash: self.secret_hash,
+            redirect_uris: Vec::new(),
+            name: None,
+            pre_registered: false,
+            may_refresh: false,
+            may_use_code: false,
+            metadata_host: None,
+            assertion: self.assertion.clone(),
+            machine_scopes: Some(self.scopes.clone()),
+        }
+    }
+}
+
+/// A fresh id for the grant of one machine token.
+fn machine_grant_id() -> GrantId {
+    GrantId(format!("{MACHINE_GRANT_PREFIX}{}", GrantId::generate().0))
+}
+
+/// Whether a grant holds a machine's token (got with `client_credentials`), not one the owner
+/// approved.
+pub(crate) fn is_machine_grant(grant_id: &GrantId) -> bool {
+    grant_id.0.starts_with(MACHINE_GRANT_PREFIX)
+}
+
+impl AuthServer {
+    /// The machine client configured as `client_id`, if any.
+    pub(crate) fn machine_client(&self, client_id: &str) -> Option<&MachineClient> {
+        self.settings
+            .machine_clients
+            .iter()
+            .find(|machine| machine.client_id == client_id)
+    }
+
+    /// The `client_credentials` grant for an authenticated `client`.
+    ///
+    /// # Errors
+    ///
+    /// `unauthorized_client` for a client that is no machine client; `invalid_scope` for a
+    /// scope beyond its list; `invalid_target` for another resource.
+    pub(super) async fn client_credentials(
+        &self,
+        client: &Client,
+        params: &Params<'_>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let Some(allowed) = &client.machine_scopes else {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "only the machine clients the server's configuration names may use client_credentials",
+            ));
+        };
+        self.settings.resource.check(params.get("resource"))?;
+        let scopes = requested_scopes(params.get("scope"), allowed)?;
+        let grant_id = machine_grant_id();
+        let grant = TokenGrant {
+            client_id: client.client_id.clone(),
+            scopes,
+            resource: self.settings.resource.as_str().to_owned(),
+        };
+        let tokens = self
+            .issue(&grant_id, &grant, &grant.scopes, Minting::Machine)
+            .await?;
+        self.audit.emit(AuditEvent::MachineTokenIssued {
+            client_id: client.client_id.clone(),
+            grant_id,
+            scopes: grant.scopes,
+        });
+        Ok(tokens)
+    }
+}
+
+/// The scopes asked for, every one of them in `allowed`; none asked for: all of `allowed`.
+fn requested_scopes(
+    requested: Option<&str>,
+    allowed: &[String],
+) -> Result<Vec<String>, OAuthError> {
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in requested.unwrap_or_default().split_whitespace() {
+        if !allowed.iter().any(|a| a == scope) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope {} is not one this machine client may have",
+                    params::printable(scope)
+                ),
+            ));
+        }
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    if scopes.is_empty() {
+        return Ok(allowed.to_vec());
+    }
+    Ok(scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_narrow_within_the_list_and_nothing_beyond() {
+        let allowed = vec!["mcp".to_owned(), "reports:read".to_owned()];
+        assert_eq!(requested_scopes(None, &allowed).unwrap(), allowed);
+        assert_eq!(requested_scopes(Some(" "), &allowed).unwrap(), allowed);
+        assert_eq!(
+            requested_scopes(Some("reports:read reports:read"), &allowed).unwrap(),
+            vec!["reports:read".to_owned()]
+        );
+        for beyond in ["admin", "mcp admin", "MCP"] {
+            let error = requested_scopes(Some(beyond), &allowed).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidScope, "{beyond}");
+        }
+    }
+
+    #[test]
+    fn only_machine_grant_ids_are_marked() {
+        assert!(is_machine_grant(&machine_grant_id()));
+        for _ in 0..100 {
+            assert!(!is_machine_grant(&GrantId::generate()));
+        }
+    }
+}
