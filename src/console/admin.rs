@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use super::{ClientInfo, ConnectionTrace, ConsoleError, GrantInfo, PasskeyInfo, Registration};
 use crate::oauth::grants::GrantSummary;
-use crate::oauth::{AuthServer, DeleteClientError};
+use crate::oauth::machine::is_machine_grant;
+use crate::oauth::{AuthServer, DeleteClientError, TokenSubject};
 use crate::passkey::Passkeys;
 use crate::rules::redirect_uri;
 use crate::store::{ClientRecord, GrantId, StoreError};
@@ -46,7 +47,7 @@ impl<'a> Admin<'a> {
         Ok(self.overview().await?.0)
     }
 
-    /// Every client known: the pre-registered one, registered ones, and metadata-document clients
+    /// Every client known: the pre-registered one, the machine clients, registered ones, and metadata-document clients
     /// that hold grants. Those with grants first, then the other approved ones, then those never
     /// approved.
     ///
@@ -135,6 +136,11 @@ impl<'a> Admin<'a> {
                     last_used_at,
                     access_expires_at: summary.access_expires_at,
                     refresh_expires_at: summary.refresh_expires_at,
+                    subject: if is_machine_grant(&grant_id) {
+                        TokenSubject::Machine
+                    } else {
+                        TokenSubject::Owner
+                    },
                     grant_id,
                 }
             })
@@ -161,6 +167,17 @@ impl<'a> Admin<'a> {
             grants: grant_counts.get(&pre.client_id).copied().unwrap_or(0),
             never_approved: false,
         }];
+        // Listed even without a live token: the owner sees every program that may get one.
+        for machine in self.server.machine_clients() {
+            out.push(ClientInfo {
+                client_id: machine.client_id.clone(),
+                name: None,
+                registration: Registration::Machine,
+                redirect_uris: Vec::new(),
+                grants: grant_counts.get(&machine.client_id).copied().unwrap_or(0),
+                never_approved: false,
+            });
+        }
         for client in registered.values() {
             out.push(ClientInfo {
                 client_id: client.client_id.clone(),
@@ -244,6 +261,7 @@ impl<'a> Admin<'a> {
     /// # Errors
     ///
     /// [`ConsoleError::PreRegistered`] for the configured client (revoke its grants instead),
+    /// [`ConsoleError::MachineClient`] for a machine client (revoke its tokens instead),
     /// [`ConsoleError::NotFound`] for an unknown one (neither registered, nor holding a grant, nor
     /// a metadata-document URL when those are on), or a store failure.
     pub async fn delete_client(&self, client_id: &str) -> Result<usize, ConsoleError> {
@@ -252,6 +270,7 @@ impl<'a> Admin<'a> {
             .await
             .map_err(|error| match error {
                 DeleteClientError::PreRegistered => ConsoleError::PreRegistered,
+                DeleteClientError::MachineClient => ConsoleError::MachineClient,
                 DeleteClientError::NotFound => ConsoleError::NotFound("client"),
                 DeleteClientError::Store(error) => ConsoleError::Store(error),
             })
@@ -276,6 +295,9 @@ impl<'a> Admin<'a> {
         let pre = &self.server.pre_registered();
         if client_id == pre.client_id {
             return (Some(pre.name.clone()), Registration::PreRegistered);
+        }
+        if self.server.machine_client(client_id).is_some() {
+            return (None, Registration::Machine);
         }
         if let Some(client) = registered.get(client_id) {
             return (

@@ -1,5 +1,6 @@
 //! What the owner console (and an application's own admin surface) sees.
 
+use crate::oauth::TokenSubject;
 use crate::store::{GrantId, StoreError, UnixTime};
 
 /// How a client came to be known.
@@ -8,6 +9,9 @@ use crate::store::{GrantId, StoreError, UnixTime};
 pub enum Registration {
     /// The client in the configuration (`client_id` / `client_secret`).
     PreRegistered,
+    /// A machine client in the configuration (`machine_clients`): it gets tokens for itself
+    /// with `client_credentials`, approved by no one at the time.
+    Machine,
     /// It registered itself (RFC 7591).
     Dynamic {
         /// When.
@@ -29,6 +33,10 @@ impl Registration {
     pub fn describe(&self) -> String {
         match self {
             Self::PreRegistered => "Pre-registered in the server configuration".to_owned(),
+            Self::Machine => {
+                "Machine client in the server configuration (client_credentials, no approval)"
+                    .to_owned()
+            }
             Self::Dynamic { .. } => "Registered itself (dynamic client registration)".to_owned(),
             Self::MetadataDocument { host } => format!("Metadata document at {host}"),
             Self::Gone => "Registration deleted or lapsed".to_owned(),
@@ -64,7 +72,8 @@ impl ClientInfo {
     }
 }
 
-/// One approval by the owner, and the tokens it has produced.
+/// One approval by the owner, and the tokens it has produced; or one token a machine client got
+/// for itself ([`TokenSubject::Machine`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GrantInfo {
@@ -88,6 +97,9 @@ pub struct GrantInfo {
     pub access_expires_at: Option<UnixTime>,
     /// When the newest refresh token expires.
     pub refresh_expires_at: Option<UnixTime>,
+    /// On whose authority its tokens act: the owner's approval, or a machine client's own (then
+    /// `approved_at` is when the token was issued, and there is no refresh token).
+    pub subject: TokenSubject,
 }
 
 /// One of the owner's passkeys.
@@ -117,6 +129,11 @@ pub enum ConsoleError {
     /// The pre-registered client lives in the configuration and cannot be deleted here.
     #[error("the pre-registered client is part of the configuration; revoke its grants instead")]
     PreRegistered,
+    /// A machine client lives in the configuration and cannot be deleted here.
+    #[error(
+        "a machine client is part of the configuration; revoke its tokens, or remove it from the configuration"
+    )]
+    MachineClient,
     /// The label is empty after cleaning.
     #[error("the label is empty")]
     EmptyLabel,

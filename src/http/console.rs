@@ -146,7 +146,9 @@ impl IntoResponse for ConsoleError {
                 "not_found",
                 &format!("no such {what}; reload the console"),
             ),
-            ConsoleError::LastPasskey | ConsoleError::PreRegistered => {
+            ConsoleError::LastPasskey
+            | ConsoleError::PreRegistered
+            | ConsoleError::MachineClient => {
                 refusal(StatusCode::CONFLICT, "conflict", &self.to_string())
             }
             ConsoleError::EmptyLabel => refusal(

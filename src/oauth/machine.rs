@@ -65,6 +65,11 @@ impl AuthServer {
             .find(|machine| machine.client_id == client_id)
     }
 
+    /// The machine clients the configuration names.
+    pub(crate) fn machine_clients(&self) -> &[MachineClient] {
+        &self.settings.machine_clients
+    }
+
     /// The `client_credentials` grant for an authenticated `client`.
     ///
     /// # Errors

@@ -12,6 +12,9 @@ use crate::store::{ClientRecord, GrantId, StoreError};
 pub(crate) enum DeleteClientError {
     /// The configured client: it lives in the configuration.
     PreRegistered,
+    /// A machine client: it lives in the configuration too. (A deletion's marker would also
+    /// refuse every token it gets afterwards.)
+    MachineClient,
     /// Neither registered, nor holding a grant, nor a metadata-document URL when those are on.
     NotFound,
     Store(StoreError),
@@ -64,6 +67,9 @@ impl AuthServer {
     pub(crate) async fn delete_client(&self, client_id: &str) -> Result<usize, DeleteClientError> {
         if client_id == self.settings.pre_registered.client_id {
             return Err(DeleteClientError::PreRegistered);
+        }
+        if self.machine_client(client_id).is_some() {
+            return Err(DeleteClientError::MachineClient);
         }
         self.mark_client_revoked(client_id).await?;
         // A metadata-document client is no longer approved (until an approval from here on).

@@ -212,7 +212,10 @@ pub(crate) fn console(page: &ConsolePage<'_>) -> Response {
                 }),
                 redirect_uris: c.redirect_uris.join(" "),
                 grants: c.grants,
-                deletable: c.registration != Registration::PreRegistered,
+                deletable: !matches!(
+                    c.registration,
+                    Registration::PreRegistered | Registration::Machine
+                ),
                 never_approved: c.never_approved,
             })
             .collect(),

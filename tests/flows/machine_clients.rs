@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
 use crate::common::*;
-use mcp_oauth::console::StepKind;
+use crate::console::{console_page, console_post, sign_in};
+use mcp_oauth::console::{Registration, StepKind};
 
 const MACHINE_ID: &str = "nightly-report";
 const MACHINE_SECRET: &str = "machine-secret-0123456789abcdef";
@@ -450,4 +451,90 @@ async fn a_machine_clients_keys_must_be_public_and_usable() {
         assert_eq!(*field, "machine_clients", "{jwks}");
         assert!(reason.contains("\"ci\""), "{reason}");
     }
+}
+
+#[tokio::test]
+async fn the_owner_sees_machine_clients_with_their_live_tokens_and_revokes_them() {
+    let key = TestKey::ec("k");
+    let server = machine_server(&key).await;
+    server.register_passkey(SETUP_TOKEN).await;
+    let reply = with_secret(&server, MACHINE_ID, MACHINE_SECRET, &[]).await;
+    let first = access_token(&reply.json());
+    let reply = with_assertion(&server, &key, MACHINE_ID, &[("scope", "reports:read")]).await;
+    let second = access_token(&reply.json());
+    let (_, owners) = server.connected_client().await;
+
+    let admin = server.oauth.admin();
+    let clients = admin.clients().await.unwrap();
+    let listed = |id: &str| clients.iter().find(|c| c.client_id == id).cloned();
+    let machine = listed(MACHINE_ID).expect("the machine client is listed");
+    assert_eq!(machine.registration, Registration::Machine);
+    assert_eq!(machine.grants, 2, "one per live token");
+    let idle = listed(SIGNING_ONLY_ID).expect("a machine without tokens is listed too");
+    assert_eq!((idle.registration, idle.grants), (Registration::Machine, 0));
+
+    let grants = admin.grants().await.unwrap();
+    let machine_grants: Vec<_> = grants
+        .iter()
+        .filter(|g| g.client_id == MACHINE_ID)
+        .collect();
+    assert_eq!(machine_grants.len(), 2);
+    assert!(
+        machine_grants
+            .iter()
+            .all(|g| g.subject == TokenSubject::Machine
+                && g.registration == Registration::Machine
+                && g.refresh_expires_at.is_none())
+    );
+    assert!(
+        grants
+            .iter()
+            .filter(|g| g.client_id != MACHINE_ID)
+            .all(|g| g.subject == TokenSubject::Owner)
+    );
+    let second_grant = machine_grants
+        .iter()
+        .find(|g| g.scopes == ["reports:read"])
+        .unwrap()
+        .grant_id
+        .clone();
+
+    let session = sign_in(&server).await;
+    let page = console_page(&server, Some(&session.cookie)).await;
+    assert!(page.contains(MACHINE_ID), "the console lists the machine");
+    assert!(page.contains("Machine client"), "and says what it is");
+    assert!(page.contains(&format!("data-grant-id=\"{second_grant}\"")));
+
+    let reply = console_post(
+        &server,
+        Some(&session),
+        None,
+        "/oauth/console/grants/revoke",
+        json!({ "grant_id": second_grant.0 }),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    server
+        .mcp(Some(&second))
+        .await
+        .assert_oauth_error(401, "invalid_token");
+    assert_eq!(server.mcp(Some(&first)).await.status, StatusCode::OK);
+    assert_eq!(
+        server.mcp(Some(&access_token(&owners))).await.status,
+        StatusCode::OK
+    );
+
+    // It lives in the configuration: deleting it is refused, and it keeps working.
+    let reply = console_post(
+        &server,
+        Some(&session),
+        None,
+        "/oauth/console/clients/delete",
+        json!({ "client_id": MACHINE_ID }),
+    )
+    .await;
+    reply.assert_oauth_error(409, "conflict");
+    assert_eq!(server.mcp(Some(&first)).await.status, StatusCode::OK);
+    let reply = with_secret(&server, MACHINE_ID, MACHINE_SECRET, &[]).await;
+    assert_machine_token(&server, &reply, MACHINE_ID, "mcp reports:read").await;
 }
