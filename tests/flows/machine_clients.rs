@@ -154,6 +154,22 @@ async fn a_machine_client_gets_a_token_with_its_secret_or_an_assertion_and_no_re
 
     let reply = with_assertion(&server, &key, SIGNING_ONLY_ID, &[]).await;
     assert_machine_token(&server, &reply, SIGNING_ONLY_ID, "mcp").await;
+
+    // It revokes its own token (RFC 7009) with its credentials, like any client.
+    let token = access_token(&reply.json());
+    let assertion = key.sign(&claims(SIGNING_ONLY_ID, jose::now()));
+    let revoked = server
+        .post_form(
+            "/revoke",
+            &form(&signed(&assertion, &[("token", &token)])),
+            &[],
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+    server
+        .mcp(Some(&token))
+        .await
+        .assert_oauth_error(401, "invalid_token");
 }
 
 #[tokio::test]

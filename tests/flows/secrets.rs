@@ -141,7 +141,13 @@ async fn live_tokens_are_stored_under_their_hash_only() {
 /// secret it holds, in either form.
 #[tokio::test]
 async fn debug_output_of_public_types_holds_no_secret() {
-    let config = config();
+    const MACHINE_SECRET: &str = "machine-client-secret-0123456789";
+    let mut config = config();
+    config.machine_clients = vec![mcp_oauth::MachineClient::with_secret(
+        "ci",
+        MACHINE_SECRET,
+        ["mcp"],
+    )];
     let builder = Stores::memory().apply(McpOAuth::builder(config.clone()));
     let builder_output = (format!("{builder:?}"), format!("{builder:#?}"));
     let oauth = builder.build().unwrap();
@@ -166,7 +172,12 @@ async fn debug_output_of_public_types_holds_no_secret() {
         ("McpOAuth, generated setup token", format!("{generated:#?}")),
         ("BearerLayer", format!("{:#?}", oauth.bearer_layer())),
     ] {
-        for secret in [CLIENT_SECRET, SETUP_TOKEN, generated_token.as_str()] {
+        for secret in [
+            CLIENT_SECRET,
+            SETUP_TOKEN,
+            MACHINE_SECRET,
+            generated_token.as_str(),
+        ] {
             assert!(!output.contains(secret), "{what} prints a secret: {output}");
         }
     }
