@@ -16,5 +16,6 @@ mod soft_key;
 mod clients {
     mod live;
     mod replays;
+    mod rmcp_machine;
     mod rmcp_sdk;
 }

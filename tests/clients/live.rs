@@ -46,7 +46,7 @@ impl Whoami {
     }
 
     #[tool(
-        description = "The OAuth client the access token was issued to, its scopes and expiry, as JSON."
+        description = "The OAuth client the access token was issued to, its scopes and expiry, and whether the owner approved it, as JSON."
     )]
     async fn whoami(&self, Extension(parts): Extension<Parts>) -> Result<String, ErrorData> {
         let info = parts
@@ -57,6 +57,7 @@ impl Whoami {
             "client_id": info.client_id,
             "scopes": info.scopes,
             "expires_at": info.expires_at.0,
+            "approved_by_owner": info.is_approved_by_owner(),
         })
         .to_string())
     }
