@@ -1,5 +1,6 @@
-//! The token endpoint: the `authorization_code` grant, and minting tokens for both grants (the
-//! `refresh_token` grant is in [`refresh`](super::refresh)).
+//! The token endpoint: the `authorization_code` grant, and minting tokens for every grant (the
+//! `refresh_token` grant is in [`refresh`](super::refresh), `client_credentials` in
+//! [`machine`](super::machine)).
 
 use serde::Serialize;
 
