@@ -554,3 +554,58 @@ async fn the_owner_sees_machine_clients_with_their_live_tokens_and_revokes_them(
     let reply = with_secret(&server, MACHINE_ID, MACHINE_SECRET, &[]).await;
     assert_machine_token(&server, &reply, MACHINE_ID, "mcp reports:read").await;
 }
+
+/// Two instances on one store: a machine's token from one works on the other, marked a
+/// machine's; the other lists it and its revocation there holds at the first.
+async fn machine_tokens_are_shared_and_revoked_across_instances(stores: Stores) {
+    let key = TestKey::rsa("shared");
+    let first = TestServer::on(stores.clone(), machine_config(&key), routes());
+    let second = TestServer::on(stores, machine_config(&key), routes());
+
+    let reply = with_assertion(&first, &key, MACHINE_ID, &[("resource", RESOURCE)]).await;
+    assert_machine_token(&second, &reply, MACHINE_ID, "mcp reports:read").await;
+    let token = access_token(&reply.json());
+
+    let admin = second.oauth.admin();
+    let grants: Vec<_> = admin
+        .grants()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.client_id == MACHINE_ID)
+        .collect();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].subject, TokenSubject::Machine);
+    admin.revoke_grant(&grants[0].grant_id).await.unwrap();
+    first
+        .mcp(Some(&token))
+        .await
+        .assert_oauth_error(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn machine_tokens_are_shared_and_revoked_across_instances_on_memory() {
+    machine_tokens_are_shared_and_revoked_across_instances(Stores::memory()).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_tokens_are_shared_and_revoked_across_instances_on_sqlite() {
+    use mcp_oauth::backends::sqlite::SqliteStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("oauth.db").display());
+    let store = SqliteStore::connect(&url).await.unwrap();
+    machine_tokens_are_shared_and_revoked_across_instances(Stores::of(store)).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_tokens_are_shared_and_revoked_across_instances_on_redis() {
+    use mcp_oauth::backends::redis::RedisStore;
+
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("mcp_oauth_machine_{:016x}:", rand::random::<u64>());
+    let store = RedisStore::connect(&url).await.unwrap().with_prefix(prefix);
+    machine_tokens_are_shared_and_revoked_across_instances(Stores::of(store)).await;
+}
