@@ -1,6 +1,5 @@
 //! Access-token validation for the resource server: the work the bearer guard does per request.
 
-use super::machine::is_machine_grant;
 use super::payload::{self, TokenGrantView};
 use super::{AuthServer, log_store_error};
 use crate::store::{GrantId, TokenHash, TokenKind, UnixTime};
@@ -86,18 +85,12 @@ impl AuthServer {
         if grant.resource != self.settings.resource.as_str() {
             return Err(BearerError::Invalid);
         }
-        let subject = if is_machine_grant(&record.grant_id) {
-            // A machine the configuration no longer names has lost its tokens with it.
-            if self.machine_client(&grant.client_id).is_none() {
-                return Err(BearerError::Invalid);
-            }
-            TokenSubject::Machine
-        } else {
-            TokenSubject::Owner
-        };
+        let (subject, scopes) = self
+            .standing(&record.grant_id, &grant.client_id, grant.scopes)
+            .ok_or(BearerError::Invalid)?;
         Ok(TokenInfo {
             client_id: grant.client_id,
-            scopes: grant.scopes,
+            scopes,
             grant_id: record.grant_id,
             expires_at: record.expires_at,
             subject,

@@ -7,7 +7,7 @@ use super::budget::{Budget, Refused};
 use super::clients::Client;
 use super::params::Params;
 use super::payload::{self, TokenGrant};
-use super::{AuthServer, OAuthError, scope};
+use super::{AuthServer, OAuthError, TokenSubject, scope};
 use crate::store::{TokenHash, TokenKind, TokenRecord};
 
 /// An introspection response. An inactive token says nothing else (RFC 7662 §2.2).
@@ -24,6 +24,12 @@ pub(crate) struct Introspection {
     exp: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<String>,
+    /// A machine's token only: the machine's client id. RFC 7662 §2.2 leaves `sub` to the
+    /// server; RFC 9068 §2.2 sets the convention that a token no person authorized
+    /// (`client_credentials`) has its client as subject. An owner-approved token has none, so
+    /// `sub` present and equal to `client_id` is how a resource server tells a machine's token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
 }
@@ -80,10 +86,17 @@ impl AuthServer {
         {
             return Ok(Introspection::default());
         }
+        // The bearer guard's own check: a token it refuses is inactive here too.
+        let Some((subject, scopes)) =
+            self.standing(&record.grant_id, &grant.client_id, grant.scopes)
+        else {
+            return Ok(Introspection::default());
+        };
         Ok(Introspection {
             active: true,
+            sub: (subject == TokenSubject::Machine).then(|| grant.client_id.clone()),
             client_id: Some(grant.client_id),
-            scope: Some(scope::join(&grant.scopes)),
+            scope: Some(scope::join(&scopes)),
             token_type: Some(if is_access {
                 "Bearer"
             } else {

@@ -5,6 +5,7 @@
 //! approved, and the owner can revoke it alone.
 
 use super::assertion::keys::AssertionRules;
+use super::bearer::TokenSubject;
 use super::clients::Client;
 use super::params::{self, Params};
 use super::payload::TokenGrant;
@@ -63,6 +64,23 @@ impl AuthServer {
             .machine_clients
             .iter()
             .find(|machine| machine.client_id == client_id)
+    }
+
+    /// On whose authority an access token of `grant_id`, issued to `client_id` with `scopes`,
+    /// acts, and the scopes it carries now. `None`: a machine's token the configuration no longer
+    /// stands behind (the machine is gone). The one check the bearer guard and introspection
+    /// share, so that a resource server asking either gets the same answer.
+    pub(crate) fn standing(
+        &self,
+        grant_id: &GrantId,
+        client_id: &str,
+        scopes: Vec<String>,
+    ) -> Option<(TokenSubject, Vec<String>)> {
+        if !is_machine_grant(grant_id) {
+            return Some((TokenSubject::Owner, scopes));
+        }
+        self.machine_client(client_id)?;
+        Some((TokenSubject::Machine, scopes))
     }
 
     /// The machine clients the configuration names.

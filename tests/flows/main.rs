@@ -37,6 +37,7 @@ mod rate_limits;
 mod refresh_chain;
 mod register;
 mod registrations;
+mod review_machine_clients;
 mod revoke;
 mod rmcp_server;
 mod secrets;
