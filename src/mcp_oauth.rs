@@ -15,7 +15,7 @@ use crate::oauth::assertion::KeySets;
 use crate::oauth::assertion::keys::{AssertionRules, KeySource, public_key_set};
 use crate::oauth::client_metadata::MetadataDocuments;
 use crate::oauth::clients::PreRegistered;
-use crate::oauth::machine::MachineClient as MachineRules;
+use crate::oauth::machine::{MachineClient as MachineRules, credentials_fingerprint};
 use crate::oauth::{AuthServer, Resource, ScopePolicy, Settings, metadata};
 use crate::passkey::{Passkeys, SetupToken};
 use crate::paths;
@@ -374,6 +374,11 @@ fn machine_clients(config: &OAuthConfig) -> Result<Vec<MachineRules>, Error> {
                 scopes: machine.scopes.clone(),
                 secret_hash: machine.secret.as_deref().map(TokenHash::of),
                 assertion,
+                credentials: credentials_fingerprint(
+                    &machine.client_id,
+                    machine.secret.as_deref(),
+                    machine.jwks.as_deref(),
+                ),
             })
         })
         .collect()

@@ -86,7 +86,7 @@ impl AuthServer {
             return Err(BearerError::Invalid);
         }
         let (subject, scopes) = self
-            .standing(&record.grant_id, &grant.client_id, grant.scopes)
+            .standing(&record, &grant.client_id, grant.scopes)
             .ok_or(BearerError::Invalid)?;
         Ok(TokenInfo {
             client_id: grant.client_id,

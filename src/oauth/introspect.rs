@@ -87,9 +87,7 @@ impl AuthServer {
             return Ok(Introspection::default());
         }
         // The bearer guard's own check: a token it refuses is inactive here too.
-        let Some((subject, scopes)) =
-            self.standing(&record.grant_id, &grant.client_id, grant.scopes)
-        else {
+        let Some((subject, scopes)) = self.standing(record, &grant.client_id, grant.scopes) else {
             return Ok(Introspection::default());
         };
         Ok(Introspection {

@@ -3,16 +3,23 @@
 //! No refresh token (§4.4.3): a machine authenticates again instead. Each token is a grant of its
 //! own, marked in its id, so that the bearer guard can tell a machine's token from one the owner
 //! approved, and the owner can revoke it alone.
+//!
+//! A machine's token stands only as long as the configuration it was minted under: it carries a
+//! fingerprint of the machine's credentials (client id, secret, keys), and the guard and
+//! introspection refuse it once the machine is gone or its credentials changed (a rotated secret,
+//! another key set), and give it only the scopes still in the machine's list. No record of the
+//! configuration is kept anywhere else, so instances sharing a store each judge by their own.
 
 use super::assertion::keys::AssertionRules;
 use super::bearer::TokenSubject;
 use super::clients::Client;
 use super::params::{self, Params};
-use super::payload::TokenGrant;
+use super::payload::{self, MachineTokenView, TokenGrant};
 use super::token::{Minting, TokenResponse};
 use super::{AuthServer, ErrorCode, OAuthError};
 use crate::audit::AuditEvent;
-use crate::store::{GrantId, TokenHash};
+use crate::store::{GrantId, TokenHash, TokenRecord};
+use sha2::{Digest, Sha256};
 
 /// What starts the id of every grant a machine's token lives in. Grants the owner approves have
 /// base64url ids, which never hold a `.`.
@@ -27,6 +34,33 @@ pub(crate) struct MachineClient {
     pub(crate) secret_hash: Option<TokenHash>,
     /// Its public keys: it may sign assertions. Required when it has no secret.
     pub(crate) assertion: Option<AssertionRules>,
+    /// The fingerprint of its credentials ([`credentials_fingerprint`]), written into each of
+    /// its tokens.
+    pub(crate) credentials: [u8; 32],
+}
+
+/// What binds a machine's token to the credentials it was minted under: SHA-256 over its client
+/// id, its secret and its key set as configured, each length-prefixed so no two configurations
+/// share a fingerprint. Any change to the secret or the key set text ends the tokens minted before.
+/// Stored in the token store as a secret's hash is, never shown or logged.
+pub(crate) fn credentials_fingerprint(
+    client_id: &str,
+    secret: Option<&str>,
+    jwks: Option<&str>,
+) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(b"mcp-oauth machine credentials v1");
+    for part in [Some(client_id), secret, jwks] {
+        match part {
+            None => hash.update([0]),
+            Some(text) => {
+                hash.update([1]);
+                hash.update((text.len() as u64).to_be_bytes());
+                hash.update(text.as_bytes());
+            }
+        }
+    }
+    hash.finalize().into()
 }
 
 impl MachineClient {
@@ -66,21 +100,33 @@ impl AuthServer {
             .find(|machine| machine.client_id == client_id)
     }
 
-    /// On whose authority an access token of `grant_id`, issued to `client_id` with `scopes`,
-    /// acts, and the scopes it carries now. `None`: a machine's token the configuration no longer
-    /// stands behind (the machine is gone). The one check the bearer guard and introspection
-    /// share, so that a resource server asking either gets the same answer.
+    /// On whose authority the access token `record`, issued to `client_id` with `scopes`, acts,
+    /// and the scopes it carries now. `None`: a machine's token the configuration no longer
+    /// stands behind (the machine is gone, its credentials changed, or none of the token's scopes
+    /// is still in its list). The one check the bearer guard and introspection share, so that a
+    /// resource server asking either gets the same answer.
     pub(crate) fn standing(
         &self,
-        grant_id: &GrantId,
+        record: &TokenRecord,
         client_id: &str,
         scopes: Vec<String>,
     ) -> Option<(TokenSubject, Vec<String>)> {
-        if !is_machine_grant(grant_id) {
+        if !is_machine_grant(&record.grant_id) {
             return Some((TokenSubject::Owner, scopes));
         }
-        self.machine_client(client_id)?;
-        Some((TokenSubject::Machine, scopes))
+        let machine = self.machine_client(client_id)?;
+        // A payload without a fingerprint is no token of this machine's configuration either.
+        let minted: MachineTokenView<'_> = payload::decode(record).ok()?;
+        if minted.credentials != machine.credentials {
+            return None;
+        }
+        let scopes: Vec<String> = minted
+            .grant
+            .scopes
+            .into_iter()
+            .filter(|scope| machine.scopes.contains(scope))
+            .collect();
+        (!scopes.is_empty()).then_some((TokenSubject::Machine, scopes))
     }
 
     /// The machine clients the configuration names.
@@ -99,7 +145,10 @@ impl AuthServer {
         client: &Client,
         params: &Params<'_>,
     ) -> Result<TokenResponse, OAuthError> {
-        let Some(allowed) = &client.machine_scopes else {
+        let (Some(allowed), Some(machine)) = (
+            &client.machine_scopes,
+            self.machine_client(&client.client_id),
+        ) else {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 "only the machine clients the server's configuration names may use client_credentials",
@@ -114,7 +163,14 @@ impl AuthServer {
             resource: self.settings.resource.as_str().to_owned(),
         };
         let tokens = self
-            .issue(&grant_id, &grant, &grant.scopes, Minting::Machine)
+            .issue(
+                &grant_id,
+                &grant,
+                &grant.scopes,
+                Minting::Machine {
+                    credentials: &machine.credentials,
+                },
+            )
             .await?;
         self.audit.emit(AuditEvent::MachineTokenIssued {
             client_id: client.client_id.clone(),

@@ -73,6 +73,25 @@ pub(crate) struct TokenGrantView<'a> {
     pub(crate) resource: std::borrow::Cow<'a, str>,
 }
 
+/// A machine's access token: its [`TokenGrant`], then the fingerprint of the machine's
+/// credentials it was minted under (see [`machine`](super::machine)). Postcard writes the fields
+/// in order and reads a value without looking past its end, so these bytes are a [`TokenGrant`]
+/// followed by the fingerprint: every reader of a `TokenGrant` reads them as one, and only the
+/// machine's check reads on.
+#[derive(Serialize)]
+pub(crate) struct MachineTokenGrant<'a> {
+    pub(crate) grant: &'a TokenGrant,
+    pub(crate) credentials: &'a [u8; 32],
+}
+
+/// [`MachineTokenGrant`] as read back.
+#[derive(Debug, Deserialize)]
+pub(crate) struct MachineTokenView<'a> {
+    #[serde(borrow)]
+    pub(crate) grant: TokenGrantView<'a>,
+    pub(crate) credentials: [u8; 32],
+}
+
 /// The first byte of every payload this version writes.
 const POSTCARD: u8 = 1;
 
@@ -131,6 +150,28 @@ mod tests {
         let read: TokenGrant = decode(&legacy).unwrap();
         assert_eq!(read.client_id, grant.client_id);
         assert_eq!(read.resource, grant.resource);
+    }
+
+    #[test]
+    fn a_machines_payload_reads_as_its_grant_and_its_fingerprint() {
+        let grant = TokenGrant {
+            client_id: "nightly-report".into(),
+            scopes: vec!["mcp".into()],
+            resource: "https://mcp.example.com/mcp".into(),
+        };
+        let credentials = [7; 32];
+        let stored = record(encode(&MachineTokenGrant {
+            grant: &grant,
+            credentials: &credentials,
+        }));
+        let plain: TokenGrant = decode(&stored).unwrap();
+        assert_eq!(plain.client_id, grant.client_id);
+        assert_eq!(plain.resource, grant.resource);
+        let machine: MachineTokenView<'_> = decode(&stored).unwrap();
+        assert_eq!(machine.grant.scopes, grant.scopes);
+        assert_eq!(machine.credentials, credentials);
+        // A grant without a fingerprint is no machine's token.
+        assert!(decode::<MachineTokenView<'_>>(&record(encode(&grant))).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::budget::{Budget, Refused};
 use super::clients::Client;
 use super::grants::Minted;
 use super::params::Params;
-use super::payload::{self, CodeGrant, SuccessorPair, TokenGrant};
+use super::payload::{self, CodeGrant, MachineTokenGrant, SuccessorPair, TokenGrant};
 use super::{AuthServer, ErrorCode, OAuthError, pkce, scope};
 use crate::audit::AuditEvent;
 use crate::rules::secret::{self, Secret};
@@ -49,8 +49,9 @@ pub(super) enum Minting<'a> {
     Code { with_refresh: bool },
     /// Rotating the refresh token `presented`: the new pair is kept, sealed, for its retries.
     Rotation { presented: &'a str },
-    /// A machine client's `client_credentials`: an access token alone (RFC 6749 §4.4.3).
-    Machine,
+    /// A machine client's `client_credentials`: an access token alone (RFC 6749 §4.4.3), bound
+    /// to the fingerprint of the machine's configured credentials.
+    Machine { credentials: &'a [u8; 32] },
 }
 
 impl AuthServer {
@@ -209,7 +210,12 @@ impl AuthServer {
         let access_token = secret::generate(secret::prefix::ACCESS_TOKEN);
         // The refresh token keeps the grant's full scope even when this access token was narrowed
         // (OAuth 2.1 §4.3.3); usually they are the same, and so is the payload.
-        let grant_payload = payload::encode(grant);
+        let grant_payload = match minting {
+            Minting::Machine { credentials } => {
+                payload::encode(&MachineTokenGrant { grant, credentials })
+            }
+            _ => payload::encode(grant),
+        };
         let access_payload = if access_scopes == grant.scopes {
             grant_payload.clone()
         } else {
@@ -232,7 +238,7 @@ impl AuthServer {
         let with_refresh = match minting {
             Minting::Code { with_refresh } => with_refresh,
             Minting::Rotation { .. } => true,
-            Minting::Machine => false,
+            Minting::Machine { .. } => false,
         };
         let refresh_token = if with_refresh {
             let token = secret::generate(secret::prefix::REFRESH_TOKEN);

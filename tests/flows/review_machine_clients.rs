@@ -101,8 +101,7 @@ async fn introspection_reports_a_removed_machines_token_inactive() {
 /// leaked machine, restarts, and later adds it back under the same id with a new secret: every
 /// token minted with the leaked secret works again.
 #[tokio::test]
-#[ignore = "break 2, fixed in a later commit"]
-async fn review_readding_a_removed_machine_with_a_new_secret_revives_its_old_tokens() {
+async fn a_removed_machine_added_back_with_a_new_secret_does_not_revive_its_old_tokens() {
     let stores = Stores::memory();
     let server = TestServer::on(stores.clone(), machine_config(), routes());
     let reply = machine_token(&server, MACHINE_SECRET, &[]).await;
@@ -137,8 +136,7 @@ async fn review_readding_a_removed_machine_with_a_new_secret_revives_its_old_tok
 /// "It gets the scopes it asks for within its configured list, never beyond": after the owner
 /// narrows the list (and restarts), its live tokens keep the scope taken away.
 #[tokio::test]
-#[ignore = "break 3, fixed in a later commit"]
-async fn review_narrowing_a_machines_scopes_leaves_its_live_tokens_with_the_removed_scope() {
+async fn narrowing_a_machines_scopes_narrows_its_live_tokens() {
     let stores = Stores::memory();
     let server = TestServer::on(stores.clone(), machine_config(), routes());
     let reply = machine_token(&server, MACHINE_SECRET, &[]).await;
@@ -630,8 +628,7 @@ async fn removal_and_restart_on(stores: Stores) {
 
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "breaks 2 and 3, fixed in a later commit"]
-async fn review_removal_and_restart_on_sqlite() {
+async fn a_removed_machines_token_is_refused_and_stays_refused_when_added_back_on_sqlite() {
     use mcp_oauth::backends::sqlite::SqliteStore;
 
     let dir = tempfile::tempdir().unwrap();
@@ -642,8 +639,7 @@ async fn review_removal_and_restart_on_sqlite() {
 
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "breaks 2 and 3, fixed in a later commit"]
-async fn review_removal_and_restart_on_redis() {
+async fn a_removed_machines_token_is_refused_and_stays_refused_when_added_back_on_redis() {
     use mcp_oauth::backends::redis::RedisStore;
 
     let Some(url) = redis_url() else { return };
@@ -868,8 +864,7 @@ async fn review_more_machine_tokens_buy_no_more_mcp_calls() {
 /// removal) leaves every token minted with the leaked secret working; only console revocation,
 /// token by token, takes them back.
 #[tokio::test]
-#[ignore = "break 2, fixed in a later commit"]
-async fn review_rotating_a_machines_secret_keeps_tokens_minted_with_the_old_one() {
+async fn rotating_a_machines_secret_ends_the_tokens_minted_with_the_old_one() {
     let stores = Stores::memory();
     let server = TestServer::on(stores.clone(), machine_config(), routes());
     let stolen = access_token(&machine_token(&server, MACHINE_SECRET, &[]).await.json());
@@ -1000,4 +995,81 @@ async fn review_a_burst_of_forged_machine_assertions_is_held_to_the_budget() {
             StatusCode::TOO_MANY_REQUESTS
         );
     }
+}
+
+/// A machine's token stands on the configuration it was minted under: the same configuration
+/// again keeps it; another key set (a rotation), or a scope list that leaves it none of its
+/// scopes, ends it at the guard and at introspection alike, which also sees a narrowed list.
+#[tokio::test]
+async fn a_machines_token_ends_with_its_key_set_or_its_last_scope_and_introspects_narrowed() {
+    let stores = Stores::memory();
+    let key = TestKey::ec("k");
+    let signing = |keys: &TestKey, scopes: &[&str]| {
+        let mut config = config();
+        config.scopes = vec!["mcp".into(), "reports:read".into(), "admin".into()];
+        config.machine_clients = vec![MachineClient::with_jwks(
+            MACHINE_ID,
+            keys.jwks().to_string(),
+            scopes.iter().copied(),
+        )];
+        config
+    };
+    let server = TestServer::on(
+        stores.clone(),
+        signing(&key, &["mcp", "reports:read"]),
+        routes(),
+    );
+    let assertion = key.sign(&claims(MACHINE_ID, jose::now()));
+    let reply = server
+        .post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", &assertion),
+            ]),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let token = access_token(&reply.json());
+
+    let same = TestServer::on(
+        stores.clone(),
+        signing(&key, &["mcp", "reports:read"]),
+        routes(),
+    );
+    assert_eq!(same.mcp(Some(&token)).await.status, StatusCode::OK);
+
+    let narrowed = TestServer::on(stores.clone(), signing(&key, &["reports:read"]), routes());
+    let described = introspect(&narrowed, &token).await;
+    assert_eq!(described["scope"], "reports:read", "{described}");
+    assert_eq!(
+        narrowed.mcp(Some(&token)).await.json()["scopes"],
+        json!(["reports:read"])
+    );
+
+    let none_left = TestServer::on(stores.clone(), signing(&key, &["admin"]), routes());
+    assert_eq!(
+        none_left.mcp(Some(&token)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        introspect(&none_left, &token).await,
+        json!({ "active": false })
+    );
+
+    let rotated = TestServer::on(
+        stores,
+        signing(&TestKey::ec("k2"), &["mcp", "reports:read"]),
+        routes(),
+    );
+    assert_eq!(
+        rotated.mcp(Some(&token)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        introspect(&rotated, &token).await,
+        json!({ "active": false })
+    );
 }
