@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::machine::is_machine_grant;
 use super::payload::{self, TokenGrant};
 use super::{AuthServer, OAuthError};
 use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, UnixTime};
@@ -82,9 +83,13 @@ impl AuthServer {
     ) -> Result<(), OAuthError> {
         let key = key(grant_id);
         let approved_at = self.touch(grant_id, key, grant, minted).await?;
-        if self
-            .is_revoked_with_client(&grant.client_id, approved_at)
-            .await?
+        // A client deletion's marker does not apply to a machine's token: a machine stands on the
+        // configuration alone, and a deletion made where the configuration does not name it (its
+        // leftover tokens listed under a gone client) must not lock it out where it is named.
+        if !is_machine_grant(grant_id)
+            && self
+                .is_revoked_with_client(&grant.client_id, approved_at)
+                .await?
         {
             self.revoke_grant(grant_id).await?;
             return Err(OAuthError::invalid_grant("the client was deleted"));

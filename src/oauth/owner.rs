@@ -12,8 +12,7 @@ use crate::store::{ClientRecord, GrantId, StoreError};
 pub(crate) enum DeleteClientError {
     /// The configured client: it lives in the configuration.
     PreRegistered,
-    /// A machine client: it lives in the configuration too. (A deletion's marker would also
-    /// refuse every token it gets afterwards.)
+    /// A machine client: it lives in the configuration too; its tokens are revoked one by one.
     MachineClient,
     /// Neither registered, nor holding a grant, nor a metadata-document URL when those are on.
     NotFound,

@@ -888,12 +888,13 @@ async fn rotating_a_machines_secret_ends_the_tokens_minted_with_the_old_one() {
 /// the marker then refuses every token the machine asks for at the instances that do name it,
 /// for the marker's lifetime (30 days by default).
 #[tokio::test]
-#[ignore = "break 8, fixed in a later commit"]
-async fn review_a_deletion_on_an_instance_without_the_machine_locks_the_machine_out() {
+async fn a_deletion_where_the_machine_is_not_configured_revokes_its_tokens_without_locking_it_out()
+{
     let stores = Stores::memory();
     let naming = TestServer::on(stores.clone(), machine_config(), routes());
     let reply = machine_token(&naming, MACHINE_SECRET, &[]).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let leftover = access_token(&reply.json());
 
     // Another instance (a rolling deploy, or this one restarted without the machine for a while).
     let other = TestServer::on(stores.clone(), config(), routes());
@@ -906,6 +907,16 @@ async fn review_a_deletion_on_an_instance_without_the_machine_locks_the_machine_
         StatusCode::OK,
         "the machine, still configured, is refused every new token: {}",
         reply.text()
+    );
+    // The deletion did what the owner asked: the leftover token is revoked everywhere.
+    assert_eq!(deleted.unwrap(), 1);
+    assert_eq!(
+        naming.mcp(Some(&leftover)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        naming.mcp(Some(&access_token(&reply.json()))).await.status,
+        StatusCode::OK
     );
 }
 
