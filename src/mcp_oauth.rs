@@ -374,6 +374,7 @@ fn machine_clients(config: &OAuthConfig) -> Result<Vec<MachineRules>, Error> {
                 scopes: machine.scopes.clone(),
                 secret_hash: machine.secret.as_deref().map(TokenHash::of),
                 assertion,
+                max_live_tokens: machine.max_live_tokens,
                 credentials: credentials_fingerprint(
                     &machine.client_id,
                     machine.secret.as_deref(),

@@ -6,6 +6,9 @@ use crate::Error;
 
 /// The shortest machine client secret, as for the pre-registered client's.
 const MIN_SECRET_CHARS: usize = 16;
+/// The most live tokens [`MachineClient::max_live_tokens`] may allow, so that one machine cannot
+/// be configured to fill a store.
+const MAX_LIVE_TOKENS: u32 = 10_000;
 
 /// A machine client: a program (a CI job, a nightly report) that gets access tokens for itself
 /// with `grant_type=client_credentials`, authenticated by a signed client assertion
@@ -28,9 +31,17 @@ pub struct MachineClient {
     /// Its public keys, a JWK set as JSON text, as in [`OAuthConfig::client_jwks`]: with them it
     /// signs client assertions (`private_key_jwt`). Public keys only. `None`: its secret only.
     pub jwks: Option<String>,
+    /// How many live tokens it may hold at once (1 to 10,000): beyond them `client_credentials`
+    /// is refused until one expires or is revoked, so a machine (or a thief of its credentials)
+    /// cannot fill the token store. Default [`MachineClient::DEFAULT_MAX_LIVE_TOKENS`].
+    pub max_live_tokens: u32,
 }
 
 impl MachineClient {
+    /// The default [`max_live_tokens`](Self::max_live_tokens): a token a job for every 15
+    /// minutes of the default one-day token lifetime.
+    pub const DEFAULT_MAX_LIVE_TOKENS: u32 = 100;
+
     /// A machine client that authenticates with a secret.
     pub fn with_secret(
         client_id: impl Into<String>,
@@ -42,6 +53,7 @@ impl MachineClient {
             scopes: scopes.into_iter().map(Into::into).collect(),
             secret: Some(secret.into()),
             jwks: None,
+            max_live_tokens: Self::DEFAULT_MAX_LIVE_TOKENS,
         }
     }
 
@@ -57,6 +69,7 @@ impl MachineClient {
             scopes: scopes.into_iter().map(Into::into).collect(),
             secret: None,
             jwks: Some(jwks.into()),
+            max_live_tokens: Self::DEFAULT_MAX_LIVE_TOKENS,
         }
     }
 }
@@ -68,12 +81,14 @@ impl std::fmt::Debug for MachineClient {
             scopes,
             secret,
             jwks,
+            max_live_tokens,
         } = self;
         f.debug_struct("MachineClient")
             .field("client_id", client_id)
             .field("scopes", scopes)
             .field("secret", &secret.as_ref().map(|_| super::Redacted))
             .field("jwks", jwks)
+            .field("max_live_tokens", max_live_tokens)
             .finish()
     }
 }
@@ -109,6 +124,12 @@ pub(super) fn validate(config: &OAuthConfig) -> Result<(), Error> {
         }
         if let Some(scope) = machine.scopes.iter().find(|s| !config.scopes.contains(s)) {
             return bad(id, &format!("scope {scope:?} is not in scopes"));
+        }
+        if !(1..=MAX_LIVE_TOKENS).contains(&machine.max_live_tokens) {
+            return bad(
+                id,
+                &format!("max_live_tokens must be from 1 to {MAX_LIVE_TOKENS}"),
+            );
         }
         match (&machine.secret, &machine.jwks) {
             (None, None) => return bad(id, "needs a secret or jwks to authenticate with"),
@@ -183,6 +204,20 @@ mod tests {
                     ..MachineClient::with_secret("ci", secret, ["mcp"])
                 },
                 "a secret or jwks",
+            ),
+            (
+                MachineClient {
+                    max_live_tokens: 0,
+                    ..MachineClient::with_secret("ci", secret, ["mcp"])
+                },
+                "max_live_tokens",
+            ),
+            (
+                MachineClient {
+                    max_live_tokens: MAX_LIVE_TOKENS + 1,
+                    ..MachineClient::with_secret("ci", secret, ["mcp"])
+                },
+                "max_live_tokens",
             ),
         ] {
             let error = config_with(machine).validate().unwrap_err();

@@ -18,7 +18,7 @@ use super::payload::{self, MachineTokenView, TokenGrant};
 use super::token::{Minting, TokenResponse};
 use super::{AuthServer, ErrorCode, OAuthError};
 use crate::audit::AuditEvent;
-use crate::store::{GrantId, TokenHash, TokenRecord};
+use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord};
 use sha2::{Digest, Sha256};
 
 /// What starts the id of every grant a machine's token lives in. Grants the owner approves have
@@ -34,6 +34,8 @@ pub(crate) struct MachineClient {
     pub(crate) secret_hash: Option<TokenHash>,
     /// Its public keys: it may sign assertions. Required when it has no secret.
     pub(crate) assertion: Option<AssertionRules>,
+    /// How many live tokens it may hold at once: its places ([`TokenKind::MachineSlot`]).
+    pub(crate) max_live_tokens: u32,
     /// The fingerprint of its credentials ([`credentials_fingerprint`]), written into each of
     /// its tokens.
     pub(crate) credentials: [u8; 32],
@@ -162,7 +164,8 @@ impl AuthServer {
             scopes,
             resource: self.settings.resource.as_str().to_owned(),
         };
-        let tokens = self
+        self.take_place(machine, &grant_id).await?;
+        let tokens = match self
             .issue(
                 &grant_id,
                 &grant,
@@ -171,13 +174,62 @@ impl AuthServer {
                     credentials: &machine.credentials,
                 },
             )
-            .await?;
+            .await
+        {
+            Ok(tokens) => tokens,
+            Err(error) => {
+                // No token came of it: give the place back (the grant's records are its only).
+                self.revoke_grant(&grant_id).await?;
+                return Err(error);
+            }
+        };
         self.audit.emit(AuditEvent::MachineTokenIssued {
             client_id: client.client_id.clone(),
             grant_id,
             scopes: grant.scopes,
         });
         Ok(tokens)
+    }
+}
+
+impl AuthServer {
+    /// Take one of `machine`'s places for the token about to be minted in `grant_id`, until that
+    /// token expires; revoking the grant gives it back. Each place is a record inserted only if
+    /// absent, so instances sharing the store never hand out one place twice. Places are tried
+    /// from a random one on, so a machine below its cap usually takes the first it tries.
+    ///
+    /// # Errors
+    ///
+    /// `invalid_request` when every place is taken.
+    async fn take_place(
+        &self,
+        machine: &MachineClient,
+        grant_id: &GrantId,
+    ) -> Result<(), OAuthError> {
+        let places = machine.max_live_tokens;
+        let expires_at = self.now().plus(self.settings.token_lifetime_secs);
+        let first = rand::random::<u32>() % places;
+        for step in 0..places {
+            let place = (first + step) % places;
+            let record = TokenRecord {
+                kind: TokenKind::MachineSlot,
+                hash: TokenHash::of(&format!("{}\n{place}", machine.client_id)),
+                grant_id: grant_id.clone(),
+                expires_at,
+                payload: Vec::new(),
+            };
+            match self.tokens.insert(record).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "this machine client holds {places} live tokens, the most it may: use one until it expires, or have the owner revoke one"
+            ),
+        ))
     }
 }
 

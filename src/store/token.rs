@@ -41,6 +41,10 @@ pub enum TokenKind {
     /// A client assertion's `jti` (RFC 7523 §3), with its client id, kept until the assertion
     /// expires so that it is used once, across every instance sharing the store.
     ClientAssertion,
+    /// One of a machine client's places for a live token, taken when its token is minted and
+    /// held until that token expires or its grant is revoked: a machine cannot hold more live
+    /// tokens than it has places. Keyed by the hash of the client id and the place's number.
+    MachineSlot,
 }
 
 impl TokenKind {
@@ -58,6 +62,7 @@ impl TokenKind {
         TokenKind::ConsoleSession,
         TokenKind::ClientRevoked,
         TokenKind::ClientAssertion,
+        TokenKind::MachineSlot,
     ];
 
     /// A short stable name, used in keys and table rows.
@@ -75,6 +80,7 @@ impl TokenKind {
             TokenKind::ConsoleSession => "console_session",
             TokenKind::ClientRevoked => "client_revoked",
             TokenKind::ClientAssertion => "client_assertion",
+            TokenKind::MachineSlot => "machine_slot",
         }
     }
 
@@ -194,13 +200,14 @@ mod tests {
             TokenKind::ConsoleSession => 9,
             TokenKind::ClientRevoked => 10,
             TokenKind::ClientAssertion => 11,
+            TokenKind::MachineSlot => 12,
         }
     }
 
     #[test]
     fn all_lists_every_kind_once_and_names_round_trip() {
         let places: Vec<usize> = TokenKind::ALL.iter().map(|&kind| place(kind)).collect();
-        assert_eq!(places, (0..=11).collect::<Vec<_>>());
+        assert_eq!(places, (0..=12).collect::<Vec<_>>());
         for &kind in TokenKind::ALL {
             assert_eq!(TokenKind::parse(kind.as_str()), Some(kind));
         }
