@@ -584,7 +584,7 @@ async fn review_a_stranger_elsewhere_cannot_lock_the_machine_out() {
 /// within the default one-day token lifetime that keeps the flood's tokens alive.)
 #[tokio::test]
 #[ignore = "runs ~60,000 requests; run with --ignored"]
-async fn review_a_machines_flood_evicts_the_owners_access_token_at_default_limits() {
+async fn a_machines_flood_at_default_limits_leaves_the_owners_access_token() {
     let mut config = machine_config();
     config.rate_limits.enabled = false;
     let server = TestServer::on(Stores::memory(), config, routes());
@@ -939,7 +939,7 @@ async fn a_deletion_where_the_machine_is_not_configured_revokes_its_tokens_witho
 /// The reuse-detection flood at the default `MemoryStore` limits.
 #[tokio::test]
 #[ignore = "runs up to 80,000 requests; run with --ignored"]
-async fn review_a_machines_flood_disables_refresh_reuse_detection_at_default_limits() {
+async fn a_machines_flood_at_default_limits_leaves_refresh_reuse_detection_working() {
     let clock = mcp_oauth::ManualClock::new();
     let mut config = machine_config();
     config.rate_limits.enabled = false;
