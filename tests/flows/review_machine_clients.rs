@@ -1108,7 +1108,31 @@ async fn a_machines_token_ends_with_its_key_set_or_its_last_scope_and_introspect
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_machines_live_tokens_stay_within_its_cap_across_racing_instances_and_revoking_frees_one()
 {
-    let stores = Stores::memory();
+    cap_raced_on(Stores::memory()).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_machines_live_tokens_stay_within_its_cap_across_racing_instances_on_sqlite() {
+    use mcp_oauth::backends::sqlite::SqliteStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("oauth.db").display());
+    cap_raced_on(Stores::of(SqliteStore::connect(&url).await.unwrap())).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_machines_live_tokens_stay_within_its_cap_across_racing_instances_on_redis() {
+    use mcp_oauth::backends::redis::RedisStore;
+
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("mcp_oauth_review_{:016x}:", rand::random::<u64>());
+    let store = RedisStore::connect(&url).await.unwrap().with_prefix(prefix);
+    cap_raced_on(Stores::of(store)).await;
+}
+
+async fn cap_raced_on(stores: Stores) {
     let mut config = machine_config();
     config.rate_limits.enabled = false;
     config.machine_clients[0].max_live_tokens = 5;
