@@ -18,7 +18,7 @@ use crate::store::{
 };
 use clients::ClientTable;
 pub use limits::MemoryLimits;
-use tokens::TokenTable;
+use tokens::{Inserted, TokenTable};
 
 /// In-memory storage for all three traits: [`TokenStore`], [`ClientStore`] and [`PasskeyStore`].
 ///
@@ -122,10 +122,12 @@ impl MemoryStore {
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
-        if self.table(record.kind).insert(record) {
-            Ok(())
-        } else {
-            Err(StoreError::AlreadyExists { what: "token" })
+        match self.table(record.kind).insert(record) {
+            Inserted::Done => Ok(()),
+            Inserted::Exists => Err(StoreError::AlreadyExists { what: "token" }),
+            Inserted::Full => Err(StoreError::CapacityReached {
+                what: "used client assertion",
+            }),
         }
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jsonwebtoken::jwk::JwkSet;
 
-use super::budget::{Budget, Guessed, Refused};
+use super::budget::{Attempt, Budget, Guessed, Refused};
 use super::client_metadata::DocumentProblem;
 use super::{AuthServer, ErrorCode, OAuthError};
 use crate::audit::{Source, StepKind};
@@ -30,8 +30,9 @@ pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type
 #[async_trait]
 pub(crate) trait KeySets: Send + Sync + fmt::Debug {
     /// The key set at `jwks_uri` for `client_id`, from the cache when it holds one. With
-    /// `unknown_kid`, an assertion named a key the cached set lacks: fetch again, unless this
-    /// client had its set refetched for that reason a short while ago.
+    /// `unknown_kid`, an assertion named that key and the cached set lacks it: fetch again,
+    /// unless this client's set was refetched for that same key id a short while ago (so nobody
+    /// can spend the refetch a client's real new key needs, short of guessing its id).
     ///
     /// # Errors
     ///
@@ -40,8 +41,16 @@ pub(crate) trait KeySets: Send + Sync + fmt::Debug {
         &self,
         client_id: &str,
         jwks_uri: &str,
-        unknown_kid: bool,
-    ) -> Result<Arc<JwkSet>, KeySetError>;
+        unknown_kid: Option<&str>,
+    ) -> Result<KeySet, KeySetError>;
+}
+
+/// A client's key set, and whether it came from the cache (rather than a fetch just now, which a
+/// refetch could not improve on).
+#[derive(Clone, Debug)]
+pub(crate) struct KeySet {
+    pub(crate) keys: Arc<JwkSet>,
+    pub(crate) cached: bool,
 }
 
 /// Why a client's key set could not be had.
@@ -86,10 +95,12 @@ impl KeySetError {
 }
 
 impl AuthServer {
-    /// Authenticate `client_id` by its `assertion`, under `rules`. The unit of the client's
-    /// failure budget is reserved right before each signature check (after any fetch), and
-    /// spent by every failed check; the `jti` is then recorded until the assertion expires, so
-    /// a second use anywhere the token store is shared is refused.
+    /// Authenticate `client_id` by its `assertion`, under `rules`. One unit of the client's
+    /// failure budget is reserved before anything is fetched (so a client whose budget is spent
+    /// costs no fetch) and spent by a failed check or a key set the client broke; it is given
+    /// back on success, or when the key set could not be fetched through no fault of the client.
+    /// The `jti` is then recorded until the assertion expires, so a second use anywhere the token
+    /// store is shared is refused.
     pub(crate) async fn check_assertion(
         &self,
         client_id: &str,
@@ -105,23 +116,29 @@ impl AuthServer {
             algorithm: rules.algorithm,
             now: self.now(),
         };
-        let mut keys = self.client_keys(client_id, &rules.keys, false).await?;
-        let mut refetched = false;
+        let attempt = budget.reserve(Guessed::client(client_id))?;
+        let mut keys = match self.client_keys(client_id, &rules.keys, None).await {
+            Ok(keys) => keys,
+            Err(refused) => return Err(keys_refused(attempt, refused)),
+        };
         let verified = loop {
-            let attempt = budget.reserve(Guessed::client(client_id))?;
-            match verify::verify(assertion, &keys, &expected) {
+            match verify::verify(assertion, &keys.keys, &expected) {
                 Ok(verified) => {
                     attempt.refund();
                     break verified;
                 }
-                // Keys rotate: a kid the cached set lacks earns one refetch (which the fetcher
-                // allows once per short interval per client), and no unit is spent waiting.
-                Err(Failure::UnknownKey(_))
-                    if !refetched && matches!(rules.keys, KeySource::Uri(_)) =>
-                {
-                    attempt.refund();
-                    refetched = true;
-                    keys = self.client_keys(client_id, &rules.keys, true).await?;
+                // Keys rotate: a kid the cached set lacks earns a refetch (which the fetcher
+                // allows once per short interval per client and key id).
+                Err(Failure::UnknownKey(kid)) if keys.cached => {
+                    match self.client_keys(client_id, &rules.keys, Some(&kid)).await {
+                        Ok(refetched) => {
+                            keys = KeySet {
+                                cached: false,
+                                ..refetched
+                            }
+                        }
+                        Err(refused) => return Err(keys_refused(attempt, refused)),
+                    }
                 }
                 Err(Failure::UnknownKey(kid)) => {
                     attempt.spend();
@@ -162,10 +179,16 @@ impl AuthServer {
         &self,
         client_id: &str,
         source: &KeySource,
-        unknown_kid: bool,
-    ) -> Result<Arc<JwkSet>, Refused> {
+        unknown_kid: Option<&str>,
+    ) -> Result<KeySet, Refused> {
         let uri = match source {
-            KeySource::Inline(set) => return Ok(Arc::clone(set)),
+            // Configured keys: nothing to fetch again.
+            KeySource::Inline(set) => {
+                return Ok(KeySet {
+                    keys: Arc::clone(set),
+                    cached: false,
+                });
+            }
             KeySource::Uri(uri) => uri,
         };
         let Some(key_sets) = &self.key_sets else {
@@ -187,6 +210,19 @@ impl AuthServer {
                 answer.into()
             })
     }
+}
+
+/// No usable key set: the unit reserved for this request stays spent when the client is at
+/// fault (its set is broken, its URL refused), and goes back when the set could not be fetched
+/// right now (503), which says nothing about the client.
+fn keys_refused(attempt: Attempt<'_>, refused: Refused) -> Refused {
+    match &refused {
+        Refused::Error(error) if error.code == ErrorCode::TemporarilyUnavailable => {
+            attempt.refund();
+        }
+        _ => attempt.spend(),
+    }
+    refused
 }
 
 /// Every failed check: 401 `invalid_client`, naming the check.
