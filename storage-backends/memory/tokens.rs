@@ -11,7 +11,8 @@
 //! in memory than small ones.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, UnixTime};
@@ -247,6 +248,9 @@ pub(super) enum Inserted {
 pub(super) struct TokenTable {
     shards: Box<[RwLock<Shard>]>,
     shard_limits: ShardLimits,
+    /// Picks a record's shard with a key of its own, so nobody can compute which shard a
+    /// secret of theirs lands in and fill one shard to crowd out another's records.
+    shard_picker: RandomState,
 }
 
 impl std::fmt::Debug for TokenTable {
@@ -272,15 +276,18 @@ impl TokenTable {
                 records: capacity / shards,
                 bytes: (bytes / shards).max(1),
             },
+            shard_picker: RandomState::new(),
         }
     }
 
     fn shard_of(&self, key: &Key) -> &RwLock<Shard> {
-        // A different byte of the hash than the table hash uses, so shards fill evenly. Not the
-        // kind: a consumed refresh token and the pair kept for its retries share a shard, where
-        // consumed records are evicted first, so the pair never goes while the token can still
-        // be retried (a retry finding no pair would rotate the token again).
-        &self.shards[usize::from(key.hash.0[31]) & (self.shards.len() - 1)]
+        // By the hash alone, not the kind: a consumed refresh token and the pair kept for its
+        // retries share a shard, where consumed records are evicted first, so the pair never goes
+        // while the token can still be retried (a retry finding no pair would rotate it again).
+        let picked = self.shard_picker.hash_one(key.hash.0);
+        #[allow(clippy::cast_possible_truncation)] // only the low bits choose the shard
+        let picked = picked as usize;
+        &self.shards[picked & (self.shards.len() - 1)]
     }
 
     // Every critical section leaves the map consistent, so a panic elsewhere cannot corrupt it.
