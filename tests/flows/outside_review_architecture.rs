@@ -477,6 +477,64 @@ async fn racing_removals_of_the_last_two_passkeys_leave_one_on_redis() {
     );
 }
 
+/// The same race with a rename of one of the two passkeys in between, on the memory store, 100
+/// rounds: one passkey is always left (held when a second reader tried it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_removals_and_a_rename_leave_one_passkey_on_memory() {
+    let rounds = 100;
+    let mut none_left = 0;
+    let mut outcomes = Vec::new();
+    for round in 0..rounds {
+        let _ = round;
+        let stores = Stores::memory();
+        let server = Arc::new(TestServer::on(stores, config(), mcp_routes()));
+        server.register_passkey(SETUP_TOKEN).await;
+        let phone = Arc::new(Mutex::new(SoftAuthenticator::new(true)));
+        crate::passkeys::add_passkey_approved_by_the_owner(&server, &phone).await;
+        let ids: Vec<String> = server
+            .oauth
+            .admin()
+            .passkeys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.credential_id)
+            .collect();
+        assert_eq!(ids.len(), 2);
+        let (s1, s2, s3) = (server.clone(), server.clone(), server.clone());
+        let (a, b, c) = (ids[0].clone(), ids[1].clone(), ids[1].clone());
+        let (ra, rb, _) = tokio::join!(
+            tokio::spawn(async move { s1.oauth.admin().remove_passkey(&a).await }),
+            tokio::spawn(async move { s2.oauth.admin().remove_passkey(&b).await }),
+            tokio::spawn(async move { s3.oauth.admin().rename_passkey(&c, "renamed").await }),
+        );
+        let left = server.oauth.admin().passkeys().await.unwrap().len();
+        if left == 0 {
+            none_left += 1;
+            // Locked out: the setup token is used, and no passkey is left to sign a challenge.
+            let again = server.register_passkey(SETUP_TOKEN).await;
+            let signin = server
+                .post_json("/oauth/console/signin/start", &json!({}))
+                .await;
+            outcomes.push(format!(
+                "removals: {:?} / {:?}; setup token again: {} {}; sign-in: {} {}",
+                ra.unwrap(),
+                rb.unwrap(),
+                again.status,
+                again.text(),
+                signin.status,
+                signin.text()
+            ));
+        }
+    }
+    assert_eq!(
+        none_left,
+        0,
+        "{none_left}/{rounds} rounds left no passkey; e.g. {:?}",
+        outcomes.first()
+    );
+}
+
 /// An assertion made for one purpose is refused for each other.
 #[tokio::test]
 async fn an_assertion_serves_only_the_purpose_it_was_made_for() {

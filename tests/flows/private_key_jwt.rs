@@ -106,6 +106,21 @@ async fn serve(State(state): State<Arc<HostState>>, Path(name): Path<String>) ->
             StatusCode::NO_CONTENT.into_response()
         }
         "jwks-down.json" => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        // Re-review: the set, or 503 once a test rotates it to null (the client's host is down).
+        "jwks-flaky.json" => {
+            let jwks = state.jwks.lock().unwrap().clone();
+            if jwks.is_null() {
+                StatusCode::SERVICE_UNAVAILABLE.into_response()
+            } else {
+                json_reply(&jwks)
+            }
+        }
+        // Re-review: the same set, answered after a second (a slow but healthy host).
+        "jwks-slow.json" => {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let jwks = state.jwks.lock().unwrap().clone();
+            json_reply(&jwks)
+        }
         // Review 21: the same set, marked not to be cached.
         "jwks-nostore.json" => {
             let jwks = state.jwks.lock().unwrap().clone();
@@ -1255,5 +1270,120 @@ async fn an_uncacheable_key_set_is_fetched_at_most_once_per_request_and_never_pa
     assert!(
         fetches <= refused,
         "30 made-up kids fetched the victim's JWK set {fetches} times: {statuses:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a second outside reader attacked in the fixes above; each failed before its own fix.
+// ---------------------------------------------------------------------------------------------
+
+/// A genuine client sending more good assertions at once than its failure budget (20) while its
+/// key set is being fetched (slow but healthy host) gets no 429: the budget is checked before the
+/// fetch, not held across it. (With a unit held across the fetch: 5 × 429 in 20 of 20 runs.)
+/// Some may get 503 when the fetch slots for one host are busy, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn good_assertions_waiting_on_a_slow_key_fetch_are_never_429() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks-slow.json")));
+    let server = Arc::new(server_for(&host).await);
+    let uses = (0..25).map(|_| {
+        let server = Arc::clone(&server);
+        let assertion = key.sign(&claims(&id, jose::now()));
+        tokio::spawn(async move { token_with_assertion(&server, &assertion).await.status })
+    });
+    let statuses: Vec<u16> = futures::future::join_all(uses)
+        .await
+        .into_iter()
+        .map(|s| s.unwrap().as_u16())
+        .collect();
+    eprintln!(
+        "statuses: {statuses:?}; jwks fetched {}",
+        host.hits("jwks-slow.json")
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 400 || s == 503),
+        "good assertions, none failed a check, yet: {statuses:?}"
+    );
+    assert!(statuses.contains(&400), "{statuses:?}");
+}
+
+/// A `kid` longer than 256 bytes is refused before anything is fetched or remembered (the refetch
+/// limiter is keyed by client and key id; before the bound each 45 KB made-up id earned a refetch
+/// and a 45 KB key in the limiter).
+#[tokio::test]
+async fn a_kid_longer_than_256_bytes_is_refused_before_any_fetch() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let mut server = server_for(&host).await;
+    token_with_assertion(&server, &key.sign(&claims(&id, jose::now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    let before = host.hits("jwks.json");
+    server.peer = "198.51.100.7:5555".parse().unwrap();
+    let forger = TestKey::rsa("x");
+    for i in 0..3 {
+        let kid = format!("{i}{}", "K".repeat(45_000));
+        let forged = forger.sign_as("RS256", Some(&kid), &claims(&id, jose::now()));
+        assert!(forged.len() > 60_000, "{}", forged.len());
+        let reply = token_with_assertion(&server, &forged).await;
+        eprintln!(
+            "assertion of {} bytes: {} {}",
+            forged.len(),
+            reply.status,
+            &reply.text()[..reply.text().len().min(120)]
+        );
+    }
+    let refetches = host.hits("jwks.json") - before;
+    eprintln!("3 made-up kids of 45,001 bytes each earned {refetches} refetches");
+    assert_eq!(
+        refetches, 0,
+        "each 45 KB made-up kid earned a refetch, so a 45 KB limiter key was stored for it"
+    );
+}
+
+/// While a client's key host answers 5xx, made-up key ids from one address are still held to the
+/// failure budget (20): a failed refetch for a key id the assertion named spends a unit. (Before:
+/// 100 × 503, 100 fetches, never 429.)
+#[tokio::test]
+async fn made_up_kids_while_the_key_host_is_down_are_held_to_the_budget() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks-flaky.json")));
+    let mut config = cimd_config(host.port());
+    config.rate_limits.auth = mcp_oauth::RateLimit::new(10_000, 10_000);
+    let mut server = TestServer::with_config(config).await;
+    token_with_assertion(&server, &key.sign(&claims(&id, jose::now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    host.rotate(Value::Null);
+    let before = host.hits("jwks-flaky.json");
+    server.peer = "198.51.100.7:5555".parse().unwrap();
+    let forger = TestKey::rsa("x");
+    let mut statuses = Vec::new();
+    for i in 0..100 {
+        let made_up = forger.sign_as(
+            "RS256",
+            Some(&format!("made-up-{i}")),
+            &claims(&id, jose::now()),
+        );
+        statuses.push(
+            token_with_assertion(&server, &made_up)
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    let fetches = host.hits("jwks-flaky.json") - before;
+    eprintln!(
+        "100 made-up kids from one address: {} x 429, {} x 503, {} x 401; key host fetched {fetches} times",
+        statuses.iter().filter(|&&s| s == 429).count(),
+        statuses.iter().filter(|&&s| s == 503).count(),
+        statuses.iter().filter(|&&s| s == 401).count()
+    );
+    assert!(
+        fetches <= 20,
+        "one address made the server fetch the client's key host {fetches} times: {statuses:?}"
     );
 }

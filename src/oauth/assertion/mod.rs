@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jsonwebtoken::jwk::JwkSet;
 
-use super::budget::{Attempt, Budget, Guessed, Refused};
+use super::budget::{Budget, Guessed, Refused};
 use super::client_metadata::DocumentProblem;
 use super::{AuthServer, ErrorCode, OAuthError};
 use crate::audit::{Source, StepKind};
@@ -95,10 +95,10 @@ impl KeySetError {
 }
 
 impl AuthServer {
-    /// Authenticate `client_id` by its `assertion`, under `rules`. One unit of the client's
-    /// failure budget is reserved before anything is fetched (so a client whose budget is spent
-    /// costs no fetch) and spent by a failed check or a key set the client broke; it is given
-    /// back on success, or when the key set could not be fetched through no fault of the client.
+    /// Authenticate `client_id` by its `assertion`, under `rules`. The client's failure budget
+    /// from this address is checked before anything is fetched (a spent budget costs no fetch);
+    /// a unit is spent by a failed check, a key set the client broke, or a failed refetch for a
+    /// key id the assertion named, and reserved only around each signature check.
     /// The `jti` is then recorded until the assertion expires, so a second use anywhere the token
     /// store is shared is refused.
     pub(crate) async fn check_assertion(
@@ -116,12 +116,15 @@ impl AuthServer {
             algorithm: rules.algorithm,
             now: self.now(),
         };
-        let attempt = budget.reserve(Guessed::client(client_id))?;
+        // A spent budget costs no fetch. (Checked, not held: a unit held across a slow fetch
+        // would count good requests waiting on it as failures.)
+        budget.reserve(Guessed::client(client_id))?.refund();
         let mut keys = match self.client_keys(client_id, &rules.keys, None).await {
             Ok(keys) => keys,
-            Err(refused) => return Err(keys_refused(attempt, refused)),
+            Err(refused) => return Err(keys_refused(budget, client_id, refused, false)),
         };
         let verified = loop {
+            let attempt = budget.reserve(Guessed::client(client_id))?;
             match verify::verify(assertion, &keys.keys, &expected) {
                 Ok(verified) => {
                     attempt.refund();
@@ -130,6 +133,7 @@ impl AuthServer {
                 // Keys rotate: a kid the cached set lacks earns a refetch (which the fetcher
                 // allows once per short interval per client and key id).
                 Err(Failure::UnknownKey(kid)) if keys.cached => {
+                    attempt.refund();
                     match self.client_keys(client_id, &rules.keys, Some(&kid)).await {
                         Ok(refetched) => {
                             keys = KeySet {
@@ -137,7 +141,9 @@ impl AuthServer {
                                 ..refetched
                             }
                         }
-                        Err(refused) => return Err(keys_refused(attempt, refused)),
+                        Err(refused) => {
+                            return Err(keys_refused(budget, client_id, refused, true));
+                        }
                     }
                 }
                 Err(Failure::UnknownKey(kid)) => {
@@ -212,15 +218,23 @@ impl AuthServer {
     }
 }
 
-/// No usable key set: the unit reserved for this request stays spent when the client is at
-/// fault (its set is broken, its URL refused), and goes back when the set could not be fetched
-/// right now (503), which says nothing about the client.
-fn keys_refused(attempt: Attempt<'_>, refused: Refused) -> Refused {
-    match &refused {
-        Refused::Error(error) if error.code == ErrorCode::TemporarilyUnavailable => {
-            attempt.refund();
+/// No usable key set: a unit of the client's budget is spent when the client is at fault (its
+/// set is broken, its URL refused), and when a refetch for a key id it named failed (a made-up
+/// key id must cost its sender even while the client's key host is down); not when its set could
+/// not be fetched right now for an assertion that named no unknown key (503, nobody's fault).
+fn keys_refused(
+    budget: &Budget,
+    client_id: &str,
+    refused: Refused,
+    for_unknown_kid: bool,
+) -> Refused {
+    let outage = matches!(&refused, Refused::Error(error)
+        if error.code == ErrorCode::TemporarilyUnavailable);
+    if !outage || for_unknown_kid {
+        // Spent if there is room; if not, the refusal stands as it is.
+        if let Ok(attempt) = budget.reserve(Guessed::client(client_id)) {
+            attempt.spend();
         }
-        _ => attempt.spend(),
     }
     refused
 }
