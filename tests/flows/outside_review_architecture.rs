@@ -306,10 +306,6 @@ async fn one_assertion_approves_once_and_racing_approvals_or_a_denial_lose() {
             tally[0] += 1;
         }
     }
-    eprintln!(
-        "approve won {} times, deny won {} times",
-        tally[0], tally[1]
-    );
 }
 
 /// Crafted bodies on every JSON endpoint never get a 5xx.

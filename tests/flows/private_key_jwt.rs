@@ -934,7 +934,6 @@ async fn a_broken_jwks_uri_is_held_to_the_failure_budget() {
         statuses.push(reply.status.as_u16());
     }
     let fetches = host.hits("missing.json");
-    eprintln!("statuses: {statuses:?}; jwks_uri fetched {fetches} times");
     assert!(
         statuses.contains(&429),
         "30 refused assertions from one address never reached the failure budget (20): {statuses:?}"
@@ -1225,10 +1224,6 @@ async fn nobody_can_spend_the_refetch_a_clients_new_key_needs() {
         let reply = token_with_assertion(&server, &new.sign(&claims(&id, jose::now()))).await;
         statuses.push(reply.status.as_u16());
     }
-    eprintln!(
-        "victim after rotation: {statuses:?}; jwks fetched {}",
-        host.hits("jwks.json")
-    );
     assert_eq!(
         statuses[0], 400,
         "the rotated client's first assertion was refused (after the attacker's request): {statuses:?}"
@@ -1297,10 +1292,6 @@ async fn good_assertions_waiting_on_a_slow_key_fetch_are_never_429() {
         .into_iter()
         .map(|s| s.unwrap().as_u16())
         .collect();
-    eprintln!(
-        "statuses: {statuses:?}; jwks fetched {}",
-        host.hits("jwks-slow.json")
-    );
     assert!(
         statuses.iter().all(|&s| s == 400 || s == 503),
         "good assertions, none failed a check, yet: {statuses:?}"
@@ -1328,15 +1319,10 @@ async fn a_kid_longer_than_256_bytes_is_refused_before_any_fetch() {
         let forged = forger.sign_as("RS256", Some(&kid), &claims(&id, jose::now()));
         assert!(forged.len() > 60_000, "{}", forged.len());
         let reply = token_with_assertion(&server, &forged).await;
-        eprintln!(
-            "assertion of {} bytes: {} {}",
-            forged.len(),
-            reply.status,
-            &reply.text()[..reply.text().len().min(120)]
-        );
+        assert_refused(&reply, "kid is longer than 256 bytes");
+        assert!(!reply.text().contains("KKKK"), "the kid is not echoed back");
     }
     let refetches = host.hits("jwks.json") - before;
-    eprintln!("3 made-up kids of 45,001 bytes each earned {refetches} refetches");
     assert_eq!(
         refetches, 0,
         "each 45 KB made-up kid earned a refetch, so a 45 KB limiter key was stored for it"
@@ -1376,12 +1362,6 @@ async fn made_up_kids_while_the_key_host_is_down_are_held_to_the_budget() {
         );
     }
     let fetches = host.hits("jwks-flaky.json") - before;
-    eprintln!(
-        "100 made-up kids from one address: {} x 429, {} x 503, {} x 401; key host fetched {fetches} times",
-        statuses.iter().filter(|&&s| s == 429).count(),
-        statuses.iter().filter(|&&s| s == 503).count(),
-        statuses.iter().filter(|&&s| s == 401).count()
-    );
     assert!(
         fetches <= 20,
         "one address made the server fetch the client's key host {fetches} times: {statuses:?}"
