@@ -23,7 +23,7 @@ pub(crate) struct Session {
     pub(crate) csrf: String,
 }
 
-async fn sign_in_with(server: &TestServer, key: &Mutex<SoftAuthenticator>) -> Session {
+pub(crate) async fn sign_in_with(server: &TestServer, key: &Mutex<SoftAuthenticator>) -> Session {
     let challenge = server
         .post_json("/oauth/console/signin/start", &json!({}))
         .await;
@@ -65,7 +65,7 @@ pub(crate) async fn console_page(server: &TestServer, cookie: Option<&str>) -> S
 }
 
 /// A console JSON request with the session's cookie and CSRF token (either may be left out).
-async fn console_post(
+pub(crate) async fn console_post(
     server: &TestServer,
     session: Option<&Session>,
     csrf: Option<&str>,
