@@ -913,6 +913,17 @@ async fn concurrent_uses_of_one_assertion_have_one_winner_on_redis() {
     concurrent_uses_of_one_assertion_have_one_winner(Stores::of(store)).await;
 }
 
+/// A metadata document client of the attacker's own, with its ES256 key inline: anyone can
+/// publish one and send accepted assertions. Its key and client id.
+fn attackers_own_client(host: &ClientHost) -> (TestKey, String) {
+    let key = TestKey::ec("attacker");
+    let mut document = chatgpt("unused");
+    document.as_object_mut().unwrap().remove("jwks_uri");
+    document["token_endpoint_auth_signing_alg"] = json!("ES256");
+    document["jwks"] = key.jwks();
+    (key, host.publish("attacker.json", document))
+}
+
 // ---------------------------------------------------------------------------------------------
 // What an outside reader attacked. The first five failed before their fixes (each comment says
 // how); the crafted assertions held and are kept as attacks.
@@ -955,12 +966,7 @@ async fn a_flood_of_own_assertions_cannot_evict_a_used_jti() {
     let host = ClientHost::start(victim_key.jwks()).await;
     let victim = host.publish("victim.json", chatgpt(&host.url("jwks.json")));
     // The attacker's own client, keys inline.
-    let attacker_key = TestKey::ec("attacker");
-    let mut attacker_doc = chatgpt("unused");
-    attacker_doc.as_object_mut().unwrap().remove("jwks_uri");
-    attacker_doc["token_endpoint_auth_signing_alg"] = json!("ES256");
-    attacker_doc["jwks"] = attacker_key.jwks();
-    let attacker = host.publish("attacker.json", attacker_doc);
+    let (attacker_key, attacker) = attackers_own_client(&host);
 
     let stores = Stores::of(mcp_oauth::backends::memory::MemoryStore::with_capacity(
         32, 100,
@@ -1014,12 +1020,7 @@ async fn at_default_capacity_ground_jtis_cannot_evict_a_used_jti() {
     let victim_key = TestKey::rsa("victim");
     let host = ClientHost::start(victim_key.jwks()).await;
     let victim = host.publish("victim.json", chatgpt(&host.url("jwks.json")));
-    let attacker_key = TestKey::ec("attacker");
-    let mut attacker_doc = chatgpt("unused");
-    attacker_doc.as_object_mut().unwrap().remove("jwks_uri");
-    attacker_doc["token_endpoint_auth_signing_alg"] = json!("ES256");
-    attacker_doc["jwks"] = attacker_key.jwks();
-    let attacker = host.publish("attacker.json", attacker_doc);
+    let (attacker_key, attacker) = attackers_own_client(&host);
 
     let mut config = cimd_config(host.port());
     config.rate_limits.enabled = false;
