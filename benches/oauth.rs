@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use axum::http::StatusCode;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use mcp_oauth::store::TokenHash;
-use support::{Backend, Bench, mcp_request, register_request, send};
+use support::{Backend, Bench, STATIC_CLIENT, jose, mcp_request, register_request, send};
 use tokio::runtime::Runtime;
 
 fn runtime() -> Runtime {
@@ -89,6 +89,28 @@ fn grants(c: &mut Criterion) {
                 *refresh.borrow_mut() = next.refresh;
             });
         });
+        // The same refresh by a confidential client authenticating with an RS256 assertion (its
+        // public key configured, so no key fetch): one signature check more. Signing is set-up.
+        if matches!(backend, Backend::Memory) {
+            let key = jose::TestKey::rsa("bench-key");
+            let signer = RefCell::new(rt.block_on(Bench::start_signing(&backend, &key)));
+            let refresh = RefCell::new(
+                rt.block_on(signer.borrow_mut().connect_signed(&key))
+                    .refresh,
+            );
+            group.bench_function("refresh_memory_private_key_jwt", |b| {
+                b.iter_batched(
+                    || key.sign(&jose::claims(STATIC_CLIENT, jose::now())),
+                    |assertion| {
+                        let signer = signer.borrow();
+                        let next =
+                            rt.block_on(signer.refresh_signed(&refresh.borrow(), &assertion));
+                        *refresh.borrow_mut() = next.refresh;
+                    },
+                    BatchSize::SmallInput,
+                );
+            });
+        }
         // The code grant: authorization and the passkey approval are set-up, the exchange is timed.
         group.bench_function(format!("code_exchange_{}", backend.name()), |b| {
             b.iter_batched(

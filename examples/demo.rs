@@ -18,6 +18,8 @@
 //! | `RATE_LIMITS` | `on` | `off` switches every rate limit off (for load tests) |
 //! | `RATE_LIMIT_AUTH`, `RATE_LIMIT_REGISTRATION`, `RATE_LIMIT_GENERAL` | library defaults | one tier as `PER_MINUTE/BURST`, e.g. `120/60` |
 //! | `TRUSTED_PROXIES` | none | comma-separated addresses or networks of reverse proxies whose `X-Forwarded-For` is believed, e.g. `127.0.0.1,10.0.0.0/8`; set it behind a proxy, or every client shares the proxy's limits |
+//! | `CIMD_ALLOW_LOOPBACK_HTTP_FOR_TESTING` | off | `1` fetches client metadata documents and their key sets (`jwks_uri`) from `http` loopback URLs, so a test harness on this machine can play ChatGPT or another metadata-document client; refused unless `SERVER_URL` is a localhost URL; never in production |
+//! | `CIMD_ALLOWED_PORTS` | `443` | comma-separated ports a metadata document or key set may be fetched from (a harness on loopback names its own) |
 //! | `RUST_LOG` | `info` | log filter |
 
 use std::error::Error;
@@ -97,6 +99,7 @@ async fn run() -> Result<(), BoxError> {
     );
     apply_rate_limit_env(&mut config)?;
     config.trusted_proxies = trusted_proxies_env()?;
+    apply_metadata_document_env(&mut config)?;
     let oauth = McpOAuth::builder(config).build()?;
 
     // rmcp refuses requests whose Host header it does not know (DNS-rebinding protection). Allow the
@@ -298,6 +301,34 @@ fn apply_rate_limit_env(config: &mut OAuthConfig) -> Result<(), BoxError> {
                 format!("{name}={value:?}: expected PER_MINUTE/BURST, e.g. 120/60")
             })?;
         }
+    }
+    Ok(())
+}
+
+/// `CIMD_ALLOW_LOOPBACK_HTTP_FOR_TESTING=1` and `CIMD_ALLOWED_PORTS=443,9000`, for test harnesses
+/// that serve client metadata documents (and their key sets) on this machine. The library refuses
+/// the first unless `SERVER_URL` is a localhost URL.
+fn apply_metadata_document_env(config: &mut OAuthConfig) -> Result<(), BoxError> {
+    match std::env::var("CIMD_ALLOW_LOOPBACK_HTTP_FOR_TESTING").as_deref() {
+        Ok("1" | "on" | "true") => config.cimd_allow_loopback_http_for_testing = true,
+        Ok("0" | "off" | "false" | "") | Err(_) => {}
+        Ok(other) => {
+            return Err(
+                format!("CIMD_ALLOW_LOOPBACK_HTTP_FOR_TESTING={other:?}: expected 1 or 0").into(),
+            );
+        }
+    }
+    if let Ok(value) = std::env::var("CIMD_ALLOWED_PORTS") {
+        config.cimd_allowed_ports = value
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse::<u16>().map_err(|_| {
+                    format!("CIMD_ALLOWED_PORTS={value:?}: {item:?} is not a port number").into()
+                })
+            })
+            .collect::<Result<_, BoxError>>()?;
     }
     Ok(())
 }

@@ -76,8 +76,8 @@ pub fn redirect_matches(registered: &str, requested: &str) -> bool {
 /// ```compile_fail,E0451
 /// use mcp_oauth::fuzzing::presence::LiveSession;
 ///
-/// fn forge(signed_in_with: &str) -> LiveSession {
-///     LiveSession { credential_id: signed_in_with.to_owned(), ..todo!() }
+/// fn forge(real: LiveSession, signed_in_with: &str) -> LiveSession {
+///     LiveSession { credential_id: signed_in_with.to_owned(), ..real }
 /// }
 /// ```
 ///

@@ -9,6 +9,10 @@ mod soft_key;
 
 use soft_key::SoftAuthenticator;
 
+// The tests' client keys and assertions (`private_key_jwt`).
+#[path = "../../tests/flows/common/jose.rs"]
+pub(crate) mod jose;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -113,17 +117,34 @@ pub(crate) struct Tokens {
     pub(crate) refresh: String,
 }
 
+/// The configured confidential client, which signs client assertions in the `private_key_jwt`
+/// benchmark.
+pub(crate) const STATIC_CLIENT: &str = "bench-static";
+
 impl Bench {
     pub(crate) async fn start(backend: &Backend) -> Self {
+        Self::start_with(backend, None).await
+    }
+
+    /// The configured client authenticating with assertions signed by `key` (its public key set
+    /// configured inline), instead of a registered public client.
+    pub(crate) async fn start_signing(backend: &Backend, key: &jose::TestKey) -> Self {
+        let mut bench = Self::start_with(backend, Some(key.jwks().to_string())).await;
+        bench.client_id = STATIC_CLIENT.to_owned();
+        bench
+    }
+
+    async fn start_with(backend: &Backend, client_jwks: Option<String>) -> Self {
         let mut config = OAuthConfig::with_defaults(
             SERVER_URL,
-            "bench-static",
+            STATIC_CLIENT,
             "static-client-secret-0123456789",
             "Bench Server",
             "unused-in-memory.json",
         );
         config.setup_token = Some(SETUP_TOKEN.to_owned());
         config.rate_limits.enabled = false;
+        config.client_jwks = client_jwks;
         // One approval per token pair in the load runs: no refresh is a reuse.
         let oauth = backend
             .apply(McpOAuth::builder(config))
@@ -247,6 +268,47 @@ impl Bench {
     /// `POST /token` with the refresh grant.
     pub(crate) fn refresh_request(&self, refresh_token: &str) -> Request<Body> {
         refresh_request(&self.client_id, refresh_token)
+    }
+
+    /// A fresh grant for the configured client, its code exchanged with an assertion.
+    pub(crate) async fn connect_signed(&mut self, key: &jose::TestKey) -> Tokens {
+        let (code, verifier) = self.code().await;
+        let assertion = key.sign(&jose::claims(&self.client_id, jose::now()));
+        let request = form_request(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("client_id", &self.client_id),
+            ("redirect_uri", REDIRECT),
+            ("resource", RESOURCE),
+            ("client_assertion_type", jose::JWT_BEARER),
+            ("client_assertion", &assertion),
+        ]);
+        let (status, body) = send(&self.full, request).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        Tokens {
+            access: string_field(&body, "access_token"),
+            refresh: string_field(&body, "refresh_token"),
+        }
+    }
+
+    /// One refresh authenticated by `assertion`; returns the rotated pair.
+    pub(crate) async fn refresh_signed(&self, refresh_token: &str, assertion: &str) -> Tokens {
+        let request = Request::post("/token")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "grant_type=refresh_token&refresh_token={refresh_token}&client_id={}\
+                 &client_assertion_type={}&client_assertion={assertion}",
+                self.client_id,
+                enc(jose::JWT_BEARER)
+            )))
+            .unwrap();
+        let (status, body) = send(&self.full, request).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        Tokens {
+            access: string_field(&body, "access_token"),
+            refresh: string_field(&body, "refresh_token"),
+        }
     }
 
     /// One refresh; returns the rotated pair.

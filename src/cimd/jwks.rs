@@ -2,7 +2,9 @@
 //! kept by the same freshness policy ([`cache::time_to_live`]); as for documents, when a refetch
 //! fails the last good set serves for up to [`cache::STALE_FOR`] more. An assertion naming a key the
 //! cached set lacks earns a refetch (the client may have rotated its keys), but at most one per
-//! client per [`REFETCH_INTERVAL`]: a flood of made-up key ids cannot make us fetch in a loop.
+//! client and key id per [`REFETCH_INTERVAL`]: nobody can spend the refetch a client's real new
+//! key needs without guessing its id, and a flood of made-up key ids is held to the failure budget
+//! of the address sending it (each one is a failed assertion, and a spent budget fetches nothing).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,14 +15,14 @@ use moka::future::Cache;
 use super::cache;
 use super::fetch::{FetchError, Fetcher, Freshness};
 use super::ssrf::{self, UrlRules};
-use crate::oauth::assertion::KeySetError;
 use crate::oauth::assertion::keys::public_key_set;
+use crate::oauth::assertion::{KeySet, KeySetError};
 use crate::oauth::client_metadata::DocumentProblem;
 
 /// The largest JWK set accepted: room for a rotation's worth of RSA-4096 keys.
 pub(crate) const MAX_JWKS_BYTES: usize = 16 * 1024;
 
-/// At most one refetch for an unknown key id per client in this interval.
+/// At most one refetch per client and unknown key id in this interval.
 pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Sets kept at most (one per client using `jwks_uri`).
@@ -62,16 +64,16 @@ impl KeySetCache {
     }
 
     /// The set at `uri` for `client_id`: cached while fresh; fetched otherwise, or when an
-    /// assertion named an unknown key and this client had no such refetch lately. A failed
-    /// fetch falls back on the last good set within its time bound.
+    /// assertion named the unknown key `unknown_kid` and this client had no refetch for that key
+    /// id lately. A failed fetch falls back on the last good set within its time bound.
     pub(crate) async fn key_set(
         &self,
         fetcher: &Fetcher,
         rules: &UrlRules,
         client_id: &str,
         uri: &str,
-        unknown_kid: bool,
-    ) -> Result<Arc<JwkSet>, KeySetError> {
+        unknown_kid: Option<&str>,
+    ) -> Result<KeySet, KeySetError> {
         let now = Instant::now();
         let held = self
             .entries
@@ -80,10 +82,19 @@ impl KeySetCache {
             .filter(|entry| entry.uri == uri);
         if let Some(entry) = &held
             && entry.fresh_until > now
-            && (!unknown_kid || !self.may_refetch(client_id).await)
         {
-            return Ok(Arc::clone(&entry.set));
+            let refetch = match unknown_kid {
+                Some(kid) => self.may_refetch(client_id, kid).await,
+                None => false,
+            };
+            if !refetch {
+                return Ok(KeySet {
+                    keys: Arc::clone(&entry.set),
+                    cached: true,
+                });
+            }
         }
+        let unknown_kid = unknown_kid.is_some();
         let (set, freshness) = match fetch(fetcher, rules, uri).await {
             Ok(fetched) => fetched,
             Err(error) => {
@@ -94,7 +105,10 @@ impl KeySetCache {
                     return Err(error);
                 };
                 tracing::warn!(target: "mcp_oauth::cimd", url = %error.url, detail = %error.detail(), "using the last good copy of a client's JWK set");
-                return Ok(entry.set);
+                return Ok(KeySet {
+                    keys: entry.set,
+                    cached: true,
+                });
             }
         };
         let set = Arc::new(set);
@@ -109,14 +123,18 @@ impl KeySetCache {
             }
             None => self.entries.invalidate(client_id).await,
         }
-        Ok(set)
+        Ok(KeySet {
+            keys: set,
+            cached: false,
+        })
     }
 
-    /// Whether `client_id` may have its set refetched for an unknown key id now; if so, it may
-    /// not again for [`REFETCH_INTERVAL`]. Atomic: of concurrent callers, one gets `true`.
-    async fn may_refetch(&self, client_id: &str) -> bool {
+    /// Whether `client_id` may have its set refetched for the unknown key id `kid` now; if so,
+    /// not again for that key id for [`REFETCH_INTERVAL`]. Atomic: of concurrent callers, one
+    /// gets `true`.
+    async fn may_refetch(&self, client_id: &str, kid: &str) -> bool {
         self.refetched
-            .entry_by_ref(client_id)
+            .entry(format!("{client_id}\n{kid}"))
             // `or_insert_with` coalesces concurrent calls for one key (`or_insert` does not).
             .or_insert_with(async {})
             .await
@@ -175,7 +193,7 @@ mod tests {
         let cache = KeySetCache::new();
         let client = "https://client.example/c";
         let error = cache
-            .key_set(&fetcher, &rules, client, &uri, false)
+            .key_set(&fetcher, &rules, client, &uri, None)
             .await
             .unwrap_err();
         assert!(
@@ -191,12 +209,12 @@ mod tests {
         };
         cache.entries.insert(client.to_owned(), expired).await;
         let served = cache
-            .key_set(&fetcher, &rules, client, &uri, false)
+            .key_set(&fetcher, &rules, client, &uri, None)
             .await
             .unwrap();
-        assert!(Arc::ptr_eq(&served, &last_good));
+        assert!(Arc::ptr_eq(&served.keys, &last_good));
         let error = cache
-            .key_set(&fetcher, &rules, client, &uri, true)
+            .key_set(&fetcher, &rules, client, &uri, Some("rotated"))
             .await
             .unwrap_err();
         assert!(matches!(error.problem, DocumentProblem::Unavailable(_)));
@@ -204,15 +222,16 @@ mod tests {
         let other = uri.replace("jwks.json", "other.json");
         assert!(
             cache
-                .key_set(&fetcher, &rules, client, &other, false)
+                .key_set(&fetcher, &rules, client, &other, None)
                 .await
                 .is_err()
         );
     }
 
-    /// A burst of assertions naming unknown key ids, all at once, earns one refetch.
+    /// A burst of assertions naming one unknown key id, all at once, earns one refetch per
+    /// client; another key id earns its own, so made-up ids cannot spend a real new key's.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_unknown_kids_earn_one_refetch_per_client() {
+    async fn a_burst_naming_one_unknown_kid_earns_one_refetch_and_another_kid_its_own() {
         let cache = Arc::new(KeySetCache::new());
         let calls = (0..32).map(|i| {
             let cache = Arc::clone(&cache);
@@ -221,7 +240,7 @@ mod tests {
             } else {
                 "https://b.example/c"
             };
-            tokio::spawn(async move { (client, cache.may_refetch(client).await) })
+            tokio::spawn(async move { (client, cache.may_refetch(client, "made-up").await) })
         });
         let results = futures::future::join_all(calls).await;
         for client in ["https://a.example/c", "https://b.example/c"] {
@@ -230,6 +249,8 @@ mod tests {
                 .filter(|r| matches!(r, Ok((c, true)) if *c == client))
                 .count();
             assert_eq!(granted, 1, "{client}");
+            assert!(!cache.may_refetch(client, "made-up").await, "{client}");
+            assert!(cache.may_refetch(client, "real-new-key").await, "{client}");
         }
     }
 }

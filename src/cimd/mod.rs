@@ -15,11 +15,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use std::sync::Arc;
-
-use jsonwebtoken::jwk::JwkSet;
-
-use crate::oauth::assertion::{KeySetError, KeySets};
+use crate::oauth::assertion::{KeySet, KeySetError, KeySets};
 use crate::oauth::client_metadata::{DocumentError, DocumentProblem, MetadataDocuments};
 use crate::oauth::clients::Client;
 use cache::{Cached, DocumentCache};
@@ -135,8 +131,8 @@ impl KeySets for Documents {
         &self,
         client_id: &str,
         jwks_uri: &str,
-        unknown_kid: bool,
-    ) -> Result<Arc<JwkSet>, KeySetError> {
+        unknown_kid: Option<&str>,
+    ) -> Result<KeySet, KeySetError> {
         self.key_sets
             .key_set(&self.fetcher, &self.rules, client_id, jwks_uri, unknown_kid)
             .await

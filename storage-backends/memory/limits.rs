@@ -31,7 +31,8 @@ pub struct MemoryLimits {
 
 impl MemoryLimits {
     /// Room for `tokens` access and refresh tokens (and as many pending requests, codes and
-    /// ceremonies again, in a table of their own) and `clients` registered clients, with byte
+    /// ceremonies again, in a table of their own, and as many used client assertions, in a
+    /// third, which refuses new assertions when full) and `clients` registered clients, with byte
     /// budgets of [`BYTES_PER_TOKEN`](Self::BYTES_PER_TOKEN) and
     /// [`BYTES_PER_CLIENT`](Self::BYTES_PER_CLIENT) times as many.
     pub const fn new(tokens: u64, clients: u64) -> Self {
@@ -62,7 +63,7 @@ impl MemoryLimits {
         self
     }
 
-    /// Bytes for each of the two token tables.
+    /// Bytes for each of the three token tables.
     #[must_use]
     pub const fn token_bytes(mut self, bytes: u64) -> Self {
         self.token_bytes = bytes;

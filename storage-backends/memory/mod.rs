@@ -18,7 +18,7 @@ use crate::store::{
 };
 use clients::ClientTable;
 pub use limits::MemoryLimits;
-use tokens::TokenTable;
+use tokens::{Inserted, TokenTable};
 
 /// In-memory storage for all three traits: [`TokenStore`], [`ClientStore`] and [`PasskeyStore`].
 ///
@@ -54,6 +54,10 @@ pub struct MemoryStore {
     long_lived: Arc<TokenTable>,
     /// Pending requests, codes and ceremonies: minutes long, and what an anonymous visitor can create.
     transient: Arc<TokenTable>,
+    /// Used client assertions' markers, in a table of their own: never evicted (their absence
+    /// would let an assertion be used again), so when it is full, new assertions are refused
+    /// (503) rather than anything else being pushed out.
+    used_assertions: Arc<TokenTable>,
     clients: Arc<ClientTable>,
     passkeys: Arc<RwLock<PasskeyList>>,
 }
@@ -103,6 +107,7 @@ impl MemoryStore {
         Self {
             long_lived: Arc::new(TokenTable::new(limits.tokens, limits.token_bytes)),
             transient: Arc::new(TokenTable::new(limits.tokens, limits.token_bytes)),
+            used_assertions: Arc::new(TokenTable::new(limits.tokens, limits.token_bytes)),
             clients: Arc::new(ClientTable::new(limits.clients, limits.client_bytes)),
             passkeys: Arc::default(),
         }
@@ -112,8 +117,8 @@ impl MemoryStore {
         match kind {
             TokenKind::AuthorizationRequest
             | TokenKind::AuthorizationCode
-            | TokenKind::PasskeyCeremony
-            | TokenKind::ClientAssertion => &self.transient,
+            | TokenKind::PasskeyCeremony => &self.transient,
+            TokenKind::ClientAssertion => &self.used_assertions,
             _ => &self.long_lived,
         }
     }
@@ -122,10 +127,12 @@ impl MemoryStore {
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
-        if self.table(record.kind).insert(record) {
-            Ok(())
-        } else {
-            Err(StoreError::AlreadyExists { what: "token" })
+        match self.table(record.kind).insert(record) {
+            Inserted::Done => Ok(()),
+            Inserted::Exists => Err(StoreError::AlreadyExists { what: "token" }),
+            Inserted::Full => Err(StoreError::CapacityReached {
+                what: "used client assertion",
+            }),
         }
     }
 
@@ -155,11 +162,13 @@ impl TokenStore for MemoryStore {
     }
 
     async fn revoke_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError> {
-        Ok(self.transient.revoke(grant_id) + self.long_lived.revoke(grant_id))
+        Ok(self.transient.revoke(grant_id)
+            + self.long_lived.revoke(grant_id)
+            + self.used_assertions.revoke(grant_id))
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
-        Ok(self.long_lived.sweep() + self.transient.sweep())
+        Ok(self.long_lived.sweep() + self.transient.sweep() + self.used_assertions.sweep())
     }
 }
 

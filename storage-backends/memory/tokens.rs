@@ -11,7 +11,8 @@
 //! in memory than small ones.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::store::{Consumed, GrantId, TokenHash, TokenKind, TokenRecord, UnixTime};
@@ -86,6 +87,7 @@ impl Stored {
 
     /// Eviction order, lowest first: consumed before live; then what anyone can create (a
     /// pending request, a ceremony) before what the owner approved (a code); then by expiry.
+    /// Pinned records ([`is_pinned`]) are never in it.
     fn rank(&self, key: &Key) -> Rank {
         let approved = !matches!(
             key.kind,
@@ -103,6 +105,12 @@ impl Stored {
             payload: self.payload.to_vec(),
         }
     }
+}
+
+/// Whether records of `kind` are never evicted: a used client assertion's marker, whose absence
+/// would let the assertion be used again. A shard full of them refuses inserts instead.
+fn is_pinned(kind: TokenKind) -> bool {
+    matches!(kind, TokenKind::ClientAssertion)
 }
 
 /// What one shard may hold.
@@ -171,9 +179,13 @@ impl Shard {
     /// down to seven eighths of each limit, first consumed records (kept only to recognise a
     /// replay; every refresh leaves one for the refresh token's whole lifetime), then records
     /// nobody approved, then the live ones closest to expiry. Each full pass frees an eighth of
-    /// the shard, so its cost is amortised over as many inserts.
-    fn make_room(&mut self, limits: ShardLimits, incoming: usize, now: UnixTime) {
-        let full = self.records.len() >= limits.records || self.bytes + incoming > limits.bytes;
+    /// the shard, so its cost is amortised over as many inserts. Pinned records stay; whether
+    /// there is room for the incoming record now.
+    fn make_room(&mut self, limits: ShardLimits, incoming: usize, now: UnixTime) -> bool {
+        let has_room = |shard: &Self| {
+            shard.records.len() < limits.records && shard.bytes + incoming <= limits.bytes
+        };
+        let full = !has_room(self);
         if full || now >= self.next_sweep {
             self.sweep(now);
         }
@@ -181,12 +193,13 @@ impl Shard {
         let keep_bytes = (limits.bytes - limits.bytes / 8).saturating_sub(incoming);
         let over = |records: usize, bytes: usize| records > keep_records || bytes > keep_bytes;
         if !full || !over(self.records.len(), self.bytes) {
-            return;
+            return has_room(self);
         }
         // The rank below which every record goes, and at which some do, to get under both limits.
         let mut ranked: Vec<(Rank, usize)> = self
             .records
             .iter()
+            .filter(|(key, _)| !is_pinned(key.kind))
             .map(|(key, stored)| (stored.rank(key), stored.weight()))
             .collect();
         ranked.sort_unstable_by_key(|&(rank, _)| rank);
@@ -201,13 +214,14 @@ impl Shard {
             threshold = Some(rank);
         }
         let Some(threshold) = threshold else {
-            return;
+            return has_room(self);
         };
-        self.retain(|key, stored| stored.rank(key) >= threshold);
-        // Removing every record at the threshold gets under both limits, so this ends there.
+        self.retain(|key, stored| is_pinned(key.kind) || stored.rank(key) >= threshold);
+        // Removing every record at the threshold gets under both limits (or removes every
+        // record that may go), so this ends there.
         let (mut records, mut bytes) = (self.records.len(), self.bytes);
         self.retain(|key, stored| {
-            if over(records, bytes) && stored.rank(key) == threshold {
+            if over(records, bytes) && !is_pinned(key.kind) && stored.rank(key) == threshold {
                 records -= 1;
                 bytes -= stored.weight();
                 false
@@ -215,7 +229,18 @@ impl Shard {
                 true
             }
         });
+        has_room(self)
     }
+}
+
+/// What [`TokenTable::insert`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Inserted {
+    Done,
+    /// A live record has the key.
+    Exists,
+    /// The shard is full of records that may not be evicted.
+    Full,
 }
 
 /// One bounded table of token records: the long-lived one (access and refresh tokens, markers) or
@@ -223,6 +248,9 @@ impl Shard {
 pub(super) struct TokenTable {
     shards: Box<[RwLock<Shard>]>,
     shard_limits: ShardLimits,
+    /// Picks a record's shard with a key of its own, so nobody can compute which shard a
+    /// secret of theirs lands in and fill one shard to crowd out another's records.
+    shard_picker: RandomState,
 }
 
 impl std::fmt::Debug for TokenTable {
@@ -248,15 +276,18 @@ impl TokenTable {
                 records: capacity / shards,
                 bytes: (bytes / shards).max(1),
             },
+            shard_picker: RandomState::new(),
         }
     }
 
     fn shard_of(&self, key: &Key) -> &RwLock<Shard> {
-        // A different byte of the hash than the table hash uses, so shards fill evenly. Not the
-        // kind: a consumed refresh token and the pair kept for its retries share a shard, where
-        // consumed records are evicted first, so the pair never goes while the token can still
-        // be retried (a retry finding no pair would rotate the token again).
-        &self.shards[usize::from(key.hash.0[31]) & (self.shards.len() - 1)]
+        // By the hash alone, not the kind: a consumed refresh token and the pair kept for its
+        // retries share a shard, where consumed records are evicted first, so the pair never goes
+        // while the token can still be retried (a retry finding no pair would rotate it again).
+        let picked = self.shard_picker.hash_one(key.hash.0);
+        #[allow(clippy::cast_possible_truncation)] // only the low bits choose the shard
+        let picked = picked as usize;
+        &self.shards[picked & (self.shards.len() - 1)]
     }
 
     // Every critical section leaves the map consistent, so a panic elsewhere cannot corrupt it.
@@ -280,8 +311,8 @@ impl TokenTable {
         self.shards.iter().map(|s| Self::read(s).bytes).sum()
     }
 
-    /// Insert if no live record has the key; whether it was inserted.
-    pub(super) fn insert(&self, record: TokenRecord) -> bool {
+    /// Insert if no live record has the key and there is room.
+    pub(super) fn insert(&self, record: TokenRecord) -> Inserted {
         let key = Key {
             kind: record.kind,
             hash: record.hash,
@@ -289,7 +320,7 @@ impl TokenTable {
         let now = UnixTime::now();
         let mut shard = Self::write(self.shard_of(&key));
         if shard.records.get(&key).is_some_and(|s| s.is_live(now)) {
-            return false;
+            return Inserted::Exists;
         }
         let stored = Stored {
             grant_id: record.grant_id,
@@ -297,9 +328,11 @@ impl TokenTable {
             expires_at: record.expires_at,
             consumed_at: None,
         };
-        shard.make_room(self.shard_limits, stored.weight(), now);
+        if !shard.make_room(self.shard_limits, stored.weight(), now) {
+            return Inserted::Full;
+        }
         shard.put(key, stored);
-        true
+        Inserted::Done
     }
 
     /// The live, unconsumed record.
@@ -396,12 +429,50 @@ mod tests {
     }
 
     #[test]
+    fn used_assertion_markers_are_never_evicted_and_a_table_full_of_them_refuses() {
+        let table = TokenTable::new(16, u64::MAX);
+        let marker = |name: &str| TokenRecord {
+            kind: TokenKind::ClientAssertion,
+            // Expiring first: the rank would evict them first if they could go at all.
+            ..record(name, name, 30)
+        };
+        assert_eq!(table.insert(marker("used")), Inserted::Done);
+        for i in 0..40 {
+            let flood = record(&format!("flood-{i}"), "flood", 3_600);
+            assert_eq!(
+                table.insert(flood),
+                Inserted::Done,
+                "other records make room"
+            );
+        }
+        assert_eq!(
+            table.insert(marker("used")),
+            Inserted::Exists,
+            "the used assertion's marker outlived the flood"
+        );
+        let mut refused = 0;
+        for i in 0..40 {
+            match table.insert(marker(&format!("marker-{i}"))) {
+                Inserted::Done => {}
+                Inserted::Full => refused += 1,
+                Inserted::Exists => panic!("a fresh marker's key exists"),
+            }
+        }
+        assert!(refused > 0, "a table full of markers refuses more");
+        assert!(table.len() <= 16, "and stays within its bounds");
+        assert_eq!(table.insert(marker("used")), Inserted::Exists);
+    }
+
+    #[test]
     fn a_full_table_evicts_the_records_closest_to_expiry() {
         let table = TokenTable::new(64, u64::MAX);
         let long = record("long-lived", "g", 86_400);
-        assert!(table.insert(long.clone()));
+        assert_eq!(table.insert(long.clone()), Inserted::Done);
         for i in 0..1_000 {
-            assert!(table.insert(record(&format!("short-{i}"), "flood", 60 + i % 7)));
+            assert_eq!(
+                table.insert(record(&format!("short-{i}"), "flood", 60 + i % 7)),
+                Inserted::Done
+            );
             assert!(table.len() <= 64, "bounded at every step");
         }
         assert!(
@@ -421,10 +492,10 @@ mod tests {
         let table = TokenTable::new(64, u64::MAX);
         // An access token in use, expiring soon, and many rotated refresh tokens expiring later.
         let access = record("access", "g", 3_600);
-        assert!(table.insert(access.clone()));
+        assert_eq!(table.insert(access.clone()), Inserted::Done);
         for i in 0..1_000 {
             let refresh = record(&format!("rotated-{i}"), "g", 30 * 86_400);
-            assert!(table.insert(refresh.clone()));
+            assert_eq!(table.insert(refresh.clone()), Inserted::Done);
             assert!(matches!(
                 table.consume(refresh.kind, &refresh.hash, UnixTime::now()),
                 Some(Consumed::First(_))
@@ -441,11 +512,11 @@ mod tests {
         const BUDGET: usize = 64 * 1024;
         let table = TokenTable::new(10_000, BUDGET as u64);
         let long = record("long-lived", "g", 86_400);
-        assert!(table.insert(long.clone()));
+        assert_eq!(table.insert(long.clone()), Inserted::Done);
         for i in 0..1_000 {
             let mut large = record(&format!("large-{i}"), "flood", 60 + i % 7);
             large.payload = vec![0; 1024];
-            assert!(table.insert(large));
+            assert_eq!(table.insert(large), Inserted::Done);
             assert!(table.bytes() <= BUDGET, "bounded at every step");
         }
         assert!(table.len() < 64, "{} records of a kilobyte", table.len());
@@ -472,11 +543,11 @@ mod tests {
         let table = TokenTable::new(64, u64::MAX);
         let mut code = record("code", "g", 60);
         code.kind = TokenKind::AuthorizationCode;
-        assert!(table.insert(code.clone()));
+        assert_eq!(table.insert(code.clone()), Inserted::Done);
         for i in 0..1_000 {
             let mut pending = record(&format!("pending-{i}"), "flood", 600);
             pending.kind = TokenKind::AuthorizationRequest;
-            assert!(table.insert(pending));
+            assert_eq!(table.insert(pending), Inserted::Done);
         }
         assert!(
             table.get(code.kind, &code.hash).is_some(),
@@ -493,13 +564,13 @@ mod tests {
                 kind: TokenKind::RefreshToken,
                 ..record(&format!("rt-{i}"), "g", 30 * 86_400)
             };
-            assert!(table.insert(refresh.clone()));
+            assert_eq!(table.insert(refresh.clone()), Inserted::Done);
             table.consume(refresh.kind, &refresh.hash, UnixTime::now());
             let pair = TokenRecord {
                 kind: TokenKind::RefreshSuccessor,
                 ..record(&format!("rt-{i}"), "g", 90)
             };
-            assert!(table.insert(pair));
+            assert_eq!(table.insert(pair), Inserted::Done);
             rotated.push(refresh.hash);
         }
         for i in 0..20_000 {
@@ -524,17 +595,18 @@ mod tests {
         let table = TokenTable::new(100, u64::MAX);
         let mut expired = record("old", "g", 0);
         expired.expires_at = UnixTime(UnixTime::now().0 - 60);
-        assert!(table.insert(expired.clone()));
+        assert_eq!(table.insert(expired.clone()), Inserted::Done);
         assert_eq!(table.get(expired.kind, &expired.hash), None);
         assert_eq!(
             table.consume(expired.kind, &expired.hash, UnixTime::now()),
             None
         );
-        assert!(
+        assert_eq!(
             table.insert(expired.clone()),
+            Inserted::Done,
             "an expired record does not block its key"
         );
-        assert!(table.insert(record("live", "g", 60)));
+        assert_eq!(table.insert(record("live", "g", 60)), Inserted::Done);
         assert_eq!(table.sweep(), 1);
         assert_eq!(table.len(), 1);
         assert_eq!(table.bytes(), ENTRY_OVERHEAD + "payload".len() + "g".len());

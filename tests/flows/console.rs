@@ -23,7 +23,7 @@ pub(crate) struct Session {
     pub(crate) csrf: String,
 }
 
-async fn sign_in_with(server: &TestServer, key: &Mutex<SoftAuthenticator>) -> Session {
+pub(crate) async fn sign_in_with(server: &TestServer, key: &Mutex<SoftAuthenticator>) -> Session {
     let challenge = server
         .post_json("/oauth/console/signin/start", &json!({}))
         .await;

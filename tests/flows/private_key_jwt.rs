@@ -106,6 +106,33 @@ async fn serve(State(state): State<Arc<HostState>>, Path(name): Path<String>) ->
             StatusCode::NO_CONTENT.into_response()
         }
         "jwks-down.json" => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        // Re-review: the set, or 503 once a test rotates it to null (the client's host is down).
+        "jwks-flaky.json" => {
+            let jwks = state.jwks.lock().unwrap().clone();
+            if jwks.is_null() {
+                StatusCode::SERVICE_UNAVAILABLE.into_response()
+            } else {
+                json_reply(&jwks)
+            }
+        }
+        // Re-review: the same set, answered after a second (a slow but healthy host).
+        "jwks-slow.json" => {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let jwks = state.jwks.lock().unwrap().clone();
+            json_reply(&jwks)
+        }
+        // Review 21: the same set, marked not to be cached.
+        "jwks-nostore.json" => {
+            let jwks = state.jwks.lock().unwrap().clone();
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                jwks.to_string(),
+            )
+                .into_response()
+        }
         _ => match state.documents.lock().unwrap().get(&name) {
             Some(document) => json_reply(document),
             None => StatusCode::NOT_FOUND.into_response(),
@@ -572,7 +599,7 @@ async fn every_allowed_algorithm_verifies() {
 }
 
 #[tokio::test]
-async fn a_rotated_key_is_fetched_once_and_a_flood_of_unknown_kids_fetches_nothing() {
+async fn a_rotated_key_is_fetched_once_and_an_unknown_kid_earns_one_refetch_a_minute() {
     let old = TestKey::rsa("2026-01");
     let host = ClientHost::start(old.jwks()).await;
     let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
@@ -590,13 +617,11 @@ async fn a_rotated_key_is_fetched_once_and_a_flood_of_unknown_kids_fetches_nothi
         .assert_oauth_error(400, "invalid_grant");
     assert_eq!(host.hits("jwks.json"), 2, "one refetch for the new kid");
 
-    // Fewer than the failure budget, which would answer 429 before anything is fetched anyway.
-    for i in 0..10 {
-        let made_up = new.sign_as(
-            "RS256",
-            Some(&format!("made-up-{i}")),
-            &claims(&id, jose::now()),
-        );
+    // One key id the set lacks, again and again (fewer times than the failure budget, which
+    // answers 429 before anything is fetched): one refetch for it, then none for a minute.
+    // Each other made-up id would earn its own, as many as the sender's budget allows.
+    for _ in 0..10 {
+        let made_up = new.sign_as("RS256", Some("made-up"), &claims(&id, jose::now()));
         assert_refused(
             &token_with_assertion(&server, &made_up).await,
             "does not hold",
@@ -604,8 +629,8 @@ async fn a_rotated_key_is_fetched_once_and_a_flood_of_unknown_kids_fetches_nothi
     }
     assert_eq!(
         host.hits("jwks.json"),
-        2,
-        "unknown kids fetched nothing more"
+        3,
+        "an unknown kid earned one refetch, not one per request"
     );
     // The rotated-out key is gone from the set now in use.
     assert_refused(
@@ -886,4 +911,460 @@ async fn concurrent_uses_of_one_assertion_have_one_winner_on_redis() {
     let prefix = format!("mcp_oauth_jti_race_{:016x}:", rand::random::<u64>());
     let store = RedisStore::connect(&url).await.unwrap().with_prefix(prefix);
     concurrent_uses_of_one_assertion_have_one_winner(Stores::of(store)).await;
+}
+
+/// A metadata document client of the attacker's own, with its ES256 key inline: anyone can
+/// publish one and send accepted assertions. Its key and client id.
+fn attackers_own_client(host: &ClientHost) -> (TestKey, String) {
+    let key = TestKey::ec("attacker");
+    let mut document = chatgpt("unused");
+    document.as_object_mut().unwrap().remove("jwks_uri");
+    document["token_endpoint_auth_signing_alg"] = json!("ES256");
+    document["jwks"] = key.jwks();
+    (key, host.publish("attacker.json", document))
+}
+
+// ---------------------------------------------------------------------------------------------
+// What an outside reader attacked. The first five failed before their fixes (each comment says
+// how); the crafted assertions held and are kept as attacks.
+// ---------------------------------------------------------------------------------------------
+
+/// A `jwks_uri` that answers something unusable (here a 404) is refused with 401 and spends the
+/// failure budget, so one address cannot make the server fetch a URL of its choosing on every
+/// request. (Before the fix: 30 × 401, fetched 30 times, never 429.)
+#[tokio::test]
+async fn a_broken_jwks_uri_is_held_to_the_failure_budget() {
+    let host = ClientHost::start(json!({})).await;
+    // `missing.json` is not published: the host answers 404 there.
+    let id = host.publish("client.json", chatgpt(&host.url("missing.json")));
+    let server = server_for(&host).await;
+    let key = TestKey::rsa("k1");
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        let reply = token_with_assertion(&server, &key.sign(&claims(&id, jose::now()))).await;
+        statuses.push(reply.status.as_u16());
+    }
+    let fetches = host.hits("missing.json");
+    assert!(
+        statuses.contains(&429),
+        "30 refused assertions from one address never reached the failure budget (20): {statuses:?}"
+    );
+    assert!(
+        fetches <= 21,
+        "the jwks_uri was fetched {fetches} times for 30 requests"
+    );
+}
+
+/// A used `jti` stays used on the memory store, whatever else fills it: an attacker with its own
+/// metadata document and key sends accepted assertions with later `exp`s until the table of used
+/// assertions is full; the victim's marker is never evicted (the table refuses new assertions
+/// with 503 instead), so its captured assertion is not accepted a second time. (Before the fix
+/// the markers shared the evicting table, and the replay was accepted: 400 `invalid_grant`.)
+#[tokio::test]
+async fn a_flood_of_own_assertions_cannot_evict_a_used_jti() {
+    let victim_key = TestKey::rsa("victim");
+    let host = ClientHost::start(victim_key.jwks()).await;
+    let victim = host.publish("victim.json", chatgpt(&host.url("jwks.json")));
+    // The attacker's own client, keys inline.
+    let (attacker_key, attacker) = attackers_own_client(&host);
+
+    let stores = Stores::of(mcp_oauth::backends::memory::MemoryStore::with_capacity(
+        32, 100,
+    ));
+    let server = TestServer::on(stores, cimd_config(host.port()), mcp_routes());
+
+    // The victim uses its assertion once; the attacker captured it (a log, a proxy).
+    let captured = victim_key.sign(&claims(&victim, jose::now()));
+    token_with_assertion(&server, &captured)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    assert_refused(
+        &token_with_assertion(&server, &captured).await,
+        "jti was used before",
+    );
+
+    // The attacker spends 40 good assertions of its own (fewer than the auth burst of 60): the
+    // table of used assertions (room for 32) fills, and then refuses.
+    let mut full = 0;
+    for _ in 0..40 {
+        let mut own = claims(&attacker, jose::now());
+        own["exp"] = json!(jose::now() + 300);
+        let reply = token_with_assertion(&server, &attacker_key.sign(&own)).await;
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+            full += 1;
+        } else {
+            reply.assert_oauth_error(400, "invalid_grant");
+        }
+    }
+    assert!(full > 0, "the table of used assertions filled and refused");
+
+    let replay = token_with_assertion(&server, &captured).await;
+    assert_eq!(
+        replay.status,
+        StatusCode::UNAUTHORIZED,
+        "the victim's used assertion was accepted again: {} {}",
+        replay.status,
+        replay.text()
+    );
+}
+
+/// At the default memory capacity (100,000 records, 32 shards), an attacker who grinds its own
+/// jtis to land where a captured marker's key would put it (the last byte of
+/// SHA-256("{client_id}\n{jti}")) fills nothing in particular: shards are picked with a key of
+/// the store's own, so 3,200 ground assertions spread over every shard and the used assertion
+/// stays used. Rate limits are off to stand for the handful of addresses that would send them.
+/// (Before the fix one shard filled, evicted the marker, and the replay was accepted.)
+#[tokio::test]
+async fn at_default_capacity_ground_jtis_cannot_evict_a_used_jti() {
+    use sha2::{Digest, Sha256};
+    let victim_key = TestKey::rsa("victim");
+    let host = ClientHost::start(victim_key.jwks()).await;
+    let victim = host.publish("victim.json", chatgpt(&host.url("jwks.json")));
+    let (attacker_key, attacker) = attackers_own_client(&host);
+
+    let mut config = cimd_config(host.port());
+    config.rate_limits.enabled = false;
+    let server = TestServer::on(Stores::memory(), config, mcp_routes());
+
+    let captured = victim_key.sign(&claims(&victim, jose::now()));
+    token_with_assertion(&server, &captured)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    let shard =
+        |client: &str, jti: &str| Sha256::digest(format!("{client}\n{jti}").as_bytes())[31] & 31;
+    let claims_of = |jwt: &str| -> Value {
+        let payload = jwt.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let target = shard(&victim, claims_of(&captured)["jti"].as_str().unwrap());
+
+    let mut sent = 0;
+    let mut n = 0u64;
+    while sent < 3200 {
+        n += 1;
+        let jti = format!("ground-{n}");
+        if shard(&attacker, &jti) != target {
+            continue;
+        }
+        let mut own = claims(&attacker, jose::now());
+        own["exp"] = json!(jose::now() + 300);
+        own["jti"] = json!(jti);
+        token_with_assertion(&server, &attacker_key.sign(&own))
+            .await
+            .assert_oauth_error(400, "invalid_grant");
+        sent += 1;
+    }
+
+    let replay = token_with_assertion(&server, &captured).await;
+    assert_eq!(
+        replay.status,
+        StatusCode::UNAUTHORIZED,
+        "after {sent} ground assertions the victim's used assertion was accepted again: {}",
+        replay.text()
+    );
+}
+
+/// Review 21, attacks that held: each of these crafted assertions is refused (or, for the
+/// duplicate `iss`, bound to the keys of the iss that the verified claims name).
+#[tokio::test]
+async fn crafted_assertions_are_refused() {
+    let victim_key = TestKey::rsa("k1");
+    let host = ClientHost::start(victim_key.jwks()).await;
+    let victim = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let attacker_key = TestKey::rsa("a1");
+    let mut attacker_doc = chatgpt("unused");
+    attacker_doc.as_object_mut().unwrap().remove("jwks_uri");
+    attacker_doc["jwks"] = attacker_key.jwks();
+    let attacker = host.publish("attacker.json", attacker_doc);
+    let mut config = cimd_config(host.port());
+    config.rate_limits.enabled = false;
+    let server = TestServer::on(Stores::memory(), config, mcp_routes());
+    let now = jose::now();
+    let aud = format!("{SERVER_URL}/token");
+
+    // Duplicate iss: the victim's id last (what serde_json keeps), signed by the attacker.
+    let dup = format!(
+        r#"{{"iss":"{attacker}","iss":"{victim}","sub":"{victim}","aud":"{aud}","exp":{},"jti":"d1"}}"#,
+        now + 60
+    );
+    let reply = token_with_assertion(
+        &server,
+        &attacker_key.sign_raw("RS256", r#"{"alg":"RS256","kid":"k1"}"#, &dup),
+    )
+    .await;
+    assert_refused(&reply, "signature does not verify");
+    // The attacker's id last, the victim's first: verified against the attacker's keys, and then
+    // it is the attacker's own assertion (its iss and sub checked).
+    let dup = format!(
+        r#"{{"iss":"{victim}","iss":"{attacker}","sub":"{victim}","aud":"{aud}","exp":{},"jti":"d2"}}"#,
+        now + 60
+    );
+    let reply = token_with_assertion(
+        &server,
+        &attacker_key.sign_raw("RS256", r#"{"alg":"RS256","kid":"a1"}"#, &dup),
+    )
+    .await;
+    // (jsonwebtoken refuses duplicate registered claims while decoding.)
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
+    // Duplicate alg in the header.
+    let good = claims(&attacker, now).to_string();
+    let reply = token_with_assertion(
+        &server,
+        &attacker_key.sign_raw(
+            "RS256",
+            r#"{"alg":"HS256","alg":"RS256","kid":"a1"}"#,
+            &good,
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
+    // An unknown critical header, and b64 false.
+    for header in [
+        r#"{"alg":"RS256","kid":"a1","crit":["urn:x"],"urn:x":1}"#,
+        r#"{"alg":"RS256","kid":"a1","crit":["b64"],"b64":false}"#,
+    ] {
+        let jwt = attacker_key.sign_raw("RS256", header, &claims(&attacker, now).to_string());
+        let reply = token_with_assertion(&server, &jwt).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{header}: {}",
+            reply.text()
+        );
+    }
+    // aud lookalikes, time claims of other types, a jti of the wrong type.
+    for (what, change) in [
+        (
+            "aud with a trailing slash",
+            json!({ "aud": format!("{SERVER_URL}/") }),
+        ),
+        (
+            "aud of another path",
+            json!({ "aud": format!("{SERVER_URL}/revoke") }),
+        ),
+        ("aud as an object", json!({ "aud": { "x": aud } })),
+        ("exp as a string", json!({ "exp": (now + 60).to_string() })),
+        ("exp negative", json!({ "exp": -1 })),
+        ("exp i64::MAX", json!({ "exp": i64::MAX })),
+        ("exp 1e300", json!({ "exp": 1e300 })),
+        ("nbf huge", json!({ "nbf": u64::MAX })),
+        ("jti a number", json!({ "jti": 7 })),
+        (
+            "iss with a trailing space",
+            json!({ "iss": format!("{attacker} ") }),
+        ),
+    ] {
+        let mut c = claims(&attacker, now);
+        for (k, v) in change.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        let reply = token_with_assertion(&server, &attacker_key.sign(&c)).await;
+        assert_eq!(reply.status.as_u16(), 401, "{what}: {}", reply.text());
+    }
+    // Extra segments, JWS JSON serialization.
+    let jwt = attacker_key.sign(&claims(&attacker, now));
+    for bad in [format!("{jwt}.x"), format!("x.{jwt}"), {
+        let parts: Vec<&str> = jwt.split('.').collect();
+        json!({ "protected": parts[0], "payload": parts[1], "signature": parts[2] }).to_string()
+    }] {
+        let reply = token_with_assertion(&server, &bad).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{bad}: {}",
+            reply.text()
+        );
+    }
+    // A jti used by one client does not burn another's (per-client jti spaces).
+    let mut a = claims(&attacker, now);
+    a["jti"] = json!("shared");
+    let mut v = claims(&victim, now);
+    v["jti"] = json!("shared");
+    token_with_assertion(&server, &attacker_key.sign(&a))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    token_with_assertion(&server, &victim_key.sign(&v))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+}
+
+/// A stranger naming made-up key ids for a client cannot spend the refetch the client's real new
+/// key needs after a rotation: refetches are limited per client and key id. (Before the fix one
+/// request with a made-up kid blocked the rotation for a minute: the client's new-key assertions
+/// got 401 × 20, then 429.)
+#[tokio::test]
+async fn nobody_can_spend_the_refetch_a_clients_new_key_needs() {
+    let old = TestKey::rsa("2026-01");
+    let host = ClientHost::start(old.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let mut server = server_for(&host).await;
+    let victim_address = server.peer;
+    token_with_assertion(&server, &old.sign(&claims(&id, jose::now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+
+    // The attacker, from its own address, with its own key.
+    server.peer = "198.51.100.7:5555".parse().unwrap();
+    let forged = TestKey::rsa("x").sign_as("RS256", Some("made-up"), &claims(&id, jose::now()));
+    assert_refused(
+        &token_with_assertion(&server, &forged).await,
+        "does not hold",
+    );
+    server.peer = victim_address;
+    assert_eq!(host.hits("jwks.json"), 2);
+
+    // The victim rotates within the minute.
+    let new = TestKey::rsa("2026-02");
+    host.rotate(new.jwks());
+    let mut statuses = Vec::new();
+    for _ in 0..21 {
+        let reply = token_with_assertion(&server, &new.sign(&claims(&id, jose::now()))).await;
+        statuses.push(reply.status.as_u16());
+    }
+    assert_eq!(
+        statuses[0], 400,
+        "the rotated client's first assertion was refused (after the attacker's request): {statuses:?}"
+    );
+}
+
+/// A key set served with `Cache-Control: no-store` is read once per request (a refetch right
+/// after would read the same), and not at all once the sender's budget is spent. (Before the fix:
+/// 50 fetches for 30 requests, some past the budget.)
+#[tokio::test]
+async fn an_uncacheable_key_set_is_fetched_at_most_once_per_request_and_never_past_the_budget() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks-nostore.json")));
+    let mut server = server_for(&host).await;
+    token_with_assertion(&server, &key.sign(&claims(&id, jose::now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    let before = host.hits("jwks-nostore.json");
+    server.peer = "198.51.100.7:5555".parse().unwrap();
+    let forger = TestKey::rsa("x");
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let made_up = forger.sign_as(
+            "RS256",
+            Some(&format!("made-up-{i}")),
+            &claims(&id, jose::now()),
+        );
+        statuses.push(
+            token_with_assertion(&server, &made_up)
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    let fetches = host.hits("jwks-nostore.json") - before;
+    let refused = statuses.iter().filter(|&&status| status == 401).count();
+    assert_eq!(refused, 20, "{statuses:?}");
+    assert!(
+        fetches <= refused,
+        "30 made-up kids fetched the victim's JWK set {fetches} times: {statuses:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a second outside reader attacked in the fixes above; each failed before its own fix.
+// ---------------------------------------------------------------------------------------------
+
+/// A genuine client sending more good assertions at once than its failure budget (20) while its
+/// key set is being fetched (slow but healthy host) gets no 429: the budget is checked before the
+/// fetch, not held across it. (With a unit held across the fetch: 5 × 429 in 20 of 20 runs.)
+/// Some may get 503 when the fetch slots for one host are busy, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn good_assertions_waiting_on_a_slow_key_fetch_are_never_429() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks-slow.json")));
+    let server = Arc::new(server_for(&host).await);
+    let uses = (0..25).map(|_| {
+        let server = Arc::clone(&server);
+        let assertion = key.sign(&claims(&id, jose::now()));
+        tokio::spawn(async move { token_with_assertion(&server, &assertion).await.status })
+    });
+    let statuses: Vec<u16> = futures::future::join_all(uses)
+        .await
+        .into_iter()
+        .map(|s| s.unwrap().as_u16())
+        .collect();
+    assert!(
+        statuses.iter().all(|&s| s == 400 || s == 503),
+        "good assertions, none failed a check, yet: {statuses:?}"
+    );
+    assert!(statuses.contains(&400), "{statuses:?}");
+}
+
+/// A `kid` longer than 256 bytes is refused before anything is fetched or remembered (the refetch
+/// limiter is keyed by client and key id; before the bound each 45 KB made-up id earned a refetch
+/// and a 45 KB key in the limiter).
+#[tokio::test]
+async fn a_kid_longer_than_256_bytes_is_refused_before_any_fetch() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks.json")));
+    let mut server = server_for(&host).await;
+    token_with_assertion(&server, &key.sign(&claims(&id, jose::now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    let before = host.hits("jwks.json");
+    server.peer = "198.51.100.7:5555".parse().unwrap();
+    let forger = TestKey::rsa("x");
+    for i in 0..3 {
+        let kid = format!("{i}{}", "K".repeat(45_000));
+        let forged = forger.sign_as("RS256", Some(&kid), &claims(&id, jose::now()));
+        assert!(forged.len() > 60_000, "{}", forged.len());
+        let reply = token_with_assertion(&server, &forged).await;
+        assert_refused(&reply, "kid is longer than 256 bytes");
+        assert!(!reply.text().contains("KKKK"), "the kid is not echoed back");
+    }
+    let refetches = host.hits("jwks.json") - before;
+    assert_eq!(
+        refetches, 0,
+        "each 45 KB made-up kid earned a refetch, so a 45 KB limiter key was stored for it"
+    );
+}
+
+/// While a client's key host answers 5xx, made-up key ids from one address are still held to the
+/// failure budget (20): a failed refetch for a key id the assertion named spends a unit. (Before:
+/// 100 × 503, 100 fetches, never 429.)
+#[tokio::test]
+async fn made_up_kids_while_the_key_host_is_down_are_held_to_the_budget() {
+    let key = TestKey::rsa("k1");
+    let host = ClientHost::start(key.jwks()).await;
+    let id = host.publish("client.json", chatgpt(&host.url("jwks-flaky.json")));
+    let mut config = cimd_config(host.port());
+    config.rate_limits.auth = mcp_oauth::RateLimit::new(10_000, 10_000);
+    let mut server = TestServer::with_config(config).await;
+    token_with_assertion(&server, &key.sign(&claims(&id, jose::now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    host.rotate(Value::Null);
+    let before = host.hits("jwks-flaky.json");
+    server.peer = "198.51.100.7:5555".parse().unwrap();
+    let forger = TestKey::rsa("x");
+    let mut statuses = Vec::new();
+    for i in 0..100 {
+        let made_up = forger.sign_as(
+            "RS256",
+            Some(&format!("made-up-{i}")),
+            &claims(&id, jose::now()),
+        );
+        statuses.push(
+            token_with_assertion(&server, &made_up)
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    let fetches = host.hits("jwks-flaky.json") - before;
+    assert!(
+        fetches <= 20,
+        "one address made the server fetch the client's key host {fetches} times: {statuses:?}"
+    );
 }

@@ -30,8 +30,9 @@ pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type
 #[async_trait]
 pub(crate) trait KeySets: Send + Sync + fmt::Debug {
     /// The key set at `jwks_uri` for `client_id`, from the cache when it holds one. With
-    /// `unknown_kid`, an assertion named a key the cached set lacks: fetch again, unless this
-    /// client had its set refetched for that reason a short while ago.
+    /// `unknown_kid`, an assertion named that key and the cached set lacks it: fetch again,
+    /// unless this client's set was refetched for that same key id a short while ago (so nobody
+    /// can spend the refetch a client's real new key needs, short of guessing its id).
     ///
     /// # Errors
     ///
@@ -40,8 +41,16 @@ pub(crate) trait KeySets: Send + Sync + fmt::Debug {
         &self,
         client_id: &str,
         jwks_uri: &str,
-        unknown_kid: bool,
-    ) -> Result<Arc<JwkSet>, KeySetError>;
+        unknown_kid: Option<&str>,
+    ) -> Result<KeySet, KeySetError>;
+}
+
+/// A client's key set, and whether it came from the cache (rather than a fetch just now, which a
+/// refetch could not improve on).
+#[derive(Clone, Debug)]
+pub(crate) struct KeySet {
+    pub(crate) keys: Arc<JwkSet>,
+    pub(crate) cached: bool,
 }
 
 /// Why a client's key set could not be had.
@@ -86,10 +95,12 @@ impl KeySetError {
 }
 
 impl AuthServer {
-    /// Authenticate `client_id` by its `assertion`, under `rules`. The unit of the client's
-    /// failure budget is reserved right before each signature check (after any fetch), and
-    /// spent by every failed check; the `jti` is then recorded until the assertion expires, so
-    /// a second use anywhere the token store is shared is refused.
+    /// Authenticate `client_id` by its `assertion`, under `rules`. The client's failure budget
+    /// from this address is checked before anything is fetched (a spent budget costs no fetch);
+    /// a unit is spent by a failed check, a key set the client broke, or a failed refetch for a
+    /// key id the assertion named, and reserved only around each signature check.
+    /// The `jti` is then recorded until the assertion expires, so a second use anywhere the token
+    /// store is shared is refused.
     pub(crate) async fn check_assertion(
         &self,
         client_id: &str,
@@ -105,23 +116,35 @@ impl AuthServer {
             algorithm: rules.algorithm,
             now: self.now(),
         };
-        let mut keys = self.client_keys(client_id, &rules.keys, false).await?;
-        let mut refetched = false;
+        // A spent budget costs no fetch. (Checked, not held: a unit held across a slow fetch
+        // would count good requests waiting on it as failures.)
+        budget.reserve(Guessed::client(client_id))?.refund();
+        let mut keys = match self.client_keys(client_id, &rules.keys, None).await {
+            Ok(keys) => keys,
+            Err(refused) => return Err(keys_refused(budget, client_id, refused, false)),
+        };
         let verified = loop {
             let attempt = budget.reserve(Guessed::client(client_id))?;
-            match verify::verify(assertion, &keys, &expected) {
+            match verify::verify(assertion, &keys.keys, &expected) {
                 Ok(verified) => {
                     attempt.refund();
                     break verified;
                 }
-                // Keys rotate: a kid the cached set lacks earns one refetch (which the fetcher
-                // allows once per short interval per client), and no unit is spent waiting.
-                Err(Failure::UnknownKey(_))
-                    if !refetched && matches!(rules.keys, KeySource::Uri(_)) =>
-                {
+                // Keys rotate: a kid the cached set lacks earns a refetch (which the fetcher
+                // allows once per short interval per client and key id).
+                Err(Failure::UnknownKey(kid)) if keys.cached => {
                     attempt.refund();
-                    refetched = true;
-                    keys = self.client_keys(client_id, &rules.keys, true).await?;
+                    match self.client_keys(client_id, &rules.keys, Some(&kid)).await {
+                        Ok(refetched) => {
+                            keys = KeySet {
+                                cached: false,
+                                ..refetched
+                            }
+                        }
+                        Err(refused) => {
+                            return Err(keys_refused(budget, client_id, refused, true));
+                        }
+                    }
                 }
                 Err(Failure::UnknownKey(kid)) => {
                     attempt.spend();
@@ -162,10 +185,16 @@ impl AuthServer {
         &self,
         client_id: &str,
         source: &KeySource,
-        unknown_kid: bool,
-    ) -> Result<Arc<JwkSet>, Refused> {
+        unknown_kid: Option<&str>,
+    ) -> Result<KeySet, Refused> {
         let uri = match source {
-            KeySource::Inline(set) => return Ok(Arc::clone(set)),
+            // Configured keys: nothing to fetch again.
+            KeySource::Inline(set) => {
+                return Ok(KeySet {
+                    keys: Arc::clone(set),
+                    cached: false,
+                });
+            }
             KeySource::Uri(uri) => uri,
         };
         let Some(key_sets) = &self.key_sets else {
@@ -187,6 +216,27 @@ impl AuthServer {
                 answer.into()
             })
     }
+}
+
+/// No usable key set: a unit of the client's budget is spent when the client is at fault (its
+/// set is broken, its URL refused), and when a refetch for a key id it named failed (a made-up
+/// key id must cost its sender even while the client's key host is down); not when its set could
+/// not be fetched right now for an assertion that named no unknown key (503, nobody's fault).
+fn keys_refused(
+    budget: &Budget,
+    client_id: &str,
+    refused: Refused,
+    for_unknown_kid: bool,
+) -> Refused {
+    let outage = matches!(&refused, Refused::Error(error)
+        if error.code == ErrorCode::TemporarilyUnavailable);
+    if !outage || for_unknown_kid {
+        // Spent if there is room; if not, the refusal stands as it is.
+        if let Ok(attempt) = budget.reserve(Guessed::client(client_id)) {
+            attempt.spend();
+        }
+    }
+    refused
 }
 
 /// Every failed check: 401 `invalid_client`, naming the check.

@@ -19,6 +19,15 @@ pub(crate) const MAX_LIFETIME_SECS: u64 = 300;
 /// The longest `jti` accepted.
 const MAX_JTI_BYTES: usize = 256;
 
+/// The longest `kid` accepted: a key id is a short name, and an unknown one is remembered (to
+/// refetch a client's key set once per key id), so it must not be a megabyte.
+pub(crate) const MAX_KID_BYTES: usize = 256;
+
+/// How much longer than the last second an assertion is accepted its `jti` is remembered: the
+/// verdict and the record of the use may fall in different seconds, and instances sharing a
+/// store (Redis expires keys by its own clock) may disagree on the time by a little.
+const JTI_MARGIN_SECS: u64 = 60;
+
 /// What the assertion must say.
 #[derive(Debug)]
 pub(crate) struct Expected<'a> {
@@ -33,7 +42,8 @@ pub(crate) struct Expected<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Verified {
     pub(crate) jti: String,
-    /// Until when the `jti` must be remembered: past this, the assertion is refused as expired.
+    /// Until when the `jti` must be remembered: a minute past the last second the assertion is
+    /// accepted.
     pub(crate) remember_until: UnixTime,
 }
 
@@ -80,6 +90,15 @@ pub(crate) fn verify(
         return Err(refused(format!(
             "the assertion's algorithm {:?} is not the one the client registered",
             header.alg
+        )));
+    }
+    if header
+        .kid
+        .as_ref()
+        .is_some_and(|kid| kid.len() > MAX_KID_BYTES)
+    {
+        return Err(refused(format!(
+            "the assertion's kid is longer than {MAX_KID_BYTES} bytes"
         )));
     }
     let jwk = key_for(keys, header.kid.as_deref())?;
@@ -175,7 +194,10 @@ fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<Verified, Fai
     };
     Ok(Verified {
         jti: jti.to_owned(),
-        remember_until: UnixTime(exp.saturating_add(CLOCK_SKEW_SECS)),
+        remember_until: UnixTime(
+            exp.saturating_add(CLOCK_SKEW_SECS)
+                .saturating_add(JTI_MARGIN_SECS),
+        ),
     })
 }
 
@@ -228,7 +250,7 @@ mod tests {
             check_claims(&claims(json!({})), &expected()).unwrap(),
             Verified {
                 jti: "j1".into(),
-                remember_until: UnixTime(NOW.0 + 60 + CLOCK_SKEW_SECS)
+                remember_until: UnixTime(NOW.0 + 60 + CLOCK_SKEW_SECS + JTI_MARGIN_SECS)
             }
         );
     }

@@ -130,6 +130,32 @@ impl TestKey {
         format!("{input}.{}", b64(&signature))
     }
 
+    /// Raw header and claims JSON texts (duplicate members allowed), signed with `alg`.
+    pub(crate) fn sign_raw(&self, alg: &str, header: &str, claims: &str) -> String {
+        let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+        let signature = match (&self.pair, alg) {
+            (Pair::Rsa(pair), "RS256") => {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(
+                    &RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    input.as_bytes(),
+                    &mut signature,
+                )
+                .unwrap();
+                signature
+            }
+            (Pair::Ec(pair), "ES256") => pair
+                .sign(&SystemRandom::new(), input.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+            (Pair::Ed(pair), "EdDSA") => pair.sign(input.as_bytes()).as_ref().to_vec(),
+            _ => panic!("{alg} with this key"),
+        };
+        format!("{input}.{}", b64(&signature))
+    }
+
     /// `claims` signed as this key normally signs, naming its own kid.
     pub(crate) fn sign(&self, claims: &Value) -> String {
         self.sign_as(self.alg(), Some(&self.kid.clone()), claims)
