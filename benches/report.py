@@ -1,5 +1,5 @@
 """Turns the raw outputs of benches/load.sh into target/bench/report.md and
-docs/benchmarks/throughput.png. Usage: report.py OUT_DIR ROUNDS CALLS CONNECTIONS SECONDS"""
+docs/benchmarks/throughput.png. Usage: report.py OUT_DIR ROUNDS CALLS CONNECTIONS SECONDS SERVER_CPU LOAD_CPU"""
 
 import os
 import re
@@ -13,13 +13,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 out, rounds, calls, connections, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-CONFIGS = ["plain", "memory", "sqlite", "redis", "refresh"]
+server_cpu, load_cpu = sys.argv[6], sys.argv[7]
+CONFIGS = ["plain", "memory", "sqlite", "redis", "refresh", "refresh_jwt"]
 LABELS = {
     "plain": "MCP route, no guard",
     "memory": "guard, MemoryStore",
     "sqlite": "guard, SqliteStore",
     "redis": "guard, RedisStore",
     "refresh": "refresh grant (memory)",
+    "refresh_jwt": "refresh grant, private_key_jwt RS256 (memory)",
 }
 UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
 TICK_US = 1_000_000 / os.sysconf("SC_CLK_TCK")
@@ -79,7 +81,7 @@ lines = [
     f"Machine: {sh('nproc')} cores, {cpu}; {sh('rustc --version')}; {sh('wrk --version 2>&1 | head -1')}.",
     f"Commit {sh('git rev-parse --short HEAD')}, {sh('date -u +%Y-%m-%dT%H:%MZ')}. "
     f"{rounds} interleaved rounds, {seconds} s per configuration, {connections} connections, 2 wrk threads; "
-    "wrk and the server share the 2 cores.",
+    f"the server pinned to CPU {server_cpu}, wrk to CPU {load_cpu} (taskset).",
     "",
     "| configuration | req/s (median) | ratio to no guard (median of per-round ratios) | p50 | p99 | server CPU per request | non-2xx |",
     "|---|---|---|---|---|---|---|",
@@ -98,6 +100,7 @@ checks = [
     ("guarded route, MemoryStore ≥ 0.95× the unguarded route", statistics.median(ratio("memory", "plain")), 0.95, "≥"),
     ("p99 added by the guard (MemoryStore), µs ≤ 50", added_p99, 50, "≤"),
     ("refresh grant ≥ 0.6× the unguarded route", statistics.median(ratio("refresh", "plain")), 0.6, "≥"),
+    ("private_key_jwt refresh ≥ 0.5× the none refresh", statistics.median(ratio("refresh_jwt", "refresh")), 0.5, "≥"),
     ("Redis guard ≥ 0.5× the memory guard", statistics.median(ratio("redis", "memory")), 0.5, "≥"),
     ("SQLite guard ≥ 0.7× the memory guard", statistics.median(ratio("sqlite", "memory")), 0.7, "≥"),
     ("instructions the guard adds per request ≤ 5,000", per_request["guard"] - per_request["plain"], 5000, "≤"),
@@ -133,7 +136,7 @@ figure, axis = plt.subplots(figsize=(9, 4.8), dpi=120)
 medians = [median(c, "rps") for c in CONFIGS]
 lows = [m - min(r["rps"] for r in runs[c]) for c, m in zip(CONFIGS, medians)]
 highs = [max(r["rps"] for r in runs[c]) - m for c, m in zip(CONFIGS, medians)]
-colors = ["#8a94a6", "#2f5bea", "#4f8a5b", "#c0392b", "#d68910"]
+colors = ["#8a94a6", "#2f5bea", "#4f8a5b", "#c0392b", "#d68910", "#7d3c98"]
 bars = axis.bar([LABELS[c] for c in CONFIGS], medians, yerr=[lows, highs], capsize=5, color=colors)
 for bar, config, high in zip(bars, CONFIGS, highs):
     # Above the whisker, so the error bar does not cross the label.
@@ -143,7 +146,7 @@ for bar, config, high in zip(bars, CONFIGS, highs):
         xytext=(0, 4), textcoords="offset points", ha="center", fontsize=9,
     )
 axis.set_ylabel("requests per second (median, min–max over rounds)")
-axis.set_title(f"mcp-oauth throughput on {sh('nproc')} cores, {connections} connections (ratio to no guard)")
+axis.set_title(f"mcp-oauth throughput, server on one core, {connections} connections (ratio to no guard)")
 axis.tick_params(axis="x", labelsize=8)
 figure.tight_layout()
 figure.savefig("docs/benchmarks/throughput.png")

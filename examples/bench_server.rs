@@ -6,11 +6,16 @@
 //! - `BASE_PORT + 2` ... on `SqliteStore` (a file in `DIR`);
 //! - `BASE_PORT + 3` ... on `RedisStore` at `REDIS_URL`;
 //! - `BASE_PORT + 4` the whole router on `MemoryStore` (CORS, the OAuth endpoints: `/token`);
+//! - `BASE_PORT + 5` ... with the configured client authenticating by `private_key_jwt` (an RS256
+//!   key, its public key set configured inline);
 //!
 //! all with rate limits off. Before listening it runs the OAuth flow on each backend and writes
-//! `DIR/tokens.env` (an access token per backend, the memory client's id) and
-//! `DIR/refresh_tokens_<round>.txt` for each of `ROUNDS` rounds (one refresh token per line, each
-//! of its own grant), then prints `ready`.
+//! `DIR/tokens.env` (an access token per backend, the two clients' ids),
+//! `DIR/refresh_tokens_<round>.txt` and `DIR/refresh_tokens_signed_<round>.txt` for each of
+//! `ROUNDS` rounds (one refresh token per line, each of its own grant), and the signing client's
+//! private key, `DIR/signing_key.pk8` (for `bench_assertions`), then prints `ready`.
+//!
+//! It runs one worker thread per CPU it may use: pinned with `taskset -c 0`, one.
 //!
 //! ```sh
 //! cargo run --release --example bench_server --features sqlite,redis -- 18100 /tmp/bench redis://127.0.0.1:6379/ 3
@@ -24,13 +29,13 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use axum::Router;
-use support::{Backend, Bench};
+use support::{Backend, Bench, jose};
 
 /// Refresh tokens handed to the load tool: more than it keeps in flight, so rotation is followed
 /// without two requests ever carrying the same token.
 const REFRESH_POOL: usize = 256;
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(port), Some(dir), Some(redis_url)) = (args.next(), args.next(), args.next()) else {
@@ -48,12 +53,16 @@ async fn main() {
     let mut memory = Bench::start(&Backend::Memory).await;
     let mut on_sqlite = Bench::start(&Backend::Sqlite(sqlite)).await;
     let mut on_redis = Bench::start(&Backend::Redis(redis_url)).await;
+    let signing_key = jose::TestKey::rsa("bench-key");
+    let mut signing = Bench::start_signing(&Backend::Memory, &signing_key).await;
+    std::fs::write(format!("{dir}/signing_key.pk8"), signing_key.rsa_pkcs8()).unwrap();
 
     let mut env = String::new();
     writeln!(env, "MEMORY_ACCESS={}", memory.connect().await.access).unwrap();
     writeln!(env, "SQLITE_ACCESS={}", on_sqlite.connect().await.access).unwrap();
     writeln!(env, "REDIS_ACCESS={}", on_redis.connect().await.access).unwrap();
     writeln!(env, "MEMORY_CLIENT_ID={}", memory.client_id).unwrap();
+    writeln!(env, "SIGNING_CLIENT_ID={}", signing.client_id).unwrap();
     std::fs::write(format!("{dir}/tokens.env"), env).unwrap();
     // A fresh pool per round: a pool spent in one round holds used tokens (and its rotated ones
     // are lost with the requests in flight when wrk stops).
@@ -63,16 +72,23 @@ async fn main() {
             writeln!(pool, "{}", memory.connect().await.refresh).unwrap();
         }
         std::fs::write(format!("{dir}/refresh_tokens_{round}.txt"), pool).unwrap();
+        let mut pool = String::new();
+        for _ in 0..REFRESH_POOL {
+            let refresh = signing.connect_signed(&signing_key).await.refresh;
+            writeln!(pool, "{refresh}").unwrap();
+        }
+        std::fs::write(format!("{dir}/refresh_tokens_signed_{round}.txt"), pool).unwrap();
     }
 
     // The same route bare and behind the guard (what the guard costs), then the whole router for
-    // the token endpoint.
-    let apps: [Router; 5] = [
+    // the token endpoint, with each kind of client.
+    let apps: [Router; 6] = [
         support::mcp_route(),
         memory.guarded.clone(),
         on_sqlite.guarded.clone(),
         on_redis.guarded.clone(),
         memory.full.clone(),
+        signing.full.clone(),
     ];
     let mut servers = Vec::new();
     for (offset, app) in (0u16..).zip(apps) {

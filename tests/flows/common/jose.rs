@@ -3,6 +3,7 @@
 //! that a test can also build what no honest library would: `alg: none`, HS256 with a public key
 //! as the secret, a header naming one key and signed by another.
 
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
@@ -36,6 +37,26 @@ impl TestKey {
         Self {
             kid: kid.into(),
             pair: Pair::Rsa(pair),
+        }
+    }
+
+    /// An RSA key from its PKCS#8 form ([`Self::rsa_pkcs8`]), so that another process can sign
+    /// as the same client.
+    pub(crate) fn rsa_from_pkcs8(kid: &str, der: &[u8]) -> Self {
+        Self {
+            kid: kid.into(),
+            pair: Pair::Rsa(RsaKeyPair::from_pkcs8(der).unwrap()),
+        }
+    }
+
+    /// The PKCS#8 form of an RSA key.
+    pub(crate) fn rsa_pkcs8(&self) -> Vec<u8> {
+        match &self.pair {
+            Pair::Rsa(pair) => AsDer::<Pkcs8V1Der<'_>>::as_der(pair)
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+            _ => panic!("not an RSA key"),
         }
     }
 
