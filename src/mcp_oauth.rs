@@ -278,12 +278,14 @@ impl McpOAuthBuilder {
             native_redirect_uris: config.native_redirect_uris.clone(),
             pre_registered: PreRegistered {
                 client_id: config.client_id.clone(),
-                secret_hash: TokenHash::of(&config.client_secret),
+                // Empty only beside keys (checked by `validate`): no secret, it must sign.
+                secret_hash: (!config.client_secret.is_empty())
+                    .then(|| TokenHash::of(&config.client_secret)),
                 redirect_uris: config.client_redirect_uris.clone(),
                 name: config.client_name.clone(),
-                assertion: pre_registered_keys(&config)?,
+                assertion: pre_registered_keys(&config, &server_url)?,
             },
-            machine_clients: machine_clients(&config)?,
+            machine_clients: machine_clients(&config, &server_url)?,
         };
         let authorization_server_metadata =
             Bytes::from(metadata::authorization_server(&settings).to_string());
@@ -333,56 +335,133 @@ impl McpOAuthBuilder {
     }
 }
 
-/// The pre-registered client's assertion rules, from `client_jwks`: its secret keeps working
-/// beside them.
-fn pre_registered_keys(config: &OAuthConfig) -> Result<Option<AssertionRules>, Error> {
-    let Some(text) = &config.client_jwks else {
-        return Ok(None);
-    };
-    let set = inline_keys(text).map_err(|reason| Error::invalid("client_jwks", &reason))?;
-    Ok(Some(AssertionRules {
-        keys: KeySource::Inline(Arc::new(set)),
+/// The pre-registered client's assertion rules, from `client_jwks` or `client_jwks_uri`: its
+/// secret keeps working beside them; without a secret, it must sign.
+fn pre_registered_keys(
+    config: &OAuthConfig,
+    server_url: &url::Url,
+) -> Result<Option<AssertionRules>, Error> {
+    let keys = configured_keys(
+        config,
+        server_url,
+        config.client_jwks.as_deref(),
+        config.client_jwks_uri.as_deref(),
+    )
+    .map_err(|(field, reason)| Error::invalid(field.pre_registered(), &reason))?;
+    Ok(keys.map(|keys| AssertionRules {
+        keys,
         algorithm: None,
-        required: false,
+        required: config.client_secret.is_empty(),
     }))
 }
 
 /// The machine clients, with their keys read: one without a secret must sign.
-fn machine_clients(config: &OAuthConfig) -> Result<Vec<MachineRules>, Error> {
+fn machine_clients(
+    config: &OAuthConfig,
+    server_url: &url::Url,
+) -> Result<Vec<MachineRules>, Error> {
     config
         .machine_clients
         .iter()
         .map(|machine| {
-            let assertion = match &machine.jwks {
-                None => None,
-                Some(text) => {
-                    let set = inline_keys(text).map_err(|reason| {
-                        Error::invalid(
-                            "machine_clients",
-                            &format!("{:?}: jwks {reason}", machine.client_id),
-                        )
-                    })?;
-                    Some(AssertionRules {
-                        keys: KeySource::Inline(Arc::new(set)),
-                        algorithm: None,
-                        required: machine.secret.is_none(),
-                    })
-                }
-            };
+            let keys = configured_keys(
+                config,
+                server_url,
+                machine.jwks.as_deref(),
+                machine.jwks_uri.as_deref(),
+            )
+            .map_err(|(field, reason)| {
+                Error::invalid(
+                    "machine_clients",
+                    &format!("{:?}: {} {reason}", machine.client_id, field.machine()),
+                )
+            })?;
             Ok(MachineRules {
                 client_id: machine.client_id.clone(),
                 scopes: machine.scopes.clone(),
                 secret_hash: machine.secret.as_deref().map(TokenHash::of),
-                assertion,
+                assertion: keys.map(|keys| AssertionRules {
+                    keys,
+                    algorithm: None,
+                    required: machine.secret.is_none(),
+                }),
                 max_live_tokens: machine.max_live_tokens,
                 credentials: credentials_fingerprint(
                     &machine.client_id,
                     machine.secret.as_deref(),
                     machine.jwks.as_deref(),
+                    machine.jwks_uri.as_deref(),
                 ),
             })
         })
         .collect()
+}
+
+/// Which of a configured client's key fields is bad.
+#[derive(Clone, Copy)]
+enum KeyField {
+    Jwks,
+    JwksUri,
+}
+
+impl KeyField {
+    fn pre_registered(self) -> &'static str {
+        match self {
+            Self::Jwks => "client_jwks",
+            Self::JwksUri => "client_jwks_uri",
+        }
+    }
+
+    fn machine(self) -> &'static str {
+        match self {
+            Self::Jwks => "jwks",
+            Self::JwksUri => "jwks_uri",
+        }
+    }
+}
+
+/// A configured client's keys: the set given inline, read now, or the URL of its set, held to
+/// the URL rules of metadata documents (`validate` already refused both at once, and a URL
+/// without the `cimd` feature).
+fn configured_keys(
+    config: &OAuthConfig,
+    server_url: &url::Url,
+    jwks: Option<&str>,
+    jwks_uri: Option<&str>,
+) -> Result<Option<KeySource>, (KeyField, String)> {
+    if let Some(text) = jwks {
+        let set = inline_keys(text).map_err(|reason| (KeyField::Jwks, reason))?;
+        return Ok(Some(KeySource::Inline(Arc::new(set))));
+    }
+    let Some(uri) = jwks_uri else {
+        return Ok(None);
+    };
+    check_key_uri(config, server_url, uri).map_err(|reason| {
+        (
+            KeyField::JwksUri,
+            format!("is not an acceptable key set URL: {reason}"),
+        )
+    })?;
+    Ok(Some(KeySource::Uri(uri.to_owned())))
+}
+
+/// A configured `jwks_uri` meets the URL rules that the fetcher applies to every key set.
+#[cfg(feature = "cimd")]
+fn check_key_uri(config: &OAuthConfig, server_url: &url::Url, uri: &str) -> Result<(), String> {
+    crate::cimd::check_url(uri, &url_rules(config, server_url)).map(drop)
+}
+
+/// Without the `cimd` feature there is no fetcher (`validate` says so first).
+#[cfg(not(feature = "cimd"))]
+fn check_key_uri(_: &OAuthConfig, _: &url::Url, _: &str) -> Result<(), String> {
+    Err("a jwks_uri needs the `cimd` cargo feature".to_owned())
+}
+
+/// Whether a configured client publishes its keys at a URL: the key fetcher is then needed even
+/// with metadata documents off.
+#[cfg(feature = "cimd")]
+fn has_configured_key_uri(config: &OAuthConfig) -> bool {
+    config.client_jwks_uri.is_some() || config.machine_clients.iter().any(|m| m.jwks_uri.is_some())
 }
 
 /// A JWK set configured inline, as JSON text: public signing keys only, at least one usable.
@@ -399,28 +478,41 @@ fn inline_keys(text: &str) -> Result<JwkSet, String> {
 /// The resolver for URL client ids and the fetcher of their keys.
 type Resolvers = (Option<Arc<dyn MetadataDocuments>>, Option<Arc<dyn KeySets>>);
 
-/// The resolver for URL client ids, when metadata documents are on, and the fetcher of their
-/// `jwks_uri` (the same fetcher, under the same rules).
+/// The resolver for URL client ids, when metadata documents are on, and the fetcher of the key
+/// sets at their `jwks_uri` and at configured clients' (the same fetcher, under the same rules),
+/// when either needs it.
 #[cfg(feature = "cimd")]
 fn metadata_documents(config: &OAuthConfig, server_url: &url::Url) -> Result<Resolvers, Error> {
-    if !config.client_id_metadata_documents {
+    let key_uris = has_configured_key_uri(config);
+    if !config.client_id_metadata_documents && !key_uris {
         return Ok((None, None));
     }
     if config.cimd_allow_loopback_http_for_testing {
         tracing::warn!(
             target: "mcp_oauth::cimd",
-            "cimd_allow_loopback_http_for_testing is on: client metadata documents are fetched from http loopback URLs; never use this outside tests"
+            "cimd_allow_loopback_http_for_testing is on: client metadata documents and key sets are fetched from http loopback URLs; never use this outside tests"
         );
     }
-    let rules = crate::cimd::UrlRules {
+    let documents = crate::cimd::Documents::new(
+        config.native_redirect_uris.clone(),
+        url_rules(config, server_url),
+    )
+    .map_err(|reason| Error::invalid("client_id_metadata_documents", &reason))?;
+    let documents = Arc::new(documents);
+    let resolver: Option<Arc<dyn MetadataDocuments>> = config
+        .client_id_metadata_documents
+        .then(|| documents.clone() as Arc<dyn MetadataDocuments>);
+    Ok((resolver, Some(documents)))
+}
+
+/// The URL rules of every fetch: metadata documents and key sets alike.
+#[cfg(feature = "cimd")]
+fn url_rules(config: &OAuthConfig, server_url: &url::Url) -> crate::cimd::UrlRules {
+    crate::cimd::UrlRules {
         allowed_ports: config.cimd_allowed_ports.clone(),
         own_host: server_url.host_str().unwrap_or_default().to_owned(),
         allow_loopback_http: config.cimd_allow_loopback_http_for_testing,
-    };
-    let documents = crate::cimd::Documents::new(config.native_redirect_uris.clone(), rules)
-        .map_err(|reason| Error::invalid("client_id_metadata_documents", &reason))?;
-    let documents = Arc::new(documents);
-    Ok((Some(documents.clone()), Some(documents)))
+    }
 }
 
 /// Without the `cimd` feature, URL client ids are unknown clients.
