@@ -14,11 +14,10 @@ use crate::config::{OAuthConfig, parse_server_url};
 use crate::http::{AppState, BearerLayer, Limits};
 use crate::oauth::assertion::KeySets;
 use crate::oauth::client_metadata::MetadataDocuments;
-use crate::oauth::clients::PreRegistered;
 use crate::oauth::{AuthServer, Resource, ScopePolicy, Settings, metadata};
 use crate::passkey::{Passkeys, SetupToken};
 use crate::paths;
-use crate::store::{ClientStore, PasskeyStore, StoreError, TokenHash, TokenStore};
+use crate::store::{ClientStore, PasskeyStore, StoreError, TokenStore};
 
 /// The OAuth layer, ready to wrap MCP routes.
 ///
@@ -275,15 +274,7 @@ impl McpOAuthBuilder {
             max_unapproved_clients: config.max_unapproved_clients,
             unapproved_client_lifetime_secs: config.unapproved_client_lifetime_secs,
             native_redirect_uris: config.native_redirect_uris.clone(),
-            pre_registered: PreRegistered {
-                client_id: config.client_id.clone(),
-                // Empty only beside keys (checked by `validate`): no secret, it must sign.
-                secret_hash: (!config.client_secret.is_empty())
-                    .then(|| TokenHash::of(&config.client_secret)),
-                redirect_uris: config.client_redirect_uris.clone(),
-                name: config.client_name.clone(),
-                assertion: configured_clients::pre_registered_keys(&config, &server_url)?,
-            },
+            pre_registered: configured_clients::pre_registered(&config, &server_url)?,
             machine_clients: configured_clients::machine_clients(&config, &server_url)?,
         };
         let authorization_server_metadata =

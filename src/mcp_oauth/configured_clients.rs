@@ -1,5 +1,5 @@
-//! The configured clients as the protocol rules see them: the pre-registered client's keys and
-//! the machine clients, read and checked when the layer is built. Keys come inline (`jwks`, read
+//! The configured clients as the protocol rules see them: the pre-registered client and the
+//! machine clients, read and checked when the layer is built. Keys come inline (`jwks`, read
 //! now) or at a URL (`jwks_uri`, held now to the URL rules the fetcher applies to every key set).
 
 use std::sync::Arc;
@@ -9,15 +9,18 @@ use jsonwebtoken::jwk::JwkSet;
 use crate::Error;
 use crate::config::OAuthConfig;
 use crate::oauth::assertion::keys::{AssertionRules, KeySource, public_key_set};
+use crate::oauth::clients::PreRegistered;
 use crate::oauth::machine::{MachineClient as MachineRules, credentials_fingerprint};
 use crate::store::TokenHash;
 
-/// The pre-registered client's assertion rules, from `client_jwks` or `client_jwks_uri`: its
-/// secret keeps working beside them; without a secret, it must sign.
-pub(super) fn pre_registered_keys(
+/// The pre-registered client, with its keys read. An empty `client_secret` (which `validate`
+/// allows only beside keys) is no secret: the client must sign.
+pub(super) fn pre_registered(
     config: &OAuthConfig,
     server_url: &url::Url,
-) -> Result<Option<AssertionRules>, Error> {
+) -> Result<PreRegistered, Error> {
+    let secret_hash =
+        (!config.client_secret.is_empty()).then(|| TokenHash::of(&config.client_secret));
     let keys = configured_keys(
         config,
         server_url,
@@ -25,11 +28,18 @@ pub(super) fn pre_registered_keys(
         config.client_jwks_uri.as_deref(),
     )
     .map_err(|(field, reason)| Error::invalid(field.pre_registered(), &reason))?;
-    Ok(keys.map(|keys| AssertionRules {
-        keys,
-        algorithm: None,
-        required: config.client_secret.is_empty(),
-    }))
+    Ok(PreRegistered {
+        client_id: config.client_id.clone(),
+        redirect_uris: config.client_redirect_uris.clone(),
+        name: config.client_name.clone(),
+        // Its secret keeps working beside its keys; without a secret, it must sign.
+        assertion: keys.map(|keys| AssertionRules {
+            keys,
+            algorithm: None,
+            required: secret_hash.is_none(),
+        }),
+        secret_hash,
+    })
 }
 
 /// The machine clients, with their keys read: one without a secret must sign.
