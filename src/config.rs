@@ -90,8 +90,9 @@ pub struct OAuthConfig {
     pub client_jwks: Option<String>,
     /// Where the pre-registered client publishes its public keys (`jwks_uri`), instead of
     /// [`client_jwks`](OAuthConfig::client_jwks) (not both: RFC 7591 §2). Fetched and cached like a
-    /// metadata document's key set, under the same URL rules: `https`, a public host, a port in
-    /// [`cimd_allowed_ports`](OAuthConfig::cimd_allowed_ports) (or `http` on loopback under
+    /// metadata document's key set, under the same URL rules: `https`, a public host other than
+    /// this server's, a port in [`cimd_allowed_ports`](OAuthConfig::cimd_allowed_ports) (or `http`
+    /// on loopback under
     /// [`cimd_allow_loopback_http_for_testing`](OAuthConfig::cimd_allow_loopback_http_for_testing));
     /// an assertion naming a key the cached set lacks earns one refetch a minute, and a set that
     /// cannot be fetched answers 503. Needs the `cimd` cargo feature. The URL is checked when the
