@@ -20,6 +20,11 @@
 //! | `TRUSTED_PROXIES` | none | comma-separated addresses or networks of reverse proxies whose `X-Forwarded-For` is believed, e.g. `127.0.0.1,10.0.0.0/8`; set it behind a proxy, or every client shares the proxy's limits |
 //! | `CIMD_ALLOW_LOOPBACK_HTTP_FOR_TESTING` | off | `1` fetches client metadata documents and their key sets (`jwks_uri`) from `http` loopback URLs, so a test harness on this machine can play ChatGPT or another metadata-document client; refused unless `SERVER_URL` is a localhost URL; never in production |
 //! | `CIMD_ALLOWED_PORTS` | `443` | comma-separated ports a metadata document or key set may be fetched from (a harness on loopback names its own) |
+//! | `OAUTH_MACHINE_CLIENT_ID` | none | a machine client, which gets tokens for itself with `grant_type=client_credentials`; needs at least one of the next three |
+//! | `OAUTH_MACHINE_CLIENT_SECRET` | none | its secret (at least 16 characters), sent with `client_secret_basic` or `client_secret_post` |
+//! | `OAUTH_MACHINE_CLIENT_JWKS` | none | its public keys as JSON text, a JWK set `{"keys": [...]}`: it may sign client assertions (`private_key_jwt`) |
+//! | `OAUTH_MACHINE_CLIENT_JWKS_URI` | none | or the URL of its JWK set (not both), `https` on port 443 (see `CIMD_ALLOWED_PORTS`), or `http` on loopback under `CIMD_ALLOW_LOOPBACK_HTTP_FOR_TESTING=1` |
+//! | `OAUTH_MACHINE_CLIENT_SCOPES` | `mcp` (every scope the demo grants) | space-separated scopes it may have |
 //! | `RUST_LOG` | `info` | log filter |
 
 use std::error::Error;
@@ -32,7 +37,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::http::request::Parts;
 use ipnet::IpNet;
-use mcp_oauth::{McpOAuth, OAuthConfig, RateLimit, TokenInfo};
+use mcp_oauth::{MachineClient, McpOAuth, OAuthConfig, RateLimit, TokenInfo};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
@@ -100,7 +105,11 @@ async fn run() -> Result<(), BoxError> {
     apply_rate_limit_env(&mut config)?;
     config.trusted_proxies = trusted_proxies_env()?;
     apply_metadata_document_env(&mut config)?;
-    let oauth = McpOAuth::builder(config).build()?;
+    config.machine_clients = machine_client_env(&config.scopes)?.into_iter().collect();
+    let machine = config.machine_clients.first().cloned();
+    let oauth = McpOAuth::builder(config)
+        .build()
+        .map_err(name_the_machine_variable)?;
 
     // rmcp refuses requests whose Host header it does not know (DNS-rebinding protection). Allow the
     // loopback names for local use and the public host of SERVER_URL for use behind a proxy.
@@ -156,6 +165,23 @@ async fn run() -> Result<(), BoxError> {
     println!(
         "  Clients with dynamic registration (Claude Code, Cursor, VS Code, ...) need only the MCP URL."
     );
+    if let Some(machine) = &machine {
+        println!();
+        println!(
+            "  Machine client (grant_type=client_credentials at {}/token):",
+            oauth.issuer()
+        );
+        println!("      client id: {}", machine.client_id);
+        println!("      scopes:    {}", machine.scopes.join(" "));
+        let mut ways = Vec::new();
+        if machine.secret.is_some() {
+            ways.push("the value of OAUTH_MACHINE_CLIENT_SECRET");
+        }
+        if machine.jwks.is_some() || machine.jwks_uri.is_some() {
+            ways.push("a client assertion (private_key_jwt) signed with its keys");
+        }
+        println!("      signs in with: {}", ways.join(", or "));
+    }
     println!();
     println!("  Owner console (connected clients, passkeys, connection doctor):");
     println!("      {}/oauth/console", oauth.issuer());
@@ -331,6 +357,95 @@ fn apply_metadata_document_env(config: &mut OAuthConfig) -> Result<(), BoxError>
             .collect::<Result<_, BoxError>>()?;
     }
     Ok(())
+}
+
+/// The variables that configure the machine client.
+const MACHINE_VARIABLES: [&str; 5] = [
+    "OAUTH_MACHINE_CLIENT_ID",
+    "OAUTH_MACHINE_CLIENT_SECRET",
+    "OAUTH_MACHINE_CLIENT_JWKS",
+    "OAUTH_MACHINE_CLIENT_JWKS_URI",
+    "OAUTH_MACHINE_CLIENT_SCOPES",
+];
+
+/// A machine client (`client_credentials`) from `OAUTH_MACHINE_CLIENT_ID` with its secret and/or
+/// keys (inline, or at a URL), and the scopes it may have (default: all of `scopes`). What the
+/// demo can check itself is refused here, naming the variable; the library checks the rest.
+fn machine_client_env(scopes: &[String]) -> Result<Option<MachineClient>, BoxError> {
+    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let Some(client_id) = var("OAUTH_MACHINE_CLIENT_ID") else {
+        if let Some(set) = MACHINE_VARIABLES.iter().find(|name| var(name).is_some()) {
+            return Err(format!("{set} is set, but OAUTH_MACHINE_CLIENT_ID is not").into());
+        }
+        return Ok(None);
+    };
+    let secret = var("OAUTH_MACHINE_CLIENT_SECRET");
+    let jwks = var("OAUTH_MACHINE_CLIENT_JWKS");
+    let jwks_uri = var("OAUTH_MACHINE_CLIENT_JWKS_URI");
+    if let Some(text) = &jwks
+        && let Err(error) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        return Err(format!("OAUTH_MACHINE_CLIENT_JWKS is not JSON ({error}): expected a JWK set, {{\"keys\": [...]}}").into());
+    }
+    let scopes: Vec<String> = match var("OAUTH_MACHINE_CLIENT_SCOPES") {
+        None => scopes.to_vec(),
+        Some(value) => {
+            let asked: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
+            if let Some(unknown) = asked.iter().find(|scope| !scopes.contains(scope)) {
+                return Err(format!(
+                    "OAUTH_MACHINE_CLIENT_SCOPES={value:?}: {unknown:?} is not a scope this server grants ({})",
+                    scopes.join(" ")
+                )
+                .into());
+            }
+            asked
+        }
+    };
+    let mut machine = match (jwks, jwks_uri, &secret) {
+        (Some(jwks), None, _) => MachineClient::with_jwks(client_id, jwks, scopes),
+        (None, Some(uri), _) => MachineClient::with_jwks_uri(client_id, uri, scopes),
+        (None, None, Some(secret)) => MachineClient::with_secret(client_id, secret, scopes),
+        (Some(_), Some(_), _) => {
+            return Err(
+                "OAUTH_MACHINE_CLIENT_JWKS and OAUTH_MACHINE_CLIENT_JWKS_URI are both set: \
+                        give the keys inline or at a URL, not both"
+                    .into(),
+            );
+        }
+        (None, None, None) => {
+            return Err(
+                "OAUTH_MACHINE_CLIENT_ID is set: also set OAUTH_MACHINE_CLIENT_SECRET, \
+                        OAUTH_MACHINE_CLIENT_JWKS or OAUTH_MACHINE_CLIENT_JWKS_URI"
+                    .into(),
+            );
+        }
+    };
+    machine.secret = secret;
+    Ok(Some(machine))
+}
+
+/// A refusal of the machine client by the library, told with the variables that configured it.
+fn name_the_machine_variable(error: mcp_oauth::Error) -> BoxError {
+    let mcp_oauth::Error::InvalidConfig {
+        field: "machine_clients",
+        reason,
+    } = &error
+    else {
+        return error.into();
+    };
+    // The reason names the machine client's field: `jwks_uri`, `jwks`, its secret or scope.
+    let variable = if reason.contains("jwks_uri") {
+        "OAUTH_MACHINE_CLIENT_JWKS_URI"
+    } else if reason.contains("jwks") {
+        "OAUTH_MACHINE_CLIENT_JWKS"
+    } else if reason.contains("secret") {
+        "OAUTH_MACHINE_CLIENT_SECRET"
+    } else if reason.contains("scope") {
+        "OAUTH_MACHINE_CLIENT_SCOPES"
+    } else {
+        "OAUTH_MACHINE_CLIENT_ID"
+    };
+    format!("{variable}: the machine client is refused: {reason}").into()
 }
 
 /// `TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8`: addresses (one host each) or networks.

@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::Error;
 
+mod client_keys;
 mod machine_client;
 
 pub use machine_client::MachineClient;
@@ -73,7 +74,10 @@ pub struct OAuthConfig {
     pub server_url: String,
     /// The pre-registered confidential client's id (what Claude.ai's "advanced settings" send).
     pub client_id: String,
-    /// The pre-registered client's secret. At least 16 characters.
+    /// The pre-registered client's secret. At least 16 characters; or empty, only when the client
+    /// has keys ([`client_jwks`](OAuthConfig::client_jwks) or
+    /// [`client_jwks_uri`](OAuthConfig::client_jwks_uri)): it then has no secret and must sign
+    /// every request (`private_key_jwt`). An empty secret without keys is refused.
     pub client_secret: String,
     /// Redirect URIs the pre-registered client may use (loopback ones on any port).
     pub client_redirect_uris: Vec<String>,
@@ -84,6 +88,16 @@ pub struct OAuthConfig {
     /// secret. Public keys only: a set holding a private or symmetric key is refused. `None` (the
     /// default): its secret only.
     pub client_jwks: Option<String>,
+    /// Where the pre-registered client publishes its public keys (`jwks_uri`), instead of
+    /// [`client_jwks`](OAuthConfig::client_jwks) (not both: RFC 7591 §2). Fetched and cached like a
+    /// metadata document's key set, under the same URL rules: `https`, a public host other than
+    /// this server's, a port in [`cimd_allowed_ports`](OAuthConfig::cimd_allowed_ports) (or `http`
+    /// on loopback under
+    /// [`cimd_allow_loopback_http_for_testing`](OAuthConfig::cimd_allow_loopback_http_for_testing));
+    /// an assertion naming a key the cached set lacks earns one refetch a minute, and a set that
+    /// cannot be fetched answers 503. Needs the `cimd` cargo feature. The URL is checked when the
+    /// layer is built. `None` (the default): no keys there.
+    pub client_jwks_uri: Option<String>,
     /// The machine clients: programs that get tokens for themselves with `client_credentials`,
     /// each with the scopes it may have. Empty (the default): the grant is not offered.
     pub machine_clients: Vec<MachineClient>,
@@ -178,6 +192,7 @@ impl std::fmt::Debug for OAuthConfig {
             client_redirect_uris,
             client_name,
             client_jwks,
+            client_jwks_uri,
             machine_clients,
             app_name,
             passkey_store_path,
@@ -211,6 +226,7 @@ impl std::fmt::Debug for OAuthConfig {
             .field("client_redirect_uris", client_redirect_uris)
             .field("client_name", client_name)
             .field("client_jwks", client_jwks)
+            .field("client_jwks_uri", client_jwks_uri)
             .field("machine_clients", machine_clients)
             .field("app_name", app_name)
             .field("passkey_store_path", passkey_store_path)
@@ -351,6 +367,7 @@ impl OAuthConfig {
             client_redirect_uris: strings(DEFAULT_CLIENT_REDIRECT_URIS),
             client_name: "Pre-registered client".to_owned(),
             client_jwks: None,
+            client_jwks_uri: None,
             machine_clients: Vec::new(),
             app_name: app_name.into(),
             passkey_store_path: passkey_store_path.into(),
@@ -395,9 +412,7 @@ impl OAuthConfig {
         if self.client_id.chars().any(|c| c.is_control() || c == ' ') {
             return bad("client_id", "must not contain spaces or control characters");
         }
-        if self.client_secret.chars().count() < 16 {
-            return bad("client_secret", "must be at least 16 characters");
-        }
+        client_keys::validate_pre_registered(self)?;
         for uri in &self.client_redirect_uris {
             crate::rules::redirect_uri::validate_registrable(uri, &self.native_redirect_uris)
                 .map_err(|reason| Error::invalid("client_redirect_uris", &reason))?;
@@ -605,6 +620,7 @@ impl OAuthConfig {
             client_redirect_uris: _,
             client_name: _,
             client_jwks: _,
+            client_jwks_uri: _,
             machine_clients: _,
             app_name: _,
             passkey_store_path: _,

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use jsonwebtoken::jwk::JwkSet;
+
+mod configured_clients;
 
 use crate::Error;
 use crate::audit::{Audit, AuditCallback, AuditEvent};
@@ -12,14 +13,11 @@ use crate::clock::{Clock, ClockedClients, ClockedTokens, ManualClock};
 use crate::config::{OAuthConfig, parse_server_url};
 use crate::http::{AppState, BearerLayer, Limits};
 use crate::oauth::assertion::KeySets;
-use crate::oauth::assertion::keys::{AssertionRules, KeySource, public_key_set};
 use crate::oauth::client_metadata::MetadataDocuments;
-use crate::oauth::clients::PreRegistered;
-use crate::oauth::machine::{MachineClient as MachineRules, credentials_fingerprint};
 use crate::oauth::{AuthServer, Resource, ScopePolicy, Settings, metadata};
 use crate::passkey::{Passkeys, SetupToken};
 use crate::paths;
-use crate::store::{ClientStore, PasskeyStore, StoreError, TokenHash, TokenStore};
+use crate::store::{ClientStore, PasskeyStore, StoreError, TokenStore};
 
 /// The OAuth layer, ready to wrap MCP routes.
 ///
@@ -276,14 +274,8 @@ impl McpOAuthBuilder {
             max_unapproved_clients: config.max_unapproved_clients,
             unapproved_client_lifetime_secs: config.unapproved_client_lifetime_secs,
             native_redirect_uris: config.native_redirect_uris.clone(),
-            pre_registered: PreRegistered {
-                client_id: config.client_id.clone(),
-                secret_hash: TokenHash::of(&config.client_secret),
-                redirect_uris: config.client_redirect_uris.clone(),
-                name: config.client_name.clone(),
-                assertion: pre_registered_keys(&config)?,
-            },
-            machine_clients: machine_clients(&config)?,
+            pre_registered: configured_clients::pre_registered(&config, &server_url)?,
+            machine_clients: configured_clients::machine_clients(&config, &server_url)?,
         };
         let authorization_server_metadata =
             Bytes::from(metadata::authorization_server(&settings).to_string());
@@ -333,94 +325,44 @@ impl McpOAuthBuilder {
     }
 }
 
-/// The pre-registered client's assertion rules, from `client_jwks`: its secret keeps working
-/// beside them.
-fn pre_registered_keys(config: &OAuthConfig) -> Result<Option<AssertionRules>, Error> {
-    let Some(text) = &config.client_jwks else {
-        return Ok(None);
-    };
-    let set = inline_keys(text).map_err(|reason| Error::invalid("client_jwks", &reason))?;
-    Ok(Some(AssertionRules {
-        keys: KeySource::Inline(Arc::new(set)),
-        algorithm: None,
-        required: false,
-    }))
-}
-
-/// The machine clients, with their keys read: one without a secret must sign.
-fn machine_clients(config: &OAuthConfig) -> Result<Vec<MachineRules>, Error> {
-    config
-        .machine_clients
-        .iter()
-        .map(|machine| {
-            let assertion = match &machine.jwks {
-                None => None,
-                Some(text) => {
-                    let set = inline_keys(text).map_err(|reason| {
-                        Error::invalid(
-                            "machine_clients",
-                            &format!("{:?}: jwks {reason}", machine.client_id),
-                        )
-                    })?;
-                    Some(AssertionRules {
-                        keys: KeySource::Inline(Arc::new(set)),
-                        algorithm: None,
-                        required: machine.secret.is_none(),
-                    })
-                }
-            };
-            Ok(MachineRules {
-                client_id: machine.client_id.clone(),
-                scopes: machine.scopes.clone(),
-                secret_hash: machine.secret.as_deref().map(TokenHash::of),
-                assertion,
-                max_live_tokens: machine.max_live_tokens,
-                credentials: credentials_fingerprint(
-                    &machine.client_id,
-                    machine.secret.as_deref(),
-                    machine.jwks.as_deref(),
-                ),
-            })
-        })
-        .collect()
-}
-
-/// A JWK set configured inline, as JSON text: public signing keys only, at least one usable.
-fn inline_keys(text: &str) -> Result<JwkSet, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("is not valid JSON ({e})"))?;
-    let set = public_key_set(&value)?;
-    if set.keys.is_empty() {
-        return Err("holds no usable public signing key (RSA, EC P-256 or Ed25519)".to_owned());
-    }
-    Ok(set)
-}
-
 /// The resolver for URL client ids and the fetcher of their keys.
 type Resolvers = (Option<Arc<dyn MetadataDocuments>>, Option<Arc<dyn KeySets>>);
 
-/// The resolver for URL client ids, when metadata documents are on, and the fetcher of their
-/// `jwks_uri` (the same fetcher, under the same rules).
+/// The resolver for URL client ids, when metadata documents are on, and the fetcher of the key
+/// sets at their `jwks_uri` and at configured clients' (the same fetcher, under the same rules),
+/// when either needs it.
 #[cfg(feature = "cimd")]
 fn metadata_documents(config: &OAuthConfig, server_url: &url::Url) -> Result<Resolvers, Error> {
-    if !config.client_id_metadata_documents {
+    let key_uris = configured_clients::has_key_uri(config);
+    if !config.client_id_metadata_documents && !key_uris {
         return Ok((None, None));
     }
     if config.cimd_allow_loopback_http_for_testing {
         tracing::warn!(
             target: "mcp_oauth::cimd",
-            "cimd_allow_loopback_http_for_testing is on: client metadata documents are fetched from http loopback URLs; never use this outside tests"
+            "cimd_allow_loopback_http_for_testing is on: client metadata documents and key sets are fetched from http loopback URLs; never use this outside tests"
         );
     }
-    let rules = crate::cimd::UrlRules {
+    let documents = crate::cimd::Documents::new(
+        config.native_redirect_uris.clone(),
+        url_rules(config, server_url),
+    )
+    .map_err(|reason| Error::invalid("client_id_metadata_documents", &reason))?;
+    let documents = Arc::new(documents);
+    let resolver: Option<Arc<dyn MetadataDocuments>> = config
+        .client_id_metadata_documents
+        .then(|| documents.clone() as Arc<dyn MetadataDocuments>);
+    Ok((resolver, Some(documents)))
+}
+
+/// The URL rules of every fetch: metadata documents and key sets alike.
+#[cfg(feature = "cimd")]
+fn url_rules(config: &OAuthConfig, server_url: &url::Url) -> crate::cimd::UrlRules {
+    crate::cimd::UrlRules {
         allowed_ports: config.cimd_allowed_ports.clone(),
         own_host: server_url.host_str().unwrap_or_default().to_owned(),
         allow_loopback_http: config.cimd_allow_loopback_http_for_testing,
-    };
-    let documents = crate::cimd::Documents::new(config.native_redirect_uris.clone(), rules)
-        .map_err(|reason| Error::invalid("client_id_metadata_documents", &reason))?;
-    let documents = Arc::new(documents);
-    Ok((Some(documents.clone()), Some(documents)))
+    }
 }
 
 /// Without the `cimd` feature, URL client ids are unknown clients.

@@ -19,7 +19,7 @@ use crate::oauth::assertion::{KeySet, KeySetError, KeySets};
 use crate::oauth::client_metadata::{DocumentError, DocumentProblem, MetadataDocuments};
 use crate::oauth::clients::Client;
 use cache::{Cached, DocumentCache};
-pub(crate) use ssrf::UrlRules;
+pub(crate) use ssrf::{UrlRules, check_url};
 
 /// The resolver behind URL client ids.
 #[derive(Debug)]

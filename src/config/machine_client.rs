@@ -29,8 +29,14 @@ pub struct MachineClient {
     /// `None`: it must sign.
     pub secret: Option<String>,
     /// Its public keys, a JWK set as JSON text, as in [`OAuthConfig::client_jwks`]: with them it
-    /// signs client assertions (`private_key_jwt`). Public keys only. `None`: its secret only.
+    /// signs client assertions (`private_key_jwt`). Public keys only. `None`: its secret only, or
+    /// its keys at [`jwks_uri`](Self::jwks_uri).
     pub jwks: Option<String>,
+    /// Where it publishes its public keys, instead of [`jwks`](Self::jwks) (not both: RFC 7591
+    /// §2), under the rules of [`OAuthConfig::client_jwks_uri`]: fetched and cached, one refetch a
+    /// minute for a key the cached set lacks (a rotation at the URL keeps its tokens; another URL
+    /// ends them), 503 while the set cannot be fetched. Needs the `cimd` cargo feature.
+    pub jwks_uri: Option<String>,
     /// How many live tokens it may hold at once (1 to 10,000): beyond them `client_credentials`
     /// is refused until one expires or is revoked, so a machine (or a thief of its credentials)
     /// cannot fill the token store. Default [`MachineClient::DEFAULT_MAX_LIVE_TOKENS`].
@@ -53,6 +59,7 @@ impl MachineClient {
             scopes: scopes.into_iter().map(Into::into).collect(),
             secret: Some(secret.into()),
             jwks: None,
+            jwks_uri: None,
             max_live_tokens: Self::DEFAULT_MAX_LIVE_TOKENS,
         }
     }
@@ -69,6 +76,24 @@ impl MachineClient {
             scopes: scopes.into_iter().map(Into::into).collect(),
             secret: None,
             jwks: Some(jwks.into()),
+            jwks_uri: None,
+            max_live_tokens: Self::DEFAULT_MAX_LIVE_TOKENS,
+        }
+    }
+
+    /// A machine client that signs client assertions with the keys published at `jwks_uri`, and
+    /// has no secret.
+    pub fn with_jwks_uri(
+        client_id: impl Into<String>,
+        jwks_uri: impl Into<String>,
+        scopes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            client_id: client_id.into(),
+            scopes: scopes.into_iter().map(Into::into).collect(),
+            secret: None,
+            jwks: None,
+            jwks_uri: Some(jwks_uri.into()),
             max_live_tokens: Self::DEFAULT_MAX_LIVE_TOKENS,
         }
     }
@@ -81,6 +106,7 @@ impl std::fmt::Debug for MachineClient {
             scopes,
             secret,
             jwks,
+            jwks_uri,
             max_live_tokens,
         } = self;
         f.debug_struct("MachineClient")
@@ -88,13 +114,15 @@ impl std::fmt::Debug for MachineClient {
             .field("scopes", scopes)
             .field("secret", &secret.as_ref().map(|_| super::Redacted))
             .field("jwks", jwks)
+            .field("jwks_uri", jwks_uri)
             .field("max_live_tokens", max_live_tokens)
             .finish()
     }
 }
 
-/// Check [`OAuthConfig::machine_clients`]. Whether `jwks` holds usable public keys is checked
-/// when the layer is built, where keys are read.
+/// Check [`OAuthConfig::machine_clients`]. Whether `jwks` holds usable public keys, and whether
+/// `jwks_uri` meets the fetcher's URL rules, is checked when the layer is built, where keys are
+/// read.
 pub(super) fn validate(config: &OAuthConfig) -> Result<(), Error> {
     let bad = |id: &str, reason: &str| {
         Err(Error::invalid(
@@ -131,8 +159,19 @@ pub(super) fn validate(config: &OAuthConfig) -> Result<(), Error> {
                 &format!("max_live_tokens must be from 1 to {MAX_LIVE_TOKENS}"),
             );
         }
-        match (&machine.secret, &machine.jwks) {
-            (None, None) => return bad(id, "needs a secret or jwks to authenticate with"),
+        super::client_keys::key_fields(
+            ("jwks", machine.jwks.as_deref()),
+            ("jwks_uri", machine.jwks_uri.as_deref()),
+        )
+        .or_else(|reason| bad(id, &reason))?;
+        let has_keys = machine.jwks.is_some() || machine.jwks_uri.is_some();
+        match (&machine.secret, has_keys) {
+            (None, false) => {
+                return bad(
+                    id,
+                    "needs a secret or keys (jwks or jwks_uri) to authenticate with",
+                );
+            }
             (Some(secret), _) if secret.chars().count() < MIN_SECRET_CHARS => {
                 return bad(
                     id,
@@ -203,7 +242,7 @@ mod tests {
                     secret: None,
                     ..MachineClient::with_secret("ci", secret, ["mcp"])
                 },
-                "a secret or jwks",
+                "a secret or keys",
             ),
             (
                 MachineClient {

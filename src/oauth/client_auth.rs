@@ -72,8 +72,11 @@ impl AuthServer {
             )
             .into());
         }
+        // A signed assertion proves a confidential client as well as a secret does (the
+        // pre-registered client may have keys and no secret).
+        let signed = presented.assertion.is_some();
         let client = self.authenticate(presented, budget).await?;
-        if client.secret_hash.is_none() {
+        if client.secret_hash.is_none() && !signed {
             return Err(OAuthError::invalid_client(
                 "introspection is for confidential clients (resource servers) only",
             )

@@ -12,7 +12,8 @@ use crate::store::{ClientRecord, ClientStore, StoreError, TokenEndpointAuthMetho
 #[derive(Clone, Debug)]
 pub(crate) struct PreRegistered {
     pub(crate) client_id: String,
-    pub(crate) secret_hash: TokenHash,
+    /// `None`: configured with keys and no secret; it must sign.
+    pub(crate) secret_hash: Option<TokenHash>,
     pub(crate) redirect_uris: Vec<String>,
     pub(crate) name: String,
     /// Its public keys, if configured: it may sign assertions instead of sending its secret.
@@ -84,7 +85,7 @@ impl AuthServer {
         if client_id == pre.client_id {
             return Ok(Some(Client {
                 client_id: pre.client_id.clone(),
-                secret_hash: Some(pre.secret_hash),
+                secret_hash: pre.secret_hash,
                 redirect_uris: pre.redirect_uris.clone(),
                 name: Some(pre.name.clone()),
                 pre_registered: true,

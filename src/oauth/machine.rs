@@ -42,27 +42,40 @@ pub(crate) struct MachineClient {
 }
 
 /// What binds a machine's token to the credentials it was minted under: SHA-256 over its client
-/// id, its secret and its key set as configured, each length-prefixed so no two configurations
-/// share a fingerprint. Any change to the secret or the key set text ends the tokens minted before.
-/// Stored in the token store as a secret's hash is, never shown or logged.
+/// id, its secret, its key set as configured and the URL of its keys, each length-prefixed so no
+/// two configurations share a fingerprint. Any change to the secret, the key set text or the key
+/// URL ends the tokens minted before; a rotation of the keys published at that URL does not (the
+/// URL still says whose keys they are). A machine without a key URL hashes as before key URLs
+/// existed, so its tokens outlive the upgrade. Stored in the token store as a secret's hash is,
+/// never shown or logged.
 pub(crate) fn credentials_fingerprint(
     client_id: &str,
     secret: Option<&str>,
     jwks: Option<&str>,
+    jwks_uri: Option<&str>,
 ) -> [u8; 32] {
     let mut hash = Sha256::new();
     hash.update(b"mcp-oauth machine credentials v1");
     for part in [Some(client_id), secret, jwks] {
-        match part {
-            None => hash.update([0]),
-            Some(text) => {
-                hash.update([1]);
-                hash.update((text.len() as u64).to_be_bytes());
-                hash.update(text.as_bytes());
-            }
-        }
+        hash_part(&mut hash, part);
+    }
+    // Appended only when set: every part is self-delimiting, so this cannot collide.
+    if jwks_uri.is_some() {
+        hash_part(&mut hash, jwks_uri);
     }
     hash.finalize().into()
+}
+
+/// One part of the fingerprint: `0` for none, else `1`, its length and its bytes.
+fn hash_part(hash: &mut Sha256, part: Option<&str>) {
+    match part {
+        None => hash.update([0]),
+        Some(text) => {
+            hash.update([1]);
+            hash.update((text.len() as u64).to_be_bytes());
+            hash.update(text.as_bytes());
+        }
+    }
 }
 
 impl MachineClient {
@@ -276,6 +289,26 @@ mod tests {
             let error = requested_scopes(Some(beyond), &allowed).unwrap_err();
             assert_eq!(error.code, ErrorCode::InvalidScope, "{beyond}");
         }
+    }
+
+    /// A machine without a key URL keeps the fingerprint it had before key URLs existed (so an
+    /// upgrade ends none of its tokens); a URL, or another URL, is another fingerprint.
+    #[test]
+    fn the_key_url_is_part_of_the_fingerprint_only_when_set() {
+        let secret = Some("machine-secret-0123456789");
+        let hex = |bytes: [u8; 32]| bytes.map(|b| format!("{b:02x}")).concat();
+        assert_eq!(
+            hex(credentials_fingerprint("ci", secret, None, None)),
+            "481cf87ad731fad050f100b6eb2f6753eea0c7ecdafa8b536203725a9561cf8b",
+            "the fingerprint of a machine without a key URL changed"
+        );
+        let a = credentials_fingerprint("ci", None, None, Some("https://keys.example.com/a"));
+        let b = credentials_fingerprint("ci", None, None, Some("https://keys.example.com/b"));
+        assert_ne!(a, b);
+        assert_ne!(a, credentials_fingerprint("ci", None, None, None));
+        // The same text as a key set, or as a key URL, is another configuration.
+        let as_set = credentials_fingerprint("ci", None, Some("https://keys.example.com/a"), None);
+        assert_ne!(a, as_set);
     }
 
     #[test]

@@ -14,6 +14,8 @@ mod budgets;
 mod cimd;
 mod client_deletion;
 mod client_keys;
+#[cfg(feature = "cimd")]
+mod configured_key_uris;
 mod console;
 mod cors;
 mod discovery;
