@@ -34,6 +34,9 @@ pub enum StepKind {
     /// The client's metadata document (its `client_id` is a URL) could not be fetched or used;
     /// the error says exactly why, which the client itself is not told.
     MetadataDocument,
+    /// The client's public keys (its `jwks_uri`) could not be fetched or used for a client
+    /// assertion; the error says exactly why.
+    KeySet,
     /// The authorization request: the consent page, or why it could not be shown.
     Authorize,
     /// The owner approved with a passkey.
@@ -63,6 +66,7 @@ impl StepKind {
             Self::ServerMetadata => "server_metadata",
             Self::Registration => "registration",
             Self::MetadataDocument => "metadata_document",
+            Self::KeySet => "key_set",
             Self::Authorize => "authorize",
             Self::Approval => "approval",
             Self::Denial => "denial",
@@ -83,6 +87,7 @@ impl StepKind {
             Self::ServerMetadata => "Fetched the authorization server metadata",
             Self::Registration => "Registered itself (dynamic client registration)",
             Self::MetadataDocument => "Fetching its client metadata document failed",
+            Self::KeySet => "Fetching its public keys (jwks_uri) failed",
             Self::Authorize => "Opened the consent page",
             Self::Approval => "Approved by the owner",
             Self::Denial => "Denied by the owner",
@@ -189,14 +194,14 @@ impl ConnectionTrace {
         Some(verdict.to_owned())
     }
 
-    /// The failed metadata document fetch behind the last step: that step itself, or the one just
-    /// before (the endpoint's own refusal is recorded after it).
+    /// The failed fetch (metadata document or key set) behind the last step: that step itself, or
+    /// the one just before (the endpoint's own refusal is recorded after it).
     fn document_failure(&self) -> Option<&str> {
         self.steps
             .iter()
             .rev()
             .take(2)
-            .find(|step| step.kind == StepKind::MetadataDocument)
+            .find(|step| matches!(step.kind, StepKind::MetadataDocument | StepKind::KeySet))
             .and_then(|step| step.error.as_ref())
             .map(|(_, detail)| detail.as_str())
     }

@@ -13,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use mcp_oauth::console::StepKind;
+
 use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
 use crate::common::*;
 
@@ -653,6 +655,18 @@ fn doctor_notes(server: &TestServer, client_id: &str) -> String {
         .join(" | ")
 }
 
+/// The connection doctor's steps for a client id.
+fn doctor_steps(server: &TestServer, client_id: &str) -> Vec<StepKind> {
+    server
+        .oauth
+        .admin()
+        .connection_traces()
+        .iter()
+        .filter(|t| t.client_id.as_deref() == Some(client_id))
+        .flat_map(|t| t.steps.iter().map(|s| s.kind))
+        .collect()
+}
+
 #[tokio::test]
 async fn documents_declaring_private_key_jwt_without_usable_keys_are_refused_at_authorize() {
     let host = ClientHost::start(json!({ "keys": [] })).await;
@@ -735,6 +749,10 @@ async fn a_key_set_the_client_broke_is_401_and_one_that_cannot_be_fetched_is_503
         // The owner's connection doctor says why; the client heard a category.
         let notes = doctor_notes(&server, &id);
         assert!(notes.contains("JWK set"), "{what}: {notes}");
+        assert!(
+            doctor_steps(&server, &id).contains(&StepKind::KeySet),
+            "{what}: recorded under its own step"
+        );
     }
 
     for name in ["jwks-down.json", "jwks-stall.json"] {

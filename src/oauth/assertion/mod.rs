@@ -209,7 +209,7 @@ impl AuthServer {
                 let answer = error.token_error();
                 self.audit.doctor().record(
                     Source::of(Some(client_id), None),
-                    StepKind::MetadataDocument,
+                    StepKind::KeySet,
                     Some((answer.code.as_str(), &error.detail())),
                     None,
                 );
