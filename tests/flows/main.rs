@@ -38,6 +38,7 @@ mod refresh_chain;
 mod register;
 mod registrations;
 mod review_machine_clients;
+mod review3;
 mod revoke;
 mod rmcp_server;
 mod secrets;

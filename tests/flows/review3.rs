@@ -1,0 +1,218 @@
+//! Third outside review of `client_credentials` and `private_key_jwt` (issue 21): reproductions.
+//! Each test asserts a guarantee as README.md / SECURITY.md state it. A test ignored with a break
+//! number reproduces a break still open; the others attack something not tested before and hold.
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::any;
+use mcp_oauth::{MachineClient, OAuthConfig, TokenInfo, TokenSubject};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const MACHINE_ID: &str = "nightly-report";
+const MACHINE_SECRET: &str = "machine-secret-0123456789abcdef";
+const NEW_SECRET: &str = "rotated-machine-secret-after-leak";
+
+fn routes() -> Router {
+    Router::new().route(
+        "/mcp",
+        any(|caller: TokenInfo| async move {
+            axum::Json(json!({
+                "client_id": caller.client_id,
+                "scopes": caller.scopes,
+                "grant_id": caller.grant_id.0,
+                "machine": caller.subject == TokenSubject::Machine,
+            }))
+        }),
+    )
+}
+
+fn machine_config_with(secret: &str, scopes: &[&str], cap: u32) -> OAuthConfig {
+    let mut config = config();
+    config.scopes = vec!["mcp".into(), "reports:read".into(), "admin".into()];
+    config.rate_limits.enabled = false;
+    let mut machine = MachineClient::with_secret(MACHINE_ID, secret, scopes.iter().copied());
+    machine.max_live_tokens = cap;
+    config.machine_clients = vec![machine];
+    config
+}
+
+async fn machine_token(server: &TestServer, secret: &str) -> Reply {
+    server
+        .post_form(
+            "/token",
+            &form(&[("grant_type", "client_credentials")]),
+            &[("authorization", &basic(MACHINE_ID, secret))],
+        )
+        .await
+}
+
+async fn live_machine_tokens_listed(server: &TestServer) -> usize {
+    server
+        .oauth
+        .admin()
+        .grants()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.client_id == MACHINE_ID)
+        .count()
+}
+
+async fn introspect(server: &TestServer, token: &str) -> Value {
+    let reply = server
+        .post_form(
+            "/introspect",
+            &form(&[
+                ("token", token),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+            ]),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json()
+}
+
+/// SECURITY.md: "Each `client_credentials` request takes one of the machine's places in the token
+/// store until its token expires or is revoked". A machine that revokes its own tokens at
+/// `/revoke` (RFC 7009, as an SDK does when a job ends) holds no live token, yet is refused.
+#[tokio::test]
+async fn a_machine_that_revokes_its_own_tokens_gets_new_ones() {
+    let server = TestServer::on(
+        Stores::memory(),
+        machine_config_with(MACHINE_SECRET, &["mcp"], 2),
+        routes(),
+    );
+    for round in 0..3 {
+        let reply = machine_token(&server, MACHINE_SECRET).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "round {round}: a machine holding no live token is refused: {}",
+            reply.text()
+        );
+        let token = access_token(&reply.json());
+        let revoked = server
+            .post_form(
+                "/revoke",
+                &form(&[("token", &token)]),
+                &[("authorization", &basic(MACHINE_ID, MACHINE_SECRET))],
+            )
+            .await;
+        assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+        assert_eq!(
+            server.mcp(Some(&token)).await.status,
+            StatusCode::UNAUTHORIZED,
+            "revoked"
+        );
+    }
+}
+
+/// README: the console lists "each [machine] token as a row"; a token the machine revoked at
+/// `/revoke` is no live token, but the console still lists it (and counts it).
+#[tokio::test]
+async fn the_console_does_not_list_a_token_the_machine_revoked() {
+    let server = TestServer::on(
+        Stores::memory(),
+        machine_config_with(MACHINE_SECRET, &["mcp"], 5),
+        routes(),
+    );
+    let token = access_token(&machine_token(&server, MACHINE_SECRET).await.json());
+    assert_eq!(live_machine_tokens_listed(&server).await, 1);
+    server
+        .post_form(
+            "/revoke",
+            &form(&[("token", &token)]),
+            &[("authorization", &basic(MACHINE_ID, MACHINE_SECRET))],
+        )
+        .await;
+    assert_eq!(
+        server.mcp(Some(&token)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        live_machine_tokens_listed(&server).await,
+        0,
+        "the console lists a revoked machine token as live"
+    );
+}
+
+/// SECURITY.md: a thief of a machine's credentials "can use up the machine's places until its
+/// tokens expire. Keep machine credentials like any secret; rotate them, which ends every token
+/// minted with the old ones, if they leak." After the rotation those tokens are dead (guard and
+/// introspection refuse them), yet they still hold every place: the machine, with its new
+/// secret and no live token, is refused for the tokens' whole lifetime (a day by default).
+#[tokio::test]
+async fn rotating_a_leaked_machine_secret_gives_the_machine_its_places_back() {
+    let stores = Stores::memory();
+    let leaked = TestServer::on(
+        stores.clone(),
+        machine_config_with(MACHINE_SECRET, &["mcp"], 3),
+        routes(),
+    );
+    // The thief fills every place with the leaked secret.
+    let mut stolen = Vec::new();
+    loop {
+        let reply = machine_token(&leaked, MACHINE_SECRET).await;
+        if reply.status != StatusCode::OK {
+            reply.assert_oauth_error(400, "invalid_request");
+            break;
+        }
+        stolen.push(access_token(&reply.json()));
+    }
+    assert_eq!(stolen.len(), 3);
+
+    // The owner rotates the secret and restarts.
+    let rotated = TestServer::on(
+        stores,
+        machine_config_with(NEW_SECRET, &["mcp"], 3),
+        routes(),
+    );
+    for token in &stolen {
+        assert_eq!(
+            rotated.mcp(Some(token)).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(introspect(&rotated, token).await, json!({ "active": false }));
+    }
+    let reply = machine_token(&rotated, NEW_SECRET).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the machine, with its new secret and no live token, is refused: {}",
+        reply.text()
+    );
+}
+
+/// README: "a machine holds at most `max_live_tokens` live tokens". The owner lowers the cap and
+/// restarts: every token minted under the old cap stays live.
+#[tokio::test]
+async fn lowering_a_machines_cap_across_a_restart_leaves_it_within_the_new_cap() {
+    let stores = Stores::memory();
+    let before = TestServer::on(
+        stores.clone(),
+        machine_config_with(MACHINE_SECRET, &["mcp"], 6),
+        routes(),
+    );
+    let mut tokens = Vec::new();
+    for _ in 0..6 {
+        let reply = machine_token(&before, MACHINE_SECRET).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        tokens.push(access_token(&reply.json()));
+    }
+    let after = TestServer::on(
+        stores,
+        machine_config_with(MACHINE_SECRET, &["mcp"], 2),
+        routes(),
+    );
+    let mut live = 0;
+    for token in &tokens {
+        if after.mcp(Some(token)).await.status == StatusCode::OK {
+            live += 1;
+        }
+    }
+    assert!(live <= 2, "{live} live tokens for a cap of 2");
+}
