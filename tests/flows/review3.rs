@@ -216,3 +216,129 @@ async fn lowering_a_machines_cap_across_a_restart_leaves_it_within_the_new_cap()
     }
     assert!(live <= 2, "{live} live tokens for a cap of 2");
 }
+
+/// A client's host on 127.0.0.1 serving metadata documents at `/{name}`.
+#[cfg(feature = "cimd")]
+struct DocumentHost {
+    base: String,
+    documents: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(feature = "cimd")]
+impl Drop for DocumentHost {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(feature = "cimd")]
+impl DocumentHost {
+    async fn start() -> Self {
+        use axum::extract::{Path, State};
+        use axum::response::IntoResponse;
+        type Documents = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Value>>>;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let documents = Documents::default();
+        let app = Router::new()
+            .route(
+                "/{name}",
+                axum::routing::get(
+                    |State(documents): State<Documents>, Path(name): Path<String>| async move {
+                        match documents.lock().unwrap().get(&name) {
+                            Some(document) => (
+                                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                                document.to_string(),
+                            )
+                                .into_response(),
+                            None => StatusCode::NOT_FOUND.into_response(),
+                        }
+                    },
+                ),
+            )
+            .with_state(documents.clone());
+        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base,
+            documents,
+            task,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn publish(&self, name: &str, mut document: Value) -> String {
+        let id = format!("{}/{name}", self.base);
+        document["client_id"] = json!(id);
+        self.documents
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), document);
+        id
+    }
+}
+
+#[cfg(feature = "cimd")]
+const DOC_REDIRECT: &str = "https://client.example/callback";
+
+/// SECURITY.md: "A document declaring `private_key_jwt` alone must sign (no downgrade to
+/// `none`)". A document whose only declared method is `private_key_jwt`, listed in
+/// `token_endpoint_auth_methods_supported` (the list ChatGPT's documents carry) without a
+/// `token_endpoint_auth_method`, is taken as offering `none` too: a thief of its refresh token
+/// refreshes it with no assertion.
+#[cfg(feature = "cimd")]
+#[tokio::test]
+async fn a_document_listing_only_private_key_jwt_must_sign() {
+    use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
+
+    let key = TestKey::ec("k1");
+    let host = DocumentHost::start().await;
+    let client_id = host.publish(
+        "client.json",
+        json!({
+            "client_name": "Signs only",
+            "redirect_uris": [DOC_REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "jwks": key.jwks(),
+        }),
+    );
+    let mut config = config();
+    config.cimd_allow_loopback_http_for_testing = true;
+    config.cimd_allowed_ports = vec![443, host.port()];
+    let server = TestServer::on(Stores::memory(), config, routes());
+    server.register_passkey(SETUP_TOKEN).await;
+    let (code, verifier) = server.code_for(&client_id, DOC_REDIRECT).await;
+    let tokens = server
+        .post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("redirect_uri", DOC_REDIRECT),
+                ("client_assertion_type", JWT_BEARER),
+                (
+                    "client_assertion",
+                    &key.sign(&claims(&client_id, jose::now())),
+                ),
+            ]),
+            &[],
+        )
+        .await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+
+    // The thief has the refresh token, not the key.
+    let stolen = refresh_token(&tokens.json());
+    let reply = server.refresh(&client_id, &stolen).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "a client that declared private_key_jwt alone refreshed with no assertion: {}",
+        reply.text()
+    );
+}
