@@ -342,3 +342,48 @@ async fn a_document_listing_only_private_key_jwt_must_sign() {
         reply.text()
     );
 }
+
+/// SECURITY.md: "So a machine, or a thief of its credentials, cannot fill the store and evict the
+/// owner's tokens"; `MAX_LIVE_TOKENS` (10,000) is documented in the code as the bound "so that one
+/// machine cannot be configured to fill a store". With the `MemoryLimits` of README's own example
+/// (20,000 tokens, 16 MiB) and one machine at the allowed 10,000, its tokens (three records each:
+/// place, token, console row) evict the owner's live access token.
+#[tokio::test]
+async fn one_machine_at_the_largest_allowed_cap_cannot_evict_the_owners_token_from_readmes_store() {
+    let limits = mcp_oauth::MemoryLimits::default()
+        .tokens(20_000)
+        .token_bytes(16 << 20);
+    let stores = Stores::of(mcp_oauth::MemoryStore::with_limits(limits));
+    let config = machine_config_with(MACHINE_SECRET, &["mcp"], 10_000);
+    let server = TestServer::on(stores, config, routes());
+    server.register_passkey(SETUP_TOKEN).await;
+    let (_, owners) = server.connected_client().await;
+    let owner_token = access_token(&owners);
+    // A second passes so the machine's tokens expire after the owner's.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut minted = Vec::new();
+    for _ in 0..12_000 {
+        let reply = machine_token(&server, MACHINE_SECRET).await;
+        if reply.status == StatusCode::OK {
+            minted.push(access_token(&reply.json()));
+        } else {
+            reply.assert_oauth_error(400, "invalid_request");
+        }
+    }
+    let mut live = 0;
+    for token in &minted {
+        if server.mcp(Some(token)).await.status == StatusCode::OK {
+            live += 1;
+        }
+    }
+    println!(
+        "{} machine tokens minted in 12,000 requests for a cap of 10,000; {live} live",
+        minted.len()
+    );
+    let call = server.mcp(Some(&owner_token)).await;
+    assert_eq!(
+        call.status,
+        StatusCode::OK,
+        "the owner's live access token was evicted by one machine within its configured cap"
+    );
+}
