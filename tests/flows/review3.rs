@@ -217,12 +217,20 @@ async fn lowering_a_machines_cap_across_a_restart_leaves_it_within_the_new_cap()
     assert!(live <= 2, "{live} live tokens for a cap of 2");
 }
 
-/// A client's host on 127.0.0.1 serving metadata documents at `/{name}`.
+/// A client's host on 127.0.0.1 serving metadata documents (and JWK sets) at `/{name}`, counting
+/// the requests for each.
 #[cfg(feature = "cimd")]
 struct DocumentHost {
     base: String,
-    documents: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Value>>>,
+    state: std::sync::Arc<HostState>,
     task: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(feature = "cimd")]
+#[derive(Default)]
+struct HostState {
+    documents: std::sync::Mutex<std::collections::HashMap<String, Value>>,
+    hits: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 #[cfg(feature = "cimd")]
@@ -237,16 +245,22 @@ impl DocumentHost {
     async fn start() -> Self {
         use axum::extract::{Path, State};
         use axum::response::IntoResponse;
-        type Documents = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Value>>>;
+        type Shared = std::sync::Arc<HostState>;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let documents = Documents::default();
+        let state = Shared::default();
         let app = Router::new()
             .route(
                 "/{name}",
                 axum::routing::get(
-                    |State(documents): State<Documents>, Path(name): Path<String>| async move {
-                        match documents.lock().unwrap().get(&name) {
+                    |State(state): State<Shared>, Path(name): Path<String>| async move {
+                        *state.hits.lock().unwrap().entry(name.clone()).or_default() += 1;
+                        // A host across the internet: a few hundred milliseconds away.
+                        if name.starts_with("slow-") {
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        }
+                        let found = state.documents.lock().unwrap().get(&name).cloned();
+                        match found {
                             Some(document) => (
                                 [(axum::http::header::CONTENT_TYPE, "application/json")],
                                 document.to_string(),
@@ -257,27 +271,44 @@ impl DocumentHost {
                     },
                 ),
             )
-            .with_state(documents.clone());
+            .with_state(state.clone());
         let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            base,
-            documents,
-            task,
-        }
+        Self { base, state, task }
     }
 
     fn port(&self) -> u16 {
         self.base.rsplit(':').next().unwrap().parse().unwrap()
     }
 
-    fn publish(&self, name: &str, mut document: Value) -> String {
-        let id = format!("{}/{name}", self.base);
-        document["client_id"] = json!(id);
-        self.documents
+    fn url(&self, name: &str) -> String {
+        format!("{}/{name}", self.base)
+    }
+
+    /// Serve `value` at `/{name}` as it is.
+    fn serve(&self, name: &str, value: Value) {
+        self.state
+            .documents
             .lock()
             .unwrap()
-            .insert(name.to_owned(), document);
+            .insert(name.to_owned(), value);
+    }
+
+    /// Serve `document` at `/{name}` with its `client_id` set to that URL; the client id.
+    fn publish(&self, name: &str, mut document: Value) -> String {
+        let id = self.url(name);
+        document["client_id"] = json!(id);
+        self.serve(name, document);
         id
+    }
+
+    fn hits(&self, name: &str) -> usize {
+        self.state
+            .hits
+            .lock()
+            .unwrap()
+            .get(name)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -385,5 +416,76 @@ async fn one_machine_at_the_largest_allowed_cap_cannot_evict_the_owners_token_fr
         call.status,
         StatusCode::OK,
         "the owner's live access token was evicted by one machine within its configured cap"
+    );
+}
+
+/// SECURITY.md: "a flood of made-up key ids is held to the failure budget of the address sending
+/// it (each one is a failed assertion, and a spent budget fetches nothing)"; "each made-up id costs
+/// its sender a unit of budget". The budget is checked, not held, across the refetch: one address
+/// sending its made-up key ids at once (within the default auth tier's burst of 60) to a client
+/// whose key host is 300 ms away makes the server fetch that host once per request, far past the
+/// budget of 20.
+#[cfg(feature = "cimd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_made_up_kids_from_one_address_is_held_to_the_budget() {
+    use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
+
+    let key = TestKey::rsa("k1");
+    let host = DocumentHost::start().await;
+    host.serve("slow-jwks.json", key.jwks());
+    let client_id = host.publish(
+        "client.json",
+        json!({
+            "client_name": "ChatGPT",
+            "redirect_uris": [DOC_REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "RS256",
+            "jwks_uri": host.url("slow-jwks.json"),
+        }),
+    );
+    let mut config = config();
+    config.cimd_allow_loopback_http_for_testing = true;
+    config.cimd_allowed_ports = vec![443, host.port()];
+    let server = std::sync::Arc::new(TestServer::on(Stores::memory(), config, routes()));
+    let body = |assertion: &str| {
+        form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "not-a-refresh-token"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion),
+        ])
+    };
+    // The client's own request caches its document and key set.
+    let first = server
+        .post_form("/token", &body(&key.sign(&claims(&client_id, jose::now()))), &[])
+        .await;
+    first.assert_oauth_error(400, "invalid_grant");
+    let before = host.hits("slow-jwks.json");
+
+    let forger = TestKey::rsa("x");
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let made_up = forger.sign_as(
+            "RS256",
+            Some(&format!("made-up-{i}")),
+            &claims(&client_id, jose::now()),
+        );
+        let server = std::sync::Arc::clone(&server);
+        let body = body(&made_up);
+        tasks.push(tokio::spawn(async move {
+            server.post_form("/token", &body, &[]).await.status.as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let fetches = host.hits("slow-jwks.json") - before;
+    println!("{fetches} fetches; statuses {statuses:?}");
+    assert!(
+        fetches <= 20,
+        "one address made the server fetch the client's key set {fetches} times (budget 20)"
     );
 }
