@@ -79,6 +79,7 @@ async fn introspect(server: &TestServer, token: &str) -> Value {
 /// SECURITY.md: "Each `client_credentials` request takes one of the machine's places in the token
 /// store until its token expires or is revoked". A machine that revokes its own tokens at
 /// `/revoke` (RFC 7009, as an SDK does when a job ends) holds no live token, yet is refused.
+#[ignore = "break 1: a token the machine revokes at /revoke keeps its place (and its console row) until it expires"]
 #[tokio::test]
 async fn a_machine_that_revokes_its_own_tokens_gets_new_ones() {
     let server = TestServer::on(
@@ -113,6 +114,7 @@ async fn a_machine_that_revokes_its_own_tokens_gets_new_ones() {
 
 /// README: the console lists "each [machine] token as a row"; a token the machine revoked at
 /// `/revoke` is no live token, but the console still lists it (and counts it).
+#[ignore = "break 1: a token the machine revokes at /revoke keeps its console row until it expires"]
 #[tokio::test]
 async fn the_console_does_not_list_a_token_the_machine_revoked() {
     let server = TestServer::on(
@@ -145,6 +147,7 @@ async fn the_console_does_not_list_a_token_the_machine_revoked() {
 /// minted with the old ones, if they leak." After the rotation those tokens are dead (guard and
 /// introspection refuse them), yet they still hold every place: the machine, with its new
 /// secret and no live token, is refused for the tokens' whole lifetime (a day by default).
+#[ignore = "break 2: tokens ended by a rotation (or removal, or narrowing) keep their places until they expire"]
 #[tokio::test]
 async fn rotating_a_leaked_machine_secret_gives_the_machine_its_places_back() {
     let stores = Stores::memory();
@@ -189,6 +192,7 @@ async fn rotating_a_leaked_machine_secret_gives_the_machine_its_places_back() {
 
 /// README: "a machine holds at most `max_live_tokens` live tokens". The owner lowers the cap and
 /// restarts: every token minted under the old cap stays live.
+#[ignore = "break 3: tokens minted under a higher cap stay live after the cap is lowered"]
 #[tokio::test]
 async fn lowering_a_machines_cap_across_a_restart_leaves_it_within_the_new_cap() {
     let stores = Stores::memory();
@@ -321,6 +325,7 @@ const DOC_REDIRECT: &str = "https://client.example/callback";
 /// `token_endpoint_auth_method`, is taken as offering `none` too: a thief of its refresh token
 /// refreshes it with no assertion.
 #[cfg(feature = "cimd")]
+#[ignore = "break 4: a document listing only private_key_jwt in token_endpoint_auth_methods_supported may use none"]
 #[tokio::test]
 async fn a_document_listing_only_private_key_jwt_must_sign() {
     use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
@@ -379,6 +384,7 @@ async fn a_document_listing_only_private_key_jwt_must_sign() {
 /// machine cannot be configured to fill a store". With the `MemoryLimits` of README's own example
 /// (20,000 tokens, 16 MiB) and one machine at the allowed 10,000, its tokens (three records each:
 /// place, token, console row) evict the owner's live access token.
+#[ignore = "break 5: one machine at its allowed cap fills README's MemoryLimits and evicts the owner's token"]
 #[tokio::test]
 async fn one_machine_at_the_largest_allowed_cap_cannot_evict_the_owners_token_from_readmes_store() {
     let limits = mcp_oauth::MemoryLimits::default()
@@ -426,6 +432,7 @@ async fn one_machine_at_the_largest_allowed_cap_cannot_evict_the_owners_token_fr
 /// whose key host is 300 ms away makes the server fetch that host once per request, far past the
 /// budget of 20.
 #[cfg(feature = "cimd")]
+#[ignore = "break 6: the budget is checked, not held, across the refetch: a concurrent burst of made-up kids fetches past it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_made_up_kids_from_one_address_is_held_to_the_budget() {
     use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
@@ -488,4 +495,81 @@ async fn a_burst_of_made_up_kids_from_one_address_is_held_to_the_budget() {
         fetches <= 20,
         "one address made the server fetch the client's key set {fetches} times (budget 20)"
     );
+}
+
+/// Held: neither a machine's secret (right, or mistyped by one character) nor its signed
+/// assertion reaches the log (at TRACE), the connection doctor or the audit events.
+#[tokio::test]
+async fn a_machines_credentials_reach_no_log_doctor_or_audit_event() {
+    use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
+    use crate::secrets::Capture;
+
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let key = TestKey::ec("k1");
+    let mut config = machine_config_with(MACHINE_SECRET, &["mcp"], 5);
+    config.machine_clients[0].jwks = Some(key.jwks().to_string());
+    let stores = Stores::memory();
+    let seen = std::sync::Arc::clone(&events);
+    let oauth = stores
+        .apply(mcp_oauth::McpOAuth::builder(config))
+        .on_audit(move |event| seen.lock().unwrap().push(format!("{event:?}")))
+        .build()
+        .unwrap();
+    let server = TestServer::serving(oauth, stores, routes());
+
+    let mistyped = format!("{}X", &MACHINE_SECRET[..MACHINE_SECRET.len() - 1]);
+    let good = machine_token(&server, MACHINE_SECRET).await;
+    assert_eq!(good.status, StatusCode::OK, "{}", good.text());
+    let token = access_token(&good.json());
+    machine_token(&server, &mistyped)
+        .await
+        .assert_oauth_error(401, "invalid_client");
+    let assertion = key.sign(&claims(MACHINE_ID, jose::now()));
+    for _ in 0..2 {
+        // The second use is a replay: refused, and logged nowhere either.
+        server
+            .post_form(
+                "/token",
+                &form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", &assertion),
+                ]),
+                &[],
+            )
+            .await;
+    }
+    // The secret in the body, where a doctor reading the body could pick it up.
+    server
+        .post_form(
+            "/token",
+            &form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", MACHINE_ID),
+                ("client_secret", &mistyped),
+                ("scope", "admin"),
+            ]),
+            &[],
+        )
+        .await;
+    server.mcp(Some(&token)).await;
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let doctor = format!("{:?}", server.oauth.admin().connection_traces());
+    let audit = events.lock().unwrap().join("\n");
+    let basic = basic(MACHINE_ID, MACHINE_SECRET);
+    let basic = basic.trim_start_matches("Basic ");
+    let signature = assertion.rsplit('.').next().unwrap();
+    for (place, text) in [("log", &logs), ("doctor", &doctor), ("audit", &audit)] {
+        for secret in [MACHINE_SECRET, mistyped.as_str(), basic, signature, &token] {
+            assert!(!text.contains(secret), "{place} holds a credential: {text}");
+        }
+    }
+    assert!(doctor.contains(MACHINE_ID), "{doctor}");
 }
