@@ -573,3 +573,50 @@ async fn a_machines_credentials_reach_no_log_doctor_or_audit_event() {
     }
     assert!(doctor.contains(MACHINE_ID), "{doctor}");
 }
+
+/// Held: a machine's token is nothing at the owner's console, as the session cookie, its CSRF
+/// token or a bearer token: it cannot revoke the owner's grant.
+#[tokio::test]
+async fn a_machines_token_opens_nothing_at_the_owners_console() {
+    use crate::console::{Session, console_post};
+
+    let server = TestServer::on(
+        Stores::memory(),
+        machine_config_with(MACHINE_SECRET, &["mcp"], 5),
+        routes(),
+    );
+    server.register_passkey(SETUP_TOKEN).await;
+    let (_, owners) = server.connected_client().await;
+    let owner_token = access_token(&owners);
+    let grant = server.mcp(Some(&owner_token)).await.json()["grant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = access_token(&machine_token(&server, MACHINE_SECRET).await.json());
+    let forged = Session {
+        cookie: format!("mcp-oauth-console={token}"),
+        csrf: token.clone(),
+    };
+    let reply = console_post(
+        &server,
+        Some(&forged),
+        None,
+        "/oauth/console/grants/revoke",
+        json!({ "grant_id": grant }),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
+    let bearer = server
+        .send(
+            axum::http::Request::post("/oauth/console/grants/revoke")
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .header(axum::http::header::ORIGIN, SERVER_URL)
+                .header(axum::http::header::AUTHORIZATION, format!("Bearer {token}"))
+                .header("x-csrf-token", &token)
+                .body(axum::body::Body::from(json!({ "grant_id": grant }).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(bearer.status, StatusCode::UNAUTHORIZED, "{}", bearer.text());
+    assert_eq!(server.mcp(Some(&owner_token)).await.status, StatusCode::OK);
+}
