@@ -179,7 +179,10 @@ async fn rotating_a_leaked_machine_secret_gives_the_machine_its_places_back() {
             rotated.mcp(Some(token)).await.status,
             StatusCode::UNAUTHORIZED
         );
-        assert_eq!(introspect(&rotated, token).await, json!({ "active": false }));
+        assert_eq!(
+            introspect(&rotated, token).await,
+            json!({ "active": false })
+        );
     }
     let reply = machine_token(&rotated, NEW_SECRET).await;
     assert_eq!(
@@ -466,7 +469,11 @@ async fn a_burst_of_made_up_kids_from_one_address_is_held_to_the_budget() {
     };
     // The client's own request caches its document and key set.
     let first = server
-        .post_form("/token", &body(&key.sign(&claims(&client_id, jose::now()))), &[])
+        .post_form(
+            "/token",
+            &body(&key.sign(&claims(&client_id, jose::now()))),
+            &[],
+        )
         .await;
     first.assert_oauth_error(400, "invalid_grant");
     let before = host.hits("slow-jwks.json");
@@ -613,7 +620,9 @@ async fn a_machines_token_opens_nothing_at_the_owners_console() {
                 .header(axum::http::header::ORIGIN, SERVER_URL)
                 .header(axum::http::header::AUTHORIZATION, format!("Bearer {token}"))
                 .header("x-csrf-token", &token)
-                .body(axum::body::Body::from(json!({ "grant_id": grant }).to_string()))
+                .body(axum::body::Body::from(
+                    json!({ "grant_id": grant }).to_string(),
+                ))
                 .unwrap(),
         )
         .await;
