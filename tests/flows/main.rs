@@ -39,6 +39,7 @@ mod rate_limits;
 mod refresh_chain;
 mod register;
 mod registrations;
+mod review3;
 mod review_machine_clients;
 mod revoke;
 mod rmcp_server;
