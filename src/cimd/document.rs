@@ -80,7 +80,7 @@ fn reason(error: MetadataError) -> String {
     }
 }
 
-/// `token_endpoint_auth_method` absent or `none`: public. `private_key_jwt`: the client signs
+/// `token_endpoint_auth_method` `none`, or absent from a document that lists no methods: public. `private_key_jwt`: the client signs
 /// assertions with the keys it publishes (`jwks_uri` or `jwks`), and must, unless it offers `none`
 /// as well; then either works, and without keys it stays public as before. Another asymmetric
 /// method only beside `none`. A shared-secret method is never acceptable.
@@ -107,8 +107,11 @@ fn check_auth_method(
             "it names {method}, a shared-secret method that a public document must not use"
         ));
     }
-    let offers_none =
-        matches!(preferred, None | Some("none")) || offered.iter().any(|m| m == "none");
+    // Without a preferred method a document is public, unless it lists the methods it supports:
+    // then that list says whether `none` is one of them.
+    let offers_none = preferred == Some("none")
+        || offered.iter().any(|m| m == "none")
+        || (preferred.is_none() && offered.is_empty());
     match preferred {
         None | Some("none" | "private_key_jwt") => {}
         Some(_) if offers_none => {}
@@ -122,6 +125,12 @@ fn check_auth_method(
     let declares_jwt =
         preferred == Some("private_key_jwt") || offered.iter().any(|m| m == "private_key_jwt");
     if !declares_jwt {
+        if !offers_none {
+            return Err(
+                "it offers no client authentication this server supports (none or private_key_jwt)"
+                    .into(),
+            );
+        }
         return Ok(None);
     }
     let Some(keys) = key_source(metadata, rules)? else {
@@ -273,6 +282,45 @@ mod tests {
         assert!(check(&keyless).unwrap().assertion.is_none());
         let other = with(json!({ "token_endpoint_auth_method": "tls_client_auth" }));
         assert!(check(&other).unwrap_err().contains("tls_client_auth"));
+    }
+
+    /// No preferred method, but a list of supported ones: the list decides whether `none` is
+    /// allowed, never the default for an absent method.
+    #[test]
+    fn a_listed_method_without_a_preferred_one_is_not_none() {
+        let keys = json!({ "keys": [{ "kty": "EC", "crv": "P-256", "x": "a", "y": "b" }] });
+        let listing_only_jwt = with(json!({
+            "token_endpoint_auth_method": null,
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "jwks": keys,
+        }));
+        assert!(
+            check(&listing_only_jwt)
+                .unwrap()
+                .assertion
+                .unwrap()
+                .required
+        );
+        let listing_both = with(json!({
+            "token_endpoint_auth_method": null,
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+            "jwks": keys,
+        }));
+        assert!(!check(&listing_both).unwrap().assertion.unwrap().required);
+        let listing_other = with(json!({
+            "token_endpoint_auth_method": null,
+            "token_endpoint_auth_methods_supported": ["tls_client_auth"],
+        }));
+        assert!(
+            check(&listing_other)
+                .unwrap_err()
+                .contains("no client authentication this server supports")
+        );
+        let listing_nothing = with(json!({
+            "token_endpoint_auth_method": null,
+            "token_endpoint_auth_methods_supported": [],
+        }));
+        assert!(check(&listing_nothing).unwrap().assertion.is_none());
     }
 
     #[test]

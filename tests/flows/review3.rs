@@ -325,10 +325,10 @@ const DOC_REDIRECT: &str = "https://client.example/callback";
 /// SECURITY.md: "A document declaring `private_key_jwt` alone must sign (no downgrade to
 /// `none`)". A document whose only declared method is `private_key_jwt`, listed in
 /// `token_endpoint_auth_methods_supported` (the list ChatGPT's documents carry) without a
-/// `token_endpoint_auth_method`, is taken as offering `none` too: a thief of its refresh token
-/// refreshes it with no assertion.
+/// `token_endpoint_auth_method`, must sign too: a thief of its refresh token cannot refresh it
+/// with no assertion. (Break 4, fixed: an absent method used to read as `none` whatever the list
+/// said.)
 #[cfg(feature = "cimd")]
-#[ignore = "break 4: a document listing only private_key_jwt in token_endpoint_auth_methods_supported may use none"]
 #[tokio::test]
 async fn a_document_listing_only_private_key_jwt_must_sign() {
     use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
