@@ -5,9 +5,10 @@
 //! approved, and the owner can revoke it alone.
 //!
 //! A machine's token stands only as long as the configuration it was minted under: it carries a
-//! fingerprint of the machine's credentials (client id, secret, keys), and the guard and
-//! introspection refuse it once the machine is gone or its credentials changed (a rotated secret,
-//! another key set), and give it only the scopes still in the machine's list. No record of the
+//! fingerprint of the machine's credentials (client id, secret, keys) and the number of the place
+//! it holds, and the guard and introspection refuse it once the machine is gone, its credentials
+//! changed (a rotated secret, another key set) or its cap fell to or below that place, and give it
+//! only the scopes still in the machine's list. No record of the
 //! configuration is kept anywhere else, so instances sharing a store each judge by their own.
 
 use super::assertion::keys::AssertionRules;
@@ -132,7 +133,7 @@ impl AuthServer {
         let machine = self.machine_client(client_id)?;
         // A payload without a fingerprint is no token of this machine's configuration either.
         let minted: MachineTokenView<'_> = payload::decode(record).ok()?;
-        if minted.credentials != machine.credentials {
+        if minted.credentials != machine.credentials || minted.place >= machine.max_live_tokens {
             return None;
         }
         let scopes: Vec<String> = minted
@@ -177,7 +178,7 @@ impl AuthServer {
             scopes,
             resource: self.settings.resource.as_str().to_owned(),
         };
-        self.take_place(machine, &grant_id).await?;
+        let place = self.take_place(machine, &grant_id).await?;
         let tokens = match self
             .issue(
                 &grant_id,
@@ -185,6 +186,7 @@ impl AuthServer {
                 &grant.scopes,
                 Minting::Machine {
                     credentials: &machine.credentials,
+                    place,
                 },
             )
             .await
@@ -211,6 +213,10 @@ impl AuthServer {
     /// absent, so instances sharing the store never hand out one place twice. Places are tried
     /// from a random one on, so a machine below its cap usually takes the first it tries.
     ///
+    /// The places belong to the machine's credentials as configured: tokens a rotation (or a
+    /// removal) ended keep theirs until they expire, but those are another set's, so the machine
+    /// with its new credentials has all of its own. Returns the number of the place taken.
+    ///
     /// # Errors
     ///
     /// `invalid_request` when every place is taken.
@@ -218,21 +224,26 @@ impl AuthServer {
         &self,
         machine: &MachineClient,
         grant_id: &GrantId,
-    ) -> Result<(), OAuthError> {
+    ) -> Result<u32, OAuthError> {
         let places = machine.max_live_tokens;
+        let credentials: String = machine
+            .credentials
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let expires_at = self.now().plus(self.settings.token_lifetime_secs);
         let first = rand::random::<u32>() % places;
         for step in 0..places {
             let place = (first + step) % places;
             let record = TokenRecord {
                 kind: TokenKind::MachineSlot,
-                hash: TokenHash::of(&format!("{}\n{place}", machine.client_id)),
+                hash: TokenHash::of(&format!("{}\n{credentials}\n{place}", machine.client_id)),
                 grant_id: grant_id.clone(),
                 expires_at,
                 payload: Vec::new(),
             };
             match self.tokens.insert(record).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(place),
                 Err(StoreError::AlreadyExists { .. }) => {}
                 Err(error) => return Err(error.into()),
             }

@@ -74,7 +74,7 @@ pub(crate) struct TokenGrantView<'a> {
 }
 
 /// A machine's access token: its [`TokenGrant`], then the fingerprint of the machine's
-/// credentials it was minted under (see [`machine`](super::machine)). Postcard writes the fields
+/// credentials it was minted under and the place it holds (see [`machine`](super::machine)). Postcard writes the fields
 /// in order and reads a value without looking past its end, so these bytes are a [`TokenGrant`]
 /// followed by the fingerprint: every reader of a `TokenGrant` reads them as one, and only the
 /// machine's check reads on.
@@ -82,6 +82,7 @@ pub(crate) struct TokenGrantView<'a> {
 pub(crate) struct MachineTokenGrant<'a> {
     pub(crate) grant: &'a TokenGrant,
     pub(crate) credentials: &'a [u8; 32],
+    pub(crate) place: u32,
 }
 
 /// [`MachineTokenGrant`] as read back.
@@ -90,6 +91,7 @@ pub(crate) struct MachineTokenView<'a> {
     #[serde(borrow)]
     pub(crate) grant: TokenGrantView<'a>,
     pub(crate) credentials: [u8; 32],
+    pub(crate) place: u32,
 }
 
 /// The first byte of every payload this version writes.
@@ -163,6 +165,7 @@ mod tests {
         let stored = record(encode(&MachineTokenGrant {
             grant: &grant,
             credentials: &credentials,
+            place: 41,
         }));
         let plain: TokenGrant = decode(&stored).unwrap();
         assert_eq!(plain.client_id, grant.client_id);
@@ -170,6 +173,7 @@ mod tests {
         let machine: MachineTokenView<'_> = decode(&stored).unwrap();
         assert_eq!(machine.grant.scopes, grant.scopes);
         assert_eq!(machine.credentials, credentials);
+        assert_eq!(machine.place, 41);
         // A grant without a fingerprint is no machine's token.
         assert!(decode::<MachineTokenView<'_>>(&record(encode(&grant))).is_err());
     }

@@ -2,6 +2,7 @@
 
 use super::AuthServer;
 use super::budget::{Budget, Refused};
+use super::machine::is_machine_grant;
 use super::params::Params;
 use super::payload::{self, TokenGrant};
 use crate::audit::AuditEvent;
@@ -35,8 +36,10 @@ impl AuthServer {
             if grant.client_id != client.client_id {
                 return Ok(());
             }
-            if kind == TokenKind::RefreshToken {
-                // Revoking a refresh token ends the grant, its access tokens included (RFC 7009 §2.1).
+            if kind == TokenKind::RefreshToken || is_machine_grant(&record.grant_id) {
+                // Revoking a refresh token ends the grant, its access tokens included (RFC 7009
+                // §2.1). A machine's grant is its one token: ending it also gives back the place
+                // the token held and removes its row from the owner's console.
                 self.revoke_grant(&record.grant_id).await?;
             } else {
                 self.tokens.delete(kind, &hash).await?;

@@ -50,8 +50,11 @@ pub(super) enum Minting<'a> {
     /// Rotating the refresh token `presented`: the new pair is kept, sealed, for its retries.
     Rotation { presented: &'a str },
     /// A machine client's `client_credentials`: an access token alone (RFC 6749 §4.4.3), bound
-    /// to the fingerprint of the machine's configured credentials.
-    Machine { credentials: &'a [u8; 32] },
+    /// to the fingerprint of the machine's configured credentials and to the place it holds.
+    Machine {
+        credentials: &'a [u8; 32],
+        place: u32,
+    },
 }
 
 impl AuthServer {
@@ -211,9 +214,11 @@ impl AuthServer {
         // The refresh token keeps the grant's full scope even when this access token was narrowed
         // (OAuth 2.1 §4.3.3); usually they are the same, and so is the payload.
         let grant_payload = match minting {
-            Minting::Machine { credentials } => {
-                payload::encode(&MachineTokenGrant { grant, credentials })
-            }
+            Minting::Machine { credentials, place } => payload::encode(&MachineTokenGrant {
+                grant,
+                credentials,
+                place,
+            }),
             _ => payload::encode(grant),
         };
         let access_payload = if access_scopes == grant.scopes {

@@ -78,8 +78,8 @@ async fn introspect(server: &TestServer, token: &str) -> Value {
 
 /// SECURITY.md: "Each `client_credentials` request takes one of the machine's places in the token
 /// store until its token expires or is revoked". A machine that revokes its own tokens at
-/// `/revoke` (RFC 7009, as an SDK does when a job ends) holds no live token, yet is refused.
-#[ignore = "break 1: a token the machine revokes at /revoke keeps its place (and its console row) until it expires"]
+/// `/revoke` (RFC 7009, as an SDK does when a job ends) holds no live token and gets new ones.
+/// (Break 1, fixed: revoking a machine's token now ends its grant, place and console row too.)
 #[tokio::test]
 async fn a_machine_that_revokes_its_own_tokens_gets_new_ones() {
     let server = TestServer::on(
@@ -113,8 +113,7 @@ async fn a_machine_that_revokes_its_own_tokens_gets_new_ones() {
 }
 
 /// README: the console lists "each [machine] token as a row"; a token the machine revoked at
-/// `/revoke` is no live token, but the console still lists it (and counts it).
-#[ignore = "break 1: a token the machine revokes at /revoke keeps its console row until it expires"]
+/// `/revoke` is no live token, and the console no longer lists it. (Break 1, fixed.)
 #[tokio::test]
 async fn the_console_does_not_list_a_token_the_machine_revoked() {
     let server = TestServer::on(
@@ -145,9 +144,9 @@ async fn the_console_does_not_list_a_token_the_machine_revoked() {
 /// SECURITY.md: a thief of a machine's credentials "can use up the machine's places until its
 /// tokens expire. Keep machine credentials like any secret; rotate them, which ends every token
 /// minted with the old ones, if they leak." After the rotation those tokens are dead (guard and
-/// introspection refuse them), yet they still hold every place: the machine, with its new
-/// secret and no live token, is refused for the tokens' whole lifetime (a day by default).
-#[ignore = "break 2: tokens ended by a rotation (or removal, or narrowing) keep their places until they expire"]
+/// introspection refuse them), and the places they hold are the old credentials' set: the machine,
+/// with its new secret, has all of its own. (Break 2, fixed: places are keyed by the credentials'
+/// fingerprint.)
 #[tokio::test]
 async fn rotating_a_leaked_machine_secret_gives_the_machine_its_places_back() {
     let stores = Stores::memory();
@@ -194,8 +193,8 @@ async fn rotating_a_leaked_machine_secret_gives_the_machine_its_places_back() {
 }
 
 /// README: "a machine holds at most `max_live_tokens` live tokens". The owner lowers the cap and
-/// restarts: every token minted under the old cap stays live.
-#[ignore = "break 3: tokens minted under a higher cap stay live after the cap is lowered"]
+/// restarts: only the tokens in places below the new cap stay live. (Break 3, fixed: a token
+/// carries its place, and the guard refuses one at or above the cap.)
 #[tokio::test]
 async fn lowering_a_machines_cap_across_a_restart_leaves_it_within_the_new_cap() {
     let stores = Stores::memory();
