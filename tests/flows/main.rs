@@ -36,6 +36,7 @@ mod races;
 mod rate_limits;
 mod refresh_chain;
 mod register;
+mod registered_private_key_jwt;
 mod registrations;
 mod review_machine_clients;
 mod revoke;

@@ -1,0 +1,128 @@
+//! The public keys of a dynamically registered `private_key_jwt` client: checked at registration
+//! by the rules a metadata document's keys meet, kept in its [`ClientRecord`](crate::store::ClientRecord),
+//! and read back as [`AssertionRules`] whenever the client authenticates.
+
+use std::sync::Arc;
+
+use jsonwebtoken::jwk::JwkSet;
+
+use super::AuthServer;
+use super::assertion::keys::{self, AssertionRules, KeySource};
+use super::client_format::{DocumentMembers, Sent};
+use super::params::printable;
+use crate::rules::limits::MAX_JWKS_BYTES;
+use crate::store::{AssertionKeys, ClientKeys};
+
+impl AuthServer {
+    /// The keys a registration asking for `private_key_jwt` names: exactly one of `jwks` (public
+    /// signing keys only, at least one usable, at most [`keys::MAX_KEYS`] and [`MAX_JWKS_BYTES`]
+    /// as kept) and `jwks_uri` (held to the URL rules of a metadata document, and accepted only
+    /// where this server fetches those), and an allowed `token_endpoint_auth_signing_alg`.
+    ///
+    /// # Errors
+    ///
+    /// A plain-words reason that starts with the member at fault.
+    pub(crate) fn registered_keys(
+        &self,
+        members: &DocumentMembers,
+    ) -> Result<AssertionKeys, String> {
+        let signing_alg = match &members.token_endpoint_auth_signing_alg {
+            Sent::Absent => None,
+            Sent::Given(name) if keys::allowed_algorithm(name).is_some() => Some(name.clone()),
+            Sent::Given(name) => {
+                return Err(format!(
+                    "token_endpoint_auth_signing_alg {} is not one of {}",
+                    printable(name),
+                    keys::ALLOWED_ALGORITHM_NAMES.join(", ")
+                ));
+            }
+            Sent::WrongType => {
+                return Err("token_endpoint_auth_signing_alg must be a string".into());
+            }
+        };
+        let keys = match (&members.jwks, &members.jwks_uri) {
+            (Some(_), Sent::Given(_) | Sent::WrongType) => {
+                return Err("private_key_jwt takes one of jwks and jwks_uri, not both".into());
+            }
+            (None, Sent::Absent) => {
+                return Err(
+                    "private_key_jwt needs the client's public keys: jwks or jwks_uri".into(),
+                );
+            }
+            (None, Sent::WrongType) => return Err("jwks_uri must be a string".into()),
+            (Some(jwks), Sent::Absent) => ClientKeys::Jwks(inline_keys(jwks)?),
+            (None, Sent::Given(uri)) => ClientKeys::JwksUri(self.registrable_jwks_uri(uri)?),
+        };
+        Ok(AssertionKeys { keys, signing_alg })
+    }
+
+    /// A `jwks_uri` as it may be registered: only where this server fetches metadata documents,
+    /// with that fetcher and its rules (https, an allowed port, not a private address or this
+    /// server; loopback http only under the testing switch). Where a host name points is checked
+    /// again at every fetch.
+    fn registrable_jwks_uri(&self, uri: &str) -> Result<String, String> {
+        let fetcher = self
+            .key_sets
+            .as_ref()
+            .filter(|_| self.settings.client_id_metadata_documents);
+        let Some(fetcher) = fetcher else {
+            return Err(
+                "jwks_uri is not accepted here: this server does not fetch client key \
+                        sets (client metadata documents are off); register the keys inline in jwks"
+                    .into(),
+            );
+        };
+        fetcher
+            .check_uri(uri)
+            .map_err(|reason| format!("jwks_uri is not acceptable: {reason}"))?;
+        Ok(uri.to_owned())
+    }
+}
+
+/// A JWK set registered inline, as kept: its usable public signing keys only.
+fn inline_keys(jwks: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let set = keys::public_key_set(jwks).map_err(|reason| format!("jwks is refused: {reason}"))?;
+    if set.keys.is_empty() {
+        return Err(
+            "jwks holds no usable public signing key (RSA, EC P-256 or Ed25519, use sig)".into(),
+        );
+    }
+    let kept = serde_json::to_value(&set).map_err(|e| format!("jwks is refused: {e}"))?;
+    if kept.to_string().len() > MAX_JWKS_BYTES {
+        return Err(format!(
+            "jwks is larger than {MAX_JWKS_BYTES} bytes (its usable keys, as kept)"
+        ));
+    }
+    Ok(kept)
+}
+
+/// How a registered client's assertions are checked: only with the keys it registered (no
+/// downgrade to `none` or a secret). Keys or an algorithm that no longer pass the rules (a record
+/// changed behind the server's back, or rules since tightened) verify nothing.
+pub(crate) fn assertion_rules(registered: Option<&AssertionKeys>) -> AssertionRules {
+    let algorithm = registered
+        .and_then(|r| r.signing_alg.as_deref())
+        .map(keys::allowed_algorithm);
+    let keys = match (registered.map(|r| &r.keys), algorithm) {
+        (None, _) => verifies_nothing("it has no keys"),
+        (_, Some(None)) => verifies_nothing("its token_endpoint_auth_signing_alg is not allowed"),
+        (Some(ClientKeys::Jwks(jwks)), _) => match keys::public_key_set(jwks) {
+            Ok(set) => KeySource::Inline(Arc::new(set)),
+            Err(reason) => verifies_nothing(&reason),
+        },
+        (Some(ClientKeys::JwksUri(uri)), _) => KeySource::Uri(uri.clone()),
+    };
+    AssertionRules {
+        keys,
+        algorithm: algorithm.flatten(),
+        required: true,
+    }
+}
+
+fn verifies_nothing(reason: &str) -> KeySource {
+    tracing::error!(
+        reason,
+        "a registered client's keys no longer pass the rules; its assertions are refused"
+    );
+    KeySource::Inline(Arc::new(JwkSet { keys: Vec::new() }))
+}
