@@ -296,6 +296,11 @@ mod tests {
             method(json!({ "redirect_uris": cb, "token_endpoint_auth_method": "none" })),
             TokenEndpointAuthMethod::None
         );
+        // Its keys are judged next, by `registered_keys`.
+        assert_eq!(
+            method(json!({ "redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt" })),
+            TokenEndpointAuthMethod::PrivateKeyJwt
+        );
         // A document's members mean nothing here (RFC 7591 §2: ignore what is not used).
         assert_eq!(
             method(json!({
