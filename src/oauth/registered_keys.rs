@@ -126,3 +126,68 @@ fn verifies_nothing(reason: &str) -> KeySource {
     );
     KeySource::Inline(Arc::new(JwkSet { keys: Vec::new() }))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const N: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+
+    fn holds_no_key(rules: &AssertionRules) -> bool {
+        matches!(&rules.keys, KeySource::Inline(set) if set.keys.is_empty())
+    }
+
+    #[test]
+    fn registered_keys_become_required_assertion_rules() {
+        let inline = AssertionKeys {
+            keys: ClientKeys::Jwks(
+                json!({ "keys": [{ "kty": "RSA", "kid": "a", "n": N, "e": "AQAB" }] }),
+            ),
+            signing_alg: Some("RS256".into()),
+        };
+        let rules = assertion_rules(Some(&inline));
+        assert!(rules.required);
+        assert_eq!(rules.algorithm, Some(jsonwebtoken::Algorithm::RS256));
+        assert!(matches!(&rules.keys, KeySource::Inline(set) if set.find("a").is_some()));
+        let at_url = AssertionKeys {
+            keys: ClientKeys::JwksUri("https://client.example/jwks.json".into()),
+            signing_alg: None,
+        };
+        let rules = assertion_rules(Some(&at_url));
+        assert!(rules.required && rules.algorithm.is_none());
+        assert!(matches!(&rules.keys, KeySource::Uri(uri) if uri.ends_with("jwks.json")));
+    }
+
+    /// A record changed behind the server's back (or kept from looser rules) lets nobody in: it
+    /// still requires an assertion, and no assertion verifies.
+    #[test]
+    fn keys_that_no_longer_pass_the_rules_verify_nothing() {
+        let with = |keys: ClientKeys, signing_alg: Option<&str>| AssertionKeys {
+            keys,
+            signing_alg: signing_alg.map(str::to_owned),
+        };
+        let at_url = || ClientKeys::JwksUri("https://client.example/jwks.json".into());
+        for registered in [
+            None,
+            Some(with(
+                ClientKeys::Jwks(json!({ "keys": [{ "kty": "oct", "k": "c2VjcmV0" }] })),
+                None,
+            )),
+            Some(with(
+                ClientKeys::Jwks(
+                    json!({ "keys": [{ "kty": "EC", "crv": "P-256", "x": "a", "y": "b", "d": "c" }] }),
+                ),
+                None,
+            )),
+            Some(with(ClientKeys::Jwks(json!("not a set")), None)),
+            Some(with(at_url(), Some("HS256"))),
+            Some(with(at_url(), Some("none"))),
+        ] {
+            let rules = assertion_rules(registered.as_ref());
+            assert!(rules.required, "{registered:?}");
+            assert!(holds_no_key(&rules), "{registered:?}");
+        }
+    }
+}
