@@ -9,7 +9,6 @@ use jsonwebtoken::jwk::JwkSet;
 use super::AuthServer;
 use super::assertion::keys::{self, AssertionRules, KeySource};
 use super::client_format::{DocumentMembers, Sent};
-use super::params::printable;
 use crate::rules::limits::MAX_JWKS_BYTES;
 use crate::store::{AssertionKeys, ClientKeys};
 
@@ -26,19 +25,11 @@ impl AuthServer {
         &self,
         members: &DocumentMembers,
     ) -> Result<AssertionKeys, String> {
-        let signing_alg = match &members.token_endpoint_auth_signing_alg {
-            Sent::Absent => None,
-            Sent::Given(name) if keys::allowed_algorithm(name).is_some() => Some(name.clone()),
-            Sent::Given(name) => {
-                return Err(format!(
-                    "token_endpoint_auth_signing_alg {} is not one of {}",
-                    printable(name),
-                    keys::ALLOWED_ALGORITHM_NAMES.join(", ")
-                ));
-            }
-            Sent::WrongType => {
-                return Err("token_endpoint_auth_signing_alg must be a string".into());
-            }
+        let sent_alg = &members.token_endpoint_auth_signing_alg;
+        // Kept by its name, which is also what the registration response echoes.
+        let signing_alg = match (keys::registered_algorithm(sent_alg)?, sent_alg) {
+            (Some(_), Sent::Given(name)) => Some(name.clone()),
+            _ => None,
         };
         let keys = match (&members.jwks, &members.jwks_uri) {
             (Some(_), Sent::Given(_) | Sent::WrongType) => {

@@ -8,6 +8,9 @@ use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
 use serde_json::Value;
 
+use crate::oauth::client_format::Sent;
+use crate::oauth::params::printable;
+
 /// Members that only a private key has (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2), and `k`, the
 /// value of a symmetric key: a set carrying any of them is a leaked secret, never a key to trust.
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -33,6 +36,26 @@ pub(crate) fn allowed_algorithm(name: &str) -> Option<Algorithm> {
         .iter()
         .position(|allowed| *allowed == name)
         .map(|i| ALLOWED_ALGORITHMS[i])
+}
+
+/// The `token_endpoint_auth_signing_alg` client metadata names (a registration or a metadata
+/// document): `None` when absent (any allowed algorithm).
+///
+/// # Errors
+///
+/// A plain-words reason that starts with the member's name.
+pub(crate) fn registered_algorithm(sent: &Sent<String>) -> Result<Option<Algorithm>, String> {
+    match sent {
+        Sent::Absent => Ok(None),
+        Sent::Given(name) => allowed_algorithm(name).map(Some).ok_or_else(|| {
+            format!(
+                "token_endpoint_auth_signing_alg {} is not one of {}",
+                printable(name),
+                ALLOWED_ALGORITHM_NAMES.join(", ")
+            )
+        }),
+        Sent::WrongType => Err("token_endpoint_auth_signing_alg is not a string".into()),
+    }
 }
 
 /// Where a client's keys are.
