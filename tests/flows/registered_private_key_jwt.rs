@@ -4,6 +4,7 @@
 //! outlives a restart and is shared between instances.
 
 use axum::http::StatusCode;
+use mcp_oauth::store::ClientStore;
 use serde_json::{Value, json};
 
 use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
@@ -306,6 +307,23 @@ async fn registration_refuses_bad_private_key_jwt_metadata_saying_why() {
             "{keys}: expected {expected:?} in {description:?}"
         );
     }
+    assert!(
+        server.stores.clients.list().await.unwrap().is_empty(),
+        "a refused registration stores nothing"
+    );
+}
+
+#[tokio::test]
+async fn signing_registrations_are_held_to_the_cap_on_unapproved_clients() {
+    let mut config = config();
+    config.max_unapproved_clients = 1;
+    let server = TestServer::with_config(config).await;
+    let key = TestKey::rsa("k1");
+    let metadata = signing_client(&json!({ "jwks": key.jwks() }));
+    register_signing(&server, metadata.clone()).await;
+    let reply = server.post_json("/register", &metadata).await;
+    reply.assert_oauth_error(503, "temporarily_unavailable");
+    assert_eq!(reply.header("retry-after"), Some("60"));
 }
 
 #[tokio::test]
