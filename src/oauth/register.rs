@@ -9,7 +9,8 @@ use super::client_format::{ClientMetadata, MetadataError};
 use super::{AuthServer, ErrorCode, OAuthError};
 use crate::rules::secret::{self, Secret};
 use crate::store::{
-    ClientKeys, ClientRecord, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime,
+    AssertionKeys, ClientKeys, ClientRecord, StoreError, TokenEndpointAuthMethod, TokenHash,
+    UnixTime,
 };
 
 /// The registration response (RFC 7591 §3.2.1): the client's id, its secret when it has one, and
@@ -116,15 +117,7 @@ impl AuthServer {
             client_id: record.client_id.clone(),
             auth_method: record.auth_method.as_str(),
         });
-        let (keys, token_endpoint_auth_signing_alg) = match record.assertion_keys {
-            Some(registered) => (Some(registered.keys), registered.signing_alg),
-            None => (None, None),
-        };
-        let (jwks, jwks_uri) = match keys {
-            Some(ClientKeys::Jwks(jwks)) => (Some(jwks), None),
-            Some(ClientKeys::JwksUri(uri)) => (None, Some(uri)),
-            None => (None, None),
-        };
+        let (jwks, jwks_uri, token_endpoint_auth_signing_alg) = key_members(record.assertion_keys);
         Ok(Registration {
             client_id: record.client_id,
             client_id_issued_at: record.issued_at.0,
@@ -160,8 +153,7 @@ impl AuthServer {
             .settings
             .client_lifetime_secs
             .map(|secs| now.plus(secs));
-        // A client signing with its own keys gets no secret (RFC 7591 §3.2.1 issues one only to
-        // those that use it).
+        // A client signing with its own keys gets no secret: it would never use one.
         let assertion_keys = match auth_method {
             TokenEndpointAuthMethod::PrivateKeyJwt => Some(
                 self.registered_keys(&metadata.document)
@@ -212,6 +204,18 @@ fn requested(
         })?,
     };
     Ok((metadata, auth_method))
+}
+
+/// The members that name a signing client's keys in the response (RFC 7591 §2): `jwks` or
+/// `jwks_uri`, and `token_endpoint_auth_signing_alg`.
+fn key_members(keys: Option<AssertionKeys>) -> (Option<Value>, Option<String>, Option<String>) {
+    let Some(AssertionKeys { keys, signing_alg }) = keys else {
+        return (None, None, None);
+    };
+    match keys {
+        ClientKeys::Jwks(jwks) => (Some(jwks), None, signing_alg),
+        ClientKeys::JwksUri(uri) => (None, Some(uri), signing_alg),
+    }
 }
 
 /// A refusal in RFC 7591 §3.2.2 terms, the body named as what a registration sent.

@@ -4,7 +4,6 @@
 //! outlives a restart and is shared between instances.
 
 use axum::http::StatusCode;
-use mcp_oauth::store::ClientStore;
 use serde_json::{Value, json};
 
 use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
