@@ -250,10 +250,10 @@ impl Audit {
                 client_id,
                 auth_method,
             } => {
-                let detail = if *auth_method == "none" {
-                    "a public client"
-                } else {
-                    "a confidential client"
+                let detail = match *auth_method {
+                    "none" => "a public client",
+                    "private_key_jwt" => "a confidential client signing with its registered keys",
+                    _ => "a confidential client",
                 };
                 (client_id, StepKind::Registration, None, Some(detail))
             }

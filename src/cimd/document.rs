@@ -141,19 +141,8 @@ fn check_auth_method(
             "it declares private_key_jwt but publishes no keys (neither jwks_uri nor jwks)".into(),
         );
     };
-    let algorithm = match &metadata.document.token_endpoint_auth_signing_alg {
-        Sent::Absent => None,
-        Sent::Given(name) => Some(keys::allowed_algorithm(name).ok_or_else(|| {
-            format!(
-                "its token_endpoint_auth_signing_alg {} is not one of {}",
-                printable(name),
-                keys::ALLOWED_ALGORITHM_NAMES.join(", ")
-            )
-        })?),
-        Sent::WrongType => {
-            return Err("its token_endpoint_auth_signing_alg is not a string".into());
-        }
-    };
+    let algorithm = keys::registered_algorithm(&metadata.document.token_endpoint_auth_signing_alg)
+        .map_err(|reason| format!("its {reason}"))?;
     Ok(Some(AssertionRules {
         keys,
         algorithm,

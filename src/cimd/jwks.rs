@@ -19,8 +19,7 @@ use crate::oauth::assertion::keys::public_key_set;
 use crate::oauth::assertion::{KeySet, KeySetError};
 use crate::oauth::client_metadata::DocumentProblem;
 
-/// The largest JWK set accepted: room for a rotation's worth of RSA-4096 keys.
-pub(crate) const MAX_JWKS_BYTES: usize = 16 * 1024;
+use crate::rules::limits::MAX_JWKS_BYTES;
 
 /// At most one refetch per client and unknown key id in this interval.
 pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(60);

@@ -137,6 +137,10 @@ impl KeySets for Documents {
             .key_set(&self.fetcher, &self.rules, client_id, jwks_uri, unknown_kid)
             .await
     }
+
+    fn check_uri(&self, jwks_uri: &str) -> Result<(), String> {
+        ssrf::check_url(jwks_uri, &self.rules).map(|_| ())
+    }
 }
 
 #[cfg(test)]

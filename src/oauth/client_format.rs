@@ -40,9 +40,10 @@ pub(crate) struct ClientMetadata {
     pub(crate) document: DocumentMembers,
 }
 
-/// Members only a metadata document is judged by. A registration request ignores them, as RFC
-/// 7591 §2 has a server ignore whatever it does not use, so their types are checked by the
-/// document's rules, not here.
+/// Members whose rules depend on the source, so their types are checked by the caller, not here.
+/// A metadata document is judged by all of them; a registration request uses the keys and the
+/// signing algorithm for `private_key_jwt` alone and ignores the rest, as RFC 7591 §2 has a server
+/// ignore whatever it does not use.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct DocumentMembers {
     pub(crate) client_id: Sent<String>,

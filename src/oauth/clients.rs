@@ -4,6 +4,7 @@
 use super::AuthServer;
 use super::assertion::keys::AssertionRules;
 use super::client_metadata::{self, DocumentError};
+use super::registered_keys;
 use crate::audit::{Source, StepKind};
 use crate::rules::limits::MAX_REGISTERED_CLIENT_ID_BYTES;
 use crate::store::{ClientRecord, ClientStore, StoreError, TokenEndpointAuthMethod, TokenHash};
@@ -42,11 +43,16 @@ pub(crate) struct Client {
 
 impl Client {
     fn from_record(record: ClientRecord) -> Self {
-        let secret_hash = if record.auth_method == TokenEndpointAuthMethod::None {
-            None
-        } else {
-            record.secret_hash
-        };
+        // Only the methods that use it look at a stored hash: a public client or one that signs
+        // never passes by a secret.
+        let secret_hash = record
+            .auth_method
+            .has_secret()
+            .then_some(record.secret_hash)
+            .flatten();
+        // A client registered for `private_key_jwt` must sign, even if its keys went missing.
+        let assertion = (record.auth_method == TokenEndpointAuthMethod::PrivateKeyJwt)
+            .then(|| registered_keys::assertion_rules(record.assertion_keys.as_ref()));
         Self {
             may_refresh: record.grant_types.iter().any(|g| g == "refresh_token"),
             may_use_code: record.grant_types.iter().any(|g| g == "authorization_code"),
@@ -56,7 +62,7 @@ impl Client {
             name: record.client_name,
             pre_registered: false,
             metadata_host: None,
-            assertion: None,
+            assertion,
             machine_scopes: None,
         }
     }

@@ -26,10 +26,15 @@ pub(crate) fn authorization_server(s: &Settings) -> Value {
         "protected_resources": [s.resource.as_str()],
     });
     if let Some(map) = doc.as_object_mut() {
-        // Metadata document clients may sign assertions with the keys they publish, and the
-        // pre-registered client with the keys configured for it.
+        // Metadata document clients may sign assertions with the keys they publish, registered
+        // clients with the keys they register, and the pre-registered client with the keys
+        // configured for it.
         let machines_sign = s.machine_clients.iter().any(|m| m.assertion.is_some());
-        if s.client_id_metadata_documents || s.pre_registered.assertion.is_some() || machines_sign {
+        if s.client_id_metadata_documents
+            || s.dynamic_registration
+            || s.pre_registered.assertion.is_some()
+            || machines_sign
+        {
             for methods in [
                 "token_endpoint_auth_methods_supported",
                 "revocation_endpoint_auth_methods_supported",

@@ -22,6 +22,7 @@ mod payload;
 pub(crate) mod pkce;
 mod refresh;
 mod register;
+mod registered_keys;
 mod resource;
 mod revoke;
 pub(crate) mod scope;

@@ -1,16 +1,20 @@
 //! RFC 7591 dynamic client registration.
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::audit::AuditEvent;
 
 use super::client_format::{ClientMetadata, MetadataError};
 use super::{AuthServer, ErrorCode, OAuthError};
 use crate::rules::secret::{self, Secret};
-use crate::store::{ClientRecord, StoreError, TokenEndpointAuthMethod, TokenHash, UnixTime};
+use crate::store::{
+    AssertionKeys, ClientKeys, ClientRecord, StoreError, TokenEndpointAuthMethod, TokenHash,
+    UnixTime,
+};
 
 /// The registration response (RFC 7591 §3.2.1): the client's id, its secret when it has one, and
-/// everything registered.
+/// everything registered (for `private_key_jwt`, the keys as kept and the algorithm).
 #[derive(Debug, Serialize)]
 pub(crate) struct Registration {
     client_id: String,
@@ -31,6 +35,12 @@ pub(crate) struct Registration {
     scope: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     application_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwks: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwks_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_endpoint_auth_signing_alg: Option<String>,
 }
 
 /// A registration about to be stored.
@@ -107,6 +117,7 @@ impl AuthServer {
             client_id: record.client_id.clone(),
             auth_method: record.auth_method.as_str(),
         });
+        let (jwks, jwks_uri, token_endpoint_auth_signing_alg) = key_members(record.assertion_keys);
         Ok(Registration {
             client_id: record.client_id,
             client_id_issued_at: record.issued_at.0,
@@ -122,6 +133,9 @@ impl AuthServer {
             client_uri: record.client_uri,
             scope: record.scope,
             application_type: record.application_type,
+            jwks,
+            jwks_uri,
+            token_endpoint_auth_signing_alg,
         })
     }
 
@@ -139,8 +153,16 @@ impl AuthServer {
             .settings
             .client_lifetime_secs
             .map(|secs| now.plus(secs));
+        // A client signing with its own keys gets no secret: it would never use one.
+        let assertion_keys = match auth_method {
+            TokenEndpointAuthMethod::PrivateKeyJwt => Some(
+                self.registered_keys(&metadata.document)
+                    .map_err(metadata_error)?,
+            ),
+            _ => None,
+        };
         let client_secret = auth_method
-            .is_confidential()
+            .has_secret()
             .then(|| secret::generate(secret::prefix::CLIENT_SECRET));
         let record = ClientRecord {
             client_id: secret::identifier(secret::prefix::CLIENT_ID),
@@ -155,6 +177,7 @@ impl AuthServer {
             issued_at: now,
             expires_at: Some(now.plus(self.settings.unapproved_client_lifetime_secs)),
             approved_at: None,
+            assertion_keys,
         };
         Ok(NewClient {
             record,
@@ -176,11 +199,23 @@ fn requested(
         None => TokenEndpointAuthMethod::ClientSecretBasic,
         Some(name) => TokenEndpointAuthMethod::parse(name).ok_or_else(|| {
             metadata_error(
-                "token_endpoint_auth_method must be none, client_secret_post or client_secret_basic",
+                "token_endpoint_auth_method must be none, client_secret_post, client_secret_basic or private_key_jwt",
             )
         })?,
     };
     Ok((metadata, auth_method))
+}
+
+/// The members that name a signing client's keys in the response (RFC 7591 §2): `jwks` or
+/// `jwks_uri`, and `token_endpoint_auth_signing_alg`.
+fn key_members(keys: Option<AssertionKeys>) -> (Option<Value>, Option<String>, Option<String>) {
+    let Some(AssertionKeys { keys, signing_alg }) = keys else {
+        return (None, None, None);
+    };
+    match keys {
+        ClientKeys::Jwks(jwks) => (Some(jwks), None, signing_alg),
+        ClientKeys::JwksUri(uri) => (None, Some(uri), signing_alg),
+    }
 }
 
 /// A refusal in RFC 7591 §3.2.2 terms, the body named as what a registration sent.
@@ -234,7 +269,7 @@ mod tests {
         let cb = json!(["https://client.example/cb"]);
         for metadata in [
             json!({ "redirect_uris": cb, "token_endpoint_auth_method": 3 }),
-            json!({ "redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt" }),
+            json!({ "redirect_uris": cb, "token_endpoint_auth_method": "client_secret_jwt" }),
             json!({ "redirect_uris": cb, "grant_types": { "0": "authorization_code" } }),
             json!({ "redirect_uris": cb, "client_name": 7 }),
             json!({ "redirect_uris": cb, "scope": ["mcp"] }),
@@ -264,6 +299,11 @@ mod tests {
         assert_eq!(
             method(json!({ "redirect_uris": cb, "token_endpoint_auth_method": "none" })),
             TokenEndpointAuthMethod::None
+        );
+        // Its keys are judged next, by `registered_keys`.
+        assert_eq!(
+            method(json!({ "redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt" })),
+            TokenEndpointAuthMethod::PrivateKeyJwt
         );
         // A document's members mean nothing here (RFC 7591 §2: ignore what is not used).
         assert_eq!(

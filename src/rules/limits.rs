@@ -38,6 +38,11 @@ pub(crate) const MAX_REDIRECT_URIS: usize = 20;
 /// document (at most 5 KiB) is held to the same.
 pub(crate) const MAX_REDIRECT_URIS_TOTAL_BYTES: usize = 4096;
 
+/// A client's JWK set, in bytes: fetched from its `jwks_uri`, or registered inline (as kept: its
+/// usable keys). Room for a rotation's worth of RSA-4096 keys; with it the largest registration a
+/// stranger can make is about 25 KiB.
+pub(crate) const MAX_JWKS_BYTES: usize = 16 * 1024;
+
 /// `Err(description)` naming `field` when `value` is longer than `max` bytes.
 pub(crate) fn check_bytes(field: &str, value: &str, max: usize) -> Result<(), String> {
     if value.len() > max {

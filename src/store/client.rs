@@ -13,6 +13,9 @@ pub enum TokenEndpointAuthMethod {
     ClientSecretPost,
     /// The secret in an HTTP Basic `Authorization` header.
     ClientSecretBasic,
+    /// A JWT signed with a private key whose public half the client registered (RFC 7523): no
+    /// secret; the keys are in [`ClientRecord::assertion_keys`].
+    PrivateKeyJwt,
 }
 
 impl TokenEndpointAuthMethod {
@@ -22,6 +25,7 @@ impl TokenEndpointAuthMethod {
             Self::None => "none",
             Self::ClientSecretPost => "client_secret_post",
             Self::ClientSecretBasic => "client_secret_basic",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -31,14 +35,41 @@ impl TokenEndpointAuthMethod {
             "none" => Some(Self::None),
             "client_secret_post" => Some(Self::ClientSecretPost),
             "client_secret_basic" => Some(Self::ClientSecretBasic),
+            "private_key_jwt" => Some(Self::PrivateKeyJwt),
             _ => None,
         }
     }
 
-    /// Whether clients using this method hold a secret.
+    /// Whether clients using this method are confidential: they hold a secret or a private key.
     pub fn is_confidential(self) -> bool {
         self != Self::None
     }
+
+    /// Whether clients using this method hold a secret the server issued (and keeps the hash of).
+    pub fn has_secret(self) -> bool {
+        matches!(self, Self::ClientSecretPost | Self::ClientSecretBasic)
+    }
+}
+
+/// The public keys a `private_key_jwt` client registered, and the algorithm it signs with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssertionKeys {
+    /// Where the keys are.
+    pub keys: ClientKeys,
+    /// The registered `token_endpoint_auth_signing_alg`: the one algorithm accepted. `None`: any
+    /// the server allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_alg: Option<String>,
+}
+
+/// Where a client's public keys are: registered inline, or at a URL (RFC 7591 §2 allows one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKeys {
+    /// A JWK set (RFC 7517): public signing keys only, at most 16.
+    Jwks(serde_json::Value),
+    /// The URL of the client's JWK set, fetched when an assertion is checked.
+    JwksUri(String),
 }
 
 /// A registered OAuth client.
@@ -71,6 +102,10 @@ pub struct ClientRecord {
     /// Records stored before this field existed read as `None`.
     #[serde(default)]
     pub approved_at: Option<UnixTime>,
+    /// For [`TokenEndpointAuthMethod::PrivateKeyJwt`]: the keys its assertions are checked with;
+    /// `None` for every other method. Records stored before this field existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion_keys: Option<AssertionKeys>,
 }
 
 impl ClientRecord {
@@ -145,5 +180,72 @@ pub trait ClientStore: Send + Sync + 'static {
     /// Physically remove expired records. Backends with native expiry may keep this default.
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records as earlier versions wrote them: without `approved_at`, and without keys.
+    const EARLIER_RECORDS: [&str; 2] = [
+        r#"{"client_id":"mcp_client_public","secret_hash":null,"auth_method":"none","redirect_uris":["http://127.0.0.1/cb"],"grant_types":["authorization_code","refresh_token"],"client_name":"Old","client_uri":null,"scope":null,"application_type":null,"issued_at":1700000000,"expires_at":null}"#,
+        r#"{"client_id":"mcp_client_secret","secret_hash":"2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b","auth_method":"client_secret_basic","redirect_uris":["https://app.example/cb"],"grant_types":["authorization_code"],"client_name":null,"client_uri":null,"scope":"mcp","application_type":"web","issued_at":1700000000,"expires_at":1707776000,"approved_at":1700000100}"#,
+    ];
+
+    #[test]
+    fn a_record_written_before_private_key_jwt_still_reads_and_writes_back_the_same() {
+        for json in EARLIER_RECORDS {
+            let record: ClientRecord = serde_json::from_str(json).expect(json);
+            assert_eq!(record.assertion_keys, None, "{json}");
+            assert_ne!(record.auth_method, TokenEndpointAuthMethod::PrivateKeyJwt);
+            // Written back, it has no member an earlier version would not know.
+            let written = serde_json::to_string(&record).unwrap();
+            assert!(!written.contains("assertion_keys"), "{written}");
+        }
+    }
+
+    #[test]
+    fn a_signing_client_reads_back_with_its_keys_and_algorithm() {
+        let old: ClientRecord = serde_json::from_str(EARLIER_RECORDS[0]).unwrap();
+        for keys in [
+            ClientKeys::Jwks(
+                serde_json::json!({ "keys": [{ "kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" }] }),
+            ),
+            ClientKeys::JwksUri("https://app.example/jwks.json".into()),
+        ] {
+            let record = ClientRecord {
+                auth_method: TokenEndpointAuthMethod::PrivateKeyJwt,
+                assertion_keys: Some(AssertionKeys {
+                    keys,
+                    signing_alg: Some("EdDSA".into()),
+                }),
+                ..old.clone()
+            };
+            let json = serde_json::to_string(&record).unwrap();
+            assert!(
+                json.contains(r#""auth_method":"private_key_jwt""#),
+                "{json}"
+            );
+            let read: ClientRecord = serde_json::from_str(&json).unwrap();
+            assert_eq!(read, record);
+        }
+    }
+
+    #[test]
+    fn only_the_secret_methods_have_a_secret() {
+        for (method, secret, confidential) in [
+            (TokenEndpointAuthMethod::None, false, false),
+            (TokenEndpointAuthMethod::ClientSecretPost, true, true),
+            (TokenEndpointAuthMethod::ClientSecretBasic, true, true),
+            (TokenEndpointAuthMethod::PrivateKeyJwt, false, true),
+        ] {
+            assert_eq!(method.has_secret(), secret, "{method:?}");
+            assert_eq!(method.is_confidential(), confidential, "{method:?}");
+            assert_eq!(
+                TokenEndpointAuthMethod::parse(method.as_str()),
+                Some(method)
+            );
+        }
     }
 }

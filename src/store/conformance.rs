@@ -45,9 +45,9 @@ use tokio::sync::Barrier;
 use webauthn_rs::prelude::{Passkey, Uuid};
 
 use super::{
-    ClientRecord, ClientStore, Consumed, GrantId, LAST_USED_RESOLUTION_SECS, PasskeyChange,
-    PasskeyRecord, PasskeyStore, StoreError, TokenEndpointAuthMethod, TokenHash, TokenKind,
-    TokenRecord, TokenStore, UnixTime,
+    AssertionKeys, ClientKeys, ClientRecord, ClientStore, Consumed, GrantId,
+    LAST_USED_RESOLUTION_SECS, PasskeyChange, PasskeyRecord, PasskeyStore, StoreError,
+    TokenEndpointAuthMethod, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
 };
 
 /// A real passkey (a P-256 credential made by webauthn-authenticator-rs' software authenticator
@@ -108,6 +108,7 @@ pub fn live_client() -> ClientRecord {
         issued_at: UnixTime::now(),
         expires_at: Some(an_hour_from_now()),
         approved_at: None,
+        assertion_keys: None,
     }
 }
 
@@ -660,8 +661,9 @@ pub async fn token_list_grants(store: &dyn TokenStore) {
 // ---------------------------------------------------------------------------------------------
 // ClientStore
 
-/// Insert, then read back equal: a confidential client with every field, and a public one with
-/// none of the optional fields and no expiry.
+/// Insert, then read back equal: a confidential client with every field, a public one with
+/// none of the optional fields and no expiry, and two that sign their assertions (`private_key_jwt`)
+/// with keys registered inline and at a URL.
 pub async fn client_round_trip(store: &dyn ClientStore) {
     let client = live_client();
     store.insert(client.clone(), NO_CAP).await.expect("insert");
@@ -688,6 +690,27 @@ pub async fn client_round_trip(store: &dyn ClientStore) {
         Some(public),
         "an approved public client without optional fields or expiry reads back exactly"
     );
+    let inline = ClientKeys::Jwks(serde_json::json!({ "keys": [{
+        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": "k\u{1F511} \"1\"",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+    }] }));
+    let at_url = ClientKeys::JwksUri("https://app.example.com/.well-known/jwks.json".into());
+    for (keys, signing_alg) in [(inline, Some("ES256".to_owned())), (at_url, None)] {
+        let signing = ClientRecord {
+            client_id: unique("client"),
+            secret_hash: None,
+            auth_method: TokenEndpointAuthMethod::PrivateKeyJwt,
+            assertion_keys: Some(AssertionKeys { keys, signing_alg }),
+            ..live_client()
+        };
+        store.insert(signing.clone(), NO_CAP).await.expect("insert");
+        assert_eq!(
+            store.get(&signing.client_id).await.expect("get"),
+            Some(signing),
+            "a private_key_jwt client reads back with its keys and signing algorithm"
+        );
+    }
     assert_eq!(
         store.get("no-such-client").await.expect("get"),
         None,

@@ -31,7 +31,7 @@ mod types;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-suite")))]
 pub mod conformance;
 
-pub use client::{ClientRecord, ClientStore, TokenEndpointAuthMethod};
+pub use client::{AssertionKeys, ClientKeys, ClientRecord, ClientStore, TokenEndpointAuthMethod};
 pub use error::{BoxError, StoreError};
 pub use passkey::{LAST_USED_RESOLUTION_SECS, PasskeyChange, PasskeyRecord, PasskeyStore};
 #[cfg(any(feature = "sqlite", feature = "redis"))]

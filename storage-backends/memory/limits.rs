@@ -1,6 +1,8 @@
 //! How much a [`MemoryStore`](super::MemoryStore) may hold: records and bytes for each table.
 
-use crate::store::ClientRecord;
+use serde_json::Value;
+
+use crate::store::{AssertionKeys, ClientKeys, ClientRecord};
 
 /// The limits of a [`MemoryStore`](super::MemoryStore): for each table, how many records and how
 /// many bytes. In a token table, whichever is reached first makes room, by the table's eviction
@@ -52,7 +54,8 @@ impl MemoryLimits {
 
     /// The default byte budget per registered client. A real registration counts 300–600 bytes;
     /// the largest one allowed (redirect URIs of 4 KiB in all, the longest name, URI and scope)
-    /// about 8.5 KiB.
+    /// about 8.5 KiB. A `private_key_jwt` registration's inline JWK set (at most 16 KiB of JSON)
+    /// counts its strings and 64 bytes per JSON value in it: about 1 KiB for one RSA-2048 key.
     pub const BYTES_PER_CLIENT: u64 = 2048;
 
     /// How many access and refresh tokens; the same again for pending requests, codes and
@@ -103,8 +106,7 @@ impl Default for MemoryLimits {
 const CLIENT_OVERHEAD: usize = 384;
 
 /// A client's bytes, as counted against the budget: its id three times (key, record, expiry
-/// order), its strings,
-/// and [`CLIENT_OVERHEAD`].
+/// order), its strings, its registered keys, and [`CLIENT_OVERHEAD`].
 pub(super) fn client_bytes(client: &ClientRecord) -> usize {
     let optional = |text: &Option<String>| text.as_ref().map_or(0, String::len);
     CLIENT_OVERHEAD
@@ -115,4 +117,30 @@ pub(super) fn client_bytes(client: &ClientRecord) -> usize {
         + optional(&client.client_uri)
         + optional(&client.scope)
         + optional(&client.application_type)
+        + client.assertion_keys.as_ref().map_or(0, keys_bytes)
+}
+
+/// A `private_key_jwt` client's keys: its URL, or its JWK set as held in memory.
+fn keys_bytes(keys: &AssertionKeys) -> usize {
+    let source = match &keys.keys {
+        ClientKeys::Jwks(set) => json_bytes(set),
+        ClientKeys::JwksUri(uri) => uri.len(),
+    };
+    source + keys.signing_alg.as_ref().map_or(0, String::len)
+}
+
+/// A JSON value's bytes in memory: its strings, and for each value and object member a fixed
+/// estimate of its slot in the map or list holding it (a small key's map costs several times its
+/// JSON text).
+fn json_bytes(value: &Value) -> usize {
+    const SLOT: usize = 64;
+    SLOT + match value {
+        Value::String(text) => text.len(),
+        Value::Array(items) => items.iter().map(json_bytes).sum(),
+        Value::Object(members) => members
+            .iter()
+            .map(|(name, member)| name.len() + json_bytes(member))
+            .sum(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
 }

@@ -58,17 +58,14 @@ async fn authorization_server_metadata_has_what_clients_require() {
         doc["grant_types_supported"],
         serde_json::json!(["authorization_code", "refresh_token"])
     );
-    // Metadata document clients may sign assertions with the keys they publish.
-    let methods = if doc["client_id_metadata_document_supported"] == true {
-        serde_json::json!([
-            "none",
-            "client_secret_post",
-            "client_secret_basic",
-            "private_key_jwt"
-        ])
-    } else {
-        serde_json::json!(["none", "client_secret_post", "client_secret_basic"])
-    };
+    // Metadata document clients may sign assertions with the keys they publish, and registered
+    // clients with the keys they register.
+    let methods = serde_json::json!([
+        "none",
+        "client_secret_post",
+        "client_secret_basic",
+        "private_key_jwt"
+    ]);
     assert_eq!(doc["token_endpoint_auth_methods_supported"], methods);
     assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
 }

@@ -38,6 +38,7 @@ mod races;
 mod rate_limits;
 mod refresh_chain;
 mod register;
+mod registered_private_key_jwt;
 mod registrations;
 mod review3;
 mod review_machine_clients;

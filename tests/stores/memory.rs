@@ -9,8 +9,8 @@ mcp_oauth::passkey_store_conformance!(|| async { MemoryStore::new() });
 mod byte_budget {
     use mcp_oauth::MemoryStore;
     use mcp_oauth::store::{
-        ClientRecord, ClientStore, GrantId, StoreError, TokenEndpointAuthMethod, TokenHash,
-        TokenKind, TokenRecord, TokenStore, UnixTime,
+        AssertionKeys, ClientKeys, ClientRecord, ClientStore, GrantId, StoreError,
+        TokenEndpointAuthMethod, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
     };
 
     /// The default byte budget for a capacity of 1,000 tokens: 1 KiB a record, per table.
@@ -106,6 +106,7 @@ mod byte_budget {
             issued_at: UnixTime::now(),
             expires_at: Some(UnixTime::now().plus(3_600)),
             approved_at: None,
+            assertion_keys: None,
         }
     }
 
@@ -145,6 +146,39 @@ mod byte_budget {
             ClientStore::get(&store, "approved").await.unwrap(),
             Some(approved),
             "the approved client is kept"
+        );
+    }
+
+    /// A `private_key_jwt` registration's inline keys weigh: small records that carry 16 KiB
+    /// of keys each are refused past the byte budget, as large redirect URIs are.
+    #[tokio::test]
+    async fn registered_keys_count_toward_the_byte_budget() {
+        let store = MemoryStore::with_capacity(1_000, 100);
+        let keys: Vec<serde_json::Value> = (0..16)
+            .map(|i| serde_json::json!({ "kty": "RSA", "kid": format!("k{i}"), "n": "q".repeat(950), "e": "AQAB" }))
+            .collect();
+        let signing = |n: usize| ClientRecord {
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            client_name: None,
+            auth_method: TokenEndpointAuthMethod::PrivateKeyJwt,
+            assertion_keys: Some(AssertionKeys {
+                keys: ClientKeys::Jwks(serde_json::json!({ "keys": keys })),
+                signing_alg: None,
+            }),
+            ..client(n)
+        };
+        let mut admitted = 0;
+        for n in 0..100 {
+            match ClientStore::insert(&store, signing(n), 1_000).await {
+                Ok(()) => admitted += 1,
+                Err(StoreError::CapacityReached { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(
+            admitted * 16 * 950 <= CLIENT_BYTES,
+            "{admitted} clients with 16 KiB of keys each admitted: more than the \
+             {CLIENT_BYTES}-byte budget"
         );
     }
 

@@ -8,14 +8,13 @@ use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
 use serde_json::Value;
 
-// Only metadata documents (the `cimd` feature) register keys so far.
-#[cfg_attr(not(feature = "cimd"), allow(dead_code))]
+use crate::oauth::client_format::Sent;
+use crate::oauth::params::printable;
+
 /// Members that only a private key has (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2), and `k`, the
 /// value of a symmetric key: a set carrying any of them is a leaked secret, never a key to trust.
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-// Only metadata documents (the `cimd` feature) register keys so far.
-#[cfg_attr(not(feature = "cimd"), allow(dead_code))]
 /// The most keys one set may hold: enough for rotation with overlap, not a search space.
 pub(crate) const MAX_KEYS: usize = 16;
 
@@ -31,8 +30,6 @@ pub(crate) const ALLOWED_ALGORITHMS: [Algorithm; 4] = [
 /// The names of [`ALLOWED_ALGORITHMS`], for the discovery document.
 pub(crate) const ALLOWED_ALGORITHM_NAMES: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
 
-// Only metadata documents (the `cimd` feature) register keys so far.
-#[cfg_attr(not(feature = "cimd"), allow(dead_code))]
 /// An algorithm name a client registered (`token_endpoint_auth_signing_alg`), if allowed.
 pub(crate) fn allowed_algorithm(name: &str) -> Option<Algorithm> {
     ALLOWED_ALGORITHM_NAMES
@@ -41,8 +38,26 @@ pub(crate) fn allowed_algorithm(name: &str) -> Option<Algorithm> {
         .map(|i| ALLOWED_ALGORITHMS[i])
 }
 
-// Only metadata documents (the `cimd` feature) register keys so far.
-#[cfg_attr(not(feature = "cimd"), allow(dead_code))]
+/// The `token_endpoint_auth_signing_alg` client metadata names (a registration or a metadata
+/// document): `None` when absent (any allowed algorithm).
+///
+/// # Errors
+///
+/// A plain-words reason that starts with the member's name.
+pub(crate) fn registered_algorithm(sent: &Sent<String>) -> Result<Option<Algorithm>, String> {
+    match sent {
+        Sent::Absent => Ok(None),
+        Sent::Given(name) => allowed_algorithm(name).map(Some).ok_or_else(|| {
+            format!(
+                "token_endpoint_auth_signing_alg {} is not one of {}",
+                printable(name),
+                ALLOWED_ALGORITHM_NAMES.join(", ")
+            )
+        }),
+        Sent::WrongType => Err("token_endpoint_auth_signing_alg is not a string".into()),
+    }
+}
+
 /// Where a client's keys are.
 #[derive(Clone, Debug)]
 pub(crate) enum KeySource {
@@ -63,8 +78,6 @@ pub(crate) struct AssertionRules {
     pub(crate) required: bool,
 }
 
-// Only metadata documents (the `cimd` feature) register keys so far.
-#[cfg_attr(not(feature = "cimd"), allow(dead_code))]
 /// Read a JWK set: a JSON object whose `keys` is a list of public signing keys. A key with a
 /// private member, or a symmetric key, refuses the whole set (whoever published it leaked a
 /// secret). Keys this server cannot use (another key type, `use: enc`) are left out.

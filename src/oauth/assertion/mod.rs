@@ -43,6 +43,14 @@ pub(crate) trait KeySets: Send + Sync + fmt::Debug {
         jwks_uri: &str,
         unknown_kid: Option<&str>,
     ) -> Result<KeySet, KeySetError>;
+
+    /// Whether `jwks_uri` may be registered: the rules a metadata document's URL meets, on the
+    /// URL's text (where a name points is checked at each fetch).
+    ///
+    /// # Errors
+    ///
+    /// A plain-words reason, about the URL's text alone.
+    fn check_uri(&self, jwks_uri: &str) -> Result<(), String>;
 }
 
 /// A client's key set, and whether it came from the cache (rather than a fetch just now, which a

@@ -82,3 +82,64 @@ async fn past_the_cap_a_registration_is_told_to_wait() {
     let refused = core.server.register(body.to_string().as_bytes()).await;
     assert!(matches!(refused, Err(RegisterError::Full)), "{refused:?}");
 }
+
+/// A registration `private_key_jwt` with every kept member at its limit, and 16 RSA keys whose
+/// moduli are `modulus_chars` long.
+fn largest_registration(modulus_chars: usize) -> serde_json::Value {
+    let redirect_uris: Vec<String> = (0..20)
+        .map(|i| {
+            let base = format!("https://client.example/{i:02}/");
+            format!("{base}{}", "u".repeat(4096 / 20 - base.len()))
+        })
+        .collect();
+    let keys: Vec<serde_json::Value> = (0..16)
+        .map(|i| json!({ "kty": "RSA", "kid": format!("key-{i:02}"), "use": "sig", "alg": "RS256", "n": "q".repeat(modulus_chars), "e": "AQAB" }))
+        .collect();
+    json!({
+        "redirect_uris": redirect_uris,
+        "client_name": "𝕏".repeat(200),
+        "client_uri": format!("https://client.example/{}", "u".repeat(2000 - 23)),
+        "scope": "s".repeat(1024),
+        "application_type": "native",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "token_endpoint_auth_signing_alg": "RS256",
+        "jwks": { "keys": keys },
+    })
+}
+
+/// What a stranger can make us keep is bounded: the largest registration, its inline keys just
+/// under their limit, is a record of under 25 KiB of JSON.
+#[tokio::test]
+async fn the_largest_registration_with_keys_is_a_bounded_record() {
+    let core = Core::new();
+    // The longest moduli that still fit under the limit on a kept key set.
+    let (mut fits, mut too_long) = (0, 2_000);
+    while too_long - fits > 1 {
+        let middle = usize::midpoint(fits, too_long);
+        let body = largest_registration(middle).to_string();
+        match core.server.register(body.as_bytes()).await {
+            Ok(_) => fits = middle,
+            Err(RegisterError::Refused(error)) => {
+                assert!(
+                    error.description.contains("jwks is larger than"),
+                    "{error:?}"
+                );
+                too_long = middle;
+            }
+            Err(RegisterError::Full) => panic!("full"),
+        }
+    }
+    let body = largest_registration(fits).to_string();
+    let registration = json_of(&core.server.register(body.as_bytes()).await.unwrap());
+    let kept_keys = registration["jwks"].to_string().len();
+    assert!(
+        kept_keys > 16 * 1024 - 200 && kept_keys <= 16 * 1024,
+        "{kept_keys}"
+    );
+    let client_id = registration["client_id"].as_str().unwrap();
+    let record = core.store.get(client_id).await.unwrap().unwrap();
+    let stored = serde_json::to_string(&record).unwrap().len();
+    assert!(stored < 25 * 1024, "the largest record is {stored} bytes");
+    println!("the largest registration record: {stored} bytes of JSON");
+}
