@@ -106,7 +106,8 @@ impl AuthServer {
     /// Authenticate `client_id` by its `assertion`, under `rules`. The client's failure budget
     /// from this address is checked before anything is fetched (a spent budget costs no fetch);
     /// a unit is spent by a failed check, a key set the client broke, or a failed refetch for a
-    /// key id the assertion named, and reserved only around each signature check.
+    /// key id the assertion named, and reserved around each signature check and each refetch
+    /// for an unknown key id.
     /// The `jti` is then recorded until the assertion expires, so a second use anywhere the token
     /// store is shared is refused.
     pub(crate) async fn check_assertion(
@@ -124,12 +125,12 @@ impl AuthServer {
             algorithm: rules.algorithm,
             now: self.now(),
         };
-        // A spent budget costs no fetch. (Checked, not held: a unit held across a slow fetch
-        // would count good requests waiting on it as failures.)
+        // A spent budget costs no fetch. (Checked, not held: a unit held across a slow first
+        // fetch would count good requests waiting on it as failures.)
         budget.reserve(Guessed::client(client_id))?.refund();
         let mut keys = match self.client_keys(client_id, &rules.keys, None).await {
             Ok(keys) => keys,
-            Err(refused) => return Err(keys_refused(budget, client_id, refused, false)),
+            Err(refused) => return Err(keys_refused(budget, client_id, refused)),
         };
         let verified = loop {
             let attempt = budget.reserve(Guessed::client(client_id))?;
@@ -139,18 +140,21 @@ impl AuthServer {
                     break verified;
                 }
                 // Keys rotate: a kid the cached set lacks earns a refetch (which the fetcher
-                // allows once per short interval per client and key id).
+                // allows once per short interval per client and key id). The unit stays held
+                // across it, so that concurrent made-up kids from one address fetch no more
+                // often than its budget allows; a known kid never waits here.
                 Err(Failure::UnknownKey(kid)) if keys.cached => {
-                    attempt.refund();
                     match self.client_keys(client_id, &rules.keys, Some(&kid)).await {
                         Ok(refetched) => {
+                            attempt.refund();
                             keys = KeySet {
                                 cached: false,
                                 ..refetched
                             }
                         }
                         Err(refused) => {
-                            return Err(keys_refused(budget, client_id, refused, true));
+                            attempt.spend();
+                            return Err(refused);
                         }
                     }
                 }
@@ -226,19 +230,14 @@ impl AuthServer {
     }
 }
 
-/// No usable key set: a unit of the client's budget is spent when the client is at fault (its
-/// set is broken, its URL refused), and when a refetch for a key id it named failed (a made-up
-/// key id must cost its sender even while the client's key host is down); not when its set could
-/// not be fetched right now for an assertion that named no unknown key (503, nobody's fault).
-fn keys_refused(
-    budget: &Budget,
-    client_id: &str,
-    refused: Refused,
-    for_unknown_kid: bool,
-) -> Refused {
+/// No usable key set on the first fetch: a unit of the client's budget is spent when the client
+/// is at fault (its set is broken, its URL refused); not when its set could not be fetched right
+/// now (503, nobody's fault). (A failed refetch for an unknown key id spends the unit held
+/// across it: a made-up key id costs its sender even while the client's key host is down.)
+fn keys_refused(budget: &Budget, client_id: &str, refused: Refused) -> Refused {
     let outage = matches!(&refused, Refused::Error(error)
         if error.code == ErrorCode::TemporarilyUnavailable);
-    if !outage || for_unknown_kid {
+    if !outage {
         // Spent if there is room; if not, the refusal stands as it is.
         if let Ok(attempt) = budget.reserve(Guessed::client(client_id)) {
             attempt.spend();
