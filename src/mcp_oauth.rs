@@ -236,6 +236,7 @@ impl McpOAuthBuilder {
             .map(Arc::new);
         let server_url = parse_server_url(&config.server_url)?;
         let (tokens, clients) = default_stores(self.tokens, self.clients)?;
+        configured_clients::check_machine_room(&config, tokens.eviction_capacity())?;
         let clock = self.clock;
         // Every part of the core reads the stores through its clock.
         let tokens: Arc<dyn TokenStore> = Arc::new(ClockedTokens::new(tokens, clock.clone()));

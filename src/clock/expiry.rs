@@ -84,6 +84,10 @@ impl TokenStore for ClockedTokens {
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         self.inner.delete_expired().await
     }
+
+    fn eviction_capacity(&self) -> Option<u64> {
+        self.inner.eviction_capacity()
+    }
 }
 
 /// A client store whose reads hide registrations lapsed by `clock`.

@@ -6,8 +6,8 @@ use crate::Error;
 
 /// The shortest machine client secret, as for the pre-registered client's.
 const MIN_SECRET_CHARS: usize = 16;
-/// The most live tokens [`MachineClient::max_live_tokens`] may allow, so that one machine cannot
-/// be configured to fill a store.
+/// The most live tokens [`MachineClient::max_live_tokens`] may allow. (A store that evicts when
+/// full bounds the machines' caps together more tightly: see the field.)
 const MAX_LIVE_TOKENS: u32 = 10_000;
 
 /// A machine client: a program (a CI job, a nightly report) that gets access tokens for itself
@@ -39,7 +39,12 @@ pub struct MachineClient {
     pub jwks_uri: Option<String>,
     /// How many live tokens it may hold at once (1 to 10,000): beyond them `client_credentials`
     /// is refused until one expires or is revoked, so a machine (or a thief of its credentials)
-    /// cannot fill the token store. Default [`MachineClient::DEFAULT_MAX_LIVE_TOKENS`].
+    /// cannot fill the token store. Each live token keeps three records in the store; on a store
+    /// that evicts when full (the [`MemoryStore`](crate::MemoryStore)), the machines' caps
+    /// together may take at most a quarter of its room
+    /// ([`TokenStore::eviction_capacity`](crate::store::TokenStore::eviction_capacity)), or the
+    /// layer does not build: 8,333 tokens in all with the default store. Default
+    /// [`MachineClient::DEFAULT_MAX_LIVE_TOKENS`].
     pub max_live_tokens: u32,
 }
 

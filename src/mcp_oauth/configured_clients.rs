@@ -42,6 +42,36 @@ pub(super) fn pre_registered(
     })
 }
 
+/// The records one live machine token keeps in the token store: its place, the token, and the
+/// grant that is its row in the owner's console.
+const RECORDS_PER_MACHINE_TOKEN: u64 = 3;
+
+/// Refuse machine clients whose caps together could fill more than a quarter of a store that
+/// evicts live records when full (`capacity`, from
+/// [`TokenStore::eviction_capacity`](crate::store::TokenStore::eviction_capacity)): at their caps
+/// they would push the owner's tokens out. The rest is the owner's, and room for the store's
+/// shards to fill unevenly.
+pub(super) fn check_machine_room(config: &OAuthConfig, capacity: Option<u64>) -> Result<(), Error> {
+    let Some(capacity) = capacity else {
+        return Ok(());
+    };
+    let tokens: u64 = config
+        .machine_clients
+        .iter()
+        .map(|machine| u64::from(machine.max_live_tokens))
+        .sum();
+    let records = tokens * RECORDS_PER_MACHINE_TOKEN;
+    if records > capacity / 4 {
+        return Err(Error::invalid(
+            "machine_clients",
+            &format!(
+                "their max_live_tokens add up to {tokens} live tokens ({records} records in the token store), more than a quarter of the {capacity} the store holds before it evicts: lower max_live_tokens or give the store more room"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The machine clients, with their keys read: one without a secret must sign.
 pub(super) fn machine_clients(
     config: &OAuthConfig,

@@ -178,6 +178,15 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
+
+    /// How many long-lived records (access and refresh tokens, grants and their markers, a
+    /// machine client's places) of a few hundred bytes each this store holds before it makes room
+    /// by evicting live ones, if it ever does. The layer refuses to build with machine clients
+    /// whose caps together could take more than a quarter of it, so that no machine can push the
+    /// owner's tokens out. `None`, the default: the store never evicts a live record.
+    fn eviction_capacity(&self) -> Option<u64> {
+        None
+    }
 }
 
 #[cfg(test)]

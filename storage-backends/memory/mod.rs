@@ -161,6 +161,12 @@ impl TokenStore for MemoryStore {
         Ok(self.long_lived.list(TokenKind::Grant))
     }
 
+    /// The long-lived table's room, in records of 512 bytes (a machine's token costs about 350,
+    /// its place and console row less).
+    fn eviction_capacity(&self) -> Option<u64> {
+        Some(self.long_lived.room(512))
+    }
+
     async fn revoke_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError> {
         Ok(self.transient.revoke(grant_id)
             + self.long_lived.revoke(grant_id)

@@ -306,6 +306,15 @@ impl TokenTable {
             .sum()
     }
 
+    /// How many records of `typical_bytes` each it holds before it evicts: its record limit, or
+    /// its byte budget, whichever binds first.
+    pub(super) fn room(&self, typical_bytes: usize) -> u64 {
+        let shards = self.shards.len();
+        let by_count = self.shard_limits.records * shards;
+        let by_bytes = self.shard_limits.bytes * shards / typical_bytes.max(1);
+        u64::try_from(by_count.min(by_bytes)).unwrap_or(u64::MAX)
+    }
+
     /// The bytes the records count against the budget.
     pub(super) fn bytes(&self) -> usize {
         self.shards.iter().map(|s| Self::read(s).bytes).sum()

@@ -40,6 +40,12 @@ fn machine_config_with(secret: &str, scopes: &[&str]) -> OAuthConfig {
     config
 }
 
+/// The smallest memory store the default cap of 100 tokens (300 records) builds with: a quarter
+/// of its room.
+fn small_store() -> MemoryLimits {
+    MemoryLimits::new(1200, 1024)
+}
+
 fn machine_config() -> OAuthConfig {
     machine_config_with(MACHINE_SECRET, &["mcp", "reports:read"])
 }
@@ -206,7 +212,7 @@ async fn flood(server: &TestServer) {
 /// an owner-approved access token issued earlier than the flood goes.
 #[tokio::test]
 async fn a_machines_token_flood_is_capped_and_leaves_the_owners_access_token_in_the_memory_store() {
-    let stores = Stores::of(MemoryStore::with_limits(MemoryLimits::new(1024, 1024)));
+    let stores = Stores::of(MemoryStore::with_limits(small_store()));
     let mut config = machine_config();
     // The flood below is ~600 requests; from one address at the default auth tier (120 a minute)
     // that is 5 minutes; with the default store (100,000 records) about 44,000 requests, 6 hours.
@@ -241,7 +247,7 @@ async fn a_machines_token_flood_is_capped_and_leaves_the_owners_access_token_in_
 #[tokio::test]
 async fn a_machines_token_flood_is_capped_and_leaves_refresh_reuse_detection_working() {
     let clock = mcp_oauth::ManualClock::new();
-    let stores = Stores::of(MemoryStore::with_limits(MemoryLimits::new(1024, 1024)));
+    let stores = Stores::of(MemoryStore::with_limits(small_store()));
     let mut config = machine_config();
     config.rate_limits.enabled = false;
     let server = TestServer::on_clock(stores, config, routes(), &clock);
@@ -273,7 +279,7 @@ async fn a_machines_token_flood_is_capped_and_leaves_refresh_reuse_detection_wor
 #[tokio::test]
 async fn review_control_without_a_flood_refresh_reuse_revokes_the_grant() {
     let clock = mcp_oauth::ManualClock::new();
-    let stores = Stores::of(MemoryStore::with_limits(MemoryLimits::new(1024, 1024)));
+    let stores = Stores::of(MemoryStore::with_limits(small_store()));
     let mut config = machine_config();
     config.rate_limits.enabled = false;
     let server = TestServer::on_clock(stores, config, routes(), &clock);
@@ -803,7 +809,7 @@ async fn review_one_assertion_raced_at_two_instances_on_redis_yields_one_token()
 /// a live machine token the console does not list and so cannot revoke.
 #[tokio::test]
 async fn after_a_machines_flood_every_live_machine_token_is_in_the_console() {
-    let stores = Stores::of(MemoryStore::with_limits(MemoryLimits::new(1024, 1024)));
+    let stores = Stores::of(MemoryStore::with_limits(small_store()));
     let mut config = machine_config();
     config.rate_limits.enabled = false;
     let server = TestServer::on(stores, config, routes());
