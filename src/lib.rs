@@ -11,11 +11,13 @@
 //! | features | `pages` (HTML), [`console`] (the owner's operations), `passkey` (WebAuthn ceremonies, enrolment, the setup token), `cimd` (client metadata documents) | what the owner and clients see |
 //! | protocol | `oauth` | the OAuth rules, no HTTP framework |
 //! | the owner's presence | `presence` (the passkey assertion check, the proofs it alone makes, console sessions) | what approving, signing in and enrolling require |
-//! | shared rules | `audit` (events, the connection doctor), [`config`], `error`, `paths` (every route's path, once), `rules` (secrets, redirect URIs, limits) | used everywhere, depend on nothing above the store |
+//! | shared rules | `audit` (events, the connection doctor), [`config`], `error`, `paths` (every route's path, once), `rules` (secrets, redirect URIs, limits), `clock`, `caching` ([`CachingStore`], in front of any token store) | used everywhere, depend on nothing above the store |
 //! | storage | [`store`] (the traits and records), [`backends`] (memory, SQLite, Redis, the passkey file; they use `store` alone) | keep state |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audit;
+#[cfg(feature = "caching")]
+mod caching;
 #[cfg(feature = "cimd")]
 mod cimd;
 mod clock;
@@ -44,6 +46,8 @@ pub mod backends;
 use axum::Router;
 
 pub use audit::AuditEvent;
+#[cfg(feature = "caching")]
+pub use caching::CachingStore;
 pub use clock::ManualClock;
 pub use config::{
     FailureLimit, MAX_CODE_LIFETIME_SECS, MAX_LONG_LIFETIME_SECS, MAX_RATE_LIMIT,

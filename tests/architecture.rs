@@ -19,7 +19,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the owner's presence", &["presence"]),
     (
         "shared rules",
-        &["audit", "config", "error", "paths", "rules", "clock"],
+        &[
+            "audit", "config", "error", "paths", "rules", "clock", "caching",
+        ],
     ),
     ("storage", &["store", "backends"]),
 ];

@@ -65,7 +65,12 @@ impl ManualClock {
 
     /// The time the clock shows, in whole seconds like every time in this crate.
     pub fn now(&self) -> UnixTime {
-        UnixTime(self.moved_to.load(Ordering::SeqCst).max(system_millis()) / 1_000)
+        UnixTime(self.millis() / 1_000)
+    }
+
+    /// The time the clock shows, in milliseconds since the Unix epoch.
+    fn millis(&self) -> u64 {
+        self.moved_to.load(Ordering::SeqCst).max(system_millis())
     }
 }
 
@@ -97,6 +102,16 @@ impl Clock {
         match self {
             Self::System => UnixTime::now(),
             Self::Manual(clock) => clock.now(),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch, for spans shorter than the seconds every record keeps.
+    // Only the caching store measures such spans.
+    #[cfg_attr(not(feature = "caching"), allow(dead_code))]
+    pub(crate) fn millis(&self) -> u64 {
+        match self {
+            Self::System => system_millis(),
+            Self::Manual(clock) => clock.millis(),
         }
     }
 }

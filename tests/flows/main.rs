@@ -10,6 +10,8 @@ mod audit;
 mod authorize;
 mod bearer;
 mod budgets;
+#[cfg(feature = "caching")]
+mod caching;
 #[cfg(feature = "cimd")]
 mod cimd;
 mod client_deletion;
