@@ -25,6 +25,7 @@
 //! | `OAUTH_MACHINE_CLIENT_JWKS` | none | its public keys as JSON text, a JWK set `{"keys": [...]}`: it may sign client assertions (`private_key_jwt`) |
 //! | `OAUTH_MACHINE_CLIENT_JWKS_URI` | none | or the URL of its JWK set (not both), `https` on port 443 (see `CIMD_ALLOWED_PORTS`), or `http` on loopback under `CIMD_ALLOW_LOOPBACK_HTTP_FOR_TESTING=1` |
 //! | `OAUTH_MACHINE_CLIENT_SCOPES` | `mcp` (every scope the demo grants) | space-separated scopes it may have |
+//! | `METRICS` | off | `1` serves the library's metrics in Prometheus text format at `/metrics` (unauthenticated: expose it to your monitoring only) |
 //! | `RUST_LOG` | `info` | log filter |
 
 use std::error::Error;
@@ -36,8 +37,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::http::request::Parts;
+use axum::routing::get;
 use ipnet::IpNet;
 use mcp_oauth::{MachineClient, McpOAuth, OAuthConfig, RateLimit, TokenInfo};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
@@ -128,7 +131,12 @@ async fn run() -> Result<(), BoxError> {
         Arc::new(LocalSessionManager::default()),
         mcp_config,
     );
-    let app: Router = oauth.router(Router::new().nest_service("/mcp", mcp_service));
+    let mut app: Router = oauth.router(Router::new().nest_service("/mcp", mcp_service));
+    let metrics = metrics_env()?;
+    let serves_metrics = metrics.is_some();
+    if let Some(metrics) = metrics {
+        app = app.route("/metrics", get(move || async move { metrics.render() }));
+    }
 
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = tokio::net::TcpListener::bind(address)
@@ -186,6 +194,11 @@ async fn run() -> Result<(), BoxError> {
     println!("  Owner console (connected clients, passkeys, connection doctor):");
     println!("      {}/oauth/console", oauth.issuer());
     println!();
+    if serves_metrics {
+        println!("  Metrics (Prometheus text format):");
+        println!("      {}/metrics", oauth.issuer());
+        println!();
+    }
 
     axum::serve(
         listener,
@@ -308,6 +321,15 @@ fn env_or(name: &str, default: String) -> String {
 }
 
 /// `RATE_LIMITS=off`, and `RATE_LIMIT_<TIER>=PER_MINUTE/BURST` for each tier.
+/// `METRICS=1`: a Prometheus recorder for the library's metrics, rendered at `/metrics`.
+fn metrics_env() -> Result<Option<PrometheusHandle>, BoxError> {
+    match std::env::var("METRICS").as_deref() {
+        Ok("1") => Ok(Some(PrometheusBuilder::new().install_recorder()?)),
+        Ok("0") | Err(_) => Ok(None),
+        Ok(other) => Err(format!("METRICS={other:?}: use 1 to serve /metrics, or 0").into()),
+    }
+}
+
 fn apply_rate_limit_env(config: &mut OAuthConfig) -> Result<(), BoxError> {
     match std::env::var("RATE_LIMITS").as_deref() {
         Ok("off" | "false" | "0") => config.rate_limits.enabled = false,

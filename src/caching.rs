@@ -204,6 +204,11 @@ impl TokenStore for CachingStore {
     fn eviction_capacity(&self) -> Option<u64> {
         self.inner.eviction_capacity()
     }
+
+    /// `caching`: what the core waits for is this store, remembered tokens included.
+    fn backend_name(&self) -> &'static str {
+        "caching"
+    }
 }
 
 #[cfg(all(test, feature = "memory"))]

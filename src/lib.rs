@@ -11,7 +11,7 @@
 //! | features | `pages` (HTML), [`console`] (the owner's operations), `passkey` (WebAuthn ceremonies, enrolment, the setup token), `cimd` (client metadata documents) | what the owner and clients see |
 //! | protocol | `oauth` | the OAuth rules, no HTTP framework |
 //! | the owner's presence | `presence` (the passkey assertion check, the proofs it alone makes, console sessions) | what approving, signing in and enrolling require |
-//! | shared rules | `audit` (events, the connection doctor), [`config`], `error`, `paths` (every route's path, once), `rules` (secrets, redirect URIs, limits), `clock`, `caching` ([`CachingStore`], in front of any token store) | used everywhere, depend on nothing above the store |
+//! | shared rules | `audit` (events, the connection doctor), [`config`], `error`, `paths` (every route's path, once), `rules` (secrets, redirect URIs, limits), `clock`, `caching` ([`CachingStore`], in front of any token store), `telemetry` (metrics) | used everywhere, depend on nothing above the store |
 //! | storage | [`store`] (the traits and records), [`backends`] (memory, SQLite, Redis, the passkey file; they use `store` alone) | keep state |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -37,6 +37,7 @@ mod paths;
 mod presence;
 mod rules;
 pub mod store;
+mod telemetry;
 
 // Backends live outside `src/` but compile into this one crate, so sqlx's migrations and
 // the traits never drift apart. This is the only `#[path]` in the crate.

@@ -18,6 +18,7 @@ use crate::oauth::{AuthServer, Resource, ScopePolicy, Settings, metadata};
 use crate::passkey::{Passkeys, SetupToken};
 use crate::paths;
 use crate::store::{ClientStore, PasskeyStore, StoreError, TokenStore};
+use crate::telemetry::{MeteredClients, MeteredTokens};
 
 /// The OAuth layer, ready to wrap MCP routes.
 ///
@@ -238,9 +239,15 @@ impl McpOAuthBuilder {
         let (tokens, clients) = default_stores(self.tokens, self.clients)?;
         configured_clients::check_machine_room(&config, tokens.eviction_capacity())?;
         let clock = self.clock;
-        // Every part of the core reads the stores through its clock.
-        let tokens: Arc<dyn TokenStore> = Arc::new(ClockedTokens::new(tokens, clock.clone()));
-        let clients: Arc<dyn ClientStore> = Arc::new(ClockedClients::new(clients, clock.clone()));
+        // Every part of the core reads the stores through its clock, timed.
+        let tokens: Arc<dyn TokenStore> = Arc::new(ClockedTokens::new(
+            Arc::new(MeteredTokens::new(tokens)),
+            clock.clone(),
+        ));
+        let clients: Arc<dyn ClientStore> = Arc::new(ClockedClients::new(
+            Arc::new(MeteredClients::new(clients)),
+            clock.clone(),
+        ));
         let passkey_store = match self.passkeys {
             Some(store) => store,
             None => Arc::new(crate::backends::PasskeyFileStore::open(

@@ -604,6 +604,10 @@ type ConsumeReply = (i64, String, String, Vec<u8>, String);
 
 #[async_trait]
 impl TokenStore for RedisStore {
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+
     /// One script: check for a live record, write it with `EXPIREAT`, add it to the grant's set
     /// and extend the set's expiry. An already expired record is not written.
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
@@ -778,6 +782,10 @@ impl TokenStore for RedisStore {
 
 #[async_trait]
 impl ClientStore for RedisStore {
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+
     /// One script: count the live unapproved ids against the cap, write the client (with `EXAT`
     /// at `expires_at`, if any) and its id in the unapproved set. An already expired registration
     /// is not written (so it is invisible at once); it is refused only if a live one holds its id.

@@ -496,6 +496,10 @@ impl SqliteStore {
 
 #[async_trait]
 impl TokenStore for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
     /// One upsert that replaces only an expired row: atomic (see the module documentation).
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
         let now = to_sql(UnixTime::now());
@@ -631,6 +635,10 @@ impl TokenStore for SqliteStore {
 
 #[async_trait]
 impl ClientStore for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
     /// One statement that counts the live unapproved rows and inserts under the write lock, or
     /// replaces only an expired registration: atomic.
     async fn insert(&self, client: ClientRecord, max_unapproved: u64) -> Result<(), StoreError> {

@@ -20,7 +20,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "shared rules",
         &[
-            "audit", "config", "error", "paths", "rules", "clock", "caching",
+            "audit",
+            "config",
+            "error",
+            "paths",
+            "rules",
+            "clock",
+            "caching",
+            "telemetry",
         ],
     ),
     ("storage", &["store", "backends"]),

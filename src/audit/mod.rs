@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod counters;
 mod doctor;
 
 pub(crate) use doctor::{ConnectionDoctor, Source};
@@ -226,6 +227,7 @@ impl Audit {
             tracing::info!(target: "mcp_oauth::audit", event = event.name(), details = ?event);
         }
         self.record_step(&event);
+        counters::count(&event);
         if let Some(callback) = &self.callback {
             callback(&event);
         }

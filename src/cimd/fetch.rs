@@ -134,11 +134,23 @@ impl Fetcher {
         target: &Target,
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
-        let _slot = self.slots.acquire(target.host_key()).await?;
-        match tokio::time::timeout(self.time_limit, self.fetch_unbounded(target, max_bytes)).await {
-            Ok(result) => result,
-            Err(_) => Err(Unavailable::TimedOut(self.time_limit.as_secs()).into()),
-        }
+        let fetched = match self.slots.acquire(target.host_key()).await {
+            Ok(_slot) => {
+                match tokio::time::timeout(self.time_limit, self.fetch_unbounded(target, max_bytes))
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(Unavailable::TimedOut(self.time_limit.as_secs()).into()),
+                }
+            }
+            Err(no_slot) => Err(no_slot.into()),
+        };
+        crate::telemetry::cimd_fetch(match &fetched {
+            Ok(_) => "fetched",
+            Err(FetchError::Unavailable(_)) => "unavailable",
+            Err(FetchError::BadAnswer(_)) => "refused",
+        });
+        fetched
     }
 
     async fn fetch_unbounded(

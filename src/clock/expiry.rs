@@ -88,6 +88,10 @@ impl TokenStore for ClockedTokens {
     fn eviction_capacity(&self) -> Option<u64> {
         self.inner.eviction_capacity()
     }
+
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
 }
 
 /// A client store whose reads hide registrations lapsed by `clock`.
@@ -150,5 +154,9 @@ impl ClientStore for ClockedClients {
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         self.inner.delete_expired().await
+    }
+
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
     }
 }

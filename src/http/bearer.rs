@@ -17,8 +17,10 @@ use tower::{Layer, Service};
 use super::rate_limit::{Limits, too_many_requests};
 use crate::audit::{Source, StepKind};
 use crate::oauth::{
-    AuthServer, Challenge, ErrorCode, Refusal, ScopePolicy, TokenInfo, sent_credentials,
+    AuthServer, BearerError, Challenge, ErrorCode, Refusal, ScopePolicy, TokenInfo,
+    sent_credentials,
 };
+use crate::telemetry::{self, GuardOutcome};
 
 /// Requires a valid access token for this server's resource on every request except CORS
 /// preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, which browsers send
@@ -194,6 +196,11 @@ impl BearerLayer {
             Err(error) => Err(error),
         };
         checked.map_err(|error| {
+            telemetry::guard(match error {
+                BearerError::Missing => GuardOutcome::Missing,
+                BearerError::Malformed(_) | BearerError::Invalid => GuardOutcome::Invalid,
+                BearerError::Unavailable => GuardOutcome::Unavailable,
+            });
             let refusal = self.server.bearer_rules().refuse(error);
             self.refuse(headers.get(header::USER_AGENT), refusal)
         })
@@ -215,11 +222,16 @@ impl BearerLayer {
         let user_agent = request.headers().get(header::USER_AGENT).cloned();
         // A body the policy cannot read is the client's mistake, not a missing scope: the doctor
         // records no step for it.
-        let (request, needed) = self.needed_scopes(request).await?;
+        let (request, needed) = self.needed_scopes(request).await.inspect_err(|_| {
+            telemetry::guard(GuardOutcome::Invalid);
+        })?;
         self.server
             .bearer_rules()
             .check_scopes(&needed, &info.scopes, self.scope_policy.as_deref())
-            .map_err(|refusal| self.refuse(user_agent.as_ref(), refusal))?;
+            .map_err(|refusal| {
+                telemetry::guard(GuardOutcome::InsufficientScope);
+                self.refuse(user_agent.as_ref(), refusal)
+            })?;
         Ok(request)
     }
 }
@@ -266,6 +278,8 @@ where
                 return inner.call(request).await;
             }
             if let Some(response) = layer.over_refusal_budget(&request) {
+                telemetry::guard(GuardOutcome::RateLimited);
+                telemetry::rate_limited("guard_refusals");
                 return Ok(response);
             }
             let info = match layer
@@ -290,6 +304,7 @@ where
                 request
             };
             layer.note_use(&info);
+            telemetry::guard(GuardOutcome::Accepted);
             request.extensions_mut().insert(info);
             inner.call(request).await
         })

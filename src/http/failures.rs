@@ -29,6 +29,7 @@ impl FromRequestParts<AppState> for Budget {
 /// 429 with `Retry-After`: nothing was checked.
 impl IntoResponse for Exhausted {
     fn into_response(self) -> Response {
+        crate::telemetry::rate_limited("failures");
         too_many_requests(self.wait_secs)
     }
 }

@@ -70,7 +70,10 @@ pub(crate) async fn enforce(
             _ => limits.grants.check(&info.grant_id.0),
         });
     match verdict {
-        Some(Err(wait)) => too_many_requests(wait),
+        Some(Err(wait)) => {
+            crate::telemetry::rate_limited("mcp");
+            too_many_requests(wait)
+        }
         // No token information: a preflight, or a route outside the guard; nothing to key on.
         _ => next.run(request).await,
     }

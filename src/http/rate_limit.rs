@@ -70,6 +70,17 @@ pub(crate) enum Tier {
     General,
 }
 
+impl Tier {
+    /// Its name in metrics.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Registration => "registration",
+            Self::General => "general",
+        }
+    }
+}
+
 /// What an address over its tier is answered: JSON for clients and scripts, or, for a person's
 /// browser opening a page (`GET`), a page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,6 +252,7 @@ async fn enforce(
         Ok(()) => next.run(request).await,
         // A person's browser opening a page gets a page, not JSON.
         Err(wait) if answer == Answer::Page && request.method() == Method::GET => {
+            crate::telemetry::rate_limited(tier.as_str());
             let message = format!(
                 "Too many requests from your address. Try again in {}.",
                 seconds(wait)
@@ -257,7 +269,10 @@ async fn enforce(
             }
             response
         }
-        Err(wait) => too_many_requests(wait),
+        Err(wait) => {
+            crate::telemetry::rate_limited(tier.as_str());
+            too_many_requests(wait)
+        }
     }
 }
 

@@ -181,6 +181,12 @@ pub trait ClientStore: Send + Sync + 'static {
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
+
+    /// The backend's name in metrics (`mcp_oauth_store_operation_seconds{backend=…}`): `memory`,
+    /// `sqlite`, `redis`, `postgres`; `custom`, the default, for your own.
+    fn backend_name(&self) -> &'static str {
+        "custom"
+    }
 }
 
 #[cfg(test)]

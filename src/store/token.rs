@@ -187,6 +187,12 @@ pub trait TokenStore: Send + Sync + 'static {
     fn eviction_capacity(&self) -> Option<u64> {
         None
     }
+
+    /// The backend's name in metrics (`mcp_oauth_store_operation_seconds{backend=…}`): `memory`,
+    /// `sqlite`, `redis`, `postgres`; `custom`, the default, for your own.
+    fn backend_name(&self) -> &'static str {
+        "custom"
+    }
 }
 
 #[cfg(test)]

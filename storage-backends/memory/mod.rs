@@ -126,6 +126,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl TokenStore for MemoryStore {
+    fn backend_name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
         match self.table(record.kind).insert(record) {
             Inserted::Done => Ok(()),
@@ -180,6 +184,10 @@ impl TokenStore for MemoryStore {
 
 #[async_trait]
 impl ClientStore for MemoryStore {
+    fn backend_name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn insert(&self, client: ClientRecord, max_unapproved: u64) -> Result<(), StoreError> {
         self.clients.insert(client, max_unapproved)
     }

@@ -186,7 +186,10 @@ mod redis {
 
     use crate::common::*;
 
-    /// A private, persistent `redis-server` (AOF), killed when dropped.
+    /// A private, persistent `redis-server` (AOF), killed when dropped. Every write is on disk
+    /// before Redis answers it (`appendfsync always`): with the default `everysec`, Redis may
+    /// answer a write and postpone it while a background fsync runs (up to two seconds on a busy
+    /// disk), and a kill then loses the token this test issued just before.
     struct PrivateRedis(Child);
 
     impl PrivateRedis {
@@ -201,6 +204,8 @@ mod redis {
                     "",
                     "--appendonly",
                     "yes",
+                    "--appendfsync",
+                    "always",
                 ])
                 .arg("--dir")
                 .arg(dir)
