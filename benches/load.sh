@@ -8,6 +8,7 @@
 #   refresh  POST /token, refresh grant with rotation followed (MemoryStore)
 #   refresh_jwt  the same by a client that authenticates with private_key_jwt (RS256; a fresh
 #            assertion per request, signed before the run, not timed)
+#   sqlite_cached, redis_cached  the guarded route on SQLite and Redis behind a CachingStore
 # recording requests/s, p50, p99 and the server's CPU time per request. The server is pinned to
 # CPU $SERVER_CPU (default 0) and wrk to CPU $LOAD_CPU (default 1), so that two shared cores measure
 # the server, not the scheduler. Then the stable measures:
@@ -29,7 +30,7 @@ server_cpu="${SERVER_CPU:-0}"
 load_cpu="${LOAD_CPU:-1}"
 # Assertions signed per round for refresh_jwt: more than the run can spend (an empty pool shows as
 # non-2xx responses in the report).
-assertions="${ASSERTIONS:-$((seconds * 12000))}"
+assertions="${ASSERTIONS:-$((seconds * 25000))}"
 calls="${CALLGRIND_CALLS:-1000}"
 tokens_for_memory="${MEMORY_TOKENS:-1000000}"
 out="target/bench"
@@ -67,7 +68,7 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --d
 for _ in $(seq 50); do [[ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" == PONG ]] && break; sleep 0.1; done
 
 base_port="$(free_port 18100 18200)"
-echo "==> starting the benchmark server on 127.0.0.1:$base_port-$((base_port + 5)), CPU $server_cpu"
+echo "==> starting the benchmark server on 127.0.0.1:$base_port-$((base_port + 7)), CPU $server_cpu"
 taskset -c "$server_cpu" target/release/examples/bench_server "$base_port" "$out" "redis://127.0.0.1:$redis_port/" "$rounds" \
     >"$out/server.log" 2>&1 &
 server_pid=$!
@@ -90,13 +91,15 @@ run() { # name port [wrk args...]
     echo "cpu_ticks=$((after - before))" >>"$out/raw/$round-$name.txt"
 }
 
-echo "==> load: $rounds rounds x 6 configurations x ${seconds}s, $connections connections, wrk on CPU $load_cpu"
+echo "==> load: $rounds rounds x 8 configurations x ${seconds}s, $connections connections, wrk on CPU $load_cpu"
 for round in $(seq "$rounds"); do
     path=/mcp
     run plain "$base_port"
     run memory "$((base_port + 1))" -H "Authorization: Bearer $MEMORY_ACCESS"
     run sqlite "$((base_port + 2))" -H "Authorization: Bearer $SQLITE_ACCESS"
     run redis "$((base_port + 3))" -H "Authorization: Bearer $REDIS_ACCESS"
+    run sqlite_cached "$((base_port + 6))" -H "Authorization: Bearer $SQLITE_CACHED_ACCESS"
+    run redis_cached "$((base_port + 7))" -H "Authorization: Bearer $REDIS_CACHED_ACCESS"
     path=/token
     run refresh "$((base_port + 4))" -s benches/wrk/refresh.lua -- "$MEMORY_CLIENT_ID" "$out/refresh_tokens_$round.txt" "$threads"
     # Signed now: each assertion lives a minute.

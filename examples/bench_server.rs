@@ -8,9 +8,11 @@
 //! - `BASE_PORT + 4` the whole router on `MemoryStore` (CORS, the OAuth endpoints: `/token`);
 //! - `BASE_PORT + 5` ... with the configured client authenticating by `private_key_jwt` (an RS256
 //!   key, its public key set configured inline);
+//! - `BASE_PORT + 6`, `BASE_PORT + 7` the guarded route on SQLite and on Redis, each behind a
+//!   `CachingStore` (5 seconds);
 //!
 //! all with rate limits off. Before listening it runs the OAuth flow on each backend and writes
-//! `DIR/tokens.env` (an access token per backend, the two clients' ids),
+//! `DIR/tokens.env` (an access token per backend and per cached backend, the two clients' ids),
 //! `DIR/refresh_tokens_<round>.txt` and `DIR/refresh_tokens_signed_<round>.txt` for each of
 //! `ROUNDS` rounds (one refresh token per line, each of its own grant), and the signing client's
 //! private key, `DIR/signing_key.pk8` (for `bench_assertions`), then prints `ready`.
@@ -52,7 +54,13 @@ async fn main() {
     let _ = std::fs::remove_file(&sqlite);
     let mut memory = Bench::start(&Backend::Memory).await;
     let mut on_sqlite = Bench::start(&Backend::Sqlite(sqlite)).await;
-    let mut on_redis = Bench::start(&Backend::Redis(redis_url)).await;
+    let mut on_redis = Bench::start(&Backend::Redis(redis_url.clone())).await;
+    let cached_sqlite = format!("{dir}/bench-cached.sqlite");
+    let _ = std::fs::remove_file(&cached_sqlite);
+    let mut on_cached_sqlite =
+        Bench::start(&Backend::Cached(Box::new(Backend::Sqlite(cached_sqlite)))).await;
+    let mut on_cached_redis =
+        Bench::start(&Backend::Cached(Box::new(Backend::Redis(redis_url)))).await;
     let signing_key = jose::TestKey::rsa("bench-key");
     let mut signing = Bench::start_signing(&Backend::Memory, &signing_key).await;
     std::fs::write(format!("{dir}/signing_key.pk8"), signing_key.rsa_pkcs8()).unwrap();
@@ -61,6 +69,10 @@ async fn main() {
     writeln!(env, "MEMORY_ACCESS={}", memory.connect().await.access).unwrap();
     writeln!(env, "SQLITE_ACCESS={}", on_sqlite.connect().await.access).unwrap();
     writeln!(env, "REDIS_ACCESS={}", on_redis.connect().await.access).unwrap();
+    let access = on_cached_sqlite.connect().await.access;
+    writeln!(env, "SQLITE_CACHED_ACCESS={access}").unwrap();
+    let access = on_cached_redis.connect().await.access;
+    writeln!(env, "REDIS_CACHED_ACCESS={access}").unwrap();
     writeln!(env, "MEMORY_CLIENT_ID={}", memory.client_id).unwrap();
     writeln!(env, "SIGNING_CLIENT_ID={}", signing.client_id).unwrap();
     std::fs::write(format!("{dir}/tokens.env"), env).unwrap();
@@ -82,13 +94,15 @@ async fn main() {
 
     // The same route bare and behind the guard (what the guard costs), then the whole router for
     // the token endpoint, with each kind of client.
-    let apps: [Router; 6] = [
+    let apps: [Router; 8] = [
         support::mcp_route(),
         memory.guarded.clone(),
         on_sqlite.guarded.clone(),
         on_redis.guarded.clone(),
         memory.full.clone(),
         signing.full.clone(),
+        on_cached_sqlite.guarded.clone(),
+        on_cached_redis.guarded.clone(),
     ];
     let mut servers = Vec::new();
     for (offset, app) in (0u16..).zip(apps) {

@@ -45,6 +45,9 @@ pub(crate) enum Backend {
     /// A Redis URL; keys get a fresh prefix.
     #[cfg(feature = "redis")]
     Redis(String),
+    /// Another backend with its token store behind a `CachingStore` (5 seconds).
+    #[cfg(feature = "caching")]
+    Cached(Box<Backend>),
 }
 
 impl Backend {
@@ -55,6 +58,8 @@ impl Backend {
             Self::Sqlite(_) => "sqlite",
             #[cfg(feature = "redis")]
             Self::Redis(_) => "redis",
+            #[cfg(feature = "caching")]
+            Self::Cached(_) => "cached",
         }
     }
 
@@ -65,24 +70,55 @@ impl Backend {
             // the guard runs, whose access token must not be pushed out.
             Self::Memory => builder.stores(MemoryStore::with_capacity(8_000_000, 100_000)),
             #[cfg(feature = "sqlite")]
-            Self::Sqlite(path) => {
-                let store = mcp_oauth::SqliteStore::connect(&format!("sqlite://{path}?mode=rwc"))
-                    .await
-                    .expect("open SQLite");
-                store.migrate().await.expect("migrate");
-                builder.stores(store)
-            }
+            Self::Sqlite(path) => builder.stores(open_sqlite(path).await),
             #[cfg(feature = "redis")]
-            Self::Redis(url) => {
-                let prefix = format!("bench{:08x}:", rand::random::<u32>());
-                let store = mcp_oauth::RedisStore::connect(url)
-                    .await
-                    .expect("connect to Redis")
-                    .with_prefix(prefix);
-                builder.stores(store)
-            }
+            Self::Redis(url) => builder.stores(open_redis(url).await),
+            #[cfg(feature = "caching")]
+            Self::Cached(inner) => match &**inner {
+                #[cfg(feature = "sqlite")]
+                Self::Sqlite(path) => {
+                    let store = open_sqlite(path).await;
+                    cached(builder.stores(store.clone()), store)
+                }
+                #[cfg(feature = "redis")]
+                Self::Redis(url) => {
+                    let store = open_redis(url).await;
+                    cached(builder.stores(store.clone()), store)
+                }
+                other => panic!("the benchmarks cache SQLite and Redis, not {other:?}"),
+            },
         }
     }
+}
+
+#[cfg(feature = "sqlite")]
+async fn open_sqlite(path: &str) -> mcp_oauth::SqliteStore {
+    let store = mcp_oauth::SqliteStore::connect(&format!("sqlite://{path}?mode=rwc"))
+        .await
+        .expect("open SQLite");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+#[cfg(feature = "redis")]
+async fn open_redis(url: &str) -> mcp_oauth::RedisStore {
+    let prefix = format!("bench{:08x}:", rand::random::<u32>());
+    mcp_oauth::RedisStore::connect(url)
+        .await
+        .expect("connect to Redis")
+        .with_prefix(prefix)
+}
+
+/// The builder with `store`'s access tokens remembered for 5 seconds in front of it.
+#[cfg(feature = "caching")]
+fn cached(
+    builder: McpOAuthBuilder,
+    store: impl mcp_oauth::TokenStore,
+) -> McpOAuthBuilder {
+    builder.token_store(std::sync::Arc::new(mcp_oauth::CachingStore::new(
+        std::sync::Arc::new(store),
+        std::time::Duration::from_secs(5),
+    )))
 }
 
 /// The MCP stand-in: the same handler with or without the guard.
