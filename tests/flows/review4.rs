@@ -290,3 +290,91 @@ async fn concurrent_first_uses_of_a_rotated_key_all_authenticate() {
         );
     }
 }
+
+/// What break 1 costs: SECURITY.md's failure budget keeps "other clients and the owner behind the
+/// same address" unaffected, and a client's own good requests are never its failures. ChatGPT's
+/// refreshes come from a few egress addresses; at its key rotation, 30 of them signed with the
+/// new key arrive within the key host's 300 ms. Every one is the real client with its published
+/// key, yet all but one are counted as failures: the address's budget (20 in 10 minutes) is
+/// spent within the burst, the rest of the burst is answered 429, and the budget is left with
+/// one unit for the 10 minutes: any one more failure from that address locks the connector out.
+#[cfg(feature = "cimd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "break 1: a burst of first uses of a rotated-in key spends the client's failure budget (429s)"]
+async fn a_burst_of_first_uses_of_a_rotated_key_leaves_the_client_its_budget() {
+    use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
+
+    let old = TestKey::rsa("2026-11");
+    let new = TestKey::rsa("2026-12");
+    let host = KeyHost::start().await;
+    host.serve("slow-jwks.json", old.jwks());
+    let client_id = host.publish(
+        "client.json",
+        json!({
+            "client_name": "ChatGPT",
+            "redirect_uris": [DOC_REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "RS256",
+            "jwks_uri": host.url("slow-jwks.json"),
+        }),
+    );
+    let mut config = config();
+    config.cimd_allow_loopback_http_for_testing = true;
+    config.cimd_allowed_ports = vec![443, host.port()];
+    let server = Arc::new(TestServer::on(Stores::memory(), config, routes()));
+    let body = |assertion: &str| {
+        form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "not-a-refresh-token"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion),
+        ])
+    };
+    server
+        .post_form(
+            "/token",
+            &body(&old.sign(&claims(&client_id, jose::now()))),
+            &[],
+        )
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+
+    let mut both = old.jwks();
+    both["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(new.jwks()["keys"][0].clone());
+    host.serve("slow-jwks.json", both);
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let server = Arc::clone(&server);
+        let body = body(&new.sign(&claims(&client_id, jose::now())));
+        tasks.push(tokio::spawn(async move {
+            server.post_form("/token", &body, &[]).await.status.as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        limited, 0,
+        "the real client's own good requests spent its failure budget: {limited} of 30 answered 429 (all: {statuses:?})"
+    );
+    let next = server
+        .post_form(
+            "/token",
+            &body(&new.sign(&claims(&client_id, jose::now()))),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (next.status.as_u16(), next.error()),
+        (400, "invalid_grant".to_owned()),
+        "after the rotation, the real client signing with its cached, published key is refused: {}",
+        next.text()
+    );
+}
