@@ -378,3 +378,75 @@ async fn a_burst_of_first_uses_of_a_rotated_key_leaves_the_client_its_budget() {
         next.text()
     );
 }
+
+/// SECURITY.md: a registered client's `jwks_uri` is "accepted only where metadata documents are
+/// on"; the registration refusal says "this server does not fetch client key sets (client
+/// metadata documents are off)". A client registered with a `jwks_uri` while documents were on,
+/// served after a restart (or by another instance on the same store) with documents off, must
+/// not get in by that URL: the server fetches no key set a stranger named. It does get in, and
+/// the server fetches the stranger's URL, as soon as any configured machine has a `jwks_uri`
+/// (which builds the key fetcher); without one, the same client is refused. Documents off no
+/// longer means "no stranger's URL is fetched".
+#[cfg(feature = "cimd")]
+#[tokio::test]
+#[ignore = "break 3: with metadata documents off, a registered client's jwks_uri is still fetched and accepted when a machine has a jwks_uri"]
+async fn with_documents_off_a_registered_jwks_uri_is_neither_fetched_nor_accepted() {
+    use crate::common::jose::{self, JWT_BEARER, TestKey, claims};
+
+    let key = TestKey::rsa("dcr-uri");
+    let machine_key = TestKey::rsa("machine");
+    let host = KeyHost::start().await;
+    host.serve("jwks.json", key.jwks());
+    host.serve("machine-jwks.json", machine_key.jwks());
+    let base = |documents: bool| {
+        let mut config = config();
+        config.client_id_metadata_documents = documents;
+        config.cimd_allow_loopback_http_for_testing = true;
+        config.cimd_allowed_ports = vec![443, host.port()];
+        config
+    };
+    let stores = Stores::memory();
+    let before = TestServer::on(stores.clone(), base(true), routes());
+    let registration = before
+        .register_client(json!({
+            "redirect_uris": [LOOPBACK_REDIRECT],
+            "client_name": "Signing Client",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "RS256",
+            "jwks_uri": host.url("jwks.json"),
+        }))
+        .await;
+    let client_id = registration["client_id"].as_str().unwrap().to_owned();
+    drop(before);
+
+    let signed = || {
+        form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "not-a-refresh-token"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &key.sign(&claims(&client_id, jose::now()))),
+        ])
+    };
+    // Documents off, no configured key URL: refused, nothing fetched.
+    let plain = TestServer::on(stores.clone(), base(false), routes());
+    let reply = plain.post_form("/token", &signed(), &[]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
+    assert_eq!(host.hits("jwks.json"), 0);
+
+    // Documents off, and a machine publishing its keys at a URL.
+    let mut config = base(false);
+    config.machine_clients = vec![MachineClient::with_jwks_uri(
+        "ops-bot",
+        host.url("machine-jwks.json"),
+        ["mcp"],
+    )];
+    let with_machine = TestServer::on(stores, config, routes());
+    let reply = with_machine.post_form("/token", &signed(), &[]).await;
+    let fetched = host.hits("jwks.json");
+    assert_eq!(
+        (reply.status, fetched),
+        (StatusCode::UNAUTHORIZED, 0),
+        "documents are off, yet the stranger's jwks_uri was fetched {fetched} times and the client answered: {}",
+        reply.text()
+    );
+}
