@@ -205,7 +205,13 @@ impl KeyHost {
     }
 
     fn hits(&self, name: &str) -> usize {
-        self.state.hits.lock().unwrap().get(name).copied().unwrap_or(0)
+        self.state
+            .hits
+            .lock()
+            .unwrap()
+            .get(name)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -424,7 +430,10 @@ async fn with_documents_off_a_registered_jwks_uri_is_neither_fetched_nor_accepte
             ("grant_type", "refresh_token"),
             ("refresh_token", "not-a-refresh-token"),
             ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", &key.sign(&claims(&client_id, jose::now()))),
+            (
+                "client_assertion",
+                &key.sign(&claims(&client_id, jose::now())),
+            ),
         ])
     };
     // Documents off, no configured key URL: refused, nothing fetched.
@@ -477,10 +486,19 @@ async fn a_machine_revoking_its_own_tokens_cannot_evict_the_owners_token() {
     for round in 0..24_000 {
         if round == 1_000 {
             let call = server.mcp(Some(&owner_token)).await;
-            assert_eq!(call.status, StatusCode::OK, "a thousand rounds fill nothing yet");
+            assert_eq!(
+                call.status,
+                StatusCode::OK,
+                "a thousand rounds fill nothing yet"
+            );
         }
         let reply = machine_token(&server).await;
-        assert_eq!(reply.status, StatusCode::OK, "round {round}: {}", reply.text());
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "round {round}: {}",
+            reply.text()
+        );
         let token = access_token(&reply.json());
         let revoked = server
             .post_form(
@@ -496,5 +514,99 @@ async fn a_machine_revoking_its_own_tokens_cannot_evict_the_owners_token() {
         call.status,
         StatusCode::OK,
         "the owner's live access token was evicted by one machine at a cap of 1 revoking its own tokens"
+    );
+}
+
+/// Held: RFC 7009 §2.1 and the machine fix (a revoke by the machine ends its grant). A machine
+/// revoking the owner's client's token, and the owner's client revoking the machine's token,
+/// each end nothing: both tokens still work, and the machine's place stays taken.
+#[tokio::test]
+async fn a_revocation_across_a_machine_and_another_client_ends_nothing() {
+    let server = TestServer::on(Stores::memory(), machine_config(1), routes());
+    server.register_passkey(SETUP_TOKEN).await;
+    let (client_id, owners) = server.connected_client().await;
+    let owner_access = access_token(&owners);
+    let owner_refresh = refresh_token(&owners);
+    let machines = access_token(&machine_token(&server).await.json());
+
+    for token in [&owner_access, &owner_refresh] {
+        let reply = server
+            .post_form(
+                "/revoke",
+                &form(&[("token", token)]),
+                &[("authorization", &basic(MACHINE_ID, MACHINE_SECRET))],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    let reply = server
+        .post_form(
+            "/revoke",
+            &form(&[("token", &machines), ("client_id", &client_id)]),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    assert_eq!(server.mcp(Some(&owner_access)).await.status, StatusCode::OK);
+    assert_eq!(
+        server.refresh(&client_id, &owner_refresh).await.status,
+        StatusCode::OK,
+        "the machine's revocation ended the owner's grant"
+    );
+    assert_eq!(server.mcp(Some(&machines)).await.status, StatusCode::OK);
+    machine_token(&server)
+        .await
+        .assert_oauth_error(400, "invalid_request");
+}
+
+/// Fails the store write that mints a machine's token (the token itself is written, then the
+/// store reports an error, as a Redis reply lost on the way back would).
+#[derive(Default)]
+struct FailsMachineMinting {
+    armed: AtomicBool,
+}
+
+#[async_trait]
+impl StoreHooks for Arc<FailsMachineMinting> {
+    async fn after_insert(
+        &self,
+        _store: &MemoryStore,
+        record: &TokenRecord,
+    ) -> Result<(), mcp_oauth::store::StoreError> {
+        if record.kind == TokenKind::AccessToken && self.armed.swap(false, Ordering::SeqCst) {
+            return Err(mcp_oauth::store::StoreError::backend("test", "lost reply"));
+        }
+        Ok(())
+    }
+}
+
+/// Held: machine.rs "No token came of it: give the place back". A `client_credentials` request
+/// whose minting fails in the store (after its place was taken, and after the token was written)
+/// answers an error, leaves no working token, and gives the place back: a machine at a cap of 1
+/// gets its next token.
+#[tokio::test]
+async fn a_failed_minting_gives_the_machines_place_back() {
+    let hooks = Arc::new(FailsMachineMinting::default());
+    let memory = MemoryStore::new();
+    let stores = Stores {
+        tokens: Arc::new(Hooked {
+            store: MemoryStore::new(),
+            hooks: Arc::clone(&hooks),
+        }),
+        clients: Arc::new(memory.clone()),
+        passkeys: Arc::new(memory),
+    };
+    let server = TestServer::on(stores, machine_config(1), routes());
+    hooks.armed.store(true, Ordering::SeqCst);
+    let failed = machine_token(&server).await;
+    assert!(failed.status.is_server_error(), "{}", failed.text());
+    let next = machine_token(&server).await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.text());
+    let grants = server.oauth.admin().grants().await.unwrap();
+    assert_eq!(
+        grants.iter().filter(|g| g.client_id == MACHINE_ID).count(),
+        1,
+        "one live token, one console row"
     );
 }
