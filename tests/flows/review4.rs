@@ -468,8 +468,8 @@ async fn with_documents_off_a_registered_jwks_uri_is_neither_fetched_nor_accepte
 /// an SDK that revokes at the end of each job, run often enough), fills the table with markers and
 /// evicts the owner's live access token. Shown on the `MemoryLimits` of README's own example
 /// (20,000 tokens, 16 MiB) and a cap of 50 (150 records, far below the quarter the layer checks):
-/// about 21,000 rounds, under 3 hours of one address at the default auth rate limit (120 requests
-/// a minute, two a round), minutes from several addresses; nothing else bounds them. (Once the
+/// about 20,000 rounds (a few hours of one address within the default rate limits, far less from
+/// several addresses); nothing else bounds them. (Once the
 /// table is full the machine's own fresh tokens get evicted too, before its `/revoke` finds them,
 /// so some of its places stay taken: those rounds are skipped, as a thief would.)
 #[tokio::test]
