@@ -43,6 +43,7 @@ mod register;
 mod registered_private_key_jwt;
 mod registrations;
 mod review3;
+mod review4;
 mod review_machine_clients;
 mod revoke;
 mod rmcp_server;
