@@ -29,8 +29,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(8080);
     let server_url =
         std::env::var("SERVER_URL").unwrap_or_else(|_| format!("http://localhost:{port}"));
-    let database_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://localhost/mcp_oauth".into());
+    let database_url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://localhost/mcp_oauth".into());
 
     // Applies the migrations (instances starting together apply them once). After an outage the
     // pool reconnects by itself; meanwhile the endpoints answer 503, never 401.

@@ -313,3 +313,182 @@ mod redis {
         .await;
     }
 }
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use axum::http::StatusCode;
+    use mcp_oauth::backends::PostgresStore;
+    use serde_json::json;
+    use tokio::sync::Mutex;
+
+    use crate::common::*;
+    use crate::postgres_support::{PrivatePostgres, drop_schema, new_schema, postgres_url};
+
+    async fn open(url: &str) -> Stores {
+        Stores::of(PostgresStore::connect(url).await.unwrap())
+    }
+
+    /// Two routers on one database, each way round: register at A, consent at B, approve at B
+    /// (then at A), redeem at A (then at B), refresh at B, revocation at B seen by A at once.
+    #[tokio::test]
+    async fn two_instances_on_one_postgres_database() {
+        let Some(server) = postgres_url() else { return };
+        for swap in [false, true] {
+            let (url, schema) = new_schema(&server).await;
+            let (a, b) = (open(&url).await, open(&url).await);
+            let (a, b) = if swap { (b, a) } else { (a, b) };
+            super::one_service_across_two_instances(a, b).await;
+            drop_schema(&server, &schema).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_clients_and_passkeys_survive_a_restart() {
+        let Some(server) = postgres_url() else { return };
+        let (url, schema) = new_schema(&server).await;
+        let key = Arc::new(Mutex::new(SoftAuthenticator::new(true)));
+
+        let before = TestServer::instance(open(&url).await, Arc::clone(&key));
+        before.register_passkey(SETUP_TOKEN).await;
+        let (client_id, tokens) = before.connected_client().await;
+        drop(before);
+
+        let after = TestServer::instance(open(&url).await, key);
+        let access = tokens["access_token"].as_str().unwrap();
+        assert_eq!(
+            after.mcp(Some(access)).await.status,
+            StatusCode::OK,
+            "the access token survived"
+        );
+        let refreshed = after
+            .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
+            .await;
+        assert_eq!(
+            refreshed.status,
+            StatusCode::OK,
+            "the refresh token and the client survived"
+        );
+        // The passkey survived: it approves a new client, and the setup token stays used.
+        after.connected_client().await;
+        after
+            .register_passkey(SETUP_TOKEN)
+            .await
+            .assert_oauth_error(403, "access_denied");
+        drop(after);
+        drop_schema(&server, &schema).await;
+    }
+
+    /// 503 with `Retry-After`, and never 401 (which would make clients throw their tokens away).
+    fn assert_unavailable(what: &str, reply: &Reply) {
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{what} while PostgreSQL is down: {}",
+            reply.text()
+        );
+        assert!(
+            reply.header("retry-after").is_some(),
+            "{what}: 503 without Retry-After"
+        );
+    }
+
+    /// PostgreSQL stopped mid-session (`pg_ctl stop -m immediate`): every endpoint and the guard
+    /// answer 503 with `Retry-After`, never 401; once it is started again the same server works by
+    /// itself, and what was issued before the outage is still good.
+    #[tokio::test]
+    async fn a_postgres_outage_is_503_everywhere_then_service_resumes() {
+        if postgres_url().is_none() {
+            return;
+        }
+        let Some(cluster) = PrivatePostgres::start() else {
+            return;
+        };
+        let server = TestServer::on(open(&cluster.url()).await, config(), mcp_routes());
+        server.register_passkey(SETUP_TOKEN).await;
+        let (client_id, tokens) = server.connected_client().await;
+        let access = access_token(&tokens);
+        let refresh = refresh_token(&tokens);
+        assert_eq!(server.mcp(Some(&access)).await.status, StatusCode::OK);
+        let (code, verifier) = server.code_for(&client_id, LOOPBACK_REDIRECT).await;
+        let (_, challenge) = pkce();
+        let pending = server
+            .authorize(&authorization_query(
+                &client_id,
+                LOOPBACK_REDIRECT,
+                &challenge,
+            ))
+            .await
+            .unwrap_or_else(|r| panic!("{}", r.text()));
+
+        cluster.stop();
+        // All at once: each waits up to the pool's acquire timeout before it fails.
+        let register =
+            json!({ "redirect_uris": [LOOPBACK_REDIRECT], "token_endpoint_auth_method": "none" });
+        let consent_page = format!(
+            "/authorize?{}",
+            authorization_query(&client_id, LOOPBACK_REDIRECT, &challenge)
+        );
+        let challenge_request = json!({ "request_id": pending });
+        let revoke = form(&[("token", &refresh), ("client_id", &client_id)]);
+        let (guard, refreshed, exchanged, registered, page, ceremony, revoked) = tokio::join!(
+            server.mcp(Some(&access)),
+            server.refresh(&client_id, &refresh),
+            server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT),
+            server.post_json("/register", &register),
+            server.get(&consent_page),
+            server.post_json("/authorize/challenge", &challenge_request),
+            server.post_form("/revoke", &revoke, &[]),
+        );
+        assert_unavailable("the guard", &guard);
+        assert_unavailable("a refresh", &refreshed);
+        refreshed.assert_oauth_error(503, "temporarily_unavailable");
+        assert_unavailable("a code exchange", &exchanged);
+        assert_unavailable("a registration", &registered);
+        assert_unavailable("the consent page", &page);
+        assert_unavailable("a passkey challenge", &ceremony);
+        assert_unavailable("a revocation", &revoked);
+
+        cluster.start_again();
+        let started = Instant::now();
+        loop {
+            let reply = server.mcp(Some(&access)).await;
+            if reply.status == StatusCode::OK {
+                break;
+            }
+            assert_eq!(
+                reply.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the token must not be lost: {}",
+                reply.text()
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "service did not resume"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let refreshed = server.refresh(&client_id, &refresh).await;
+        assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
+        let redeemed = server
+            .exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT)
+            .await;
+        assert_eq!(
+            redeemed.status,
+            StatusCode::OK,
+            "the code the outage kept from being redeemed is still good: {}",
+            redeemed.text()
+        );
+        let ceremony = server
+            .post_json("/authorize/challenge", &json!({ "request_id": pending }))
+            .await;
+        assert_eq!(
+            ceremony.status,
+            StatusCode::OK,
+            "the consent pending before the outage goes on: {}",
+            ceremony.text()
+        );
+    }
+}

@@ -82,12 +82,10 @@ pub(crate) async fn drop_schema(url: &str, schema: &str) {
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(url)
         .await
         .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA {schema} CASCADE"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }
 
 pub(crate) fn free_port() -> u16 {
@@ -258,7 +256,6 @@ impl PrivatePostgres {
     pub(crate) fn stop(&self) {
         self.pg_ctl(&["stop", "-m", "immediate"]);
     }
-
 }
 
 impl Drop for PrivatePostgres {
