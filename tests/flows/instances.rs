@@ -491,4 +491,47 @@ mod postgres {
             ceremony.text()
         );
     }
+
+    /// PostgreSQL cannot hold a NUL in `TEXT` and refuses a parameter with one. An id with a NUL in
+    /// a request is simply unknown: a 4xx, not the 503 of an outage (which invites a retry and
+    /// hides a real outage among junk).
+    #[tokio::test]
+    async fn a_client_id_with_a_nul_is_unknown_not_an_outage() {
+        let Some(server) = postgres_url() else { return };
+        let (url, schema) = new_schema(&server).await;
+        let app = TestServer::on(open(&url).await, config(), mcp_routes());
+        app.register_passkey(SETUP_TOKEN).await;
+        let (client_id, tokens) = app.connected_client().await;
+        let forged = format!("{client_id}\0");
+        let (_, challenge) = pkce();
+
+        let page = app
+            .get(&format!(
+                "/authorize?{}",
+                authorization_query(&forged, LOOPBACK_REDIRECT, &challenge)
+            ))
+            .await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.text());
+        app.refresh(&forged, &refresh_token(&tokens))
+            .await
+            .assert_oauth_error(401, "invalid_client");
+        let revoked = app
+            .post_form(
+                "/revoke",
+                &form(&[("token", &refresh_token(&tokens)), ("client_id", &forged)]),
+                &[],
+            )
+            .await;
+        assert!(
+            revoked.status.is_client_error(),
+            "{} {}",
+            revoked.status,
+            revoked.text()
+        );
+        // The real client is untouched.
+        let refreshed = app.refresh(&client_id, &refresh_token(&tokens)).await;
+        assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
+        drop(app);
+        drop_schema(&server, &schema).await;
+    }
 }
