@@ -102,7 +102,8 @@
 //!
 //! # Outages
 //!
-//! While PostgreSQL is down every operation fails within [`ACQUIRE_TIMEOUT`] with
+//! While PostgreSQL is down every operation fails within [`ACQUIRE_TIMEOUT`] (a server that accepts
+//! and never answers, or a connection cut off without a reset: within [`OPERATION_TIMEOUT`]) with
 //! [`StoreError::Backend`] (the HTTP layer answers 503 with `Retry-After`, never a wrong grant or a
 //! 401), and once it is back the pool opens new connections by itself: the same store works again
 //! without being rebuilt.
@@ -133,6 +134,11 @@ const MIGRATIONS_TABLE: &str = "_mcp_oauth_migrations";
 
 /// How long [`PostgresStore::connect`]'s pool waits for a connection before an operation fails.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest one store operation may take, the wait for a connection included: a server that
+/// stopped answering (frozen, or behind a partition that drops packets) fails the operation with
+/// [`StoreError::Backend`] instead of holding the request until TCP gives up, hours later.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The transaction-level advisory lock key under which [`PostgresStore::migrate`] applies the
 /// migrations, so that instances starting together apply each migration once: the bytes
@@ -319,6 +325,22 @@ fn codec(error: impl Into<BoxError>) -> StoreError {
     StoreError::codec(BACKEND, error)
 }
 
+/// `operation`, failed with [`StoreError::Backend`] past [`OPERATION_TIMEOUT`]. Dropping a
+/// statement midway is safe: the pool tests a returned connection (reading what was left unread)
+/// before reusing it, and closes it if that fails; a transaction left open is rolled back.
+async fn bounded<T>(
+    operation: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(OPERATION_TIMEOUT, operation)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::backend(
+                BACKEND,
+                format!("no answer from PostgreSQL within {OPERATION_TIMEOUT:?}"),
+            ))
+        })
+}
+
 /// Whether PostgreSQL can hold `key` as `TEXT`, which has no NUL character. A key with one was
 /// never stored, so a lookup by it finds nothing (rather than failing as the server would, with
 /// an error a caller would take for an outage).
@@ -445,21 +467,24 @@ impl PostgresStore {
 impl TokenStore for PostgresStore {
     /// One upsert that replaces only an expired row: atomic (see the module documentation).
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
-        let now = to_sql(UnixTime::now());
-        let done = sqlx::query(INSERT_TOKEN)
-            .bind(record.kind.as_str())
-            .bind(&record.hash.0[..])
-            .bind(&record.grant_id.0)
-            .bind(to_sql(record.expires_at))
-            .bind(&record.payload)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(sql_error("token"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::AlreadyExists { what: "token" });
-        }
-        Ok(())
+        bounded(async {
+            let now = to_sql(UnixTime::now());
+            let done = sqlx::query(INSERT_TOKEN)
+                .bind(record.kind.as_str())
+                .bind(&record.hash.0[..])
+                .bind(&record.grant_id.0)
+                .bind(to_sql(record.expires_at))
+                .bind(&record.payload)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(sql_error("token"))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::AlreadyExists { what: "token" });
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn get(
@@ -467,21 +492,24 @@ impl TokenStore for PostgresStore {
         kind: TokenKind,
         hash: &TokenHash,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let now = to_sql(UnixTime::now());
-        let row: Option<(String, i64, Vec<u8>)> = sqlx::query_as(GET_TOKEN)
-            .bind(kind.as_str())
-            .bind(&hash.0[..])
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql_error("token"))?;
-        Ok(row.map(|(grant_id, expires_at, payload)| TokenRecord {
-            kind,
-            hash: *hash,
-            grant_id: GrantId(grant_id),
-            expires_at: from_sql(expires_at),
-            payload,
-        }))
+        bounded(async {
+            let now = to_sql(UnixTime::now());
+            let row: Option<(String, i64, Vec<u8>)> = sqlx::query_as(GET_TOKEN)
+                .bind(kind.as_str())
+                .bind(&hash.0[..])
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql_error("token"))?;
+            Ok(row.map(|(grant_id, expires_at, payload)| TokenRecord {
+                kind,
+                hash: *hash,
+                grant_id: GrantId(grant_id),
+                expires_at: from_sql(expires_at),
+                payload,
+            }))
+        })
+        .await
     }
 
     /// One `UPDATE … RETURNING` counting uses: atomic (see the module documentation).
@@ -491,91 +519,107 @@ impl TokenStore for PostgresStore {
         hash: &TokenHash,
         consumed_at_now: UnixTime,
     ) -> Result<Option<Consumed>, StoreError> {
-        let row: Option<(String, i64, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(CONSUME_TOKEN)
-            .bind(kind.as_str())
-            .bind(&hash.0[..])
-            .bind(to_sql(UnixTime::now()))
-            .bind(to_sql(consumed_at_now))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql_error("token"))?;
-        Ok(
-            row.map(|(grant_id, expires_at, payload, uses, consumed_at)| {
-                let record = TokenRecord {
-                    kind,
-                    hash: *hash,
-                    grant_id: GrantId(grant_id),
-                    expires_at: from_sql(expires_at),
-                    payload,
-                };
-                if uses == 1 {
-                    Consumed::First(record)
-                } else {
-                    Consumed::Replayed {
-                        record,
-                        consumed_at: consumed_at.map_or(consumed_at_now, from_sql),
+        bounded(async {
+            let row: Option<(String, i64, Vec<u8>, i64, Option<i64>)> =
+                sqlx::query_as(CONSUME_TOKEN)
+                    .bind(kind.as_str())
+                    .bind(&hash.0[..])
+                    .bind(to_sql(UnixTime::now()))
+                    .bind(to_sql(consumed_at_now))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(sql_error("token"))?;
+            Ok(
+                row.map(|(grant_id, expires_at, payload, uses, consumed_at)| {
+                    let record = TokenRecord {
+                        kind,
+                        hash: *hash,
+                        grant_id: GrantId(grant_id),
+                        expires_at: from_sql(expires_at),
+                        payload,
+                    };
+                    if uses == 1 {
+                        Consumed::First(record)
+                    } else {
+                        Consumed::Replayed {
+                            record,
+                            consumed_at: consumed_at.map_or(consumed_at_now, from_sql),
+                        }
                     }
-                }
-            }),
-        )
+                }),
+            )
+        })
+        .await
     }
 
     async fn delete(&self, kind: TokenKind, hash: &TokenHash) -> Result<bool, StoreError> {
-        let now = to_sql(UnixTime::now());
-        let expires_at: Option<i64> = sqlx::query_scalar(DELETE_TOKEN)
-            .bind(kind.as_str())
-            .bind(&hash.0[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql_error("token"))?;
-        Ok(expires_at.is_some_and(|at| at > now))
+        bounded(async {
+            let now = to_sql(UnixTime::now());
+            let expires_at: Option<i64> = sqlx::query_scalar(DELETE_TOKEN)
+                .bind(kind.as_str())
+                .bind(&hash.0[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql_error("token"))?;
+            Ok(expires_at.is_some_and(|at| at > now))
+        })
+        .await
     }
 
     /// One `SELECT` by kind (the primary key's first column).
     async fn list_grants(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let rows: Vec<(Vec<u8>, String, i64, Vec<u8>)> = sqlx::query_as(LIST_TOKENS_OF_KIND)
-            .bind(TokenKind::Grant.as_str())
-            .bind(to_sql(UnixTime::now()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql_error("token"))?;
-        rows.into_iter()
-            .map(|(hash, grant_id, expires_at, payload)| {
-                let hash = <[u8; 32]>::try_from(hash.as_slice())
-                    .map_err(|_| codec("a token hash is not 32 bytes"))?;
-                Ok(TokenRecord {
-                    kind: TokenKind::Grant,
-                    hash: TokenHash(hash),
-                    grant_id: GrantId(grant_id),
-                    expires_at: from_sql(expires_at),
-                    payload,
+        bounded(async {
+            let rows: Vec<(Vec<u8>, String, i64, Vec<u8>)> = sqlx::query_as(LIST_TOKENS_OF_KIND)
+                .bind(TokenKind::Grant.as_str())
+                .bind(to_sql(UnixTime::now()))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql_error("token"))?;
+            rows.into_iter()
+                .map(|(hash, grant_id, expires_at, payload)| {
+                    let hash = <[u8; 32]>::try_from(hash.as_slice())
+                        .map_err(|_| codec("a token hash is not 32 bytes"))?;
+                    Ok(TokenRecord {
+                        kind: TokenKind::Grant,
+                        hash: TokenHash(hash),
+                        grant_id: GrantId(grant_id),
+                        expires_at: from_sql(expires_at),
+                        payload,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
     /// One `DELETE` by grant. Counts the live records removed (expired ones count as absent).
     async fn revoke_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError> {
-        if !storable(&grant_id.0) {
-            return Ok(0);
-        }
-        let now = to_sql(UnixTime::now());
-        let removed: Vec<i64> = sqlx::query_scalar(REVOKE_GRANT)
-            .bind(&grant_id.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql_error("token"))?;
-        Ok(removed.into_iter().filter(|&at| at > now).count() as u64)
+        bounded(async {
+            if !storable(&grant_id.0) {
+                return Ok(0);
+            }
+            let now = to_sql(UnixTime::now());
+            let removed: Vec<i64> = sqlx::query_scalar(REVOKE_GRANT)
+                .bind(&grant_id.0)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql_error("token"))?;
+            Ok(removed.into_iter().filter(|&at| at > now).count() as u64)
+        })
+        .await
     }
 
     /// Deletes the expired token rows; returns how many.
     async fn delete_expired(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query(PURGE_TOKENS)
-            .bind(to_sql(UnixTime::now()))
-            .execute(&self.pool)
-            .await
-            .map_err(sql_error("token"))?;
-        Ok(done.rows_affected())
+        bounded(async {
+            let done = sqlx::query(PURGE_TOKENS)
+                .bind(to_sql(UnixTime::now()))
+                .execute(&self.pool)
+                .await
+                .map_err(sql_error("token"))?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 }
 
@@ -584,40 +628,43 @@ impl ClientStore for PostgresStore {
     /// One upsert that replaces only an expired registration; for an unapproved client, counted
     /// and inserted under an advisory lock: atomic (see the module documentation).
     async fn insert(&self, client: ClientRecord, max_unapproved: u64) -> Result<(), StoreError> {
-        let now = to_sql(UnixTime::now());
-        let json = serde_json::to_string(&client).map_err(codec)?;
-        let inserted = if client.is_approved() {
-            sqlx::query(INSERT_CLIENT)
+        bounded(async {
+            let now = to_sql(UnixTime::now());
+            let json = serde_json::to_string(&client).map_err(codec)?;
+            let inserted = if client.is_approved() {
+                sqlx::query(INSERT_CLIENT)
+                    .bind(&client.client_id)
+                    .bind(client.expires_at.map(to_sql))
+                    .bind(&json)
+                    .bind(now)
+                    .bind(false)
+                    .bind(0_i64)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(sql_error("client"))?
+                    .rows_affected()
+                    > 0
+            } else {
+                let cap = i64::try_from(max_unapproved).unwrap_or(i64::MAX);
+                self.insert_unapproved(&client, &json, now, cap).await?
+            };
+            if inserted {
+                return Ok(());
+            }
+            let taken: Option<i32> = sqlx::query_scalar(CLIENT_IS_LIVE)
                 .bind(&client.client_id)
-                .bind(client.expires_at.map(to_sql))
-                .bind(&json)
                 .bind(now)
-                .bind(false)
-                .bind(0_i64)
-                .execute(&self.pool)
+                .fetch_optional(&self.pool)
                 .await
-                .map_err(sql_error("client"))?
-                .rows_affected()
-                > 0
-        } else {
-            let cap = i64::try_from(max_unapproved).unwrap_or(i64::MAX);
-            self.insert_unapproved(&client, &json, now, cap).await?
-        };
-        if inserted {
-            return Ok(());
-        }
-        let taken: Option<i32> = sqlx::query_scalar(CLIENT_IS_LIVE)
-            .bind(&client.client_id)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql_error("client"))?;
-        Err(match taken {
-            Some(_) => StoreError::AlreadyExists { what: "client" },
-            None => StoreError::CapacityReached {
-                what: "unapproved client",
-            },
+                .map_err(sql_error("client"))?;
+            Err(match taken {
+                Some(_) => StoreError::AlreadyExists { what: "client" },
+                None => StoreError::CapacityReached {
+                    what: "unapproved client",
+                },
+            })
         })
+        .await
     }
 
     /// A compare-and-swap on the record text, retried when another writer changed the record
@@ -628,102 +675,120 @@ impl ClientStore for PostgresStore {
         approved_at: UnixTime,
         expires_at: Option<UnixTime>,
     ) -> Result<bool, StoreError> {
-        if !storable(client_id) {
-            return Ok(false);
-        }
-        for _ in 0..MAX_SWAP_ATTEMPTS {
-            let now = to_sql(UnixTime::now());
-            let read: Option<String> = sqlx::query_scalar(GET_CLIENT)
-                .bind(client_id)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(sql_error("client"))?;
-            let Some(read) = read else {
+        bounded(async {
+            if !storable(client_id) {
                 return Ok(false);
-            };
-            let mut client: ClientRecord = serde_json::from_str(&read).map_err(codec)?;
-            client.approved_at = Some(approved_at);
-            client.expires_at = expires_at;
-            let done = sqlx::query(APPROVE_CLIENT)
-                .bind(client_id)
-                .bind(&read)
-                .bind(serde_json::to_string(&client).map_err(codec)?)
-                .bind(expires_at.map(to_sql))
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(sql_error("client"))?;
-            if done.rows_affected() > 0 {
-                return Ok(true);
             }
-        }
-        Err(StoreError::backend(
-            BACKEND,
-            format!("client record kept changing during {MAX_SWAP_ATTEMPTS} approval attempts"),
-        ))
+            for _ in 0..MAX_SWAP_ATTEMPTS {
+                let now = to_sql(UnixTime::now());
+                let read: Option<String> = sqlx::query_scalar(GET_CLIENT)
+                    .bind(client_id)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(sql_error("client"))?;
+                let Some(read) = read else {
+                    return Ok(false);
+                };
+                let mut client: ClientRecord = serde_json::from_str(&read).map_err(codec)?;
+                client.approved_at = Some(approved_at);
+                client.expires_at = expires_at;
+                let done = sqlx::query(APPROVE_CLIENT)
+                    .bind(client_id)
+                    .bind(&read)
+                    .bind(serde_json::to_string(&client).map_err(codec)?)
+                    .bind(expires_at.map(to_sql))
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(sql_error("client"))?;
+                if done.rows_affected() > 0 {
+                    return Ok(true);
+                }
+            }
+            Err(StoreError::backend(
+                BACKEND,
+                format!("client record kept changing during {MAX_SWAP_ATTEMPTS} approval attempts"),
+            ))
+        })
+        .await
     }
 
     /// One `DELETE` guarded by the `unapproved` column.
     async fn delete_unapproved(&self, client_id: &str) -> Result<bool, StoreError> {
-        if !storable(client_id) {
-            return Ok(false);
-        }
-        let now = to_sql(UnixTime::now());
-        let removed: Option<Option<i64>> = sqlx::query_scalar(DELETE_UNAPPROVED_CLIENT)
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql_error("client"))?;
-        Ok(removed.is_some_and(|expires_at| expires_at.is_none_or(|at| at > now)))
+        bounded(async {
+            if !storable(client_id) {
+                return Ok(false);
+            }
+            let now = to_sql(UnixTime::now());
+            let removed: Option<Option<i64>> = sqlx::query_scalar(DELETE_UNAPPROVED_CLIENT)
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql_error("client"))?;
+            Ok(removed.is_some_and(|expires_at| expires_at.is_none_or(|at| at > now)))
+        })
+        .await
     }
 
     async fn get(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        if !storable(client_id) {
-            return Ok(None);
-        }
-        let json: Option<String> = sqlx::query_scalar(GET_CLIENT)
-            .bind(client_id)
-            .bind(to_sql(UnixTime::now()))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql_error("client"))?;
-        json.map(|json| serde_json::from_str(&json).map_err(codec))
-            .transpose()
+        bounded(async {
+            if !storable(client_id) {
+                return Ok(None);
+            }
+            let json: Option<String> = sqlx::query_scalar(GET_CLIENT)
+                .bind(client_id)
+                .bind(to_sql(UnixTime::now()))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql_error("client"))?;
+            json.map(|json| serde_json::from_str(&json).map_err(codec))
+                .transpose()
+        })
+        .await
     }
 
     async fn delete(&self, client_id: &str) -> Result<bool, StoreError> {
-        if !storable(client_id) {
-            return Ok(false);
-        }
-        let now = to_sql(UnixTime::now());
-        let removed: Option<Option<i64>> = sqlx::query_scalar(DELETE_CLIENT)
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql_error("client"))?;
-        Ok(removed.is_some_and(|expires_at| expires_at.is_none_or(|at| at > now)))
+        bounded(async {
+            if !storable(client_id) {
+                return Ok(false);
+            }
+            let now = to_sql(UnixTime::now());
+            let removed: Option<Option<i64>> = sqlx::query_scalar(DELETE_CLIENT)
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql_error("client"))?;
+            Ok(removed.is_some_and(|expires_at| expires_at.is_none_or(|at| at > now)))
+        })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        let rows: Vec<String> = sqlx::query_scalar(LIST_CLIENTS)
-            .bind(to_sql(UnixTime::now()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql_error("client"))?;
-        rows.iter()
-            .map(|json| serde_json::from_str(json).map_err(codec))
-            .collect()
+        bounded(async {
+            let rows: Vec<String> = sqlx::query_scalar(LIST_CLIENTS)
+                .bind(to_sql(UnixTime::now()))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql_error("client"))?;
+            rows.iter()
+                .map(|json| serde_json::from_str(json).map_err(codec))
+                .collect()
+        })
+        .await
     }
 
     /// Deletes the expired client rows; returns how many.
     async fn delete_expired(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query(PURGE_CLIENTS)
-            .bind(to_sql(UnixTime::now()))
-            .execute(&self.pool)
-            .await
-            .map_err(sql_error("client"))?;
-        Ok(done.rows_affected())
+        bounded(async {
+            let done = sqlx::query(PURGE_CLIENTS)
+                .bind(to_sql(UnixTime::now()))
+                .execute(&self.pool)
+                .await
+                .map_err(sql_error("client"))?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 }
 
@@ -731,62 +796,74 @@ impl ClientStore for PostgresStore {
 impl PasskeyStore for PostgresStore {
     /// In registration order.
     async fn list(&self) -> Result<Vec<PasskeyRecord>, StoreError> {
-        let rows: Vec<String> = sqlx::query_scalar(LIST_PASSKEYS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql_error("passkey"))?;
-        rows.iter()
-            .map(|json| serde_json::from_str(json).map_err(codec))
-            .collect()
+        bounded(async {
+            let rows: Vec<String> = sqlx::query_scalar(LIST_PASSKEYS)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql_error("passkey"))?;
+            rows.iter()
+                .map(|json| serde_json::from_str(json).map_err(codec))
+                .collect()
+        })
+        .await
     }
 
     async fn get(&self, credential_id: &str) -> Result<Option<PasskeyRecord>, StoreError> {
-        if !storable(credential_id) {
-            return Ok(None);
-        }
-        let json: Option<String> = sqlx::query_scalar(GET_PASSKEY)
-            .bind(credential_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql_error("passkey"))?;
-        json.map(|json| serde_json::from_str(&json).map_err(codec))
-            .transpose()
+        bounded(async {
+            if !storable(credential_id) {
+                return Ok(None);
+            }
+            let json: Option<String> = sqlx::query_scalar(GET_PASSKEY)
+                .bind(credential_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql_error("passkey"))?;
+            json.map(|json| serde_json::from_str(&json).map_err(codec))
+                .transpose()
+        })
+        .await
     }
 
     /// One `INSERT`; the primary key refuses a duplicate credential id, atomically. With a setup
     /// token, its use and the passkey in one transaction: both or neither.
     async fn insert(&self, record: PasskeyRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(&record).map_err(codec)?;
-        let insert_passkey = sqlx::query(INSERT_PASSKEY)
-            .bind(&record.credential_id)
-            .bind(json);
-        let Some(setup_token) = record.setup_token_hash else {
+        bounded(async {
+            let json = serde_json::to_string(&record).map_err(codec)?;
+            let insert_passkey = sqlx::query(INSERT_PASSKEY)
+                .bind(&record.credential_id)
+                .bind(json);
+            let Some(setup_token) = record.setup_token_hash else {
+                insert_passkey
+                    .execute(&self.pool)
+                    .await
+                    .map_err(sql_error("passkey"))?;
+                return Ok(());
+            };
+            let mut tx = self.pool.begin().await.map_err(sql_error("passkey"))?;
+            sqlx::query(USE_SETUP_TOKEN)
+                .bind(setup_token.to_hex())
+                .execute(&mut *tx)
+                .await
+                .map_err(sql_error("setup token"))?;
             insert_passkey
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(sql_error("passkey"))?;
-            return Ok(());
-        };
-        let mut tx = self.pool.begin().await.map_err(sql_error("passkey"))?;
-        sqlx::query(USE_SETUP_TOKEN)
-            .bind(setup_token.to_hex())
-            .execute(&mut *tx)
-            .await
-            .map_err(sql_error("setup token"))?;
-        insert_passkey
-            .execute(&mut *tx)
-            .await
-            .map_err(sql_error("passkey"))?;
-        // Dropped uncommitted on any error above: rolled back, the setup token unused.
-        tx.commit().await.map_err(sql_error("passkey"))
+            // Dropped uncommitted on any error above: rolled back, the setup token unused.
+            tx.commit().await.map_err(sql_error("passkey"))
+        })
+        .await
     }
 
     async fn setup_token_used(&self, hash: &TokenHash) -> Result<bool, StoreError> {
-        sqlx::query_scalar(SETUP_TOKEN_USED)
-            .bind(hash.to_hex())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(sql_error("setup token"))
+        bounded(async {
+            sqlx::query_scalar(SETUP_TOKEN_USED)
+                .bind(hash.to_hex())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(sql_error("setup token"))
+        })
+        .await
     }
 
     /// A compare-and-swap on the stored text, retried when another writer changed the record
@@ -796,48 +873,54 @@ impl PasskeyStore for PostgresStore {
         credential_id: &str,
         change: &PasskeyChange,
     ) -> Result<Option<bool>, StoreError> {
-        if !storable(credential_id) {
-            return Ok(None);
-        }
-        for _ in 0..MAX_SWAP_ATTEMPTS {
-            let stored: Option<String> = sqlx::query_scalar(GET_PASSKEY)
-                .bind(credential_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(sql_error("passkey"))?;
-            let Some(stored) = stored else {
+        bounded(async {
+            if !storable(credential_id) {
                 return Ok(None);
-            };
-            let Some(next) = apply_to_json(&stored, change, BACKEND)? else {
-                return Ok(Some(false));
-            };
-            let done = sqlx::query(SWAP_PASSKEY)
-                .bind(credential_id)
-                .bind(&stored)
-                .bind(next)
-                .execute(&self.pool)
-                .await
-                .map_err(sql_error("passkey"))?;
-            if done.rows_affected() > 0 {
-                return Ok(Some(true));
             }
-        }
-        Err(StoreError::backend(
-            BACKEND,
-            format!("passkey record kept changing during {MAX_SWAP_ATTEMPTS} attempts"),
-        ))
+            for _ in 0..MAX_SWAP_ATTEMPTS {
+                let stored: Option<String> = sqlx::query_scalar(GET_PASSKEY)
+                    .bind(credential_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(sql_error("passkey"))?;
+                let Some(stored) = stored else {
+                    return Ok(None);
+                };
+                let Some(next) = apply_to_json(&stored, change, BACKEND)? else {
+                    return Ok(Some(false));
+                };
+                let done = sqlx::query(SWAP_PASSKEY)
+                    .bind(credential_id)
+                    .bind(&stored)
+                    .bind(next)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(sql_error("passkey"))?;
+                if done.rows_affected() > 0 {
+                    return Ok(Some(true));
+                }
+            }
+            Err(StoreError::backend(
+                BACKEND,
+                format!("passkey record kept changing during {MAX_SWAP_ATTEMPTS} attempts"),
+            ))
+        })
+        .await
     }
 
     async fn delete(&self, credential_id: &str) -> Result<bool, StoreError> {
-        if !storable(credential_id) {
-            return Ok(false);
-        }
-        let done = sqlx::query(DELETE_PASSKEY)
-            .bind(credential_id)
-            .execute(&self.pool)
-            .await
-            .map_err(sql_error("passkey"))?;
-        Ok(done.rows_affected() > 0)
+        bounded(async {
+            if !storable(credential_id) {
+                return Ok(false);
+            }
+            let done = sqlx::query(DELETE_PASSKEY)
+                .bind(credential_id)
+                .execute(&self.pool)
+                .await
+                .map_err(sql_error("passkey"))?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_oauth::backends::PostgresStore;
-use mcp_oauth::backends::postgres::sqlx;
+use mcp_oauth::backends::postgres::{OPERATION_TIMEOUT, sqlx};
 use mcp_oauth::store::conformance::{expired_token, live_client, live_token, passkey_record};
 use mcp_oauth::store::{
     ClientRecord, ClientStore, Consumed, GrantId, PasskeyChange, PasskeyStore, StoreError,
@@ -662,4 +662,141 @@ async fn the_same_store_survives_a_postgres_outage() {
     );
     assert_eq!(PasskeyStore::list(&store).await.unwrap().len(), 1);
     store.pool().close().await;
+}
+
+/// A TCP proxy to the test server that can stop passing bytes, both ways, on the connections it
+/// holds: a PostgreSQL that hangs (frozen, or behind a partition dropping packets) without closing
+/// anything. Stops accepting when dropped.
+struct FreezableProxy {
+    port: u16,
+    frozen: Arc<tokio::sync::watch::Sender<bool>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl FreezableProxy {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(tokio::sync::watch::Sender::new(false));
+        let thawed = Arc::clone(&frozen);
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(Self::pump(client_read, server_write, thawed.subscribe()));
+                tokio::spawn(Self::pump(server_read, client_write, thawed.subscribe()));
+            }
+        });
+        Self {
+            port,
+            frozen,
+            accept,
+        }
+    }
+
+    /// Copy `from` to `to`, holding each chunk while frozen.
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut frozen: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if frozen.wait_for(|frozen| !*frozen).await.is_err() {
+                return;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
+    }
+}
+
+impl Drop for FreezableProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// PostgreSQL stops answering without closing anything: an operation fails within the store's
+/// operation timeout instead of holding its request for as long as TCP takes to notice, and the
+/// store works again once the server answers.
+#[tokio::test]
+async fn a_hung_postgres_fails_operations_within_the_timeout() {
+    let Some(fresh) = fresh().await else { return };
+    let parsed = url::Url::parse(&fresh.url).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    );
+    let proxy = FreezableProxy::start(upstream).await;
+    let mut via_proxy = parsed.clone();
+    via_proxy.set_host(Some("127.0.0.1")).unwrap();
+    via_proxy.set_port(Some(proxy.port)).unwrap();
+    let store = PostgresStore::connect(via_proxy.as_str()).await.unwrap();
+    // The pool pings a connection before handing it out, within its acquire timeout, so a server
+    // hung before the operation starts is caught there. A pool that does not ping stands for a
+    // server that hangs between the ping and the statement, or mid-statement: the operation's own
+    // timeout must catch it.
+    let unpinged = PostgresStore::from_pool(
+        sqlx::postgres::PgPoolOptions::new()
+            .test_before_acquire(false)
+            .connect(via_proxy.as_str())
+            .await
+            .unwrap(),
+    );
+    let record = live_token(TokenKind::AccessToken);
+    TokenStore::insert(&store, record.clone()).await.unwrap();
+    assert!(
+        TokenStore::get(&unpinged, record.kind, &record.hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    proxy.freeze(true);
+    let limit = OPERATION_TIMEOUT + Duration::from_secs(5);
+    let mut hung_for = Vec::new();
+    for store in [&store, &unpinged] {
+        let started = Instant::now();
+        let hung = tokio::time::timeout(limit, TokenStore::get(store, record.kind, &record.hash))
+            .await
+            .unwrap_or_else(|_| panic!("get still waiting after {limit:?} on a hung PostgreSQL"));
+        hung_for.push(started.elapsed());
+        assert!(is_backend(&hung), "get while PostgreSQL hangs: {hung:?}");
+    }
+
+    proxy.freeze(false);
+    let thawed = until_ok(limit, || TokenStore::get(&store, record.kind, &record.hash))
+        .await
+        .expect("the store works again once PostgreSQL answers");
+    let _ = writeln!(
+        std::io::stderr(),
+        "PostgreSQL hang: get failed after {:?} (pinged pool), {:?} (unpinged); working again \
+         {thawed:?} after the thaw",
+        hung_for[0],
+        hung_for[1]
+    );
+    assert_eq!(
+        TokenStore::get(&store, record.kind, &record.hash)
+            .await
+            .unwrap(),
+        Some(record)
+    );
+    store.pool().close().await;
+    unpinged.pool().close().await;
+    fresh.cleanup().await;
 }
