@@ -77,6 +77,15 @@ pub(crate) async fn new_schema(url: &str) -> (String, String) {
     (in_schema(url, &schema), schema)
 }
 
+/// A URL on the test server whose connections use a new, empty schema of their own, or `None`
+/// (after the skip line) when skipping. For flow tests: the schema is left on the throw-away
+/// server, as the Redis flow tests leave their prefixes.
+#[allow(dead_code, reason = "for the flow tests; the store tests drop their schemas")]
+pub(crate) async fn fresh_postgres_url() -> Option<String> {
+    let server = postgres_url()?;
+    Some(new_schema(&server).await.0)
+}
+
 /// Drop a schema made by [`new_schema`], with everything in it.
 pub(crate) async fn drop_schema(url: &str, schema: &str) {
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(url)
