@@ -80,7 +80,7 @@ pub(crate) async fn new_schema(url: &str) -> (String, String) {
 /// A URL on the test server whose connections use a new, empty schema of their own, or `None`
 /// (after the skip line) when skipping. For flow tests: the schema is left on the throw-away
 /// server, as the Redis flow tests leave their prefixes.
-#[allow(dead_code, reason = "for the flow tests; the store tests drop their schemas")]
+#[allow(dead_code, reason = "used by the flow tests only")]
 pub(crate) async fn fresh_postgres_url() -> Option<String> {
     let server = postgres_url()?;
     Some(new_schema(&server).await.0)
