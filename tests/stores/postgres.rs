@@ -800,3 +800,46 @@ async fn a_hung_postgres_fails_operations_within_the_timeout() {
     unpinged.pool().close().await;
     fresh.cleanup().await;
 }
+
+/// TLS as the URL asks, on a server that refuses anything else: `sslmode=require` encrypts,
+/// `verify-full` checks the certificate (against `sslrootcert`; a self-signed one is refused
+/// without it), and `disable` is refused by the server.
+#[tokio::test]
+async fn connects_over_tls_as_the_url_asks() {
+    if postgres_url().is_none() {
+        return;
+    }
+    let Some((cluster, certificate)) = PrivatePostgres::start_tls_only() else {
+        return;
+    };
+    let url = |query: &str| format!("{}?{query}", cluster.url());
+    let encrypted: bool = {
+        let store = PostgresStore::connect(&url("sslmode=require"))
+            .await
+            .expect("sslmode=require connects");
+        let ssl = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        store.pool().close().await;
+        ssl
+    };
+    assert!(encrypted, "the connection is encrypted");
+    let verified = PostgresStore::connect(&url(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        certificate.display()
+    )))
+    .await
+    .expect("verify-full with the certificate as root connects");
+    verified.pool().close().await;
+    let unverifiable = PostgresStore::connect(&url("sslmode=verify-full")).await;
+    assert!(
+        is_backend(&unverifiable),
+        "a self-signed certificate fails verify-full against the webpki roots: {unverifiable:?}"
+    );
+    let plain = PostgresStore::connect(&url("sslmode=disable")).await;
+    assert!(
+        is_backend(&plain),
+        "the server refuses plain connections: {plain:?}"
+    );
+}

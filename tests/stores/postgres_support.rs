@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Once;
 
@@ -147,6 +147,55 @@ impl PrivatePostgres {
     /// Create and start a cluster, or `None` (after a skip line; a failure under
     /// `MCP_OAUTH_REQUIRE_POSTGRES=1`) when PostgreSQL's server binaries are not installed.
     pub(crate) fn start() -> Option<Self> {
+        let cluster = Self::init()?;
+        cluster.start_again();
+        Some(cluster)
+    }
+
+    /// A started cluster that accepts TLS connections only (`hostssl` alone in `pg_hba.conf`),
+    /// with a self-signed certificate for `127.0.0.1` made by `openssl`, and that certificate's
+    /// path; `None` as for [`start`](Self::start).
+    #[allow(dead_code, reason = "used by the store tests only")]
+    pub(crate) fn start_tls_only() -> Option<(Self, PathBuf)> {
+        let cluster = Self::init()?;
+        let mut openssl = cluster.command_at(Path::new("openssl"));
+        let output = openssl
+            .current_dir(cluster.data())
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.crt",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .output()
+            .expect("openssl, to make the test cluster's certificate");
+        assert!(
+            output.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        cluster.append_settings(
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        );
+        std::fs::write(
+            cluster.data().join("pg_hba.conf"),
+            "hostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        cluster.start_again();
+        let certificate = cluster.data().join("server.crt");
+        Some((cluster, certificate))
+    }
+
+    /// Create a cluster, not started.
+    fn init() -> Option<Self> {
         let Some(bin) = bin_dir() else {
             assert!(
                 !required(),
@@ -189,18 +238,20 @@ impl PrivatePostgres {
                 "--no-sync",
             ],
         );
-        let settings = format!(
+        cluster.append_settings(&format!(
             "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nfsync = off\n",
             cluster.port
-        );
-        let conf = cluster.data().join("postgresql.conf");
+        ));
+        Some(cluster)
+    }
+
+    /// Append lines to `postgresql.conf` (later lines win).
+    fn append_settings(&self, settings: &str) {
         let mut file = std::fs::OpenOptions::new()
             .append(true)
-            .open(&conf)
+            .open(self.data().join("postgresql.conf"))
             .unwrap();
         file.write_all(settings.as_bytes()).unwrap();
-        cluster.start_again();
-        Some(cluster)
     }
 
     fn data(&self) -> PathBuf {
@@ -218,14 +269,18 @@ impl PrivatePostgres {
 
     /// `program` from the bin directory, as the unprivileged user when running as root.
     fn command(&self, program: &str) -> Command {
-        let program = self.bin.join(program);
+        self.command_at(&self.bin.join(program))
+    }
+
+    /// `program`, as the unprivileged user when running as root.
+    fn command_at(&self, program: &Path) -> Command {
         let mut command = match &self.run_as {
             Some(user) => {
                 let mut command = Command::new("runuser");
-                command.args(["-u", user, "--"]).arg(&program);
+                command.args(["-u", user, "--"]).arg(program);
                 command
             }
-            None => Command::new(&program),
+            None => Command::new(program),
         };
         command.current_dir(self.dir.path()).stdin(Stdio::null());
         command
