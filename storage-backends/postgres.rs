@@ -60,8 +60,8 @@
 //! # Atomicity
 //!
 //! PostgreSQL runs every statement atomically, and its row locks serialise concurrent writers of
-//! one row: a statement that waited for another re-reads the row as that one left it. Every
-//! operation is a single statement, except the three noted below:
+//! one row: a statement that waited for another re-reads the row as that one left it. Each
+//! operation is one statement, one transaction, or a compare-and-swap:
 //!
 //! - token `insert`: one `INSERT … ON CONFLICT (kind, hash) DO UPDATE … WHERE` the existing row has
 //!   expired. A live row, consumed or not, is left untouched and the statement changes no row,
