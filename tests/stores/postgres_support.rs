@@ -1,10 +1,12 @@
-//! What the PostgreSQL tests of both test binaries (`stores`, and `flows` through a `#[path]`
-//! module) share: the test server's URL, a schema of their own per test, and a private cluster that
-//! an outage test stops and starts.
+//! What the PostgreSQL tests of the test binaries (`stores`, and `flows` and `faults` through a
+//! `#[path]` module) share: the test server's URL, a schema of their own per test, and a private
+//! cluster that an outage test stops and starts.
 //!
 //! Opt-in: set `MCP_OAUTH_TEST_POSTGRES_URL=postgres://user@127.0.0.1:PORT/db`. Without it every
 //! PostgreSQL test passes after one skip line, unless `MCP_OAUTH_REQUIRE_POSTGRES=1` (CI), which
 //! makes a missing URL (or missing server binaries for the outage tests) a failure.
+
+#![allow(dead_code, reason = "shared by three test binaries, each using a part")]
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -80,7 +82,6 @@ pub(crate) async fn new_schema(url: &str) -> (String, String) {
 /// A URL on the test server whose connections use a new, empty schema of their own, or `None`
 /// (after the skip line) when skipping. For flow tests: the schema is left on the throw-away
 /// server, as the Redis flow tests leave their prefixes.
-#[allow(dead_code, reason = "used by the flow tests only")]
 pub(crate) async fn fresh_postgres_url() -> Option<String> {
     let server = postgres_url()?;
     Some(new_schema(&server).await.0)
@@ -155,7 +156,6 @@ impl PrivatePostgres {
     /// A started cluster that accepts TLS connections only (`hostssl` alone in `pg_hba.conf`),
     /// with a self-signed certificate for `127.0.0.1` made by `openssl`, and that certificate's
     /// path; `None` as for [`start`](Self::start).
-    #[allow(dead_code, reason = "used by the store tests only")]
     pub(crate) fn start_tls_only() -> Option<(Self, PathBuf)> {
         let openssl_available = Command::new("openssl")
             .arg("version")
