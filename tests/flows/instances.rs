@@ -423,6 +423,18 @@ mod postgres {
             .await
             .unwrap_or_else(|r| panic!("{}", r.text()));
 
+        // The owner's passkey has signed the consent when PostgreSQL stops.
+        let ceremony = server
+            .post_json("/authorize/challenge", &json!({ "request_id": pending }))
+            .await
+            .json();
+        let assertion = server.assert_with(&server.key, &ceremony).await;
+        let approve = json!({
+            "request_id": pending,
+            "ceremony_id": ceremony["ceremony_id"],
+            "credential": assertion,
+        });
+
         cluster.stop();
         // All at once: each waits up to the pool's acquire timeout before it fails.
         let register =
@@ -433,14 +445,34 @@ mod postgres {
         );
         let challenge_request = json!({ "request_id": pending });
         let revoke = form(&[("token", &refresh), ("client_id", &client_id)]);
-        let (guard, refreshed, exchanged, registered, page, ceremony, revoked) = tokio::join!(
+        let introspect = form(&[
+            ("token", &access),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ]);
+        let enrol = json!({ "setup_token": SETUP_TOKEN, "label": "another key" });
+        let (
+            guard,
+            refreshed,
+            exchanged,
+            registered,
+            page,
+            ceremony,
+            approved,
+            revoked,
+            introspected,
+            enrolled,
+        ) = tokio::join!(
             server.mcp(Some(&access)),
             server.refresh(&client_id, &refresh),
             server.exchange(&client_id, &code, &verifier, LOOPBACK_REDIRECT),
             server.post_json("/register", &register),
             server.get(&consent_page),
             server.post_json("/authorize/challenge", &challenge_request),
+            server.post_json("/authorize/approve", &approve),
             server.post_form("/revoke", &revoke, &[]),
+            server.post_form("/introspect", &introspect, &[]),
+            server.post_json("/passkey/register/start", &enrol),
         );
         assert_unavailable("the guard", &guard);
         assert_unavailable("a refresh", &refreshed);
@@ -450,6 +482,9 @@ mod postgres {
         assert_unavailable("the consent page", &page);
         assert_unavailable("a passkey challenge", &ceremony);
         assert_unavailable("a revocation", &revoked);
+        assert_unavailable("an introspection", &introspected);
+        assert_unavailable("an approval", &approved);
+        assert_unavailable("a passkey enrolment", &enrolled);
 
         cluster.start_again();
         let started = Instant::now();
@@ -481,14 +516,12 @@ mod postgres {
             "the code the outage kept from being redeemed is still good: {}",
             redeemed.text()
         );
-        let ceremony = server
-            .post_json("/authorize/challenge", &json!({ "request_id": pending }))
-            .await;
+        let approved = server.post_json("/authorize/approve", &approve).await;
         assert_eq!(
-            ceremony.status,
+            approved.status,
             StatusCode::OK,
-            "the consent pending before the outage goes on: {}",
-            ceremony.text()
+            "the approval the outage refused goes through once it is over: {}",
+            approved.text()
         );
     }
 
