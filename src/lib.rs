@@ -12,7 +12,7 @@
 //! | protocol | `oauth` | the OAuth rules, no HTTP framework |
 //! | the owner's presence | `presence` (the passkey assertion check, the proofs it alone makes, console sessions) | what approving, signing in and enrolling require |
 //! | shared rules | `audit` (events, the connection doctor), [`config`], `error`, `paths` (every route's path, once), `rules` (secrets, redirect URIs, limits), `clock`, `caching` ([`CachingStore`], in front of any token store), `telemetry` (metrics) | used everywhere, depend on nothing above the store |
-//! | storage | [`store`] (the traits and records), [`backends`] (memory, SQLite, Redis, the passkey file; they use `store` alone) | keep state |
+//! | storage | [`store`] (the traits and records), [`backends`] (memory, SQLite, PostgreSQL, Redis, the passkey file; they use `store` alone) | keep state |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audit;
@@ -63,6 +63,8 @@ pub use store::{ClientStore, PasskeyStore, TokenStore};
 pub use webauthn_rs;
 
 pub use backends::PasskeyFileStore;
+#[cfg(feature = "postgres")]
+pub use backends::PostgresStore;
 #[cfg(feature = "redis")]
 pub use backends::RedisStore;
 #[cfg(feature = "sqlite")]

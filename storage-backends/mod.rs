@@ -5,6 +5,7 @@
 //! | [`MemoryStore`] (feature `memory`, default) | token, client, passkey | no | no |
 //! | [`PasskeyFileStore`] (always) | passkey | yes (JSON file) | no |
 //! | `SqliteStore` (feature `sqlite`) | token, client, passkey | yes (SQLite file, WAL) | processes on one host, same file |
+//! | `PostgresStore` (feature `postgres`) | token, client, passkey | yes (PostgreSQL) | yes |
 //! | `RedisStore` (feature `redis`) | token, client, passkey | as Redis is configured (AOF/RDB) | yes |
 
 #[cfg(feature = "memory")]
@@ -12,6 +13,9 @@
 pub mod memory;
 pub mod passkey_file;
 mod passkey_list;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
@@ -22,6 +26,8 @@ pub mod sqlite;
 #[cfg(feature = "memory")]
 pub use memory::{MemoryLimits, MemoryStore};
 pub use passkey_file::PasskeyFileStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]

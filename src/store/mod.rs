@@ -34,7 +34,7 @@ pub mod conformance;
 pub use client::{AssertionKeys, ClientKeys, ClientRecord, ClientStore, TokenEndpointAuthMethod};
 pub use error::{BoxError, StoreError};
 pub use passkey::{LAST_USED_RESOLUTION_SECS, PasskeyChange, PasskeyRecord, PasskeyStore};
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub(crate) use passkey::{MAX_SWAP_ATTEMPTS, apply_to_json};
 pub use token::{Consumed, TokenKind, TokenRecord, TokenStore};
 pub use types::{GrantId, TokenHash, UnixTime};

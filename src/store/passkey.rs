@@ -123,7 +123,7 @@ impl PasskeyChange {
 
 /// [`PasskeyChange::apply`] to a record stored as JSON: the new JSON, or `None` when nothing
 /// changed. For backends that compare and swap the stored text.
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub(crate) fn apply_to_json(
     stored: &str,
     change: &PasskeyChange,
@@ -142,5 +142,5 @@ pub(crate) fn apply_to_json(
 /// How many times a backend retries a compare-and-swap that lost to another writer before it gives
 /// up: each loss means another change landed, so this is reached only under a storm of changes to
 /// one passkey.
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub(crate) const MAX_SWAP_ATTEMPTS: usize = 64;

@@ -12,11 +12,11 @@ use crate::flow::{self, Connection, Statuses, unlimited_config};
 use crate::redis_process::RedisProcess;
 
 /// Connections completed by the load, each with the tokens it last received.
-type Completed = Arc<std::sync::Mutex<Vec<Connection>>>;
+pub(crate) type Completed = Arc<std::sync::Mutex<Vec<Connection>>>;
 
 /// Connect, refresh once, keep the newest tokens; on a failed refresh keep the tokens held
 /// before, as a client would, and retry them later.
-async fn load(
+pub(crate) async fn load(
     server: Arc<TestServer>,
     seen: Arc<Statuses>,
     stop: Arc<AtomicBool>,
@@ -36,7 +36,7 @@ async fn load(
 }
 
 /// Wait (up to a generous bound, for a loaded machine) until `ready` holds.
-async fn until(what: &str, mut ready: impl FnMut() -> bool) {
+pub(crate) async fn until(what: &str, mut ready: impl FnMut() -> bool) {
     for _ in 0..600 {
         if ready() {
             return;

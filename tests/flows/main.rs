@@ -32,6 +32,9 @@ mod malformed;
 mod outside_review;
 mod outside_review_architecture;
 mod passkeys;
+#[cfg(feature = "postgres")]
+#[path = "../stores/postgres_support.rs"]
+mod postgres_support;
 #[cfg(feature = "cimd")]
 mod private_key_jwt;
 mod properties;

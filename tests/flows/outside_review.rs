@@ -186,6 +186,21 @@ async fn a_rotation_failing_midway_leaves_one_chain_on_sqlite() {
     .await;
 }
 
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_failing_midway_leaves_one_chain_on_postgres() {
+    use mcp_oauth::backends::PostgresStore;
+
+    let Some(url) = crate::postgres_support::fresh_postgres_url().await else {
+        return;
+    };
+    let store = PostgresStore::connect(&url).await.unwrap();
+    a_rotation_failing_before_it_kept_its_pair_leaves_owner_and_thief_on_one_chain(Faulty::over(
+        Stores::of(store),
+    ))
+    .await;
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_failing_midway_leaves_one_chain_on_redis() {
@@ -389,6 +404,21 @@ async fn concurrent_correct_requests_of_one_client_are_not_refused_429_on_sqlite
     let url = format!("sqlite://{}", dir.path().join("oauth.db").display());
     let stores = Stores::of(SqliteStore::connect(&url).await.unwrap());
     concurrent_correctly_authenticated_requests_of_one_client_are_not_refused_429(stores).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_correct_requests_of_one_client_are_not_refused_429_on_postgres() {
+    use mcp_oauth::backends::PostgresStore;
+
+    let Some(url) = crate::postgres_support::fresh_postgres_url().await else {
+        return;
+    };
+    let store = PostgresStore::connect(&url).await.unwrap();
+    concurrent_correctly_authenticated_requests_of_one_client_are_not_refused_429(Stores::of(
+        store,
+    ))
+    .await;
 }
 
 #[cfg(feature = "redis")]

@@ -392,6 +392,22 @@ async fn a_used_setup_token_stays_used_in_sqlite_after_its_passkey_is_removed_an
     .await;
 }
 
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_used_setup_token_stays_used_in_postgres_after_its_passkey_is_removed_and_a_restart() {
+    let Some(url) = crate::postgres_support::fresh_postgres_url().await else {
+        return;
+    };
+    a_used_setup_token_survives_its_passkey_and_a_restart(|| async {
+        std::sync::Arc::new(
+            mcp_oauth::backends::PostgresStore::connect(&url)
+                .await
+                .unwrap(),
+        ) as _
+    })
+    .await;
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn a_used_setup_token_stays_used_in_redis_after_its_passkey_is_removed_and_a_restart() {

@@ -156,6 +156,32 @@ async fn an_owner_and_a_thief_share_one_chain_on_sqlite() {
     .await;
 }
 
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_and_a_thief_share_one_chain_on_postgres() {
+    use mcp_oauth::backends::PostgresStore;
+
+    let Some(url) = crate::postgres_support::fresh_postgres_url().await else {
+        return;
+    };
+    let key = Arc::new(tokio::sync::Mutex::new(SoftAuthenticator::new(true)));
+    let clock = ManualClock::new();
+    an_owner_and_a_thief_share_one_chain(
+        short_grace_instance(
+            Stores::of(PostgresStore::connect(&url).await.unwrap()),
+            Arc::clone(&key),
+            &clock,
+        ),
+        short_grace_instance(
+            Stores::of(PostgresStore::connect(&url).await.unwrap()),
+            key,
+            &clock,
+        ),
+        &clock,
+    )
+    .await;
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_and_a_thief_share_one_chain_on_redis() {

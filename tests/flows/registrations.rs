@@ -86,6 +86,25 @@ async fn a_flood_cannot_evict_an_approved_client_from_redis() {
     a_flood_cannot_evict_an_approved_client(stores).await;
 }
 
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_flood_cannot_evict_an_approved_client_from_postgres() {
+    let Some(stores) = postgres().await else {
+        return;
+    };
+    a_flood_cannot_evict_an_approved_client(stores).await;
+}
+
+/// A schema of its own on the test PostgreSQL, or `None` when skipping.
+#[cfg(feature = "postgres")]
+async fn postgres() -> Option<Stores> {
+    let url = crate::postgres_support::fresh_postgres_url().await?;
+    let store = mcp_oauth::backends::PostgresStore::connect(&url)
+        .await
+        .unwrap();
+    Some(Stores::of(store))
+}
+
 /// An SQLite file in `dir`.
 #[cfg(feature = "sqlite")]
 async fn sqlite(dir: &tempfile::TempDir) -> Stores {
@@ -207,5 +226,14 @@ async fn approval_frees_a_place_and_unapproved_registrations_lapse_on_sqlite() {
 #[tokio::test]
 async fn approval_frees_a_place_and_unapproved_registrations_lapse_on_redis() {
     let Some(stores) = redis().await else { return };
+    approval_frees_a_place_and_unapproved_registrations_lapse(stores).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn approval_frees_a_place_and_unapproved_registrations_lapse_on_postgres() {
+    let Some(stores) = postgres().await else {
+        return;
+    };
     approval_frees_a_place_and_unapproved_registrations_lapse(stores).await;
 }

@@ -4,6 +4,10 @@
 
 mod memory;
 mod passkey_file;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_support;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
