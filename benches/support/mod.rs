@@ -111,10 +111,7 @@ async fn open_redis(url: &str) -> mcp_oauth::RedisStore {
 
 /// The builder with `store`'s access tokens remembered for 5 seconds in front of it.
 #[cfg(feature = "caching")]
-fn cached(
-    builder: McpOAuthBuilder,
-    store: impl mcp_oauth::TokenStore,
-) -> McpOAuthBuilder {
+fn cached(builder: McpOAuthBuilder, store: impl mcp_oauth::TokenStore) -> McpOAuthBuilder {
     builder.token_store(std::sync::Arc::new(mcp_oauth::CachingStore::new(
         std::sync::Arc::new(store),
         std::time::Duration::from_secs(5),

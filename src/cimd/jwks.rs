@@ -24,6 +24,9 @@ use crate::rules::limits::MAX_JWKS_BYTES;
 /// At most one refetch per client and unknown key id in this interval.
 pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How long a refetch counts as under way at most (a fetch is cut off well before).
+const PENDING_BOUND: Duration = Duration::from_secs(15);
+
 /// Sets kept at most (one per client using `jwks_uri`).
 const CAPACITY: u64 = 1_000;
 
@@ -34,10 +37,16 @@ struct Entry {
     fresh_until: Instant,
 }
 
-/// The cached sets, and when each client last had its set refetched for an unknown key id.
+/// What a refetch for an unknown key id found, shared by every request naming that key id
+/// until [`REFETCH_INTERVAL`] has passed.
+type Refetched = Result<Arc<JwkSet>, KeySetError>;
+
+/// The cached sets, and each client's recent refetches by the unknown key id that caused them.
 pub(crate) struct KeySetCache {
     entries: Cache<String, Entry>,
-    refetched: Cache<String, ()>,
+    refetched: Cache<String, Refetched>,
+    /// Refetches under way, by the same keys; a marker outlives a cancelled one by its bound.
+    pending: Cache<String, ()>,
 }
 
 impl std::fmt::Debug for KeySetCache {
@@ -58,6 +67,10 @@ impl KeySetCache {
             refetched: Cache::builder()
                 .max_capacity(CAPACITY * 10)
                 .time_to_live(REFETCH_INTERVAL)
+                .build(),
+            pending: Cache::builder()
+                .max_capacity(CAPACITY * 10)
+                .time_to_live(PENDING_BOUND)
                 .build(),
         }
     }
@@ -82,16 +95,13 @@ impl KeySetCache {
         if let Some(entry) = &held
             && entry.fresh_until > now
         {
-            let refetch = match unknown_kid {
-                Some(kid) => self.may_refetch(client_id, kid).await,
-                None => false,
-            };
-            if !refetch {
-                return Ok(KeySet {
+            return match unknown_kid {
+                Some(kid) => self.refetch(fetcher, rules, client_id, uri, kid).await,
+                None => Ok(KeySet {
                     keys: Arc::clone(&entry.set),
                     cached: true,
-                });
-            }
+                }),
+            };
         }
         let unknown_kid = unknown_kid.is_some();
         let (set, freshness) = match fetch(fetcher, rules, uri).await {
@@ -110,6 +120,59 @@ impl KeySetCache {
                 });
             }
         };
+        Ok(KeySet {
+            keys: self.keep(client_id, uri, set, freshness).await,
+            cached: false,
+        })
+    }
+
+    /// The set refetched for the unknown key id `kid`: fetched by the first request naming it
+    /// in [`REFETCH_INTERVAL`], whose answer (a set, or why there is none) every request naming
+    /// it meanwhile gets, the ones waiting on it included. `cached: false` either way: this set
+    /// is as new as this server will fetch for that key id now.
+    async fn refetch(
+        &self,
+        fetcher: &Fetcher,
+        rules: &UrlRules,
+        client_id: &str,
+        uri: &str,
+        kid: &str,
+    ) -> Result<KeySet, KeySetError> {
+        let key = refetch_key(client_id, kid);
+        let refetched = self
+            .refetched
+            // `get_with` runs one initialisation per key for concurrent callers; if its caller
+            // is dropped, a waiting one takes it over.
+            .get_with(key.clone(), async {
+                self.pending.insert(key.clone(), ()).await;
+                let fetched = fetch(fetcher, rules, uri).await;
+                self.pending.invalidate(&key).await;
+                let (set, freshness) = fetched?;
+                Ok(self.keep(client_id, uri, set, freshness).await)
+            })
+            .await;
+        refetched.map(|keys| KeySet {
+            keys,
+            cached: false,
+        })
+    }
+
+    /// Whether a refetch for `client_id`'s unknown key id `kid` is under way or was done within
+    /// [`REFETCH_INTERVAL`]: a request naming that key id then shares its answer and causes no
+    /// fetch of its own.
+    pub(crate) async fn shares_refetch(&self, client_id: &str, kid: &str) -> bool {
+        let key = refetch_key(client_id, kid);
+        self.refetched.contains_key(&key) || self.pending.contains_key(&key)
+    }
+
+    /// Keep a fetched set as `client_id`'s for as long as its answer allows.
+    async fn keep(
+        &self,
+        client_id: &str,
+        uri: &str,
+        set: JwkSet,
+        freshness: Freshness,
+    ) -> Arc<JwkSet> {
         let set = Arc::new(set);
         match cache::time_to_live(freshness) {
             Some(ttl) => {
@@ -122,23 +185,12 @@ impl KeySetCache {
             }
             None => self.entries.invalidate(client_id).await,
         }
-        Ok(KeySet {
-            keys: set,
-            cached: false,
-        })
+        set
     }
+}
 
-    /// Whether `client_id` may have its set refetched for the unknown key id `kid` now; if so,
-    /// not again for that key id for [`REFETCH_INTERVAL`]. Atomic: of concurrent callers, one
-    /// gets `true`.
-    async fn may_refetch(&self, client_id: &str, kid: &str) -> bool {
-        self.refetched
-            .entry(format!("{client_id}\n{kid}"))
-            // `or_insert_with` coalesces concurrent calls for one key (`or_insert` does not).
-            .or_insert_with(async {})
-            .await
-            .is_fresh()
-    }
+fn refetch_key(client_id: &str, kid: &str) -> String {
+    format!("{client_id}\n{kid}")
 }
 
 /// Fetch and check the set at `uri`.
@@ -227,29 +279,98 @@ mod tests {
         );
     }
 
-    /// A burst of assertions naming one unknown key id, all at once, earns one refetch per
-    /// client; another key id earns its own, so made-up ids cannot spend a real new key's.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn a_burst_naming_one_unknown_kid_earns_one_refetch_and_another_kid_its_own() {
-        let cache = Arc::new(KeySetCache::new());
-        let calls = (0..32).map(|i| {
-            let cache = Arc::clone(&cache);
-            let client = if i % 2 == 0 {
-                "https://a.example/c"
-            } else {
-                "https://b.example/c"
-            };
-            tokio::spawn(async move { (client, cache.may_refetch(client, "made-up").await) })
+    /// A key host on loopback that counts the connections it gets and answers each with a
+    /// server error.
+    async fn counting_host() -> (String, UrlRules, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&hits);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    // Slow enough that every caller of the burst is waiting on this one.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
         });
-        let results = futures::future::join_all(calls).await;
-        for client in ["https://a.example/c", "https://b.example/c"] {
-            let granted = results
-                .iter()
-                .filter(|r| matches!(r, Ok((c, true)) if *c == client))
-                .count();
-            assert_eq!(granted, 1, "{client}");
-            assert!(!cache.may_refetch(client, "made-up").await, "{client}");
-            assert!(cache.may_refetch(client, "real-new-key").await, "{client}");
+        let rules = UrlRules {
+            allowed_ports: vec![port],
+            own_host: "mcp.example.com".into(),
+            allow_loopback_http: true,
+        };
+        (format!("http://127.0.0.1:{port}/jwks.json"), rules, hits)
+    }
+
+    /// A burst of assertions naming one unknown key id, all at once, shares one refetch per
+    /// client, every caller getting its answer; another key id earns its own, so made-up ids
+    /// cannot spend a real new key's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_naming_one_unknown_kid_shares_one_refetch_and_another_kid_earns_its_own() {
+        let (uri, rules, hits) = counting_host().await;
+        let fetcher = Arc::new(Fetcher::new().unwrap());
+        let cache = Arc::new(KeySetCache::new());
+        let fresh = Entry {
+            uri: uri.clone(),
+            set: Arc::new(JwkSet { keys: Vec::new() }),
+            fresh_until: Instant::now() + Duration::from_secs(600),
+        };
+        let clients = ["https://a.example/c", "https://b.example/c"];
+        for client in clients {
+            cache.entries.insert(client.to_owned(), fresh.clone()).await;
         }
+        let refetch = |client: &'static str, kid: &'static str| {
+            let (cache, fetcher, rules, uri) = (
+                Arc::clone(&cache),
+                Arc::clone(&fetcher),
+                rules.clone(),
+                uri.clone(),
+            );
+            tokio::spawn(async move {
+                cache
+                    .key_set(&fetcher, &rules, client, &uri, Some(kid))
+                    .await
+                    .map(|_| ())
+            })
+        };
+        let burst = (0..32).map(|i| refetch(clients[i % 2], "made-up"));
+        for answer in futures::future::join_all(burst).await {
+            let error = answer.unwrap().unwrap_err();
+            assert!(
+                matches!(
+                    error.problem,
+                    DocumentProblem::BadAnswer(_) | DocumentProblem::Unavailable(_)
+                ),
+                "{error:?}"
+            );
+        }
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "one fetch per client"
+        );
+        for client in clients {
+            refetch(client, "made-up").await.unwrap().unwrap_err();
+        }
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "answered from the refetch"
+        );
+        for client in clients {
+            refetch(client, "real-new-key").await.unwrap().unwrap_err();
+        }
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            4,
+            "another key id, its own refetch"
+        );
     }
 }

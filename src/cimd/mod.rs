@@ -138,6 +138,10 @@ impl KeySets for Documents {
             .await
     }
 
+    async fn shares_refetch(&self, client_id: &str, kid: &str) -> bool {
+        self.key_sets.shares_refetch(client_id, kid).await
+    }
+
     fn check_uri(&self, jwks_uri: &str) -> Result<(), String> {
         ssrf::check_url(jwks_uri, &self.rules).map(|_| ())
     }

@@ -42,7 +42,9 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    fn from_record(record: ClientRecord) -> Self {
+    /// `fetches_key_sets`: whether this server fetches registered key sets (metadata documents
+    /// on); where it does not, a client registered with a `jwks_uri` verifies nothing.
+    fn from_record(record: ClientRecord, fetches_key_sets: bool) -> Self {
         // Only the methods that use it look at a stored hash: a public client or one that signs
         // never passes by a secret.
         let secret_hash = record
@@ -51,8 +53,9 @@ impl Client {
             .then_some(record.secret_hash)
             .flatten();
         // A client registered for `private_key_jwt` must sign, even if its keys went missing.
-        let assertion = (record.auth_method == TokenEndpointAuthMethod::PrivateKeyJwt)
-            .then(|| registered_keys::assertion_rules(record.assertion_keys.as_ref()));
+        let assertion = (record.auth_method == TokenEndpointAuthMethod::PrivateKeyJwt).then(|| {
+            registered_keys::assertion_rules(record.assertion_keys.as_ref(), fetches_key_sets)
+        });
         Self {
             may_refresh: record.grant_types.iter().any(|g| g == "refresh_token"),
             may_use_code: record.grant_types.iter().any(|g| g == "authorization_code"),
@@ -116,7 +119,8 @@ impl AuthServer {
                 }
             };
         }
-        Ok(find_registered(&*self.clients, client_id).await?)
+        let fetches_key_sets = self.settings.client_id_metadata_documents;
+        Ok(find_registered(&*self.clients, client_id, fetches_key_sets).await?)
     }
 
     /// Tell the owner's connection doctor what went wrong with a client's metadata document, in
@@ -160,10 +164,14 @@ impl AuthServer {
 async fn find_registered(
     store: &dyn ClientStore,
     client_id: &str,
+    fetches_key_sets: bool,
 ) -> Result<Option<Client>, StoreError> {
     if client_id.len() > MAX_REGISTERED_CLIENT_ID_BYTES {
         return Ok(None);
     }
     // The store, seen through the server's clock, answers only with a live record.
-    Ok(store.get(client_id).await?.map(Client::from_record))
+    Ok(store
+        .get(client_id)
+        .await?
+        .map(|record| Client::from_record(record, fetches_key_sets)))
 }

@@ -19,8 +19,9 @@ use super::payload::{self, MachineTokenView, TokenGrant};
 use super::token::{Minting, TokenResponse};
 use super::{AuthServer, ErrorCode, OAuthError};
 use crate::audit::AuditEvent;
-use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord};
+use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// What starts the id of every grant a machine's token lives in. Grants the owner approves have
 /// base64url ids, which never hold a `.`.
@@ -179,6 +180,10 @@ impl AuthServer {
             resource: self.settings.resource.as_str().to_owned(),
         };
         let place = self.take_place(machine, &grant_id).await?;
+        let held = PlaceHeld {
+            tokens: Arc::clone(&self.tokens),
+            grant_id: Some(grant_id.clone()),
+        };
         let tokens = match self
             .issue(
                 &grant_id,
@@ -191,10 +196,14 @@ impl AuthServer {
             )
             .await
         {
-            Ok(tokens) => tokens,
+            Ok(tokens) => {
+                held.keep();
+                tokens
+            }
             Err(error) => {
                 // No token came of it: give the place back (the grant's records are its only).
-                self.revoke_grant(&grant_id).await?;
+                held.keep();
+                self.end_machine_grant(&grant_id).await?;
                 return Err(error);
             }
         };
@@ -208,6 +217,16 @@ impl AuthServer {
 }
 
 impl AuthServer {
+    /// End a machine's grant at its own request (`/revoke`): its one token, the place it held
+    /// and its row in the owner's console go. Without the revocation marker other grants get: a
+    /// marker catches a token minted while the revocation runs, and a machine's grant mints its
+    /// one token before the machine can hold it to revoke it; and a marker, kept as long as the
+    /// longest token could live, is a record per revocation that no cap counts, with which a
+    /// machine taking and revoking tokens in a loop could fill a store.
+    pub(super) async fn end_machine_grant(&self, grant_id: &GrantId) -> Result<u64, StoreError> {
+        self.tokens.revoke_grant(grant_id).await
+    }
+
     /// Take one of `machine`'s places for the token about to be minted in `grant_id`, until that
     /// token expires; revoking the grant gives it back. Each place is a record inserted only if
     /// absent, so instances sharing the store never hand out one place twice. Places are tried
@@ -254,6 +273,39 @@ impl AuthServer {
                 "this machine client holds {places} live tokens, the most it may: use one until it expires, or have the owner revoke one"
             ),
         ))
+    }
+}
+
+/// A place taken for a token not yet answered. Dropped unanswered (the client hung up, a timeout
+/// layer gave up while the store was slow), it gives the place back and removes whatever of the
+/// grant was written, in a task of its own: nobody holds that token, and nothing else would free
+/// the place before the token's lifetime ends.
+struct PlaceHeld {
+    tokens: Arc<dyn TokenStore>,
+    grant_id: Option<GrantId>,
+}
+
+impl PlaceHeld {
+    /// The request reached its answer: the place is the token's now.
+    fn keep(mut self) {
+        self.grant_id = None;
+    }
+}
+
+impl Drop for PlaceHeld {
+    fn drop(&mut self) {
+        let Some(grant_id) = self.grant_id.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let tokens = Arc::clone(&self.tokens);
+        runtime.spawn(async move {
+            if let Err(error) = tokens.revoke_grant(&grant_id).await {
+                tracing::warn!(target: "mcp_oauth::store", %error, "a dropped client_credentials request could not give its place back; it frees when the place expires");
+            }
+        });
     }
 }
 

@@ -89,8 +89,13 @@ fn inline_keys(jwks: &serde_json::Value) -> Result<serde_json::Value, String> {
 
 /// How a registered client's assertions are checked: only with the keys it registered (no
 /// downgrade to `none` or a secret). Keys or an algorithm that no longer pass the rules (a record
-/// changed behind the server's back, or rules since tightened) verify nothing.
-pub(crate) fn assertion_rules(registered: Option<&AssertionKeys>) -> AssertionRules {
+/// changed behind the server's back, or rules since tightened) verify nothing; so does a
+/// `jwks_uri` where this server does not fetch registered key sets (`fetches_key_sets` false:
+/// metadata documents are off, whatever a configured client's own key URL needs).
+pub(crate) fn assertion_rules(
+    registered: Option<&AssertionKeys>,
+    fetches_key_sets: bool,
+) -> AssertionRules {
     let algorithm = registered
         .and_then(|r| r.signing_alg.as_deref())
         .map(keys::allowed_algorithm);
@@ -101,6 +106,9 @@ pub(crate) fn assertion_rules(registered: Option<&AssertionKeys>) -> AssertionRu
             Ok(set) => KeySource::Inline(Arc::new(set)),
             Err(reason) => verifies_nothing(&reason),
         },
+        (Some(ClientKeys::JwksUri(_)), _) if !fetches_key_sets => {
+            verifies_nothing("its jwks_uri is not fetched here: metadata documents are off")
+        }
         (Some(ClientKeys::JwksUri(uri)), _) => KeySource::Uri(uri.clone()),
     };
     AssertionRules {
@@ -138,7 +146,7 @@ mod tests {
             ),
             signing_alg: Some("RS256".into()),
         };
-        let rules = assertion_rules(Some(&inline));
+        let rules = assertion_rules(Some(&inline), true);
         assert!(rules.required);
         assert_eq!(rules.algorithm, Some(jsonwebtoken::Algorithm::RS256));
         assert!(matches!(&rules.keys, KeySource::Inline(set) if set.find("a").is_some()));
@@ -146,7 +154,11 @@ mod tests {
             keys: ClientKeys::JwksUri("https://client.example/jwks.json".into()),
             signing_alg: None,
         };
-        let rules = assertion_rules(Some(&at_url));
+        let rules = assertion_rules(Some(&at_url), true);
+        assert!(
+            holds_no_key(&assertion_rules(Some(&at_url), false)),
+            "a key URL where registered key sets are not fetched verifies nothing"
+        );
         assert!(rules.required && rules.algorithm.is_none());
         assert!(matches!(&rules.keys, KeySource::Uri(uri) if uri.ends_with("jwks.json")));
     }
@@ -176,7 +188,7 @@ mod tests {
             Some(with(at_url(), Some("HS256"))),
             Some(with(at_url(), Some("none"))),
         ] {
-            let rules = assertion_rules(registered.as_ref());
+            let rules = assertion_rules(registered.as_ref(), true);
             assert!(rules.required, "{registered:?}");
             assert!(holds_no_key(&rules), "{registered:?}");
         }

@@ -36,10 +36,11 @@ impl AuthServer {
             if grant.client_id != client.client_id {
                 return Ok(());
             }
-            if kind == TokenKind::RefreshToken || is_machine_grant(&record.grant_id) {
+            if is_machine_grant(&record.grant_id) {
+                self.end_machine_grant(&record.grant_id).await?;
+            } else if kind == TokenKind::RefreshToken {
                 // Revoking a refresh token ends the grant, its access tokens included (RFC 7009
-                // §2.1). A machine's grant is its one token: ending it also gives back the place
-                // the token held and removes its row from the owner's console.
+                // §2.1).
                 self.revoke_grant(&record.grant_id).await?;
             } else {
                 self.tokens.delete(kind, &hash).await?;

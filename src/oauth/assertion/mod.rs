@@ -44,6 +44,10 @@ pub(crate) trait KeySets: Send + Sync + fmt::Debug {
         unknown_kid: Option<&str>,
     ) -> Result<KeySet, KeySetError>;
 
+    /// Whether a refetch for `client_id`'s unknown key id `kid` is under way or was just done, so
+    /// that a request naming it shares that refetch's answer and causes no fetch.
+    async fn shares_refetch(&self, client_id: &str, kid: &str) -> bool;
+
     /// Whether `jwks_uri` may be registered: the rules a metadata document's URL meets, on the
     /// URL's text (where a name points is checked at each fetch).
     ///
@@ -140,20 +144,33 @@ impl AuthServer {
                     break verified;
                 }
                 // Keys rotate: a kid the cached set lacks earns a refetch (which the fetcher
-                // allows once per short interval per client and key id). The unit stays held
-                // across it, so that concurrent made-up kids from one address fetch no more
-                // often than its budget allows; a known kid never waits here.
+                // allows once per short interval per client and key id, shared by every request
+                // naming that kid meanwhile). The unit of the request that causes the fetch stays
+                // held across it, so that concurrent made-up kids from one address fetch no more
+                // often than its budget allows; a request sharing a refetch under way holds none
+                // (it causes no fetch), so a client's burst of first uses of a new key is never
+                // 429; a known kid never waits here.
                 Err(Failure::UnknownKey(kid)) if keys.cached => {
+                    let held = if self.shares_refetch(client_id, &rules.keys, &kid).await {
+                        attempt.refund();
+                        None
+                    } else {
+                        Some(attempt)
+                    };
                     match self.client_keys(client_id, &rules.keys, Some(&kid)).await {
                         Ok(refetched) => {
-                            attempt.refund();
+                            if let Some(attempt) = held {
+                                attempt.refund();
+                            }
                             keys = KeySet {
                                 cached: false,
                                 ..refetched
                             }
                         }
                         Err(refused) => {
-                            attempt.spend();
+                            if let Some(attempt) = held {
+                                attempt.spend();
+                            }
                             return Err(refused);
                         }
                     }
@@ -190,6 +207,14 @@ impl AuthServer {
                 ))
             }
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Whether a refetch of the key set at `source` for `kid` is under way or just done.
+    async fn shares_refetch(&self, client_id: &str, source: &KeySource, kid: &str) -> bool {
+        match (source, &self.key_sets) {
+            (KeySource::Uri(_), Some(key_sets)) => key_sets.shares_refetch(client_id, kid).await,
+            _ => false,
         }
     }
 
