@@ -1,4 +1,4 @@
-//! `CachingStore` in front of each backend, attacked on its one promise: a revocation through the
+//! `CachingStore` in front of each backend (memory, SQLite, Redis, PostgreSQL), attacked on its one promise: a revocation through the
 //! instance that remembers a token is seen there at once; one through another instance sharing
 //! the store is seen within the staleness bound, and not a moment later. Time is a manual clock,
 //! so the bound is checked exactly, without waiting.
@@ -170,5 +170,31 @@ mod redis {
     async fn a_revocation_here_is_seen_at_once() {
         let Some(stores) = open().await else { return };
         super::a_revocation_here_is_seen_at_once(stores).await;
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use mcp_oauth::backends::PostgresStore;
+
+    use crate::common::*;
+    use crate::postgres_support::{drop_schema, new_schema, postgres_url};
+
+    #[tokio::test]
+    async fn a_revocation_elsewhere_is_seen_within_the_bound() {
+        let Some(server) = postgres_url() else { return };
+        let (url, schema) = new_schema(&server).await;
+        let stores = Stores::of(PostgresStore::connect(&url).await.unwrap());
+        super::a_revocation_elsewhere_is_seen_within_the_bound(stores).await;
+        drop_schema(&server, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn a_revocation_here_is_seen_at_once() {
+        let Some(server) = postgres_url() else { return };
+        let (url, schema) = new_schema(&server).await;
+        let stores = Stores::of(PostgresStore::connect(&url).await.unwrap());
+        super::a_revocation_here_is_seen_at_once(stores).await;
+        drop_schema(&server, &schema).await;
     }
 }
