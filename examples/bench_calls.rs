@@ -8,14 +8,20 @@
 //!
 //! Modes: `plain` (the MCP route, no guard), `guard` (the route behind the bearer guard on
 //! `MemoryStore`), `full` (the whole router: CORS and the guard), `refresh` (the refresh grant,
-//! following rotation).
+//! following rotation), `refresh_jwt` (the same by a client signing RS256 assertions: always
+//! [`SIGNED`] of them, signed first, so that the difference between N and 2N holds no signing;
+//! N at most [`SIGNED`]; `BENCH_RSA_KEY=path` names a PKCS#8 key to sign with, else one is
+//! generated, whose prime search makes the count vary).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../benches/support/mod.rs"]
 mod support;
 
 use axum::http::StatusCode;
-use support::{Backend, Bench, mcp_request, send};
+use support::{Backend, Bench, jose, mcp_request, send};
+
+/// The assertions `refresh_jwt` signs, whatever N.
+const SIGNED: usize = 1_000;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -51,12 +57,34 @@ fn main() {
                     refresh = bench.refresh(&refresh).await.refresh;
                 }
             }
+            "refresh_jwt" => {
+                // A fixed key when given: generating one searches for primes, whose instruction
+                // count varies from run to run by more than a refresh costs.
+                let key = match std::env::var("BENCH_RSA_KEY") {
+                    Ok(path) => {
+                        jose::TestKey::rsa_from_pkcs8("bench-key", &std::fs::read(path).unwrap())
+                    }
+                    Err(_) => jose::TestKey::rsa("bench-key"),
+                };
+                let mut signing = Bench::start_signing(&Backend::Memory, &key).await;
+                let mut refresh = signing.connect_signed(&key).await.refresh;
+                assert!(
+                    count <= SIGNED,
+                    "refresh_jwt signs {SIGNED} assertions at most"
+                );
+                let assertions: Vec<String> = (0..SIGNED)
+                    .map(|_| key.sign(&jose::claims(&signing.client_id, jose::now())))
+                    .collect();
+                for assertion in &assertions[..count] {
+                    refresh = signing.refresh_signed(&refresh, assertion).await.refresh;
+                }
+            }
             _ => usage(),
         }
     });
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench_calls plain|guard|full|refresh COUNT");
+    eprintln!("usage: bench_calls plain|guard|full|refresh|refresh_jwt COUNT");
     std::process::exit(2)
 }
