@@ -47,6 +47,7 @@ mod registered_private_key_jwt;
 mod registrations;
 mod review3;
 mod review4;
+mod review5;
 mod review_machine_clients;
 mod revoke;
 mod rmcp_server;
