@@ -6,7 +6,8 @@
 //! key needs without guessing its id, and a flood of made-up key ids is held to the failure budget
 //! of the address sending it (each one is a failed assertion, and a spent budget fetches nothing).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
@@ -23,9 +24,6 @@ use crate::rules::limits::MAX_JWKS_BYTES;
 
 /// At most one refetch per client and unknown key id in this interval.
 pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
-
-/// How long a refetch counts as under way at most (a fetch is cut off well before).
-const PENDING_BOUND: Duration = Duration::from_secs(15);
 
 /// Sets kept at most (one per client using `jwks_uri`).
 const CAPACITY: u64 = 1_000;
@@ -45,8 +43,40 @@ type Refetched = Result<Arc<JwkSet>, KeySetError>;
 pub(crate) struct KeySetCache {
     entries: Cache<String, Entry>,
     refetched: Cache<String, Refetched>,
-    /// Refetches under way, by the same keys; a marker outlives a cancelled one by its bound.
-    pending: Cache<String, ()>,
+    /// Fetches under way when no fresh set is held, by client and URL, shared by their callers.
+    fetching: Cache<String, Arc<JwkSet>>,
+    /// Refetches under way, by the same keys: marked while one runs, cleared when it ends or is
+    /// dropped.
+    pending: Mutex<HashSet<String>>,
+}
+
+/// A refetch under way, marked in [`KeySetCache::pending`] for as long as it lives.
+struct Pending<'a> {
+    under_way: &'a Mutex<HashSet<String>>,
+    key: String,
+}
+
+impl<'a> Pending<'a> {
+    fn mark(under_way: &'a Mutex<HashSet<String>>, key: &str) -> Self {
+        lock(under_way).insert(key.to_owned());
+        Self {
+            under_way,
+            key: key.to_owned(),
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        lock(self.under_way).remove(&self.key);
+    }
+}
+
+/// The set of refetches under way; a panic elsewhere while it was held leaves it usable.
+fn lock(under_way: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    under_way
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl std::fmt::Debug for KeySetCache {
@@ -68,10 +98,8 @@ impl KeySetCache {
                 .max_capacity(CAPACITY * 10)
                 .time_to_live(REFETCH_INTERVAL)
                 .build(),
-            pending: Cache::builder()
-                .max_capacity(CAPACITY * 10)
-                .time_to_live(PENDING_BOUND)
-                .build(),
+            pending: Mutex::default(),
+            fetching: Cache::builder().max_capacity(CAPACITY).build(),
         }
     }
 
@@ -104,8 +132,8 @@ impl KeySetCache {
             };
         }
         let unknown_kid = unknown_kid.is_some();
-        let (set, freshness) = match fetch(fetcher, rules, uri).await {
-            Ok(fetched) => fetched,
+        let keys = match self.fetch_shared(fetcher, rules, client_id, uri).await {
+            Ok(keys) => keys,
             Err(error) => {
                 // After an unknown kid the set held lacks that key: serving it would refuse the
                 // assertion on a verdict the failed fetch cannot back.
@@ -121,9 +149,32 @@ impl KeySetCache {
             }
         };
         Ok(KeySet {
-            keys: self.keep(client_id, uri, set, freshness).await,
+            keys,
             cached: false,
         })
+    }
+
+    /// Fetch and keep `client_id`'s set at `uri`, one fetch for every caller asking at once (a
+    /// burst of requests on a cold or uncacheable set causes one fetch, not one each); a caller
+    /// coming after it ended fetches again.
+    async fn fetch_shared(
+        &self,
+        fetcher: &Fetcher,
+        rules: &UrlRules,
+        client_id: &str,
+        uri: &str,
+    ) -> Result<Arc<JwkSet>, KeySetError> {
+        let key = format!("{client_id}\n{uri}");
+        let fetched = self
+            .fetching
+            .try_get_with(key.clone(), async {
+                let (set, freshness) = fetch(fetcher, rules, uri).await?;
+                Ok::<_, KeySetError>(self.keep(client_id, uri, set, freshness).await)
+            })
+            .await;
+        // Shared while under way only: what is kept lives in `entries`, by its freshness.
+        self.fetching.invalidate(&key).await;
+        fetched.map_err(|error| (*error).clone())
     }
 
     /// The set refetched for the unknown key id `kid`: fetched by the first request naming it
@@ -141,20 +192,30 @@ impl KeySetCache {
         let key = refetch_key(client_id, kid);
         let refetched = self
             .refetched
-            // `get_with` runs one initialisation per key for concurrent callers; if its caller
-            // is dropped, a waiting one takes it over.
-            .get_with(key.clone(), async {
-                self.pending.insert(key.clone(), ()).await;
-                let fetched = fetch(fetcher, rules, uri).await;
-                self.pending.invalidate(&key).await;
-                let (set, freshness) = fetched?;
-                Ok(self.keep(client_id, uri, set, freshness).await)
+            // One initialisation per key for concurrent callers; if its caller is dropped, a
+            // waiting one takes it over. An answer that is nobody's fault (the host down, no
+            // fetch slot free) is not kept: the next request naming the key id fetches again, on
+            // its own unit of budget, so nobody can make a real new key fail for the minute by
+            // naming it while the fetch cannot succeed.
+            .try_get_with(key.clone(), async {
+                let _under_way = Pending::mark(&self.pending, &key);
+                match fetch(fetcher, rules, uri).await {
+                    Ok((set, freshness)) => Ok(Ok(self.keep(client_id, uri, set, freshness).await)),
+                    Err(error) if matches!(error.problem, DocumentProblem::Unavailable(_)) => {
+                        Err(error)
+                    }
+                    Err(error) => Ok(Err(error)),
+                }
             })
             .await;
-        refetched.map(|keys| KeySet {
-            keys,
-            cached: false,
-        })
+        match refetched {
+            Ok(Ok(keys)) => Ok(KeySet {
+                keys,
+                cached: false,
+            }),
+            Ok(Err(error)) => Err(error),
+            Err(unavailable) => Err((*unavailable).clone()),
+        }
     }
 
     /// Whether a refetch for `client_id`'s unknown key id `kid` is under way or was done within
@@ -162,7 +223,7 @@ impl KeySetCache {
     /// fetch of its own.
     pub(crate) async fn shares_refetch(&self, client_id: &str, kid: &str) -> bool {
         let key = refetch_key(client_id, kid);
-        self.refetched.contains_key(&key) || self.pending.contains_key(&key)
+        self.refetched.contains_key(&key) || lock(&self.pending).contains(&key)
     }
 
     /// Keep a fetched set as `client_id`'s for as long as its answer allows.
@@ -279,9 +340,11 @@ mod tests {
         );
     }
 
-    /// A key host on loopback that counts the connections it gets and answers each with a
-    /// server error.
-    async fn counting_host() -> (String, UrlRules, Arc<std::sync::atomic::AtomicUsize>) {
+    /// A key host on loopback that counts the connections it gets and answers each with `status`
+    /// and no body.
+    async fn counting_host(
+        status: &'static str,
+    ) -> (String, UrlRules, Arc<std::sync::atomic::AtomicUsize>) {
         use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -293,11 +356,8 @@ mod tests {
                 tokio::spawn(async move {
                     // Slow enough that every caller of the burst is waiting on this one.
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    let _ = stream
-                        .write_all(
-                            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
-                        )
-                        .await;
+                    let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                    let _ = stream.write_all(answer.as_bytes()).await;
                 });
             }
         });
@@ -314,7 +374,8 @@ mod tests {
     /// cannot spend a real new key's.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_burst_naming_one_unknown_kid_shares_one_refetch_and_another_kid_earns_its_own() {
-        let (uri, rules, hits) = counting_host().await;
+        // A 404 is the client's own answer: kept for the minute.
+        let (uri, rules, hits) = counting_host("404 Not Found").await;
         let fetcher = Arc::new(Fetcher::new().unwrap());
         let cache = Arc::new(KeySetCache::new());
         let fresh = Entry {
@@ -372,5 +433,33 @@ mod tests {
             4,
             "another key id, its own refetch"
         );
+    }
+
+    /// A refetch that failed through nobody's fault (here a 503 from the key host) is not kept:
+    /// the next request naming that key id fetches again.
+    #[tokio::test]
+    async fn a_refetch_that_failed_through_nobodys_fault_is_not_kept() {
+        let (uri, rules, hits) = counting_host("503 Service Unavailable").await;
+        let fetcher = Fetcher::new().unwrap();
+        let cache = KeySetCache::new();
+        let client = "https://a.example/c";
+        let fresh = Entry {
+            uri: uri.clone(),
+            set: Arc::new(JwkSet { keys: Vec::new() }),
+            fresh_until: Instant::now() + Duration::from_secs(600),
+        };
+        cache.entries.insert(client.to_owned(), fresh).await;
+        for attempt in 1..=2 {
+            let error = cache
+                .key_set(&fetcher, &rules, client, &uri, Some("new-key"))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error.problem, DocumentProblem::Unavailable(_)),
+                "{error:?}"
+            );
+            assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), attempt);
+        }
+        assert!(!cache.shares_refetch(client, "new-key").await);
     }
 }

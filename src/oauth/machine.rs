@@ -179,10 +179,19 @@ impl AuthServer {
             scopes,
             resource: self.settings.resource.as_str().to_owned(),
         };
-        let place = self.take_place(machine, &grant_id).await?;
+        // Armed before the place is written: a request dropped while the write is answered
+        // leaves the place to this guard.
         let held = PlaceHeld {
             tokens: Arc::clone(&self.tokens),
             grant_id: Some(grant_id.clone()),
+        };
+        let place = match self.take_place(machine, &grant_id).await {
+            Ok(place) => place,
+            Err(error) => {
+                // No place was written (all taken, or the write failed).
+                held.keep();
+                return Err(error);
+            }
         };
         let tokens = match self
             .issue(
@@ -202,8 +211,9 @@ impl AuthServer {
             }
             Err(error) => {
                 // No token came of it: give the place back (the grant's records are its only).
-                held.keep();
+                // The guard stays armed until that is done, in case the request is dropped here.
                 self.end_machine_grant(&grant_id).await?;
+                held.keep();
                 return Err(error);
             }
         };

@@ -136,6 +136,8 @@ impl AuthServer {
             Ok(keys) => keys,
             Err(refused) => return Err(keys_refused(budget, client_id, refused)),
         };
+        // Whether this request's unknown kid was answered by a refetch it did not cause.
+        let mut shared = false;
         let verified = loop {
             let attempt = budget.reserve(Guessed::client(client_id))?;
             match verify::verify(assertion, &keys.keys, &expected) {
@@ -153,6 +155,7 @@ impl AuthServer {
                 Err(Failure::UnknownKey(kid)) if keys.cached => {
                     let held = if self.shares_refetch(client_id, &rules.keys, &kid).await {
                         attempt.refund();
+                        shared = true;
                         None
                     } else {
                         Some(attempt)
@@ -175,8 +178,16 @@ impl AuthServer {
                         }
                     }
                 }
+                // Still unknown. It costs a unit when this request made the server fetch for it;
+                // answered from a refetch another caused, it checked no signature and fetched
+                // nothing, so it guesses nothing (and a real client naming its new key before
+                // the set holding it is fetched again does not spend its own budget).
                 Err(Failure::UnknownKey(kid)) => {
-                    attempt.spend();
+                    if shared {
+                        attempt.refund();
+                    } else {
+                        attempt.spend();
+                    }
                     return Err(refusal(&format!(
                         "the assertion names key {}, which the client's JWK set does not hold",
                         super::params::printable(&kid)
