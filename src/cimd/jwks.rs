@@ -189,7 +189,7 @@ impl KeySetCache {
         uri: &str,
         kid: &str,
     ) -> Result<KeySet, KeySetError> {
-        let key = refetch_key(client_id, kid);
+        let key = refetch_key(client_id, uri, kid);
         let refetched = self
             .refetched
             // One initialisation per key for concurrent callers; if its caller is dropped, a
@@ -221,8 +221,8 @@ impl KeySetCache {
     /// Whether a refetch for `client_id`'s unknown key id `kid` is under way or was done within
     /// [`REFETCH_INTERVAL`]: a request naming that key id then shares its answer and causes no
     /// fetch of its own.
-    pub(crate) async fn shares_refetch(&self, client_id: &str, kid: &str) -> bool {
-        let key = refetch_key(client_id, kid);
+    pub(crate) async fn shares_refetch(&self, client_id: &str, uri: &str, kid: &str) -> bool {
+        let key = refetch_key(client_id, uri, kid);
         self.refetched.contains_key(&key) || lock(&self.pending).contains(&key)
     }
 
@@ -250,8 +250,10 @@ impl KeySetCache {
     }
 }
 
-fn refetch_key(client_id: &str, kid: &str) -> String {
-    format!("{client_id}\n{kid}")
+/// A refetch's key: the client, the URL its keys are at now (another URL is another set), and
+/// the key id.
+fn refetch_key(client_id: &str, uri: &str, kid: &str) -> String {
+    format!("{client_id}\n{uri}\n{kid}")
 }
 
 /// Fetch and check the set at `uri`.
@@ -460,6 +462,6 @@ mod tests {
             );
             assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), attempt);
         }
-        assert!(!cache.shares_refetch(client, "new-key").await);
+        assert!(!cache.shares_refetch(client, &uri, "new-key").await);
     }
 }

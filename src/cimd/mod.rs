@@ -138,8 +138,8 @@ impl KeySets for Documents {
             .await
     }
 
-    async fn shares_refetch(&self, client_id: &str, kid: &str) -> bool {
-        self.key_sets.shares_refetch(client_id, kid).await
+    async fn shares_refetch(&self, client_id: &str, jwks_uri: &str, kid: &str) -> bool {
+        self.key_sets.shares_refetch(client_id, jwks_uri, kid).await
     }
 
     fn check_uri(&self, jwks_uri: &str) -> Result<(), String> {

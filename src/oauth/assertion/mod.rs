@@ -46,7 +46,7 @@ pub(crate) trait KeySets: Send + Sync + fmt::Debug {
 
     /// Whether a refetch for `client_id`'s unknown key id `kid` is under way or was just done, so
     /// that a request naming it shares that refetch's answer and causes no fetch.
-    async fn shares_refetch(&self, client_id: &str, kid: &str) -> bool;
+    async fn shares_refetch(&self, client_id: &str, jwks_uri: &str, kid: &str) -> bool;
 
     /// Whether `jwks_uri` may be registered: the rules a metadata document's URL meets, on the
     /// URL's text (where a name points is checked at each fetch).
@@ -224,7 +224,9 @@ impl AuthServer {
     /// Whether a refetch of the key set at `source` for `kid` is under way or just done.
     async fn shares_refetch(&self, client_id: &str, source: &KeySource, kid: &str) -> bool {
         match (source, &self.key_sets) {
-            (KeySource::Uri(_), Some(key_sets)) => key_sets.shares_refetch(client_id, kid).await,
+            (KeySource::Uri(uri), Some(key_sets)) => {
+                key_sets.shares_refetch(client_id, uri, kid).await
+            }
             _ => false,
         }
     }
