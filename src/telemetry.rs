@@ -1,8 +1,8 @@
 //! Counters and histograms through the [`metrics`] facade: the application installs the exporter
 //! it likes (Prometheus, StatsD, ...), and without one each call costs an atomic load. Every name
-//! and label is listed in the README; the counters audit events move are in `audit::counters`. No label takes a value a client chose (no client ids, no
-//! URLs, no scopes): each has a fixed, small set of values, so open registration cannot grow
-//! the series.
+//! and label is listed in the README; the counters audit events move are in `audit::counters`.
+//! No label takes a value a client chose (no client ids, no URLs, no scopes): each has a fixed,
+//! small set of values, so open registration cannot grow the series.
 
 use std::sync::Arc;
 use std::time::Instant;
