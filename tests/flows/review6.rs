@@ -1,0 +1,248 @@
+//! Sixth outside review of issue 21's latest fixes (the refetch's "under way" mark living as long
+//! as the refetch, shared fetches of a missing set, a failed refetch through nobody's fault not
+//! kept, machine places armed before they are written): reproductions. Each test asserts a
+//! guarantee as the code's comments, SECURITY.md or the fix's commit state it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::any;
+use mcp_oauth::{OAuthConfig, TokenInfo};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+fn routes() -> Router {
+    Router::new().route(
+        "/mcp",
+        any(
+            |caller: TokenInfo| async move { axum::Json(json!({ "client_id": caller.client_id })) },
+        ),
+    )
+}
+
+/// A refresh with a made-up refresh token, authenticated by `assertion`.
+fn refresh_body(assertion: &str) -> String {
+    form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "not-a-refresh-token"),
+        ("client_assertion_type", jose::JWT_BEARER),
+        ("client_assertion", assertion),
+    ])
+}
+
+/// A key host on loopback serving one client's document and key set, counting fetches of the
+/// set; once `down` is set, the key set answers 503 (the host is down: nobody's fault).
+struct FlakyHost {
+    base: String,
+    jwks: Arc<std::sync::Mutex<Value>>,
+    slow: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
+    jwks_hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FlakyHost {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FlakyHost {
+    async fn start(jwks: Value) -> Self {
+        use axum::response::IntoResponse;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let down = Arc::new(AtomicBool::new(false));
+        let slow = Arc::new(AtomicBool::new(false));
+        let jwks = Arc::new(std::sync::Mutex::new(jwks));
+        let jwks_hits = Arc::new(AtomicUsize::new(0));
+        let document = json!({
+            "client_id": format!("{base}/client.json"),
+            "client_name": "ChatGPT",
+            "client_uri": "https://chatgpt.com/",
+            "redirect_uris": ["https://client.example/callback"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "RS256",
+            "jwks_uri": format!("{base}/jwks.json"),
+        });
+        let (set, is_down, hits, is_slow) = (
+            Arc::clone(&jwks),
+            Arc::clone(&down),
+            Arc::clone(&jwks_hits),
+            Arc::clone(&slow),
+        );
+        let app = Router::new()
+            .route(
+                "/client.json",
+                axum::routing::get(move || {
+                    let document = document.clone();
+                    async move {
+                        (
+                            [
+                                (header::CONTENT_TYPE, "application/json"),
+                                (header::CACHE_CONTROL, "max-age=300"),
+                            ],
+                            document.to_string(),
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/jwks.json",
+                axum::routing::get(move || {
+                    let (set, is_down, hits, is_slow) =
+                        (set.clone(), is_down.clone(), hits.clone(), is_slow.clone());
+                    async move {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        if is_slow.load(Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        }
+                        let set = set.lock().unwrap().clone();
+                        if is_down.load(Ordering::SeqCst) {
+                            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                        }
+                        (
+                            [
+                                (header::CONTENT_TYPE, "application/json"),
+                                (header::CACHE_CONTROL, "max-age=300"),
+                            ],
+                            set.to_string(),
+                        )
+                            .into_response()
+                    }
+                }),
+            );
+        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base,
+            jwks,
+            slow,
+            down,
+            jwks_hits,
+            task,
+        }
+    }
+
+    fn client_id(&self) -> String {
+        format!("{}/client.json", self.base)
+    }
+
+    fn config(&self) -> OAuthConfig {
+        let port: u16 = self.base.rsplit(':').next().unwrap().parse().unwrap();
+        let mut config = config();
+        config.cimd_allow_loopback_http_for_testing = true;
+        config.cimd_allowed_ports = vec![443, port];
+        // The per-address request rate out of the way: only the failure budget is under test.
+        config.rate_limits.auth = mcp_oauth::RateLimit::new(10_000, 10_000);
+        config
+    }
+}
+
+/// SECURITY.md and the assertion module: "The unit of the request that causes the fetch stays
+/// held across it, so that concurrent made-up kids from one address fetch no more often than its
+/// budget allows; a request sharing a refetch under way holds none (it causes no fetch)"; jwks.rs:
+/// "An answer that is nobody's fault (the host down, no fetch slot free) is not kept: the next
+/// request naming the key id fetches again, on its own unit of budget". Whether a request shares
+/// a refetch is decided by a look at the "under way" mark *before* it asks for the refetch: when
+/// the refetch it saw under way ends in a failure that is not kept (the key host answers 503)
+/// before the request reaches moka, the request starts a refetch of its own, holding no unit,
+/// and its failure spends nothing. A burst of one made-up key id from one address, while the
+/// client's key host is down, fetches the key host more often than the address's budget (a race:
+/// here 21 to 23 fetches against 20, in 20 runs of 100; 20 units spent by the requests that
+/// held one, every fetch past them caused by a request holding none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "break 1: a request that saw a refetch under way, reaching moka after it failed unkept, refetches holding no unit (failed 20 of 100 runs)"]
+async fn a_burst_of_one_made_up_kid_while_the_key_host_is_down_fetches_it_past_the_budget() {
+    use crate::common::jose::{TestKey, claims, now};
+
+    let old = TestKey::rsa("2026-11");
+    let host = FlakyHost::start(old.jwks()).await;
+    let client_id = host.client_id();
+    let server = Arc::new(TestServer::on(Stores::memory(), host.config(), routes()));
+    server
+        .post_form(
+            "/token",
+            &refresh_body(&old.sign(&claims(&client_id, now()))),
+            &[],
+        )
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+
+    host.down.store(true, Ordering::SeqCst);
+    let forger = TestKey::rsa("made-up");
+    let before = host.jwks_hits.load(Ordering::SeqCst);
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let server = Arc::clone(&server);
+        let body = refresh_body(&forger.sign(&claims(&client_id, now())));
+        tasks.push(tokio::spawn(async move {
+            server.post_form("/token", &body, &[]).await.status.as_u16()
+        }));
+    }
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for task in tasks {
+        *statuses.entry(task.await.unwrap()).or_default() += 1;
+    }
+    let fetched = host.jwks_hits.load(Ordering::SeqCst) - before;
+    assert!(
+        fetched <= 20,
+        "1000 concurrent requests from one address naming one made-up key id, while the client's key \
+         host answers 503, fetched it {fetched} times (the address's failure budget is 20); \
+         answers by status: {statuses:?}"
+    );
+}
+
+/// The assertion module: "a request sharing a refetch under way holds none (it causes no fetch),
+/// so a client's burst of first uses of a new key is never 429"; the brief: "a real client's
+/// burst of first uses of its new key authenticates". Whether a request shares the refetch is
+/// read from the "under way" mark, which the request causing the refetch sets only once moka
+/// runs its initialiser; every request of the burst that looks before then holds a unit across
+/// the whole (300 ms) refetch, and when 20 hold one, the rest of the burst is answered 429.
+/// Held (100 runs): with the per-address request rate raised (its default burst of 60 answers
+/// 429 first, a documented limit), 200 concurrent first uses all authenticate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_burst_of_first_uses_of_a_rotated_key_is_never_429() {
+    use crate::common::jose::{TestKey, claims, now};
+
+    let old = TestKey::rsa("2026-11");
+    let new = TestKey::rsa("2026-12");
+    let host = FlakyHost::start(old.jwks()).await;
+    let client_id = host.client_id();
+    let server = Arc::new(TestServer::on(Stores::memory(), host.config(), routes()));
+    server
+        .post_form(
+            "/token",
+            &refresh_body(&old.sign(&claims(&client_id, now()))),
+            &[],
+        )
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+
+    *host.jwks.lock().unwrap() = json!({ "keys": [old.jwk(), new.jwk()] });
+    host.slow.store(true, Ordering::SeqCst);
+    let mut tasks = Vec::new();
+    for _ in 0..BURST {
+        let server = Arc::clone(&server);
+        let body = refresh_body(&new.sign(&claims(&client_id, now())));
+        tasks.push(tokio::spawn(async move {
+            server.post_form("/token", &body, &[]).await.status.as_u16()
+        }));
+    }
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for task in tasks {
+        *statuses.entry(task.await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(
+        statuses.get(&429).copied().unwrap_or(0),
+        0,
+        "{BURST} concurrent first uses of the real client's published new key, from one address: \
+         answers by status {statuses:?} (400 = authenticated)"
+    );
+}
+
+const BURST: usize = 200;
