@@ -430,3 +430,78 @@ async fn a_key_host_outage_during_a_rotation_does_not_lock_the_real_client_out()
         with_new_key.text()
     );
 }
+
+const MACHINE_ID: &str = "nightly-report";
+const MACHINE_SECRET: &str = "machine-secret-0123456789abcdef";
+
+async fn machine_token(server: &TestServer) -> Reply {
+    server
+        .post_form(
+            "/token",
+            &form(&[("grant_type", "client_credentials")]),
+            &[("authorization", &basic(MACHINE_ID, MACHINE_SECRET))],
+        )
+        .await
+}
+
+/// machine.rs: a dropped `client_credentials` request gives its place back, in a task spawned
+/// from its guard. Attack: a machine with two places holds a token in one; hundreds of requests
+/// for the other are dropped at every point of their way. The give-backs must never take the
+/// live token (or its place) of the request that succeeded, and must leave the other place free.
+/// Held (100 runs, memory store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropped_machine_requests_never_take_a_live_tokens_place_or_token() {
+    let mut config = config();
+    config.rate_limits.enabled = false;
+    let mut machine = mcp_oauth::MachineClient::with_secret(MACHINE_ID, MACHINE_SECRET, ["mcp"]);
+    machine.max_live_tokens = 2;
+    config.machine_clients = vec![machine];
+    let server = Arc::new(TestServer::on(Stores::memory(), config, routes()));
+    let kept = machine_token(&server).await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.text());
+    let token = kept.json()["access_token"].as_str().unwrap().to_owned();
+
+    let mut answered = 0;
+    for i in 0..300u32 {
+        let request = {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move { machine_token(&server).await })
+        };
+        for _ in 0..(i % 40) {
+            tokio::task::yield_now().await;
+        }
+        request.abort();
+        if let Ok(reply) = request.await {
+            // Answered before the drop: its token holds the second place; give it back.
+            answered += 1;
+            let access = reply.json()["access_token"].as_str().unwrap().to_owned();
+            let revoked = server
+                .post_form(
+                    "/revoke",
+                    &form(&[("token", &access)]),
+                    &[("authorization", &basic(MACHINE_ID, MACHINE_SECRET))],
+                )
+                .await;
+            assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+        }
+        // Whatever the drop spawned runs first.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert!(answered < 300, "some requests were dropped");
+    let used = server.mcp(Some(&token)).await;
+    assert_eq!(
+        used.status,
+        StatusCode::OK,
+        "the live token ({answered} answered): {}",
+        used.text()
+    );
+    let second = machine_token(&server).await;
+    assert_eq!(
+        second.status,
+        StatusCode::OK,
+        "the free place: {}",
+        second.text()
+    );
+}
