@@ -48,6 +48,7 @@ mod registrations;
 mod review3;
 mod review4;
 mod review5;
+mod review6;
 mod review_machine_clients;
 mod revoke;
 mod rmcp_server;
