@@ -25,6 +25,11 @@ use crate::rules::limits::MAX_JWKS_BYTES;
 /// At most one refetch per client and unknown key id in this interval.
 pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How long a fetch that failed through nobody's fault answers for its client and URL without
+/// another fetch: long enough that no burst makes the server fetch a down host in a loop, short
+/// enough that a client's host back up is fetched again at once in practice.
+pub(crate) const OUTAGE_HOLD: Duration = Duration::from_secs(1);
+
 /// Sets kept at most (one per client using `jwks_uri`).
 const CAPACITY: u64 = 1_000;
 
@@ -45,6 +50,8 @@ pub(crate) struct KeySetCache {
     refetched: Cache<String, Refetched>,
     /// Fetches under way when no fresh set is held, by client and URL, shared by their callers.
     fetching: Cache<String, Arc<JwkSet>>,
+    /// The last fetch failure through nobody's fault, by client and URL, for [`OUTAGE_HOLD`].
+    outages: Cache<String, KeySetError>,
     /// Refetches under way, by the same keys: marked while one runs, cleared when it ends or is
     /// dropped.
     pending: Mutex<HashSet<String>>,
@@ -99,7 +106,14 @@ impl KeySetCache {
                 .time_to_live(REFETCH_INTERVAL)
                 .build(),
             pending: Mutex::default(),
-            fetching: Cache::builder().max_capacity(CAPACITY).build(),
+            fetching: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(REFETCH_INTERVAL)
+                .build(),
+            outages: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(OUTAGE_HOLD)
+                .build(),
         }
     }
 
@@ -164,11 +178,14 @@ impl KeySetCache {
         client_id: &str,
         uri: &str,
     ) -> Result<Arc<JwkSet>, KeySetError> {
-        let key = format!("{client_id}\n{uri}");
+        let key = outage_key(client_id, uri);
+        if let Some(outage) = self.outages.get(&key).await {
+            return Err(outage);
+        }
         let fetched = self
             .fetching
             .try_get_with(key.clone(), async {
-                let (set, freshness) = fetch(fetcher, rules, uri).await?;
+                let (set, freshness) = self.fetch_noting_outages(fetcher, rules, &key, uri).await?;
                 Ok::<_, KeySetError>(self.keep(client_id, uri, set, freshness).await)
             })
             .await;
@@ -189,17 +206,24 @@ impl KeySetCache {
         uri: &str,
         kid: &str,
     ) -> Result<KeySet, KeySetError> {
+        if let Some(outage) = self.outages.get(&outage_key(client_id, uri)).await {
+            return Err(outage);
+        }
         let key = refetch_key(client_id, uri, kid);
         let refetched = self
             .refetched
             // One initialisation per key for concurrent callers; if its caller is dropped, a
             // waiting one takes it over. An answer that is nobody's fault (the host down, no
-            // fetch slot free) is not kept: the next request naming the key id fetches again, on
-            // its own unit of budget, so nobody can make a real new key fail for the minute by
-            // naming it while the fetch cannot succeed.
+            // fetch slot free) is not kept for the minute, so nobody can make a real new key fail
+            // for the minute by naming it while the fetch cannot succeed; it answers for the
+            // client for [`OUTAGE_HOLD`] instead, so that no burst fetches a down host in a loop.
             .try_get_with(key.clone(), async {
                 let _under_way = Pending::mark(&self.pending, &key);
-                match fetch(fetcher, rules, uri).await {
+                let outage = outage_key(client_id, uri);
+                match self
+                    .fetch_noting_outages(fetcher, rules, &outage, uri)
+                    .await
+                {
                     Ok((set, freshness)) => Ok(Ok(self.keep(client_id, uri, set, freshness).await)),
                     Err(error) if matches!(error.problem, DocumentProblem::Unavailable(_)) => {
                         Err(error)
@@ -218,12 +242,31 @@ impl KeySetCache {
         }
     }
 
-    /// Whether a refetch for `client_id`'s unknown key id `kid` is under way or was done within
-    /// [`REFETCH_INTERVAL`]: a request naming that key id then shares its answer and causes no
-    /// fetch of its own.
+    /// Whether a refetch for `client_id`'s unknown key id `kid` is under way, was done within
+    /// [`REFETCH_INTERVAL`], or an outage of its key host is held: a request naming that key id
+    /// then gets that answer and causes no fetch of its own.
     pub(crate) async fn shares_refetch(&self, client_id: &str, uri: &str, kid: &str) -> bool {
         let key = refetch_key(client_id, uri, kid);
-        self.refetched.contains_key(&key) || lock(&self.pending).contains(&key)
+        self.refetched.contains_key(&key)
+            || lock(&self.pending).contains(&key)
+            || self.outages.contains_key(&outage_key(client_id, uri))
+    }
+
+    /// [`fetch`], holding a failure that is nobody's fault under `outage` for [`OUTAGE_HOLD`].
+    async fn fetch_noting_outages(
+        &self,
+        fetcher: &Fetcher,
+        rules: &UrlRules,
+        outage: &str,
+        uri: &str,
+    ) -> Result<(JwkSet, Freshness), KeySetError> {
+        let fetched = fetch(fetcher, rules, uri).await;
+        if let Err(error) = &fetched
+            && matches!(error.problem, DocumentProblem::Unavailable(_))
+        {
+            self.outages.insert(outage.to_owned(), error.clone()).await;
+        }
+        fetched
     }
 
     /// Keep a fetched set as `client_id`'s for as long as its answer allows.
@@ -248,6 +291,11 @@ impl KeySetCache {
         }
         set
     }
+}
+
+/// The key of a client's key host outage: the client and the URL.
+fn outage_key(client_id: &str, uri: &str) -> String {
+    format!("{client_id}\n{uri}")
 }
 
 /// A refetch's key: the client, the URL its keys are at now (another URL is another set), and
@@ -439,8 +487,10 @@ mod tests {
 
     /// A refetch that failed through nobody's fault (here a 503 from the key host) is not kept:
     /// the next request naming that key id fetches again.
+    /// ... and is held for its client for [`OUTAGE_HOLD`] only (not the refetch's minute): a
+    /// request naming the key id meanwhile gets the 503 without a fetch of its own.
     #[tokio::test]
-    async fn a_refetch_that_failed_through_nobodys_fault_is_not_kept() {
+    async fn a_refetch_that_failed_through_nobodys_fault_is_held_a_moment_not_kept() {
         let (uri, rules, hits) = counting_host("503 Service Unavailable").await;
         let fetcher = Fetcher::new().unwrap();
         let cache = KeySetCache::new();
@@ -460,8 +510,19 @@ mod tests {
                 matches!(error.problem, DocumentProblem::Unavailable(_)),
                 "{error:?}"
             );
-            assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), attempt);
+            assert_eq!(
+                hits.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "attempt {attempt}"
+            );
         }
-        assert!(!cache.shares_refetch(client, &uri, "new-key").await);
+        assert!(cache.shares_refetch(client, &uri, "new-key").await, "held");
+        assert!(
+            !cache
+                .refetched
+                .contains_key(&refetch_key(client, &uri, "new-key")),
+            "not kept for the minute"
+        );
+        const { assert!(OUTAGE_HOLD.as_secs() * 10 <= REFETCH_INTERVAL.as_secs()) };
     }
 }

@@ -1,7 +1,10 @@
 //! Sixth outside review of issue 21's latest fixes (the refetch's "under way" mark living as long
 //! as the refetch, shared fetches of a missing set, a failed refetch through nobody's fault not
 //! kept, machine places armed before they are written): reproductions. Each test asserts a
-//! guarantee as the code's comments, SECURITY.md or the fix's commit state it.
+//! guarantee as the code's comments, SECURITY.md or the fix's commit state it. Its two breaks are
+//! fixed: a fetch failed through nobody's fault costs no unit and answers for its client for one
+//! second without another fetch (break 1: a burst could fetch past the budget; break 2: an outage
+//! during a rotation spent the real client's budget).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -170,7 +173,6 @@ impl FlakyHost {
 /// one address in ten or so fetches 21 to 23 times against 20; 20 units spent by the requests that
 /// held one, every fetch past them caused by a request holding none).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "break 1: a request that saw a refetch under way, reaching moka after it failed unkept, refetches holding no unit (failed 85 runs of 100)"]
 async fn a_burst_of_one_made_up_kid_while_the_key_host_is_down_fetches_it_past_the_budget() {
     use crate::common::jose::{TestKey, claims, now};
 
@@ -373,7 +375,6 @@ async fn abandoned_shared_fetches_never_leave_a_removed_key_accepted() {
 /// spends a unit of the client's own budget from its own address. Twenty of them, and when the
 /// host is back the client is locked out (429) for the budget's window, its old key included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "break 2: a refetch failed through nobody's fault spends the unit its causer held; 20 of them lock the real client out for 10 minutes"]
 async fn a_key_host_outage_during_a_rotation_does_not_lock_the_real_client_out() {
     use crate::common::jose::{TestKey, claims, now};
 
@@ -416,10 +417,16 @@ async fn a_key_host_outage_during_a_rotation_does_not_lock_the_real_client_out()
         &refresh_body(&new.sign(&claims(&client_id, now()))),
     )
     .await;
+    // Fixed (break 2): an outage's refetches cost the client nothing, so once the host is back
+    // its old key gets through; its new key gets through too, or, within the second an outage
+    // answer is held for its client (so that no burst fetches a down host in a loop), a 503 to
+    // retry: never 401 or 429.
     assert!(
         statuses.iter().all(|s| *s == 503)
             && with_old_key.status == StatusCode::BAD_REQUEST
-            && with_new_key.status == StatusCode::BAD_REQUEST,
+            && matches!(with_new_key.status.as_u16(), 400 | 503)
+            && (with_new_key.status == StatusCode::BAD_REQUEST
+                || with_new_key.error() == "temporarily_unavailable"),
         "the real client signing with its published new key while its key host answered 503 got \
          {statuses:?}; once the host was back, with its old key: {} (Retry-After: {:?}) {}; with \
          its new key: {} {}",

@@ -171,8 +171,16 @@ impl AuthServer {
                             }
                         }
                         Err(refused) => {
+                            // Spent when the client is at fault (its set broken, its URL
+                            // refused); given back when its host could not answer (503: nobody's
+                            // fault, and held a few seconds so that no burst fetches it in a
+                            // loop), so that an outage during a rotation costs the client nothing.
                             if let Some(attempt) = held {
-                                attempt.spend();
+                                if is_outage(&refused) {
+                                    attempt.refund();
+                                } else {
+                                    attempt.spend();
+                                }
                             }
                             return Err(refused);
                         }
@@ -270,18 +278,21 @@ impl AuthServer {
 
 /// No usable key set on the first fetch: a unit of the client's budget is spent when the client
 /// is at fault (its set is broken, its URL refused); not when its set could not be fetched right
-/// now (503, nobody's fault). (A failed refetch for an unknown key id spends the unit held
-/// across it: a made-up key id costs its sender even while the client's key host is down.)
+/// now (503, nobody's fault; the key sets hold such an answer a few seconds, so that no burst
+/// fetches a down host in a loop).
 fn keys_refused(budget: &Budget, client_id: &str, refused: Refused) -> Refused {
-    let outage = matches!(&refused, Refused::Error(error)
-        if error.code == ErrorCode::TemporarilyUnavailable);
-    if !outage {
+    if !is_outage(&refused) {
         // Spent if there is room; if not, the refusal stands as it is.
         if let Ok(attempt) = budget.reserve(Guessed::client(client_id)) {
             attempt.spend();
         }
     }
     refused
+}
+
+/// A key set that could not be had through nobody's fault: 503.
+fn is_outage(refused: &Refused) -> bool {
+    matches!(refused, Refused::Error(error) if error.code == ErrorCode::TemporarilyUnavailable)
 }
 
 /// Every failed check: 401 `invalid_client`, naming the check.
