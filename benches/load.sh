@@ -30,7 +30,7 @@ server_cpu="${SERVER_CPU:-0}"
 load_cpu="${LOAD_CPU:-1}"
 # Assertions signed per round for refresh_jwt: more than the run can spend (an empty pool shows as
 # non-2xx responses in the report).
-assertions="${ASSERTIONS:-$((seconds * 25000))}"
+assertions="${ASSERTIONS:-$((seconds * 50000))}"
 calls="${CALLGRIND_CALLS:-1000}"
 tokens_for_memory="${MEMORY_TOKENS:-1000000}"
 out="target/bench"

@@ -10,13 +10,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::JwkSet;
 use moka::future::Cache;
 
 use super::cache;
 use super::fetch::{FetchError, Fetcher, Freshness};
 use super::ssrf::{self, UrlRules};
 use crate::oauth::assertion::keys::public_key_set;
+use crate::oauth::assertion::public_keys::PublicKeys;
 use crate::oauth::assertion::{KeySet, KeySetError};
 use crate::oauth::client_metadata::DocumentProblem;
 
@@ -36,20 +36,20 @@ const CAPACITY: u64 = 1_000;
 #[derive(Clone, Debug)]
 struct Entry {
     uri: String,
-    set: Arc<JwkSet>,
+    set: Arc<PublicKeys>,
     fresh_until: Instant,
 }
 
 /// What a refetch for an unknown key id found, shared by every request naming that key id
 /// until [`REFETCH_INTERVAL`] has passed.
-type Refetched = Result<Arc<JwkSet>, KeySetError>;
+type Refetched = Result<Arc<PublicKeys>, KeySetError>;
 
 /// The cached sets, and each client's recent refetches by the unknown key id that caused them.
 pub(crate) struct KeySetCache {
     entries: Cache<String, Entry>,
     refetched: Cache<String, Refetched>,
     /// Fetches under way when no fresh set is held, by client and URL, shared by their callers.
-    fetching: Cache<String, Arc<JwkSet>>,
+    fetching: Cache<String, Arc<PublicKeys>>,
     /// The last fetch failure through nobody's fault, by client and URL, for [`OUTAGE_HOLD`].
     outages: Cache<String, KeySetError>,
     /// Refetches under way, by the same keys: marked while one runs, cleared when it ends or is
@@ -177,7 +177,7 @@ impl KeySetCache {
         rules: &UrlRules,
         client_id: &str,
         uri: &str,
-    ) -> Result<Arc<JwkSet>, KeySetError> {
+    ) -> Result<Arc<PublicKeys>, KeySetError> {
         let key = outage_key(client_id, uri);
         if let Some(outage) = self.outages.get(&key).await {
             return Err(outage);
@@ -259,7 +259,7 @@ impl KeySetCache {
         rules: &UrlRules,
         outage: &str,
         uri: &str,
-    ) -> Result<(JwkSet, Freshness), KeySetError> {
+    ) -> Result<(PublicKeys, Freshness), KeySetError> {
         let fetched = fetch(fetcher, rules, uri).await;
         if let Err(error) = &fetched
             && matches!(error.problem, DocumentProblem::Unavailable(_))
@@ -274,9 +274,9 @@ impl KeySetCache {
         &self,
         client_id: &str,
         uri: &str,
-        set: JwkSet,
+        set: PublicKeys,
         freshness: Freshness,
-    ) -> Arc<JwkSet> {
+    ) -> Arc<PublicKeys> {
         let set = Arc::new(set);
         match cache::time_to_live(freshness) {
             Some(ttl) => {
@@ -309,7 +309,7 @@ async fn fetch(
     fetcher: &Fetcher,
     rules: &UrlRules,
     uri: &str,
-) -> Result<(JwkSet, Freshness), KeySetError> {
+) -> Result<(PublicKeys, Freshness), KeySetError> {
     let error = |problem| KeySetError {
         url: crate::oauth::params::printable(uri),
         problem,
@@ -363,7 +363,7 @@ mod tests {
             "nothing to fall back on"
         );
 
-        let last_good = Arc::new(JwkSet { keys: Vec::new() });
+        let last_good = Arc::new(PublicKeys::default());
         let expired = Entry {
             uri: uri.clone(),
             set: Arc::clone(&last_good),
@@ -430,7 +430,7 @@ mod tests {
         let cache = Arc::new(KeySetCache::new());
         let fresh = Entry {
             uri: uri.clone(),
-            set: Arc::new(JwkSet { keys: Vec::new() }),
+            set: Arc::new(PublicKeys::default()),
             fresh_until: Instant::now() + Duration::from_secs(600),
         };
         let clients = ["https://a.example/c", "https://b.example/c"];
@@ -497,7 +497,7 @@ mod tests {
         let client = "https://a.example/c";
         let fresh = Entry {
             uri: uri.clone(),
-            set: Arc::new(JwkSet { keys: Vec::new() }),
+            set: Arc::new(PublicKeys::default()),
             fresh_until: Instant::now() + Duration::from_secs(600),
         };
         cache.entries.insert(client.to_owned(), fresh).await;

@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use jsonwebtoken::jwk::JwkSet;
-
 use crate::Error;
 use crate::config::OAuthConfig;
 use crate::oauth::assertion::keys::{AssertionRules, KeySource, public_key_set};
+use crate::oauth::assertion::public_keys::PublicKeys;
 use crate::oauth::clients::PreRegistered;
 use crate::oauth::machine::{MachineClient as MachineRules, credentials_fingerprint};
 use crate::store::TokenHash;
@@ -182,11 +181,11 @@ pub(super) fn has_key_uri(config: &OAuthConfig) -> bool {
 }
 
 /// A JWK set configured inline, as JSON text: public signing keys only, at least one usable.
-fn inline_keys(text: &str) -> Result<JwkSet, String> {
+fn inline_keys(text: &str) -> Result<PublicKeys, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("is not valid JSON ({e})"))?;
     let set = public_key_set(&value)?;
-    if set.keys.is_empty() {
+    if set.is_empty() {
         return Err("holds no usable public signing key (RSA, EC P-256 or Ed25519)".to_owned());
     }
     Ok(set)

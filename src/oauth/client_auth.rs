@@ -4,9 +4,10 @@
 //! document client has no secret; one that registered `private_key_jwt` alone must sign.
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 
 use super::assertion::JWT_BEARER;
+use super::assertion::compact::Assertion;
 use super::budget::{Budget, Guessed, Refused};
 use super::clients::{Client, FindError};
 use super::params::Params;
@@ -18,8 +19,8 @@ use crate::rules::secret::{self, Secret};
 struct Presented {
     client_id: String,
     secret: Option<Secret>,
-    /// A `client_assertion` of the one accepted type, not yet verified.
-    assertion: Option<String>,
+    /// A `client_assertion` of the one accepted type, read but not yet verified.
+    assertion: Option<Assertion>,
 }
 
 impl AuthServer {
@@ -227,9 +228,10 @@ fn presented(authorization: Option<&str>, params: &Params<'_>) -> Result<Present
         }
         // The client is named by the assertion's `iss` (RFC 7523 §3), read here only to find
         // its keys: nothing in it is trusted before the signature is checked.
-        let issuer = unverified_issuer(&assertion).ok_or_else(|| {
-            OAuthError::invalid_client("client assertion refused: it has no readable iss")
-        })?;
+        let unreadable =
+            || OAuthError::invalid_client("client assertion refused: it has no readable iss");
+        let assertion = Assertion::parse(assertion).ok_or_else(unreadable)?;
+        let issuer = assertion.issuer().ok_or_else(unreadable)?.to_owned();
         if params.get("client_id").is_some_and(|id| id != issuer) {
             return Err(OAuthError::invalid_request(
                 "client_id differs from the client assertion's iss",
@@ -252,13 +254,13 @@ fn presented(authorization: Option<&str>, params: &Params<'_>) -> Result<Present
 }
 
 /// `client_assertion` with `client_assertion_type` exactly [`JWT_BEARER`] (RFC 7521 §4.2).
-fn assertion_of(params: &Params<'_>) -> Result<Option<String>, OAuthError> {
+fn assertion_of<'p>(params: &'p Params<'_>) -> Result<Option<&'p str>, OAuthError> {
     match (
         params.get("client_assertion_type"),
         params.get("client_assertion"),
     ) {
         (None, None) => Ok(None),
-        (Some(JWT_BEARER), Some(assertion)) => Ok(Some(assertion.to_owned())),
+        (Some(JWT_BEARER), Some(assertion)) => Ok(Some(assertion)),
         (Some(_), Some(_)) => Err(OAuthError::invalid_client(format!(
             "client assertion refused: client_assertion_type must be {JWT_BEARER}"
         ))),
@@ -266,14 +268,6 @@ fn assertion_of(params: &Params<'_>) -> Result<Option<String>, OAuthError> {
             "client_assertion and client_assertion_type go together",
         )),
     }
-}
-
-/// The `iss` of a JWT, unverified: which client claims to have signed it.
-fn unverified_issuer(assertion: &str) -> Option<String> {
-    let payload = assertion.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("iss")?.as_str().map(str::to_owned)
 }
 
 /// RFC 6749 §2.3.1: base64 of `urlencode(id) ":" urlencode(secret)`.
@@ -297,6 +291,8 @@ fn decode_basic(encoded: &str) -> Option<(String, String)> {
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     #[test]

@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use jsonwebtoken::jwk::JwkSet;
-
 use super::AuthServer;
 use super::assertion::keys::{self, AssertionRules, KeySource};
+use super::assertion::public_keys::PublicKeys;
 use super::client_format::{DocumentMembers, Sent};
 use crate::rules::limits::MAX_JWKS_BYTES;
 use crate::store::{AssertionKeys, ClientKeys};
@@ -73,12 +72,13 @@ impl AuthServer {
 /// A JWK set registered inline, as kept: its usable public signing keys only.
 fn inline_keys(jwks: &serde_json::Value) -> Result<serde_json::Value, String> {
     let set = keys::public_key_set(jwks).map_err(|reason| format!("jwks is refused: {reason}"))?;
-    if set.keys.is_empty() {
+    if set.is_empty() {
         return Err(
             "jwks holds no usable public signing key (RSA, EC P-256 or Ed25519, use sig)".into(),
         );
     }
-    let kept = serde_json::to_value(&set).map_err(|e| format!("jwks is refused: {e}"))?;
+    let kept =
+        serde_json::to_value(set.to_jwk_set()).map_err(|e| format!("jwks is refused: {e}"))?;
     if kept.to_string().len() > MAX_JWKS_BYTES {
         return Err(format!(
             "jwks is larger than {MAX_JWKS_BYTES} bytes (its usable keys, as kept)"
@@ -123,7 +123,7 @@ fn verifies_nothing(reason: &str) -> KeySource {
         reason,
         "a registered client's keys no longer pass the rules; its assertions are refused"
     );
-    KeySource::Inline(Arc::new(JwkSet { keys: Vec::new() }))
+    KeySource::Inline(Arc::new(PublicKeys::default()))
 }
 
 #[cfg(test)]
@@ -135,7 +135,7 @@ mod tests {
     const N: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
 
     fn holds_no_key(rules: &AssertionRules) -> bool {
-        matches!(&rules.keys, KeySource::Inline(set) if set.keys.is_empty())
+        matches!(&rules.keys, KeySource::Inline(set) if set.is_empty())
     }
 
     #[test]

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use serde_json::Value;
 
+use super::public_keys::PublicKeys;
 use crate::oauth::client_format::Sent;
 use crate::oauth::params::printable;
 
@@ -62,7 +63,7 @@ pub(crate) fn registered_algorithm(sent: &Sent<String>) -> Result<Option<Algorit
 #[derive(Clone, Debug)]
 pub(crate) enum KeySource {
     /// In its registration (`jwks`), already checked by [`public_key_set`].
-    Inline(Arc<JwkSet>),
+    Inline(Arc<PublicKeys>),
     /// At this URL (`jwks_uri`), fetched when needed.
     Uri(String),
 }
@@ -85,7 +86,7 @@ pub(crate) struct AssertionRules {
 /// # Errors
 ///
 /// A plain-words reason, naming the rule broken.
-pub(crate) fn public_key_set(value: &Value) -> Result<JwkSet, String> {
+pub(crate) fn public_key_set(value: &Value) -> Result<PublicKeys, String> {
     let Some(keys) = value.get("keys").and_then(Value::as_array) else {
         return Err("the JWK set has no keys list".into());
     };
@@ -120,7 +121,7 @@ pub(crate) fn public_key_set(value: &Value) -> Result<JwkSet, String> {
             usable.push(jwk);
         }
     }
-    Ok(JwkSet { keys: usable })
+    Ok(PublicKeys::new(usable))
 }
 
 #[cfg(test)]
@@ -139,7 +140,7 @@ mod tests {
             { "kty": "XYZ", "kid": "odd" },
         ]}))
         .unwrap();
-        assert_eq!(set.keys.len(), 1);
+        assert_eq!(set.to_jwk_set().keys.len(), 1);
         assert!(set.find("a").is_some());
     }
 

@@ -6,21 +6,24 @@
 //! and this module ties them to the client, the key fetcher ([`KeySets`], implemented by the
 //! `cimd` module, which owns the SSRF-safe fetcher), the failure budget and single use of `jti`.
 
+pub(crate) mod compact;
 pub(crate) mod keys;
+pub(crate) mod public_keys;
 pub(crate) mod verify;
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jsonwebtoken::jwk::JwkSet;
 
 use super::budget::{Budget, Guessed, Refused};
 use super::client_metadata::DocumentProblem;
 use super::{AuthServer, ErrorCode, OAuthError};
 use crate::audit::{Source, StepKind};
 use crate::store::{GrantId, StoreError, TokenHash, TokenKind, TokenRecord};
+use compact::Assertion;
 use keys::{AssertionRules, KeySource};
+use public_keys::PublicKeys;
 use verify::{Expected, Failure};
 
 /// The one `client_assertion_type` this server accepts (RFC 7523 §2.2).
@@ -61,7 +64,7 @@ pub(crate) trait KeySets: Send + Sync + fmt::Debug {
 /// refetch could not improve on).
 #[derive(Clone, Debug)]
 pub(crate) struct KeySet {
-    pub(crate) keys: Arc<JwkSet>,
+    pub(crate) keys: Arc<PublicKeys>,
     pub(crate) cached: bool,
 }
 
@@ -117,7 +120,7 @@ impl AuthServer {
     pub(crate) async fn check_assertion(
         &self,
         client_id: &str,
-        assertion: &str,
+        assertion: &Assertion,
         rules: &AssertionRules,
         budget: &Budget,
     ) -> Result<(), Refused> {

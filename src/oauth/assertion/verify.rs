@@ -1,12 +1,14 @@
 //! Checking one client assertion (RFC 7523 §3) against a client's keys: the signature by
-//! `jsonwebtoken` (aws-lc), with the algorithm the client registered or one of the allowed ones,
-//! never whatever the header asks for; then every claim, by the server's clock.
+//! aws-lc-rs, with the algorithm the client registered or one of the allowed ones, never
+//! whatever the header asks for; then every claim, by the server's clock.
 
-use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::KeyAlgorithm;
 use serde_json::Value;
 
+use super::compact::{Assertion, Claims};
 use super::keys::ALLOWED_ALGORITHMS;
+use super::public_keys::{PublicKey, PublicKeys};
 use crate::store::UnixTime;
 
 /// How far a client's clock may be ahead of ours (`nbf`, `iat`) or behind it (`exp`).
@@ -66,13 +68,13 @@ fn refused(reason: impl Into<String>) -> Failure {
 ///
 /// The first check that failed.
 pub(crate) fn verify(
-    assertion: &str,
-    keys: &JwkSet,
+    assertion: &Assertion,
+    keys: &PublicKeys,
     expected: &Expected<'_>,
 ) -> Result<Verified, Failure> {
     // The header is read only to learn its algorithm and key id; both are checked against what
     // the client registered before anything is trusted.
-    let header = decode_header(assertion).map_err(|_| {
+    let header = assertion.header().ok_or_else(|| {
         refused(
             "the assertion is not a signed JWT with a supported algorithm (alg none is refused)",
         )
@@ -101,8 +103,9 @@ pub(crate) fn verify(
             "the assertion's kid is longer than {MAX_KID_BYTES} bytes"
         )));
     }
-    let jwk = key_for(keys, header.kid.as_deref())?;
-    if jwk
+    let key = key_for(keys, header.kid.as_deref())?;
+    if key
+        .jwk()
         .common
         .key_algorithm
         .is_some_and(|alg| alg != KeyAlgorithm::from(header.alg))
@@ -111,43 +114,44 @@ pub(crate) fn verify(
             "the assertion's algorithm is not the one its key is for",
         ));
     }
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| refused("the client's key is not usable"))?;
-    let mut validation = Validation::new(header.alg);
-    // The claims are checked below, by the server's clock and in words that name each check.
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let claims = decode::<Value>(assertion, &key, &validation)
-        .map_err(|_| refused("the assertion's signature does not verify with the client's key"))?
-        .claims;
-    check_claims(&claims, expected)
+    // A key of another type than the algorithm, or a malformed one, verifies nothing.
+    let signature_ok = match (key.verifier(header.alg), assertion.signature()) {
+        (Some(verifier), Some(signature)) => verifier
+            .verify_sig(assertion.signing_input(), &signature)
+            .is_ok(),
+        _ => false,
+    };
+    if !signature_ok {
+        return Err(refused(
+            "the assertion's signature does not verify with the client's key",
+        ));
+    }
+    check_claims(assertion.claims(), expected)
 }
 
 /// The key the header names; without a `kid`, the set's only key.
-fn key_for<'k>(keys: &'k JwkSet, kid: Option<&str>) -> Result<&'k Jwk, Failure> {
+fn key_for<'k>(keys: &'k PublicKeys, kid: Option<&str>) -> Result<&'k PublicKey, Failure> {
     match kid {
         Some(kid) => keys
             .find(kid)
             .ok_or_else(|| Failure::UnknownKey(kid.to_owned())),
-        None => match keys.keys.as_slice() {
-            [only] => Ok(only),
-            _ => Err(refused(
-                "the assertion names no kid, and the client has more than one key",
-            )),
-        },
+        None => keys.only().ok_or_else(|| {
+            refused("the assertion names no kid, and the client has more than one key")
+        }),
     }
 }
 
-fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<Verified, Failure> {
-    let text = |name: &str| claims.get(name).and_then(Value::as_str);
-    if text("iss") != Some(expected.client_id) {
+fn check_claims(claims: &Claims, expected: &Expected<'_>) -> Result<Verified, Failure> {
+    fn text(claim: &Option<Value>) -> Option<&str> {
+        claim.as_ref().and_then(Value::as_str)
+    }
+    if text(&claims.iss) != Some(expected.client_id) {
         return Err(refused("the assertion's iss is not the client_id"));
     }
-    if text("sub") != Some(expected.client_id) {
+    if text(&claims.sub) != Some(expected.client_id) {
         return Err(refused("the assertion's sub is not the client_id"));
     }
-    let audience_ok = match claims.get("aud") {
+    let audience_ok = match &claims.aud {
         Some(Value::String(aud)) => expected.audiences.contains(&aud.as_str()),
         Some(Value::Array(auds)) => auds
             .iter()
@@ -161,8 +165,8 @@ fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<Verified, Fai
         ));
     }
     let now = expected.now.0;
-    let time = |name: &str| -> Result<Option<u64>, Failure> {
-        match claims.get(name) {
+    let time = |name: &str, claim: &Option<Value>| -> Result<Option<u64>, Failure> {
+        match claim {
             None => Ok(None),
             Some(value) => value
                 .as_u64()
@@ -171,7 +175,7 @@ fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<Verified, Fai
                 .ok_or_else(|| refused(format!("the assertion's {name} is not a time"))),
         }
     };
-    let Some(exp) = time("exp")? else {
+    let Some(exp) = time("exp", &claims.exp)? else {
         return Err(refused("the assertion has no exp"));
     };
     if exp.saturating_add(CLOCK_SKEW_SECS) <= now {
@@ -182,13 +186,13 @@ fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<Verified, Fai
             "the assertion's exp is more than {MAX_LIFETIME_SECS} seconds ahead"
         )));
     }
-    if time("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(CLOCK_SKEW_SECS)) {
+    if time("nbf", &claims.nbf)?.is_some_and(|nbf| nbf > now.saturating_add(CLOCK_SKEW_SECS)) {
         return Err(refused("the assertion is not valid yet (nbf)"));
     }
-    if time("iat")?.is_some_and(|iat| iat > now.saturating_add(CLOCK_SKEW_SECS)) {
+    if time("iat", &claims.iat)?.is_some_and(|iat| iat > now.saturating_add(CLOCK_SKEW_SECS)) {
         return Err(refused("the assertion was issued in the future (iat)"));
     }
-    let jti = match text("jti") {
+    let jti = match text(&claims.jti) {
         Some(jti) if !jti.is_empty() && jti.len() <= MAX_JTI_BYTES => jti,
         _ => return Err(refused("the assertion has no jti, or an unusable one")),
     };
@@ -219,7 +223,7 @@ mod tests {
         }
     }
 
-    fn claims(changes: Value) -> Value {
+    fn claims(changes: Value) -> Claims {
         let mut claims = json!({
             "iss": ID, "sub": ID, "aud": "https://as.example/token",
             "exp": NOW.0 + 60, "iat": NOW.0, "jti": "j1",
@@ -231,7 +235,7 @@ mod tests {
                 claims[key] = value.clone();
             }
         }
-        claims
+        serde_json::from_value(claims).unwrap()
     }
 
     #[test]
