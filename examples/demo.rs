@@ -45,7 +45,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, Json, ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::{Deserialize, Serialize};
@@ -124,11 +124,17 @@ async fn run() -> Result<(), BoxError> {
     if let Some(host) = url::Url::parse(&server_url)?.host_str() {
         allowed_hosts.push(host.to_owned());
     }
-    let mcp_config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts);
+    // Stateless Streamable HTTP with JSON responses (MCP 2026-07-28): every request stands alone,
+    // so one client's requests never queue on a session. Clients of older revisions keep working:
+    // their `initialize` gets no `Mcp-Session-Id`, so they send none, and a stale one is ignored.
+    let mcp_config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(allowed_hosts)
+        .with_legacy_session_mode(false)
+        .with_json_response(true);
     let shutdown_sessions = mcp_config.cancellation_token.clone();
     let mcp_service = StreamableHttpService::new(
         || Ok(Demo::new()),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(NeverSessionManager::default()),
         mcp_config,
     );
     let mut app: Router = oauth.router(Router::new().nest_service("/mcp", mcp_service));

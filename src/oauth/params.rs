@@ -71,10 +71,15 @@ impl<'a> Params<'a> {
 /// percent-decoding, then UTF-8 with replacement characters); borrowed when there is nothing to
 /// decode, as for tokens, codes and ids.
 fn decode(text: &str) -> Cow<'_, str> {
-    if !text.contains(['%', '+']) {
+    // Bytes, not chars: a client assertion is a kilobyte, and `%` and `+` are ASCII.
+    if !text.bytes().any(|byte| matches!(byte, b'%' | b'+')) {
         return Cow::Borrowed(text);
     }
-    let spaced = text.replace('+', " ");
+    let spaced = if text.contains('+') {
+        Cow::Owned(text.replace('+', " "))
+    } else {
+        Cow::Borrowed(text)
+    };
     Cow::Owned(
         percent_encoding::percent_decode_str(&spaced)
             .decode_utf8_lossy()

@@ -18,7 +18,7 @@ use mcp_oauth::{McpOAuth, MemoryStore, OAuthConfig, TokenInfo};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 use serde_json::{Value, json};
@@ -246,10 +246,14 @@ impl LiveServer {
             .build()
             .expect("build the layer");
 
+        // As the demo serves it: stateless, JSON responses (MCP 2026-07-28).
         let mcp_service = StreamableHttpService::new(
             || Ok(Whoami::new()),
-            Arc::new(LocalSessionManager::default()),
-            StreamableHttpServerConfig::default().with_allowed_hosts(["localhost", "127.0.0.1"]),
+            Arc::new(NeverSessionManager::default()),
+            StreamableHttpServerConfig::default()
+                .with_allowed_hosts(["localhost", "127.0.0.1"])
+                .with_legacy_session_mode(false)
+                .with_json_response(true),
         );
         let log: Log = Arc::default();
         let app = oauth
@@ -480,11 +484,12 @@ impl LiveServer {
             rpc_message(&init.body)["result"]["serverInfo"]["name"],
             SERVER_NAME
         );
-        let session = init
-            .header("mcp-session-id")
-            .expect("Mcp-Session-Id")
-            .to_owned();
-        headers.push(("mcp-session-id", session.as_str()));
+        // A stateless server (as this one, and the demo) issues no session; a client of any
+        // revision sends one only when it was given one.
+        let session = init.header("mcp-session-id").map(str::to_owned);
+        if let Some(session) = &session {
+            headers.push(("mcp-session-id", session.as_str()));
+        }
         let initialized = self
             .post_json(
                 &self.mcp_url,

@@ -257,22 +257,9 @@ async fn rmcp_sdk_discovers_registers_authorizes_calls_and_refreshes_by_itself()
         server.trace()
     );
 
-    // Closing ends the session with a DELETE, through the guard with the refreshed token.
+    // The server is stateless (as the demo): no session to end, so closing sends no DELETE
+    // (every method on /mcp is guarded alike: `flows::outside_review_architecture`).
     client.cancel().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let delete = loop {
-        if let Some(delete) = server
-            .seen()
-            .into_iter()
-            .find(|s| s.method == Method::DELETE && s.path == "/mcp")
-        {
-            break delete;
-        }
-        assert!(Instant::now() < deadline, "no DELETE:\n{}", server.trace());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(delete.status.is_success(), "{}", server.trace());
-    assert_eq!(delete.auth_scheme.as_deref(), Some("Bearer"));
 }
 
 #[tokio::test]

@@ -6,8 +6,9 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Header, decode_header};
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
 /// An assertion whose claims could be read.
@@ -20,6 +21,19 @@ pub(crate) struct Assertion {
     /// is known, so that it counts against its budget.
     header: Option<Header>,
     claims: Claims,
+}
+
+/// The JOSE header members this server acts on (RFC 7515 §4.1). Any other member is ignored: no
+/// key is ever taken from the header (`jwk`, `jku`, `x5u`, `x5c`), only from the client's set.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Header {
+    /// Refuses any algorithm `jsonwebtoken` does not name, `none` among them.
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<String>,
+    /// Present (any value): an extension this server must understand, and it understands none.
+    crit: Option<IgnoredAny>,
+    /// RFC 7797: `false` would change what the signature signs.
+    b64: Option<Value>,
 }
 
 /// The claims RFC 7523 §3 rules on, each as sent (their types are checked with the claim). A
@@ -46,10 +60,16 @@ impl Assertion {
             return None;
         };
         let claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        let header_len = header.len();
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .ok()
+            .and_then(|json| serde_json::from_slice::<Header>(&json).ok())
+            .filter(Header::understood);
         Some(Self {
             text: text.to_owned(),
-            signed_len: header.len() + 1 + payload.len(),
-            header: decode_header(text).ok().filter(understood),
+            signed_len: header_len + 1 + payload.len(),
+            header,
             claims,
         })
     }
@@ -80,11 +100,13 @@ impl Assertion {
     }
 }
 
-/// Whether this server understands every part of `header` (`decode_header` reads it without
-/// this check): it implements no JWS extension, so a `crit` list refuses it (RFC 7515 §4.1.11),
-/// and so does `b64` other than true (RFC 7797 would change what the signature signs).
-fn understood(header: &Header) -> bool {
-    header.crit.is_none() && matches!(header.extras.get::<bool>("b64"), Ok(None | Some(true)))
+impl Header {
+    /// Whether this server understands every part of the header: it implements no JWS
+    /// extension, so a `crit` list refuses it (RFC 7515 §4.1.11), and so does `b64` other than
+    /// true.
+    fn understood(&self) -> bool {
+        self.crit.is_none() && matches!(self.b64, None | Some(Value::Bool(true)))
+    }
 }
 
 /// An assertion is a credential until its `jti` is recorded: its text is never printed.
