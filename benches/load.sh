@@ -68,7 +68,7 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --d
 for _ in $(seq 50); do [[ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" == PONG ]] && break; sleep 0.1; done
 
 base_port="$(free_port 18100 18200)"
-echo "==> starting the benchmark server on 127.0.0.1:$base_port-$((base_port + 7)), CPU $server_cpu"
+echo "==> starting the benchmark server on 127.0.0.1:$base_port-$((base_port + 9)), CPU $server_cpu"
 taskset -c "$server_cpu" target/release/examples/bench_server "$base_port" "$out" "redis://127.0.0.1:$redis_port/" "$rounds" \
     >"$out/server.log" 2>&1 &
 server_pid=$!
@@ -91,7 +91,7 @@ run() { # name port [wrk args...]
     echo "cpu_ticks=$((after - before))" >>"$out/raw/$round-$name.txt"
 }
 
-echo "==> load: $rounds rounds x 8 configurations x ${seconds}s, $connections connections, wrk on CPU $load_cpu"
+echo "==> load: $rounds rounds x 10 configurations x ${seconds}s, $connections connections, wrk on CPU $load_cpu"
 for round in $(seq "$rounds"); do
     path=/mcp
     run plain "$base_port"
@@ -100,6 +100,8 @@ for round in $(seq "$rounds"); do
     run redis "$((base_port + 3))" -H "Authorization: Bearer $REDIS_ACCESS"
     run sqlite_cached "$((base_port + 6))" -H "Authorization: Bearer $SQLITE_CACHED_ACCESS"
     run redis_cached "$((base_port + 7))" -H "Authorization: Bearer $REDIS_CACHED_ACCESS"
+    run demo "$((base_port + 8))" -s benches/wrk/tools_call.lua
+    run demo_guarded "$((base_port + 9))" -s benches/wrk/tools_call.lua -H "Authorization: Bearer $MEMORY_ACCESS"
     path=/token
     run refresh "$((base_port + 4))" -s benches/wrk/refresh.lua -- "$MEMORY_CLIENT_ID" "$out/refresh_tokens_$round.txt" "$threads"
     # Signed now: each assertion lives a minute.

@@ -10,6 +10,9 @@
 //!   key, its public key set configured inline);
 //! - `BASE_PORT + 6`, `BASE_PORT + 7` the guarded route on SQLite and on Redis, each behind a
 //!   `CachingStore` (5 seconds);
+//! - `BASE_PORT + 8` the demo's MCP server (`examples/demo/tools.rs`: rmcp, stateless, JSON
+//!   responses) at `/mcp`, bare; `BASE_PORT + 9` the same behind the bearer guard on
+//!   `MemoryStore`, as the demo serves it;
 //!
 //! all with rate limits off. Before listening it runs the OAuth flow on each backend and writes
 //! `DIR/tokens.env` (an access token per backend and per cached backend, the two clients' ids),
@@ -26,6 +29,8 @@
 
 #[path = "../benches/support/mod.rs"]
 mod support;
+#[path = "demo/tools.rs"]
+mod tools;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -94,7 +99,11 @@ async fn main() {
 
     // The same route bare and behind the guard (what the guard costs), then the whole router for
     // the token endpoint, with each kind of client.
-    let apps: [Router; 8] = [
+    let demo = || {
+        let hosts = vec!["127.0.0.1".to_owned()];
+        Router::new().nest_service("/mcp", tools::mcp_service(tools::transport_config(hosts)))
+    };
+    let apps: [Router; 10] = [
         support::mcp_route(),
         memory.guarded.clone(),
         on_sqlite.guarded.clone(),
@@ -103,6 +112,8 @@ async fn main() {
         signing.full.clone(),
         on_cached_sqlite.guarded.clone(),
         on_cached_redis.guarded.clone(),
+        demo(),
+        demo().layer(memory.oauth.bearer_layer()),
     ];
     let mut servers = Vec::new();
     for (offset, app) in (0u16..).zip(apps) {
