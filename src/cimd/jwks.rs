@@ -52,6 +52,9 @@ pub(crate) struct KeySetCache {
     fetching: Cache<String, Arc<PublicKeys>>,
     /// The last fetch failure through nobody's fault, by client and URL, for [`OUTAGE_HOLD`].
     outages: Cache<String, KeySetError>,
+    /// One refetch at a time per client and URL, whatever key id caused it: a burst of made-up
+    /// key ids while the host is down fetches it once, and the rest find the outage held.
+    refetch_turns: Cache<String, Arc<tokio::sync::Mutex<()>>>,
     /// Refetches under way, by the same keys: marked while one runs, cleared when it ends or is
     /// dropped.
     pending: Mutex<HashSet<String>>,
@@ -113,6 +116,10 @@ impl KeySetCache {
             outages: Cache::builder()
                 .max_capacity(CAPACITY)
                 .time_to_live(OUTAGE_HOLD)
+                .build(),
+            refetch_turns: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(REFETCH_INTERVAL)
                 .build(),
         }
     }
@@ -206,8 +213,19 @@ impl KeySetCache {
         uri: &str,
         kid: &str,
     ) -> Result<KeySet, KeySetError> {
-        if let Some(outage) = self.outages.get(&outage_key(client_id, uri)).await {
-            return Err(outage);
+        let outage = outage_key(client_id, uri);
+        if let Some(held) = self.outages.get(&outage).await {
+            return Err(held);
+        }
+        // Waiting for the turn holds nothing but this request (and the budget unit its caller
+        // holds for a refetch it may cause); the one before may have found the host down.
+        let turn = self
+            .refetch_turns
+            .get_with(outage.clone(), async { Arc::default() })
+            .await;
+        let _turn = turn.lock().await;
+        if let Some(held) = self.outages.get(&outage).await {
+            return Err(held);
         }
         let key = refetch_key(client_id, uri, kid);
         let refetched = self
@@ -219,7 +237,6 @@ impl KeySetCache {
             // client for [`OUTAGE_HOLD`] instead, so that no burst fetches a down host in a loop.
             .try_get_with(key.clone(), async {
                 let _under_way = Pending::mark(&self.pending, &key);
-                let outage = outage_key(client_id, uri);
                 match self
                     .fetch_noting_outages(fetcher, rules, &outage, uri)
                     .await

@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
-use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 
 use super::keys::ALLOWED_ALGORITHMS;
@@ -109,14 +109,23 @@ fn ready_for(jwk: &Jwk, algorithm: Algorithm) -> Option<ParsedPublicKey> {
         DecodingKeyKind::SecretOrDer(bytes) => ParsedPublicKey::new(params, bytes).ok(),
         DecodingKeyKind::RsaModulusExponent { .. } => None,
     };
-    match (algorithm, key.family()) {
-        (Algorithm::RS256, _) => rsa(&signature::RSA_PKCS1_2048_8192_SHA256),
-        (Algorithm::PS256, _) => rsa(&signature::RSA_PSS_2048_8192_SHA256),
-        // An uncompressed P-256 point; a point on another curve is refused when parsed.
-        (Algorithm::ES256, jsonwebtoken::AlgorithmFamily::Ec) => {
+    // `from_jwk` reads a raw key's coordinates whatever its `crv` says: the curve is checked
+    // here, so that a key is only ever used as what its JWK declares it to be.
+    let curve = match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(params) => Some(&params.curve),
+        AlgorithmParameters::OctetKeyPair(params) => Some(&params.curve),
+        _ => None,
+    };
+    match (algorithm, key.family(), curve) {
+        (Algorithm::RS256, _, None) => rsa(&signature::RSA_PKCS1_2048_8192_SHA256),
+        (Algorithm::PS256, _, None) => rsa(&signature::RSA_PSS_2048_8192_SHA256),
+        // An uncompressed P-256 point; a point off the curve is refused when parsed.
+        (Algorithm::ES256, jsonwebtoken::AlgorithmFamily::Ec, Some(EllipticCurve::P256)) => {
             raw(&signature::ECDSA_P256_SHA256_FIXED)
         }
-        (Algorithm::EdDSA, jsonwebtoken::AlgorithmFamily::Ed) => raw(&signature::ED25519),
+        (Algorithm::EdDSA, jsonwebtoken::AlgorithmFamily::Ed, Some(EllipticCurve::Ed25519)) => {
+            raw(&signature::ED25519)
+        }
         _ => None,
     }
 }
@@ -203,6 +212,26 @@ mod tests {
             "kty": "OKP", "crv": "Ed25519", "x": b64(ed.public_key().as_ref()),
         }));
         verifies_only(&ed_key, Algorithm::EdDSA, ed.sign(MESSAGE).as_ref());
+    }
+
+    #[test]
+    fn a_key_verifies_only_as_the_curve_its_jwk_names() {
+        let rng = SystemRandom::new();
+        let ec = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let point = ec.public_key().as_ref();
+        let signature = ec.sign(&rng, MESSAGE).unwrap();
+        for crv in ["P-384", "Ed25519"] {
+            let key = key(json!({
+                "kty": "EC", "crv": crv, "x": b64(&point[1..33]), "y": b64(&point[33..]),
+            }));
+            let verified = key
+                .verifier(Algorithm::ES256)
+                .is_some_and(|v| v.verify_sig(MESSAGE, signature.as_ref()).is_ok());
+            assert!(!verified, "a P-256 point labelled {crv} verified ES256");
+        }
+        let ed = Ed25519KeyPair::generate().unwrap();
+        let key = key(json!({ "kty": "OKP", "crv": "P-256", "x": b64(ed.public_key().as_ref()) }));
+        assert!(key.verifier(Algorithm::EdDSA).is_none());
     }
 
     #[test]
