@@ -196,3 +196,107 @@ async fn a_header_naming_b64_twice_is_read_as_its_last_value() {
         reply.text()
     );
 }
+
+/// As [`an_ec_key_labelled_p384_verifies_es256`], for the other raw key type: an `OKP` JWK that
+/// says `crv: P-256` (not Ed25519) verifies EdDSA with its 32 bytes read as an Ed25519 key.
+#[tokio::test]
+async fn an_okp_key_labelled_p256_verifies_eddsa() {
+    let key = TestKey::ed("okp-p256");
+    let mut jwk = key.jwk();
+    jwk["crv"] = json!("P-256");
+    let host = KeyHost::start(json!({ "keys": [jwk] }), None).await;
+    let client_id = host.client_id();
+    let server = host.server();
+    let reply = refresh(&server, &key.sign(&claims(&client_id, now()))).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "an EdDSA assertion verified with an OKP key whose JWK says crv P-256: {}",
+        reply.text()
+    );
+}
+
+/// Held. The brief: "after a key set rotates (a new set fetched, a key replaced under the same
+/// kid), nothing verifies with the old key's parsed form". The old key is parsed (used for RS256
+/// and PS256) before the rotation; a new key under the same kid arrives with the set a refetch
+/// for another kid brings; from then on the new key verifies under that kid and the old one,
+/// for either algorithm it was parsed for, does not.
+#[tokio::test]
+async fn a_key_replaced_under_its_kid_verifies_nothing_once_the_new_set_is_held() {
+    let old = TestKey::rsa("main");
+    let host = KeyHost::start(old.jwks(), None).await;
+    let client_id = host.client_id();
+    let server = host.server();
+    for alg in ["RS256", "PS256"] {
+        refresh(
+            &server,
+            &old.sign_as(alg, Some("main"), &claims(&client_id, now())),
+        )
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    }
+
+    let new = TestKey::rsa("main");
+    let other = TestKey::rsa("second");
+    host.rotate(json!({ "keys": [new.jwk(), other.jwk()] }));
+    refresh(&server, &other.sign(&claims(&client_id, now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    for alg in ["RS256", "PS256"] {
+        let reply = refresh(
+            &server,
+            &old.sign_as(alg, Some("main"), &claims(&client_id, now())),
+        )
+        .await;
+        reply.assert_oauth_error(401, "invalid_client");
+        assert!(
+            reply.text().contains("signature does not verify"),
+            "{alg}: {}",
+            reply.text()
+        );
+        refresh(
+            &server,
+            &new.sign_as(alg, Some("main"), &claims(&client_id, now())),
+        )
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    }
+}
+
+/// Held. The brief: "a key registered by one client never verifies another client's assertion".
+/// Two clients on one server, each publishing a key under the same kid; each key parsed by its
+/// own client's use first. An assertion naming the other client as `iss` and `sub`, signed with
+/// the first client's key under the shared kid, is refused, both ways, and each client still
+/// gets in with its own key.
+#[tokio::test]
+async fn a_key_parsed_for_one_client_never_verifies_anothers_assertion() {
+    let a_key = TestKey::ec("shared-kid");
+    let b_key = TestKey::ec("shared-kid");
+    let a = KeyHost::start(a_key.jwks(), None).await;
+    let b = KeyHost::start(b_key.jwks(), None).await;
+    let (a_id, b_id) = (a.client_id(), b.client_id());
+    let port = |host: &KeyHost| -> u16 { host.base.rsplit(':').next().unwrap().parse().unwrap() };
+    let mut config = config();
+    config.cimd_allow_loopback_http_for_testing = true;
+    config.cimd_allowed_ports = vec![443, port(&a), port(&b)];
+    let server = TestServer::on(Stores::memory(), config, Router::new());
+    for (key, id) in [(&a_key, &a_id), (&b_key, &b_id)] {
+        refresh(&server, &key.sign(&claims(id, now())))
+            .await
+            .assert_oauth_error(400, "invalid_grant");
+    }
+    for (key, id) in [(&a_key, &b_id), (&b_key, &a_id)] {
+        let reply = refresh(&server, &key.sign(&claims(id, now()))).await;
+        reply.assert_oauth_error(401, "invalid_client");
+        assert!(
+            reply.text().contains("signature does not verify"),
+            "{}",
+            reply.text()
+        );
+    }
+    for (key, id) in [(&a_key, &a_id), (&b_key, &b_id)] {
+        refresh(&server, &key.sign(&claims(id, now())))
+            .await
+            .assert_oauth_error(400, "invalid_grant");
+    }
+}
