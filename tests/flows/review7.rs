@@ -3,13 +3,12 @@
 //! with a loopback key host. Each test asserts a guarantee as the brief, the code's comments or
 //! SECURITY.md state it.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use crate::common::jose::{JWT_BEARER, TestKey, claims, now};
@@ -20,6 +19,10 @@ use crate::common::*;
 struct KeyHost {
     base: String,
     jwks: Arc<Mutex<Value>>,
+    /// Once set, the key set answers 503 after 300 ms (a host failing slowly: nobody's fault).
+    down: Arc<AtomicBool>,
+    /// Requests for the key set.
+    jwks_hits: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -48,7 +51,9 @@ impl KeyHost {
             document["token_endpoint_auth_signing_alg"] = json!(alg);
         }
         let jwks = Arc::new(Mutex::new(jwks));
-        let set = Arc::clone(&jwks);
+        let down = Arc::new(AtomicBool::new(false));
+        let jwks_hits = Arc::new(AtomicUsize::new(0));
+        let (set, is_down, hits) = (Arc::clone(&jwks), Arc::clone(&down), Arc::clone(&jwks_hits));
         let cacheable = |body: String| {
             (
                 [
@@ -70,12 +75,26 @@ impl KeyHost {
             .route(
                 "/jwks.json",
                 get(move || {
+                    hits.fetch_add(1, Ordering::SeqCst);
                     let body = set.lock().unwrap().to_string();
-                    async move { cacheable(body) }
+                    let down = is_down.load(Ordering::SeqCst);
+                    async move {
+                        if down {
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                        }
+                        cacheable(body)
+                    }
                 }),
             );
         let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { base, jwks, task }
+        Self {
+            base,
+            jwks,
+            down,
+            jwks_hits,
+            task,
+        }
     }
 
     fn client_id(&self) -> String {
@@ -91,6 +110,8 @@ impl KeyHost {
         let mut config = config();
         config.cimd_allow_loopback_http_for_testing = true;
         config.cimd_allowed_ports = vec![443, port];
+        // The per-address request rate out of the way: only the failure budget is under test.
+        config.rate_limits.auth = mcp_oauth::RateLimit::new(10_000, 10_000);
         TestServer::on(Stores::memory(), config, Router::new())
     }
 }
@@ -105,10 +126,6 @@ async fn refresh(server: &TestServer, assertion: &str) -> Reply {
         ("client_assertion", assertion),
     ]);
     server.post_form("/token", &body, &[]).await
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The brief: "after a key set rotates (a new set fetched ...), nothing verifies with the old
@@ -298,5 +315,93 @@ async fn a_key_parsed_for_one_client_never_verifies_anothers_assertion() {
         refresh(&server, &key.sign(&claims(id, now())))
             .await
             .assert_oauth_error(400, "invalid_grant");
+    }
+}
+
+/// 00ecc02: a key set that cannot be fetched through nobody's fault "answers 503 temporarily
+/// unavailable for that client and URL for one second (OUTAGE_HOLD) without another fetch, so a
+/// burst of requests cannot make the server fetch a down host in a loop or past the budget".
+/// The hold starts when a failed fetch ends, and refetches are shared per key id only: a burst
+/// of distinct made-up key ids from one address, sent while the host fails slowly, starts one
+/// fetch per key id (up to the address's budget of 20, each holding a unit), and since each
+/// failure is nobody's fault every unit is given back. Once the hold has passed, the same
+/// address does it again: bursts spaced by the hold make the server fetch the down host 20
+/// times a second from one address, for ever, its budget never spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bursts_of_made_up_kids_spaced_by_the_hold_fetch_a_down_host_past_the_budget() {
+    let key = TestKey::rsa("real");
+    let host = KeyHost::start(key.jwks(), Some("RS256")).await;
+    let client_id = host.client_id();
+    let server = Arc::new(host.server());
+    refresh(&server, &key.sign(&claims(&client_id, now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+
+    host.down.store(true, Ordering::SeqCst);
+    let forger = TestKey::rsa("unused");
+    let peer = "198.51.100.7:443";
+    let mut bursts = Vec::new();
+    for burst in 0..5 {
+        let before = host.jwks_hits.load(Ordering::SeqCst);
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let kid = format!("made-up-{burst}-{i}");
+            let assertion = forger.sign_as("RS256", Some(&kid), &claims(&client_id, now()));
+            let server = Arc::clone(&server);
+            tasks.push(tokio::spawn(async move {
+                token_from(&server, peer, &assertion).await.status.as_u16()
+            }));
+        }
+        let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+        for task in tasks {
+            *statuses.entry(task.await.unwrap()).or_default() += 1;
+        }
+        bursts.push((host.jwks_hits.load(Ordering::SeqCst) - before, statuses));
+        // Past the hold (a moka time-to-live of one second), not a timed assertion.
+        tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    }
+    let fetched: usize = bursts.iter().map(|(fetched, _)| fetched).sum();
+    assert!(
+        fetched <= 20,
+        "five bursts of 20 made-up key ids from one address (failure budget 20), each after the \
+         one-second hold, while the key host fails slowly with 503: the server fetched the down \
+         host {fetched} times (per burst: fetches, answers by status): {bursts:?}"
+    );
+}
+
+/// A `/token` request from the client address `peer` (the failure budget is per address).
+async fn token_from(server: &TestServer, peer: &str, body_assertion: &str) -> Reply {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let body = form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "not-a-refresh-token"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", body_assertion),
+    ]);
+    let mut request = Request::post("/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+    let response = server.app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
     }
 }
