@@ -405,3 +405,40 @@ async fn token_from(server: &TestServer, peer: &str, body_assertion: &str) -> Re
         body,
     }
 }
+
+/// Held. The brief: "the algorithm comes from the registration or the allow-list ..., never from
+/// the header alone"; the same holds for the key. An assertion signed by an attacker's key that
+/// its header carries (`jwk`) or points at (`jku`, `x5u`, on a host the attacker runs), under a
+/// kid the client's set holds or one it lacks, is refused, and nothing is fetched from the
+/// attacker's host.
+#[tokio::test]
+async fn a_key_the_header_carries_or_points_at_is_never_used() {
+    let real = TestKey::rsa("real");
+    let host = KeyHost::start(real.jwks(), None).await;
+    let attacker_key = TestKey::rsa("real");
+    let attacker = KeyHost::start(attacker_key.jwks(), None).await;
+    let client_id = host.client_id();
+    let server = host.server();
+    refresh(&server, &real.sign(&claims(&client_id, now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    let attacker_jwks = format!("{}/jwks.json", attacker.base);
+    for kid in ["real", "attacker"] {
+        let mut jwk = attacker_key.jwk();
+        jwk["kid"] = json!(kid);
+        for header in [
+            json!({ "alg": "RS256", "kid": kid, "jwk": jwk }),
+            json!({ "alg": "RS256", "kid": kid, "jku": attacker_jwks }),
+            json!({ "alg": "RS256", "kid": kid, "x5u": attacker_jwks }),
+        ] {
+            let assertion = attacker_key.sign_with_header(&header, &claims(&client_id, now()));
+            let reply = refresh(&server, &assertion).await;
+            reply.assert_oauth_error(401, "invalid_client");
+        }
+    }
+    assert_eq!(
+        attacker.jwks_hits.load(Ordering::SeqCst),
+        0,
+        "the attacker's key host was fetched"
+    );
+}
