@@ -442,3 +442,45 @@ async fn a_key_the_header_carries_or_points_at_is_never_used() {
         "the attacker's key host was fetched"
     );
 }
+
+/// The brief: "a key with private members or `kty: oct` refuses the whole set" (keys.rs: "a set
+/// carrying any of them is a leaked secret, never a key to trust"). The client's host starts
+/// publishing its private key (`d`); a refetch (here caused by anyone naming a made-up key id)
+/// fetches that set and refuses it as invalid, but the cached set, which holds the same key, is
+/// kept and stays in use until its freshness runs out (the host's max-age, up to a day; then the
+/// last good copy may stand in for up to an hour more): the key whose private half is now public
+/// keeps verifying, so anyone who read the set signs as the client.
+#[tokio::test]
+async fn a_set_seen_publishing_its_private_key_leaves_the_cached_copy_of_that_key_in_use() {
+    let key = TestKey::ec("leaks");
+    let host = KeyHost::start(key.jwks(), None).await;
+    let client_id = host.client_id();
+    let server = host.server();
+    refresh(&server, &key.sign(&claims(&client_id, now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+
+    // The client's host now publishes the private key too (a deployment mistake); anyone can
+    // read it. (The value of `d` does not matter: the member alone refuses the set.)
+    let mut leaked = key.jwk();
+    leaked["d"] = json!("bGVha2VkLXByaXZhdGUta2V5LWJ5dGVz");
+    host.rotate(json!({ "keys": [leaked] }));
+    // Anyone naming a key id the cached set lacks makes the server fetch the set again.
+    let made_up = TestKey::ec("made-up");
+    let reply = refresh(&server, &made_up.sign(&claims(&client_id, now()))).await;
+    reply.assert_oauth_error(401, "invalid_client");
+    assert!(reply.text().contains("invalid"), "{}", reply.text());
+    assert_eq!(
+        host.jwks_hits.load(Ordering::SeqCst),
+        2,
+        "the server fetched the set holding the private key"
+    );
+    let reply = refresh(&server, &key.sign(&claims(&client_id, now()))).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "after the client's key set was fetched publishing its private key, an assertion signed \
+         with that key was accepted: {}",
+        reply.text()
+    );
+}
