@@ -49,6 +49,7 @@ mod review3;
 mod review4;
 mod review5;
 mod review6;
+mod review7;
 mod review_machine_clients;
 mod revoke;
 mod rmcp_server;
