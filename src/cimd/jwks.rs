@@ -157,8 +157,11 @@ impl KeySetCache {
             Ok(keys) => keys,
             Err(error) => {
                 // After an unknown kid the set held lacks that key: serving it would refuse the
-                // assertion on a verdict the failed fetch cannot back.
-                let stale = held.filter(|e| !unknown_kid && e.fresh_until + cache::STALE_FOR > now);
+                // assertion on a verdict the failed fetch cannot back. The last good copy stands
+                // in only for a host that cannot answer, never for an answer the client made.
+                let stale = held.filter(|e| {
+                    is_outage(&error) && !unknown_kid && e.fresh_until + cache::STALE_FOR > now
+                });
                 let Some(entry) = stale else {
                     return Err(error);
                 };
@@ -192,7 +195,7 @@ impl KeySetCache {
         let fetched = self
             .fetching
             .try_get_with(key.clone(), async {
-                let (set, freshness) = self.fetch_noting_outages(fetcher, rules, &key, uri).await?;
+                let (set, freshness) = self.fetch_noting(fetcher, rules, client_id, uri).await?;
                 Ok::<_, KeySetError>(self.keep(client_id, uri, set, freshness).await)
             })
             .await;
@@ -237,21 +240,19 @@ impl KeySetCache {
             // client for [`OUTAGE_HOLD`] instead, so that no burst fetches a down host in a loop.
             .try_get_with(key.clone(), async {
                 let _under_way = Pending::mark(&self.pending, &key);
-                match self
-                    .fetch_noting_outages(fetcher, rules, &outage, uri)
-                    .await
-                {
+                match self.fetch_noting(fetcher, rules, client_id, uri).await {
                     Ok((set, freshness)) => Ok(Ok(self.keep(client_id, uri, set, freshness).await)),
-                    Err(error) if matches!(error.problem, DocumentProblem::Unavailable(_)) => {
-                        Err(error)
-                    }
+                    Err(error) if is_outage(&error) => Err(error),
                     Err(error) => Ok(Err(error)),
                 }
             })
             .await;
         match refetched {
-            Ok(Ok(keys)) => Ok(KeySet {
-                keys,
+            // The newest set this server holds for the client, which a later fetch may have
+            // replaced since this key id's refetch: a key dropped from the set must not verify
+            // from an older answer kept for the minute.
+            Ok(Ok(refetched)) => Ok(KeySet {
+                keys: self.held(client_id, uri).await.unwrap_or(refetched),
                 cached: false,
             }),
             Ok(Err(error)) => Err(error),
@@ -269,19 +270,36 @@ impl KeySetCache {
             || self.outages.contains_key(&outage_key(client_id, uri))
     }
 
-    /// [`fetch`], holding a failure that is nobody's fault under `outage` for [`OUTAGE_HOLD`].
-    async fn fetch_noting_outages(
+    /// The set held for `client_id` at `uri`, fresh or not.
+    async fn held(&self, client_id: &str, uri: &str) -> Option<Arc<PublicKeys>> {
+        self.entries
+            .get(client_id)
+            .await
+            .filter(|entry| entry.uri == uri)
+            .map(|entry| entry.set)
+    }
+
+    /// [`fetch`], noting what a failure means for what is held: one that is nobody's fault is
+    /// held for the client and URL for [`OUTAGE_HOLD`]; a set that is no longer valid (a private
+    /// key published in it, above all) ends the set held for the client, so that no key of a set
+    /// its owner broke verifies on from the cache.
+    async fn fetch_noting(
         &self,
         fetcher: &Fetcher,
         rules: &UrlRules,
-        outage: &str,
+        client_id: &str,
         uri: &str,
     ) -> Result<(PublicKeys, Freshness), KeySetError> {
         let fetched = fetch(fetcher, rules, uri).await;
-        if let Err(error) = &fetched
-            && matches!(error.problem, DocumentProblem::Unavailable(_))
-        {
-            self.outages.insert(outage.to_owned(), error.clone()).await;
+        if let Err(error) = &fetched {
+            if is_outage(error) {
+                let key = outage_key(client_id, uri);
+                self.outages.insert(key, error.clone()).await;
+            } else if matches!(error.problem, DocumentProblem::Invalid(_))
+                && self.held(client_id, uri).await.is_some()
+            {
+                self.entries.invalidate(client_id).await;
+            }
         }
         fetched
     }
@@ -308,6 +326,11 @@ impl KeySetCache {
         }
         set
     }
+}
+
+/// A failure that is nobody's fault: the host could not answer (503 to the client).
+fn is_outage(error: &KeySetError) -> bool {
+    matches!(error.problem, DocumentProblem::Unavailable(_))
 }
 
 /// The key of a client's key host outage: the client and the URL.
