@@ -172,43 +172,13 @@ impl BearerLayer {
     }
 
     /// Count a refusal against `address` (not a store outage: that is not the caller's doing).
-    fn spend_refusal(&self, address: Option<IpAddr>, turned: Turned) -> Turned {
+    fn spend_refusal(&self, address: Option<IpAddr>, response: Response) -> Response {
         if let (Some(limits), Some(address)) = (&self.limits, address)
-            && turned.response.status().is_client_error()
+            && response.status().is_client_error()
         {
             limits.refusals.spend(address);
         }
-        turned
-    }
-
-    /// The request, with its caller's [`TokenInfo`], if the guard lets it through; else the
-    /// answer that turns it away.
-    async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Turned> {
-        if let Some(response) = self.over_refusal_budget(&request) {
-            telemetry::rate_limited("guard_refusals");
-            return Err(Turned::new(GuardOutcome::RateLimited, response));
-        }
-        let info = match self
-            .authenticate(request.headers(), request.uri().query())
-            .await
-        {
-            Ok(info) => info,
-            Err(turned) => return Err(self.spend_refusal(self.address(&request), turned)),
-        };
-        let mut request = if self.has_scope_rules() {
-            // Reading the body consumes the request: take its address first.
-            let address = self.address(&request);
-            // Boxed: reading a body makes a large future, and without it every guarded
-            // request's future stays small enough for the allocator's fast path.
-            Box::pin(self.authorize_scopes(request, &info))
-                .await
-                .map_err(|turned| self.spend_refusal(address, turned))?
-        } else {
-            request
-        };
-        self.note_use(&info);
-        request.extensions_mut().insert(info);
-        Ok(request)
+        response
     }
 
     /// The caller, from a valid token for this resource; else the refusal.
@@ -216,7 +186,7 @@ impl BearerLayer {
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-    ) -> Result<TokenInfo, Turned> {
+    ) -> Result<TokenInfo, Response> {
         let authorization = headers
             .get_all(header::AUTHORIZATION)
             .iter()
@@ -226,16 +196,13 @@ impl BearerLayer {
             Err(error) => Err(error),
         };
         checked.map_err(|error| {
-            let outcome = match error {
+            telemetry::guard(match error {
                 BearerError::Missing => GuardOutcome::Missing,
                 BearerError::Malformed(_) | BearerError::Invalid => GuardOutcome::Invalid,
                 BearerError::Unavailable => GuardOutcome::Unavailable,
-            };
+            });
             let refusal = self.server.bearer_rules().refuse(error);
-            Turned::new(
-                outcome,
-                self.refuse(headers.get(header::USER_AGENT), refusal),
-            )
+            self.refuse(headers.get(header::USER_AGENT), refusal)
         })
     }
 
@@ -250,21 +217,20 @@ impl BearerLayer {
         &self,
         request: Request<Body>,
         info: &TokenInfo,
-    ) -> Result<Request<Body>, Turned> {
+    ) -> Result<Request<Body>, Response> {
         // Reading the body consumes the request; keep what the doctor needs (a reference count).
         let user_agent = request.headers().get(header::USER_AGENT).cloned();
         // A body the policy cannot read is the client's mistake, not a missing scope: the doctor
         // records no step for it.
-        let (request, needed) = self
-            .needed_scopes(request)
-            .await
-            .map_err(|response| Turned::new(GuardOutcome::Invalid, response))?;
+        let (request, needed) = self.needed_scopes(request).await.inspect_err(|_| {
+            telemetry::guard(GuardOutcome::Invalid);
+        })?;
         self.server
             .bearer_rules()
             .check_scopes(&needed, &info.scopes, self.scope_policy.as_deref())
             .map_err(|refusal| {
-                let response = self.refuse(user_agent.as_ref(), refusal);
-                Turned::new(GuardOutcome::InsufficientScope, response)
+                telemetry::guard(GuardOutcome::InsufficientScope);
+                self.refuse(user_agent.as_ref(), refusal)
             })?;
         Ok(request)
     }
@@ -311,30 +277,37 @@ where
             if is_preflight(&request) {
                 return inner.call(request).await;
             }
-            // Every request the guard decides on is counted here, once, by its outcome.
-            match layer.check(request).await {
-                Ok(request) => {
-                    telemetry::guard(GuardOutcome::Accepted);
-                    inner.call(request).await
-                }
-                Err(turned) => {
-                    telemetry::guard(turned.outcome);
-                    Ok(turned.response)
-                }
+            if let Some(response) = layer.over_refusal_budget(&request) {
+                telemetry::guard(GuardOutcome::RateLimited);
+                telemetry::rate_limited("guard_refusals");
+                return Ok(response);
             }
+            let info = match layer
+                .authenticate(request.headers(), request.uri().query())
+                .await
+            {
+                Ok(info) => info,
+                Err(response) => {
+                    return Ok(layer.spend_refusal(layer.address(&request), response));
+                }
+            };
+            let mut request = if layer.has_scope_rules() {
+                // Reading the body consumes the request: take its address first.
+                let address = layer.address(&request);
+                // Boxed: reading a body makes a large future, and without it every guarded
+                // request's future stays small enough for the allocator's fast path.
+                match Box::pin(layer.authorize_scopes(request, &info)).await {
+                    Ok(request) => request,
+                    Err(response) => return Ok(layer.spend_refusal(address, response)),
+                }
+            } else {
+                request
+            };
+            layer.note_use(&info);
+            telemetry::guard(GuardOutcome::Accepted);
+            request.extensions_mut().insert(info);
+            inner.call(request).await
         })
-    }
-}
-
-/// A request the guard turned away: its answer, and what the metrics call it.
-struct Turned {
-    outcome: GuardOutcome,
-    response: Response,
-}
-
-impl Turned {
-    fn new(outcome: GuardOutcome, response: Response) -> Self {
-        Self { outcome, response }
     }
 }
 
