@@ -4,6 +4,7 @@ docs/benchmarks/throughput.png. Usage: report.py OUT_DIR ROUNDS CALLS CONNECTION
 import os
 import re
 import statistics
+import textwrap
 import subprocess
 import sys
 
@@ -154,12 +155,14 @@ report = "\n".join(lines) + "\n"
 open(f"{out}/report.md", "w").write(report)
 print(report)
 
-figure, axis = plt.subplots(figsize=(11, 5.2), dpi=120)
+figure, axis = plt.subplots(figsize=(12, 5.6), dpi=120)
 medians = [median(c, "rps") for c in CONFIGS]
 lows = [m - min(r["rps"] for r in runs[c]) for c, m in zip(CONFIGS, medians)]
 highs = [max(r["rps"] for r in runs[c]) - m for c, m in zip(CONFIGS, medians)]
 colors = ["#8a94a6", "#2f5bea", "#4f8a5b", "#c0392b", "#76b583", "#e6958c", "#d68910", "#7d3c98", "#5d6d7e", "#1abc9c"]
-bars = axis.bar([LABELS[c] for c in CONFIGS], medians, yerr=[lows, highs], capsize=5, color=colors)
+# Wrapped: ten long names side by side.
+names = [textwrap.fill(LABELS[c], 16) for c in CONFIGS]
+bars = axis.bar(names, medians, yerr=[lows, highs], capsize=5, color=colors)
 for bar, config, high in zip(bars, CONFIGS, highs):
     # Above the whisker, so the error bar does not cross the label.
     axis.annotate(
@@ -169,6 +172,6 @@ for bar, config, high in zip(bars, CONFIGS, highs):
     )
 axis.set_ylabel("requests per second (median, min–max over rounds)")
 axis.set_title(f"mcp-oauth throughput, server on one core, {connections} connections (ratio to no guard)")
-axis.tick_params(axis="x", labelsize=8)
+axis.tick_params(axis="x", labelsize=7)
 figure.tight_layout()
 figure.savefig("docs/benchmarks/throughput.png")
