@@ -335,3 +335,77 @@ async fn a_burst_of_first_uses_waiting_behind_a_strangers_refetch_is_answered_42
          stranger's refetch held the turn: answers by status {statuses:?} (400 = authenticated)"
     );
 }
+
+/// Long enough that only a request held for good (a turn never released) reaches it; the tests
+/// below assert no time, they only turn a hang into a failure.
+const HANG: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Held. Guarantee 4: "a real client's known key is never held up by the turns". While a
+/// stranger's refetch holds the turn on a key host that does not answer, the client's assertions
+/// signed with its known key authenticate, before the host answers anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_known_key_verifies_while_a_strangers_refetch_holds_the_turn() {
+    let key = TestKey::rsa("known");
+    let host = KeyHost::start(key.jwks()).await;
+    let client_id = host.client_id();
+    let server = Arc::new(host.server());
+    token_from(&server, CLIENT, &key.sign(&claims(&client_id, now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    host.stalled.store(true, Ordering::SeqCst);
+    let before = host.hits();
+    let stranger = {
+        let server = Arc::clone(&server);
+        let assertion = TestKey::rsa("made-up").sign(&claims(&client_id, now()));
+        tokio::spawn(async move { token_from(&server, ATTACKER, &assertion).await })
+    };
+    host.asked(before + 1).await;
+    for _ in 0..5 {
+        let reply = tokio::time::timeout(
+            HANG,
+            token_from(&server, CLIENT, &key.sign(&claims(&client_id, now()))),
+        )
+        .await
+        .expect("the client's known key waited for the stranger's refetch");
+        reply.assert_oauth_error(400, "invalid_grant");
+    }
+    host.open();
+    stranger
+        .await
+        .unwrap()
+        .assert_oauth_error(401, "invalid_client");
+}
+
+/// Held. "A dropped request holding a turn": the request whose refetch holds the turn is
+/// abandoned (the client hangs up) while the key host has not answered; the turn is released
+/// with it, and the client's first use of its new key then refetches and authenticates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_dropped_while_its_refetch_holds_the_turn_releases_it() {
+    let old = TestKey::rsa("2026-11");
+    let new = TestKey::rsa("2026-12");
+    let host = KeyHost::start(old.jwks()).await;
+    let client_id = host.client_id();
+    let server = Arc::new(host.server());
+    token_from(&server, CLIENT, &old.sign(&claims(&client_id, now())))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    host.stalled.store(true, Ordering::SeqCst);
+    let before = host.hits();
+    let abandoned = {
+        let server = Arc::clone(&server);
+        let assertion = TestKey::rsa("made-up").sign(&claims(&client_id, now()));
+        tokio::spawn(async move { token_from(&server, ATTACKER, &assertion).await })
+    };
+    host.asked(before + 1).await;
+    abandoned.abort();
+    assert!(abandoned.await.unwrap_err().is_cancelled());
+    host.rotate(json!({ "keys": [old.jwk(), new.jwk()] }));
+    host.open();
+    let reply = tokio::time::timeout(
+        HANG,
+        token_from(&server, CLIENT, &new.sign(&claims(&client_id, now()))),
+    )
+    .await
+    .expect("the turn of the abandoned request was never released");
+    reply.assert_oauth_error(400, "invalid_grant");
+}
