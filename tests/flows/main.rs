@@ -50,6 +50,8 @@ mod review4;
 mod review5;
 mod review6;
 mod review7;
+#[cfg(feature = "cimd")]
+mod review8;
 mod review_machine_clients;
 mod revoke;
 mod rmcp_server;
