@@ -230,7 +230,17 @@ impl KeySetCache {
         if let Some(held) = self.outages.get(&outage).await {
             return Err(held);
         }
+        // The turn before may have brought the key this request names: no fetch of its own.
+        if let Some(held) = self.held(client_id, uri).await
+            && held.find(kid).is_some()
+        {
+            return Ok(KeySet {
+                keys: held,
+                cached: false,
+            });
+        }
         let key = refetch_key(client_id, uri, kid);
+        let fetched_here = std::sync::atomic::AtomicBool::new(false);
         let refetched = self
             .refetched
             // One initialisation per key for concurrent callers; if its caller is dropped, a
@@ -240,6 +250,7 @@ impl KeySetCache {
             // client for [`OUTAGE_HOLD`] instead, so that no burst fetches a down host in a loop.
             .try_get_with(key.clone(), async {
                 let _under_way = Pending::mark(&self.pending, &key);
+                fetched_here.store(true, std::sync::atomic::Ordering::Relaxed);
                 match self.fetch_noting(fetcher, rules, client_id, uri).await {
                     Ok((set, freshness)) => Ok(Ok(self.keep(client_id, uri, set, freshness).await)),
                     Err(error) if is_outage(&error) => Err(error),
@@ -250,11 +261,27 @@ impl KeySetCache {
         match refetched {
             // The newest set this server holds for the client, which a later fetch may have
             // replaced since this key id's refetch: a key dropped from the set must not verify
-            // from an older answer kept for the minute.
-            Ok(Ok(refetched)) => Ok(KeySet {
-                keys: self.held(client_id, uri).await.unwrap_or(refetched),
-                cached: false,
-            }),
+            // from an older answer kept for the minute. With none held (a set found invalid
+            // since, or one not to be cached), only a set fetched by this very call answers;
+            // an older one kept for the minute is never trusted alone: fetch now.
+            Ok(Ok(refetched)) => match self.held(client_id, uri).await {
+                Some(held) => Ok(KeySet {
+                    keys: held,
+                    cached: false,
+                }),
+                None if fetched_here.load(std::sync::atomic::Ordering::Relaxed) => Ok(KeySet {
+                    keys: refetched,
+                    cached: false,
+                }),
+                None => {
+                    self.refetched.invalidate(&key).await;
+                    let keys = self.fetch_shared(fetcher, rules, client_id, uri).await?;
+                    Ok(KeySet {
+                        keys,
+                        cached: false,
+                    })
+                }
+            },
             Ok(Err(error)) => Err(error),
             Err(unavailable) => Err((*unavailable).clone()),
         }

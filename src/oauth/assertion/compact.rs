@@ -2,13 +2,16 @@
 //! decoded once, when the request is read. Nothing in it is trusted until
 //! [`verify`](super::verify::verify) has checked its signature.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::Deserializer as _;
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 /// An assertion whose claims could be read.
@@ -30,10 +33,24 @@ pub(crate) struct Header {
     /// Refuses any algorithm `jsonwebtoken` does not name, `none` among them.
     pub(crate) alg: Algorithm,
     pub(crate) kid: Option<String>,
-    /// Present (any value): an extension this server must understand, and it understands none.
-    crit: Option<IgnoredAny>,
-    /// RFC 7797: `false` would change what the signature signs.
-    b64: Option<Value>,
+    /// Present (any value, `null` too): an extension this server must understand, and it
+    /// understands none.
+    #[serde(default)]
+    crit: Member,
+    /// RFC 7797: anything but `true` (`false` would change what the signature signs).
+    #[serde(default)]
+    b64: Member,
+}
+
+/// A header member as sent: `Some` when present, whatever its value (`null` included, which
+/// `Option` would read as absent).
+#[derive(Debug, Default)]
+struct Member(Option<Value>);
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(|value| Self(Some(value)))
+    }
 }
 
 /// The claims RFC 7523 §3 rules on, each as sent (their types are checked with the claim). A
@@ -59,11 +76,16 @@ impl Assertion {
         else {
             return None;
         };
-        let claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        let claims = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        if !names_each_member_once(&claims) {
+            return None;
+        }
+        let claims = serde_json::from_slice(&claims).ok()?;
         let header_len = header.len();
         let header = URL_SAFE_NO_PAD
             .decode(header)
             .ok()
+            .filter(|json| names_each_member_once(json))
             .and_then(|json| serde_json::from_slice::<Header>(&json).ok())
             .filter(Header::understood);
         Some(Self {
@@ -100,12 +122,36 @@ impl Assertion {
     }
 }
 
+/// Whether `json` is an object that names no member twice, whether this server reads the member
+/// or not (serde keeps the last of two, silently): which of two values is meant is never a guess.
+fn names_each_member_once(json: &[u8]) -> bool {
+    struct Distinct;
+    impl<'de> Visitor<'de> for Distinct {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object naming each member once")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+                if !seen.insert(name) {
+                    return Err(serde::de::Error::custom("a member named twice"));
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
+    }
+    let mut reader = serde_json::Deserializer::from_slice(json);
+    reader.deserialize_map(Distinct).is_ok()
+}
+
 impl Header {
     /// Whether this server understands every part of the header: it implements no JWS
     /// extension, so a `crit` list refuses it (RFC 7515 §4.1.11), and so does `b64` other than
     /// true.
     fn understood(&self) -> bool {
-        self.crit.is_none() && matches!(self.b64, None | Some(Value::Bool(true)))
+        self.crit.0.is_none() && matches!(self.b64.0, None | Some(Value::Bool(true)))
     }
 }
 
