@@ -98,6 +98,9 @@
 //! | Keys after a rotation and across clients: a key replaced under its kid; a key parsed for one client naming another; a key the header carries or points at (`jwk`, `jku`, `x5u`) | `review7::a_key_replaced_under_its_kid_verifies_nothing_once_the_new_set_is_held`, `review7::a_key_parsed_for_one_client_never_verifies_anothers_assertion`, `review7::a_key_the_header_carries_or_points_at_is_never_used` |
 //! | A key labelled with another curve (an EC key saying P-384 for ES256, an OKP key saying P-256 for EdDSA) | `review7::an_ec_key_labelled_p384_never_verifies_es256`, `review7::an_okp_key_labelled_p256_never_verifies_eddsa` |
 //! | A header naming `b64` twice (false, then true) | `review7::a_header_naming_b64_twice_is_refused` |
+//! | A header with `crit: null` or `b64: null`; a header naming a member the server does not read (`typ`, `jku`) twice | `review8::a_header_with_crit_or_b64_null_is_understood`, `review8::a_header_naming_another_member_twice_is_understood` |
+//! | A removed key, through a refetch kept for its kid, once an invalid set has ended the set held | `review8::a_removed_key_verifies_from_its_kept_refetch_once_an_invalid_set_ends_the_one_held` |
+//! | A known key while a stranger's refetch holds the turn; a request dropped while holding the turn | `review8::a_known_key_verifies_while_a_strangers_refetch_holds_the_turn`, `review8::a_request_dropped_while_its_refetch_holds_the_turn_releases_it` |
 //! | A key removed from the set, used through an earlier refetch kept for its kid | `review7::a_key_removed_from_the_set_stops_verifying_once_a_newer_set_is_held` |
 //! | Bursts of made-up key ids, spaced past the outage hold, against a down key host | `review7::bursts_of_made_up_kids_spaced_by_the_hold_fetch_a_down_host_once_per_hold` |
 //! | A set that publishes its private key, its key still used from the cache | `review7::a_set_seen_publishing_its_private_key_ends_the_cached_copy_of_that_key` |
