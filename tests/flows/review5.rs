@@ -4,23 +4,18 @@
 //! breaks it reproduced are fixed (break 2 in part: see its test); each test's comment says how.
 //! The others attacked something not tested before and held.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::routing::any;
-use http_body_util::BodyExt;
 use mcp_oauth::store::{
     Consumed, GrantId, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore, UnixTime,
 };
 use mcp_oauth::{MachineClient, MemoryStore, OAuthConfig, TokenInfo, TokenSubject};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use crate::common::*;
 
@@ -56,43 +51,6 @@ async fn machine_token(server: &TestServer) -> Reply {
             &[("authorization", &basic(MACHINE_ID, MACHINE_SECRET))],
         )
         .await
-}
-
-/// A `/token` request from the client address `peer` (the failure budget is per address).
-async fn token_from(server: &TestServer, peer: &str, body: &str) -> Reply {
-    let mut request = Request::post("/token")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body.to_owned()))
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
-    let response = server.app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// A refresh with a made-up refresh token, authenticated by `assertion`: a client that passes
-/// authentication gets `invalid_grant` (400), one that fails it `invalid_client` (401).
-fn refresh_body(assertion: &str) -> String {
-    form(&[
-        ("grant_type", "refresh_token"),
-        ("refresh_token", "not-a-refresh-token"),
-        ("client_assertion_type", jose::JWT_BEARER),
-        ("client_assertion", assertion),
-    ])
 }
 
 /// A key host on loopback: serves JSON by name, `slow-` names a few hundred milliseconds away

@@ -26,16 +26,6 @@ fn routes() -> Router {
     )
 }
 
-/// A refresh with a made-up refresh token, authenticated by `assertion`.
-fn refresh_body(assertion: &str) -> String {
-    form(&[
-        ("grant_type", "refresh_token"),
-        ("refresh_token", "not-a-refresh-token"),
-        ("client_assertion_type", jose::JWT_BEARER),
-        ("client_assertion", assertion),
-    ])
-}
-
 /// A key host on loopback serving one client's document and key set, counting fetches of the
 /// set; once `down` is set, the key set answers 503 (the host is down: nobody's fault).
 struct FlakyHost {
@@ -216,37 +206,6 @@ async fn a_burst_of_one_made_up_kid_while_the_key_host_is_down_fetches_it_past_t
          client's key host answers 503, fetched it (times, answers by status): {fetches:?}; each \
          address's failure budget is 20"
     );
-}
-
-/// A `/token` request from the client address `peer` (the failure budget is per address).
-async fn token_from(server: &TestServer, peer: &str, body: &str) -> Reply {
-    use axum::body::Body;
-    use axum::extract::ConnectInfo;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let mut request = Request::post("/token")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body.to_owned()))
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
-    let response = server.app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
 }
 
 /// The assertion module: "a request sharing a refetch under way holds none (it causes no fetch),

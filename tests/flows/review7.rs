@@ -359,7 +359,10 @@ async fn bursts_of_made_up_kids_spaced_by_the_hold_fetch_a_down_host_once_per_ho
             let assertion = forger.sign_as("RS256", Some(&kid), &claims(&client_id, now()));
             let server = Arc::clone(&server);
             tasks.push(tokio::spawn(async move {
-                token_from(&server, peer, &assertion).await.status.as_u16()
+                token_from(&server, peer, &refresh_body(&assertion))
+                    .await
+                    .status
+                    .as_u16()
             }));
         }
         let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
@@ -377,43 +380,6 @@ async fn bursts_of_made_up_kids_spaced_by_the_hold_fetch_a_down_host_once_per_ho
          one-second hold, while the key host fails slowly with 503: the server fetched the down \
          host {fetched} times (per burst: fetches, answers by status): {bursts:?}"
     );
-}
-
-/// A `/token` request from the client address `peer` (the failure budget is per address).
-async fn token_from(server: &TestServer, peer: &str, body_assertion: &str) -> Reply {
-    use axum::body::Body;
-    use axum::extract::ConnectInfo;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let body = form(&[
-        ("grant_type", "refresh_token"),
-        ("refresh_token", "not-a-refresh-token"),
-        ("client_assertion_type", JWT_BEARER),
-        ("client_assertion", body_assertion),
-    ]);
-    let mut request = Request::post("/token")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
-    let response = server.app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
 }
 
 /// Held. The brief: "the algorithm comes from the registration or the allow-list ..., never from

@@ -12,7 +12,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::common::jose::{JWT_BEARER, TestKey, claims, now};
+use crate::common::jose::{TestKey, claims, now};
 use crate::common::*;
 
 /// A client's host on loopback: its metadata document (`private_key_jwt`) and its key set,
@@ -148,44 +148,6 @@ impl KeyHost {
     }
 }
 
-/// A `/token` request from the client address `peer` (the failure budget is per address), with
-/// a made-up refresh token: a good assertion gets 400 `invalid_grant`, a refused one 401.
-async fn token_from(server: &TestServer, peer: &str, assertion: &str) -> Reply {
-    use axum::body::Body;
-    use axum::extract::ConnectInfo;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let body = form(&[
-        ("grant_type", "refresh_token"),
-        ("refresh_token", "not-a-refresh-token"),
-        ("client_assertion_type", JWT_BEARER),
-        ("client_assertion", assertion),
-    ]);
-    let mut request = Request::post("/token")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
-    let response = server.app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
 const CLIENT: &str = "192.0.2.10:443";
 const ATTACKER: &str = "198.51.100.7:443";
 
@@ -206,7 +168,7 @@ async fn a_header_with_crit_or_b64_null_is_refused() {
         r#"{"alg":"RS256","kid":"k1","b64":null}"#,
     ] {
         let assertion = key.sign_raw("RS256", header, &claims(&client_id, now()).to_string());
-        let reply = token_from(&server, CLIENT, &assertion).await;
+        let reply = token_from(&server, CLIENT, &refresh_body(&assertion)).await;
         if reply.status != StatusCode::UNAUTHORIZED {
             accepted.push((header, reply.status.as_u16(), reply.text()));
         }
@@ -231,27 +193,39 @@ async fn a_removed_key_stays_refused_once_an_invalid_set_ends_the_one_held() {
     let host = KeyHost::start(kept.jwks()).await;
     let client_id = host.client_id();
     let server = Arc::new(host.server());
-    token_from(&server, CLIENT, &kept.sign(&claims(&client_id, now())))
-        .await
-        .assert_oauth_error(400, "invalid_grant");
+    token_from(
+        &server,
+        CLIENT,
+        &refresh_body(&kept.sign(&claims(&client_id, now()))),
+    )
+    .await
+    .assert_oauth_error(400, "invalid_grant");
     // The client adds a key and uses it: the refetch for its kid is kept for the minute.
     host.rotate(json!({ "keys": [kept.jwk(), leaked.jwk()] }));
-    token_from(&server, CLIENT, &leaked.sign(&claims(&client_id, now())))
-        .await
-        .assert_oauth_error(400, "invalid_grant");
+    token_from(
+        &server,
+        CLIENT,
+        &refresh_body(&leaked.sign(&claims(&client_id, now()))),
+    )
+    .await
+    .assert_oauth_error(400, "invalid_grant");
     // The key leaks; the client removes it, and a refetch (anyone's) brings the set without it.
     host.rotate(kept.jwks());
     let stranger = TestKey::rsa("someone-else");
     token_from(
         &server,
         ATTACKER,
-        &stranger.sign(&claims(&client_id, now())),
+        &refresh_body(&stranger.sign(&claims(&client_id, now()))),
     )
     .await
     .assert_oauth_error(401, "invalid_client");
-    token_from(&server, ATTACKER, &leaked.sign(&claims(&client_id, now())))
-        .await
-        .assert_oauth_error(401, "invalid_client");
+    token_from(
+        &server,
+        ATTACKER,
+        &refresh_body(&leaked.sign(&claims(&client_id, now()))),
+    )
+    .await
+    .assert_oauth_error(401, "invalid_client");
 
     // The client's host then publishes a broken set (its private key by mistake), slowly.
     let mut broken = kept.jwk();
@@ -265,13 +239,13 @@ async fn a_removed_key_stays_refused_once_an_invalid_set_ends_the_one_held() {
             Arc::clone(&server),
             made_up.sign(&claims(&client_id, now())),
         );
-        tokio::spawn(async move { token_from(&server, ATTACKER, &assertion).await })
+        tokio::spawn(async move { token_from(&server, ATTACKER, &refresh_body(&assertion)).await })
     };
     host.asked(before + 1).await;
     // Whoever holds the removed key names it now: it waits for the turn.
     let second = {
         let (server, assertion) = (Arc::clone(&server), leaked.sign(&claims(&client_id, now())));
-        tokio::spawn(async move { token_from(&server, ATTACKER, &assertion).await })
+        tokio::spawn(async move { token_from(&server, ATTACKER, &refresh_body(&assertion)).await })
     };
     // Sequencing only (the second request reaches the turn): no assertion on time.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -304,9 +278,13 @@ async fn a_burst_of_first_uses_waiting_behind_a_strangers_refetch_is_answered_42
     let host = KeyHost::start(old.jwks()).await;
     let client_id = host.client_id();
     let server = Arc::new(host.server());
-    token_from(&server, CLIENT, &old.sign(&claims(&client_id, now())))
-        .await
-        .assert_oauth_error(400, "invalid_grant");
+    token_from(
+        &server,
+        CLIENT,
+        &refresh_body(&old.sign(&claims(&client_id, now()))),
+    )
+    .await
+    .assert_oauth_error(400, "invalid_grant");
 
     host.rotate(json!({ "keys": [old.jwk(), new.jwk()] }));
     host.stalled.store(true, Ordering::SeqCst);
@@ -314,7 +292,7 @@ async fn a_burst_of_first_uses_waiting_behind_a_strangers_refetch_is_answered_42
     let stranger = {
         let server = Arc::clone(&server);
         let assertion = TestKey::rsa("made-up").sign(&claims(&client_id, now()));
-        tokio::spawn(async move { token_from(&server, ATTACKER, &assertion).await })
+        tokio::spawn(async move { token_from(&server, ATTACKER, &refresh_body(&assertion)).await })
     };
     host.asked(before + 1).await;
     let mut burst = Vec::new();
@@ -322,7 +300,7 @@ async fn a_burst_of_first_uses_waiting_behind_a_strangers_refetch_is_answered_42
         let server = Arc::clone(&server);
         let assertion = new.sign(&claims(&client_id, now()));
         burst.push(tokio::spawn(async move {
-            token_from(&server, CLIENT, &assertion)
+            token_from(&server, CLIENT, &refresh_body(&assertion))
                 .await
                 .status
                 .as_u16()
@@ -340,9 +318,13 @@ async fn a_burst_of_first_uses_waiting_behind_a_strangers_refetch_is_answered_42
         *statuses.entry(task.await.unwrap()).or_default() += 1;
     }
     // The units held while waiting were given back: the client's next use authenticates.
-    token_from(&server, CLIENT, &new.sign(&claims(&client_id, now())))
-        .await
-        .assert_oauth_error(400, "invalid_grant");
+    token_from(
+        &server,
+        CLIENT,
+        &refresh_body(&new.sign(&claims(&client_id, now()))),
+    )
+    .await
+    .assert_oauth_error(400, "invalid_grant");
     assert_eq!(
         statuses.get(&429).copied().unwrap_or(0),
         0,
@@ -364,21 +346,29 @@ async fn a_known_key_verifies_while_a_strangers_refetch_holds_the_turn() {
     let host = KeyHost::start(key.jwks()).await;
     let client_id = host.client_id();
     let server = Arc::new(host.server());
-    token_from(&server, CLIENT, &key.sign(&claims(&client_id, now())))
-        .await
-        .assert_oauth_error(400, "invalid_grant");
+    token_from(
+        &server,
+        CLIENT,
+        &refresh_body(&key.sign(&claims(&client_id, now()))),
+    )
+    .await
+    .assert_oauth_error(400, "invalid_grant");
     host.stalled.store(true, Ordering::SeqCst);
     let before = host.hits();
     let stranger = {
         let server = Arc::clone(&server);
         let assertion = TestKey::rsa("made-up").sign(&claims(&client_id, now()));
-        tokio::spawn(async move { token_from(&server, ATTACKER, &assertion).await })
+        tokio::spawn(async move { token_from(&server, ATTACKER, &refresh_body(&assertion)).await })
     };
     host.asked(before + 1).await;
     for _ in 0..5 {
         let reply = tokio::time::timeout(
             HANG,
-            token_from(&server, CLIENT, &key.sign(&claims(&client_id, now()))),
+            token_from(
+                &server,
+                CLIENT,
+                &refresh_body(&key.sign(&claims(&client_id, now()))),
+            ),
         )
         .await
         .expect("the client's known key waited for the stranger's refetch");
@@ -401,15 +391,19 @@ async fn a_request_dropped_while_its_refetch_holds_the_turn_releases_it() {
     let host = KeyHost::start(old.jwks()).await;
     let client_id = host.client_id();
     let server = Arc::new(host.server());
-    token_from(&server, CLIENT, &old.sign(&claims(&client_id, now())))
-        .await
-        .assert_oauth_error(400, "invalid_grant");
+    token_from(
+        &server,
+        CLIENT,
+        &refresh_body(&old.sign(&claims(&client_id, now()))),
+    )
+    .await
+    .assert_oauth_error(400, "invalid_grant");
     host.stalled.store(true, Ordering::SeqCst);
     let before = host.hits();
     let abandoned = {
         let server = Arc::clone(&server);
         let assertion = TestKey::rsa("made-up").sign(&claims(&client_id, now()));
-        tokio::spawn(async move { token_from(&server, ATTACKER, &assertion).await })
+        tokio::spawn(async move { token_from(&server, ATTACKER, &refresh_body(&assertion)).await })
     };
     host.asked(before + 1).await;
     abandoned.abort();
@@ -418,7 +412,11 @@ async fn a_request_dropped_while_its_refetch_holds_the_turn_releases_it() {
     host.open();
     let reply = tokio::time::timeout(
         HANG,
-        token_from(&server, CLIENT, &new.sign(&claims(&client_id, now()))),
+        token_from(
+            &server,
+            CLIENT,
+            &refresh_body(&new.sign(&claims(&client_id, now()))),
+        ),
     )
     .await
     .expect("the turn of the abandoned request was never released");
@@ -441,9 +439,13 @@ async fn a_first_use_of_a_new_key_waits_for_every_strangers_queued_refetch() {
     let host = Arc::new(KeyHost::start(old.jwks()).await);
     let client_id = host.client_id();
     let server = Arc::new(host.server());
-    token_from(&server, CLIENT, &old.sign(&claims(&client_id, now())))
-        .await
-        .assert_oauth_error(400, "invalid_grant");
+    token_from(
+        &server,
+        CLIENT,
+        &refresh_body(&old.sign(&claims(&client_id, now()))),
+    )
+    .await
+    .assert_oauth_error(400, "invalid_grant");
     host.rotate(json!({ "keys": [old.jwk(), new.jwk()] }));
     host.stalled.store(true, Ordering::SeqCst);
     let before = host.hits();
@@ -452,7 +454,7 @@ async fn a_first_use_of_a_new_key_waits_for_every_strangers_queued_refetch() {
         let server = Arc::clone(&server);
         let assertion = TestKey::rsa(&format!("made-up-{i}")).sign(&claims(&client_id, now()));
         strangers.push(tokio::spawn(async move {
-            token_from(&server, ATTACKER, &assertion).await
+            token_from(&server, ATTACKER, &refresh_body(&assertion)).await
         }));
     }
     host.asked(before + 1).await;
@@ -462,7 +464,7 @@ async fn a_first_use_of_a_new_key_waits_for_every_strangers_queued_refetch() {
         let (server, host) = (Arc::clone(&server), Arc::clone(&host));
         let assertion = new.sign(&claims(&client_id, now()));
         tokio::spawn(async move {
-            let reply = token_from(&server, CLIENT, &assertion).await;
+            let reply = token_from(&server, CLIENT, &refresh_body(&assertion)).await;
             (reply, host.hits())
         })
     };
@@ -496,15 +498,19 @@ async fn made_up_kids_spaced_past_the_hold_fetch_a_down_host_past_the_budget() {
     let host = KeyHost::start(key.jwks()).await;
     let client_id = host.client_id();
     let server = host.server();
-    token_from(&server, CLIENT, &key.sign(&claims(&client_id, now())))
-        .await
-        .assert_oauth_error(400, "invalid_grant");
+    token_from(
+        &server,
+        CLIENT,
+        &refresh_body(&key.sign(&claims(&client_id, now()))),
+    )
+    .await
+    .assert_oauth_error(400, "invalid_grant");
     host.down.store(true, Ordering::SeqCst);
     let before = host.hits();
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     for i in 0..25 {
         let assertion = TestKey::rsa(&format!("made-up-{i}")).sign(&claims(&client_id, now()));
-        let reply = token_from(&server, ATTACKER, &assertion).await;
+        let reply = token_from(&server, ATTACKER, &refresh_body(&assertion)).await;
         *statuses.entry(reply.status.as_u16()).or_default() += 1;
         // Past the hold (a moka time-to-live of one second), not a timed assertion.
         tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
@@ -536,7 +542,7 @@ async fn a_header_naming_another_member_twice_is_refused() {
         r#"{"alg":"RS256","kid":"k1","jku":"https://a.example/","jku":"https://b.example/"}"#,
     ] {
         let assertion = key.sign_raw("RS256", header, &claims(&client_id, now()).to_string());
-        let reply = token_from(&server, CLIENT, &assertion).await;
+        let reply = token_from(&server, CLIENT, &refresh_body(&assertion)).await;
         if reply.status != StatusCode::UNAUTHORIZED {
             accepted.push((header, reply.status.as_u16(), reply.text()));
         }

@@ -238,8 +238,14 @@ impl TestServer {
         server
     }
 
-    pub(crate) async fn send(&self, mut request: Request<Body>) -> Reply {
-        request.extensions_mut().insert(ConnectInfo(self.peer));
+    pub(crate) async fn send(&self, request: Request<Body>) -> Reply {
+        self.send_from(self.peer, request).await
+    }
+
+    /// `request` from the client address `peer` (rate limits and failure budgets are per
+    /// address).
+    pub(crate) async fn send_from(&self, peer: SocketAddr, mut request: Request<Body>) -> Reply {
+        request.extensions_mut().insert(ConnectInfo(peer));
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
@@ -555,4 +561,24 @@ pub(crate) fn refresh_token(tokens: &Value) -> String {
 /// The access token of a token response.
 pub(crate) fn access_token(tokens: &Value) -> String {
     tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A `/token` request with the form `body` from the client address `peer`, `"ip:port"`.
+pub(crate) async fn token_from(server: &TestServer, peer: &str, body: &str) -> Reply {
+    let request = Request::post("/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    server.send_from(peer.parse().unwrap(), request).await
+}
+
+/// A refresh with a made-up refresh token, authenticated by `assertion`: a client that passes
+/// authentication gets `invalid_grant` (400), one that fails it `invalid_client` (401).
+pub(crate) fn refresh_body(assertion: &str) -> String {
+    form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "not-a-refresh-token"),
+        ("client_assertion_type", jose::JWT_BEARER),
+        ("client_assertion", assertion),
+    ])
 }
